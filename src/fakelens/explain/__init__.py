@@ -1,0 +1,12 @@
+"""Explanations: one capture, every gradient CAM; perturbation and attention methods; the Explanation."""
+
+from fakelens.explain.cams import CAMS, CAMMethod, register_cam
+from fakelens.explain.capture import Capture, capture
+from fakelens.explain.engine import EXPLAINERS, explain, explain_targets, method_names
+from fakelens.explain.explanation import Explanation, map_stats
+from fakelens.explain.targets import ClassLogit, FakeLogOdds, Negative, resolve_target
+
+__all__ = [
+    "CAMS", "EXPLAINERS", "CAMMethod", "Capture", "ClassLogit", "Explanation", "FakeLogOdds", "Negative",
+    "capture", "explain", "explain_targets", "map_stats", "method_names", "register_cam", "resolve_target",
+]

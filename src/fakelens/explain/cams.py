@@ -1,0 +1,193 @@
+r"""Gradient and activation CAMs computed from one :class:`~fakelens.explain.capture.Capture`.
+
+Every method maps a layer's activations ``A`` ``(B, C, h, w)`` and the gradients ``g = ∂y/∂A`` of the
+explained score ``y`` to a *signed* raw map ``(B, h, w)``; the heatmap shown to people is its ReLU. A method
+overrides ``weights`` (channel weights ``w_k``, map ``Σ_k w_k A^k``) or ``combine`` (anything else).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from fakelens.registry import Registry
+
+
+class CAMMethod:
+    """Base class: ``combine(acts, grads) -> (B, h, w)`` signed raw map."""
+
+    name: ClassVar[str] = ""
+    uses_gradients: ClassVar[bool] = True
+    eps: float = 1e-7
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, acts: Tensor, grads: Tensor | None) -> Tensor:
+        if self.uses_gradients and grads is None:
+            raise ValueError(f"{self.name} needs gradients; capture them first")
+        return self.combine(acts, grads if grads is not None else acts)
+
+
+CAMS: Registry[CAMMethod] = Registry("CAM method")
+
+
+def register_cam(name: str):  # type: ignore[no-untyped-def]
+    def deco(cls: type[CAMMethod]) -> type[CAMMethod]:
+        cls.name = name
+        CAMS.register(name)(cls)
+        return cls
+
+    return deco
+
+
+class GradientCAM(CAMMethod):
+    """A CAM of the form ``Σ_k w_k A^k``; subclasses give the channel weights."""
+
+    def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
+        """``(B, C, h, w)`` activations and gradients → ``(B, C)`` channel weights."""
+        raise NotImplementedError
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return torch.einsum("bc,bchw->bhw", self.weights(acts, grads), acts)
+
+
+@register_cam("gradcam")
+class GradCAM(GradientCAM):
+    r"""Grad-CAM (Selvaraju et al., ICCV 2017).
+
+    .. math:: w_k = \frac{1}{hw} \sum_{ij} g^k_{ij}
+    """
+
+    def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return grads.mean(dim=(2, 3))
+
+
+@register_cam("gradcam++")
+class GradCAMPlusPlus(GradientCAM):
+    r"""Grad-CAM++ (Chattopadhay et al., WACV 2018), closed form assuming an exponential output.
+
+    .. math:: \alpha^k_{ij} = \frac{g^2}{2 g^2 + (\sum_{ab} A^k_{ab})\, g^3 + \epsilon},\quad
+              w_k = \sum_{ij} \alpha^k_{ij}\, \mathrm{ReLU}(g^k_{ij})
+
+    (ε = 1e-6 as in pytorch-grad-cam; α = 0 where g = 0.)
+    """
+
+    eps = 1e-6
+
+    def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
+        g2 = grads * grads
+        alpha = g2 / (2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g2 * grads + self.eps)
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        return (alpha * grads.clamp_min(0)).sum(dim=(2, 3))
+
+
+@register_cam("xgradcam")
+class XGradCAM(GradientCAM):
+    r"""XGrad-CAM (Fu et al., BMVC 2020).
+
+    .. math:: w_k = \sum_{ij} \frac{A^k_{ij}}{\sum_{mn} A^k_{mn} + \epsilon} g^k_{ij}
+    """
+
+    def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return (grads * acts).sum(dim=(2, 3)) / (acts.sum(dim=(2, 3)) + self.eps)
+
+
+@register_cam("hirescam")
+class HiResCAM(CAMMethod):
+    r"""HiResCAM (Draelos & Carin, 2020): faithful when the head is global pooling + linear.
+
+    .. math:: S = \sum_k g^k \odot A^k
+    """
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return (grads * acts).sum(dim=1)
+
+
+@register_cam("gradcam-elementwise")
+class GradCAMElementWise(CAMMethod):
+    r"""Element-wise Grad-CAM (pytorch-grad-cam's ``GradCAMElementWise``).
+
+    .. math:: S = \sum_k \mathrm{ReLU}(g^k \odot A^k)
+    """
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return (grads * acts).clamp_min(0).sum(dim=1)
+
+
+@register_cam("layercam")
+class LayerCAM(CAMMethod):
+    r"""LayerCAM (Jiang et al., IEEE TIP 2021); usable at shallow layers.
+
+    .. math:: S = \sum_k \mathrm{ReLU}(g^k) \odot A^k
+    """
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return (grads.clamp_min(0) * acts).sum(dim=1)
+
+
+def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
+    r"""Projection of the centred ``(hw × C)`` matrix of ``x`` ``(B, C, h, w)`` on its first principal axis.
+
+    Equals ``X v₁`` of the SVD ``X = U Σ Vᵀ`` of the row-centred matrix, computed without an SVD: the top
+    eigenvector of the small Gram matrix (``XXᵀ`` or ``XᵀX``, whichever is smaller) by repeated squaring
+    (``2^squarings`` power steps in ``squarings`` batched matmuls, on the device, no host sync).
+
+    The sign of a singular vector is arbitrary; it is fixed deterministically so that the projection
+    correlates positively with the channel-mean magnitude ``mean_k |x_k|`` (where features are strong;
+    for post-ReLU CNN features the plain mean activation). Peers leave it to the LAPACK build.
+    """
+    b, c, h, w = x.shape
+    dtype = x.dtype
+    xm = x.float().flatten(2).transpose(1, 2)  # (B, n, C)
+    xm = torch.nan_to_num(xm - xm.mean(dim=1, keepdim=True))
+    n = xm.shape[1]
+    gram = xm @ xm.transpose(1, 2) if n <= c else xm.transpose(1, 2) @ xm
+    m = gram / gram.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
+    for _ in range(squarings):
+        m = m @ m
+        m = m / m.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
+    # M ≈ v vᵀ: its column with the largest diagonal entry is the best-conditioned copy of v.
+    j = m.diagonal(dim1=1, dim2=2).argmax(dim=1)
+    v = torch.gather(m, 2, j.view(b, 1, 1).expand(b, m.shape[1], 1))  # (B, d, 1)
+    v = gram @ v  # one plain power step against the unsquared matrix sharpens the estimate
+    if n <= c:
+        u = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)  # left singular vector (B, n, 1)
+        right = xm.transpose(1, 2) @ u  # Xᵀu = σ v
+        proj = (xm @ right).squeeze(-1) / right.norm(dim=1).clamp_min(1e-30)
+    else:
+        proj = (xm @ (v / v.norm(dim=1, keepdim=True).clamp_min(1e-30))).squeeze(-1)
+    ref = x.float().abs().mean(dim=1).flatten(1)
+    corr = ((proj - proj.mean(1, keepdim=True)) * (ref - ref.mean(1, keepdim=True))).sum(1)
+    sign = torch.where(corr < 0, -1.0, 1.0).to(proj.dtype)
+    return (proj * sign[:, None]).view(b, h, w).to(dtype)
+
+
+@register_cam("eigencam")
+class EigenCAM(CAMMethod):
+    r"""Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): first principal component of the activations.
+
+    .. math:: S = \bar{A} v_1, \quad \bar{A} = A - \mathrm{mean}_{ij} A,\ \ \bar{A} = U\Sigma V^\top
+
+    Class-agnostic (no gradients). Sign fixed to correlate positively with the mean |activation|.
+    """
+
+    uses_gradients = False
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return first_component_projection(acts)
+
+
+@register_cam("eigengradcam")
+class EigenGradCAM(CAMMethod):
+    r"""Eigen-Grad-CAM (pytorch-grad-cam): Eigen-CAM of the gradient-weighted activations.
+
+    .. math:: S = \overline{(A \odot g)}\, v_1
+
+    Sign fixed to correlate positively with the channel-mean of ``|A ⊙ g|``.
+    """
+
+    def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return first_component_projection(acts * grads)

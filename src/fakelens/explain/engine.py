@@ -1,0 +1,112 @@
+"""``explain()``: every requested method for a batch, gradient methods from one shared capture.
+
+Gradient and activation CAMs (the :data:`~fakelens.explain.cams.CAMS` registry) are all derived from one
+forward and one cut-off backward per target. Methods that need passes of their own (perturbation,
+attention) register in :data:`EXPLAINERS` and run after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from torch import Tensor
+
+from fakelens.errors import UnknownNameError
+from fakelens.explain.cams import CAMS
+from fakelens.explain.capture import capture
+from fakelens.explain.explanation import Explanation, build_explanation, fuse_layers
+from fakelens.explain.targets import Target, resolve_target
+from fakelens.models.base import Detector
+from fakelens.registry import Registry
+
+if TYPE_CHECKING:
+    from fakelens.geometry import Geometry
+
+
+class Explainer(Protocol):
+    """A method that runs passes of its own: returns raw ``(B, h, w)`` signed maps and metadata."""
+
+    def __call__(
+        self, detector: Detector, x: Tensor, target: Target, layers: Sequence[str]
+    ) -> tuple[Tensor, dict[str, Any]]: ...
+
+
+EXPLAINERS: Registry[Explainer] = Registry("explanation method")
+
+
+def method_names() -> list[str]:
+    """Every method ``explain`` accepts."""
+    return CAMS.names() + EXPLAINERS.names()
+
+
+def _check_methods(methods: Sequence[str]) -> None:
+    for m in methods:
+        if m not in CAMS and m not in EXPLAINERS:
+            CAMS.get(m) if not len(EXPLAINERS) else None  # raises with close matches
+            raise UnknownNameError(f"unknown explanation method {m!r} (known: {', '.join(method_names())})")
+
+
+def explain_targets(
+    detector: Detector,
+    x: Tensor,
+    methods: Sequence[str] = ("gradcam",),
+    targets: Sequence[str | Target] = ("fake",),
+    *,
+    layers: Sequence[str] | None = None,
+    geometries: Sequence[Geometry] | None = None,
+    valid: Tensor | None = None,
+) -> dict[str, dict[str, Explanation]]:
+    """Explanations for each target and method: ``result[target_name][method]``.
+
+    ``x`` is the normalised batch on the detector's device. Several layers are fused by
+    :func:`~fakelens.explain.explanation.fuse_layers`.
+    """
+    _check_methods(methods)
+    layer_names = tuple(layers or detector.cam_layers)
+    resolved = [resolve_target(t, detector) for t in targets]
+    cam_methods = [m for m in methods if m in CAMS]
+    out: dict[str, dict[str, Explanation]] = {t.name: {} for t in resolved}
+    if cam_methods:
+        need_grads = any(CAMS.get(m).uses_gradients for m in cam_methods)  # type: ignore[attr-defined]
+        cap = capture(detector, x, layer_names, resolved, gradients=need_grads)
+        probs = detector.fake_probability(cap.logits)
+        for t in resolved:
+            for m in cam_methods:
+                method = CAMS.create(m)
+                grads = cap.gradients.get(t.name, {})
+                raws = [method(cap.activations[n], grads.get(n)) for n in layer_names]
+                out[t.name][m] = build_explanation(
+                    m, layer_names, t.name, fuse_layers(raws), cap.scores[t.name], probs,
+                    cap.input_hw, geometries, valid,
+                )
+    for m in methods:
+        if m in CAMS:
+            continue
+        explainer = EXPLAINERS.create(m)
+        for t in resolved:
+            raw, meta = explainer(detector, x, t, layer_names)
+            scores = meta.pop("scores")
+            probs = meta.pop("probabilities")
+            out[t.name][m] = build_explanation(
+                m, meta.pop("layers", layer_names), t.name, raw, scores, probs,
+                (int(x.shape[-2]), int(x.shape[-1])), geometries, valid, meta,
+            )
+    return out
+
+
+def explain(
+    detector: Detector,
+    x: Tensor,
+    methods: Sequence[str] = ("gradcam",),
+    *,
+    target: str | Target = "fake",
+    layers: Sequence[str] | None = None,
+    geometries: Sequence[Geometry] | None = None,
+    valid: Tensor | None = None,
+) -> dict[str, Explanation]:
+    """``explain_targets`` for one target: ``result[method]``."""
+    t = resolve_target(target, detector)
+    return explain_targets(
+        detector, x, methods, (t,), layers=layers, geometries=geometries, valid=valid
+    )[t.name]

@@ -1,0 +1,164 @@
+"""The Explanation record: raw signed maps, maps on the original image grid, and their statistics.
+
+Peers min-max every map, which makes a flat or noisy map look confident. Here the raw map keeps its
+scale and sign, and ``stats`` say how confident it is (peak-to-mean, entropy, negative mass).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from fakelens.geometry import Geometry
+
+STAT_NAMES = ("min", "max", "sum", "negative_mass", "peak_to_mean", "entropy")
+
+
+def map_stats(raw: Tensor) -> dict[str, Tensor]:
+    r"""Per-map statistics of ``raw`` ``(B, h, w)``, each ``(B,)``, computed on the device.
+
+    ``negative_mass = Σ ReLU(−S) / Σ|S|``; ``peak_to_mean = max S⁺ / mean S⁺`` (1 for a flat map, large for
+    a focused one); ``entropy = −Σ p log p / log N`` with ``p = S⁺ / Σ S⁺`` (1 = flat, 0 = one pixel).
+    """
+    flat = raw.flatten(1).float()
+    n = flat.shape[1]
+    pos = flat.clamp_min(0)
+    pos_sum = pos.sum(1)
+    p = pos / pos_sum.clamp_min(1e-30)[:, None]
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(1) / math.log(max(n, 2))
+    return {
+        "min": flat.amin(1),
+        "max": flat.amax(1),
+        "sum": flat.sum(1),
+        "negative_mass": (-flat).clamp_min(0).sum(1) / flat.abs().sum(1).clamp_min(1e-30),
+        "peak_to_mean": pos.amax(1) / (pos_sum / n).clamp_min(1e-30),
+        "entropy": torch.where(pos_sum > 0, entropy, torch.ones_like(entropy)),
+    }
+
+
+def normalize_within(maps: Tensor, valid: Tensor) -> Tensor:
+    """Min-max normalise each map ``(..., H, W)`` over its valid pixels; 0 outside them and for flat maps."""
+    flat = maps.flatten(-2)
+    v = valid.flatten(-2).expand_as(flat)
+    lo = flat.masked_fill(~v, math.inf).amin(-1, keepdim=True)
+    hi = flat.masked_fill(~v, -math.inf).amax(-1, keepdim=True)
+    span = hi - lo
+    out = torch.where(span > 1e-12, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
+    return (out.clamp(0, 1) * v).view_as(maps)
+
+
+def fuse_layers(raws: Sequence[Tensor]) -> Tensor:
+    """Fuse per-layer signed maps: scale each by its max |value| per image, resample to the finest grid
+    (bilinear), average. One layer is returned unchanged."""
+    if len(raws) == 1:
+        return raws[0]
+    size = max((r.shape[-2:] for r in raws), key=lambda s: s[0] * s[1])
+    fused = []
+    for r in raws:
+        r = r / r.flatten(1).abs().amax(1).clamp_min(1e-30)[:, None, None]
+        if r.shape[-2:] != size:
+            r = F.interpolate(r[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+        fused.append(r)
+    return torch.stack(fused).mean(0)
+
+
+@dataclass
+class Explanation:
+    """One method's explanation of a batch.
+
+    ``raw``: ``(B, h, w)`` signed map at feature resolution; ``maps[i]``: image i's ReLU'd map on its
+    original pixel grid (or the input grid when no geometry was given), min-max normalised within
+    ``valid[i]`` and 0 outside it; ``stats``: :func:`map_stats` of ``raw``; ``scores``: the explained score.
+    """
+
+    method: str
+    layers: tuple[str, ...]
+    target: str
+    raw: Tensor
+    maps: list[Tensor]
+    valid: list[Tensor]
+    stats: dict[str, Tensor]
+    scores: Tensor
+    probabilities: Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.raw.shape[0]
+
+    def stacked(self) -> Tensor:
+        """All maps as one ``(B, H, W)`` tensor (they must share a size, e.g. views of one input size)."""
+        return torch.stack(self.maps)
+
+    def summary(self, i: int) -> dict[str, Any]:
+        """JSON-safe summary of image ``i``: method, layers, score, probability, stats, flat flag."""
+        stats = {k: float(v[i]) for k, v in self.stats.items()}
+        return {
+            "method": self.method,
+            "layers": list(self.layers),
+            "target": self.target,
+            "score": float(self.scores[i]),
+            "fake_probability": float(self.probabilities[i]),
+            "raw_shape": list(self.raw.shape[1:]),
+            "stats": stats,
+            "flat": bool(stats["max"] <= 0 or stats["entropy"] > 0.995),
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+
+def build_explanation(
+    method: str,
+    layers: Sequence[str],
+    target: str,
+    raw: Tensor,
+    scores: Tensor,
+    probabilities: Tensor,
+    input_hw: tuple[int, int],
+    geometries: Sequence[Geometry] | None = None,
+    valid: Tensor | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Explanation:
+    """Map raw feature-resolution maps onto the original images (``geometries``) or the input grid.
+
+    ``valid`` ``(B, H, W)`` optionally marks input pixels that came from the image (e.g. the non-black part
+    of a rotated view); used only when no geometry is given.
+    """
+    pos = raw.clamp_min(0).float()
+    maps: list[Tensor] = []
+    valids: list[Tensor] = []
+    if geometries is not None:
+        if len(geometries) != raw.shape[0]:
+            raise ValueError(f"{len(geometries)} geometries for a batch of {raw.shape[0]}")
+        for i, g in enumerate(geometries):
+            m = g.to_original(pos[i])
+            v = g.valid_original(device=m.device)
+            maps.append(normalize_within(m, v))
+            valids.append(v)
+    else:
+        up = F.interpolate(pos[:, None], size=input_hw, mode="bilinear", align_corners=False)[:, 0]
+        v_all = (
+            valid.to(device=up.device, dtype=torch.bool)
+            if valid is not None
+            else torch.ones_like(up, dtype=torch.bool)
+        )
+        norm = normalize_within(up, v_all)
+        maps = list(norm.unbind(0))
+        valids = list(v_all.unbind(0))
+    return Explanation(
+        method=method,
+        layers=tuple(layers),
+        target=target,
+        raw=raw,
+        maps=maps,
+        valid=valids,
+        stats=map_stats(raw),
+        scores=scores,
+        probabilities=probabilities,
+        meta=dict(meta or {}),
+    )

@@ -1,0 +1,185 @@
+"""The Detector contract: every model fakelens runs or explains is one of these.
+
+A detector is an ``nn.Module`` whose ``forward(x)`` returns logits ``(B, len(labels))`` for pixels that were
+prepared according to ``input_spec``. It names the layers a CAM should explain by default (``cam_layers``,
+module paths relative to the detector) and, for transformers, the ``token_layout`` that turns a token
+sequence ``(B, N, C)`` into a feature map ``(B, C, h, w)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from fakelens.errors import UnknownNameError
+
+ResizeMode = Literal["resize", "letterbox", "center_crop"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How raw RGB pixels become the model's input tensor.
+
+    ``size`` is ``(height, width)``; ``mode`` how the image is fitted to it (``resize`` stretches,
+    ``letterbox`` keeps the aspect ratio and pads with ``fill`` pixels, ``center_crop`` scales the short
+    side and crops); ``mean``/``std`` normalise pixels in [0, 1] *after* any padding or fill.
+    """
+
+    size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    mode: ResizeMode = "letterbox"
+    fill: tuple[int, int, int] = (0, 0, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        return cls(
+            size=tuple(d["size"]),  # type: ignore[arg-type]
+            mean=tuple(d["mean"]),  # type: ignore[arg-type]
+            std=tuple(d["std"]),  # type: ignore[arg-type]
+            mode=d.get("mode", "letterbox"),
+            fill=tuple(d.get("fill", (0, 0, 0))),  # type: ignore[arg-type]
+        )
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """``(B, 3, H, W)`` pixels in [0, 1] → normalised model input (on x's device and dtype)."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Token sequence layout of a vision transformer layer's output ``(B, N, C)``.
+
+    The first ``num_prefix_tokens`` tokens are the class token (if any) followed by ``num_registers``
+    register tokens; the remaining ``N - num_prefix_tokens`` are patches in row-major order on a grid of
+    ``(H / patch, W / patch)`` for an ``(H, W)`` input — not necessarily square.
+    """
+
+    num_prefix_tokens: int
+    patch_size: tuple[int, int]
+    num_registers: int = 0
+    has_class_token: bool = True
+
+    def grid(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        return input_hw[0] // self.patch_size[0], input_hw[1] // self.patch_size[1]
+
+    def to_map(self, tokens: Tensor, input_hw: tuple[int, int]) -> Tensor:
+        """``(B, N, C)`` tokens → ``(B, C, h, w)`` patch feature map (all prefix tokens dropped)."""
+        h, w = self.grid(input_hw)
+        patches = tokens[:, self.num_prefix_tokens :, :]
+        if patches.shape[1] != h * w:
+            raise ValueError(
+                f"token layout mismatch: {patches.shape[1]} patch tokens after {self.num_prefix_tokens} "
+                f"prefix tokens, but a {input_hw} input with patch {self.patch_size} gives a {h}x{w} grid"
+            )
+        return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LogitsAdapter = Callable[[Any], Tensor]
+
+
+def _default_adapter(out: Any) -> Tensor:
+    """Accept plain tensors, Hugging Face ``ModelOutput`` (``.logits``) and tuples (first element)."""
+    if isinstance(out, Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise TypeError(f"cannot find logits in a model output of type {type(out).__name__}")
+
+
+class Detector(nn.Module):
+    """A classifier with the metadata fakelens needs to prepare inputs and explain decisions.
+
+    Wraps ``net`` (any ``nn.Module``: timm, torchvision, Hugging Face). Layer names in ``cam_layers`` are
+    paths relative to the *detector*, e.g. ``"net.layer4"``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        labels: Sequence[str] = ("real", "fake"),
+        input_spec: InputSpec | None = None,
+        cam_layers: Sequence[str] = (),
+        token_layout: TokenLayout | None = None,
+        fake_label: str = "fake",
+        name: str = "custom",
+        config: dict[str, Any] | None = None,
+        adapter: LogitsAdapter | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.labels = tuple(labels)
+        self.input_spec = input_spec or InputSpec()
+        self.cam_layers = tuple(cam_layers)
+        self.token_layout = token_layout
+        self.name = name
+        self.config: dict[str, Any] = dict(config or {})
+        self._adapter = adapter or _default_adapter
+        if len(self.labels) == 1:
+            self.fake_index = 0
+        elif fake_label in self.labels:
+            self.fake_index = self.labels.index(fake_label)
+        else:
+            raise ValueError(f"fake label {fake_label!r} is not among the labels {self.labels}")
+        for layer in self.cam_layers:
+            self.layer(layer)  # fail early on a wrong layer name
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._adapter(self.net(x))
+
+    def layer(self, name: str) -> nn.Module:
+        """The submodule at ``name`` (a dotted path relative to the detector)."""
+        try:
+            return self.get_submodule(name)
+        except AttributeError:
+            raise UnknownNameError(f"model {self.name!r} has no layer {name!r}") from None
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def fake_probability(self, logits: Tensor) -> Tensor:
+        """``(B, n)`` logits → ``(B,)`` probability of the fake label (sigmoid for one logit)."""
+        if logits.shape[1] == 1:
+            return torch.sigmoid(logits[:, 0])
+        return torch.softmax(logits.float(), dim=1)[:, self.fake_index]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "labels": list(self.labels),
+            "input_spec": self.input_spec.to_dict(),
+            "cam_layers": list(self.cam_layers),
+            "token_layout": self.token_layout.to_dict() if self.token_layout else None,
+            "parameters": sum(p.numel() for p in self.parameters()),
+        }
+
+
+@dataclass
+class ModelInfo:
+    """A registry entry's description, shown by ``fakelens models``."""
+
+    name: str
+    summary: str
+    kind: str = "cnn"
+    extra: dict[str, Any] = field(default_factory=dict)

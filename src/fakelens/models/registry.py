@@ -1,0 +1,35 @@
+"""The model registry: ``@register_model(name)`` on a factory returning a :class:`Detector`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fakelens.models.base import Detector
+from fakelens.registry import Registry
+
+MODELS: Registry[Detector] = Registry("model")
+register_model = MODELS.register
+
+
+def create_model(name: str, **kwargs: Any) -> Detector:
+    """Build the registered detector ``name`` in eval mode."""
+    det = MODELS.create(name, **kwargs)
+    det.name = name if det.name == "custom" else det.name
+    return det.eval()
+
+
+def seeded_init(seed: int) -> Any:
+    """Context manager: run the model's random initialisation from ``seed`` without touching global RNG."""
+    rng = torch.random.fork_rng(devices=[])
+
+    class _Ctx:
+        def __enter__(self) -> None:
+            rng.__enter__()
+            torch.manual_seed(seed)
+
+        def __exit__(self, *exc: object) -> None:
+            rng.__exit__(*exc)
+
+    return _Ctx()

@@ -1,0 +1,164 @@
+"""Every registered CAM × every tiny model: shapes, values, batching, hooks and state hygiene."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_MODELS, model_input
+
+from fakelens.explain import CAMS, capture, explain, explain_targets
+from fakelens.explain.cams import first_component_projection
+from fakelens.models import create_model
+
+METHODS = CAMS.names()
+
+
+def _hooks(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_shapes_and_finite(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 3)
+    e = explain(det, x, [method])[method]
+    h, w = det.input_spec.size
+    assert e.raw.dim() == 3 and e.raw.shape[0] == 3
+    assert torch.isfinite(e.raw).all()
+    assert len(e.maps) == 3 and all(m.shape == (h, w) for m in e.maps)
+    for m in e.maps:
+        assert m.min() >= 0 and m.max() <= 1
+    assert set(e.stats) >= {"min", "max", "sum", "negative_mass", "peak_to_mean", "entropy"}
+    assert all(v.shape == (3,) and torch.isfinite(v).all() for v in e.stats.values())
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_batch_equals_per_image(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 3, seed=1)
+    batch = explain(det, x, [method])[method].raw
+    single = torch.cat([explain(det, x[i : i + 1], [method])[method].raw for i in range(3)])
+    scale = batch.abs().amax() + 1e-12
+    torch.testing.assert_close(batch / scale, single / scale, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_no_hooks_left_and_state_restored_after_exception(model_name: str) -> None:
+    det = create_model(model_name)
+    det.train()
+    det.net.head.weight.requires_grad_(False)  # a caller's own freezing must survive too
+    flags = [p.requires_grad for p in det.parameters()]
+
+    def bad_target(logits: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    bad_target.name = "bad"  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="boom"):
+        capture(det, model_input(det), targets=[bad_target])  # type: ignore[list-item]
+    assert _hooks(det) == 0
+    assert det.training and all(m.training for m in det.modules())
+    assert [p.requires_grad for p in det.parameters()] == flags
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_state_restored_after_success_and_no_param_grads(model_name: str) -> None:
+    det = create_model(model_name)
+    explain(det, model_input(det), METHODS)
+    assert _hooks(det) == 0
+    assert not det.training
+    assert all(p.requires_grad for p in det.parameters())
+    assert all(p.grad is None for p in det.parameters())
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_inside_no_grad_and_inference_mode(model_name: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det)
+    ref = explain(det, x, ["gradcam"])["gradcam"].raw
+    with torch.no_grad():
+        a = explain(det, x, ["gradcam"])["gradcam"].raw
+    with torch.inference_mode():
+        b = explain(det, x.clone(), ["gradcam"])["gradcam"].raw
+    torch.testing.assert_close(a, ref)
+    torch.testing.assert_close(b, ref)
+
+
+def test_several_targets_from_one_forward() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det)
+    calls = 0
+
+    def count(module: torch.nn.Module, args: object, out: object) -> None:
+        nonlocal calls
+        calls += 1
+
+    h = det.net.head.register_forward_hook(count)
+    try:
+        res = explain_targets(det, x, ["gradcam", "hirescam"], ["fake", "real", "class:0"])
+    finally:
+        h.remove()
+    assert calls == 1
+    fake = res["fake"]["hirescam"].raw
+    real = res["real"]["hirescam"].raw
+    torch.testing.assert_close(real, -fake)  # negative evidence is the mirror image
+    # class:0 logit minus class:1 logit == -(fake log-odds) for two logits
+    torch.testing.assert_close(res["fake"]["gradcam"].scores, -res["real"]["gradcam"].scores)
+
+
+def test_multi_layer_fusion_mean_of_scaled_maps() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det)
+    layers = ["net.features.2", "net.features.3"]
+    fused = explain(det, x, ["gradcam"], layers=layers)["gradcam"].raw
+    singles = [explain(det, x, ["gradcam"], layers=[n])["gradcam"].raw for n in layers]
+    expected = torch.stack([s / s.flatten(1).abs().amax(1)[:, None, None] for s in singles]).mean(0)
+    torch.testing.assert_close(fused, expected)
+
+
+def test_unknown_method_and_layer_give_clear_errors() -> None:
+    from fakelens.errors import UnknownNameError
+
+    det = create_model("tiny-cnn")
+    with pytest.raises(UnknownNameError, match="gradcam"):
+        explain(det, model_input(det), ["gradcan"])
+    with pytest.raises(UnknownNameError, match="no layer"):
+        explain(det, model_input(det), ["gradcam"], layers=["net.nope"])
+
+
+def test_eigen_projection_matches_svd_and_sign_is_fixed() -> None:
+    g = torch.Generator().manual_seed(3)
+    for c, hw in [(64, 7), (8, 12), (32, 5)]:
+        x = torch.randn(4, c, hw, hw, generator=g).abs() + torch.randn(4, c, 1, 1, generator=g)
+        proj = first_component_projection(x)
+        xm = x.flatten(2).transpose(1, 2)
+        xm = xm - xm.mean(1, keepdim=True)
+        _, _, vt = torch.linalg.svd(xm.double())
+        ref = (xm.double() @ vt[:, 0, :, None]).squeeze(-1).view(4, hw, hw).float()
+        sign = torch.sign((proj * ref).flatten(1).sum(1))[:, None, None]
+        torch.testing.assert_close(proj, ref * sign, atol=1e-4 * ref.abs().max().item(), rtol=1e-3)
+        # the fixed sign correlates positively with the channel mean, and is invariant to a flipped input order
+        mean = x.abs().mean(1).flatten(1)
+        corr = ((proj.flatten(1) - proj.flatten(1).mean(1, keepdim=True)) * (mean - mean.mean(1, keepdim=True))).sum(1)
+        assert (corr >= 0).all()
+        torch.testing.assert_close(first_component_projection(x.flip(1)), proj, atol=1e-5, rtol=1e-4)
+
+
+def test_gradcam_golden_values_on_hand_weighted_model() -> None:
+    """One 1×1 conv with hand-set weights, GAP, linear head: every map is computable by hand."""
+    from fakelens.models import Detector, InputSpec
+
+    conv = torch.nn.Conv2d(1, 2, 1, bias=False)
+    conv.weight.data = torch.tensor([[[[1.0]]], [[[-1.0]]]])
+    head = torch.nn.Linear(2, 2, bias=False)
+    head.weight.data = torch.tensor([[0.0, 1.0], [2.0, 0.0]])  # real ← channel 1, fake ← 2·channel 0
+    net = torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head)
+    det = Detector(net, input_spec=InputSpec(size=(2, 2), mean=(0, 0, 0), std=(1, 1, 1)), cam_layers=("net.0",))
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    res = explain(det, x, ["gradcam", "hirescam", "layercam"])
+    # y = z_fake − z_real = 2·mean(A0) − mean(A1); A0 = x, A1 = −x; g0 = 2/4, g1 = −1/4
+    expected = 0.5 * x[0, 0] + (-0.25) * (-x[0, 0])  # Σ_k w_k A^k = 0.75·x
+    torch.testing.assert_close(res["gradcam"].raw[0], expected)
+    torch.testing.assert_close(res["hirescam"].raw[0], expected)
+    torch.testing.assert_close(res["layercam"].raw[0], 0.5 * x[0, 0])  # ReLU(g1) = 0
