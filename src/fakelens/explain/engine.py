@@ -78,7 +78,7 @@ def explain_targets(
                 raws = [method(cap.activations[n], grads.get(n)) for n in layer_names]
                 out[t.name][m] = build_explanation(
                     m, layer_names, t.name, fuse_layers(raws), cap.scores[t.name], probs,
-                    cap.input_hw, geometries, valid,
+                    cap.input_hw, geometries, valid, logits=cap.logits,
                 )
     for m in methods:
         if m in CAMS:
@@ -88,9 +88,10 @@ def explain_targets(
             raw, meta = explainer(detector, x, t, layer_names)
             scores = meta.pop("scores")
             probs = meta.pop("probabilities")
+            logits = meta.pop("logits", None)
             out[t.name][m] = build_explanation(
                 m, meta.pop("layers", layer_names), t.name, raw, scores, probs,
-                (int(x.shape[-2]), int(x.shape[-1])), geometries, valid, meta,
+                (int(x.shape[-2]), int(x.shape[-1])), geometries, valid, meta, logits=logits,
             )
     return out
 

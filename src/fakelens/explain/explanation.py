@@ -88,6 +88,7 @@ class Explanation:
     scores: Tensor
     probabilities: Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    logits: Tensor | None = None
 
     def __len__(self) -> int:
         return self.raw.shape[0]
@@ -123,6 +124,7 @@ def build_explanation(
     geometries: Sequence[Geometry] | None = None,
     valid: Tensor | None = None,
     meta: dict[str, Any] | None = None,
+    logits: Tensor | None = None,
 ) -> Explanation:
     """Map raw feature-resolution maps onto the original images (``geometries``) or the input grid.
 
@@ -161,4 +163,5 @@ def build_explanation(
         scores=scores,
         probabilities=probabilities,
         meta=dict(meta or {}),
+        logits=logits,
     )

@@ -64,10 +64,23 @@ class Negative:
         return -self.target(logits)
 
 
+@dataclass(frozen=True)
+class TopClass:
+    """The logit of each image's own top-scoring class (for classifiers without a fake label)."""
+
+    name: str = "top"
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        return logits.gather(1, logits.argmax(1, keepdim=True))[:, 0]
+
+
 def resolve_target(spec: str | Target, detector: Detector) -> Target:
-    """``"fake"`` (default), ``"real"`` (negative fake log-odds), a label name, ``"class:K"``, or a Target."""
+    """``"fake"`` (default), ``"real"`` (negative fake log-odds), ``"top"`` (each image's top class), a label
+    name, ``"class:K"``, or a Target. ``"fake"`` on a model without a fake label means ``"top"``."""
     if not isinstance(spec, str):
         return spec
+    if spec == "top" or (spec == "fake" and "fake" not in detector.labels):
+        return TopClass()
     if spec == "fake":
         return FakeLogOdds(detector.fake_index)
     if spec == "real" and len(detector.labels) <= 2:
@@ -83,5 +96,5 @@ def resolve_target(spec: str | Target, detector: Detector) -> Target:
     if spec in detector.labels:
         return ClassLogit(detector.labels.index(spec), name=spec)
     raise UnknownNameError(
-        f"unknown target {spec!r}: use 'fake', 'real', 'class:K' or a label of {detector.name!r}"
+        f"unknown target {spec!r}: use 'fake', 'real', 'top', 'class:K' or a label of {detector.name!r}"
     )

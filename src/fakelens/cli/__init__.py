@@ -1,0 +1,1 @@
+"""The ``fakelens`` command line: a thin typer shell over the library."""

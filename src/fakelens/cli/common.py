@@ -1,0 +1,79 @@
+"""Shared CLI plumbing: consoles, one-line user errors, JSON output, image discovery."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from fakelens.errors import FakelensError
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one clear error line to stderr and exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn user mistakes (FakelensError, unreadable/unwritable paths) into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FakelensError as e:
+            fail(str(e))
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+            fail(f"{e.strerror or type(e).__name__}: {e.filename}")
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def expand_images(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, folders searched recursively for images (sorted); missing paths are an error."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FakelensError(f"no such file or folder: {p}")
+    return out
+
+
+def split_csv(values: list[str] | None) -> list[str]:
+    """``--method a,b --method c`` → ``[a, b, c]`` (order kept, duplicates dropped)."""
+    seen: dict[str, None] = {}
+    for v in values or []:
+        for part in v.split(","):
+            if part.strip():
+                seen[part.strip()] = None
+    return list(seen)

@@ -1,0 +1,187 @@
+"""``fakelens explain``: verdicts, heatmap overlays, panels and a JSON summary for images."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fakelens.cli.common import console, expand_images, fail, print_json, split_csv, user_errors
+from fakelens.errors import ConfigError
+from fakelens.explain.engine import method_names
+from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
+from fakelens.pipeline import ImageResult, batched, explain_images
+from fakelens.viz.overlay import CMAPS, overlay, panel, save_png
+
+app = typer.Typer()
+
+DEFAULT_METHODS = "gradcam,hirescam,layercam,eigencam"
+
+
+def demo_images() -> list[Path]:
+    """The photos bundled with fakelens (CC0 / public domain; see their MANIFEST.json)."""
+    root = resources.files("fakelens") / "assets" / "demo"
+    paths = [Path(str(p)) for p in root.iterdir()] if root.is_dir() else []
+    return sorted(p for p in paths if p.suffix.lower() in {".jpg", ".jpeg", ".png"} and ".mask" not in p.name)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
+    return dev
+
+
+def _caption(s: dict[str, Any]) -> str:
+    st = s["stats"]
+    flat = "  FLAT" if s["flat"] else ""
+    return f"peak/mean {st['peak_to_mean']:.1f}  entropy {st['entropy']:.2f}{flat}"
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, k = path.stem, 1
+    while stem in used:
+        k += 1
+        stem = f"{path.stem}-{k}"
+    used.add(stem)
+    return stem
+
+
+def _write_outputs(
+    r: ImageResult, stem: str, out: Path, alpha: float, cmap: str, save_raw: bool, model_name: str
+) -> dict[str, Any]:
+    summary = r.summary()
+    files: dict[str, str] = {}
+    maps = {}
+    for method in r.explanations:
+        m = r.map(method).cpu()
+        maps[method] = m
+        ov = overlay(r.image, m, alpha=alpha, cmap=cmap, valid=r.valid(method).cpu())
+        files[method] = save_png(ov, out / f"{stem}.{method}.png").name
+        if save_raw:
+            buf = _npy_bytes(m.numpy())
+            atomic_write_bytes(out / f"{stem}.{method}.npy", buf)
+            files[f"{method}.npy"] = f"{stem}.{method}.npy"
+    if maps:
+        if "fake_probability" in summary:
+            head = f"{model_name}: {summary['verdict'].upper()}  p(fake) = {summary['fake_probability']:.3f}"
+        else:
+            lab = summary["top_labels"][0]
+            head = f"{model_name}: {lab['label']} ({lab['probability']:.2f})"
+        captions = {m: _caption(summary["methods"][m]) for m in maps}
+        img = panel(r.image, maps, title=head, captions=captions, alpha=alpha, cmap=cmap)
+        files["panel"] = save_png(img, out / f"{stem}.panel.png").name
+    summary["files"] = files
+    return summary
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a.astype(np.float32))
+    return buf.getvalue()
+
+
+@app.command("explain")
+@user_errors
+def explain_cmd(
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders (searched recursively).")
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="A registered detector name (see `fakelens models`) or a checkpoint.")
+    ] = "effnet-lite0-imagenet",
+    method: Annotated[
+        list[str] | None,
+        typer.Option("--method", "-m", help=f"Methods, comma-separated or repeated. Default: {DEFAULT_METHODS}."),
+    ] = None,
+    target: Annotated[
+        str, typer.Option(help="What to explain: fake (log-odds, default), real, top, class:K or a label.")
+    ] = "fake",
+    layer: Annotated[
+        list[str] | None, typer.Option("--layer", help="Layer(s) to explain; default: the model's CAM layers.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("fakelens-out"),
+    demo: Annotated[bool, typer.Option("--demo", help="Explain the photos bundled with fakelens.")] = False,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    cmap: Annotated[str, typer.Option(help=f"Colormap: {', '.join(CMAPS)}.")] = "jet",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also save each map as .npy (float32).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON summary to stdout.")] = False,
+) -> None:
+    """Explain why a detector calls images fake (or, for a plain classifier, its top class).
+
+    Writes one overlay PNG per image and method, a side-by-side panel per image, and summary.json with
+    the verdicts and each map's statistics (a flat map is flagged, not stretched into false confidence).
+    """
+    from fakelens.models.checkpoint import load_detector
+
+    methods = split_csv(method) or DEFAULT_METHODS.split(",")
+    known = method_names()
+    for m in methods:
+        if m not in known:
+            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    if cmap not in CMAPS:
+        fail(f"unknown colormap {cmap!r} (choose from {', '.join(CMAPS)})")
+    paths = expand_images(images or []) + (demo_images() if demo else [])
+    if not paths:
+        fail("no images given: pass image files or folders, or --demo for the bundled photos")
+    dev = resolve_device(device)
+    detector = load_detector(model)
+    members = detector.members if hasattr(detector, "members") else [detector]
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    used: set[str] = set()
+    stems = {p: _unique_stem(p, used) for p in paths}
+    with Progress(
+        TextColumn("[bold]explain"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, disable=json_out or len(paths) < 2, transient=True,
+    ) as progress:
+        task = progress.add_task("explain", total=len(paths) * len(members))
+        for det in members:
+            det.to(dev)
+            for chunk in batched(paths, batch_size):
+                imgs = [load_image(p) for p in chunk]
+                results = explain_images(det, imgs, methods, target=target, layers=layer, device=dev)
+                for p, r in zip(chunk, results, strict=True):
+                    stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
+                    rec = _write_outputs(r, stem, out, alpha, cmap, save_raw, det.name)
+                    records.append({"image": str(p), "model": det.name, **rec})
+                progress.advance(task, len(chunk))
+    payload = {"model": model, "methods": methods, "target": target, "out": str(out), "images": records}
+    atomic_write_text(out / "summary.json", json.dumps(payload, indent=2))
+    if json_out:
+        print_json(payload)
+        return
+    _print_table(records, methods)
+    console.print(f"wrote overlays, panels and summary.json to [bold]{out}[/]")
+
+
+def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
+    table = Table("image", "model", "verdict p(fake)", *methods, caption="cells: peak-to-mean ratio of each map")
+    for r in records:
+        if "verdict" in r:
+            verdict = f"{r['verdict']} {r['fake_probability']:.2f}"
+        else:
+            top = r["top_labels"][0]
+            verdict = f"{top['label']} ({top['probability']:.2f})"
+        cells = []
+        for m in methods:
+            s = r["methods"][m]
+            cells.append(f"{s['stats']['peak_to_mean']:.1f}" + (" flat" if s["flat"] else ""))
+        table.add_row(Path(r["image"]).name, r["model"], verdict, *cells)
+    console.print(table)

@@ -1,0 +1,50 @@
+"""Entry point: ``fakelens <command>``; one file per command group, composed here."""
+
+from __future__ import annotations
+
+import typer
+
+from fakelens import __version__
+from fakelens.cli import explain as explain_cli
+from fakelens.cli import models as models_cli
+
+app = typer.Typer(
+    name="fakelens",
+    help="Explainable deepfake image detection: verdicts, heatmaps you can check, and trust tests for them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.registered_commands += explain_cli.app.registered_commands + models_cli.app.registered_commands
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fakelens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """fakelens command line."""
+
+
+def _attach_optional() -> None:
+    try:
+        from fakelens.cli import data as data_cli
+    except ImportError:  # the data command group is optional until its module exists
+        return
+    app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")
+
+
+_attach_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

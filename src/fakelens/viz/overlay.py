@@ -1,0 +1,123 @@
+"""Heatmap overlays in RGB (never BGR) and side-by-side panels of several methods."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from fakelens.errors import ConfigError  # noqa: E402
+
+CMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
+
+
+def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return arr
+
+
+def _as_map(m: Any) -> np.ndarray:
+    if hasattr(m, "detach"):
+        m = m.detach().float().cpu().numpy()
+    return np.nan_to_num(np.asarray(m, dtype=np.float32))
+
+
+def colorize(saliency: Any, cmap: str = "jet") -> np.ndarray:
+    """``(H, W)`` map in [0, 1] → ``(H, W, 3)`` uint8 RGB through a matplotlib colormap."""
+    if cmap not in CMAPS:
+        raise ConfigError(f"unknown colormap {cmap!r} (choose from {', '.join(CMAPS)})")
+    m = np.clip(_as_map(saliency), 0.0, 1.0)
+    return (colormaps[cmap](m)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(
+    image: Image.Image | np.ndarray,
+    saliency: Any,
+    *,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    valid: Any = None,
+) -> np.ndarray:
+    """Blend a colourised map over the image: ``(1 − α)·image + α·colour`` on valid pixels.
+
+    Pixels outside ``valid`` (e.g. parts the model never saw) keep the image, dimmed to half, so an analyst
+    can tell "no evidence" from "not looked at". The map must already be on the image's pixel grid.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    img = _as_array(image).astype(np.float32)
+    m = _as_map(saliency)
+    if m.shape != img.shape[:2]:
+        raise ValueError(f"map {m.shape} and image {img.shape[:2]} differ in size; map it with its Geometry")
+    out = (1.0 - alpha) * img + alpha * colorize(m, cmap).astype(np.float32)
+    if valid is not None:
+        v = _as_map(valid).astype(bool)
+        out = np.where(v[..., None], out, 0.5 * img)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def panel(
+    image: Image.Image | np.ndarray,
+    maps: Mapping[str, Any],
+    *,
+    title: str | None = None,
+    captions: Mapping[str, str] | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    valid: Any = None,
+    max_width_px: int = 2400,
+) -> np.ndarray:
+    """Side-by-side figure: the image, then one overlay per method with its caption and a colour bar.
+
+    Returns the rendered figure as ``(H, W, 3)`` uint8 RGB.
+    """
+    img = _as_array(image)
+    names: Sequence[str] = list(maps)
+    n = len(names) + 1
+    h, w = img.shape[:2]
+    tile = min(3.2, max_width_px / 100 / n)
+    fig, axes = plt.subplots(1, n, figsize=(tile * n, tile * h / w + 0.9), dpi=100, squeeze=False)
+    try:
+        axes[0, 0].imshow(img)
+        axes[0, 0].set_title("image", fontsize=9)
+        for ax, name in zip(axes[0, 1:], names, strict=True):
+            ax.imshow(overlay(img, maps[name], alpha=alpha, cmap=cmap, valid=valid))
+            ax.set_title(name, fontsize=9)
+            if captions and name in captions:
+                ax.set_xlabel(captions[name], fontsize=7)
+        for ax in axes[0]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if names:
+            sm = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap)
+            fig.colorbar(sm, ax=list(axes[0, 1:]), fraction=0.02, pad=0.01, label="relative evidence")
+        if title:
+            fig.suptitle(title, fontsize=10)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB uint8 array as PNG atomically (temp file + rename)."""
+    from fakelens.io import save_image_atomic
+
+    path = Path(path)
+    save_image_atomic(array, path)
+    return path

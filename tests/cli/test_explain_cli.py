@@ -1,0 +1,89 @@
+"""The CLI through typer's CliRunner: outputs, JSON, and one-line errors (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fakelens.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    a = tmp_path / "wide.png"
+    Image.fromarray(rng.integers(0, 255, (37, 91, 3), dtype=np.uint8)).save(a)
+    b = tmp_path / "sub" / "tall.jpg"
+    b.parent.mkdir()
+    Image.fromarray(rng.integers(0, 255, (80, 33, 3), dtype=np.uint8)).save(b)
+    return [a, b]
+
+
+def test_explain_writes_overlays_panels_and_summary(tmp_path: Path, photos: list[Path]) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["explain", str(tmp_path), "--model", "tiny-cnn", "-m", "gradcam,eigencam", "--out", str(out),
+              "--json", "--save-raw"],
+    )
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert len(payload["images"]) == 2
+    for rec in payload["images"]:
+        assert rec["verdict"] in {"real", "fake"} and 0 <= rec["fake_probability"] <= 1
+        assert set(rec["methods"]) == {"gradcam", "eigencam"}
+        stem = Path(rec["image"]).stem
+        for m in ("gradcam", "eigencam"):
+            ov = Image.open(out / f"{stem}.{m}.png")
+            assert ov.size == (rec["width"], rec["height"])  # overlays on the original pixel grid
+            raw = np.load(out / f"{stem}.{m}.npy")
+            assert raw.shape == (rec["height"], rec["width"])
+        assert (out / f"{stem}.panel.png").exists()
+    assert json.loads((out / "summary.json").read_text()) == payload
+
+
+def test_models_and_methods_list_json() -> None:
+    res = runner.invoke(app, ["models", "--json"])
+    assert res.exit_code == 0
+    assert {"tiny-cnn", "tiny-vit"} <= {r["name"] for r in json.loads(res.stdout)}
+    res = runner.invoke(app, ["methods", "--json"])
+    assert {"gradcam", "eigencam"} <= {r["name"] for r in json.loads(res.stdout)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--model", "tiny-cnn", "--cmap", "rainbow"], "unknown colormap"),
+        (["--model", "tiny-cnn", "--target", "banana"], "unknown target 'banana'"),
+        (["--model", "tiny-cnn", "--layer", "net.nope"], "no layer 'net.nope'"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path: Path, photos: list[Path], args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["explain", str(photos[0]), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_bad_images_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(b"this is not an image")
+    res = runner.invoke(app, ["explain", str(bad), "--model", "tiny-cnn", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "notes.jpg" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["explain", str(tmp_path / "missing.png"), "--model", "tiny-cnn"])
+    assert res.exit_code == 2 and "missing.png" in res.output
+    res = runner.invoke(app, ["explain", "--model", "tiny-cnn"])
+    assert res.exit_code == 2 and "no images" in res.output
+
+
+def test_help_explains() -> None:
+    res = runner.invoke(app, ["explain", "--help"])
+    assert res.exit_code == 0 and "--method" in res.output and "fake" in res.output

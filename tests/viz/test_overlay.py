@@ -1,0 +1,48 @@
+"""Overlays are RGB (never BGR), respect alpha and the valid mask; panels render."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fakelens.errors import ConfigError
+from fakelens.viz import colorize, overlay, panel
+
+
+def test_colorize_jet_is_rgb() -> None:
+    c = colorize(np.array([[0.0, 1.0]]), "jet")
+    assert c.dtype == np.uint8 and c.shape == (1, 2, 3)
+    assert c[0, 0, 2] > c[0, 0, 0]  # low values are blue
+    assert c[0, 1, 0] > c[0, 1, 2]  # high values are red
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_overlay_alpha_blend(alpha: float) -> None:
+    img = np.full((4, 5, 3), 200, np.uint8)
+    m = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)
+    out = overlay(img, m, alpha=alpha)
+    expected = (1 - alpha) * 200 + alpha * colorize(m).astype(np.float32)
+    assert np.abs(out.astype(np.float32) - expected).max() <= 1
+
+
+def test_overlay_invalid_pixels_keep_dimmed_image() -> None:
+    img = np.full((2, 2, 3), 100, np.uint8)
+    valid = np.array([[True, False], [True, True]])
+    out = overlay(img, np.ones((2, 2)), valid=valid)
+    assert (out[0, 1] == 50).all()
+
+
+def test_overlay_errors() -> None:
+    with pytest.raises(ConfigError):
+        overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), alpha=2)
+    with pytest.raises(ConfigError):
+        colorize(np.zeros((2, 2)), "nope")
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((3, 3)))
+
+
+def test_panel_renders_each_method() -> None:
+    img = np.zeros((30, 40, 3), np.uint8)
+    one = panel(img, {"a": np.zeros((30, 40))})
+    three = panel(img, {"a": np.zeros((30, 40)), "b": np.ones((30, 40)), "c": np.eye(30, 40)}, title="t")
+    assert one.ndim == 3 and three.shape[1] > one.shape[1]
