@@ -22,7 +22,7 @@ from fakelens.viz.overlay import CMAPS, overlay, panel, save_png
 
 app = typer.Typer()
 
-DEFAULT_METHODS = "gradcam,hirescam,layercam,eigencam"
+DEFAULT_METHODS = "hirescam,gradcam++,layercam,eigencam"
 
 
 def demo_images() -> list[Path]:

@@ -44,11 +44,11 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
         return cls(
-            size=tuple(d["size"]),  # type: ignore[arg-type]
-            mean=tuple(d["mean"]),  # type: ignore[arg-type]
-            std=tuple(d["std"]),  # type: ignore[arg-type]
+            size=tuple(d["size"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
             mode=d.get("mode", "letterbox"),
-            fill=tuple(d.get("fill", (0, 0, 0))),  # type: ignore[arg-type]
+            fill=tuple(d.get("fill", (0, 0, 0))),
         )
 
     def normalize(self, x: Tensor) -> Tensor:

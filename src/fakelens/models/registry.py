@@ -29,7 +29,7 @@ def seeded_init(seed: int) -> Any:
             rng.__enter__()
             torch.manual_seed(seed)
 
-        def __exit__(self, *exc: object) -> None:
+        def __exit__(self, *exc: Any) -> None:
             rng.__exit__(*exc)
 
     return _Ctx()

@@ -1,0 +1,405 @@
+"""Checkpoints: ``model.safetensors`` + ``config.json`` per detector; ensembles add an ``ensemble.json``
+that points at one sub-directory per member.
+
+A detector's config names its registry ``arch`` and the factory kwargs that rebuild it, so loading never
+needs pickle and never downloads anything (factories that take ``pretrained`` are called with
+``pretrained=False``; the saved weights replace the initial ones). Every bad file raises one
+:class:`CheckpointError` saying what is wrong with which file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+
+import fakelens
+from fakelens.errors import CheckpointError, FakelensError, UnknownNameError
+from fakelens.models.base import Detector, InputSpec, LogitsAdapter, TokenLayout
+from fakelens.models.ensemble import Ensemble
+from fakelens.models.registry import MODELS, create_model
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ENSEMBLE_NAME = "ensemble.json"
+_SHOW = 3  # how many offending keys an error message names
+
+PathLike = str | os.PathLike[str]
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary sibling and ``os.replace``, so readers never see half a file."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot write {path.name}: a value is not JSON-serialisable ({exc})") from None
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    _atomic_write(path, write)
+
+
+def _stamp() -> dict[str, Any]:
+    return {
+        "fakelens_version": fakelens.__version__,
+        "torch_version": torch.__version__,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def detector_config(detector: Detector) -> dict[str, Any]:
+    """The JSON config that describes ``detector`` (without provenance and metrics)."""
+    arch = detector.config.get("arch")
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "detector",
+        "arch": arch,
+        "kwargs": {k: v for k, v in detector.config.items() if k != "arch"},
+        "name": detector.name,
+        "labels": list(detector.labels),
+        "fake_label": detector.labels[detector.fake_index],
+        "input_spec": detector.input_spec.to_dict(),
+        "cam_layers": list(detector.cam_layers),
+        "token_layout": detector.token_layout.to_dict() if detector.token_layout else None,
+        "weights": WEIGHTS_NAME,
+    }
+
+
+def save_checkpoint(
+    obj: Detector | Ensemble,
+    directory: PathLike,
+    *,
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Save a detector (``model.safetensors`` + ``config.json``) or an ensemble (``ensemble.json`` + one
+    sub-directory per member) into ``directory`` (created if needed); returns the directory.
+
+    ``provenance`` (data, recipe, seed, git commit…) and ``metrics`` are stored as given, plus the fakelens
+    and torch versions and the time. Each file is written atomically; the config is written last.
+    Detectors made by :func:`~fakelens.models.wrap.wrap_model` save with ``arch: null``; load them with
+    ``load_checkpoint(path, net=module)``.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(obj, Ensemble):
+        return _save_ensemble(obj, out, provenance=provenance, metrics=metrics)
+    if (out / ENSEMBLE_NAME).exists():
+        raise CheckpointError(f"{out} holds an ensemble checkpoint; save the detector into another directory")
+    config = detector_config(obj)
+    config.update(_stamp(), provenance=dict(provenance or {}), metrics=dict(metrics or {}))
+    # one private CPU copy per tensor: safetensors refuses tensors that share storage
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in obj.state_dict().items()}
+
+    def write_weights(tmp: Path) -> None:
+        safetensors.torch.save_file(state, str(tmp), metadata={"format": "pt"})
+
+    _atomic_write(out / WEIGHTS_NAME, write_weights)
+    _write_json(out / CONFIG_NAME, config)
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "member"
+
+
+def _save_ensemble(
+    ensemble: Ensemble, out: Path, *, provenance: dict[str, Any] | None, metrics: dict[str, Any] | None
+) -> Path:
+    if (out / CONFIG_NAME).exists():
+        raise CheckpointError(f"{out} holds a detector checkpoint; save the ensemble into another directory")
+    members = []
+    for i, member in enumerate(ensemble.members):
+        sub = f"member-{i:02d}-{_slug(member.name)}"
+        save_checkpoint(member, out / sub)
+        members.append({"path": sub, "name": member.name})
+    config = {
+        "format_version": FORMAT_VERSION,
+        "kind": "ensemble",
+        "members": members,
+        "weights": ensemble.weights.tolist(),
+        "rule": ensemble.rule,
+        "threshold": ensemble.threshold,
+        **_stamp(),
+        "provenance": dict(provenance or {}),
+        "metrics": dict(metrics or {}),
+    }
+    _write_json(out / ENSEMBLE_NAME, config)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint JSON file as a dict, or one :class:`CheckpointError` saying why it cannot be."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(obj).__name__}")
+    version = obj.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path} has no integer format_version; it is not a fakelens checkpoint config")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format_version {version}, newer than this fakelens reads ({FORMAT_VERSION}); upgrade"
+        )
+    return obj
+
+
+def _locate(path: PathLike) -> tuple[Path, Path | None]:
+    """``path`` (directory, config.json or a .safetensors file) → (config path, weights path if given)."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if p.is_dir():
+        if not (p / CONFIG_NAME).exists() and (p / ENSEMBLE_NAME).exists():
+            raise CheckpointError(
+                f"{p} is an ensemble checkpoint; load it with load_detector() or load_ensemble()"
+            )
+        return p / CONFIG_NAME, None
+    if p.suffix == ".json":
+        if p.name == ENSEMBLE_NAME:
+            raise CheckpointError(
+                f"{p} is an ensemble checkpoint; load it with load_detector() or load_ensemble()"
+            )
+        return p, None
+    config = p.parent / CONFIG_NAME
+    if not config.exists():
+        raise CheckpointError(f"{p} has no {CONFIG_NAME} next to it; a checkpoint needs both files")
+    return config, p
+
+
+def _field(config: Mapping[str, Any], key: str, path: Path) -> Any:
+    if key not in config:
+        raise CheckpointError(f"{path} lacks the field {key!r}")
+    return config[key]
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint weights not found: {path}")
+    try:
+        return safetensors.torch.load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error type for every kind of damage
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
+def _shape(t: Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def check_state_dict(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], *, source: str) -> None:
+    """Raise one :class:`CheckpointError` naming missing, unexpected and mis-shaped tensors (a few each)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    misshaped = [k for k in expected if k in found and found[k].shape != expected[k].shape]
+    if not (missing or unexpected or misshaped):
+        return
+    parts = []
+    if missing:
+        shown = ", ".join(f"{k} {_shape(expected[k])}" for k in missing[:_SHOW])
+        parts.append(f"{len(missing)} missing ({shown}{', …' if len(missing) > _SHOW else ''})")
+    if unexpected:
+        shown = ", ".join(f"{k} {_shape(found[k])}" for k in unexpected[:_SHOW])
+        parts.append(f"{len(unexpected)} unexpected ({shown}{', …' if len(unexpected) > _SHOW else ''})")
+    if misshaped:
+        shown = ", ".join(
+            f"{k}: file {_shape(found[k])} vs model {_shape(expected[k])}" for k in misshaped[:_SHOW]
+        )
+        parts.append(f"{len(misshaped)} mis-shaped ({shown}{', …' if len(misshaped) > _SHOW else ''})")
+    raise CheckpointError(f"{source} does not fit the model: " + "; ".join(parts))
+
+
+def _build(arch: str, kwargs: dict[str, Any], config_path: Path) -> Detector:
+    try:
+        factory = MODELS.get(arch)
+    except UnknownNameError as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    if "pretrained" in inspect.signature(factory).parameters:
+        kwargs = {**kwargs, "pretrained": False}
+    try:
+        return create_model(arch, **kwargs)
+    except TypeError as exc:
+        raise CheckpointError(f"{config_path}: kwargs {kwargs} do not fit model {arch!r} ({exc})") from None
+    except FakelensError as exc:
+        raise CheckpointError(f"{config_path}: cannot build model {arch!r}: {exc}") from None
+
+
+def load_checkpoint(
+    path: PathLike,
+    *,
+    device: torch.device | str = "cpu",
+    net: nn.Module | None = None,
+    adapter: LogitsAdapter | None = None,
+) -> Detector:
+    """Load a detector saved by :func:`save_checkpoint` from its directory, ``config.json`` or weights file.
+
+    The model is rebuilt from the registry (``pretrained=False``) and its weights are loaded strictly; labels,
+    input spec, CAM layers and token layout come from the config. Checkpoints of wrapped models
+    (``arch: null``) need the module they were saved from as ``net`` (and its ``adapter``, if any).
+    Returns the detector in eval mode on ``device``.
+    """
+    config_path, weights_path = _locate(path)
+    config = read_json(config_path)
+    if config.get("kind", "detector") != "detector":
+        raise CheckpointError(f"{config_path} describes a {config.get('kind')!r}, not a detector")
+    arch = _field(config, "arch", config_path)
+    try:
+        labels = [str(label) for label in _field(config, "labels", config_path)]
+        input_spec = InputSpec.from_dict(_field(config, "input_spec", config_path))
+        cam_layers = [str(layer) for layer in config.get("cam_layers", [])]
+        tl = config.get("token_layout")
+        token_layout = (
+            TokenLayout(**{**tl, "patch_size": tuple(tl["patch_size"])}) if isinstance(tl, dict) else None
+        )
+        kwargs = dict(config.get("kwargs") or {})
+        fake_label = str(config.get("fake_label", "fake"))
+        weights_name = str(config.get("weights", WEIGHTS_NAME))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"{config_path} has an invalid field ({type(exc).__name__}: {exc})") from None
+    if Path(weights_name).name != weights_name:
+        raise CheckpointError(
+            f"{config_path}: 'weights' must be a file name next to it, not {weights_name!r}"
+        )
+    weights_path = weights_path or config_path.parent / weights_name
+
+    if arch is None:
+        if net is None:
+            raise CheckpointError(
+                f"{config_path} holds a wrapped custom model; pass the module it was saved from: "
+                "load_checkpoint(path, net=module)"
+            )
+        try:
+            base = Detector(
+                net, labels=labels, fake_label=fake_label, adapter=adapter, config={"arch": None, **kwargs}
+            )
+        except ValueError as exc:
+            raise CheckpointError(f"{config_path}: {exc}") from None
+    elif isinstance(arch, str):
+        base = _build(arch, kwargs, config_path)
+    else:
+        raise CheckpointError(f"{config_path}: 'arch' must be a model name, not {arch!r}")
+    if len(labels) != len(base.labels):
+        more = ", …" if len(base.labels) > 3 else ""
+        raise CheckpointError(
+            f"{config_path} lists {len(labels)} labels, but model {arch!r} built from its kwargs has "
+            f"{len(base.labels)} outputs ({', '.join(base.labels[:3])}{more})"
+        )
+
+    state = _read_weights(weights_path)
+    check_state_dict(base.state_dict(), state, source=str(weights_path))
+    base.load_state_dict(state, strict=True)
+    try:
+        det = Detector(
+            base.net,
+            labels=labels,
+            input_spec=input_spec,
+            cam_layers=cam_layers,
+            token_layout=token_layout,
+            fake_label=fake_label,
+            name=str(config.get("name", arch or "custom")),
+            config=base.config,
+            adapter=adapter if arch is None else base._adapter,
+        )
+    except (FakelensError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    return det.to(device).eval()
+
+
+def load_ensemble(path: PathLike, *, device: torch.device | str = "cpu") -> Ensemble:
+    """Load an ensemble saved by :func:`save_checkpoint` from its directory or ``ensemble.json``."""
+    p = Path(path)
+    config_path = p / ENSEMBLE_NAME if p.is_dir() else p
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    config = read_json(config_path)
+    if config.get("kind") != "ensemble":
+        raise CheckpointError(f"{config_path} does not describe an ensemble")
+    root = config_path.parent.resolve()
+    members_cfg = _field(config, "members", config_path)
+    if not isinstance(members_cfg, list) or not members_cfg:
+        raise CheckpointError(f"{config_path}: 'members' must be a non-empty list")
+    members = []
+    for i, entry in enumerate(members_cfg):
+        sub = entry.get("path") if isinstance(entry, dict) else entry
+        if not isinstance(sub, str):
+            raise CheckpointError(f"{config_path}: member {i} has no 'path'")
+        member_dir = (root / sub).resolve()
+        if not member_dir.is_relative_to(root):
+            raise CheckpointError(f"{config_path}: member path {sub!r} leaves the checkpoint directory")
+        members.append(load_checkpoint(member_dir, device=device))
+    try:
+        return Ensemble(
+            members,
+            weights=config.get("weights"),
+            rule=config.get("rule", "mean"),
+            threshold=float(config.get("threshold", 0.5)),
+        )
+    except (FakelensError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+
+
+def is_ensemble_checkpoint(path: PathLike) -> bool:
+    p = Path(path)
+    return (p.is_dir() and (p / ENSEMBLE_NAME).is_file()) or (p.is_file() and p.name == ENSEMBLE_NAME)
+
+
+def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Detector | Ensemble:
+    """A registered model name (built with its defaults) or a checkpoint path (detector or ensemble).
+
+    A registered name wins over a same-named path in the working directory; write ``./name`` for the path.
+    """
+    text = os.fspath(spec)
+    if text in MODELS:
+        return create_model(text).to(device)
+    p = Path(text)
+    if is_ensemble_checkpoint(p):
+        return load_ensemble(p, device=device)
+    if p.exists():
+        return load_checkpoint(p, device=device)
+    if os.sep in text or "/" in text or p.suffix in (".json", ".safetensors"):
+        raise CheckpointError(f"checkpoint not found: {p}")
+    hint = ""
+    try:
+        MODELS.get(text)
+    except UnknownNameError as exc:
+        hint = str(exc)
+    raise UnknownNameError(f"{hint}; nor is {text!r} a checkpoint path")

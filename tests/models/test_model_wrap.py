@@ -1,0 +1,131 @@
+"""wrap_model: any timm / torchvision / Hugging Face classifier becomes a Detector with inferred layers."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from fakelens.errors import ConfigError, UnknownNameError
+from fakelens.models import Detector, InputSpec, TokenLayout, infer_layers, wrap_model
+
+
+def run_with_hook(det: Detector, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Forward ``x``; return the logits and the output of the detector's first CAM layer."""
+    seen: list[Tensor] = []
+    hook = det.layer(det.cam_layers[0]).register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            logits = det(x)
+    finally:
+        hook.remove()
+    return logits, seen[0]
+
+
+def rand(*shape: int) -> Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def test_torchvision_resnet() -> None:
+    det = wrap_model(torchvision.models.resnet18(weights=None, num_classes=2), labels=("real", "fake"))
+    assert det.cam_layers == ("net.layer4",) and det.token_layout is None
+    assert det.input_spec == InputSpec() and not det.training
+    logits, fmap = run_with_hook(det, rand(1, 3, 64, 64))
+    assert logits.shape == (1, 2) and fmap.shape == (1, 512, 2, 2)
+
+
+def test_torchvision_vit() -> None:
+    net = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=2
+    )
+    det = wrap_model(net, labels=("real", "fake"))
+    assert det.cam_layers == ("net.encoder.layers.encoder_layer_0.ln_1",)
+    assert det.token_layout == TokenLayout(num_prefix_tokens=1, patch_size=(8, 8))
+    assert det.input_spec.size == (32, 32)
+    logits, tokens = run_with_hook(det, rand(2, 3, 32, 32))
+    assert logits.shape == (2, 2) and tokens.shape == (2, 17, 32)
+    assert det.token_layout.to_map(tokens, (32, 32)).shape == (2, 32, 4, 4)
+
+
+def test_timm_cnn_uses_feature_info_and_pretrained_cfg() -> None:
+    net = timm.create_model("resnet18", pretrained=False, num_classes=2)
+    det = wrap_model(net, labels=("real", "fake"))
+    assert det.cam_layers == ("net.layer4",) and det.token_layout is None
+    assert det.input_spec.size == (224, 224) and det.input_spec.mean == tuple(net.pretrained_cfg["mean"])
+    logits, fmap = run_with_hook(det, rand(1, 3, 64, 64))
+    assert logits.shape == (1, 2) and fmap.shape == (1, 512, 2, 2)
+
+
+def test_timm_vit_with_registers() -> None:
+    net = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=(32, 48), patch_size=8, embed_dim=24,
+        depth=2, num_heads=2, reg_tokens=3, num_classes=1,
+    )  # fmt: skip
+    det = wrap_model(net, labels=("fake",))
+    assert det.cam_layers == ("net.blocks.1.norm1",)
+    assert det.token_layout == TokenLayout(num_prefix_tokens=4, patch_size=(8, 8), num_registers=3)
+    assert det.input_spec.size == (32, 48)
+    logits, tokens = run_with_hook(det, rand(2, 3, 32, 48))
+    assert logits.shape == (2, 1)
+    assert det.token_layout.to_map(tokens, (32, 48)).shape == (2, 24, 4, 6)
+
+
+def test_hugging_face_vit() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+        patch_size=8, num_labels=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    det = wrap_model(transformers.ViTForImageClassification(config), labels=("real", "fake"))
+    assert det.cam_layers[0].endswith(".1.layernorm_before")
+    assert det.token_layout == TokenLayout(num_prefix_tokens=1, patch_size=(8, 8))
+    logits, tokens = run_with_hook(det, rand(2, 3, 32, 32))  # the adapter takes .logits
+    assert isinstance(logits, Tensor) and logits.shape == (2, 2)
+    assert det.token_layout.to_map(tokens, (32, 32)).shape == (2, 32, 4, 4)
+
+
+class Plain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x).mean((2, 3)))
+
+
+def test_unknown_family_asks_for_cam_layers() -> None:
+    with pytest.raises(ConfigError, match="pass cam_layers="):
+        wrap_model(Plain(), labels=("real", "fake"))
+    with pytest.raises(ConfigError):
+        infer_layers(Plain())
+
+
+@pytest.mark.parametrize("layer", ["body", "net.body"])
+def test_explicit_layers_relative_to_the_module(layer: str) -> None:
+    det = wrap_model(Plain(), labels=("real", "fake"), cam_layers=[layer], name="plain")
+    assert det.cam_layers == ("net.body",) and det.name == "plain"
+    assert det.input_spec == InputSpec() and det.token_layout is None
+    logits, fmap = run_with_hook(det, rand(1, 3, 8, 8))
+    assert logits.shape == (1, 2) and fmap.shape == (1, 4, 8, 8)
+
+
+def test_wrong_layer_and_labels() -> None:
+    with pytest.raises(UnknownNameError, match="no layer 'nope'"):
+        wrap_model(Plain(), labels=("real", "fake"), cam_layers=["nope"])
+    with pytest.raises(ValueError, match="fake label"):
+        wrap_model(Plain(), labels=("a", "b"), cam_layers=["body"])
+    det = wrap_model(Plain(), labels=("pristine", "forged"), cam_layers=["body"], fake_label="forged")
+    assert det.fake_index == 1
+
+
+def test_adapter_and_explicit_spec_win() -> None:
+    spec = InputSpec(size=(16, 16), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    det = wrap_model(
+        Plain(), labels=("fake",), cam_layers=["body"], input_spec=spec, adapter=lambda out: out[:, 1:]
+    )
+    assert det.input_spec == spec
+    assert det(rand(3, 3, 16, 16)).shape == (3, 1)
