@@ -1,0 +1,363 @@
+"""Fitting images to a model's input size, with an exact, invertible record of what was done.
+
+:func:`prepare` turns an RGB image into a ``(3, H, W)`` float tensor in [0, 1] (not normalised: a black fill
+means black pixels; normalisation is ``InputSpec.normalize``'s job) and returns a :class:`Geometry`. The
+Geometry is the axis-aligned affine map between two pixel grids, both in *pixel-edge* coordinates (pixel
+``i`` spans ``[i, i + 1)``, its centre is ``i + 0.5``):
+
+- the **content box** ``(left, top, right, bottom)``: integer input pixels that show the image;
+- the **source box** ``(left, top, right, bottom)``: the float region of the original those pixels show
+  (the whole image for ``resize`` and ``letterbox``, a central part for ``center_crop``).
+
+``x_input = box.left + (x_original - source.left) * box.width / source.width`` (and the same for ``y``).
+This is exactly the mapping Pillow's ``resize(size, box=source)`` samples with, so maps carried back to the
+original through the Geometry land on the pixels the model saw. A feature map of any size ``(h, w)`` is taken
+to cover the whole input grid uniformly, as CNN and ViT feature maps do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from fakelens.errors import ImageError
+from fakelens.io import to_rgb
+from fakelens.models.base import InputSpec
+
+__all__ = ["Geometry", "SampleMode", "prepare", "prepare_batch"]
+
+SampleMode = Literal["bilinear", "nearest"]
+Coord = TypeVar("Coord", float, Tensor, np.ndarray)
+
+_MODES = ("resize", "letterbox", "center_crop")
+
+
+def _round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def _index_range(lo: float, hi: float, n: int) -> tuple[int, int]:
+    """Indices ``i`` in ``[0, n)`` whose pixel centre ``i + 0.5`` is in ``[lo, hi]``, as ``(start, stop)``.
+
+    A range narrower than a pixel may hold no centre: then the pixel holding its middle stands for it, so
+    a crop always keeps at least one valid original pixel.
+    """
+    start = max(0, math.ceil(lo - 0.5))
+    stop = min(n, math.floor(hi - 0.5) + 1)
+    if stop <= start:
+        start = min(n - 1, max(0, math.floor((lo + hi) / 2)))
+        stop = start + 1
+    return start, stop
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The record of how an ``original_size`` image was fitted to ``input_size`` (both ``(H, W)``).
+
+    ``content_box`` is ``(left, top, right, bottom)`` in integer input pixels; ``source_box`` the
+    ``(left, top, right, bottom)`` region of the original (float, pixel edges) that the content box shows.
+    """
+
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    content_box: tuple[int, int, int, int]
+    source_box: tuple[float, float, float, float]
+    mode: str = "resize"
+
+    def __post_init__(self) -> None:
+        (h0, w0), (h, w) = self.original_size, self.input_size
+        left, top, right, bottom = self.content_box
+        sl, st, sr, sb = self.source_box
+        if min(h0, w0, h, w) < 1:
+            raise ValueError(
+                f"sizes must be positive, got original {self.original_size}, input {self.input_size}"
+            )
+        if not (0 <= left < right <= w and 0 <= top < bottom <= h):
+            raise ValueError(
+                f"content box {self.content_box} is not a non-empty box inside {self.input_size}"
+            )
+        if not (sr > sl and sb > st and all(math.isfinite(v) for v in self.source_box)):
+            raise ValueError(f"source box {self.source_box} is empty or not finite")
+
+    # ---------------------------------------------------------------------------------------------- building
+
+    @classmethod
+    def fit(cls, original_size: tuple[int, int], input_size: tuple[int, int], mode: str) -> Geometry:
+        """Plan how an ``original_size`` image fits ``input_size`` under ``mode``, without touching pixels.
+
+        ``resize`` stretches; ``letterbox`` scales by ``min(H/H0, W/W0)``, rounds the scaled size (at least
+        1 px), centres it and pads; ``center_crop`` scales by ``max(...)`` to a rounded integer size and crops
+        its centre (what resize-then-crop does, done by one resize of the matching source region).
+        """
+        h0, w0 = (int(v) for v in original_size)
+        h, w = (int(v) for v in input_size)
+        if min(h0, w0) < 1:
+            raise ImageError(f"cannot prepare a zero-size image ({w0}×{h0} pixels)")
+        if min(h, w) < 1:
+            raise ValueError(f"input size must be positive, got {input_size}")
+        whole = (0.0, 0.0, float(w0), float(h0))
+        if mode == "resize":
+            return cls((h0, w0), (h, w), (0, 0, w, h), whole, mode)
+        if mode == "letterbox":
+            s = min(w / w0, h / h0)
+            bw = min(w, max(1, _round_half_up(w0 * s)))
+            bh = min(h, max(1, _round_half_up(h0 * s)))
+            left, top = (w - bw) // 2, (h - bh) // 2
+            return cls((h0, w0), (h, w), (left, top, left + bw, top + bh), whole, mode)
+        if mode == "center_crop":
+            s = max(w / w0, h / h0)
+            rw = max(w, _round_half_up(w0 * s))  # the scaled image, integer-sized
+            rh = max(h, _round_half_up(h0 * s))
+            cx, cy = (rw - w) // 2, (rh - h) // 2  # integer crop offset in the scaled image
+            kx, ky = w0 / rw, h0 / rh  # original pixels per scaled pixel
+            source = (cx * kx, cy * ky, (cx + w) * kx, (cy + h) * ky)
+            return cls((h0, w0), (h, w), (0, 0, w, h), source, mode)
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {_MODES}")
+
+    # ----------------------------------------------------------------------------------------- description
+
+    @property
+    def content_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the content box in input pixels."""
+        left, top, right, bottom = self.content_box
+        return bottom - top, right - left
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sy, sx)``: input pixels per original pixel along each axis (exact, from the integer box)."""
+        left, top, right, bottom = self.content_box
+        sl, st, sr, sb = self.source_box
+        return (bottom - top) / (sb - st), (right - left) / (sr - sl)
+
+    @property
+    def crops(self) -> bool:
+        """Whether part of the original is outside what the model sees."""
+        h0, w0 = self.original_size
+        sl, st, sr, sb = self.source_box
+        return sl > 0.0 or st > 0.0 or sr < w0 or sb < h0
+
+    # ---------------------------------------------------------------------------------------- point maps
+
+    def input_to_original_coords(self, x: Coord, y: Coord) -> tuple[Coord, Coord]:
+        """Input-grid point(s) ``(x, y)`` (pixel-edge coordinates) → the original image's coordinates."""
+        sy, sx = self.scale
+        left, top = self.content_box[:2]
+        sl, st = self.source_box[:2]
+        return sl + (x - left) / sx, st + (y - top) / sy
+
+    def original_to_input_coords(self, x0: Coord, y0: Coord) -> tuple[Coord, Coord]:
+        """Original-image point(s) ``(x0, y0)`` → input-grid coordinates (inverse of the above)."""
+        sy, sx = self.scale
+        left, top = self.content_box[:2]
+        sl, st = self.source_box[:2]
+        return left + (x0 - sl) * sx, top + (y0 - st) * sy
+
+    # ---------------------------------------------------------------------------------------- valid masks
+
+    def _valid_ranges(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Row and column index ranges of original pixels whose centre lies in the source box."""
+        h0, w0 = self.original_size
+        sl, st, sr, sb = self.source_box
+        return _index_range(st, sb, h0), _index_range(sl, sr, w0)
+
+    def valid_input(self, device: torch.device | str | None = None) -> Tensor:
+        """``(H, W)`` bool: input pixels that show the image (False on letterbox padding)."""
+        left, top, right, bottom = self.content_box
+        mask = torch.zeros(self.input_size, dtype=torch.bool, device=device)
+        mask[top:bottom, left:right] = True
+        return mask
+
+    def valid_original(self, device: torch.device | str | None = None) -> Tensor:
+        """``(H0, W0)`` bool: original pixels the model saw (False where ``center_crop`` cut them away)."""
+        (r0, r1), (c0, c1) = self._valid_ranges()
+        mask = torch.zeros(self.original_size, dtype=torch.bool, device=device)
+        mask[r0:r1, c0:c1] = True
+        return mask
+
+    # ---------------------------------------------------------------------------------------- map transfer
+
+    def to_input(self, maps: Tensor, mode: SampleMode = "bilinear") -> Tensor:
+        """``(..., h, w)`` feature-resolution maps → ``(..., H, W)`` on the input grid.
+
+        The feature grid covers the whole input grid (``F.interpolate``, ``align_corners=False``; ``nearest``
+        is centre-aligned ``nearest-exact``). Padding is not zeroed: combine with :meth:`valid_input`.
+        """
+        x, lead, out_dtype = _flatten(maps, mode)
+        if x.shape[0] == 0:
+            return maps.new_zeros((*lead, *self.input_size), dtype=out_dtype)
+        if mode == "bilinear":
+            y = F.interpolate(x.unsqueeze(0), size=self.input_size, mode="bilinear", align_corners=False)
+        elif mode == "nearest":
+            y = F.interpolate(x.unsqueeze(0), size=self.input_size, mode="nearest-exact")
+        else:
+            raise ValueError(f"unknown sampling mode {mode!r}; expected 'bilinear' or 'nearest'")
+        return y.squeeze(0).reshape(*lead, *self.input_size).to(out_dtype)
+
+    def _axis_grid(self, axis: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Normalised ([-1, 1] over the input, hence over any feature map) positions of original pixel
+        centres along ``axis`` (0 rows, 1 columns)."""
+        n0 = self.original_size[axis]
+        n_in = self.input_size[axis]
+        start = self.content_box[1 - axis]  # (left, top, ...): axis 0 → top, axis 1 → left
+        src = self.source_box[1 - axis]
+        k = self.scale[axis]
+        centres = torch.arange(n0, device=device, dtype=dtype) + 0.5
+        u = (centres - src) * k + start  # input pixel-edge coordinate
+        return u * (2.0 / n_in) - 1.0
+
+    def to_original(self, maps: Tensor, mode: SampleMode = "bilinear") -> Tensor:
+        """``(..., h, w)`` feature-resolution maps → ``(..., H0, W0)`` on the ORIGINAL image's pixel grid.
+
+        Every original pixel centre is carried through the recorded box into input, then feature,
+        coordinates and sampled with ``F.grid_sample(align_corners=False, padding_mode="border")``
+        (``nearest`` for masks). The map is axis-aligned, so this runs as two 1-D samplings (rows, then
+        columns, or the cheaper order): the same values as one 2-D sampling without an ``(H0, W0, 2)`` grid.
+        Pixels outside what the model saw (``center_crop``) are 0. Runs on ``maps``' device, keeps floating
+        dtypes (half precision is computed in float32), never synchronises with the host.
+        """
+        if mode not in ("bilinear", "nearest"):
+            raise ValueError(f"unknown sampling mode {mode!r}; expected 'bilinear' or 'nearest'")
+        x, lead, out_dtype = _flatten(maps, mode)
+        h0, w0 = self.original_size
+        if x.shape[0] == 0:
+            return maps.new_zeros((*lead, h0, w0), dtype=out_dtype)
+        n, h, w = x.shape
+        gy = self._axis_grid(0, x.device, x.dtype)
+        gx = self._axis_grid(1, x.device, x.dtype)
+        if h0 * w <= h * w0:  # rows first: intermediate (n, H0, w)
+            t = _sample_last(x.transpose(1, 2).reshape(n * w, h), gy, mode).reshape(n, w, h0).transpose(1, 2)
+            out = _sample_last(t.reshape(n * h0, w), gx, mode).reshape(n, h0, w0)
+        else:  # columns first: intermediate (n, h, W0)
+            t = _sample_last(x.reshape(n * h, w), gx, mode).reshape(n, h, w0)
+            out = (
+                _sample_last(t.transpose(1, 2).reshape(n * w0, h), gy, mode)
+                .reshape(n, w0, h0)
+                .transpose(1, 2)
+            )
+        if self.crops:  # zero what the model never saw: a rectangle, so slices, not a full mask
+            (r0, r1), (c0, c1) = self._valid_ranges()
+            out[:, :r0] = 0
+            out[:, r1:] = 0
+            out[:, :, :c0] = 0
+            out[:, :, c1:] = 0
+        return out.reshape(*lead, h0, w0).to(out_dtype)
+
+    # ---------------------------------------------------------------------------------------- persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description (lists of numbers and a string)."""
+        return {
+            "original_size": list(self.original_size),
+            "input_size": list(self.input_size),
+            "content_box": list(self.content_box),
+            "source_box": [float(v) for v in self.source_box],
+            "mode": self.mode,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Geometry:
+        """Inverse of :meth:`to_dict`."""
+        oh, ow = d["original_size"]
+        ih, iw = d["input_size"]
+        bl, bt, br, bb = d["content_box"]
+        sl, st, sr, sb = d["source_box"]
+        return cls(
+            original_size=(int(oh), int(ow)),
+            input_size=(int(ih), int(iw)),
+            content_box=(int(bl), int(bt), int(br), int(bb)),
+            source_box=(float(sl), float(st), float(sr), float(sb)),
+            mode=str(d.get("mode", "resize")),
+        )
+
+
+def _flatten(maps: Tensor, mode: str) -> tuple[Tensor, tuple[int, ...], torch.dtype]:
+    """``(..., h, w)`` → ``(N, h, w)`` in a dtype ``grid_sample`` takes; the leading shape; the output dtype.
+
+    Float32/64 stay as they are; half precision is computed in float32 and cast back; integer and bool maps
+    are computed in float32 and keep their dtype with ``nearest`` (masks), become float32 with ``bilinear``.
+    """
+    if maps.dim() < 2:
+        raise ValueError(f"maps must have shape (..., h, w), got {tuple(maps.shape)}")
+    lead = tuple(maps.shape[:-2])
+    h, w = maps.shape[-2:]
+    if maps.dtype in (torch.float32, torch.float64):
+        compute, out = maps.dtype, maps.dtype
+    elif maps.is_floating_point():
+        compute, out = torch.float32, maps.dtype
+    else:
+        compute, out = torch.float32, (maps.dtype if mode == "nearest" else torch.float32)
+    return maps.reshape(-1, h, w).to(compute), lead, out
+
+
+def _sample_last(x: Tensor, g: Tensor, mode: str) -> Tensor:
+    """Resample ``x (N, L)`` along its last dim at normalised positions ``g (M,)`` → ``(N, M)``.
+
+    One ``grid_sample`` call with the N rows as channels of a 1-pixel-high image.
+    """
+    n, length = x.shape
+    grid = torch.stack([g, torch.zeros_like(g)], dim=-1).reshape(1, 1, -1, 2)
+    out = F.grid_sample(
+        x.reshape(1, n, 1, length), grid, mode=mode, padding_mode="border", align_corners=False
+    )
+    return out.reshape(n, g.shape[0])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Preparing pixels
+
+
+def _to_tensor(img: Image.Image) -> Tensor:
+    a = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
+def prepare(
+    image: Image.Image,
+    spec: InputSpec,
+    *,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> tuple[Tensor, Geometry]:
+    """Fit an RGB image to ``spec.size`` under ``spec.mode`` → ``(3, H, W)`` float32 pixels in [0, 1] and
+    the :class:`Geometry` of the fit.
+
+    One antialiased Pillow resize of the source region into the integer content box (``resample`` is
+    ``BILINEAR`` by default; Pillow widens the filter when reducing), then letterbox padding with
+    ``spec.fill``. Pixels are not normalised. Non-RGB images are converted with :func:`fakelens.io.to_rgb`.
+    """
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"cannot prepare a zero-size image ({image.width}×{image.height} pixels)")
+    geom = Geometry.fit((image.height, image.width), spec.size, spec.mode)
+    rgb = to_rgb(image)
+    left, top, right, bottom = geom.content_box
+    content_size = (right - left, bottom - top)
+    if content_size == rgb.size and geom.source_box == (0.0, 0.0, float(rgb.width), float(rgb.height)):
+        content = rgb
+    else:
+        content = rgb.resize(content_size, resample=resample, box=geom.source_box)
+    h, w = geom.input_size
+    if content.size != (w, h):
+        canvas = Image.new("RGB", (w, h), tuple(int(c) for c in spec.fill))
+        canvas.paste(content, (left, top))
+        content = canvas
+    return _to_tensor(content), geom
+
+
+def prepare_batch(
+    images: Sequence[Image.Image],
+    spec: InputSpec,
+    *,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> tuple[Tensor, list[Geometry]]:
+    """:func:`prepare` each image → ``(B, 3, H, W)`` pixels in [0, 1] and one Geometry per image."""
+    if len(images) == 0:
+        return torch.zeros((0, 3, *spec.size), dtype=torch.float32), []
+    pairs = [prepare(img, spec, resample=resample) for img in images]
+    return torch.stack([x for x, _ in pairs]), [g for _, g in pairs]
