@@ -39,7 +39,9 @@ def build(model: str, device: torch.device) -> tuple[Detector, Any]:
 
     net = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=2)
     det = Detector(
-        net, input_spec=InputSpec(size=(224, 224)), cam_layers=("net.blocks.11.norm1",),
+        net,
+        input_spec=InputSpec(size=(224, 224)),
+        cam_layers=("net.blocks.11.norm1",),
         token_layout=TokenLayout(num_prefix_tokens=1, patch_size=(16, 16)),
     )
 
@@ -80,8 +82,16 @@ def floor_fn(det: Detector, x: torch.Tensor) -> Callable[[], Any]:
 def gradcam_suite_fn(det: Detector, x: torch.Tensor, reshape: Any) -> Callable[[], Any]:
     import pytorch_grad_cam as pgc
 
-    classes = [pgc.GradCAM, pgc.GradCAMPlusPlus, pgc.HiResCAM, pgc.XGradCAM, pgc.LayerCAM,
-               pgc.GradCAMElementWise, pgc.EigenCAM, pgc.EigenGradCAM]
+    classes = [
+        pgc.GradCAM,
+        pgc.GradCAMPlusPlus,
+        pgc.HiResCAM,
+        pgc.XGradCAM,
+        pgc.LayerCAM,
+        pgc.GradCAMElementWise,
+        pgc.EigenCAM,
+        pgc.EigenGradCAM,
+    ]
     layer = det.layer(det.cam_layers[0])
     targets = [lambda o: o[1] - o[0]] * x.shape[0]
 
@@ -105,10 +115,9 @@ def torchcam_suite_fn(det: Detector, x: torch.Tensor) -> Callable[[], Any] | Non
     def run() -> Any:
         out = []
         for cls in (tcm.GradCAM, tcm.GradCAMpp, tcm.XGradCAM, tcm.LayerCAM):
-            with cls(det, target_layer=layer, enable_hooks=True) as extractor:
-                with torch.enable_grad():
-                    scores = det(x)
-                    out.append(extractor([1] * x.shape[0], scores))
+            with cls(det, target_layer=layer, enable_hooks=True) as extractor, torch.enable_grad():
+                scores = det(x)
+                out.append(extractor([1] * x.shape[0], scores))
         return out
 
     return run
@@ -131,7 +140,9 @@ def main() -> None:
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     methods = CAMS.names()
     res: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
         "device_type": device.type,
         "model": args.model,
         "batch": args.batch,

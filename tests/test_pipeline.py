@@ -30,7 +30,8 @@ def test_bright_patch_lands_on_its_original_pixels() -> None:
     img[10:40, 80:110] = 255
     pil = Image.fromarray(img.numpy())
     det = Detector(
-        BrightSpot(), input_spec=InputSpec(size=(32, 32), mean=(0, 0, 0), std=(1, 1, 1), mode="letterbox"),
+        BrightSpot(),
+        input_spec=InputSpec(size=(32, 32), mean=(0, 0, 0), std=(1, 1, 1), mode="letterbox"),
         cam_layers=("net.features",),
     )
     [r] = explain_images(det, [pil], ["hirescam"])

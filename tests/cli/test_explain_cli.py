@@ -29,8 +29,19 @@ def photos(tmp_path: Path) -> list[Path]:
 def test_explain_writes_overlays_panels_and_summary(tmp_path: Path, photos: list[Path]) -> None:
     out = tmp_path / "out"
     res = runner.invoke(
-        app, ["explain", str(tmp_path), "--model", "tiny-cnn", "-m", "gradcam,eigencam", "--out", str(out),
-              "--json", "--save-raw"],
+        app,
+        [
+            "explain",
+            str(tmp_path),
+            "--model",
+            "tiny-cnn",
+            "-m",
+            "gradcam,eigencam",
+            "--out",
+            str(out),
+            "--json",
+            "--save-raw",
+        ],
     )
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout)

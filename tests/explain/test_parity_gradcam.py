@@ -1,8 +1,9 @@
 """Parity with pytorch-grad-cam (test dependency only) on a random torchvision ResNet and a timm ViT.
 
 Both sides are compared after pytorch-grad-cam's own normalisation: ReLU, per-image min-max, cv2 resize
-to the input size, min-max again. Deliberate difference: our EigenCAM/EigenGradCAM fix the SVD sign (positive correlation
-with the channel-mean magnitude); pytorch-grad-cam leaves it to LAPACK, so those are compared up to sign.
+to the input size, min-max again. Deliberate difference: our EigenCAM/EigenGradCAM fix the SVD sign
+(positive correlation with the channel-mean magnitude); pytorch-grad-cam leaves it to LAPACK, so those
+are compared up to sign.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torchvision
 
 pytest.importorskip("pytorch_grad_cam")
-from pytorch_grad_cam import (  # noqa: E402
+from pytorch_grad_cam import (
     EigenCAM,
     EigenGradCAM,
     GradCAM,
@@ -25,10 +26,10 @@ from pytorch_grad_cam import (  # noqa: E402
     LayerCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa: E402
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-from fakelens.explain import capture, explain  # noqa: E402
-from fakelens.models import Detector, InputSpec, TokenLayout  # noqa: E402
+from fakelens.explain import capture, explain
+from fakelens.models import Detector, InputSpec, TokenLayout
 
 PEERS = {
     "gradcam": GradCAM,
@@ -54,7 +55,9 @@ def _minmax(m: np.ndarray) -> np.ndarray:
 
 def peer_normalise(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """pytorch-grad-cam's pipeline: ReLU, min-max, cv2 resize, then min-max again (its layer aggregation)."""
-    return np.float32([_minmax(cv2.resize(np.float32(_minmax(m)), (size[1], size[0]))) for m in np.maximum(raw, 0)])
+    return np.float32(
+        [_minmax(cv2.resize(np.float32(_minmax(m)), (size[1], size[0]))) for m in np.maximum(raw, 0)]
+    )
 
 
 def resnet_detector() -> Detector:
@@ -69,7 +72,9 @@ def vit_detector() -> tuple[Detector, object]:
         "vit_tiny_patch16_224", pretrained=False, img_size=64, patch_size=8, depth=2, num_classes=2
     )
     det = Detector(
-        net, input_spec=InputSpec(size=(64, 64)), cam_layers=("net.blocks.1.norm1",),
+        net,
+        input_spec=InputSpec(size=(64, 64)),
+        cam_layers=("net.blocks.1.norm1",),
         token_layout=TokenLayout(num_prefix_tokens=1, patch_size=(8, 8)),
     ).eval()
 

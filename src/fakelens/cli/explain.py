@@ -17,6 +17,9 @@ from fakelens.cli.common import console, expand_images, fail, print_json, split_
 from fakelens.errors import ConfigError
 from fakelens.explain.engine import method_names
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
+from fakelens.models.base import Detector
+from fakelens.models.checkpoint import load_detector
+from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
 from fakelens.viz.overlay import CMAPS, overlay, panel, save_png
 
@@ -102,17 +105,21 @@ def explain_cmd(
         list[Path] | None, typer.Argument(help="Image files or folders (searched recursively).")
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="A registered detector name (see `fakelens models`) or a checkpoint.")
+        str,
+        typer.Option("--model", help="A registered detector name (see `fakelens models`) or a checkpoint."),
     ] = "effnet-lite0-imagenet",
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", "-m", help=f"Methods, comma-separated or repeated. Default: {DEFAULT_METHODS}."),
+        typer.Option(
+            "--method", "-m", help=f"Methods, comma-separated or repeated. Default: {DEFAULT_METHODS}."
+        ),
     ] = None,
     target: Annotated[
         str, typer.Option(help="What to explain: fake (log-odds, default), real, top, class:K or a label.")
     ] = "fake",
     layer: Annotated[
-        list[str] | None, typer.Option("--layer", help="Layer(s) to explain; default: the model's CAM layers.")
+        list[str] | None,
+        typer.Option("--layer", help="Layer(s) to explain; default: the model's CAM layers."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("fakelens-out"),
     demo: Annotated[bool, typer.Option("--demo", help="Explain the photos bundled with fakelens.")] = False,
@@ -120,7 +127,9 @@ def explain_cmd(
     cmap: Annotated[str, typer.Option(help=f"Colormap: {', '.join(CMAPS)}.")] = "jet",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also save each map as .npy (float32).")] = False,
+    save_raw: Annotated[
+        bool, typer.Option("--save-raw", help="Also save each map as .npy (float32).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON summary to stdout.")] = False,
 ) -> None:
     """Explain why a detector calls images fake (or, for a plain classifier, its top class).
@@ -128,7 +137,6 @@ def explain_cmd(
     Writes one overlay PNG per image and method, a side-by-side panel per image, and summary.json with
     the verdicts and each map's statistics (a flat map is flagged, not stretched into false confidence).
     """
-    from fakelens.models.checkpoint import load_detector
 
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
     known = method_names()
@@ -141,15 +149,20 @@ def explain_cmd(
     if not paths:
         fail("no images given: pass image files or folders, or --demo for the bundled photos")
     dev = resolve_device(device)
-    detector = load_detector(model)
-    members = detector.members if hasattr(detector, "members") else [detector]
+    loaded = load_detector(model)
+    members: list[Detector] = list(loaded.members) if isinstance(loaded, Ensemble) else [loaded]
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     used: set[str] = set()
     stems = {p: _unique_stem(p, used) for p in paths}
     with Progress(
-        TextColumn("[bold]explain"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=json_out or len(paths) < 2, transient=True,
+        TextColumn("[bold]explain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=json_out or len(paths) < 2,
+        transient=True,
     ) as progress:
         task = progress.add_task("explain", total=len(paths) * len(members))
         for det in members:
@@ -172,7 +185,9 @@ def explain_cmd(
 
 
 def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
-    table = Table("image", "model", "verdict p(fake)", *methods, caption="cells: peak-to-mean ratio of each map")
+    table = Table(
+        "image", "model", "verdict p(fake)", *methods, caption="cells: peak-to-mean ratio of each map"
+    )
     for r in records:
         if "verdict" in r:
             verdict = f"{r['verdict']} {r['fake_probability']:.2f}"

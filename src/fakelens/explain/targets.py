@@ -18,7 +18,10 @@ from fakelens.models.base import Detector
 
 
 class Target(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """Key under which this target's results are stored."""
+        ...
 
     def __call__(self, logits: Tensor) -> Tensor:
         """``(B, n)`` logits → ``(B,)`` scores."""

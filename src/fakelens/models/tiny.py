@@ -21,7 +21,9 @@ class TinyCNN(nn.Module):
             )
 
         self.features = nn.Sequential(
-            block(3, width // 2, 2), block(width // 2, width, 2), block(width, 2 * width, 1),
+            block(3, width // 2, 2),
+            block(width // 2, width, 2),
+            block(width, 2 * width, 1),
             block(2 * width, 2 * width, 1),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -52,8 +54,16 @@ def tiny_vit(seed: int = 0, num_classes: int = 2) -> Detector:
     and 2 register tokens — so every token-handling path is exercised by the tests."""
     with seeded_init(seed):
         net = timm.create_model(
-            "vit_tiny_patch16_224", pretrained=False, img_size=(48, 64), patch_size=8, embed_dim=48,
-            depth=2, num_heads=3, mlp_ratio=2.0, reg_tokens=2, num_classes=num_classes,
+            "vit_tiny_patch16_224",
+            pretrained=False,
+            img_size=(48, 64),
+            patch_size=8,
+            embed_dim=48,
+            depth=2,
+            num_heads=3,
+            mlp_ratio=2.0,
+            reg_tokens=2,
+            num_classes=num_classes,
         )
     return Detector(
         net,
