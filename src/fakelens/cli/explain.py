@@ -29,10 +29,10 @@ DEFAULT_METHODS = "hirescam,gradcam++,layercam,eigencam"
 
 
 def demo_images() -> list[Path]:
-    """The photos bundled with fakelens (CC0 / public domain; see their MANIFEST.json)."""
-    root = resources.files("fakelens") / "assets" / "demo"
-    paths = [Path(str(p)) for p in root.iterdir()] if root.is_dir() else []
-    return sorted(p for p in paths if p.suffix.lower() in {".jpg", ".jpeg", ".png"} and ".mask" not in p.name)
+    """The photos bundled with fakelens, real and fake (public domain / CC0; listed in MANIFEST.json)."""
+    root = Path(str(resources.files("fakelens") / "assets" / "demo"))
+    manifest = json.loads((root / "MANIFEST.json").read_text())
+    return [root / f["file"] for f in manifest["files"] if f["kind"] in ("real", "fake")]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -185,18 +185,27 @@ def explain_cmd(
 
 
 def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
+    models = sorted({r["model"] for r in records})
     table = Table(
-        "image", "model", "verdict p(fake)", *methods, caption="cells: peak-to-mean ratio of each map"
+        title=f"{', '.join(models)}: verdict and peak-to-mean ratio of each heatmap",
+        caption="'flat' = near-uniform map: weak evidence, do not read it as a location",
     )
+    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=22)
+    if len(models) > 1:
+        table.add_column("model", no_wrap=True)
+    table.add_column("verdict" if "verdict" in records[0] else "top class")
+    for m in methods:
+        table.add_column(m, justify="right", no_wrap=True, min_width=len(m))
     for r in records:
         if "verdict" in r:
-            verdict = f"{r['verdict']} {r['fake_probability']:.2f}"
+            verdict = f"{r['verdict']} (p={r['fake_probability']:.2f})"
         else:
             top = r["top_labels"][0]
             verdict = f"{top['label']} ({top['probability']:.2f})"
-        cells = []
-        for m in methods:
-            s = r["methods"][m]
-            cells.append(f"{s['stats']['peak_to_mean']:.1f}" + (" flat" if s["flat"] else ""))
-        table.add_row(Path(r["image"]).name, r["model"], verdict, *cells)
+        cells = [
+            f"{r['methods'][m]['stats']['peak_to_mean']:.1f}" + (" flat" if r["methods"][m]["flat"] else "")
+            for m in methods
+        ]
+        row = [Path(r["image"]).name] + ([r["model"]] if len(models) > 1 else []) + [verdict, *cells]
+        table.add_row(*row)
     console.print(table)
