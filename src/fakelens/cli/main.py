@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fakelens import __version__
+from fakelens.cli import data as data_cli
 from fakelens.cli import explain as explain_cli
 from fakelens.cli import models as models_cli
 
@@ -31,17 +32,7 @@ def _root(
     ),
 ) -> None:
     """fakelens command line."""
-
-
-def _attach_optional() -> None:
-    try:
-        from fakelens.cli import data as data_cli
-    except ImportError:  # the data command group is optional until its module exists
-        return
-    app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")
-
-
-_attach_optional()
+app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Explanations: one capture, every gradient CAM; perturbation and attention methods; the Explanation."""
 
+from fakelens.explain import transformer as _transformer  # noqa: F401  (registers attention methods)
 from fakelens.explain.cams import CAMS, CAMMethod, register_cam
 from fakelens.explain.capture import Capture, capture
 from fakelens.explain.engine import EXPLAINERS, explain, explain_targets, method_names

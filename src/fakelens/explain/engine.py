@@ -56,11 +56,13 @@ def explain_targets(
     layers: Sequence[str] | None = None,
     geometries: Sequence[Geometry] | None = None,
     valid: Tensor | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Explanation]]:
     """Explanations for each target and method: ``result[target_name][method]``.
 
     ``x`` is the normalised batch on the detector's device. Several layers are fused by
-    :func:`~fakelens.explain.explanation.fuse_layers`.
+    :func:`~fakelens.explain.explanation.fuse_layers`. ``options`` maps a method of
+    :data:`EXPLAINERS` to the keyword arguments of its factory, e.g. ``{"rise": {"n_masks": 500}}``.
     """
     _check_methods(methods)
     layer_names = tuple(layers or detector.cam_layers)
@@ -77,21 +79,38 @@ def explain_targets(
                 grads = cap.gradients.get(t.name, {})
                 raws = [method(cap.activations[n], grads.get(n)) for n in layer_names]
                 out[t.name][m] = build_explanation(
-                    m, layer_names, t.name, fuse_layers(raws), cap.scores[t.name], probs,
-                    cap.input_hw, geometries, valid, logits=cap.logits,
+                    m,
+                    layer_names,
+                    t.name,
+                    fuse_layers(raws),
+                    cap.scores[t.name],
+                    probs,
+                    cap.input_hw,
+                    geometries,
+                    valid,
+                    logits=cap.logits,
                 )
     for m in methods:
         if m in CAMS:
             continue
-        explainer = EXPLAINERS.create(m)
+        explainer = EXPLAINERS.create(m, **(options or {}).get(m, {}))
         for t in resolved:
             raw, meta = explainer(detector, x, t, layer_names)
             scores = meta.pop("scores")
             probs = meta.pop("probabilities")
             logits = meta.pop("logits", None)
             out[t.name][m] = build_explanation(
-                m, meta.pop("layers", layer_names), t.name, raw, scores, probs,
-                (int(x.shape[-2]), int(x.shape[-1])), geometries, valid, meta, logits=logits,
+                m,
+                meta.pop("layers", layer_names),
+                t.name,
+                raw,
+                scores,
+                probs,
+                (int(x.shape[-2]), int(x.shape[-1])),
+                geometries,
+                valid,
+                meta,
+                logits=logits,
             )
     return out
 
@@ -105,9 +124,10 @@ def explain(
     layers: Sequence[str] | None = None,
     geometries: Sequence[Geometry] | None = None,
     valid: Tensor | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Explanation]:
     """``explain_targets`` for one target: ``result[method]``."""
     t = resolve_target(target, detector)
     return explain_targets(
-        detector, x, methods, (t,), layers=layers, geometries=geometries, valid=valid
+        detector, x, methods, (t,), layers=layers, geometries=geometries, valid=valid, options=options
     )[t.name]

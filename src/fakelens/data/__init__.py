@@ -1,0 +1,1 @@
+"""Data: the offline pool of real photographs, faces in them, and splits that keep people and photos apart."""

@@ -1,0 +1,476 @@
+"""Dataset builder: real/fake pairs with masks from the real-photo pool, and a contact sheet to look at.
+
+Each sample ``i`` is generated from its own generator seeded by ``(seed, i)``, so the output does not depend
+on the number of workers. A sample is a *pair*: one crop of a pool photograph (face-centred for face recipes
+when the pool has faces), its fake, and the mask; both images pass through the same final encoding
+(:func:`~fakelens.forgery.encode.encode_pair`). Layout of ``out``::
+
+    real/000000.png  fake/000000.png  mask/000000.png  ...  manifest.csv  synth.json  contact_sheet.png
+
+``manifest.csv`` has the columns ``path,label,recipe,mask_path,source,split,pair`` (paths relative to
+``out``; ``label`` is ``real`` or ``fake``; ``recipe`` is empty for reals; ``source`` is the pool path of the
+photograph; ``split`` comes from :func:`fakelens.data.pool.pool_splits`, so people and photos never cross
+splits, and cross-image donors are drawn from the same split). Masks are 8-bit PNGs: ``round(255·M)``, with
+every nonzero weight stored as at least 1, so a stored 0 means the pixel was not touched before encoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from fakelens.data.faces import Face
+from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, pool_splits
+from fakelens.errors import ConfigError
+from fakelens.forgery.encode import decode, encode_pair, extension
+from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "Sample",
+    "SynthResult",
+    "contact_sheet",
+    "contact_sheet_image",
+    "crop_photo",
+    "mask_to_png",
+    "synth",
+]
+
+MANIFEST_COLUMNS = ("path", "label", "recipe", "mask_path", "source", "split", "pair")
+MAX_SIDE = 1536  # pool photos are downscaled to this on load: crops at 256 px never need more
+
+
+@dataclass(frozen=True)
+class _Config:
+    pool_dir: str
+    out: str
+    recipes: tuple[str, ...]
+    seed: int
+    size: int
+    fmt: str
+    quality: int
+    face_prob: float
+
+
+@dataclass
+class Sample:
+    """One generated pair before writing: arrays plus provenance."""
+
+    index: int
+    real: np.ndarray
+    fake: np.ndarray
+    mask: np.ndarray
+    recipe: str
+    source: str
+    split: str
+    fmt: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SynthResult:
+    out: Path
+    manifest: Path
+    n: int
+    recipes: dict[str, int]
+    splits: dict[str, int]
+    contact_sheet: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"], d["manifest"] = str(self.out), str(self.manifest)
+        d["contact_sheet"] = None if self.contact_sheet is None else str(self.contact_sheet)
+        return d
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def mask_to_png(mask: np.ndarray) -> bytes:
+    """Encode a float mask as an 8-bit grey PNG; every nonzero weight is stored as at least 1."""
+    q = np.where(mask > 0, np.maximum(1, np.rint(mask * 255.0)), 0).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(q, "L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ crops
+def crop_photo(
+    image: np.ndarray,
+    faces: Sequence[Face],
+    rng: np.random.Generator,
+    size: int,
+    face: Face | None = None,
+) -> tuple[np.ndarray, list[Face]]:
+    """A square crop resized to ``size``: around ``face`` (1.8–2.8× its size, jittered) or at random
+    (45–100 % of the short side). Returns the crop and the faces whose landmarks lie inside it."""
+    h, w = image.shape[:2]
+    short = min(h, w)
+    if face is not None:
+        side = face.size * rng.uniform(1.8, 2.8)
+        cx, cy = face.center
+        cx += rng.uniform(-0.1, 0.1) * side
+        cy += rng.uniform(-0.1, 0.1) * side
+    else:
+        side = rng.uniform(0.45, 1.0) * short
+        cx = rng.uniform(side / 2, w - side / 2) if w > side else w / 2
+        cy = rng.uniform(side / 2, h - side / 2) if h > side else h / 2
+    s = round(min(max(side, 8.0), short))
+    x0 = int(np.clip(round(cx - s / 2), 0, w - s))
+    y0 = int(np.clip(round(cy - s / 2), 0, h - s))
+    crop = image[y0 : y0 + s, x0 : x0 + s]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+    out = cv2.resize(crop, (size, size), interpolation=interp) if s != size else crop.copy()
+    scale = size / s
+    moved = [f.transformed(scale, -x0 * scale, -y0 * scale) for f in faces]
+    return np.ascontiguousarray(out), [f for f in moved if f.inside(size, size)]
+
+
+# -------------------------------------------------------------------------------------------- the worker
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(cfg: _Config, entries: list[dict[str, Any]], splits: dict[str, str]) -> None:
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        cv2.setNumThreads(1)
+    _STATE.clear()
+    _STATE["cfg"] = cfg
+    _STATE["entries"] = [PoolEntry.from_dict(e) for e in entries]
+    _STATE["splits"] = splits
+    _STATE["recipes"] = {s: make_recipe(s) for s in cfg.recipes}
+    _load.cache_clear()
+
+
+@functools.lru_cache(maxsize=160)
+def _load(pool_dir: str, path: str) -> tuple[np.ndarray, float]:
+    """A pool photo downscaled to at most MAX_SIDE, and the scale applied."""
+    entry = next(e for e in _STATE["entries"] if e.path == path)
+    img = load_pool_image(Path(pool_dir), entry)
+    h, w = img.shape[:2]
+    s = min(1.0, MAX_SIDE / max(h, w))
+    if s < 1.0:
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return img, s
+
+
+def _usable(f: Face, entry: PoolEntry, size: int, scale: float = 1.0) -> bool:
+    """A face large enough to centre a crop on (≥ size/4 after loading) with its landmarks in the photo."""
+    return f.size * scale >= size / 4 and f.inside(entry.width, entry.height)
+
+
+def _big_faces(entry: PoolEntry, scale: float, size: int) -> list[Face]:
+    return [f.transformed(scale, 0, 0) for f in entry.faces if _usable(f, entry, size, scale)]
+
+
+def _pick(
+    rng: np.random.Generator, cands: list[PoolEntry], want_face: bool, cfg: _Config
+) -> tuple[PoolEntry, np.ndarray, list[Face], bool]:
+    """Draw a photo and crop it (face-centred when asked and possible): (entry, crop, faces, centred)."""
+    face_cands = [e for e in cands if any(_usable(f, e, cfg.size) for f in e.faces)]
+    use_face = want_face and bool(face_cands)
+    pool = face_cands if use_face else cands
+    entry = pool[int(rng.integers(len(pool)))]
+    img, s = _load(cfg.pool_dir, entry.path)
+    faces = [f.transformed(s, 0, 0) for f in entry.faces]
+    centre = None
+    if use_face:
+        big = _big_faces(entry, s, cfg.size)
+        centre = big[int(rng.integers(len(big)))] if big else None
+    crop, inside = crop_photo(img, faces, rng, cfg.size, centre)
+    return entry, crop, inside, centre is not None and bool(inside)
+
+
+def _make(index: int) -> Sample:
+    cfg: _Config = _STATE["cfg"]
+    entries: list[PoolEntry] = _STATE["entries"]
+    splits: dict[str, str] = _STATE["splits"]
+    rng = np.random.default_rng([cfg.seed, index])
+    spec = cfg.recipes[index % len(cfg.recipes)]
+    recipe: Recipe = _STATE["recipes"][spec]
+    want_face = recipe.uses_faces and rng.random() < cfg.face_prob
+    entry, real, faces, centred = _pick(rng, entries, want_face, cfg)
+    split = splits[entry.path]
+    donor = donor_faces = None
+    if recipe.uses_donor:
+        # Donors come from the same split. A face target takes a face donor, from any photo of the split
+        # (another person of the same group photo included); other targets prefer another photo group.
+        same = [e for e in entries if splits[e.path] == split]
+        if centred:
+            many = sum(_usable(f, entry, cfg.size) for f in entry.faces) >= 2
+            cands = [e for e in same if e.path != entry.path or many] or same
+        else:
+            cands = [e for e in same if e.group != entry.group] or same
+        _, donor, donor_faces, _ = _pick(rng, cands, centred, cfg)
+    forgery = recipe.apply(
+        real, rng, faces=faces if recipe.uses_faces else None, donor=donor, donor_faces=donor_faces
+    )
+    fmt = recipe.final_format or cfg.fmt
+    return Sample(
+        index, real, forgery.fake, forgery.mask, forgery.recipe, entry.path, split, fmt, forgery.params
+    )
+
+
+def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
+    out = Path(cfg.out)
+    ext = extension(sample.fmt)
+    stem = f"{sample.index:06d}"
+    real_b, fake_b = encode_pair(sample.real, sample.fake, sample.fmt, cfg.quality)
+    paths = {"real": f"real/{stem}{ext}", "fake": f"fake/{stem}{ext}", "mask": f"mask/{stem}.png"}
+    _atomic_write(out / paths["real"], real_b)
+    _atomic_write(out / paths["fake"], fake_b)
+    _atomic_write(out / paths["mask"], mask_to_png(sample.mask))
+    base = {"source": sample.source, "split": sample.split, "pair": str(sample.index)}
+    return [
+        {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base},
+        {"path": paths["fake"], "label": "fake", "recipe": sample.recipe, "mask_path": paths["mask"], **base},
+    ]
+
+
+def _run_chunk(indices: list[int]) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for i in indices:
+        rows.extend(_write(_make(i), _STATE["cfg"]))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- synth
+def _pool_dir(pool_manifest: Path | str) -> Path:
+    p = Path(pool_manifest)
+    return p.parent if p.suffix == ".json" else p
+
+
+def synth(
+    pool_manifest: Path | str,
+    out: Path | str,
+    n: int,
+    recipes: str | Sequence[str] | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    size: int = 256,
+    fmt: str = "png",
+    quality: int = 90,
+    *,
+    split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    split_seed: int = 0,
+    face_prob: float = 0.7,
+    progress: bool = True,
+    sheet: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+) -> SynthResult:
+    """Write ``n`` real/fake pairs (2n images and n masks) to ``out``; recipes cycle over the given specs.
+
+    ``recipes`` is a list or comma-separated string of ``name`` or ``name:variant`` (``None``/``"all"``:
+    every recipe). ``fmt`` is the common final format (``png`` or ``jpeg`` at ``quality``); recipes that need
+    a JPEG pass (``double_jpeg``) use JPEG for both images of their pairs. ``workers`` > 1 runs a process
+    pool; the bytes written do not depend on it.
+    """
+    specs = tuple(parse_recipes(recipes))
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    if size < 32:
+        raise ConfigError(f"--size must be at least 32, got {size}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    extension(fmt)  # validates
+    pool_dir = _pool_dir(pool_manifest)
+    entries = load_pool(pool_manifest)
+    if not entries:
+        raise ConfigError(f"the pool at {pool_dir} has no photographs")
+    splits = pool_splits(entries, split_fractions, split_seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = _Config(
+        str(pool_dir),
+        str(out),
+        specs,
+        int(seed),
+        int(size),
+        fmt.lower().replace("jpg", "jpeg"),
+        int(quality),
+        float(face_prob),
+    )
+    ent_dicts = [e.to_dict() for e in entries]
+    rows: list[dict[str, str]] = []
+    chunk = max(1, min(16, math.ceil(n / (4 * workers))))
+    chunks = [list(range(i, min(n, i + chunk))) for i in range(0, n, chunk)]
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("synth"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("synth", total=n)
+
+        def done(k: int) -> None:
+            bar.advance(task, k)
+            if on_progress is not None:
+                on_progress(k)
+
+        if workers == 1:
+            saved = dict(_STATE)
+            _init_worker(cfg, ent_dicts, splits)
+            try:
+                for c in chunks:
+                    rows.extend(_run_chunk(c))
+                    done(len(c))
+            finally:
+                _STATE.clear()
+                _STATE.update(saved)
+        else:
+            ctx = get_context("spawn")  # no fork of a process that holds threads (rich, torch)
+            with ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, ent_dicts, splits)
+            ) as ex:
+                pending: dict[Future[list[dict[str, str]]], int] = {
+                    ex.submit(_run_chunk, c): len(c) for c in chunks
+                }
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        rows.extend(fut.result())
+                        done(pending.pop(fut))
+    rows.sort(key=lambda r: (int(r["pair"]), r["label"] != "real"))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    manifest = out / "manifest.csv"
+    _atomic_write(manifest, buf.getvalue().encode())
+    per_recipe: dict[str, int] = {}
+    per_split: dict[str, int] = {}
+    for r in rows:
+        if r["label"] == "fake":
+            per_recipe[r["recipe"]] = per_recipe.get(r["recipe"], 0) + 1
+            per_split[r["split"]] = per_split.get(r["split"], 0) + 1
+    meta = {
+        "pool": str(pool_dir),
+        "n": n,
+        "recipes": list(specs),
+        "seed": seed,
+        "size": size,
+        "format": cfg.fmt,
+        "quality": quality,
+        "split_fractions": list(split_fractions),
+        "split_seed": split_seed,
+        "face_prob": face_prob,
+        "counts": {"recipes": per_recipe, "splits": per_split},
+    }
+    _atomic_write(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
+    result = SynthResult(out, manifest, n, dict(sorted(per_recipe.items())), dict(sorted(per_split.items())))
+    if sheet:
+        result.contact_sheet = contact_sheet(out, out / "contact_sheet.png")
+    return result
+
+
+# --------------------------------------------------------------------------------------- contact sheet
+COLUMNS = ("real", "fake", "mask M", "seam 4M(1-M)", "|fake-real|")
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except Exception:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _tile(a: np.ndarray, tile: int) -> Image.Image:
+    im = Image.fromarray(a if a.ndim == 3 else np.stack([a] * 3, axis=-1))
+    return im.resize(
+        (tile, tile), Image.Resampling.NEAREST if a.shape[0] <= tile else Image.Resampling.LANCZOS
+    )
+
+
+def contact_sheet_image(
+    rows: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray]], k: float = 4.0, tile: int = 192
+) -> Image.Image:
+    """A grid with one row per ``(label, real, fake, mask)``: real / fake / mask / seam 4M(1−M) / |diff|×k."""
+    rows = list(rows)
+    if not rows:
+        raise ConfigError("nothing to put on the contact sheet")
+    label_w, head_h, pad = 150, 24, 4
+    width = label_w + len(COLUMNS) * (tile + pad)
+    height = head_h + len(rows) * (tile + pad)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = _font(14)
+    for j, name in enumerate(COLUMNS):
+        title = name + (f" x{k:g}" if name.startswith("|") else "")
+        draw.text((label_w + j * (tile + pad) + 4, 4), title, fill=(0, 0, 0), font=font)
+    for i, (label, real, fake, mask) in enumerate(rows):
+        y = head_h + i * (tile + pad)
+        m = np.clip(mask.astype(np.float32), 0, 1)
+        seam = 4.0 * m * (1.0 - m)
+        diff = np.clip(np.abs(fake.astype(np.float32) - real.astype(np.float32)) * k, 0, 255).astype(np.uint8)
+        tiles = [real, fake, (m * 255).round().astype(np.uint8), (seam * 255).round().astype(np.uint8), diff]
+        for j, t in enumerate(tiles):
+            sheet.paste(_tile(t, tile), (label_w + j * (tile + pad), y))
+        for li, part in enumerate(label.replace(":", ":\n").split("\n")):
+            draw.text((6, y + 6 + 18 * li), part, fill=(0, 0, 0), font=font)
+    return sheet
+
+
+def contact_sheet(
+    data: Path | str, out: Path | str | None = None, per_recipe: int = 1, k: float = 4.0, tile: int = 192
+) -> Path:
+    """Write a PNG contact sheet for a :func:`synth` output folder: ``per_recipe`` rows for each recipe label
+    (``name:variant``), in the order they first appear. Returns the PNG's path."""
+    data = Path(data)
+    mf = data / "manifest.csv"
+    if not mf.is_file():
+        raise ConfigError(f"no manifest.csv in {data} (make one with: fakelens data synth)")
+    with open(mf, newline="") as f:
+        rows = list(csv.DictReader(f))
+    reals = {r["pair"]: r for r in rows if r.get("label") == "real"}
+    chosen: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        if r.get("label") == "fake" and r.get("pair") in reals:
+            lst = chosen.setdefault(r["recipe"], [])
+            if len(lst) < per_recipe:
+                lst.append(r)
+    if not chosen:
+        raise ConfigError(f"{mf} lists no real/fake pairs")
+    items = []
+    for label, lst in chosen.items():
+        for r in lst:
+            real = decode((data / reals[r["pair"]]["path"]).read_bytes())
+            fake = decode((data / r["path"]).read_bytes())
+            with Image.open(data / r["mask_path"]) as im:
+                mask = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            items.append((label, real, fake, mask))
+    path = Path(out) if out is not None else data / "contact_sheet.png"
+    buf = io.BytesIO()
+    contact_sheet_image(items, k=k, tile=tile).save(buf, format="PNG")
+    _atomic_write(path, buf.getvalue())
+    return path

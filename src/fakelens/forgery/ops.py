@@ -1,0 +1,162 @@
+"""Building blocks shared by the recipes: random soft regions, exact blending, warps, colour transfer.
+
+Everything takes a ``numpy.random.Generator`` and is deterministic given it. Masks are float32 (H, W) in
+[0, 1] and *exactly* 0 wherever the recipe leaves the pixel untouched: :func:`clean_mask` zeroes values too
+small to change a pixel, and :func:`blend` copies the real pixel wherever the mask is 0.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import cv2
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "blend",
+    "blob_mask",
+    "clean_mask",
+    "colour_transfer",
+    "elastic_field",
+    "jpeg_roundtrip",
+    "mask_bbox",
+    "remap",
+    "soften",
+]
+
+_EPS = 1.0 / 512.0  # a mask weight below this cannot move an 8-bit value by half a level
+
+
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1], zero weights too small to change an 8-bit pixel, return float32."""
+    m = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
+    m[m < _EPS] = 0.0
+    return m
+
+
+def blend(real: np.ndarray, alt: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``round(real + M · (alt − real))`` as uint8; ``fake == real`` byte for byte wherever ``M == 0``."""
+    r = real.astype(np.float32)
+    m = mask.astype(np.float32)[..., None]
+    out = np.clip(np.rint(r + m * (alt.astype(np.float32) - r)), 0, 255).astype(np.uint8)
+    return np.where(m > 0, out, real)
+
+
+def soften(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-soften a mask (sigma in pixels), keeping its peak at 1; returns a cleaned mask."""
+    m = mask.astype(np.float32)
+    if sigma >= 0.3:
+        m = np.asarray(cv2.GaussianBlur(m, (0, 0), sigma), dtype=np.float32)
+        peak = float(m.max())
+        if peak > 0:
+            m = np.minimum(m / peak * float(mask.max()), 1.0)
+    return clean_mask(m)
+
+
+def blob_mask(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    area: tuple[float, float] = (0.05, 0.25),
+    softness: tuple[float, float] = (0.05, 0.25),
+    center: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """A random smooth region: an ellipse whose radius is modulated by a few low harmonics, softened.
+
+    ``area`` is the fraction of the image the hard region covers; ``softness`` the blur sigma as a fraction of
+    its radius. Always covers at least one pixel, also on tiny images.
+    """
+    h, w = shape
+    a = rng.uniform(*area) * h * w
+    aspect = rng.uniform(0.6, 1.6)
+    r = math.sqrt(a / math.pi)
+    rx, ry = max(1.0, r * math.sqrt(aspect)), max(1.0, r / math.sqrt(aspect))
+    rx, ry = min(rx, 0.48 * w), min(ry, 0.48 * h)
+    if center is None:
+        cx = rng.uniform(min(rx, w / 2), max(w - rx, w / 2))
+        cy = rng.uniform(min(ry, h / 2), max(h - ry, h / 2))
+    else:
+        cx, cy = center
+    rot = rng.uniform(0, 2 * math.pi)
+    n = 64
+    t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    rad = np.ones(n)
+    for k in (2, 3, 5):
+        rad += rng.uniform(0.0, 0.25 / k * 2) * np.cos(k * t + rng.uniform(0, 2 * math.pi))
+    x = rx * rad * np.cos(t)
+    y = ry * rad * np.sin(t)
+    px = cx + x * math.cos(rot) - y * math.sin(rot)
+    py = cy + x * math.sin(rot) + y * math.cos(rot)
+    poly = np.stack([px, py], axis=1)
+    m = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(m, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    if not m.any():
+        m[int(np.clip(cy, 0, h - 1)), int(np.clip(cx, 0, w - 1))] = 255
+    hard = m.astype(np.float32) / 255.0
+    return soften(hard, rng.uniform(*softness) * min(rx, ry))
+
+
+def mask_bbox(mask: np.ndarray, margin: int = 0) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the nonzero part of a mask, grown by ``margin`` and clipped to the image."""
+    ys, xs = np.nonzero(mask > 0)
+    h, w = mask.shape
+    if ys.size == 0:
+        return 0, h, 0, w
+    return (
+        max(0, int(ys.min()) - margin),
+        min(h, int(ys.max()) + 1 + margin),
+        max(0, int(xs.min()) - margin),
+        min(w, int(xs.max()) + 1 + margin),
+    )
+
+
+def elastic_field(
+    shape: tuple[int, int], rng: np.random.Generator, amplitude: float, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random displacement field (dx, dy) of about ``amplitude`` pixels at spatial ``scale``."""
+    h, w = shape
+    gh, gw = max(2, round(h / max(scale, 1.0)) + 2), max(2, round(w / max(scale, 1.0)) + 2)
+    coarse = rng.normal(0.0, 1.0, size=(2, gh, gw)).astype(np.float32)
+    dx = cv2.resize(coarse[0], (w, h), interpolation=cv2.INTER_CUBIC) * amplitude
+    dy = cv2.resize(coarse[1], (w, h), interpolation=cv2.INTER_CUBIC) * amplitude
+    return dx, dy
+
+
+def remap(image: np.ndarray, dx: np.ndarray, dy: np.ndarray, interp: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Sample ``image`` at ``(x + dx, y + dy)`` with reflected borders."""
+    h, w = image.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + dx, gy + dy, interp, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def colour_transfer(src: np.ndarray, ref: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Reinhard colour transfer in Lab: give ``src`` the mean and spread of ``ref`` inside ``weights``.
+
+    Both images are uint8 RGB of one size; the statistics of each are taken where ``weights`` is large
+    (> 0.5, or everywhere if that is empty). Returns float32 RGB in [0, 255].
+    """
+    sel = weights > 0.5
+    if not sel.any():
+        sel = np.ones_like(weights, dtype=bool)
+    s = cv2.cvtColor(src, cv2.COLOR_RGB2LAB).astype(np.float32)
+    r = cv2.cvtColor(ref, cv2.COLOR_RGB2LAB).astype(np.float32)
+    sm, ss = s[sel].mean(0), s[sel].std(0) + 1.0
+    rm, rs = r[sel].mean(0), r[sel].std(0) + 1.0
+    gain = np.clip(rs / ss, 0.5, 2.0)
+    out = (s - sm) * gain + rm
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(out, cv2.COLOR_LAB2RGB).astype(np.float32)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Compress and decompress with the 8×8 grid shifted by ``(dy, dx)`` pixels (edge-padded top-left)."""
+    dy, dx = shift
+    padded = np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode="edge") if (dy or dx) else image
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(padded)).save(
+        buf, format="JPEG", quality=int(quality), subsampling=2
+    )
+    with Image.open(buf) as im:
+        out = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return out[dy:, dx:].copy()

@@ -1,0 +1,132 @@
+"""The dataset builder on a tiny pool: files, manifest, splits, determinism, encodings, contact sheet."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import forgery_helpers as helpers
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelens.data.faces import Face
+from fakelens.errors import ConfigError, UnknownNameError
+from fakelens.forgery import decode, make_recipe, recipe_specs
+from fakelens.forgery.dataset import MANIFEST_COLUMNS, contact_sheet, crop_photo, synth
+
+
+@pytest.fixture
+def tiny_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return helpers.make_tiny_pool(tmp_path, monkeypatch)
+
+
+def read_manifest(out: Path) -> list[dict[str, str]]:
+    with open(out / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_synth_writes_pairs_masks_and_manifest(tiny_pool: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    specs = recipe_specs()
+    res = synth(tiny_pool, out, n=len(specs), recipes=specs, seed=3, size=64, progress=False)
+    rows = read_manifest(out)
+    assert list(rows[0]) == list(MANIFEST_COLUMNS)
+    assert len(rows) == 2 * len(specs) and res.n == len(specs)
+    assert res.contact_sheet is not None and res.contact_sheet.is_file()
+    fakes = [r for r in rows if r["label"] == "fake"]
+    reals = {r["pair"]: r for r in rows if r["label"] == "real"}
+    assert {r["recipe"].split(":")[0] for r in fakes} == {s.split(":")[0] for s in specs}
+    for f in fakes:
+        r = reals[f["pair"]]
+        assert r["source"] == f["source"] and r["split"] == f["split"] and r["mask_path"] == ""
+        rb, fb = (out / r["path"]).read_bytes(), (out / f["path"]).read_bytes()
+        with Image.open(io.BytesIO(rb)) as ri, Image.open(io.BytesIO(fb)) as fi:
+            assert ri.format == fi.format and ri.size == fi.size == (64, 64)
+            if ri.format == "JPEG":
+                assert ri.quantization == fi.quantization  # type: ignore[attr-defined]
+        with Image.open(out / f["mask_path"]) as mi:
+            mask = np.asarray(mi)
+        assert mask.shape == (64, 64) and mask.any()
+        if f["recipe"] != "double_jpeg":  # lossless: untouched pixels identical in the files too
+            assert np.array_equal(decode(rb)[mask == 0], decode(fb)[mask == 0])
+        else:
+            assert Path(f["path"]).suffix == ".jpg"
+    # a photo never appears in two splits
+    split_of: dict[str, set[str]] = {}
+    for r in rows:
+        split_of.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(v) == 1 for v in split_of.values())
+
+
+def test_synth_is_deterministic_and_jpeg_option(tiny_pool: Path, tmp_path: Path) -> None:
+    kw = {
+        "n": 6,
+        "recipes": "self_blend,cross_blend,upsample",
+        "seed": 11,
+        "size": 48,
+        "fmt": "jpeg",
+        "quality": 80,
+        "progress": False,
+        "sheet": False,
+    }
+    synth(tiny_pool, tmp_path / "a", **kw)  # type: ignore[arg-type]
+    synth(tiny_pool, tmp_path / "b", **kw)  # type: ignore[arg-type]
+    a, b = read_manifest(tmp_path / "a"), read_manifest(tmp_path / "b")
+    assert a == b
+    for r in a:
+        assert r["path"].endswith(".jpg")
+        assert (tmp_path / "a" / r["path"]).read_bytes() == (tmp_path / "b" / r["path"]).read_bytes()
+    synth(tiny_pool, tmp_path / "c", **{**kw, "seed": 12})  # type: ignore[arg-type]
+    c = read_manifest(tmp_path / "c")
+    split_a = {r["source"]: r["split"] for r in a}
+    assert all(split_a.get(r["source"], r["split"]) == r["split"] for r in c)  # splits ignore the seed
+    assert any(
+        (tmp_path / "a" / r["path"]).read_bytes() != (tmp_path / "c" / r["path"]).read_bytes() for r in c
+    )
+
+
+def test_workers_do_not_change_the_bytes(tiny_pool: Path, tmp_path: Path) -> None:
+    kw = {"n": 10, "recipes": "all", "seed": 5, "size": 64, "progress": False, "sheet": False}
+    synth(tiny_pool, tmp_path / "one", workers=1, **kw)  # type: ignore[arg-type]
+    synth(tiny_pool, tmp_path / "two", workers=2, **kw)  # type: ignore[arg-type]
+    one, two = read_manifest(tmp_path / "one"), read_manifest(tmp_path / "two")
+    assert one == two
+    for r in one:
+        assert (tmp_path / "one" / r["path"]).read_bytes() == (tmp_path / "two" / r["path"]).read_bytes()
+
+
+def test_synth_errors(tiny_pool: Path, tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError):
+        synth(tiny_pool, tmp_path / "x", n=2, recipes="self_blend,warp_drive", progress=False)
+    with pytest.raises(ConfigError):
+        synth(tiny_pool, tmp_path / "x", n=0, progress=False)
+    with pytest.raises(ConfigError):
+        synth(tiny_pool, tmp_path / "x", n=2, fmt="gif", progress=False)
+    with pytest.raises(ConfigError, match="no pool manifest"):
+        synth(tmp_path / "nowhere", tmp_path / "x", n=2, progress=False)
+
+
+def test_contact_sheet(tiny_pool: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    synth(tiny_pool, out, n=4, recipes="self_blend,upsample:global", size=48, progress=False, sheet=False)
+    png = contact_sheet(out, tmp_path / "sheet.png", per_recipe=2, tile=48)
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width > 5 * 48 and im.height > 4 * 48
+    with pytest.raises(ConfigError):
+        contact_sheet(tmp_path / "empty")
+
+
+def test_crop_photo_keeps_faces_in_frame() -> None:
+    img = np.zeros((300, 400, 3), np.uint8)
+    face = Face(
+        box=(150.0, 100.0, 210.0, 170.0),
+        landmarks=np.array([[165, 125], [195, 125], [180, 140], [168, 155], [192, 155]], np.float32),
+    )
+    for seed in range(10):
+        crop, faces = crop_photo(img, [face], np.random.default_rng(seed), 64, face)
+        assert crop.shape == (64, 64, 3) and len(faces) == 1
+        assert faces[0].inside(64, 64) and 0.3 < faces[0].size / 64 < 0.6
+        _, mask = make_recipe("self_blend")(crop, np.random.default_rng(seed), faces=faces)
+        assert mask.any()

@@ -1,0 +1,196 @@
+"""Every registered recipe (and variant): contract, exact masks, determinism, matched final encoding."""
+
+from __future__ import annotations
+
+import io
+
+import forgery_helpers as helpers
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelens.data.faces import Face
+from fakelens.errors import ConfigError, ImageError, UnknownNameError
+from fakelens.forgery import RECIPES, decode, encode_pair, make_recipe, parse_recipes, recipe_specs
+from fakelens.forgery.dataset import mask_to_png
+
+SPECS = recipe_specs()
+
+
+@pytest.fixture(scope="session")
+def astronaut128() -> tuple[np.ndarray, Face]:
+    return helpers.astronaut128()
+
+
+@pytest.fixture(scope="session")
+def coffee_odd() -> np.ndarray:
+    """An odd-sized natural crop (97 × 131)."""
+    return helpers.coffee_odd()
+
+
+def run(spec: str, image: np.ndarray, seed: int, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+    return make_recipe(spec)(image, np.random.default_rng(seed), **kw)  # type: ignore[arg-type]
+
+
+def test_registry_has_the_six_families() -> None:
+    assert set(RECIPES.names()) == {
+        "self_blend",
+        "cross_blend",
+        "local_warp",
+        "upsample",
+        "resample",
+        "double_jpeg",
+    }
+    assert "upsample:global" in SPECS and "upsample:regional" in SPECS
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_contract_and_exact_mask(spec: str, astronaut128: tuple[np.ndarray, Face]) -> None:
+    img, _ = astronaut128
+    for seed in range(3):
+        fake, mask = run(spec, img, seed)
+        assert fake.shape == img.shape and fake.dtype == np.uint8
+        assert mask.shape == img.shape[:2] and mask.dtype == np.float32
+        assert float(mask.min()) >= 0.0 and float(mask.max()) <= 1.0 and mask.any()
+        untouched = mask == 0
+        assert np.array_equal(fake[untouched], img[untouched]), "pixels with M == 0 must be byte-identical"
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_change_is_visible_inside_mask(spec: str, astronaut128: tuple[np.ndarray, Face]) -> None:
+    img, _ = astronaut128
+    fake, mask = run(spec, img, 7)
+    diff = np.abs(fake.astype(np.float32) - img.astype(np.float32)).mean(axis=2)
+    weighted = float((diff * mask).sum() / mask.sum())
+    assert weighted > 0.5, f"{spec}: mean |fake - real| inside the mask is only {weighted:.3f}"
+    assert (diff[mask > 0] > 0).mean() > 0.2
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_deterministic(spec: str, astronaut128: tuple[np.ndarray, Face]) -> None:
+    img, _ = astronaut128
+    a, ma = run(spec, img, 3)
+    b, mb = run(spec, img, 3)
+    c, mc = run(spec, img, 4)
+    assert a.tobytes() == b.tobytes() and ma.tobytes() == mb.tobytes()
+    assert a.tobytes() != c.tobytes() or ma.tobytes() != mc.tobytes()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_encoded_pair_shares_size_format_and_tables(
+    spec: str, fmt: str, astronaut128: tuple[np.ndarray, Face]
+) -> None:
+    img, _ = astronaut128
+    recipe = make_recipe(spec)
+    fake, _ = recipe(img, np.random.default_rng(0))
+    final = recipe.final_format or fmt
+    rb, fb = encode_pair(img, fake, final, 85)
+    with Image.open(io.BytesIO(rb)) as r, Image.open(io.BytesIO(fb)) as f:
+        assert r.format == f.format == {"png": "PNG", "jpeg": "JPEG"}[final]
+        assert r.size == f.size == (img.shape[1], img.shape[0])
+        assert r.mode == f.mode
+        if final == "jpeg":
+            assert r.quantization == f.quantization  # type: ignore[attr-defined]
+            assert r.layer == f.layer  # type: ignore[attr-defined]  # same chroma subsampling
+    if final == "png":
+        assert np.array_equal(decode(rb), img) and np.array_equal(decode(fb), fake)
+
+
+def test_double_jpeg_forces_a_final_jpeg_pass() -> None:
+    assert make_recipe("double_jpeg").final_format == "jpeg"
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("shape", [(8, 8), (9, 13), (31, 45), (257, 129)])
+def test_odd_sizes(spec: str, shape: tuple[int, int], coffee_odd: np.ndarray) -> None:
+    img = np.ascontiguousarray(np.resize(coffee_odd, (*shape, 3)).astype(np.uint8))
+    fake, mask = run(spec, img, 1)
+    assert fake.shape == img.shape and mask.shape == shape
+    assert np.array_equal(fake[mask == 0], img[mask == 0])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("kind", ["black", "grey", "white", "near_flat"])
+def test_flat_images_do_not_crash(spec: str, kind: str) -> None:
+    value = {"black": 0, "grey": 128, "white": 255, "near_flat": 120}[kind]
+    img = np.full((40, 56, 3), value, np.uint8)
+    if kind == "near_flat":
+        img = (img + np.random.default_rng(0).integers(0, 3, img.shape)).astype(np.uint8)
+    fake, mask = run(spec, img, 2)
+    assert np.isfinite(mask).all() and np.array_equal(fake[mask == 0], img[mask == 0])
+    assert make_recipe(spec)(img, np.random.default_rng(2), donor=np.zeros_like(img))[0].shape == img.shape
+
+
+def test_self_blend_uses_the_face(astronaut128: tuple[np.ndarray, Face]) -> None:
+    img, face = astronaut128
+    recipe = make_recipe("self_blend")
+    x0, y0, x1, y1 = face.box
+    for seed in range(5):
+        f = recipe.apply(img, np.random.default_rng(seed), faces=[face])
+        assert f.params["face"] is True
+        ys, xs = np.nonzero(f.mask)
+        cx, cy = (f.mask[ys, xs] * xs).sum() / f.mask.sum(), (f.mask[ys, xs] * ys).sum() / f.mask.sum()
+        assert x0 <= cx <= x1 and y0 <= cy <= y1
+        grow = 0.6 * face.size  # the mask may reach forehead and chin, not the far side of the image
+        assert (
+            xs.min() >= x0 - grow
+            and xs.max() <= x1 + grow
+            and ys.min() >= y0 - grow
+            and ys.max() <= y1 + grow
+        )
+        assert np.array_equal(f.fake[f.mask == 0], img[f.mask == 0])
+
+
+def test_self_blend_falls_back_without_faces(astronaut128: tuple[np.ndarray, Face]) -> None:
+    img, face = astronaut128
+    recipe = make_recipe("self_blend")
+    assert recipe.apply(img, np.random.default_rng(0)).params["face"] is False
+    outside = Face(box=(500.0, 500.0, 540.0, 540.0), landmarks=face.points() + 400)  # not in the image
+    assert recipe.apply(img, np.random.default_rng(0), faces=[outside]).params["face"] is False
+
+
+def test_cross_blend_aligns_donor_faces(astronaut128: tuple[np.ndarray, Face]) -> None:
+    img, face = astronaut128
+    donor = np.ascontiguousarray(img[:, ::-1])
+    x0, y0, x1, y1 = face.box
+    dface = Face(box=(128 - x1, y0, 128 - x0, y1), landmarks=face.points() * [-1, 1] + [127, 0])
+    f = make_recipe("cross_blend").apply(
+        img, np.random.default_rng(0), faces=[face], donor=donor, donor_faces=[dface]
+    )
+    assert f.params["aligned"] is True and f.params["face"] is True
+    assert np.array_equal(f.fake[f.mask == 0], img[f.mask == 0])
+
+
+def test_cross_blend_resizes_a_donor_of_another_size(
+    astronaut128: tuple[np.ndarray, Face], coffee_odd: np.ndarray
+) -> None:
+    img, _ = astronaut128
+    fake, mask = run("cross_blend", img, 0, donor=coffee_odd)
+    assert fake.shape == img.shape and np.array_equal(fake[mask == 0], img[mask == 0])
+
+
+def test_global_upsample_mask_is_all_ones(astronaut128: tuple[np.ndarray, Face]) -> None:
+    _, mask = run("upsample:global", astronaut128[0], 0)
+    assert np.all(mask == 1.0)
+
+
+def test_bad_names_and_inputs() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean self_blend"):
+        make_recipe("self_blnd")
+    with pytest.raises(ConfigError, match="no variant"):
+        make_recipe("upsample:sideways")
+    with pytest.raises(UnknownNameError):
+        parse_recipes("upsample,nope")
+    assert parse_recipes("all") == RECIPES.names() == parse_recipes(None)
+    with pytest.raises(ImageError):
+        make_recipe("upsample")(np.zeros((16, 16), np.uint8), np.random.default_rng(0))
+    with pytest.raises(ImageError):
+        make_recipe("upsample")(np.zeros((4, 16, 3), np.uint8), np.random.default_rng(0))
+
+
+def test_mask_png_keeps_every_touched_pixel() -> None:
+    m = np.array([[0.0, 0.001, 0.5, 1.0]], np.float32)
+    with Image.open(io.BytesIO(mask_to_png(m))) as im:
+        q = np.asarray(im)
+    assert q.tolist() == [[0, 1, 128, 255]]
