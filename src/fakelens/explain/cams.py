@@ -146,9 +146,10 @@ def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
     n = xm.shape[1]
     gram = xm @ xm.transpose(1, 2) if n <= c else xm.transpose(1, 2) @ xm
     m = gram / gram.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
-    for _ in range(squarings):
+    for step in range(squarings):
         m = m @ m
-        m = m / m.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
+        if step % 2 == 1 or step == squarings - 1:  # ‖M‖_F ≤ 1 after a rescale: two squarings cannot underflow
+            m = m / m.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
     # M ≈ v vᵀ: its column with the largest diagonal entry is the best-conditioned copy of v.
     j = m.diagonal(dim1=1, dim2=2).argmax(dim=1)
     v = torch.gather(m, 2, j.view(b, 1, 1).expand(b, m.shape[1], 1))  # (B, d, 1)

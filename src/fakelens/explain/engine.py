@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import torch
 from torch import Tensor
 
 from fakelens.errors import UnknownNameError
 from fakelens.explain.cams import CAMS
 from fakelens.explain.capture import capture
-from fakelens.explain.explanation import Explanation, build_explanation, fuse_layers
+from fakelens.explain.explanation import Explanation, build_explanation, build_explanations, fuse_layers
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
 from fakelens.registry import Registry
@@ -74,22 +75,24 @@ def explain_targets(
         cap = capture(detector, x, layer_names, resolved, gradients=need_grads)
         probs = detector.fake_probability(cap.logits)
         for t in resolved:
-            for m in cam_methods:
-                method = CAMS.create(m)
-                grads = cap.gradients.get(t.name, {})
-                raws = [method(cap.activations[n], grads.get(n)) for n in layer_names]
-                out[t.name][m] = build_explanation(
-                    m,
-                    layer_names,
-                    t.name,
-                    fuse_layers(raws),
-                    cap.scores[t.name],
-                    probs,
-                    cap.input_hw,
-                    geometries,
-                    valid,
-                    logits=cap.logits,
-                )
+            grads = cap.gradients.get(t.name, {})
+            raws = [
+                fuse_layers([CAMS.create(m)(cap.activations[n], grads.get(n)) for n in layer_names])
+                for m in cam_methods
+            ]
+            built = build_explanations(
+                cam_methods,
+                layer_names,
+                t.name,
+                torch.stack(raws),
+                cap.scores[t.name],
+                probs,
+                cap.input_hw,
+                geometries,
+                valid,
+                logits=cap.logits,
+            )
+            out[t.name].update(zip(cam_methods, built, strict=True))
     for m in methods:
         if m in CAMS:
             continue

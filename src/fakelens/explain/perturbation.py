@@ -1,0 +1,1068 @@
+r"""Perturbation explainers: ScoreCAM, AblationCAM, occlusion and RISE — batched, seeded, budgeted.
+
+Each method registers a small class in :data:`~fakelens.explain.engine.EXPLAINERS`; the engine calls it as
+``explainer(detector, x, target, layers) -> (raw (B, h, w), meta)``. Shared machinery (:class:`Perturbation`):
+
+- one unperturbed forward per call (its scores, probabilities and layer outputs are reused; never re-run
+  per chunk); the perturbed inputs of *all* images are pooled into chunks of ``batch_size`` — batch 1 and
+  batch B cost the same per image;
+- ``torch.inference_mode()``, eval mode (train/eval flags restored after), hooks and patched forwards
+  removed in ``finally`` — also when the model raises;
+- ``batch_size=None`` picks the chunk: on CUDA from free memory and the largest activation of the
+  unperturbed pass, on CPU a fixed 32 inputs of 224² (scaled by the pixel count);
+- ``amp="bf16"|"fp16"`` autocasts the perturbed forwards (opt-in, lossy: ``meta["exact"]`` is then false;
+  fp16 needs CUDA, bf16 also runs on CPUs with native bf16);
+- ``channels_last=True`` hands 4-D inputs to the model in channels-last layout (the model is not
+  touched); on CPU (oneDNN) and GPU (cuDNN) the convolutions then skip layout conversions;
+- ``fold_bn`` (ScoreCAM, occlusion, RISE, spectral): the perturbed forwards, which need no hooks, run on a
+  *copy* of the network traced by ``torch.fx`` with BatchNorm folded into the preceding convolutions and
+  weights in channels-last layout — the same function up to float rounding (the copy must reproduce the
+  unperturbed logits to 1e-4, else it is not used); ``None`` = on the CPU, when the model has BatchNorm
+  and at least 256 forwards are planned (on an H200 a copy made per call cost more than it saved; the
+  cached copy is not yet measured there: opt in with ``fold_bn=True``); the copy is cached per model
+  until a parameter or buffer changes (:func:`clear_folded` drops it); ``meta["fold_bn"]`` says whether
+  it was used;
+- ``autotune`` (CUDA): cuDNN's autotuner (``torch.backends.cudnn.benchmark``) during the perturbed
+  forwards, the global flag restored after; off by default (on an H200 with ResNet-50 it saved nothing
+  and cost 3 s on the first call); never where deterministic algorithms were asked for;
+- a budget option per method (``top_k`` channels, ``n_masks``, ``stride``) reported in ``meta`` with the
+  number of forwards, and a ``seed`` for sampled methods (a local ``torch.Generator`` on the input's device:
+  same seed and device → identical maps).
+
+Exact shortcuts (no approximation): ScoreCAM skips channels that are constant over the map (their
+normalised mask is 0, so their masked input *is* the baseline and their score is the baseline score);
+AblationCAM skips channels that are already all zero (ablating them changes nothing), and runs only the
+part of the network *after* the layer (see :class:`AblationCAM`).
+
+Where masks meet the image (``fill``): ``"mean"`` multiplies the *normalised* input by the mask, i.e. blends
+towards the normalisation mean colour (what the papers' code and both peers do); ``"black"`` blends towards
+black *pixels* ``(0 − mean) / std``; ``"blur"`` towards a Gaussian blur of the image (blur and the per-channel
+affine normalisation commute, so blurring the normalised input equals normalising the blurred pixels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fakelens.errors import ConfigError
+from fakelens.explain.capture import _as_map, frozen
+from fakelens.explain.engine import EXPLAINERS
+from fakelens.explain.explanation import fuse_layers
+from fakelens.explain.targets import Target
+from fakelens.models.base import Detector
+
+Amp = Literal["bf16", "fp16"]
+Fill = Literal["mean", "black", "blur"]
+
+CPU_CHUNK_AT_224 = 32
+"""Default chunk on CPU for 224×224 inputs (scaled by the pixel count); measured on 2 Zen 4 cores."""
+MAX_CHUNK = 512
+"""Upper bound of the automatic chunk size."""
+FOLD_MIN_FORWARDS = 256
+"""With ``fold_bn=None``, fold BatchNorm into a model copy when at least this many forwards are planned."""
+
+
+# --------------------------------------------------------------------------------------------- runner
+
+
+@dataclass
+class Runner:
+    """Runs (perturbed) batches through the detector: autocast, layout, chunk size and forward counts."""
+
+    detector: Detector
+    target: Target
+    amp: Amp | None = None
+    channels_last: bool = True
+    batch_size: int = CPU_CHUNK_AT_224
+    forwards: int = 0
+    partial_forwards: int = 0
+    folded: Callable[[Tensor], Any] | None = None
+    reference: Tensor | None = None
+    autotune: bool = False
+
+    def fold(self, x: Tensor, logits: Tensor, planned: int, policy: bool | None) -> bool:
+        """Use a copy of the detector with BatchNorm folded into the preceding convolutions (and, with
+        ``channels_last``, 4-D weights in that layout) for the perturbed forwards that need no hooks.
+
+        The same function up to float rounding; used only if ``torch.fx`` can trace the wrapped network, the
+        model has BatchNorm layers, ``policy`` is true (or ``None``, the input on the CPU and at least
+        ``FOLD_MIN_FORWARDS`` forwards planned) and the copy reproduces the unperturbed logits of ``x``. The
+        copy is cached per detector until any parameter or buffer changes (see :func:`clear_folded`).
+        """
+        auto = planned >= FOLD_MIN_FORWARDS and x.device.type == "cpu"
+        if not (policy if policy is not None else auto):
+            return False
+        net = _folded_net(self.detector, self.channels_last)
+        if net is None:
+            return False
+        adapter = self.detector._adapter
+
+        def folded(batch: Tensor) -> Any:
+            return adapter(net(batch))
+
+        with self.autocast(x.device):
+            check = folded(self.prepare(x)).float()
+        tol = (5e-2 if self.amp else 1e-4) * (1 + logits.abs())
+        if check.shape != logits.shape or not bool(((check - logits).abs() <= tol).all()):
+            return False
+        self.folded = folded
+        return True
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(device.type, dtype=dtype)
+
+    def prepare(self, batch: Tensor) -> Tensor:
+        if self.channels_last and batch.dim() == 4:
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def logits(
+        self, batch: Tensor, *, count: bool = True, layout: bool = True, fast: bool = False
+    ) -> Tensor:
+        model = self.folded if fast and self.folded is not None else self.detector
+        with self.autocast(batch.device), cudnn_benchmark(self.autotune and batch.is_cuda):
+            out = model(self.prepare(batch) if layout else batch)
+        if count:
+            self.forwards += batch.shape[0]
+        return out.float()
+
+    def score(self, batch: Tensor, *, fast: bool = True) -> Tensor:
+        """``(n, ...)`` inputs → ``(n,)`` float32 target scores (on the folded copy when there is one)."""
+        return self.target(self.logits(batch, fast=fast)).float()
+
+    def chunks(self, n: int, per_item: int = 1) -> Iterator[slice]:
+        """Slices of ``range(n)`` holding at most ``batch_size // per_item`` items each."""
+        step = max(1, self.batch_size // max(1, per_item))
+        for start in range(0, n, step):
+            yield slice(start, min(n, start + step))
+
+
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _state_signature(detector: nn.Module, channels_last: bool) -> tuple[Any, ...]:
+    """Changes whenever a parameter or buffer is replaced or modified in place (storage, version)."""
+    tensors = [*detector.parameters(), *detector.buffers()]
+    try:
+        return (channels_last, tuple((t.data_ptr(), t._version, t.device) for t in tensors))
+    except RuntimeError:  # inference tensors have no version counter: never reuse a copy
+        return (object(),)
+
+
+def _folded_net(detector: Detector, channels_last: bool) -> nn.Module | None:
+    """``detector.net`` traced by ``torch.fx`` with BatchNorm folded into the convolutions (cached per
+    detector and state); ``None`` without BatchNorm or when the network cannot be traced."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in detector.modules()):
+        return None
+    sig = _state_signature(detector, channels_last)
+    hit = _FOLDED.get(detector)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    net: nn.Module | None
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        with torch.inference_mode(False), torch.no_grad():
+            net = fuse(detector.net)
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)
+    except Exception:  # not traceable by torch.fx: keep the original model
+        net = None
+    _FOLDED[detector] = (sig, net)
+    return net
+
+
+def clear_folded() -> None:
+    """Drop every cached BatchNorm-folded copy (they hold a copy of the weights while their model lives)."""
+    _FOLDED.clear()
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(on: bool) -> Iterator[None]:
+    """Turn on cuDNN's autotuner for the block (the global flag is restored after; not thread-safe).
+    Left alone where deterministic algorithms were asked for."""
+    if not on or torch.backends.cudnn.deterministic or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+def auto_batch_size(
+    device: torch.device, input_hw: tuple[int, int], bytes_per_sample: int | None = None
+) -> int:
+    """A chunk size for perturbed forwards.
+
+    CUDA: ``0.3 · free / (3 · largest activation of one sample)`` clamped to [1, 512]; CPU (and CUDA
+    without a measurement): 32 inputs at 224² scaled by the pixel count, clamped to [1, 512].
+    """
+    pixels = max(1, input_hw[0] * input_hw[1])
+    cpu = max(1, min(MAX_CHUNK, round(CPU_CHUNK_AT_224 * 224 * 224 / pixels)))
+    if device.type != "cuda" or not bytes_per_sample:
+        return cpu
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_CHUNK, int(0.3 * free / (3 * bytes_per_sample))))
+
+
+@contextlib.contextmanager
+def recorded(
+    detector: Detector, layers: Sequence[str], probe: bool = False
+) -> Iterator[tuple[dict[str, Any], list[int]]]:
+    """Record each layer's raw output (first element of a tuple) during the block.
+
+    With ``probe``, also the largest per-sample output size in bytes of any module (``peak[0]``), used to
+    size chunks on CUDA. Hooks are removed in ``finally``.
+    """
+    store: dict[str, Any] = {}
+    peak = [0]
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def make(name: str) -> Callable[[nn.Module, object, object], None]:
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            t = output[0] if isinstance(output, (tuple, list)) else output
+            if not isinstance(t, Tensor):
+                raise TypeError(f"layer {name!r} returned {type(t).__name__}, not a tensor")
+            store[name] = t.clone()  # later in-place operations must not change the record
+
+        return hook
+
+    def probe_hook(module: nn.Module, args: object, output: object) -> None:
+        if isinstance(output, Tensor) and output.dim() > 0 and output.shape[0] > 0:
+            peak[0] = max(peak[0], output.numel() * output.element_size() // output.shape[0])
+
+    try:
+        for n in layers:
+            handles.append(detector.layer(n).register_forward_hook(make(n)))
+        if probe:
+            handles.extend(m.register_forward_hook(probe_hook) for m in detector.modules())
+        yield store, peak
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def fill_values(x: Tensor, detector: Detector, fill: Fill, sigma: float) -> Tensor:
+    """The baseline the masks blend towards, broadcastable to ``x``: ``(1, C, 1, 1)`` or ``(B, C, H, W)``."""
+    if fill == "mean":
+        return x.new_zeros(1, x.shape[1], 1, 1)
+    if fill == "black":
+        spec = detector.input_spec
+        mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype)[: x.shape[1]]
+        std = torch.tensor(spec.std, device=x.device, dtype=x.dtype)[: x.shape[1]]
+        return (-mean / std).view(1, -1, 1, 1)
+    if fill == "blur":
+        return gaussian_blur(x, sigma)
+    raise ConfigError(f"unknown fill {fill!r}: use 'mean', 'black' or 'blur'")
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` with reflect padding (radius ``ceil(3σ)``)."""
+    radius = max(1, math.ceil(3 * sigma))
+    radius = min(radius, x.shape[-2] - 1, x.shape[-1] - 1)
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    y = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+# ----------------------------------------------------------------------------------------- base class
+
+
+class Perturbation:
+    """Base class of the perturbation explainers: options shared by all, the call protocol of the engine.
+
+    Subclasses implement :meth:`run` under ``inference_mode`` and eval mode; ``self.runner`` forwards.
+    """
+
+    name: ClassVar[str] = ""
+    uses_layers: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        batch_size: int | None = None,
+        amp: Amp | None = None,
+        seed: int = 0,
+        channels_last: bool = True,
+        fold_bn: bool | None = None,
+        autotune: bool | None = None,
+    ) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if amp not in (None, "bf16", "fp16"):
+            raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        self.batch_size = batch_size
+        self.amp: Amp | None = amp
+        self.seed = int(seed)
+        self.channels_last = channels_last
+        self.fold_bn = fold_bn
+        self.autotune = autotune
+
+    def __call__(
+        self, detector: Detector, x: Tensor, target: Target, layers: Sequence[str]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        if self.amp == "fp16" and x.device.type != "cuda":
+            raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
+        if self.uses_layers and not layers:
+            raise ConfigError(f"{self.name} needs layers; the model names no CAM layers")
+        runner = Runner(detector, target, self.amp, self.channels_last)
+        with frozen(detector), torch.inference_mode():
+            raw, meta = self.run(runner, detector, x, target, tuple(layers))
+        meta.update(
+            forwards=runner.forwards,
+            batch_size=runner.batch_size,
+            amp=self.amp,
+            exact=self.amp is None and meta.get("exact", True),
+            fold_bn=runner.folded is not None,
+            autotune=runner.autotune,
+        )
+        if runner.partial_forwards:
+            meta["partial_forwards"] = runner.partial_forwards
+        return raw, meta
+
+    def chunk_size(self, x: Tensor, bytes_per_sample: int | None) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return auto_batch_size(x.device, (int(x.shape[-2]), int(x.shape[-1])), bytes_per_sample)
+
+    def baseline(
+        self, runner: Runner, x: Tensor, layers: Sequence[str] = ()
+    ) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """The one unperturbed forward: scores ``(B,)``, fake probabilities ``(B,)``, raw layer outputs."""
+        probe = self.batch_size is None and x.device.type == "cuda"
+        with recorded(runner.detector, layers, probe) as (store, peak):
+            logits = runner.logits(x)
+        missing = [n for n in layers if n not in store]
+        if missing:
+            raise ValueError(f"layers {missing} of {runner.detector.name!r} did not run in the forward pass")
+        runner.batch_size = self.chunk_size(x, peak[0] or None)
+        runner.reference = logits
+        return runner.target(logits).float(), runner.detector.fake_probability(logits).float(), store
+
+    def maybe_fold(self, runner: Runner, x: Tensor, planned: int) -> None:
+        """Before the perturbed forwards: fold BatchNorm (see :meth:`Runner.fold`) per ``fold_bn``, and on
+        CUDA turn on cuDNN's autotuner if ``autotune``."""
+        if runner.reference is not None:
+            runner.fold(x, runner.reference, planned, self.fold_bn)
+        runner.autotune = x.is_cuda and bool(self.autotune)
+
+    def run(
+        self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+
+def _top_k_mask(active: Tensor, mass: Tensor, top_k: int | None) -> Tensor:
+    """Restrict ``active`` ``(B, C)`` to the ``top_k`` channels of largest ``mass`` per image."""
+    if top_k is None or top_k >= active.shape[1]:
+        return active
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
+    idx = mass.masked_fill(~active, -math.inf).topk(top_k, dim=1).indices
+    keep = torch.zeros_like(active).scatter_(1, idx, True)
+    return active & keep
+
+
+def _per_image(mask: Tensor) -> list[int]:
+    return [int(v) for v in mask.sum(1).tolist()]
+
+
+# -------------------------------------------------------------------------------------------- ScoreCAM
+
+
+@EXPLAINERS.register("scorecam")
+class ScoreCAM(Perturbation):
+    r"""Score-CAM (Wang et al., CVPRW 2020): each channel's upsampled, normalised map masks the input.
+
+    .. math:: M_k = \frac{U(A^k) - \min U(A^k)}{\max U(A^k) - \min U(A^k) + \epsilon},\quad
+              w_k = f(x_b + M_k \odot (x - x_b)) - f(x_b),\quad S = \sum_k w_k A^k
+
+    ``U`` bilinear upsampling to the input size, ``f`` the explained score (fake log-odds by default), ``x_b``
+    the baseline (``fill``; ``"mean"`` = the all-zero normalised input, as in the paper's code). Weights:
+    ``"difference"`` is the paper's increase over the baseline (signed, keeps its scale);
+    ``"softmax"`` is ``softmax_k f(x_k)`` as in pytorch-grad-cam and torchcam (equal to the softmax of the
+    differences). ``align_corners=True`` and ``mask_norm="upsampled"`` reproduce pytorch-grad-cam;
+    ``align_corners=False`` with ``mask_norm="feature"`` (normalise before upsampling) reproduce torchcam.
+
+    Exact cost: one forward per non-constant channel per image (constant channels are skipped: their mask
+    is 0, so ``f = f(x_b)``, ``w = 0``). Budget: ``top_k`` evaluates only the channels of largest
+    ``Σ|A^k|``; the others get the baseline score (``w = 0``), like constant channels; ``exact`` is false.
+    """
+
+    uses_layers = True
+
+    def __init__(
+        self,
+        *,
+        top_k: int | None = None,
+        weights: Literal["difference", "softmax"] = "difference",
+        fill: Fill = "mean",
+        blur_sigma: float = 5.0,
+        align_corners: bool = False,
+        mask_norm: Literal["upsampled", "feature"] = "upsampled",
+        eps: float = 1e-8,
+        batch_size: int | None = None,
+        amp: Amp | None = None,
+        seed: int = 0,
+        channels_last: bool = True,
+        fold_bn: bool | None = None,
+        autotune: bool | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            autotune=autotune,
+        )
+        if weights not in ("difference", "softmax"):
+            raise ConfigError(f"weights must be 'difference' or 'softmax', got {weights!r}")
+        if mask_norm not in ("upsampled", "feature"):
+            raise ConfigError(f"mask_norm must be 'upsampled' or 'feature', got {mask_norm!r}")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
+        self.top_k = top_k
+        self.weights = weights
+        self.fill: Fill = fill
+        self.blur_sigma = blur_sigma
+        self.align_corners = align_corners
+        self.mask_norm = mask_norm
+        self.eps = eps
+
+    def masks(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
+        """``(n, h, w)`` channel maps → ``(n, 1, H, W)`` masks in [0, 1]."""
+        m = maps[:, None].float()
+        if self.mask_norm == "feature":
+            lo = m.amin(dim=(2, 3), keepdim=True)
+            m = (m - lo) / (m.amax(dim=(2, 3), keepdim=True) - lo + self.eps)
+        up = F.interpolate(m, size=size, mode="bilinear", align_corners=self.align_corners)
+        if self.mask_norm == "upsampled":
+            lo = up.amin(dim=(2, 3), keepdim=True)
+            up = (up - lo) / (up.amax(dim=(2, 3), keepdim=True) - lo + self.eps)
+        return up
+
+    def run(
+        self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        scores, probs, store = self.baseline(runner, x, layers)
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        grids = {n: _as_map(store[n], detector, hw).float() for n in layers}  # (B, C, h, w) each
+        planned = x.shape[0] * sum(g.shape[1] for g in grids.values())
+        if self.top_k is not None:
+            planned = x.shape[0] * len(layers) * self.top_k
+        self.maybe_fold(runner, x, planned)
+        fill = fill_values(x, detector, self.fill, self.blur_sigma)
+        if fill.shape[0] == 1:
+            fill_score = runner.score(fill.expand(1, *x.shape[1:])).expand(x.shape[0])
+        else:
+            fill_score = runner.score(fill)
+        diff = x - fill
+        buf = torch.empty((runner.batch_size, *x.shape[1:]), device=x.device, dtype=x.dtype)
+        if runner.channels_last and x.dim() == 4:
+            buf = buf.contiguous(memory_format=torch.channels_last)
+        raws: list[Tensor] = []
+        used: list[list[int]] = []
+        constant: list[list[int]] = []
+        total = 0
+        for name in layers:
+            acts = grids[name]
+            flat = acts.flatten(2)
+            active = (flat.amax(-1) - flat.amin(-1)) > 0
+            constant.append([acts.shape[1] - v for v in _per_image(active)])
+            active = _top_k_mask(active, flat.abs().sum(-1), self.top_k)
+            used.append(_per_image(active))
+            total = acts.shape[1]
+            ch_scores = fill_score[:, None].repeat(1, acts.shape[1])
+            pairs = active.nonzero()  # (P, 2): image, channel — the one host sync
+            for sl in runner.chunks(pairs.shape[0]):
+                b_idx, k_idx = pairs[sl, 0], pairs[sl, 1]
+                m = self.masks(acts[b_idx, k_idx], hw).to(x.dtype)
+                n = m.shape[0]
+                rows = diff if diff.shape[0] == 1 else diff.index_select(0, b_idx)
+                base = fill if fill.shape[0] == 1 else fill.index_select(0, b_idx)
+                inp = torch.addcmul(base, m, rows, out=buf[:n]) if self.fill != "mean" else torch.mul(
+                    m, rows, out=buf[:n]
+                )
+                ch_scores[b_idx, k_idx] = runner.score(inp)
+            if self.weights == "softmax":
+                w = torch.softmax(ch_scores, dim=1)
+            else:
+                w = ch_scores - fill_score[:, None]
+            raws.append(torch.einsum("bc,bchw->bhw", w, acts))
+        meta: dict[str, Any] = {
+            "scores": scores,
+            "probabilities": probs,
+            "layers": list(layers),
+            "channels_total": total,
+            "channels_used": used[0] if len(used) == 1 else used,
+            "channels_constant": constant[0] if len(constant) == 1 else constant,
+            "weights": self.weights,
+            "fill": self.fill,
+            "exact": self.top_k is None,
+        }
+        return fuse_layers(raws), meta
+
+
+# ----------------------------------------------------------------------------------------- AblationCAM
+
+
+def _rows(obj: Any, b: int, n: int, batch: int, copy: bool) -> Any:
+    """Image ``b`` of every batched tensor in ``obj``, ``n`` times: an expanded view, or fresh copies."""
+    if isinstance(obj, Tensor):
+        if obj.dim() == 0 or obj.shape[0] != batch:
+            return obj
+        view = obj[b : b + 1].expand(n, *obj.shape[1:])
+        return view.clone() if copy else view
+    if isinstance(obj, tuple):
+        return tuple(_rows(o, b, n, batch, copy) for o in obj)
+    if isinstance(obj, list):
+        return [_rows(o, b, n, batch, copy) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _rows(v, b, n, batch, copy) for k, v in obj.items()}
+    return obj
+
+
+def _versions(obj: Any) -> list[int]:
+    """Version counters of every tensor in ``obj`` (they change when a tensor is modified in place)."""
+    if isinstance(obj, Tensor):
+        return [obj._version]
+    if isinstance(obj, (tuple, list)):
+        return [v for o in obj for v in _versions(o)]
+    if isinstance(obj, dict):
+        return [v for o in obj.values() for v in _versions(o)]
+    return []
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.clone()
+    if isinstance(obj, tuple):
+        return tuple(_clone(o) for o in obj)
+    if isinstance(obj, list):
+        return [_clone(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    return obj
+
+
+def _cacheable(obj: Any) -> bool:
+    if isinstance(obj, Tensor):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return all(_cacheable(o) for o in obj)
+    if isinstance(obj, dict):
+        return all(_cacheable(v) for v in obj.values())
+    return False
+
+
+@dataclass
+class _Trace:
+    """What the unperturbed pass of AblationCAM records: the layer's output, call counts, and the outputs
+    of the outermost module calls that finished before the layer started (the pre-layer part)."""
+
+    layer: nn.Module
+    output: Any = None
+    calls: dict[nn.Module, int] = field(default_factory=dict)
+    before: list[tuple[nn.Module, Any, list[int]]] = field(default_factory=list)
+    entered: bool = False
+
+    def reusable(self) -> dict[nn.Module, Any]:
+        """Recorded pre-layer outputs safe to hand out again: the module ran once, its output holds only
+        tensors, and none of them was modified in place after it was recorded."""
+        return {
+            m: o for m, o, v in self.before
+            if self.calls.get(m, 0) == 1 and m is not self.layer and _cacheable(o) and _versions(o) == v
+        }
+
+
+@contextlib.contextmanager
+def _traced(detector: Detector, layer: nn.Module) -> Iterator[_Trace]:
+    """Hooks on every module: at each call's end the records of calls nested in it are dropped, so when the
+    layer starts, the remaining records are the outermost finished calls (siblings of the layer's
+    ancestors). Run it outside inference mode (inference tensors have no version counters). Hooks are
+    removed in ``finally``."""
+    trace = _Trace(layer)
+    records: list[tuple[nn.Module, Any, list[int]]] = []
+    stack: list[int] = []
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def pre(module: nn.Module, args: object) -> None:
+        if module is layer and not trace.entered:
+            trace.entered = True
+            trace.before = list(records)
+        if not trace.entered:
+            stack.append(len(records))
+
+    def post(module: nn.Module, args: object, output: object) -> None:
+        trace.calls[module] = trace.calls.get(module, 0) + 1
+        if module is layer:
+            trace.output = _clone(output)
+        if trace.entered:
+            return
+        start = stack.pop()
+        del records[start:]
+        records.append((module, output, _versions(output)))
+
+    try:
+        for m in detector.modules():
+            handles.append(m.register_forward_pre_hook(pre))
+            handles.append(m.register_forward_hook(post))
+        yield trace
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _patched(replacements: dict[nn.Module, Callable[..., Any]]) -> Iterator[None]:
+    """Replace ``module.forward`` for the block; the original (class or instance) forward is restored."""
+    saved: list[tuple[nn.Module, Any]] = []
+    try:
+        for m, fn in replacements.items():
+            saved.append((m, m.__dict__.get("forward")))
+            m.forward = fn
+        yield
+    finally:
+        for m, old in saved:
+            if old is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = old
+
+
+@EXPLAINERS.register("ablationcam")
+class AblationCAM(Perturbation):
+    r"""Ablation-CAM (Desai & Ramaswamy, WACV 2020): the relative score drop when channel k is zeroed.
+
+    .. math:: w_k = \frac{y - y_{A^k=0}}{|y|},\qquad S = \sum_k w_k A^k
+
+    (paper and pytorch-grad-cam divide by ``y``; with a signed target such as the fake log-odds, dividing
+    by a negative ``y`` would flip every weight, so we divide by ``|y|`` — identical when ``y > 0``;
+    ``relative=False`` gives the plain drop ``y − y_{A^k=0}``). For token layers only *patch* tokens are
+    ablated; class and register tokens keep their values (pytorch-grad-cam zeroes the channel in every token
+    and, for layers whose output is not ≥ 0, writes ``min − 1e7`` instead of 0; we always write 0 as the
+    paper does).
+
+    Speed: the layer runs once (in the unperturbed pass); the ablated copies are fed to the rest of the
+    network by temporarily replacing the layer's ``forward`` with one returning the pre-built chunk, and the
+    ``forward`` of every outermost module that finished before the layer (e.g. ``conv1 … layer3`` of a
+    ResNet, ``patch_embed … blocks.0`` of a ViT) with one returning its recorded output for the image — an
+    expanded view, no copy (``meta["shortcut_mode"] = "views"``). Only glue code in the parents and the part
+    after the layer run per copy (``meta["partial_forwards"]``). Modules that ran more than once, returned
+    non-tensors, or whose output was later modified in place are not replaced. The shortcut is checked
+    first (two unablated copies must reproduce the unperturbed score); if the check fails or raises (e.g. an
+    in-place operation on a shared view), fresh copies are tried (``"copies"``), then every copy runs the
+    whole network with a hook swapping in the layer output (``"full"``, ``meta["shortcut"] = False``).
+    Chunks hold channels of one image. Channels already all zero are skipped (exact). The layer must run once
+    per forward. Budget: ``top_k`` channels of largest ``Σ|A^k|`` per image (others ``w = 0``).
+    """
+
+    uses_layers = True
+
+    def __init__(
+        self,
+        *,
+        top_k: int | None = None,
+        relative: bool = True,
+        shortcut: bool = True,
+        batch_size: int | None = None,
+        amp: Amp | None = None,
+        seed: int = 0,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__(batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last)
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
+        self.top_k = top_k
+        self.relative = relative
+        self.shortcut = shortcut
+
+    def run(
+        self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        raws: list[Tensor] = []
+        used: list[list[int]] = []
+        zero: list[list[int]] = []
+        modes: list[str] = []
+        scores = probs = x.new_empty(0)
+        total = 0
+        for li, name in enumerate(layers):
+            layer = detector.layer(name)
+            probe = self.batch_size is None and x.device.type == "cuda"
+            with (
+                torch.inference_mode(False), torch.no_grad(), _traced(detector, layer) as trace,
+                recorded(detector, (), probe) as (_, peak),
+            ):
+                logits = runner.logits(x, count=li == 0)
+            if trace.output is None:
+                raise ValueError(f"layer {name!r} of {detector.name!r} did not run in the forward pass")
+            if trace.calls.get(layer, 0) != 1:
+                raise ValueError(f"AblationCAM needs a layer that runs once per forward; {name!r} ran "
+                                 f"{trace.calls.get(layer, 0)} times")
+            runner.batch_size = self.chunk_size(x, peak[0] or None)
+            scores = runner.target(logits).float()
+            probs = detector.fake_probability(logits).float()
+            out = trace.output[0] if isinstance(trace.output, (tuple, list)) else trace.output
+            if not isinstance(out, Tensor):
+                raise TypeError(f"layer {name!r} returned {type(out).__name__}, not a tensor")
+            grid = _as_map(out, detector, hw).float()  # (B, C, h, w)
+            tokens = out.dim() == 3
+            prefix = detector.token_layout.num_prefix_tokens if tokens and detector.token_layout else 0
+            active = grid.flatten(2).abs().amax(-1) > 0
+            zero.append([grid.shape[1] - v for v in _per_image(active)])
+            active = _top_k_mask(active, grid.flatten(2).abs().sum(-1), self.top_k)
+            used.append(_per_image(active))
+            total = grid.shape[1]
+
+            def ablated(b: int, k_idx: Tensor, out: Tensor = out, tokens: bool = tokens,
+                        prefix: int = prefix) -> Tensor:
+                """``len(k_idx)`` copies of image ``b``'s layer output, copy i with channel ``k_idx[i]``
+                zeroed (for tokens: in the patch tokens only)."""
+                a = out[b : b + 1].expand(k_idx.shape[0], *out.shape[1:]).clone()
+                rows = torch.arange(a.shape[0], device=a.device)
+                if tokens:
+                    cols = torch.arange(prefix, a.shape[1], device=a.device)
+                    a[rows[:, None], cols[None, :], k_idx[:, None]] = 0
+                else:
+                    a[rows, k_idx] = 0
+                return a
+
+            forward = self._forward_fn(runner, detector, x, layer, trace, scores, out)
+            modes.append(forward.mode)
+            ch_scores = scores[:, None].repeat(1, grid.shape[1])
+            for b in range(x.shape[0]):  # chunks never mix images: the pre-layer part is shared as a view
+                channels = active[b].nonzero()[:, 0]
+                for sl in runner.chunks(channels.shape[0]):
+                    k_idx = channels[sl]
+                    ch_scores[b, k_idx] = forward(b, ablated(b, k_idx))
+            drop = scores[:, None] - ch_scores
+            w = drop / scores.abs().clamp_min(1e-12)[:, None] if self.relative else drop
+            raws.append(torch.einsum("bc,bchw->bhw", w, grid))
+        meta: dict[str, Any] = {
+            "scores": scores,
+            "probabilities": probs,
+            "layers": list(layers),
+            "channels_total": total,
+            "channels_used": used[0] if len(used) == 1 else used,
+            "channels_zero": zero[0] if len(zero) == 1 else zero,
+            "shortcut": modes[0] != "full" if len(modes) == 1 else [m != "full" for m in modes],
+            "shortcut_mode": modes[0] if len(modes) == 1 else modes,
+            "exact": self.top_k is None,
+        }
+        return fuse_layers(raws), meta
+
+    def _forward_fn(
+        self, runner: Runner, detector: Detector, x: Tensor, layer: nn.Module, trace: _Trace,
+        scores: Tensor, out: Tensor,
+    ) -> _AblatedForward:
+        """The cheapest way to run the network with a replaced layer output that reproduces the
+        unperturbed score of image 0 from two copies: pre-layer outputs as shared views, as copies, or the
+        full network."""
+        modes = ["views", "copies"] if self.shortcut and trace.reusable() else []
+        tol = (5e-2 if runner.amp else 1e-3) * (1 + scores[0].abs())
+        for mode in modes:
+            fwd = _AblatedForward(runner, detector, x, layer, trace, mode)
+            try:
+                check = fwd(0, out[:1].expand(2, *out.shape[1:]).clone(), count=False)
+            except RuntimeError:  # e.g. an in-place operation on a shared view
+                continue
+            if bool(((check - scores[0]).abs() <= tol).all()):
+                return fwd
+        return _AblatedForward(runner, detector, x, layer, trace, "full")
+
+
+class _AblatedForward:
+    """Scores of the network for image ``b`` when the layer outputs ``replacement`` ``(n, ...)``.
+
+    ``mode``: ``"views"`` — every reusable pre-layer module returns its recorded output for image b as an
+    expanded view and the layer returns ``replacement``: only glue code and the part after the layer run;
+    ``"copies"`` — the same with fresh copies (for models that modify those outputs in place); ``"full"`` —
+    the whole network runs on n copies of the image and a hook swaps in ``replacement``.
+    """
+
+    def __init__(
+        self, runner: Runner, detector: Detector, x: Tensor, layer: nn.Module, trace: _Trace, mode: str
+    ) -> None:
+        self.runner, self.detector, self.x, self.layer, self.trace = runner, detector, x, layer, trace
+        self.mode = mode
+        self.replacements: dict[nn.Module, Any] = trace.reusable() if mode != "full" else {}
+
+    def __call__(self, b: int, replacement: Tensor, *, count: bool = True) -> Tensor:
+        batch = self.x.shape[0]
+        n = replacement.shape[0]
+        copy = self.mode != "views"
+        layer_out = self.trace.output
+
+        def as_output(rep: Tensor) -> Any:
+            if isinstance(layer_out, tuple):
+                return (rep, *_rows(layer_out[1:], b, n, batch, True))
+            if isinstance(layer_out, list):
+                return [rep, *_rows(layer_out[1:], b, n, batch, True)]
+            return rep
+
+        inp = self.x[b : b + 1].expand(n, *self.x.shape[1:])
+        if self.mode != "full":
+            fns: dict[nn.Module, Callable[..., Any]] = {
+                m: (lambda *a, _o=o, **k: _rows(_o, b, n, batch, copy)) for m, o in self.replacements.items()
+            }
+            fns[self.layer] = lambda *a, **k: as_output(replacement)
+            with _patched(fns):
+                s = self.runner.target(
+                    self.runner.logits(inp if not copy else inp.clone(), count=False, layout=False)
+                ).float()
+            if count:
+                self.runner.partial_forwards += n
+            return s
+
+        def hook(module: nn.Module, args: object, output: object) -> Any:
+            return as_output(replacement)
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            logits = self.runner.logits(inp.clone(), count=count, fast=False)
+        finally:
+            handle.remove()
+        return self.runner.target(logits).float()
+
+
+# ------------------------------------------------------------------------------------------- occlusion
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, tuple) else (int(v), int(v))
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets ``0, s, 2s, …`` plus a last window flush with the far edge, so every pixel is covered."""
+    window = min(window, size)
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+@EXPLAINERS.register("occlusion")
+class Occlusion(Perturbation):
+    r"""Occlusion (Zeiler & Fergus, ECCV 2014): slide a window filled with a baseline over the image.
+
+    .. math:: S(p) = \frac{1}{|\{W \ni p\}|} \sum_{W \ni p} \big(f(x) - f(x_{W \leftarrow b})\big)
+
+    The score drop of each window position is spread evenly over the pixels it covers and averaged where
+    windows overlap (as captum's ``Occlusion``); the map has the input's resolution. ``fill``: black pixels
+    (default), the normalisation mean, or a Gaussian blur. ``window`` defaults to 1/7 of the shorter side,
+    ``stride`` (the budget) to half the window; a last window flush with each far edge covers every pixel.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int | tuple[int, int] | None = None,
+        stride: int | tuple[int, int] | None = None,
+        fill: Fill = "black",
+        blur_sigma: float = 5.0,
+        batch_size: int | None = None,
+        amp: Amp | None = None,
+        seed: int = 0,
+        channels_last: bool = True,
+        fold_bn: bool | None = None,
+        autotune: bool | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            autotune=autotune,
+        )
+        self.window = window
+        self.stride = stride
+        self.fill: Fill = fill
+        self.blur_sigma = blur_sigma
+
+    def geometry(self, hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(window, stride)`` as ``(h, w)`` pairs for an input of size ``hw``."""
+        if self.window is None:
+            side = max(1, round(min(hw) / 7))
+            win = (min(side, hw[0]), min(side, hw[1]))
+        else:
+            win = _pair(self.window)
+        stride = (max(1, win[0] // 2), max(1, win[1] // 2)) if self.stride is None else _pair(self.stride)
+        if min(*win, *stride) < 1:
+            raise ConfigError(f"window {win} and stride {stride} must be >= 1")
+        return win, stride
+
+    def run(
+        self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        scores, probs, _ = self.baseline(runner, x)
+        b, _, h, w = x.shape
+        win, stride = self.geometry((h, w))
+        ys = torch.tensor(window_starts(h, win[0], stride[0]), device=x.device)
+        xs = torch.tensor(window_starts(w, win[1], stride[1]), device=x.device)
+        tops = ys.repeat_interleave(len(xs))
+        lefts = xs.repeat(len(ys))
+        n_win = tops.shape[0]
+        self.maybe_fold(runner, x, b * n_win)
+        ar_h = torch.arange(h, device=x.device)
+        ar_w = torch.arange(w, device=x.device)
+
+        def rects(idx: Tensor) -> Tensor:
+            t, left = tops[idx, None], lefts[idx, None]
+            rows = (ar_h[None] >= t) & (ar_h[None] < t + min(win[0], h))
+            cols = (ar_w[None] >= left) & (ar_w[None] < left + min(win[1], w))
+            return rows[:, :, None] & cols[:, None, :]  # (n, H, W)
+
+        fill = fill_values(x, detector, self.fill, self.blur_sigma).expand_as(x)
+        acc = x.new_zeros(b, h, w, dtype=torch.float32)
+        count = x.new_zeros(h, w, dtype=torch.float32)
+        for sl in runner.chunks(n_win):
+            count += rects(torch.arange(sl.start, sl.stop, device=x.device)).sum(0)
+        tasks = n_win * b
+        for sl in runner.chunks(tasks):
+            t = torch.arange(sl.start, sl.stop, device=x.device)
+            b_idx, w_idx = t // n_win, t % n_win
+            r = rects(w_idx)
+            inp = torch.where(r[:, None], fill.index_select(0, b_idx), x.index_select(0, b_idx))
+            drop = scores.index_select(0, b_idx) - runner.score(inp)
+            acc.index_add_(0, b_idx, drop[:, None, None] * r)
+        meta: dict[str, Any] = {
+            "scores": scores,
+            "probabilities": probs,
+            "layers": [],
+            "windows": n_win,
+            "window": list(win),
+            "stride": list(stride),
+            "fill": self.fill,
+        }
+        return acc / count.clamp_min(1), meta
+
+
+# ------------------------------------------------------------------------------------------------ RISE
+
+
+@EXPLAINERS.register("rise")
+class RISE(Perturbation):
+    r"""RISE (Petsiuk et al., BMVC 2018): randomly masked inputs, saliency = score-weighted mean mask.
+
+    .. math:: S = \frac{1}{N p} \sum_{i=1}^{N} f(x_b + M_i \odot (x - x_b))\, M_i
+
+    Each ``M_i``: an ``s × s`` grid of Bernoulli(p) cells, upsampled bilinearly to ``(s+1)·cell`` and cropped
+    to the input at a random shift in ``[0, cell)`` (``cell = ⌈H/s⌉ × ⌈W/s⌉``). All masks are drawn up front
+    from a local generator seeded with ``seed`` on the input's device, so chunking and batch composition do
+    not change them, and every image of a batch sees the same masks. ``center=True`` subtracts the mean masked
+    score first (lower variance, same ranking in expectation). Budget: ``n_masks``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_masks: int = 1000,
+        grid: int = 7,
+        p: float = 0.5,
+        fill: Fill = "mean",
+        blur_sigma: float = 5.0,
+        center: bool = False,
+        batch_size: int | None = None,
+        amp: Amp | None = None,
+        seed: int = 0,
+        channels_last: bool = True,
+        fold_bn: bool | None = None,
+        autotune: bool | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            autotune=autotune,
+        )
+        if n_masks < 1 or grid < 1 or not 0 < p <= 1:
+            raise ConfigError(f"need n_masks >= 1, grid >= 1 and 0 < p <= 1 (got {n_masks}, {grid}, {p})")
+        self.n_masks = n_masks
+        self.grid = grid
+        self.p = p
+        self.fill: Fill = fill
+        self.blur_sigma = blur_sigma
+        self.center = center
+
+    def draw(self, hw: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The random draws: cell grids ``(N, 1, s, s)`` and shifts ``(N,)``, ``(N,)``."""
+        g = torch.Generator(device=device).manual_seed(self.seed)
+        s = self.grid
+        cells = (torch.rand(self.n_masks, 1, s, s, generator=g, device=device) < self.p).float()
+        ch, cw = math.ceil(hw[0] / s), math.ceil(hw[1] / s)
+        dy = torch.randint(0, ch, (self.n_masks,), generator=g, device=device)
+        dx = torch.randint(0, cw, (self.n_masks,), generator=g, device=device)
+        return cells, dy, dx
+
+    def masks(self, cells: Tensor, dy: Tensor, dx: Tensor, hw: tuple[int, int]) -> Tensor:
+        """Upsample and crop drawn cells to ``(n, H, W)`` masks."""
+        s = self.grid
+        ch, cw = math.ceil(hw[0] / s), math.ceil(hw[1] / s)
+        up = F.interpolate(cells, size=((s + 1) * ch, (s + 1) * cw), mode="bilinear", align_corners=False)
+        n = cells.shape[0]
+        rows = (dy[:, None] + torch.arange(hw[0], device=cells.device)[None])[:, :, None]
+        cols = (dx[:, None] + torch.arange(hw[1], device=cells.device)[None])[:, None, :]
+        return up[torch.arange(n, device=cells.device)[:, None, None], 0, rows, cols]
+
+    def run(
+        self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        scores, probs, _ = self.baseline(runner, x)
+        b = x.shape[0]
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        cells, dy, dx = self.draw(hw, x.device)
+        self.maybe_fold(runner, x, b * self.n_masks)
+        fill = fill_values(x, detector, self.fill, self.blur_sigma)
+        diff = x - fill
+        masked_scores = x.new_zeros(b, self.n_masks, dtype=torch.float32)
+        for sl in runner.chunks(self.n_masks, per_item=b):
+            m = self.masks(cells[sl], dy[sl], dx[sl], hw).to(x.dtype)  # (n, H, W)
+            n = m.shape[0]
+            inp = fill[:, None] + m[None, :, None] * diff[:, None]  # (B, n, C, H, W)
+            masked_scores[:, sl] = runner.score(inp.flatten(0, 1)).view(b, n)
+        weights = masked_scores - masked_scores.mean(1, keepdim=True) if self.center else masked_scores
+        sal = x.new_zeros(b, *hw, dtype=torch.float32)
+        for sl in runner.chunks(self.n_masks):
+            m = self.masks(cells[sl], dy[sl], dx[sl], hw)
+            sal += torch.einsum("bn,nhw->bhw", weights[:, sl], m)
+        meta: dict[str, Any] = {
+            "scores": scores,
+            "probabilities": probs,
+            "layers": [],
+            "masks": self.n_masks,
+            "grid": self.grid,
+            "p": self.p,
+            "seed": self.seed,
+            "fill": self.fill,
+            "center": self.center,
+        }
+        return sal / (self.n_masks * self.p), meta
+
+
+__all__ = [
+    "RISE",
+    "AblationCAM",
+    "Occlusion",
+    "Perturbation",
+    "Runner",
+    "ScoreCAM",
+    "auto_batch_size",
+    "clear_folded",
+    "fill_values",
+    "gaussian_blur",
+    "window_starts",
+]
