@@ -8,6 +8,7 @@ from fakelens import __version__
 from fakelens.cli import data as data_cli
 from fakelens.cli import explain as explain_cli
 from fakelens.cli import models as models_cli
+from fakelens.cli import train as train_cli
 
 app = typer.Typer(
     name="fakelens",
@@ -16,7 +17,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.registered_commands += explain_cli.app.registered_commands + models_cli.app.registered_commands
+app.registered_commands += (
+    explain_cli.app.registered_commands
+    + models_cli.app.registered_commands
+    + train_cli.app.registered_commands
+)
 
 
 def _version(value: bool) -> None:

@@ -197,9 +197,11 @@ def vit_small_reg4(seed: int = 0, num_classes: int = 2) -> Detector:
 
 
 @register_model("effnet-lite0-imagenet")
-def effnet_lite0_imagenet() -> Detector:
+def effnet_lite0_imagenet(pretrained: bool = True, seed: int = 0, num_classes: int = 1000) -> Detector:
     """EfficientNet-Lite0 with its 1000-class ImageNet head (a plain classifier, not a deepfake detector):
     explains each image's top ImageNet class. Needs ``fakelens[pretrained]``."""
-    det = effnet_lite0(pretrained=True, imagenet_head=True)
+    det = effnet_lite0(pretrained=pretrained, seed=seed, num_classes=num_classes, imagenet_head=True)
     det.name = "effnet-lite0-imagenet"
+    det.config["arch"] = "effnet-lite0-imagenet"
+    det.config.pop("imagenet_head", None)
     return det

@@ -1,0 +1,288 @@
+"""``fakelens train`` and ``fakelens evaluate``: a thin shell over :mod:`fakelens.train`."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fakelens.cli.common import console, print_json, split_csv, user_errors
+from fakelens.errors import ConfigError
+
+app = typer.Typer()
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--split-fractions needs three numbers like 0.7,0.15,0.15, not {text!r}") from None
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise ConfigError(
+            f"--split-fractions needs three non-negative numbers like 0.7,0.15,0.15, not {text!r}"
+        )
+    return parts[0], parts[1], parts[2]
+
+
+def _command_line() -> str:
+    """The command line as typed: ``fakelens …`` or ``python -m fakelens.cli.train …``."""
+    name = Path(sys.argv[0]).name if sys.argv else ""
+    head = {"fakelens": "fakelens", "train.py": "python -m fakelens.cli.train"}.get(name, name)
+    return " ".join([head, *sys.argv[1:]])
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+@app.command("train")
+@user_errors
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: last/, best/ and history.json.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset folder (real/fake, 0_real/1_fake, GenImage, CIFAKE, FF++) or a CSV/JSONL manifest.",
+        ),
+    ] = None,
+    forgeries: Annotated[
+        Path | None,
+        typer.Option(
+            "--forgeries", help="Real-photo pool (fakelens data build-pool): make forgeries on the fly."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="A registered model (see `fakelens models`).")
+    ] = "tiny-cnn",
+    val_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--val-data", help="Separate validation dataset (default: the val split or a hold-out)."
+        ),
+    ] = None,
+    recipes: Annotated[
+        list[str] | None,
+        typer.Option("--recipes", help="Forgery recipes for --forgeries (comma-separated; default all)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (at most; early stopping may end sooner).")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases and norms).")] = 0.05,
+    warmup: Annotated[float, typer.Option(help="Linear warm-up, as a fraction of all steps.")] = 0.05,
+    freeze_epochs: Annotated[
+        int, typer.Option(min=0, help="Train only the head for this many epochs first.")
+    ] = 0,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after this many epochs without a better val AUC (0: never).")
+    ] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of everything random.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
+    aux_mask: Annotated[
+        bool, typer.Option("--aux-mask", help="Also learn to predict the forged-region mask (training only).")
+    ] = False,
+    aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary mask loss.")] = 0.5,
+    augment: Annotated[str, typer.Option(help="none, light, wang2020-0.1, wang2020 or robust.")] = "robust",
+    val_fraction: Annotated[
+        float, typer.Option(help="Hold-out fraction when the data has no val split.")
+    ] = 0.15,
+    pairs_per_epoch: Annotated[
+        int, typer.Option(min=1, help="Forgery pairs per epoch (--forgeries).")
+    ] = 1024,
+    val_pairs: Annotated[int, typer.Option(min=1, help="Validation forgery pairs (--forgeries).")] = 256,
+    forgery_size: Annotated[
+        int, typer.Option(min=32, help="Forgery crop size in pixels (--forgeries).")
+    ] = 256,
+    forgery_format: Annotated[
+        str, typer.Option(help="Final encoding of forgery pairs: png or jpeg.")
+    ] = "png",
+    split_fractions: Annotated[str, typer.Option(help="Pool train,val,test fractions (--forgeries).")] = (
+        "0.7,0.15,0.15"
+    ),
+    steps_per_epoch: Annotated[int | None, typer.Option(min=1, help="Cap on steps per epoch.")] = None,
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained/--no-pretrained", help="Start from ImageNet weights where the model has them."
+        ),
+    ] = True,
+    head_init: Annotated[
+        str, typer.Option(help="small: re-initialise the classifier head near zero; keep: the model's own.")
+    ] = "small",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last/.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train a detector with checkpoints (last/ and best/ by validation AUC), early stopping and provenance.
+
+    `fakelens train --out DIR --resume` alone continues a run with the settings it was started with.
+    """
+    from fakelens.train.loop import TrainConfig, load_run_config, train
+
+    command = _command_line()
+    if resume and data is None and forgeries is None:
+        cfg = load_run_config(out)
+        cfg.resume, cfg.workers, cfg.device, cfg.threads = True, workers, device, threads
+        cfg.out = str(out)
+    else:
+        cfg = TrainConfig(
+            out=str(out),
+            model=model,
+            data=None if data is None else str(data),
+            forgeries=None if forgeries is None else str(forgeries),
+            val_data=None if val_data is None else str(val_data),
+            recipes=split_csv(recipes) or None,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup=warmup,
+            freeze_epochs=freeze_epochs,
+            patience=patience,
+            seed=seed,
+            workers=workers,
+            device=device,
+            amp=amp,
+            aux_mask=aux_mask,
+            aux_weight=aux_weight,
+            augment=augment,
+            val_fraction=val_fraction,
+            pairs_per_epoch=pairs_per_epoch,
+            val_pairs=val_pairs,
+            forgery_size=forgery_size,
+            forgery_format=forgery_format,
+            split_fractions=_fractions(split_fractions),
+            steps_per_epoch=steps_per_epoch,
+            pretrained=pretrained,
+            head_init=head_init,
+            threads=threads,
+            resume=resume,
+            command=command,
+        )
+    from fakelens.data.augment import PRESETS
+
+    if cfg.augment not in PRESETS:
+        raise ConfigError(f"unknown --augment {cfg.augment!r} (known: {', '.join(PRESETS)})")
+    result = train(cfg, progress=not json_out, console=console, log=None if json_out else console.print)
+    payload = result.to_dict()
+    if json_out:
+        print_json(payload)
+        return
+    best = "none" if result.best is None else str(result.best)
+    console.print(
+        f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best val AUC {_f(result.best_auc)}"
+        f"{' (early stop)' if result.stopped_early else ''}; best checkpoint: [bold]{best}[/]"
+    )
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_cmd(
+    model: Annotated[
+        str, typer.Option("--model", help="A checkpoint (detector or ensemble) or a registered model name.")
+    ],
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder or CSV/JSONL manifest.")] = None,
+    forgeries: Annotated[
+        Path | None, typer.Option("--forgeries", help="Real-photo pool: evaluate on forgeries of its photos.")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="auto (test, else val, else all), train, val, test or all.")
+    ] = "auto",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for metrics.json, scores.csv, roc.png.")
+    ] = Path("fakelens-eval"),
+    threshold: Annotated[float, typer.Option(help="Fake-probability threshold for accuracy.")] = 0.5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    recipes: Annotated[
+        list[str] | None, typer.Option("--recipes", help="Forgery recipes (--forgeries).")
+    ] = None,
+    pairs: Annotated[int, typer.Option(min=1, help="Forgery pairs (--forgeries).")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the forgeries (--forgeries).")] = 0,
+    forgery_size: Annotated[int, typer.Option(min=32, help="Forgery crop size (--forgeries).")] = 256,
+    split_fractions: Annotated[str, typer.Option(help="Pool train,val,test fractions (--forgeries).")] = (
+        "0.7,0.15,0.15"
+    ),
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Evaluate a detector: AUC, AP, accuracy at the threshold, EER, per recipe and per source; ROC plot."""
+    import torch
+
+    from fakelens.models.checkpoint import load_detector
+    from fakelens.train.evaluate import evaluate
+
+    if threads:
+        torch.set_num_threads(threads)
+    det = load_detector(model)
+    report = evaluate(
+        det,
+        data=data,
+        forgeries=forgeries,
+        split=split,
+        threshold=threshold,
+        out=out,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        recipes=split_csv(recipes) or None,
+        pairs=pairs,
+        seed=seed,
+        forgery_size=forgery_size,
+        split_fractions=_fractions(split_fractions),
+        model_name=model,
+    )
+    if json_out:
+        print_json(report)
+        return
+    table = Table(
+        "subset",
+        "vs",
+        "n real",
+        "n fake",
+        "AUC",
+        "AP",
+        f"acc@{threshold:g}",
+        "EER",
+        title=f"{model} on {report['data'].get('path', report['data'].get('pool'))} "
+        f"({report['data']['split']})",
+    )
+    ov = report["overall"]
+    table.add_row(
+        "overall",
+        "",
+        str(ov["n_real"]),
+        str(ov["n_fake"]),
+        _f(ov["auc"]),
+        _f(ov["ap"]),
+        _f(ov["accuracy"]),
+        _f(ov["eer"]),
+    )
+    for kind in ("per_recipe", "per_source"):
+        rows = report[kind]
+        if kind == "per_source" and not 1 < len(rows) <= 12:
+            continue  # one source, or too many to read in a table: metrics.json has them all
+        for key, m in list(rows.items())[:30]:
+            table.add_row(
+                f"{kind[4:]} {key}",
+                m["vs"],
+                str(m["n_real"]),
+                str(m["n_fake"]),
+                _f(m["auc"]),
+                _f(m["ap"]),
+                _f(m["accuracy"]),
+                _f(m["eer"]),
+            )
+    console.print(table)
+    console.print(f"wrote metrics.json, scores.csv and roc.png to [bold]{out}[/]")
+
+
+if __name__ == "__main__":  # python -m fakelens.cli.train train ... (until the main CLI attaches it)
+    app()

@@ -1,0 +1,356 @@
+"""Evaluating a detector (or an ensemble) on a dataset or on forgeries made from a pool's test photos.
+
+:func:`evaluate` scores every image as inference would (``fakelens.geometry.prepare`` with each model's input
+spec), then reports AUC, AP, accuracy at the chosen threshold, EER, overall and broken down
+
+- **per recipe**: each recipe's (generator's, manipulation's) fakes against *all* reals of the split, the
+  usual protocol for "how well is each kind of fake caught";
+- **per source**: the images of one source; a source with one class only is compared with all images of
+  the other class (``vs`` says which).
+
+With ``out`` it writes ``metrics.json``, ``scores.csv`` (one row per image) and ``roc.png`` (overall and
+per-recipe ROC curves, EER marked).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fakelens.data.datasets import (
+    DatasetError,
+    DetectionDataset,
+    OnTheFlyForgeries,
+    Sample,
+    check_both_classes,
+    discover,
+    samples_sha256,
+    select_split,
+)
+from fakelens.errors import ConfigError
+from fakelens.models.base import Detector, InputSpec
+from fakelens.models.ensemble import Ensemble
+from fakelens.train.loop import make_loader, resolve_device, score_loader
+from fakelens.train.metrics import binary_metrics, json_safe, roc_curve
+
+__all__ = [
+    "breakdown",
+    "evaluate",
+    "plot_roc",
+    "resolve_split",
+    "score_dataset",
+    "summarize_scores",
+]
+
+MAX_CURVES = 12
+
+
+def resolve_split(samples: Sequence[Sample], split: str) -> str:
+    """``auto`` → ``test`` if the dataset has one, else ``val``, else ``all``; other names as given."""
+    if split != "auto":
+        return split
+    present = {s.split for s in samples}
+    for name in ("test", "val"):
+        if name in present:
+            return name
+    return "all"
+
+
+def score_dataset(
+    model: Detector | Ensemble,
+    make_dataset: Callable[[InputSpec], Dataset[Any]],
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Score a dataset built per input spec by ``make_dataset`` (items with recipe and source).
+
+    Returns ``labels``, ``scores`` (combined for an ensemble), ``recipes``, ``sources`` and, for an ensemble,
+    ``members``: each member's scores by name.
+    """
+    dev = torch.device(device)
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    cols: list[np.ndarray] = []
+    labels = np.zeros(0, np.int64)
+    recipes: list[str] = []
+    sources: list[str] = []
+    for i, det in enumerate(members):
+        det.to(dev).eval()
+        loader = make_loader(make_dataset(det.input_spec), batch_size, shuffle=False, seed=0, workers=workers)
+        y, s, r, src = score_loader(det, loader, dev)
+        if i == 0:
+            labels, recipes, sources = y, r, src
+        elif not np.array_equal(y, labels):  # pragma: no cover - datasets are deterministic
+            raise RuntimeError("ensemble members saw different datasets")
+        cols.append(s)
+    if isinstance(model, Ensemble):
+        probs = torch.from_numpy(np.stack(cols, axis=1)).float()
+        combined = model.combine(probs).double().numpy()
+        names = [m.name for m in members]
+        return {
+            "labels": labels,
+            "scores": combined,
+            "recipes": recipes,
+            "sources": sources,
+            "members": dict(zip(_unique(names), cols, strict=True)),
+        }
+    return {"labels": labels, "scores": cols[0], "recipes": recipes, "sources": sources}
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
+
+
+def breakdown(
+    labels: np.ndarray, scores: np.ndarray, keys: Sequence[str], threshold: float, *, by: str
+) -> dict[str, dict[str, Any]]:
+    """Metrics per key. ``by="recipe"``: each key's fakes vs all reals. ``by="source"``: each key's images;
+    a key with one class is compared with all images of the other class."""
+    keys_arr = np.asarray(list(keys), dtype=object)
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted({k for k in keys_arr.tolist()}):
+        sel = keys_arr == key
+        if by == "recipe":
+            if not (labels[sel] == 1).any():
+                continue
+            pick = (sel & (labels == 1)) | (labels == 0)
+            vs = "all reals"
+        else:
+            has_real, has_fake = (labels[sel] == 0).any(), (labels[sel] == 1).any()
+            if has_real and has_fake:
+                pick, vs = sel, "itself"
+            elif has_fake:
+                pick, vs = sel | (labels == 0), "all reals"
+            else:
+                pick, vs = sel | (labels == 1), "all fakes"
+        m = binary_metrics(labels[pick], scores[pick], threshold)
+        m["vs"] = vs
+        m["mean_score"] = float(np.mean(scores[sel])) if sel.any() else math.nan
+        out[key or "-"] = m
+    return out
+
+
+def summarize_scores(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    recipes: Sequence[str],
+    sources: Sequence[str],
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Overall metrics plus the per-recipe and per-source breakdowns (floats may be ``nan``)."""
+    return {
+        "overall": binary_metrics(labels, scores, threshold),
+        "per_recipe": breakdown(labels, scores, recipes, threshold, by="recipe"),
+        "per_source": breakdown(labels, scores, sources, threshold, by="source"),
+    }
+
+
+def plot_roc(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    recipes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    eer: tuple[float, float] | None = None,
+) -> Path:
+    """Write a ROC plot (PNG): the overall curve, one curve per recipe (its fakes vs all reals), the EER."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from fakelens.io import atomic_write_bytes
+    from fakelens.train.metrics import roc_auc
+
+    fig, ax = plt.subplots(figsize=(6.4, 6.0), dpi=110)
+    try:
+        ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance")
+        rec = np.asarray(list(recipes), dtype=object)
+        kinds = sorted({r for r, y in zip(rec.tolist(), labels.tolist(), strict=True) if y == 1})
+        if len(kinds) > 1:
+            cmap = plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")
+            for i, k in enumerate(kinds[:MAX_CURVES]):
+                pick = ((rec == k) & (labels == 1)) | (labels == 0)
+                fpr, tpr, _ = roc_curve(labels[pick], scores[pick])
+                auc = roc_auc(labels[pick], scores[pick])
+                ax.plot(fpr, tpr, lw=1.2, color=cmap(i), label=f"{k or '-'}  AUC {auc:.3f}")
+        fpr, tpr, _ = roc_curve(labels, scores)
+        auc = roc_auc(labels, scores)
+        ax.plot(fpr, tpr, lw=2.4, color="black", label=f"overall  AUC {auc:.3f}")
+        if eer is not None and math.isfinite(eer[0]):
+            ax.plot([eer[0]], [1 - eer[0]], "o", color="crimson", label=f"EER {eer[0]:.3f}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("false positive rate (reals called fake)")
+        ax.set_ylabel("true positive rate (fakes caught)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _scores_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["label", "score"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def evaluate(
+    model: Detector | Ensemble,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    forgeries: str | os.PathLike[str] | None = None,
+    split: str = "auto",
+    threshold: float = 0.5,
+    out: str | os.PathLike[str] | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "cpu",
+    recipes: str | Sequence[str] | None = None,
+    pairs: int = 256,
+    seed: int = 0,
+    forgery_size: int = 256,
+    forgery_format: str = "png",
+    split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    model_name: str = "",
+) -> dict[str, Any]:
+    """Evaluate ``model`` on a dataset (``data``) or on ``pairs`` forgeries from a pool's ``split``.
+
+    Returns a JSON-ready report (``nan`` → ``None``): overall metrics, ``per_recipe``, ``per_source``,
+    ``members`` (ensembles), and the files written to ``out`` (``metrics.json``, ``scores.csv``, ``roc.png``).
+    """
+    if (data is None) == (forgeries is None):
+        raise ConfigError("give exactly one of --data ROOT|MANIFEST or --forgeries POOL to evaluate on")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be in [0, 1], got {threshold}")
+    dev = resolve_device(device)
+    source: dict[str, Any]
+    paths: list[str] = []
+    if data is not None:
+        samples = discover(data)
+        chosen = resolve_split(samples, split)
+        picked = select_split(samples, chosen)
+        if not picked:
+            present = sorted({s.split or "-" for s in samples})
+            raise DatasetError(f"{data}: no images in split {chosen!r} (splits: {', '.join(present)})")
+        check_both_classes(picked, f"{data} (split {chosen})")
+        root = Path(data)
+        base = root if root.is_dir() else root.parent
+        source = {
+            "kind": "dataset",
+            "path": str(data),
+            "split": chosen,
+            "sha256": samples_sha256(picked, base),
+        }
+        paths = [str(s.path) for s in picked]
+
+        def make(spec: InputSpec) -> Dataset[Any]:
+            return DetectionDataset(picked, spec, with_info=True, load_masks=False)
+    else:
+        chosen = "test" if split == "auto" else split
+        assert forgeries is not None
+        probe = OnTheFlyForgeries(
+            forgeries,
+            recipes,
+            seed,
+            spec=InputSpec(),
+            split=chosen,
+            pairs=pairs,
+            size=forgery_size,
+            fmt=forgery_format,
+            split_fractions=split_fractions,
+            fixed=True,
+        )
+        source = {
+            "kind": "forgeries",
+            "pool": str(forgeries),
+            "split": chosen,
+            "pairs": pairs,
+            "seed": seed,
+            "recipes": list(probe.recipes),
+            "photos": len(probe.entries),
+        }
+
+        def make(spec: InputSpec) -> Dataset[Any]:
+            return OnTheFlyForgeries(
+                forgeries,
+                recipes,
+                seed,
+                spec=spec,
+                split=chosen,
+                pairs=pairs,
+                size=forgery_size,
+                fmt=forgery_format,
+                split_fractions=split_fractions,
+                fixed=True,
+                with_info=True,
+            )
+
+    res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev)
+    y, s = res["labels"], res["scores"]
+    report: dict[str, Any] = {
+        "model": model_name
+        or (", ".join(m.name for m in model.members) if isinstance(model, Ensemble) else model.name),
+        "data": source,
+        "threshold": threshold,
+        "n": int(y.size),
+        **summarize_scores(y, s, res["recipes"], res["sources"], threshold),
+    }
+    if "members" in res:
+        report["members"] = {n: binary_metrics(y, ms, threshold) for n, ms in res["members"].items()}
+    if out is not None:
+        from fakelens.io import atomic_write_text
+
+        od = Path(out)
+        od.mkdir(parents=True, exist_ok=True)
+        ov = report["overall"]
+        title = (
+            f"{report['model']} on {Path(str(data or forgeries)).name} ({source['split']}): "
+            f"n={report['n']}, AUC {ov['auc']:.3f}, AP {ov['ap']:.3f}"
+        )
+        plot_roc(y, s, res["recipes"], od / "roc.png", title=title, eer=(ov["eer"], ov["eer_threshold"]))
+        rows = []
+        for i in range(y.size):
+            row: dict[str, Any] = {
+                "index": i,
+                "path": paths[i] if paths else "",
+                "label": int(y[i]),
+                "recipe": res["recipes"][i],
+                "source": res["sources"][i],
+                "score": round(float(s[i]), 6),
+            }
+            for n, ms in res.get("members", {}).items():
+                row[f"score:{n}"] = round(float(ms[i]), 6)
+            rows.append(row)
+        atomic_write_text(od / "scores.csv", _scores_csv(rows))
+        report["files"] = {
+            "metrics": str(od / "metrics.json"),
+            "scores": str(od / "scores.csv"),
+            "roc": str(od / "roc.png"),
+        }
+        atomic_write_text(od / "metrics.json", json.dumps(json_safe(report), indent=2) + "\n")
+    return json_safe(report)

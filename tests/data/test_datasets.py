@@ -1,0 +1,324 @@
+"""Dataset discovery for every layout in docs/data.md, clear errors, and the torch datasets' items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from fakelens.data import pool as pool_mod
+from fakelens.data.augment import Augment
+from fakelens.data.datasets import (
+    DatasetError,
+    DetectionDataset,
+    OnTheFlyForgeries,
+    Sample,
+    detect_layout,
+    discover,
+    holdout,
+    samples_sha256,
+    select_split,
+    summarize,
+)
+from fakelens.geometry import prepare
+from fakelens.io import load_image
+from fakelens.models.base import InputSpec
+
+
+def img(path: Path, hw: tuple[int, int] = (12, 16), seed: int = 0, value: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    a = (
+        rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
+        if value is None
+        else np.full((*hw, 3), value, np.uint8)
+    )
+    Image.fromarray(a).save(path)
+    return path
+
+
+def by_name(samples: list[Sample], root: Path) -> dict[str, Sample]:
+    return {s.path.relative_to(root).as_posix(): s for s in samples}
+
+
+# ------------------------------------------------------------------------------------------ layouts
+def test_folder_real_fake_with_subfolders(tmp_path: Path) -> None:
+    img(tmp_path / "real" / "a.jpg")
+    img(tmp_path / "real" / "celeba" / "b.png")
+    img(tmp_path / "fake" / "stylegan" / "c.png")
+    img(tmp_path / "fake" / "d.webp")
+    (tmp_path / "fake" / "notes.txt").write_text("not an image")
+    assert detect_layout(tmp_path) == "folder"
+    s = by_name(discover(tmp_path), tmp_path)
+    assert set(s) == {"real/a.jpg", "real/celeba/b.png", "fake/stylegan/c.png", "fake/d.webp"}
+    assert s["real/a.jpg"].label == 0 and s["fake/d.webp"].label == 1
+    assert s["fake/stylegan/c.png"].recipe == "stylegan" and s["real/celeba/b.png"].source == "celeba"
+    assert s["real/celeba/b.png"].recipe == ""
+
+
+def test_forensynths_nested_generators_and_splits(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        for gen, cat in (("progan", "cat"), ("progan", "car"), ("biggan", "")):
+            base = tmp_path / split / gen / cat if cat else tmp_path / split / gen
+            img(base / "0_real" / "r.png")
+            img(base / "1_fake" / "f.png")
+    samples = discover(tmp_path)
+    assert detect_layout(tmp_path) == "folder" and len(samples) == 12
+    s = by_name(samples, tmp_path)
+    f = s["val/progan/cat/1_fake/f.png"]
+    assert (f.label, f.recipe, f.source, f.split) == (1, "progan", "progan/cat", "val")
+    r = s["train/biggan/0_real/r.png"]
+    assert (r.label, r.recipe, r.source, r.split) == (0, "", "biggan", "train")
+    assert summarize(samples)["recipes"] == {"biggan": 2, "progan": 4}
+
+
+def test_genimage(tmp_path: Path) -> None:
+    for gen in ("sdv14", "midjourney"):
+        for split in ("train", "val"):
+            img(tmp_path / gen / split / "nature" / "n.JPEG")
+            img(tmp_path / gen / split / "ai" / "a.png")
+    assert detect_layout(tmp_path) == "genimage"
+    s = by_name(discover(tmp_path), tmp_path)
+    a = s["midjourney/val/ai/a.png"]
+    assert (a.label, a.recipe, a.split, a.source) == (1, "midjourney", "val", "midjourney")
+    assert s["sdv14/train/nature/n.JPEG"].label == 0
+
+
+def test_cifake(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        for cls in ("REAL", "FAKE"):
+            for i in range(2):
+                img(tmp_path / split / cls / f"{i} (2).jpg", hw=(32, 32))
+    assert detect_layout(tmp_path) == "cifake"
+    samples = discover(tmp_path)
+    assert len(samples) == 8 and {s.split for s in samples} == {"train", "test"}
+    assert sum(s.label for s in samples) == 4
+
+
+def test_faceforensics_frames_masks_and_splits(tmp_path: Path) -> None:
+    ff = tmp_path / "FaceForensics++"
+    for vid in ("000", "001"):
+        img(ff / "original_sequences" / "youtube" / "c23" / "images" / vid / "0000.png")
+    for method in ("Deepfakes", "FaceSwap"):
+        for vid in ("000_003", "001_870"):
+            img(ff / "manipulated_sequences" / method / "c23" / "images" / vid / "0000.png")
+    img(ff / "manipulated_sequences" / "Deepfakes" / "masks" / "images" / "000_003" / "0000.png", value=255)
+    (ff / "splits").mkdir()
+    (ff / "splits" / "train.json").write_text(json.dumps([["000", "003"]]))
+    (ff / "splits" / "test.json").write_text(json.dumps([["001", "870"]]))
+    assert detect_layout(tmp_path) == "faceforensics"
+    samples = discover(tmp_path)
+    s = by_name(samples, ff)
+    assert len(samples) == 6  # masks are not samples
+    df = s["manipulated_sequences/Deepfakes/c23/images/000_003/0000.png"]
+    assert (df.label, df.recipe, df.source, df.group, df.split) == (1, "Deepfakes", "c23", "000", "train")
+    assert df.mask_path is not None and df.mask_path.parts[-4] == "masks"
+    assert s["manipulated_sequences/FaceSwap/c23/images/000_003/0000.png"].mask_path is None
+    orig = s["original_sequences/youtube/c23/images/001/0000.png"]
+    assert (orig.label, orig.group, orig.split) == (0, "001", "test")
+
+
+def test_csv_and_jsonl_manifests(tmp_path: Path) -> None:
+    img(tmp_path / "imgs" / "a.png")
+    img(tmp_path / "imgs" / "b.png")
+    img(tmp_path / "imgs" / "b_mask.png", value=255)
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text(
+        "path,label,mask_path,source,recipe,split,extra\n"
+        "imgs/a.png,real,,photo1,,train,x\n"
+        "imgs/b.png,FAKE,imgs/b_mask.png,photo1,self_blend,validation,y\n"
+    )
+    s = discover(csv_path)
+    assert [x.label for x in s] == [0, 1]
+    assert s[1].mask_path == tmp_path / "imgs" / "b_mask.png" and s[1].recipe == "self_blend"
+    assert s[1].split == "val" and s[1].group == "photo1"  # group defaults to source
+    jsonl = tmp_path / "sub" / "m.jsonl"
+    jsonl.parent.mkdir()
+    rows = [{"path": str(tmp_path / "imgs" / "a.png"), "label": 0}, {"path": "../imgs/b.png", "label": True}]
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    j = discover(jsonl)
+    assert [x.label for x in j] == [0, 1] and j[1].path.resolve() == (tmp_path / "imgs" / "b.png").resolve()
+    # a folder holding manifest.csv is read through its manifest (the synth output layout)
+    (tmp_path / "manifest.csv").write_text(csv_path.read_text())
+    assert detect_layout(tmp_path) == "manifest" and len(discover(tmp_path)) == 2
+
+
+# ------------------------------------------------------------------------------------------ errors
+def _errors_cases(tmp_path: Path) -> list[tuple[Path, str]]:
+    unknown = tmp_path / "unknown"
+    img(unknown / "cats" / "a.png")
+    nocol = tmp_path / "nocol.csv"
+    nocol.write_text("file,label\na.png,real\n")
+    pool_like = tmp_path / "pool"
+    pool_like.mkdir()
+    (pool_like / "manifest.csv").write_text("path,source,package,licence,sha256\n")
+    missing = tmp_path / "missing.csv"
+    missing.write_text("path,label\nnope.png,real\nnope2.png,fake\n")
+    badlabel = tmp_path / "badlabel.csv"
+    img(tmp_path / "x.png")
+    badlabel.write_text("path,label\nx.png,maybe\n")
+    empty = tmp_path / "empty"
+    (empty / "real").mkdir(parents=True)
+    (empty / "fake").mkdir()
+    single = tmp_path / "single"
+    img(single / "real" / "a.png")
+    (single / "fake").mkdir()
+    return [
+        (tmp_path / "does-not-exist", "no such dataset file or folder"),
+        (unknown, "unknown dataset layout; expected real/ and fake/"),
+        (nocol, "lacks the column 'path' (has: file, label)"),
+        (pool_like, "looks like a real-photo pool: train on it with --forgeries"),
+        (missing, "missing.csv line 2: file not found: nope.png (and 1 more)"),
+        (badlabel, "badlabel.csv line 2: label 'maybe' is not one of real, fake, 0, 1"),
+        (empty, "no images found"),
+        (single, "only real images (1); training and evaluation need both"),
+        (tmp_path / "x.png", "is not a dataset manifest"),
+    ]
+
+
+def test_exceptions_are_one_line(tmp_path: Path) -> None:
+    for path, message in _errors_cases(tmp_path):
+        with pytest.raises(DatasetError) as info:
+            discover(path)
+        assert message in str(info.value), (path, str(info.value))
+        assert "\n" not in str(info.value)
+    assert len(discover(tmp_path / "single", require_both=False)) == 1
+
+
+# ------------------------------------------------------------------------------------------ selections
+def test_holdout_keeps_groups_whole_and_is_deterministic(tmp_path: Path) -> None:
+    samples = [Sample(tmp_path / f"{i}.png", i % 2, group=f"g{i // 4}") for i in range(400)]
+    keep, held = holdout(samples, 0.25, seed=3)
+    assert len(keep) + len(held) == 400 and 40 <= len(held) <= 160
+    assert not {s.group for s in keep} & {s.group for s in held}
+    assert holdout(samples, 0.25, seed=3) == (keep, held)
+    assert holdout(samples, 0.25, seed=4) != (keep, held)
+    with pytest.raises(DatasetError, match="fraction"):
+        holdout(samples, 1.5)
+
+
+def test_sha256_ignores_order_and_location(tmp_path: Path) -> None:
+    a = [Sample(tmp_path / "x" / "a.png", 0), Sample(tmp_path / "x" / "b.png", 1, recipe="r")]
+    moved = [Sample(Path("/elsewhere/b.png"), 1, recipe="r"), Sample(Path("/elsewhere/a.png"), 0)]
+    assert samples_sha256(a, tmp_path / "x") == samples_sha256(moved, "/elsewhere")
+    relabelled = [Sample(tmp_path / "x" / "a.png", 1), a[1]]
+    assert samples_sha256(relabelled, tmp_path / "x") != samples_sha256(a, tmp_path / "x")
+    assert select_split(a, "all") == a and select_split(a, "train") == []
+
+
+# ------------------------------------------------------------------------------------------ torch datasets
+def test_eval_items_equal_inference_preparation(tmp_path: Path) -> None:
+    real = img(tmp_path / "real" / "r.png", hw=(30, 50), seed=1)
+    fake = img(tmp_path / "fake" / "f.png", hw=(30, 50), seed=2)
+    mask = np.zeros((30, 50), np.uint8)
+    mask[5:20, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    samples = [Sample(real, 0), Sample(fake, 1, mask_path=tmp_path / "m.png"), Sample(fake, 1)]
+    spec = InputSpec(size=(32, 32), mode="letterbox", fill=(0, 0, 0))
+    ds = DetectionDataset(samples, spec, with_info=True)
+    x, y, m, recipe, source = ds[1]
+    ref, geom = prepare(load_image(fake), spec)
+    assert torch.equal(x, ref) and y == 1 and (recipe, source) == ("", "")
+    assert m.shape == (1, 32, 32)
+    top, bottom = geom.content_box[1], geom.content_box[3]
+    assert float(m[0, :top].abs().sum()) == 0 and float(m[0, bottom:].abs().sum()) == 0  # padding: unforged
+    assert float(m.max()) == pytest.approx(1.0) and 0.1 < float(m.mean()) < 0.4
+    assert float(ds[0][2].abs().sum()) == 0  # a real: known to be untouched
+    assert float(ds[2][2].max()) == -1.0  # a fake without a mask: unknown
+
+
+def test_training_items_seeded_by_seed_epoch_index(tmp_path: Path) -> None:
+    files = [img(tmp_path / "real" / f"{i}.png", hw=(40, 60), seed=i) for i in range(3)]
+    spec = InputSpec(size=(24, 32))
+    ds = DetectionDataset([Sample(f, 0) for f in files], spec, augment=Augment("robust"), seed=5)
+    a = ds[1][0]
+    assert a.shape == (3, 24, 32) and torch.equal(a, ds[1][0])
+    ds.set_epoch(1)
+    assert not torch.equal(a, ds[1][0])
+    ds.set_epoch(0)
+    assert torch.equal(a, ds[1][0])
+
+
+# ------------------------------------------------------------------------------------------ on the fly
+@pytest.fixture
+def pool(tmp_path: Path, photo_source: Path) -> Path:
+    out = tmp_path / "pool"
+    pool_mod.build_pool(out, detect=False, progress=False)
+    return out
+
+
+SPEC = InputSpec(size=(48, 48))
+FRACTIONS = (0.4, 0.3, 0.3)
+
+
+def test_on_the_fly_pairs(pool: Path) -> None:
+    recipes = ["upsample:global", "local_warp", "resample:median"]
+    ds = OnTheFlyForgeries(
+        pool,
+        recipes,
+        3,
+        spec=SPEC,
+        split="train",
+        pairs=6,
+        size=64,
+        augment=Augment("light"),
+        split_fractions=FRACTIONS,
+        with_info=True,
+    )
+    assert len(ds) == 12 and ds.recipes == tuple(recipes)
+    items = [ds[i] for i in range(len(ds))]
+    assert [it[1] for it in items] == [0, 1] * 6
+    assert [it[3].split(":")[0] for it in items[1::2]] == ["upsample", "local_warp", "resample"] * 2
+    train_photos = {e.path for e in ds.entries}
+    for k in range(6):
+        (xr, _, mr, _, src_r), (xf, _, mf, _, src_f) = items[2 * k], items[2 * k + 1]
+        assert src_r == src_f and src_r in train_photos
+        assert float(mr.abs().sum()) == 0 and float(mf.max()) > 0
+        untouched = mf[0] == 0  # the same crop and flip: identical wherever the mask is 0
+        assert torch.equal(xr[:, untouched], xf[:, untouched])
+    # deterministic in (seed, epoch, index), new every epoch
+    again = OnTheFlyForgeries(
+        pool,
+        recipes,
+        3,
+        spec=SPEC,
+        split="train",
+        pairs=6,
+        size=64,
+        augment=Augment("light"),
+        split_fractions=FRACTIONS,
+    )
+    assert torch.equal(again[5][0], items[5][0])
+    again.set_epoch(1)
+    assert not torch.equal(again[5][0], items[5][0])
+
+
+def test_on_the_fly_splits_fixed_sets_and_workers(pool: Path) -> None:
+    kw = {"spec": SPEC, "pairs": 4, "size": 64, "split_fractions": FRACTIONS}
+    val = OnTheFlyForgeries(pool, "upsample", 0, split="val", fixed=True, **kw)  # type: ignore[arg-type]
+    train = OnTheFlyForgeries(pool, "upsample", 0, split="train", **kw)  # type: ignore[arg-type]
+    assert not {e.path for e in val.entries} & {e.path for e in train.entries}
+    first = val[3][0]
+    val.set_epoch(7)
+    assert torch.equal(val[3][0], first)
+    in_process = torch.cat([b[0] for b in DataLoader(val, batch_size=4)])
+    in_workers = torch.cat([b[0] for b in DataLoader(val, batch_size=4, num_workers=2)])
+    assert torch.equal(in_process, in_workers)
+
+
+def test_on_the_fly_exceptions(pool: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no photographs in split 'test'"):
+        OnTheFlyForgeries(pool, None, 0, spec=SPEC, split="test", split_fractions=(1.0, 0.0, 0.0))
+    with pytest.raises(DatasetError, match="at least 1"):
+        OnTheFlyForgeries(pool, None, 0, spec=SPEC, pairs=0)
+    from fakelens.errors import ConfigError, UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown recipe"):
+        OnTheFlyForgeries(pool, "nonsense", 0, spec=SPEC)
+    with pytest.raises(ConfigError, match="no pool manifest"):
+        OnTheFlyForgeries(tmp_path / "nowhere", None, 0, spec=SPEC)

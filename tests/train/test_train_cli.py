@@ -1,0 +1,146 @@
+"""`fakelens train` / `fakelens evaluate` through typer's CliRunner: JSON out, resume, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fakelens.cli.train import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, stderr = invoke(
+        "train",
+        "--data",
+        str(folder_data),
+        "--model",
+        "tiny-cnn",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--augment",
+        "light",
+        "--json",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, stderr
+    payload = json.loads(stdout)
+    assert payload["epochs_run"] == 2 and payload["best"] == str(out / "best")
+    # resume alone: the run is complete, nothing more happens, the settings come from last/
+    code, stdout, stderr = invoke("train", "--out", str(out), "--resume", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["epochs_run"] == 2
+    ev = tmp_path / "ev"
+    code, stdout, stderr = invoke(
+        "evaluate",
+        "--model",
+        str(out / "best"),
+        "--data",
+        str(folder_data),
+        "--out",
+        str(ev),
+        "--json",
+    )
+    assert code == 0, stderr
+    rep = json.loads(stdout)
+    assert rep["model"] == str(out / "best") and set(rep["per_recipe"]) == {"gan", "diff"}
+    assert (ev / "roc.png").is_file() and (ev / "metrics.json").is_file()
+
+
+def test_evaluate_table(tmp_path: Path, folder_data: Path) -> None:
+    code, _, stderr = invoke(
+        "evaluate", "--model", "tiny-cnn", "--data", str(folder_data), "--out", str(tmp_path / "ev")
+    )
+    assert code == 0, stderr
+    assert "overall" in stderr and "recipe gan" in stderr and "roc.png" in stderr
+
+
+def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    single = tmp_path / "single" / "real"
+    single.mkdir(parents=True)
+    (folder_data / "val" / "gan" / "0_real" / "000.png").rename(single / "a.png")
+    base = ["train", "--out", str(tmp_path / "o"), "--epochs", "1"]
+    return [
+        ([*base, "--data", str(tmp_path / "nope")], "no such dataset file or folder"),
+        ([*base, "--data", str(folder_data), "--model", "resnet9000"], "unknown model 'resnet9000'"),
+        (["train", "--out", str(blocker / "sub"), "--data", str(folder_data)], "cannot write to --out"),
+        ([*base, "--data", str(tmp_path / "single")], "only real images (1)"),
+        ([*base], "give exactly one data source"),
+        ([*base, "--data", str(folder_data), "--augment", "heavy"], "unknown --augment 'heavy'"),
+        ([*base, "--data", str(folder_data), "--split-fractions", "1,2"], "--split-fractions needs three"),
+        (["train", "--out", str(tmp_path / "o2"), "--resume"], "nothing to resume"),
+        ([*base, "--data", str(folder_data), "--device", "tpu"], "unknown device 'tpu'"),
+        (["evaluate", "--model", str(tmp_path / "ckpt"), "--data", str(folder_data)], "checkpoint not found"),
+        (["evaluate", "--model", "tiny-cnn"], "exactly one of --data"),
+    ]
+
+
+def test_one_line_errors(tmp_path: Path, folder_data: Path) -> None:
+    for args, message in _cases(tmp_path, folder_data):
+        code, _, stderr = invoke(*args)
+        assert code == 2, (args, stderr)
+        assert message in stderr, (args, stderr)
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_cli_trains_on_the_fly_forgeries_with_aux_mask(tmp_path: Path, tiny_pool: Path) -> None:
+    code, stdout, stderr = invoke(
+        "train",
+        "--forgeries",
+        str(tiny_pool),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--pairs-per-epoch",
+        "16",
+        "--val-pairs",
+        "8",
+        "--forgery-size",
+        "96",
+        "--split-fractions",
+        "0.5,0.25,0.25",
+        "--aux-mask",
+        "--workers",
+        "2",
+        "--json",
+    )
+    assert code == 0, stderr
+    hist = json.loads(stdout)["history"]
+    assert len(hist) == 2 and all(h["aux_loss"] is not None for h in hist)
+    code, stdout, stderr = invoke(
+        "evaluate",
+        "--model",
+        str(tmp_path / "run" / "best"),
+        "--forgeries",
+        str(tiny_pool),
+        "--pairs",
+        "12",
+        "--split-fractions",
+        "0.5,0.25,0.25",
+        "--forgery-size",
+        "96",
+        "--out",
+        str(tmp_path / "ev"),
+        "--json",
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["data"]["kind"] == "forgeries"

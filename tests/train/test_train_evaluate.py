@@ -1,0 +1,90 @@
+"""Evaluation: breakdowns per recipe and source, ensembles, forgeries from a pool, files written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelens.data.datasets import DatasetError
+from fakelens.errors import ConfigError
+from fakelens.models import Ensemble, create_model
+from fakelens.train.evaluate import breakdown, evaluate, summarize_scores
+from fakelens.train.metrics import roc_auc
+
+FRACTIONS = (0.5, 0.25, 0.25)
+
+
+def test_breakdown_per_recipe_uses_all_reals() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.9, 0.8, 0.3, 0.15])
+    recipes = ["", "", "", "gan", "gan", "blend", "blend"]
+    sources = ["a", "a", "b", "a", "b", "c", "c"]
+    per = breakdown(labels, scores, recipes, 0.5, by="recipe")
+    assert set(per) == {"gan", "blend"}
+    assert per["gan"]["n_real"] == 3 and per["gan"]["n_fake"] == 2 and per["gan"]["auc"] == 1.0
+    assert per["blend"]["auc"] == pytest.approx(roc_auc([0, 0, 0, 1, 1], [0.1, 0.2, 0.6, 0.3, 0.15]))
+    src = breakdown(labels, scores, sources, 0.5, by="source")
+    assert src["a"]["vs"] == "itself" and src["a"]["n_real"] == 2 and src["a"]["n_fake"] == 1
+    assert src["c"]["vs"] == "all reals" and src["c"]["n_real"] == 3
+    summary = summarize_scores(labels, scores, recipes, sources)
+    assert summary["overall"]["n_fake"] == 4 and set(summary["per_source"]) == {"a", "b", "c"}
+
+
+def test_evaluate_dataset_writes_report_roc_and_scores(tmp_path: Path, folder_data: Path) -> None:
+    det = create_model("tiny-cnn")
+    rep = evaluate(det, data=folder_data, out=tmp_path / "ev", threshold=0.4)
+    assert rep["data"]["split"] == "val"  # no test split: val
+    assert rep["n"] == 32 and rep["threshold"] == 0.4
+    assert set(rep["per_recipe"]) == {"gan", "diff"} and set(rep["per_source"]) == {"gan", "diff"}
+    assert rep["per_recipe"]["gan"]["n_real"] == 16 and rep["per_recipe"]["gan"]["n_fake"] == 8
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text()) == rep
+    with open(tmp_path / "ev" / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 32 and {r["recipe"] for r in rows} == {"", "gan", "diff"}
+    assert Path(rows[0]["path"]).is_file()
+    png = Image.open(tmp_path / "ev" / "roc.png")
+    assert png.size[0] > 400 and png.mode in ("RGB", "RGBA")
+    scores = np.array([float(r["score"]) for r in rows])
+    labels = np.array([int(r["label"]) for r in rows])
+    assert rep["overall"]["auc"] == pytest.approx(roc_auc(labels, scores), abs=1e-4)
+    train_rep = evaluate(det, data=folder_data, split="train")
+    assert train_rep["n"] == 32 and train_rep["data"]["split"] == "train"
+
+
+def test_evaluate_ensemble_reports_members(folder_data: Path) -> None:
+    a, b = create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)
+    rep = evaluate(Ensemble([a, b]), data=folder_data)
+    assert set(rep["members"]) == {"tiny-cnn", "tiny-vit"}
+    ra = evaluate(a, data=folder_data)
+    assert rep["members"]["tiny-cnn"]["auc"] == pytest.approx(ra["overall"]["auc"])
+
+
+def test_evaluate_forgeries_from_the_pool_test_split(tiny_pool: Path) -> None:
+    rep = evaluate(
+        create_model("tiny-cnn"),
+        forgeries=tiny_pool,
+        pairs=6,
+        forgery_size=64,
+        split_fractions=FRACTIONS,
+        recipes=["upsample:global", "resample:median", "local_warp"],
+    )
+    assert rep["data"]["split"] == "test" and rep["n"] == 12
+    assert set(rep["per_recipe"]) == {"upsample:global", "resample:median", "local_warp"}
+    assert all(m["n_real"] == 6 and m["n_fake"] == 2 for m in rep["per_recipe"].values())
+    assert not math.isnan(rep["overall"]["auc"])
+
+
+def test_evaluate_exceptions(tmp_path: Path, folder_data: Path) -> None:
+    det = create_model("tiny-cnn")
+    with pytest.raises(ConfigError, match="exactly one of --data"):
+        evaluate(det)
+    with pytest.raises(ConfigError, match="--threshold must be in"):
+        evaluate(det, data=folder_data, threshold=2.0)
+    with pytest.raises(DatasetError, match="no images in split 'test'"):
+        evaluate(det, data=folder_data, split="test")
