@@ -9,6 +9,7 @@ from fakelens.cli import data as data_cli
 from fakelens.cli import explain as explain_cli
 from fakelens.cli import models as models_cli
 from fakelens.cli import train as train_cli
+from fakelens.cli import trust as trust_cli
 
 app = typer.Typer(
     name="fakelens",
@@ -21,6 +22,7 @@ app.registered_commands += (
     explain_cli.app.registered_commands
     + models_cli.app.registered_commands
     + train_cli.app.registered_commands
+    + trust_cli.app.registered_commands
 )
 
 

@@ -1,5 +1,7 @@
 """Explanations: one capture, every gradient CAM; perturbation and attention methods; the Explanation."""
 
+from fakelens.explain import perturbation as _perturbation  # noqa: F401  (registers perturbation methods)
+from fakelens.explain import spectral as _spectral  # noqa: F401  (registers the spectral method)
 from fakelens.explain import transformer as _transformer  # noqa: F401  (registers attention methods)
 from fakelens.explain.cams import CAMS, CAMMethod, register_cam
 from fakelens.explain.capture import Capture, capture

@@ -148,7 +148,8 @@ def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
     m = gram / gram.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
     for step in range(squarings):
         m = m @ m
-        if step % 2 == 1 or step == squarings - 1:  # ‖M‖_F ≤ 1 after a rescale: two squarings cannot underflow
+        # after a rescale ‖M‖_F = 1, so two squarings cannot underflow the top eigenvalue
+        if step % 2 == 1 or step == squarings - 1:
             m = m / m.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
     # M ≈ v vᵀ: its column with the largest diagonal entry is the best-conditioned copy of v.
     j = m.diagonal(dim1=1, dim2=2).argmax(dim=1)

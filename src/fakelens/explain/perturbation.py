@@ -540,15 +540,8 @@ def _rows(obj: Any, b: int, n: int, batch: int, copy: bool) -> Any:
     return obj
 
 
-def _versions(obj: Any) -> list[int]:
-    """Version counters of every tensor in ``obj`` (they change when a tensor is modified in place)."""
-    if isinstance(obj, Tensor):
-        return [obj._version]
-    if isinstance(obj, (tuple, list)):
-        return [v for o in obj for v in _versions(o)]
-    if isinstance(obj, dict):
-        return [v for o in obj.values() for v in _versions(o)]
-    return []
+_SKIP = object()
+"""Marks a recorded output that cannot be replayed (it holds something other than tensors)."""
 
 
 def _clone(obj: Any) -> Any:
@@ -581,15 +574,15 @@ class _Trace:
     layer: nn.Module
     output: Any = None
     calls: dict[nn.Module, int] = field(default_factory=dict)
-    before: list[tuple[nn.Module, Any, list[int]]] = field(default_factory=list)
+    before: list[tuple[nn.Module, Any]] = field(default_factory=list)
     entered: bool = False
 
     def reusable(self) -> dict[nn.Module, Any]:
-        """Recorded pre-layer outputs safe to hand out again: the module ran once, its output holds only
-        tensors, and none of them was modified in place after it was recorded."""
+        """Recorded pre-layer outputs safe to hand out again: the module ran once and its output holds
+        only tensors (recorded as copies, so later in-place operations did not change them)."""
         return {
-            m: o for m, o, v in self.before
-            if self.calls.get(m, 0) == 1 and m is not self.layer and _cacheable(o) and _versions(o) == v
+            m: o for m, o in self.before
+            if self.calls.get(m, 0) == 1 and m is not self.layer and o is not _SKIP
         }
 
 
@@ -597,10 +590,11 @@ class _Trace:
 def _traced(detector: Detector, layer: nn.Module) -> Iterator[_Trace]:
     """Hooks on every module: at each call's end the records of calls nested in it are dropped, so when the
     layer starts, the remaining records are the outermost finished calls (siblings of the layer's
-    ancestors). Run it outside inference mode (inference tensors have no version counters). Hooks are
-    removed in ``finally``."""
+    ancestors). Each record is a copy taken when the call ends, so an in-place operation later in the
+    forward (``relu(inplace=True)`` after a BatchNorm, say) cannot change it. Hooks are removed in
+    ``finally``."""
     trace = _Trace(layer)
-    records: list[tuple[nn.Module, Any, list[int]]] = []
+    records: list[tuple[nn.Module, Any]] = []
     stack: list[int] = []
     handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -619,7 +613,7 @@ def _traced(detector: Detector, layer: nn.Module) -> Iterator[_Trace]:
             return
         start = stack.pop()
         del records[start:]
-        records.append((module, output, _versions(output)))
+        records.append((module, _clone(output) if _cacheable(output) else _SKIP))
 
     try:
         for m in detector.modules():
@@ -666,8 +660,8 @@ class AblationCAM(Perturbation):
     ``forward`` of every outermost module that finished before the layer (e.g. ``conv1 … layer3`` of a
     ResNet, ``patch_embed … blocks.0`` of a ViT) with one returning its recorded output for the image — an
     expanded view, no copy (``meta["shortcut_mode"] = "views"``). Only glue code in the parents and the part
-    after the layer run per copy (``meta["partial_forwards"]``). Modules that ran more than once, returned
-    non-tensors, or whose output was later modified in place are not replaced. The shortcut is checked
+    after the layer run per copy (``meta["partial_forwards"]``). Modules that ran more than once or returned
+    non-tensors are not replaced; the records are copies taken as each call ends. The shortcut is checked
     first (two unablated copies must reproduce the unperturbed score); if the check fails or raises (e.g. an
     in-place operation on a shared view), fresh copies are tried (``"copies"``), then every copy runs the
     whole network with a hook swapping in the layer output (``"full"``, ``meta["shortcut"] = False``).
@@ -705,14 +699,11 @@ class AblationCAM(Perturbation):
         modes: list[str] = []
         scores = probs = x.new_empty(0)
         total = 0
-        for li, name in enumerate(layers):
+        for name in layers:
             layer = detector.layer(name)
             probe = self.batch_size is None and x.device.type == "cuda"
-            with (
-                torch.inference_mode(False), torch.no_grad(), _traced(detector, layer) as trace,
-                recorded(detector, (), probe) as (_, peak),
-            ):
-                logits = runner.logits(x, count=li == 0)
+            with _traced(detector, layer) as trace, recorded(detector, (), probe) as (_, peak):
+                logits = runner.logits(x)
             if trace.output is None:
                 raise ValueError(f"layer {name!r} of {detector.name!r} did not run in the forward pass")
             if trace.calls.get(layer, 0) != 1:

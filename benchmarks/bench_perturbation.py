@@ -1,0 +1,408 @@
+"""Exact ScoreCAM and AblationCAM: fakelens, pytorch-grad-cam and torchcam side by side in one process.
+
+Same random-init models (2 logits, target = fake log-odds), batch 1, every channel ("exact"):
+  resnet18   torchvision ResNet-18, layer4 (512 channels)  — the CPU case
+  resnet50   torchvision ResNet-50, layer4 (2048 channels) — the GPU case
+  vit_b16    timm ViT-B/16, blocks.11.norm1 (768 channels, 14×14 patch grid)
+
+Rows: fakelens ScoreCAM (options that reproduce pytorch-grad-cam's map: softmax weights, align_corners=True;
+the cost does not depend on them), its variants (--variants: CPU without BatchNorm folding; CUDA with
+folding, with cuDNN autotuning, chunk 1024; both: NCHW without folding or autotuning;
+--amp: bf16 autocast, lossy and labelled so), torchcam ScoreCAM (its default chunk 32, and on CUDA also our
+chunk size), pytorch-grad-cam ScoreCAM (its default chunk 16), fakelens AblationCAM and pytorch-grad-cam
+AblationCAM (chunk 32). "agree" is the max |difference| to the reference row after pytorch-grad-cam's
+normalisation (ReLU, min-max, resize, min-max); pytorch-grad-cam for the exact rows, our exact map for the
+lossy rows. Every method runs once per round, the rounds interleave the methods, and the best round counts
+(other processes may share the CPU: the load average is recorded). On CUDA every row first runs once
+untimed (recorded as first_call_s: cuDNN autotuning, allocator warm-up).
+
+Usage:
+  python benchmarks/bench_perturbation.py                       # CPU: resnet18, 2 rounds
+  python benchmarks/bench_perturbation.py --device cuda --out $OUT/perturb.json   # resnet50 + vit_b16
+  python benchmarks/bench_perturbation.py --models resnet50 --rounds 1 --quick     # fewer rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam prints a progress bar per image
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+
+import fakelens.explain.perturbation as pert
+from fakelens.explain.targets import FakeLogOdds
+from fakelens.models import Detector, InputSpec, TokenLayout
+
+
+def build(model: str, device: torch.device, size: int) -> tuple[Detector, Any]:
+    torch.manual_seed(0)
+    if model in ("resnet18", "resnet50"):
+        net = getattr(torchvision.models, model)(weights=None, num_classes=2)
+        det = Detector(net, input_spec=InputSpec(size=(size, size)), cam_layers=("net.layer4",))
+        return det.to(device).eval(), None
+    import timm
+
+    net = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=2, img_size=size)
+    g = size // 16
+    det = Detector(
+        net, input_spec=InputSpec(size=(size, size)), cam_layers=("net.blocks.11.norm1",),
+        token_layout=TokenLayout(num_prefix_tokens=1, patch_size=(16, 16)),
+    )
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        return t[:, 1:, :].reshape(t.size(0), g, g, t.size(2)).permute(0, 3, 1, 2)
+
+    return det.to(device).eval(), reshape
+
+
+def fake_log_odds(out: torch.Tensor) -> torch.Tensor:
+    return out[1] - out[0]
+
+
+def _minmax(m: np.ndarray) -> np.ndarray:
+    m = m - m.min()
+    return m / (1e-7 + m.max())
+
+
+def peer_normalise(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """pytorch-grad-cam's pipeline: ReLU, min-max, cv2 resize, min-max."""
+    maps = [cv2.resize(np.float32(_minmax(m)), (size[1], size[0])) for m in np.maximum(raw, 0)]
+    return np.float32([_minmax(m) for m in maps])
+
+
+@dataclass
+class Row:
+    name: str
+    method: str
+    fn: Callable[[], np.ndarray]
+    reference: str | None = None
+    note: str = ""
+    times: list[float] = field(default_factory=list)
+    result: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: argparse.Namespace) -> list[Row]:
+    target = FakeLogOdds(det.fake_index)
+    layer_name = det.cam_layers[0]
+    layer = det.layer(layer_name)
+    hw = det.input_spec.size
+    cuda = x.device.type == "cuda"
+    rows: list[Row] = []
+
+    def ours(explainer: pert.Perturbation, row: list[Row]) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            raw, meta = explainer(det, x, target, [layer_name])
+            row[0].meta = {k: v for k, v in meta.items() if k not in ("scores", "probabilities")}
+            out = raw.float().cpu().numpy()
+            if isinstance(explainer, pert.AblationCAM):  # they divide the drop by y, we by |y|
+                out = out * np.sign(meta["scores"].float().cpu().numpy())[:, None, None]
+            return peer_normalise(out, hw)
+
+        return run
+
+    def add_ours(
+        name: str, method: str, explainer: pert.Perturbation, reference: str | None, note: str
+    ) -> None:
+        holder: list[Row] = []
+        r = Row(name, method, ours(explainer, holder), reference, note)
+        holder.append(r)
+        rows.append(r)
+
+    # ---- ScoreCAM
+    same_as_pgc = {"weights": "softmax", "align_corners": True}
+    add_ours("fakelens", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam", "exact")
+    if args.variants and not cuda:
+        add_ours("fakelens fold_bn=False", "scorecam", pert.ScoreCAM(**same_as_pgc, fold_bn=False),
+                 "pytorch-grad-cam", "exact; channels-last input only")
+    if args.variants and cuda:
+        add_ours("fakelens fold_bn=True", "scorecam", pert.ScoreCAM(**same_as_pgc, fold_bn=True),
+                 "pytorch-grad-cam", "exact; + BatchNorm folded (copy cached after the first call)")
+        add_ours("fakelens autotune=True", "scorecam", pert.ScoreCAM(**same_as_pgc, autotune=True),
+                 "pytorch-grad-cam", "exact; + cuDNN autotuning")
+        add_ours("fakelens batch_size=1024", "scorecam", pert.ScoreCAM(**same_as_pgc, batch_size=1024),
+                 "pytorch-grad-cam", "exact; chunk 1024")
+    if args.variants:
+        add_ours("fakelens plain", "scorecam",
+                 pert.ScoreCAM(**same_as_pgc, fold_bn=False, channels_last=False, autotune=False),
+                 "pytorch-grad-cam", "exact; NCHW, no folding, no autotuning")
+    if args.amp or cuda:
+        amp = "bf16"
+        add_ours(f"fakelens amp={amp}", "scorecam", pert.ScoreCAM(**same_as_pgc, amp=amp), "fakelens",
+                 "LOSSY (opt-in)")
+    if reshape is None and "torchcam" in args.peers:
+        from torchcam.methods import ScoreCAM as TorchcamScoreCAM
+
+        def torchcam_fn(bs: int) -> Callable[[], np.ndarray]:
+            def run() -> np.ndarray:
+                with TorchcamScoreCAM(det, layer_name, batch_size=bs, input_shape=(3, *hw)) as ex:
+                    with torch.no_grad():
+                        det(x)
+                    cam = ex(targets=fake_log_odds)[0]
+                return cam.float().cpu().numpy()
+
+            return run
+
+        rows.append(Row("torchcam (bs 32)", "scorecam", torchcam_fn(32), None, "its default chunk"))
+        if cuda:
+            bs = args.peer_batch or 256
+            rows.append(Row(f"torchcam (bs {bs})", "scorecam", torchcam_fn(bs), None, "a large chunk"))
+    if "pgc" in args.peers and not args.quick:
+        from pytorch_grad_cam import ScoreCAM as PgcScoreCAM
+
+        def pgc_score() -> np.ndarray:
+            with PgcScoreCAM(model=det, target_layers=[layer], reshape_transform=reshape) as cam:
+                return cam(input_tensor=x, targets=[fake_log_odds] * x.shape[0])
+
+        rows.append(Row("pytorch-grad-cam", "scorecam", pgc_score, None, "its default chunk 16"))
+
+    # ---- AblationCAM
+    add_ours("fakelens", "ablationcam", pert.AblationCAM(), "pytorch-grad-cam" if reshape is None else None,
+             "exact")
+    if "pgc" in args.peers:
+        from pytorch_grad_cam import AblationCAM as PgcAblationCAM
+        from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
+
+        def pgc_ablation() -> np.ndarray:
+            abl = AblationLayerVit() if reshape is not None else AblationLayer()
+            with PgcAblationCAM(model=det, target_layers=[layer], reshape_transform=reshape,
+                                ablation_layer=abl, batch_size=32) as cam:
+                return cam(input_tensor=x, targets=[fake_log_odds] * x.shape[0])
+
+        note = "chunk 32"
+        if reshape is not None:
+            note += "; ablates with min−1e7 in every token: maps differ by design"
+        rows.append(Row("pytorch-grad-cam", "ablationcam", pgc_ablation, None, note))
+    return rows
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    det, reshape = build(model, device, args.size)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
+    rows = rows_for(model, det, x, reshape, args)
+    warm: dict[str, float] = {}
+    if device.type == "cuda":  # warm-up: cuDNN plans and autotuning, allocator, lazy init — every row
+        for r in rows:
+            sync(device)
+            t0 = time.perf_counter()
+            r.fn()
+            sync(device)
+            warm[f"{r.method}/{r.name}"] = time.perf_counter() - t0
+            print(f"  [{model} warm-up] {r.method:<11} {r.name:<26} {warm[f'{r.method}/{r.name}']:8.3f} s")
+    for rnd in range(args.rounds):
+        for r in rows:
+            sync(device)
+            t0 = time.perf_counter()
+            out = r.fn()
+            sync(device)
+            r.times.append(time.perf_counter() - t0)
+            r.result = out
+            print(f"  [{model} round {rnd + 1}] {r.method:<11} {r.name:<26} {r.times[-1]:8.3f} s", flush=True)
+    # agreement
+    by_key = {(r.method, r.name): r for r in rows}
+    records = []
+    for r in rows:
+        agree = None
+        if r.reference is not None and r.result is not None:
+            ref = by_key.get((r.method, r.reference))
+            if ref is not None and ref.result is not None and ref is not r:
+                agree = float(np.abs(r.result - ref.result).max())
+        records.append({
+            "model": model, "method": r.method, "name": r.name, "note": r.note,
+            "best_s": min(r.times), "times_s": r.times, "per_image_s": min(r.times) / args.batch,
+            "agree_max_abs": agree, "agree_with": r.reference, "meta": r.meta,
+            "first_call_s": warm.get(f"{r.method}/{r.name}"),
+        })
+    # ratios against peers
+    for rec in records:
+        if rec["name"] != "fakelens":
+            continue
+        for peer in records:
+            if peer["method"] == rec["method"] and not peer["name"].startswith("fakelens"):
+                rec.setdefault("speedup_vs", {})[peer["name"]] = peer["best_s"] / rec["best_s"]
+    del det
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"model": model, "rows": records}
+
+
+def paired(model: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Short ScoreCAM runs on ``layer1`` (64 channels on ResNet-18: every masked input still runs the whole
+    network), ours and the peers back to back, ``args.paired`` times: the median of the per-pair ratios is
+    robust to load that drifts between the long exact runs."""
+    det, _ = build(model, device, args.size)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
+    layer_name = "net.layer1"
+    layer = det.layer(layer_name)
+    target = FakeLogOdds(det.fake_index)
+    # fold_bn=True: the exact run on layer4 folds (>= 256 forwards), and the folded copy is cached per model
+    ours = pert.ScoreCAM(weights="softmax", align_corners=True, fold_bn=True)
+    from pytorch_grad_cam import ScoreCAM as PgcScoreCAM
+    from torchcam.methods import ScoreCAM as TorchcamScoreCAM
+
+    channels = [0]
+
+    def run_ours() -> None:
+        channels[0] = ours(det, x, target, [layer_name])[1]["channels_total"]
+
+    def run_torchcam() -> None:
+        with TorchcamScoreCAM(det, layer_name, batch_size=32, input_shape=(3, args.size, args.size)) as ex:
+            with torch.no_grad():
+                det(x)
+            ex(targets=fake_log_odds)
+
+    def run_pgc() -> None:
+        with PgcScoreCAM(model=det, target_layers=[layer]) as cam:
+            cam(input_tensor=x, targets=[fake_log_odds] * x.shape[0])
+
+    fns = {"fakelens": run_ours, "torchcam (bs 32)": run_torchcam, "pytorch-grad-cam": run_pgc}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for f in fns.values():
+        f()  # warm-up
+    for i in range(args.paired):
+        for name, f in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            f()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+        line = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+        print(f"  [{model} paired {i + 1}] {line}", flush=True)
+    ratios = {
+        k: float(np.median([t / o for t, o in zip(v, times["fakelens"], strict=True)]))
+        for k, v in times.items() if k != "fakelens"
+    }
+    return {"model": model, "layer": layer_name, "channels": channels[0], "times_s": times,
+            "median_speedup_vs": ratios}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import pytorch_grad_cam  # noqa: F401
+    import timm
+    import torchcam
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "grad_cam": version("grad-cam"),
+        "torchcam": torchcam.__version__,
+        "commit": commit,
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print()
+    head = f"{'model':<9} {'method':<11} {'implementation':<27} {'best s':>8} {'rounds (s)':<22}"
+    head += f" {'agree':>9}  note"
+    print(head)
+    print("-" * len(head))
+    for res in results:
+        for r in res["rows"]:
+            times = ", ".join(f"{t:.2f}" for t in r["times_s"])
+            agree = "" if r["agree_max_abs"] is None else f"{r['agree_max_abs']:.1e}"
+            print(
+                f"{r['model']:<9} {r['method']:<11} {r['name']:<27} {r['best_s']:8.3f} {times:<22} "
+                f"{agree:>9}  {r['note']}"
+            )
+    print()
+    for res in results:
+        for r in res["rows"]:
+            for peer, ratio in r.get("speedup_vs", {}).items():
+                print(f"{r['model']:<9} {r['method']:<11} fakelens is {ratio:6.2f}x faster than {peer}")
+            if r["name"] == "fakelens":
+                m = r["meta"]
+                print(f"{r['model']:<9} {r['method']:<11} fakelens meta: "
+                      f"channels_used={m.get('channels_used')} "
+                      f"of {m.get('channels_total')}, forwards={m.get('forwards')}, "
+                      f"partial_forwards={m.get('partial_forwards')}, batch_size={m.get('batch_size')}, "
+                      f"fold_bn={m.get('fold_bn')}, shortcut={m.get('shortcut')}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--models", default=None, help="comma list of resnet18,resnet50,vit_b16 "
+                   "(default: resnet18 on CPU, resnet50,vit_b16 on CUDA)")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=None, help="default 2 on CPU, 3 on CUDA")
+    p.add_argument("--peers", default="pgc,torchcam", help="comma list of pgc,torchcam (or 'none')")
+    p.add_argument("--peer-batch", type=int, default=None, help="extra torchcam row with this chunk (CUDA)")
+    p.add_argument("--variants", action="store_true", help="also ScoreCAM without folding / channels-last")
+    p.add_argument("--amp", action="store_true", help="also ScoreCAM with bf16 autocast (always on CUDA)")
+    p.add_argument("--quick", action="store_true", help="skip pytorch-grad-cam's ScoreCAM (the slowest row)")
+    p.add_argument("--paired", type=int, default=0, help="also N back-to-back short ScoreCAM runs on layer1 "
+                   "(ResNets): median per-pair speed-up, robust to drifting load")
+    p.add_argument("--paired-only", action="store_true", help="only the --paired measurement")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device")
+    models = (args.models or ("resnet50,vit_b16" if device.type == "cuda" else "resnet18")).split(",")
+    args.rounds = args.rounds or (3 if device.type == "cuda" else 2)
+    args.peers = [] if args.peers == "none" else args.peers.split(",")
+    env = environment(device)
+    print(json.dumps(env, indent=1), flush=True)
+    t0 = time.perf_counter()
+    results = [] if args.paired_only else [run_model(m.strip(), args, device) for m in models]
+    pairs = [paired(m.strip(), args, device) for m in models if args.paired and m.startswith("resnet")]
+    env["loadavg_end"] = list(os.getloadavg())
+    env["wall_s"] = time.perf_counter() - t0
+    print_table(results)
+    for pr in pairs:
+        for peer, ratio in pr["median_speedup_vs"].items():
+            print(f"{pr['model']:<9} scorecam    paired on {pr['layer']} ({pr['channels']} channels, "
+                  f"{args.paired} pairs): fakelens is {ratio:5.2f}x faster than {peer} (median)")
+    load = f"load average start {env['loadavg_start']}, end {env['loadavg_end']}"
+    print(f"\n{load}; wall {env['wall_s']:.0f} s")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"environment": env, "args": vars(args), "results": results, "paired": pairs}, f,
+                      indent=1, default=str)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

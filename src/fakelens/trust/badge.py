@@ -1,0 +1,123 @@
+"""A per-heatmap robustness badge: a few numbers from one small batch of views, cheap enough for every map.
+
+The badge explains the image and four fixed views — horizontal flip, rotation by 15°, scale 0.8 and a
+10 % diagonal shift, all with black fill — as **one** batch (one capture for every gradient method), and
+reports how well the map moves with the image (equivariance cosine after the exact inverse warp), how much of
+it sits on the black fill against the fill's area, whether its peak is in a corner, and whether it is flat.
+The CLI, the report and the service show it beside each heatmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor
+
+from fakelens.models.base import Detector
+from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
+from fakelens.trust.metrics import corner_chance
+from fakelens.trust.sweep import Sweep, run_sweep, view_plan
+from fakelens.trust.transforms import TransformFamily
+
+__all__ = ["badge_from_sweep", "robustness_badge", "robustness_badges"]
+
+
+def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRITERIA) -> dict[str, Any]:
+    """The badge of ``method`` from a sweep whose view 0 is the identity (all views black-filled)."""
+    vm = sweep.view_metrics(method)
+    names = [t.name for t in sweep.views.transforms]
+    eq = vm["eq_cosine"][1:]
+    fill = vm["fill_fraction"]
+    has_fill = fill > 0.01
+    bm = vm["border_mass"]
+    leak = (bm > fill + criteria.border_margin) & has_fill
+    cell = sweep.cell(method)
+    chance = corner_chance(sweep.hw, cell)
+    e = sweep.explanations[method]
+    border = float(bm[has_fill].mean()) if bool(has_fill.any()) else 0.0
+    fill_mean = float(fill[has_fill].mean()) if bool(has_fill.any()) else 0.0
+    summary = {
+        "eq_cosine": float(eq.mean()),
+        "leak_rate": float(leak[has_fill].double().mean()) if bool(has_fill.any()) else 0.0,
+        "border_mass": border,
+        "fill_fraction": fill_mean,
+        "corner_argmax_rate": float(vm["corner_argmax"].mean()),
+        "corner_chance": chance,
+        "flat_rate": float(vm["flat"][:1].mean()),
+    }
+    flags = criteria.flags(summary)
+    worst = int(eq.argmin()) + 1
+    return {
+        "method": method,
+        "layers": list(e.layers),
+        "views": names[1:],
+        "equivariance": round(summary["eq_cosine"], 4),
+        "equivariance_min": round(float(eq.min()), 4),
+        "worst_view": names[worst],
+        "equivariance_per_view": {names[i + 1]: round(float(v), 4) for i, v in enumerate(eq)},
+        "border_mass": round(border, 4),
+        "fill_fraction": round(fill_mean, 4),
+        "border_ratio": round(border / fill_mean, 3) if fill_mean > 0 else None,
+        "corner_argmax": bool(vm["corner_argmax"][0] > 0),
+        "corner_mass": round(float(vm["corner_mass"][0]), 4),
+        "corner_chance": round(chance, 4),
+        "flat": bool(vm["flat"][0] > 0),
+        "entropy": round(float(vm["entropy"][0]), 4),
+        "peak_to_mean": round(float(vm["peak_to_mean"][0]), 3),
+        "score_spread": round(float(vm["score"].max() - vm["score"].min()), 4),
+        "grade": "ok" if not flags else "check",
+        "flags": flags,
+    }
+
+
+def robustness_badges(
+    detector: Detector,
+    pixels: Tensor,
+    methods: Sequence[str],
+    *,
+    valid: Tensor | None = None,
+    layers: Sequence[str] | None = None,
+    target: str = "fake",
+    family: TransformFamily | None = None,
+    criteria: Criteria = DEFAULT_CRITERIA,
+) -> dict[str, dict[str, Any]]:
+    """Badges of several methods for one prepared image ``(3, H, W)`` in [0, 1] from one batch of views.
+
+    Methods that cannot run on the detector get ``{"error": reason}``.
+    """
+    plan = view_plan(family or TransformFamily.badge(), ("black",))
+    sweep = run_sweep(detector, pixels, plan, methods, valid=valid, layers=layers, target=target)
+    out: dict[str, dict[str, Any]] = {m: badge_from_sweep(sweep, m, criteria) for m in sweep.methods}
+    out.update({m: {"method": m, "error": msg} for m, msg in sweep.errors.items()})
+    return out
+
+
+def robustness_badge(
+    detector: Detector,
+    pixels: Tensor,
+    method: str,
+    *,
+    valid: Tensor | None = None,
+    layers: Sequence[str] | None = None,
+    target: str = "fake",
+    family: TransformFamily | None = None,
+    criteria: Criteria = DEFAULT_CRITERIA,
+) -> dict[str, Any]:
+    """The robustness badge of one method's heatmap for one prepared image ``(3, H, W)`` in [0, 1].
+
+    ``valid (H, W)`` marks pixels that show the image (``Geometry.valid_input()``; default all). Returns a
+    JSON-safe dict: ``equivariance`` (mean cosine over hflip, rotate 15°, scale 0.8, translate 10 %),
+    ``equivariance_min`` and ``worst_view``, ``border_mass`` vs ``fill_fraction``, ``corner_argmax``,
+    ``flat``, ``entropy``, ``peak_to_mean``, ``grade`` (``ok`` or ``check``) and ``flags`` with reasons.
+    """
+    return robustness_badges(
+        detector,
+        pixels,
+        [method],
+        valid=valid,
+        layers=layers,
+        target=target,
+        family=family,
+        criteria=criteria,
+    )[method]

@@ -1,0 +1,70 @@
+"""The thresholds that turn trust numbers into flags, shared by the badge, the ranking and the report.
+
+Each flag names a failure a person can check by eye in the gallery:
+
+- ``not-equivariant``: mean equivariance cosine below ``min_equivariance`` — the map does not move with the
+  image;
+- ``leaks-into-fill``: on black-fill views the map puts more mass on the fill than the fill's area
+  (``border mass > fill fraction + border_margin``) in more than ``max_leak_rate`` of the views;
+- ``corner-peaks``: the peak falls in a corner cell in more than ``max_corner_rate`` of the maps *and* more
+  than ``corner_factor`` times the chance rate — the method (or the model) has degenerated;
+- ``flat``: more than ``max_flat_rate`` of the maps are flat (no positive value or entropy > 0.995);
+- ``ignores-weights``: after the cascading randomisation the map still correlates with the original
+  (``|Spearman| > max_randomisation``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["DEFAULT_CRITERIA", "Criteria"]
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Flag thresholds (see the module docstring)."""
+
+    min_equivariance: float = 0.8
+    border_margin: float = 0.01
+    max_leak_rate: float = 0.25
+    max_corner_rate: float = 0.25
+    corner_factor: float = 3.0
+    max_flat_rate: float = 0.25
+    max_randomisation: float = 0.5
+
+    def flags(self, s: dict[str, float]) -> dict[str, str]:
+        """Flags for one method's aggregated numbers ``s`` (keys as in the ranking; missing keys are not
+        judged), each with its reason in words."""
+        out: dict[str, str] = {}
+        eq = s.get("eq_cosine")
+        if eq is not None and eq < self.min_equivariance:
+            out["not-equivariant"] = f"mean equivariance cosine {eq:.2f} < {self.min_equivariance:.2f}"
+        leak = s.get("leak_rate")
+        if leak is not None and leak > self.max_leak_rate:
+            out["leaks-into-fill"] = (
+                f"more mass on the black fill than its area in {leak:.0%} of the views "
+                f"(mean {s.get('border_mass', math.nan):.1%} of the mass on "
+                f"{s.get('fill_fraction', math.nan):.1%} "
+                "of the pixels)"
+            )
+        rate = s.get("corner_argmax_rate")
+        chance = s.get("corner_chance", 0.0)
+        if rate is not None and rate > self.max_corner_rate and rate > self.corner_factor * chance:
+            out["corner-peaks"] = f"peak in a corner cell in {rate:.0%} of the maps (chance {chance:.1%})"
+        flat = s.get("flat_rate")
+        if flat is not None and flat > self.max_flat_rate:
+            out["flat"] = f"{flat:.0%} of the maps are flat"
+        rnd = s.get("rand_spearman")
+        if rnd is not None and abs(rnd) > self.max_randomisation:
+            out["ignores-weights"] = (
+                f"Spearman {rnd:.2f} with the map of the randomised model (should collapse towards 0)"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT_CRITERIA = Criteria()

@@ -1,0 +1,735 @@
+"""From tidy records to a decision: ranked tables per metric family, a recommendation with its numbers,
+plots and the gallery.
+
+Families and their primary metric (the one that ranks): equivariance (mean cosine after the inverse warp,
+black-fill views), border (mass on the fill minus the fill's area), corners (rate of corner peaks across
+inputs), flatness (rate of flat maps), localisation (pointing game), faithfulness (insertion − deletion AUC,
+blur baseline) and randomisation (mean |Spearman| after randomising every layer). The recommendation ranks
+(method, layer) candidates by their mean rank over the families, unflagged candidates first (flags:
+:class:`~fakelens.trust.criteria.Criteria`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fakelens.io import atomic_write_text
+from fakelens.trust.criteria import Criteria
+from fakelens.trust.gallery import prune_cases, select_cases, write_gallery
+from fakelens.trust.records import DONE, Record
+
+__all__ = ["FAMILIES", "Metric", "aggregate", "rank", "recommend", "write_report"]
+
+Candidate = tuple[str, str]  # (method, layer)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A column of a family table: ``higher`` True/False says which way is better (None: context only)."""
+
+    key: str
+    label: str
+    higher: bool | None
+    percent: bool = False
+
+
+FAMILIES: dict[str, tuple[Metric, ...]] = {
+    "equivariance": (
+        Metric("eq_cosine", "cosine", True),
+        Metric("eq_spearman", "Spearman", True),
+        Metric("eq_iou", "top-10% IoU", True),
+        Metric("eq_worst", "worst transform cosine", True),
+    ),
+    "border": (
+        Metric("border_excess", "mass on fill − fill area", False, True),
+        Metric("leak_rate", "views leaking", False, True),
+        Metric("border_mass", "mass on fill", None, True),
+        Metric("fill_fraction", "fill area", None, True),
+    ),
+    "corners": (
+        Metric("corner_argmax_rate", "corner-peak rate", False, True),
+        Metric("corner_mass", "corner mass", False, True),
+        Metric("corner_chance", "chance rate", None, True),
+    ),
+    "flatness": (
+        Metric("flat_rate", "flat maps", False, True),
+        Metric("entropy", "entropy", None),
+        Metric("peak_to_mean", "peak/mean (median)", None),
+    ),
+    "localisation": (
+        Metric("pointing_game", "pointing game", True),
+        Metric("energy_pointing", "energy (mask)", True),
+        Metric("energy_seam", "energy (seam)", True),
+        Metric("relevance_mass", "mass accuracy", True),
+        Metric("relevance_rank", "rank accuracy", True),
+        Metric("pixel_auroc", "pixel AUROC", True),
+    ),
+    "faithfulness": (
+        Metric("gap_blur", "insertion − deletion (blur)", True),
+        Metric("deletion_black", "deletion (black)", False),
+        Metric("insertion_black", "insertion (black)", True),
+        Metric("deletion_blur", "deletion (blur)", False),
+        Metric("insertion_blur", "insertion (blur)", True),
+        Metric("road_combined", "ROAD (LeRF−MoRF)/2", True),
+    ),
+    "randomisation": (
+        Metric("rand_spearman", "|Spearman| signed maps", False),
+        Metric("rand_spearman_abs", "|Spearman| of |maps|", False),
+        Metric("rand_ssim", "SSIM", False),
+    ),
+}
+
+FAMILY_NOTES = {
+    "equivariance": "Black-fill views; maps carried back by the exact inverse warp and compared on pixels "
+    "valid in both. 1 = the map moves with the image.",
+    "border": "Black-fill views with some fill (maps with no positive mass left out: see flatness). A method "
+    "that puts more mass on the fill than the fill's area reads the fill, not the image.",
+    "corners": "Share of maps (all black-fill views, every image; maps with no positive mass left out) whose "
+    "peak is in a corner cell (one feature stride). Far above chance = degenerate maps.",
+    "flatness": "Untransformed images. Flat maps are reported, not stretched.",
+    "localisation": "Against the ground-truth masks (original pixel grid; pointing game with tolerance).",
+    "faithfulness": "Fake probability while deleting / inserting pixels in the map's order (trapezoid AUC); "
+    "ROAD with noisy linear imputation.",
+    "randomisation": "After re-initialising every layer from the head down; should collapse towards 0.",
+}
+
+
+def _mean(xs: Sequence[float]) -> float:
+    v = [x for x in xs if not math.isnan(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+def _ci(xs: Sequence[float]) -> float:
+    v = [x for x in xs if not math.isnan(x)]
+    return float(1.96 * np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+
+
+def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, float]]]:
+    """``result[(method, layer)][metric] = {"mean", "ci", "n"}`` for every metric of :data:`FAMILIES`, plus
+    ``detail`` series used by the plots."""
+    recs = [r for r in records if r.metric != DONE and not r.metric.startswith("case:")]
+    fills: dict[tuple[str, str, str, str, str], float] = {}
+    empty: set[tuple[str, str, str, str, str]] = set()  # views whose map has no positive mass
+    for r in recs:
+        if r.metric == "fill_fraction":
+            fills[(r.image, r.method, r.layer, r.transform, r.fill)] = r.value
+        elif r.metric == "peak_to_mean" and r.value == 0:
+            empty.add((r.image, r.method, r.layer, r.transform, r.fill))
+    vals: dict[Candidate, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    per_transform: dict[Candidate, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    last_stage: dict[tuple[str, str, str, str], tuple[float, float]] = {}
+    faith: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for r in recs:
+        c = (r.method, r.layer)
+        black = r.fill == "black"
+        view = (r.image, r.method, r.layer, r.transform, r.fill)
+        if r.metric.startswith("eq_") and black and r.kind != "identity":
+            vals[c][r.metric].append(r.value)
+            if r.metric == "eq_cosine":
+                per_transform[c][r.transform].append(r.value)
+        elif r.metric in ("border_mass", "fill_fraction", "border_excess", "leak") and black:
+            if fills.get(view, 0.0) > 0.01 and view not in empty:
+                vals[c]["leak_rate" if r.metric == "leak" else r.metric].append(r.value)
+        elif r.metric in ("corner_argmax", "corner_mass") and black and view not in empty:
+            vals[c]["corner_argmax_rate" if r.metric == "corner_argmax" else r.metric].append(r.value)
+        elif r.metric == "corner_chance":
+            vals[c][r.metric].append(r.value)
+        elif r.metric in ("flat", "entropy", "peak_to_mean") and black and r.kind == "identity":
+            vals[c]["flat_rate" if r.metric == "flat" else r.metric].append(r.value)
+        elif r.kind == "randomise":
+            key = (r.image, r.method, r.layer, r.metric)
+            if key not in last_stage or r.strength >= last_stage[key][0]:
+                last_stage[key] = (r.strength, r.value)
+        elif r.fill == "none":
+            vals[c][r.metric].append(r.value)
+            faith[(r.image, r.method, r.layer)][r.metric] = r.value
+    for (_, m, layer, metric), (_, v) in last_stage.items():
+        vals[(m, layer)][metric].append(abs(v) if metric.startswith("rand_spearman") else v)
+    for (_, m, layer), fd in faith.items():
+        if "insertion_blur" in fd and "deletion_blur" in fd:
+            vals[(m, layer)]["gap_blur"].append(fd["insertion_blur"] - fd["deletion_blur"])
+    out: dict[Candidate, dict[str, dict[str, float]]] = {}
+    for c, series in vals.items():
+        row: dict[str, dict[str, float]] = {}
+        for k, xs in series.items():
+            if k == "peak_to_mean":
+                finite = [x for x in xs if not math.isnan(x)]
+                row[k] = {
+                    "mean": float(np.median(finite)) if finite else math.nan,
+                    "ci": math.nan,
+                    "n": len(finite),
+                }
+            else:
+                row[k] = {"mean": _mean(xs), "ci": _ci(xs), "n": sum(1 for x in xs if not math.isnan(x))}
+        pt = {t: _mean(xs) for t, xs in per_transform.get(c, {}).items()}
+        if pt:
+            worst = min(pt, key=lambda t: pt[t])
+            row["eq_worst"] = {"mean": pt[worst], "ci": math.nan, "n": len(pt), "transform": worst}  # type: ignore[dict-item]
+        out[c] = row
+    return out
+
+
+def _value(agg: dict[str, dict[str, float]], key: str) -> float:
+    v = agg.get(key)
+    return math.nan if v is None else float(v["mean"])
+
+
+def rank(agg: dict[Candidate, dict[str, dict[str, float]]], family: str) -> list[tuple[Candidate, float]]:
+    """Candidates with data for the family's primary metric, best first, with their primary value."""
+    primary = FAMILIES[family][0]
+    rows = [(c, _value(a, primary.key)) for c, a in agg.items()]
+    rows = [(c, v) for c, v in rows if not math.isnan(v)]
+    return sorted(rows, key=lambda cv: (-cv[1] if primary.higher else cv[1], cv[0]))
+
+
+def _mean_ranks(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[Candidate, float]:
+    ranks: dict[Candidate, list[float]] = defaultdict(list)
+    for fam in FAMILIES:
+        ordered = rank(agg, fam)
+        if len(ordered) < 2:
+            continue
+        values = [v for _, v in ordered]
+        for c, v in ordered:
+            # average rank over ties
+            pos = [i + 1 for i, w in enumerate(values) if w == v]
+            ranks[c].append(sum(pos) / len(pos))
+    return {c: (sum(r) / len(r) if r else math.inf) for c, r in ((c, ranks.get(c, [])) for c in agg)}
+
+
+def _summary_numbers(a: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {k: float(v["mean"]) for k, v in a.items() if not math.isnan(float(v["mean"]))}
+
+
+def recommend(
+    agg: dict[Candidate, dict[str, dict[str, float]]],
+    criteria: Criteria,
+    skipped: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The recommended (method, layer), the ordering, each candidate's flags, and the text with its
+    numbers."""
+    if not agg:
+        return {
+            "method": None,
+            "layer": None,
+            "text": "No method produced records.",
+            "order": [],
+            "flags": {},
+        }
+    mr = _mean_ranks(agg)
+    flags = {c: criteria.flags(_summary_numbers(a)) for c, a in agg.items()}
+    order = sorted(agg, key=lambda c: (len(flags[c]) > 0, len(flags[c]), mr[c], c))
+    best = order[0]
+    a = agg[best]
+    text = _sentence(best, a, flags[best])
+    bad = [c for c in order if flags[c] and c != best]
+    if bad:
+        avoid = "; ".join(f"{m} on {lay} ({'; '.join(flags[(m, lay)].values())})" for m, lay in bad[:6])
+        more = f" and {len(bad) - 6} more (see the tables)" if len(bad) > 6 else ""
+        text += f"\nAvoid: {avoid}{more}."
+    if skipped:
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for m, why in skipped.items():
+            by_reason[why.split(";")[0].split(" (model ")[0]].append(m)
+        text += "\nNot run: " + "; ".join(f"{', '.join(ms)} ({why})" for why, ms in by_reason.items()) + "."
+    return {
+        "method": best[0],
+        "layer": best[1],
+        "text": text,
+        "order": [
+            {"method": m, "layer": lay, "mean_rank": mr[(m, lay)], "flags": flags[(m, lay)]}
+            for m, lay in order
+        ],
+        "flags": {f"{m}@{lay}": f for (m, lay), f in flags.items()},
+    }
+
+
+def _fmt_pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str]) -> str:
+    m, layer = c
+    parts: list[str] = []
+    eq = _value(a, "eq_cosine")
+    if not math.isnan(eq):
+        w = a.get("eq_worst", {})
+        worst = f", worst {float(w['mean']):.2f} under {w.get('transform')}" if w else ""
+        moves = "moves with the image" if eq >= 0.8 else "does not reliably move with the image"
+        parts.append(f"it {moves} (equivariance cosine {eq:.2f} on average{worst})")
+    bm, ff = _value(a, "border_mass"), _value(a, "fill_fraction")
+    if not math.isnan(bm):
+        parts.append(f"puts {_fmt_pct(bm)} of its mass on black fill (fill area {_fmt_pct(ff)})")
+    cr, ch = _value(a, "corner_argmax_rate"), _value(a, "corner_chance")
+    if not math.isnan(cr):
+        parts.append(f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)})")
+    fl = _value(a, "flat_rate")
+    if not math.isnan(fl):
+        parts.append(f"{_fmt_pct(fl)} of its maps are flat")
+    pg, au = _value(a, "pointing_game"), _value(a, "pixel_auroc")
+    if not math.isnan(pg):
+        parts.append(
+            f"on the ground-truth masks: pointing game {pg:.2f}, pixel AUROC {au:.2f}, "
+            f"energy on mask {_value(a, 'energy_pointing'):.2f}"
+        )
+    de, ins = _value(a, "deletion_blur"), _value(a, "insertion_blur")
+    if not math.isnan(de):
+        parts.append(
+            f"deletion AUC {de:.3f} vs insertion AUC {ins:.3f} (blur baseline), "
+            f"ROAD {_value(a, 'road_combined'):+.3f}"
+        )
+    rs = _value(a, "rand_spearman")
+    if not math.isnan(rs):
+        verb = "collapse" if rs <= 0.5 else "survive"
+        parts.append(f"its maps {verb} when the weights are randomised (|Spearman| {rs:.2f})")
+    body = "; ".join(parts)
+    if flags:
+        return (
+            f"No method passes every check. The least bad is {m} on layer {layer}: {body}. "
+            f"Flags: {'; '.join(flags.values())}."
+        )
+    return f"Use {m} on layer {layer}: {body}."
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def _cell(v: dict[str, float] | None, metric: Metric) -> str:
+    if v is None or math.isnan(float(v["mean"])):
+        return "–"
+    x = float(v["mean"])
+    s = f"{100 * x:.1f} %" if metric.percent else f"{x:.3f}"
+    ci = float(v.get("ci", math.nan))
+    if not math.isnan(ci):
+        s += f" ± {100 * ci:.1f}" if metric.percent else f" ± {ci:.3f}"
+    if metric.key == "eq_worst" and "transform" in v:
+        s += f" ({v['transform']})"
+    return s
+
+
+def family_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """JSON-safe ranked tables: ``{family: {"primary", "rows": [{method, layer, metrics...}]}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for fam, metrics in FAMILIES.items():
+        ordered = rank(agg, fam)
+        if not ordered:
+            continue
+        rows = []
+        for (m, layer), _ in ordered:
+            row: dict[str, Any] = {"method": m, "layer": layer}
+            for mt in metrics:
+                v = agg[(m, layer)].get(mt.key)
+                if v is not None:
+                    row[mt.key] = {
+                        k: (None if isinstance(x, float) and math.isnan(x) else x) for k, x in v.items()
+                    }
+            rows.append(row)
+        out[fam] = {
+            "primary": metrics[0].key,
+            "higher_is_better": metrics[0].higher,
+            "rows": rows,
+            "note": FAMILY_NOTES[fam],
+        }
+    return out
+
+
+def markdown_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> str:
+    lines: list[str] = []
+    for fam, metrics in FAMILIES.items():
+        ordered = rank(agg, fam)
+        if not ordered:
+            continue
+        arrow = "↑" if metrics[0].higher else "↓"
+        lines += [f"### {fam.capitalize()} (ranked by {metrics[0].label} {arrow})", "", FAMILY_NOTES[fam], ""]
+        head = (
+            ["#", "method", "layer"]
+            + [mt.label + ("" if mt.higher is None else (" ↑" if mt.higher else " ↓")) for mt in metrics]
+            + ["n"]
+        )
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for i, ((m, layer), _) in enumerate(ordered, start=1):
+            a = agg[(m, layer)]
+            n = int(a.get(metrics[0].key, {}).get("n", 0))
+            cells = [str(i), m, f"`{layer}`"] + [_cell(a.get(mt.key), mt) for mt in metrics] + [str(n)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def controls_table(records: Iterable[Record]) -> tuple[str, dict[str, Any]]:
+    """Border mass and equivariance per fill (black vs the mean/reflect controls) on the control
+    transforms."""
+    recs = [r for r in records if r.metric in ("border_mass", "fill_fraction", "eq_cosine")]
+    ctl = {r.transform for r in recs if r.fill in ("mean", "reflect")}
+    if not ctl:
+        return "", {}
+    acc: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        if r.transform in ctl and r.fill in ("black", "mean", "reflect"):
+            acc[(r.method, r.layer, r.fill)][r.metric].append(r.value)
+    lines = [
+        "### Fill controls",
+        "",
+        "The same transforms with black, mean-colour and reflected fill. A map that reads the black fill "
+        f"changes when the fill changes; transforms: {', '.join(sorted(ctl))}.",
+        "",
+        "| method | layer | fill | mass on fill | fill area | equivariance cosine |",
+        "|---|---|---|---|---|---|",
+    ]
+    data: dict[str, Any] = {}
+    for (m, layer, fill), d in sorted(acc.items()):
+        bm, ff, eq = _mean(d["border_mass"]), _mean(d["fill_fraction"]), _mean(d["eq_cosine"])
+        lines.append(f"| {m} | `{layer}` | {fill} | {_fmt_pct(bm)} | {_fmt_pct(ff)} | {eq:.3f} |")
+        data.setdefault(f"{m}@{layer}", {})[fill] = {"border_mass": bm, "fill_fraction": ff, "eq_cosine": eq}
+    return "\n".join(lines) + "\n", data
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def _colours(n: int) -> list[Any]:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _label(c: Candidate, layers: set[str]) -> str:
+    return c[0] if len(layers) == 1 else f"{c[0]} @ {c[1]}"
+
+
+def plot_equivariance(records: Sequence[Record], path: Path) -> Path | None:
+    """Equivariance cosine vs transform strength per method (one panel per kind), black fill."""
+    acc: dict[Candidate, dict[tuple[str, str, float], list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.metric == "eq_cosine" and r.fill == "black" and r.kind != "identity":
+            acc[(r.method, r.layer)][(r.kind, r.transform, r.strength)].append(r.value)
+    if not acc:
+        return None
+    cands = sorted(acc)
+    layers = {c[1] for c in cands}
+    cols = _colours(len(cands))
+    flat: dict[Candidate, list[float]] = defaultdict(list)
+    for r in records:
+        if r.metric == "flat" and r.kind == "identity" and r.fill == "black":
+            flat[(r.method, r.layer)].append(r.value)
+    names = {c: _label(c, layers) + (" [flat maps]" if _mean(flat.get(c, [])) > 0.25 else "") for c in cands}
+    neutral = {"scale": 1.0, "rotate": 0.0, "translate": 0.0}
+    kinds = [
+        ("scale", "scale factor"),
+        ("rotate", "angle (degrees)"),
+        ("translate", "shift (fraction of size)"),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), dpi=110)
+    try:
+        for ax, (kind, xlabel) in zip(axes[:3], kinds, strict=True):
+            for c, col in zip(cands, cols, strict=True):
+                by_s: dict[float, list[float]] = defaultdict(list)
+                for (k, _t, s), vs in acc[c].items():
+                    if k == kind:
+                        by_s[s].extend(vs)
+                if not by_s:
+                    continue
+                by_s.setdefault(neutral[kind], [1.0])  # the identity: the reference itself
+                xs = sorted(by_s)
+                ax.plot(xs, [_mean(by_s[x]) for x in xs], "o-", color=col, label=names[c], ms=3, lw=1.3)
+            ax.set_title(kind)
+            ax.set_xlabel(xlabel)
+            ax.set_ylim(-0.05, 1.05)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("equivariance cosine (mean over images)")
+        others = sorted(
+            {t for c in cands for (k, t, _s) in acc[c] if k not in ("scale", "rotate", "translate")}
+        )
+        ax = axes[3]
+        if others:
+            width = 0.8 / len(cands)
+            for j, (c, col) in enumerate(zip(cands, cols, strict=True)):
+                ys = [_mean([v for (k, t, _s), vs in acc[c].items() if t == o for v in vs]) for o in others]
+                ax.bar(np.arange(len(others)) + j * width, ys, width, color=col)
+            ax.set_xticks(np.arange(len(others)) + 0.4 - width / 2)
+            ax.set_xticklabels([o.replace(">", ">\n") for o in others], fontsize=7)
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_title("flips and compositions")
+            ax.grid(alpha=0.3, axis="y")
+        else:
+            ax.axis("off")
+        handles, labels = axes[0].get_legend_handles_labels()
+        if not handles:
+            for a in axes[1:3]:
+                handles, labels = a.get_legend_handles_labels()
+                if handles:
+                    break
+        fig.legend(handles, labels, loc="lower center", ncol=min(8, len(cands)), fontsize=8, frameon=False)
+        fig.suptitle(
+            "Does the map move with the image? (black fill, inverse-warped, valid pixels only; "
+            "a flat map scores high here: see flatness)",
+            fontsize=11,
+        )
+        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_border(records: Sequence[Record], path: Path) -> Path | None:
+    """Mass on the fill vs the fill's area per view (mean over images); above the diagonal = leaking."""
+    acc: dict[tuple[Candidate, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.metric in ("border_mass", "fill_fraction") and r.kind != "identity":
+            acc[((r.method, r.layer), r.transform, r.fill)][r.metric].append(r.value)
+    if not acc:
+        return None
+    cands = sorted({k[0] for k in acc})
+    layers = {c[1] for c in cands}
+    cols = dict(zip(cands, _colours(len(cands)), strict=True))
+    markers = {"black": "o", "mean": "s", "reflect": "^"}
+    fig, ax = plt.subplots(figsize=(8.2, 6), dpi=110)
+    try:
+        ax.fill_between([0, 1], [0, 1], [1.02, 1.02], color="#f4cccc", alpha=0.5, lw=0)
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        from matplotlib.lines import Line2D
+
+        fills_seen: set[str] = set()
+        for (c, _t, fill), d in sorted(acc.items()):
+            ff, bm = _mean(d["fill_fraction"]), _mean(d["border_mass"])
+            if ff <= 0.005:
+                continue
+            fills_seen.add(fill)
+            face = cols[c] if fill == "black" else "none"
+            ax.scatter(ff, bm, s=28, marker=markers.get(fill, "o"), facecolors=face, edgecolors=cols[c])
+        handles = [Line2D([], [], ls="", marker="o", color=cols[c], label=_label(c, layers)) for c in cands]
+        handles += [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=markers[f],
+                markerfacecolor="k" if f == "black" else "none",
+                markeredgecolor="k",
+                label=f"{f} fill",
+            )
+            for f in ("black", "mean", "reflect")
+            if f in fills_seen
+        ]
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("fill area fraction |V_T^c| / N")
+        ax.set_ylabel("share of the map's mass on the fill")
+        ax.set_title("Border mass vs fill area per transform (mean over images)", fontsize=10)
+        ax.text(0.04, 0.96, "leaking: more mass than area", fontsize=8, color="#a33", va="top")
+        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _bars(
+    agg: dict[Candidate, dict[str, dict[str, float]]],
+    metrics: Sequence[Metric],
+    title: str,
+    path: Path,
+    ylim: tuple[float, float] | None = (0, 1),
+) -> Path | None:
+    cands = [c for c in sorted(agg) if any(not math.isnan(_value(agg[c], mt.key)) for mt in metrics)]
+    if not cands:
+        return None
+    layers = {c[1] for c in cands}
+    cols = _colours(len(cands))
+    width = 0.8 / len(cands)
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(metrics) + 0.3 * len(cands)), 4.4), dpi=110)
+    try:
+        for j, (c, col) in enumerate(zip(cands, cols, strict=True)):
+            ys = [_value(agg[c], mt.key) for mt in metrics]
+            es = [float(agg[c].get(mt.key, {}).get("ci", math.nan)) for mt in metrics]
+            ax.bar(
+                np.arange(len(metrics)) + j * width,
+                ys,
+                width,
+                color=col,
+                label=_label(c, layers),
+                yerr=[0 if math.isnan(e) else e for e in es],
+                capsize=2,
+                error_kw={"lw": 0.7},
+            )
+        ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2)
+        ax.set_xticklabels(
+            [mt.label + ("" if mt.higher is None else (" ↑" if mt.higher else " ↓")) for mt in metrics],
+            fontsize=8,
+        )
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, ncol=min(4, len(cands)), loc="upper right")
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_randomisation(records: Sequence[Record], path: Path) -> Path | None:
+    acc: dict[Candidate, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.metric == "rand_spearman":
+            acc[(r.method, r.layer)][r.strength].append(abs(r.value))
+    if not acc:
+        return None
+    cands = sorted(acc)
+    layers = {c[1] for c in cands}
+    fig, ax = plt.subplots(figsize=(6.8, 4.4), dpi=110)
+    try:
+        for c, col in zip(cands, _colours(len(cands)), strict=True):
+            xs = [0.0, *sorted(acc[c])]
+            ys = [1.0] + [_mean(acc[c][x]) for x in xs[1:]]
+            ax.plot(xs, ys, "o-", color=col, label=_label(c, layers), ms=3)
+        ax.set_xlabel("fraction of layers re-initialised (from the head down)")
+        ax.set_ylabel("|Spearman| with the original map")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("Cascading randomisation: maps should collapse", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _cases(records: Sequence[Record]) -> list[dict[str, Any]]:
+    from fakelens.trust.runner import case_name
+
+    out = []
+    for r in records:
+        if r.metric.startswith("case:"):
+            cat = r.metric.split(":", 1)[1]
+            out.append(
+                {
+                    "category": cat,
+                    "severity": r.value,
+                    "method": r.method,
+                    "layer": r.layer,
+                    "image": r.image,
+                    "transform": r.transform,
+                    "fill": r.fill,
+                    "file": case_name(r.image, r.method, r.layer, cat),
+                }
+            )
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def write_report(
+    out: Path,
+    records: Sequence[Record],
+    run_info: dict[str, Any],
+    config: Any,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``summary.json``, ``report.md``, ``plots/*.png`` and ``gallery.html`` into ``out``; return the
+    summary."""
+    info = info or {}
+    criteria: Criteria = config.criteria
+    agg = aggregate(records)
+    images = sorted({r.image for r in records if r.metric == DONE})
+    methods = sorted({r.method for r in records if r.metric == DONE})
+    rec = recommend(agg, criteria, info.get("skipped_methods"))
+    plots_dir = out / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots = [
+        plot_equivariance(records, plots_dir / "equivariance_vs_strength.png"),
+        plot_border(records, plots_dir / "border_vs_fill.png"),
+        _bars(
+            agg,
+            FAMILIES["localisation"],
+            "Localisation against the ground-truth masks",
+            plots_dir / "localisation.png",
+        ),
+        _bars(
+            agg,
+            FAMILIES["faithfulness"][1:5],
+            "Deletion / insertion AUC of p(fake)",
+            plots_dir / "faithfulness.png",
+        ),
+        plot_randomisation(records, plots_dir / "randomisation.png"),
+    ]
+    made = [p for p in plots if p is not None]
+    ctl_md, ctl_json = controls_table(records)
+    summary: dict[str, Any] = {
+        "model": run_info.get("model"),
+        "images": len(images),
+        "methods": methods,
+        "command": run_info.get("command"),
+        "transforms": run_info.get("family"),
+        "recommendation": rec,
+        "families": family_tables(agg),
+        "controls": ctl_json,
+        "skipped_images": info.get("skipped_images", {}),
+        "skipped_methods": info.get("skipped_methods", {}),
+        "criteria": criteria.to_dict(),
+        "plots": [str(p.relative_to(out)) for p in made],
+    }
+    cases = _cases(records)
+    gallery = write_gallery(out, cases, summary, plots=made)
+    if (out / "cases").is_dir():
+        prune_cases(out / "cases", select_cases(cases))
+    summary["gallery"] = str(gallery.relative_to(out))
+    controls = ", ".join(f for f in config.fills if f != "black")
+    md = [
+        f"# Trust report: {run_info.get('model')}",
+        "",
+        f"{len(images)} images, methods {', '.join(methods)}, {len(run_info.get('family') or [])} transforms "
+        f"(+ identity) with black fill; controls: {controls or 'none'}.",
+        "",
+    ]
+    if run_info.get("command"):
+        md += ["Made with:", "", "```", str(run_info["command"]), "```", ""]
+    md += [
+        "## Recommendation",
+        "",
+        *rec["text"].split("\n"),
+        "",
+        "## Ranked tables",
+        "",
+        markdown_tables(agg),
+    ]
+    if ctl_md:
+        md += [ctl_md]
+    if made:
+        md += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in made] + [""]
+    md += [f"Worst cases for a person to look at: [{gallery.name}]({gallery.name}).", ""]
+    if summary["skipped_images"]:
+        md += ["Unreadable images: " + ", ".join(summary["skipped_images"]), ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
+    out_summary: dict[str, Any] = _jsonable(summary)
+    return out_summary

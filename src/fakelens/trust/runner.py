@@ -1,0 +1,546 @@
+"""The trust benchmark: every image, every method, K views, all metric families; tidy records, resumable.
+
+For each image: prepare it with the detector's input spec, build the views (identity, the transform family
+with black fill, the control fills), explain them **once** (:func:`~fakelens.trust.sweep.run_sweep`), score
+every view, then — on the untransformed image — localisation against the ground-truth mask (when there is
+one), faithfulness (deletion/insertion with black and blur baselines, ROAD) and the cascading randomisation
+check. Records are appended per image (:class:`~fakelens.trust.records.RecordFile`); a re-run skips the
+(image, method, layer) groups already finished. At the end :func:`fakelens.trust.report.write_report` ranks
+the methods per metric family and writes the recommendation, tables, plots and the gallery.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from fakelens.errors import ConfigError, ImageError
+from fakelens.explain.engine import method_names
+from fakelens.geometry import Geometry, prepare
+from fakelens.io import atomic_write_text, load_image
+from fakelens.models.base import Detector
+from fakelens.trust import metrics as M
+from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
+from fakelens.trust.faithfulness import deletion_insertion, probability_fn, road
+from fakelens.trust.gallery import render_case
+from fakelens.trust.randomisation import cascading_randomisation
+from fakelens.trust.records import DONE, Record, RecordFile, read_records
+from fakelens.trust.sweep import Sweep, ViewSpec, run_sweep, view_plan
+from fakelens.trust.transforms import FILLS, TransformFamily
+
+__all__ = ["TrustConfig", "TrustItem", "TrustRun", "discover_items", "evaluate_image", "run_trust"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+Progress = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class TrustItem:
+    """One image to test, its ground-truth mask (if any) and label (if known)."""
+
+    path: Path
+    mask: Path | None = None
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """What the benchmark computes. ``layer_sets``: each entry is explained and ranked separately (several
+    layers in one entry are fused); ``None`` = the detector's CAM layers."""
+
+    methods: tuple[str, ...] = ("gradcam", "hirescam", "layercam", "eigencam")
+    layer_sets: tuple[tuple[str, ...], ...] | None = None
+    family: str = "standard"
+    fills: tuple[str, ...] = ("black", "mean", "reflect")
+    target: str = "fake"
+    localisation: bool = True
+    faithfulness: bool = True
+    randomisation: bool = True
+    steps: int = 16
+    road_percentages: tuple[float, ...] = (10, 30, 50, 70, 90)
+    randomisation_stages: int = 4
+    pointing_tolerance: float = 15.0
+    mask_threshold: float = 0.5
+    seed: int = 0
+    limit: int | None = None
+    resume: bool = True
+    batch_size: int = 32
+    criteria: Criteria = field(default_factory=lambda: DEFAULT_CRITERIA)
+
+    def numbers_key(self) -> dict[str, Any]:
+        """The settings that change the numbers: a resumed run must match them."""
+        return {
+            "family": self.family,
+            "fills": list(self.fills),
+            "target": self.target,
+            "steps": self.steps,
+            "road_percentages": list(self.road_percentages),
+            "randomisation_stages": self.randomisation_stages,
+            "pointing_tolerance": self.pointing_tolerance,
+            "mask_threshold": self.mask_threshold,
+            "seed": self.seed,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["criteria"] = self.criteria.to_dict()
+        return d
+
+
+@dataclass
+class TrustRun:
+    """What :func:`run_trust` did: the output folder, the summary it wrote, skipped methods and images."""
+
+    out: Path
+    summary: dict[str, Any]
+    evaluated: int = 0
+    skipped_images: dict[str, str] = field(default_factory=dict)
+    skipped_methods: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def _find_mask(stem: str, masks: Path) -> Path | None:
+    for cand in sorted(masks.iterdir()):
+        if cand.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        s = cand.stem
+        if s == stem or s in (f"{stem}.mask", f"{stem}_mask", f"{stem}-mask"):
+            return cand
+    return None
+
+
+def discover_items(
+    images: Sequence[Path] = (), *, masks: Path | None = None, manifest: Path | None = None
+) -> list[TrustItem]:
+    """Images from files/folders (folders searched recursively, sorted), masks matched by file stem
+    (``x.png`` ↔ ``masks/x.png``, ``x.mask.png``, ``x_mask.png``), or a CSV manifest with columns
+    ``path[,label][,mask_path]`` (paths relative to the manifest; the layout ``fakelens data synth``
+    writes)."""
+    items: list[TrustItem] = []
+    if manifest is not None:
+        if not manifest.is_file():
+            raise ConfigError(f"no such manifest: {manifest}")
+        root = manifest.parent
+        with manifest.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise ConfigError(f"{manifest}: a manifest needs a 'path' column (got {reader.fieldnames})")
+            for row in reader:
+                p = root / row["path"]
+                mp = (row.get("mask_path") or "").strip()
+                items.append(TrustItem(p, root / mp if mp else None, (row.get("label") or None)))
+    paths: list[Path] = []
+    for p in images:
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise ConfigError(f"no such file or folder: {p}")
+    if masks is not None and not masks.is_dir():
+        raise ConfigError(f"--masks must be a folder: {masks}")
+    mask_root = masks.resolve() if masks is not None else None
+    for p in paths:
+        if mask_root is not None and p.resolve().is_relative_to(mask_root):
+            continue  # the masks folder inside the images folder
+        items.append(TrustItem(p, _find_mask(p.stem, masks) if masks is not None else None))
+    return items
+
+
+def load_mask(path: Path, size: tuple[int, int]) -> Tensor:
+    """A ground-truth mask as ``(H0, W0)`` float in [0, 1] on the image's grid (resized bilinearly if
+    needed)."""
+    img = load_image(path)
+    a = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    if a.shape != size:
+        a = (
+            np.asarray(
+                Image.fromarray((a * 255).astype(np.uint8)).resize(
+                    (size[1], size[0]), Image.Resampling.BILINEAR
+                ),
+                dtype=np.float32,
+            )
+            / 255.0
+        )
+    return torch.from_numpy(a)
+
+
+def _safe(s: str, n: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", s.replace("+", "p"))[-n:].strip("-.") or "x"
+
+
+def case_name(image: str, method: str, layer: str, category: str) -> str:
+    """File name of a gallery case: readable parts plus a hash of the exact (image, method, layer), so names
+    that sanitise alike (``gradcam`` / ``gradcam++``, equal stems in two folders) never collide."""
+    h = hashlib.sha1(f"{image}\0{method}\0{layer}".encode()).hexdigest()[:10]
+    return f"{_safe(Path(image).stem, 30)}__{_safe(method, 24)}__{h}__{category}.png"
+
+
+# ------------------------------------------------------------------------------------------------ one image
+
+
+@dataclass
+class ImageOutcome:
+    records: list[Record]
+    errors: dict[str, str]
+
+
+def _rec(
+    model: str, image: str, method: str, layer: str, view: ViewSpec | None, metric: str, value: float
+) -> Record:
+    if view is None:
+        return Record(model, image, method, layer, "identity", "identity", 0.0, "none", metric, float(value))
+    t, fill = view
+    return Record(model, image, method, layer, t.name, t.kind, t.strength, fill, metric, float(value))
+
+
+def _soft_target(mask: Tensor) -> Tensor:
+    """A soft mask for the seam: hard {0, 1} masks are blurred (σ = 1 % of the diagonal, at least 1 px)."""
+    if torch.unique(mask).numel() > 2:
+        return mask.double()
+    h, w = mask.shape
+    sigma = max(1.0, 0.01 * float(np.hypot(h, w)))
+    return M.gaussian_blur(mask[None, None].double(), sigma)[0, 0].clamp(0, 1)
+
+
+def _view_records(
+    sweep: Sweep, plan: Sequence[ViewSpec], base: dict[str, str], criteria: Criteria
+) -> list[Record]:
+    out: list[Record] = []
+    for m in sweep.methods:
+        vm = sweep.view_metrics(m)
+        vm["border_excess"] = vm["border_mass"] - vm["fill_fraction"]
+        vm["leak"] = ((vm["border_excess"] > criteria.border_margin) & (vm["fill_fraction"] > 0.01)).double()
+        for i, view in enumerate(plan):
+            for metric, vals in vm.items():
+                if i == 0 and metric.startswith("eq_"):
+                    continue  # the identity is the reference
+                out.append(_rec(base["model"], base["image"], m, base["layer"], view, metric, float(vals[i])))
+        chance = M.corner_chance(sweep.hw, sweep.cell(m))
+        out.append(_rec(base["model"], base["image"], m, base["layer"], plan[0], "corner_chance", chance))
+    return out
+
+
+def _localisation(
+    sweep: Sweep, geom: Geometry, mask: Tensor, base: dict[str, str], config: TrustConfig
+) -> list[Record]:
+    out: list[Record] = []
+    v = geom.valid_original()
+    soft = mask.double().clamp(0, 1) * v
+    mx = float(soft.max())
+    g = soft >= config.mask_threshold * mx if mx > 0 else torch.zeros_like(v)
+    seam = M.seam_target(_soft_target(mask)) * v
+    for m in sweep.methods:
+        raw = sweep.explanations[m].raw[:1].detach().float().clamp_min(0)
+        s = geom.to_original(raw.cpu())[0]
+        vals = {
+            "pointing_game": M.pointing_game(s, g, v, config.pointing_tolerance),
+            "energy_pointing": M.energy_pointing_game(s, g.double(), v),
+            "energy_seam": M.energy_pointing_game(s, seam, v),
+            "relevance_mass": M.relevance_mass_accuracy(s, g, v),
+            "relevance_rank": M.relevance_rank_accuracy(s, g, v),
+            "pixel_auroc": M.pixel_auroc(s, g, v),
+        }
+        for metric, val in vals.items():
+            out.append(_rec(base["model"], base["image"], m, base["layer"], None, metric, float(val[0])))
+    return out
+
+
+def _faithfulness(
+    detector: Detector, sweep: Sweep, pixels: Tensor, valid: Tensor, base: dict[str, str], config: TrustConfig
+) -> list[Record]:
+    methods = sweep.methods
+    if not methods:
+        return []
+    sal = torch.stack([sweep.maps[m][0].detach().cpu() for m in methods])
+    fn = probability_fn(detector, config.target, config.batch_size)
+    di = deletion_insertion(fn, pixels, sal, valid, steps=config.steps, seed=config.seed)
+    rd = road(fn, pixels, sal, valid, percentages=config.road_percentages, seed=config.seed)
+    out: list[Record] = []
+    for i, m in enumerate(methods):
+        for key in ("deletion_black", "insertion_black", "deletion_blur", "insertion_blur"):
+            out.append(_rec(base["model"], base["image"], m, base["layer"], None, key, float(di[key][i])))
+        for key in ("morf", "lerf", "combined"):
+            out.append(
+                _rec(base["model"], base["image"], m, base["layer"], None, f"road_{key}", float(rd[key][i]))
+            )
+    return out
+
+
+def _randomisation(
+    detector: Detector,
+    sweep: Sweep,
+    pixels: Tensor,
+    valid: Tensor,
+    layers: tuple[str, ...] | None,
+    base: dict[str, str],
+    config: TrustConfig,
+) -> list[Record]:
+    methods = sweep.methods
+    if not methods:
+        return []
+    x = detector.input_spec.normalize(pixels[None].to(detector.device))
+    original = {m: sweep.explanations[m].raw[:1] for m in methods}
+    stages = cascading_randomisation(
+        detector,
+        x,
+        methods,
+        original,
+        layers=layers,
+        target=config.target,
+        valid=valid[None],
+        stages=config.randomisation_stages,
+        seed=42 + config.seed,
+    )
+    out: list[Record] = []
+    for st in stages:
+        for m in methods:
+            for key, val in st.scores[m].items():
+                out.append(
+                    Record(
+                        base["model"],
+                        base["image"],
+                        m,
+                        base["layer"],
+                        f"randomise:{st.layer}",
+                        "randomise",
+                        st.fraction,
+                        "none",
+                        f"rand_{key}",
+                        float(val[0]),
+                    )
+                )
+    return out
+
+
+def _cases(
+    sweep: Sweep,
+    plan: Sequence[ViewSpec],
+    pixels: Tensor,
+    base: dict[str, str],
+    out_dir: Path | None,
+    criteria: Criteria,
+) -> list[Record]:
+    if out_dir is None:
+        return []
+    out: list[Record] = []
+    black = torch.tensor([f == "black" for _, f in plan])
+    for m in sweep.methods:
+        vm = sweep.view_metrics(m)
+        picks: list[tuple[str, int, float]] = []
+        excess = (vm["border_mass"] - vm["fill_fraction"]).masked_fill(
+            ~black | (vm["fill_fraction"] <= 0.01), -1
+        )
+        i = int(excess.argmax())
+        if float(excess[i]) > criteria.border_margin:
+            picks.append(("leak", i, float(excess[i])))
+        corner = (vm["corner_argmax"] > 0) & black
+        if bool(corner.any()):
+            i = 0 if bool(corner[0]) else int(corner.nonzero()[0])
+            picks.append(("corner", i, float(corner.double().mean())))
+        eq = vm["eq_cosine"].clone()
+        eq[0] = 2.0
+        eq = eq.masked_fill(~black, 2.0)
+        i = int(eq.argmin())
+        if float(eq[i]) < 0.9:
+            picks.append(("equivariance", i, 1.0 - float(eq[i])))
+        if float(vm["flat"][0]) > 0:
+            picks.append(("flat", 0, float(vm["entropy"][0])))
+        for cat, i, sev in picks:
+            t, fill = plan[i]
+            eq_i = float(vm["eq_cosine"][i]) if i else 1.0
+            peak = "yes" if vm["corner_argmax"][i] else "no"
+            caption = [
+                f"{m} @ {base['layer']} | {Path(base['image']).name} | {t.name} ({fill} fill)",
+                f"eq cos {eq_i:.2f}  border {float(vm['border_mass'][i]):.1%} "
+                f"vs fill {float(vm['fill_fraction'][i]):.1%}  corner peak {peak}"
+                f"  entropy {float(vm['entropy'][i]):.2f}  score {float(vm['score'][i]):+.2f}",
+            ]
+            png = render_case(
+                sweep.views.pixels[i].cpu(),
+                sweep.maps[m][i].cpu(),
+                sweep.views.valid[i].cpu(),
+                pixels.cpu(),
+                sweep.maps[m][0].cpu(),
+                sweep.back[m][i].cpu(),
+                sweep.pair_valid[i].cpu(),
+                caption,
+            )
+            name = case_name(base["image"], m, base["layer"], cat)
+            (out_dir / name).write_bytes(png)
+            out.append(_rec(base["model"], base["image"], m, base["layer"], (t, fill), f"case:{cat}", sev))
+    return out
+
+
+def evaluate_image(
+    detector: Detector,
+    image: Image.Image,
+    key: str,
+    methods: Sequence[str],
+    *,
+    layers: tuple[str, ...] | None = None,
+    mask: Tensor | None = None,
+    config: TrustConfig | None = None,
+    plan: Sequence[ViewSpec] | None = None,
+    cases_dir: Path | None = None,
+) -> ImageOutcome:
+    """Every trust metric of one image for ``methods`` on one layer set → tidy records (+ ``_done`` rows)."""
+    cfg = config or TrustConfig()
+    if plan is None:
+        fills = tuple(f for f in FILLS if f in cfg.fills)
+        plan = view_plan(TransformFamily.named(cfg.family), fills)
+    pixels, geom = prepare(image, detector.input_spec)
+    valid = geom.valid_input()
+    layer = "+".join(layers or detector.cam_layers)
+    base = {"model": detector.name, "image": key, "layer": layer}
+    sweep = run_sweep(detector, pixels, plan, methods, valid=valid, layers=layers, target=cfg.target)
+    recs = _view_records(sweep, plan, base, cfg.criteria)
+    if cfg.localisation and mask is not None:
+        recs += _localisation(sweep, geom, mask, base, cfg)
+    if cfg.faithfulness:
+        recs += _faithfulness(detector, sweep, pixels, valid, base, cfg)
+    if cfg.randomisation:
+        recs += _randomisation(detector, sweep, pixels, valid, layers, base, cfg)
+    recs += _cases(sweep, plan, pixels, base, cases_dir, cfg.criteria)
+    recs += [_rec(base["model"], key, m, layer, None, DONE, 1.0) for m in sweep.methods]
+    return ImageOutcome(recs, dict(sweep.errors))
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
+    run_file = out / "run.json"
+    if not (config.resume and run_file.exists() and (out / "records.csv").exists()):
+        return
+    try:
+        prev = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        return
+    if prev.get("model") != detector.name:
+        raise ConfigError(
+            f"{out} holds a trust run of model {prev.get('model')!r}, not {detector.name!r}: "
+            "use another --out or --no-resume"
+        )
+    if prev.get("numbers") != config.numbers_key():
+        diff = [k for k, v in config.numbers_key().items() if prev.get("numbers", {}).get(k) != v]
+        raise ConfigError(
+            f"{out} holds a trust run with other settings ({', '.join(diff)}): "
+            "use another --out or --no-resume"
+        )
+
+
+def run_trust(
+    detector: Detector,
+    items: Sequence[TrustItem],
+    out: Path,
+    config: TrustConfig | None = None,
+    *,
+    progress: Progress | None = None,
+    command: str | None = None,
+) -> TrustRun:
+    """Run the benchmark over ``items`` and write ``out``: ``records.csv``, ``run.json``, ``summary.json``,
+    ``report.md``, ``plots/*.png``, ``cases/*.png`` and ``gallery.html``. Resumable (see
+    :class:`RecordFile`)."""
+    from fakelens.trust.report import write_report
+
+    cfg = config or TrustConfig()
+    known = method_names()
+    unknown = [m for m in cfg.methods if m not in known]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r} (known: {', '.join(known)})")
+    bad_fills = [f for f in cfg.fills if f not in FILLS]
+    if bad_fills:
+        raise ConfigError(f"unknown fill {bad_fills[0]!r} (use {', '.join(FILLS)})")
+    family = TransformFamily.named(cfg.family)
+    layer_sets: list[tuple[str, ...] | None] = list(cfg.layer_sets) if cfg.layer_sets else [None]
+    for ls in layer_sets:
+        for name in ls or ():
+            detector.layer(name)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run(out, detector, cfg)
+    cases_dir = out / "cases"
+    cases_dir.mkdir(exist_ok=True)
+    records = RecordFile(out / "records.csv", resume=cfg.resume)
+    run_info = {
+        "model": detector.name,
+        "describe": detector.describe(),
+        "numbers": cfg.numbers_key(),
+        "config": cfg.to_dict(),
+        "command": command,
+        "family": [t.name for t in family],
+    }
+    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str))
+    plan = view_plan(family, tuple(f for f in FILLS if f in cfg.fills))
+    todo = list(items)[: cfg.limit] if cfg.limit is not None else list(items)
+    run = TrustRun(out, {})
+    methods = list(cfg.methods)
+    for item in todo:
+        label_sets = [(ls, "+".join(ls or detector.cam_layers)) for ls in layer_sets]
+        pending = [
+            (
+                ls,
+                lab,
+                [
+                    m
+                    for m in methods
+                    if m not in run.skipped_methods and not records.is_done(item.key, m, lab)
+                ],
+            )
+            for ls, lab in label_sets
+        ]
+        pending = [p for p in pending if p[2]]
+        if not pending:
+            if progress:
+                progress(1, f"{item.path.name} (done)")
+            continue
+        try:
+            image = load_image(item.path)
+            mask = load_mask(item.mask, (image.height, image.width)) if item.mask is not None else None
+        except (ImageError, OSError) as exc:
+            run.skipped_images[item.key] = str(exc)
+            if progress:
+                progress(1, f"{item.path.name} (unreadable)")
+            continue
+        for ls, _lab, ms in pending:
+            res = evaluate_image(
+                detector,
+                image,
+                item.key,
+                ms,
+                layers=ls,
+                mask=mask,
+                config=cfg,
+                plan=plan,
+                cases_dir=cases_dir,
+            )
+            run.skipped_methods.update(res.errors)
+            records.append(res.records)
+        run.evaluated += 1
+        if progress:
+            progress(1, item.path.name)
+    info = {"skipped_images": run.skipped_images, "skipped_methods": run.skipped_methods}
+    run.summary = write_report(out, read_records(out / "records.csv"), run_info, cfg, info)
+    return run
+
+
+def with_methods(config: TrustConfig, methods: Sequence[str]) -> TrustConfig:
+    """``config`` with another method list."""
+    return replace(config, methods=tuple(methods))

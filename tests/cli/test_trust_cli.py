@@ -1,0 +1,114 @@
+"""``fakelens trust`` through typer's CliRunner: outputs, JSON, resume, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from fakelens.cli.trust import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # type: ignore[no-untyped-def]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    imgs.mkdir()
+    masks.mkdir()
+    for i, (h, w) in enumerate([(40, 56), (50, 50)]):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(imgs / f"p{i}.png")
+        m = np.zeros((h, w), dtype=np.uint8)
+        m[10:25, 12:30] = 255
+        Image.fromarray(m).save(masks / f"p{i}.png")
+    return imgs, masks
+
+
+def _args(imgs: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model",
+        "tiny-cnn",
+        "--images",
+        str(imgs),
+        "--out",
+        str(out),
+        "--transforms",
+        "quick",
+        "--fills",
+        "black",
+        "--skip",
+        "faithfulness,randomisation",
+        *extra,
+    ]
+
+
+def test_trust_json_and_files(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    imgs, masks = photos
+    out = tmp_path / "out"
+    res = runner.invoke(app, [*_args(imgs, out, "--masks", str(masks), "-m", "gradcam,eigencam"), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["images"] == 2 and summary["methods"] == ["eigencam", "gradcam"]
+    assert "fakelens trust --model tiny-cnn" in summary["command"]
+    assert summary["recommendation"]["text"]
+    assert "localisation" in summary["families"]
+    for name in ("records.csv", "report.md", "summary.json", "gallery.html"):
+        assert (out / name).exists()
+    # resumable: a second run finds everything recorded and writes the same summary
+    res2 = runner.invoke(app, [*_args(imgs, out, "--masks", str(masks), "-m", "gradcam,eigencam"), "--json"])
+    assert res2.exit_code == 0 and json.loads(res2.stdout)["families"] == summary["families"]
+
+
+def test_trust_human_output_and_limit(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    res = runner.invoke(app, _args(photos[0], tmp_path / "o", "--limit", "1", "-m", "gradcam"))
+    assert res.exit_code == 0, res.output
+    assert "1 images" in res.output and "gallery.html" in res.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-m", "gradcan"], "unknown method 'gradcan'"),
+        (["--skip", "beauty"], "unknown family 'beauty'"),
+        (["--transforms", "wobbly"], "unknown transform family 'wobbly'"),
+        (["--fills", "black,white"], "unknown fill 'white'"),
+        (["--layer", "net.nope"], "no layer 'net.nope'"),
+        (["--manifest", "nope.csv", "--masks", "m"], "either --masks or --manifest"),
+    ],
+)
+def test_user_errors_are_one_line(
+    tmp_path: Path, photos: tuple[Path, Path], extra: list[str], message: str
+) -> None:
+    res = runner.invoke(app, _args(photos[0], tmp_path / "o", *extra))
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_missing_inputs(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["--model", "tiny-cnn", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "no images" in res.output
+    res = runner.invoke(app, ["--images", str(tmp_path)])
+    assert res.exit_code == 2 and "--model is required" in res.output
+    res = runner.invoke(app, ["--model", "tiny-cnn", "--images", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "missing" in res.output
+    res = runner.invoke(app, ["--model", "nope", "--images", str(tmp_path)])
+    assert res.exit_code == 2
+
+
+def test_help() -> None:
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "--masks" in res.output and "--limit" in res.output

@@ -1,0 +1,588 @@
+"""Perturbation explainers × tiny models: shapes, budgets, seeds, batching, hygiene, golden values, parity.
+
+Parity with pytorch-grad-cam and torchcam (test dependencies only) is checked after pytorch-grad-cam's own
+normalisation (ReLU, min-max, cv2 resize, min-max) with the options that reproduce each peer:
+- pytorch-grad-cam ScoreCAM: ``weights="softmax", align_corners=True`` (its ``UpsamplingBilinear2d``), masks
+  normalised after upsampling (our default);
+- torchcam ScoreCAM: ``weights="softmax", mask_norm="feature"`` (it normalises before upsampling,
+  ``align_corners=False``); compared after its ReLU + min-max at feature resolution;
+- pytorch-grad-cam AblationCAM: our defaults. Deliberate difference: we divide the drop by ``|y|``, they by
+  ``y``; for ``y < 0`` their map is ours with the sign flipped (before the ReLU). Their ViT ablation writes
+  ``min − 1e7`` into every token; ours writes 0 into patch tokens only, so ViT AblationCAM is not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fakelens.explain.perturbation as pert
+from conftest import TINY_MODELS, model_input
+from fakelens.errors import ConfigError
+from fakelens.explain import EXPLAINERS, explain
+from fakelens.explain.targets import FakeLogOdds
+from fakelens.models import Detector, InputSpec, TokenLayout, create_model
+
+METHODS = ["scorecam", "ablationcam", "occlusion", "rise"]
+FAST: dict[str, dict[str, object]] = {
+    "scorecam": {},
+    "ablationcam": {},
+    "occlusion": {"window": 16, "stride": 16},
+    "rise": {"n_masks": 32},
+}
+LAYERED = {"scorecam", "ablationcam"}
+
+
+def _run(det: Detector, x: torch.Tensor, method: str, **extra: object):  # type: ignore[no-untyped-def]
+    return explain(det, x, [method], options={method: {**FAST[method], **extra}})[method]
+
+
+def _hooks(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
+
+
+def _patched_forwards(model: nn.Module) -> int:
+    return sum("forward" in m.__dict__ for m in model.modules())
+
+
+def test_registered() -> None:
+    assert set(METHODS) <= set(EXPLAINERS.names())
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_shapes_finite_and_budget(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 2)
+    e = _run(det, x, method)
+    h, w = det.input_spec.size
+    if method in LAYERED:
+        grid = (16, 16) if model_name == "tiny-cnn" else (6, 8)
+        assert e.raw.shape == (2, *grid)
+        assert e.layers == det.cam_layers
+        c = e.meta["channels_total"]
+        assert c == (64 if model_name == "tiny-cnn" else 48)
+        assert len(e.meta["channels_used"]) == 2 and all(0 < u <= c for u in e.meta["channels_used"])
+    else:
+        assert e.raw.shape == (2, h, w)
+        assert e.layers == ()
+    assert torch.isfinite(e.raw).all() and e.raw.abs().max() > 0
+    assert len(e.maps) == 2 and all(m.shape == (h, w) for m in e.maps)
+    assert e.scores.shape == (2,) and e.probabilities.shape == (2,)
+    meta = e.meta
+    json.dumps(meta)  # everything in meta is JSON-able
+    assert meta["exact"] is True and meta["amp"] is None and meta["batch_size"] >= 1
+    used = sum(meta.get("channels_used", [0]))
+    expected = {
+        "scorecam": 2 + 1 + used,  # unperturbed batch, the baseline image, one per evaluated channel
+        "ablationcam": 2,  # the rest runs after the layer only
+        "occlusion": 2 + 2 * meta.get("windows", 0),
+        "rise": 2 + 2 * meta.get("masks", 0),
+    }[method]
+    assert meta["forwards"] == expected
+    if method == "ablationcam":
+        assert meta["shortcut_mode"] == "views" and meta["partial_forwards"] == used
+    if method == "occlusion":
+        n_win = len(pert.window_starts(h, 16, 16)) * len(pert.window_starts(w, 16, 16))
+        assert meta["windows"] == n_win and meta["stride"] == [16, 16]
+    if method == "rise":
+        assert meta["masks"] == 32 and meta["seed"] == 0
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_seed_determinism(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 1, seed=3)
+    a = _run(det, x, method, seed=7).raw
+    b = _run(det, x, method, seed=7).raw
+    assert torch.equal(a, b)
+    if method == "rise":
+        c = _run(det, x, method, seed=8).raw
+        assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_batch_equals_per_image_and_chunking(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 2, seed=1)
+    batch = _run(det, x, method).raw
+    single = torch.cat([_run(det, x[i : i + 1], method).raw for i in range(2)])
+    chunked = _run(det, x, method, batch_size=7).raw  # many small chunks mixing images
+    scale = batch.abs().amax() + 1e-12
+    torch.testing.assert_close(batch / scale, single / scale, atol=1e-4, rtol=0)
+    torch.testing.assert_close(batch / scale, chunked / scale, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_no_hooks_left_and_state_restored_after_exception(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    det.train()
+    det.net.head.weight.requires_grad_(False)
+    flags = [p.requires_grad for p in det.parameters()]
+    calls = 0
+
+    def flaky(logits: torch.Tensor) -> torch.Tensor:  # fails mid-way, inside the perturbed passes
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("boom")
+        return logits[:, 1] - logits[:, 0]
+
+    flaky.name = "flaky"  # type: ignore[attr-defined]
+    explainer = EXPLAINERS.create(method, **{**FAST[method], "batch_size": 4})
+    with pytest.raises(RuntimeError, match="boom"):
+        explainer(det, model_input(det), flaky, det.cam_layers)  # type: ignore[arg-type]
+    assert _hooks(det) == 0 and _patched_forwards(det) == 0
+    assert det.training and all(m.training for m in det.modules())
+    assert [p.requires_grad for p in det.parameters()] == flags
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_state_restored_after_success(model_name: str) -> None:
+    det = create_model(model_name)
+    det.train()
+    x = model_input(det, 1)
+    for m in METHODS:
+        _run(det, x, m)
+    assert _hooks(det) == 0 and _patched_forwards(det) == 0
+    assert det.training and all(m.training for m in det.modules())
+    assert all(p.requires_grad and p.grad is None for p in det.parameters())
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_inside_no_grad_and_inference_mode(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 1)
+    ref = _run(det, x, method).raw
+    with torch.no_grad():
+        a = _run(det, x, method).raw
+    with torch.inference_mode():
+        b = _run(det, x.clone(), method).raw
+    torch.testing.assert_close(a, ref)
+    torch.testing.assert_close(b, ref)
+
+
+# ------------------------------------------------------------------------------------------ golden values
+
+
+def _linear_detector(weight: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> Detector:
+    """``z_fake = Σ_p w_p x_p``, ``z_real = 0``: the fake log-odds is a hand-checkable linear function."""
+    h, w = weight.shape
+    lin = nn.Linear(h * w, 2, bias=False)
+    lin.weight.data = torch.stack([torch.zeros(h * w), weight.flatten()])
+    net = nn.Sequential(nn.Flatten(), lin)
+    return Detector(net, input_spec=InputSpec(size=(h, w), mean=(mean,) * 3, std=(std,) * 3))
+
+
+def test_occlusion_golden_on_hand_weighted_model() -> None:
+    weight = torch.arange(16.0).view(4, 4) - 5.0
+    x = torch.linspace(-1, 2, 16).view(1, 1, 4, 4)
+    det = _linear_detector(weight)
+    # window 2, stride 2: four disjoint windows; each pixel gets its window's drop Σ_{p∈W} w_p x_p (fill 0)
+    e = explain(det, x, ["occlusion"], options={"occlusion": {"window": 2, "stride": 2}})["occlusion"]
+    contrib = (weight * x[0, 0])
+    expected = torch.zeros(4, 4)
+    for i in (0, 2):
+        for j in (0, 2):
+            expected[i : i + 2, j : j + 2] = contrib[i : i + 2, j : j + 2].sum()
+    torch.testing.assert_close(e.raw[0], expected)
+    torch.testing.assert_close(e.scores, contrib.sum().view(1))
+    # window 2, stride 1: nine windows; each pixel averages the drops of the windows covering it
+    e = explain(det, x, ["occlusion"], options={"occlusion": {"window": 2, "stride": 1}})["occlusion"]
+    acc, cnt = torch.zeros(4, 4), torch.zeros(4, 4)
+    for i in range(3):
+        for j in range(3):
+            acc[i : i + 2, j : j + 2] += contrib[i : i + 2, j : j + 2].sum()
+            cnt[i : i + 2, j : j + 2] += 1
+    torch.testing.assert_close(e.raw[0], acc / cnt)
+    # black fill with a normalisation: black pixels are (0 − mean)/std, so the drop is Σ w_p (x_p − black)
+    det = _linear_detector(weight, mean=0.5, std=0.25)
+    e = explain(det, x, ["occlusion"], options={"occlusion": {"window": 4, "stride": 4}})["occlusion"]
+    black = (0 - 0.5) / 0.25
+    torch.testing.assert_close(e.raw[0], torch.full((4, 4), float((weight * (x[0, 0] - black)).sum())))
+
+
+def test_window_starts_cover_every_pixel() -> None:
+    assert pert.window_starts(10, 4, 4) == [0, 4, 6]
+    assert pert.window_starts(8, 4, 4) == [0, 4]
+    assert pert.window_starts(3, 5, 2) == [0]
+
+
+def _scorecam_reference(det: Detector, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Score-CAM by the formula, every channel, no skipping, one masked input at a time."""
+    store: dict[str, torch.Tensor] = {}
+    h = det.layer(layer).register_forward_hook(lambda m, a, o: store.__setitem__("a", o.detach().clone()))
+    target = FakeLogOdds(det.fake_index)
+    with torch.no_grad():
+        det(x)
+        h.remove()
+        acts = store["a"]
+        base = target(det(torch.zeros_like(x[:1])))[0]
+        raws = []
+        for b in range(x.shape[0]):
+            w = torch.zeros(acts.shape[1])
+            for k in range(acts.shape[1]):
+                up = nn.functional.interpolate(acts[b, k][None, None], size=x.shape[-2:], mode="bilinear")
+                m = (up - up.min()) / (up.max() - up.min() + 1e-8)
+                w[k] = target(det(x[b : b + 1] * m))[0] - base
+            raws.append(torch.einsum("c,chw->hw", w, acts[b]))
+    return torch.stack(raws)
+
+
+def _narrow_cnn(seed: int = 2) -> Detector:
+    """tiny-cnn at width 8: 16 channels at the CAM layer, so channel-by-channel references stay quick."""
+    from fakelens.models.tiny import TinyCNN
+
+    torch.manual_seed(seed)
+    return Detector(
+        TinyCNN(2, width=8), input_spec=InputSpec(size=(32, 32)), cam_layers=("net.features.3",)
+    ).eval()
+
+
+def test_scorecam_skips_constant_channels_exactly() -> None:
+    det = _narrow_cnn()
+    conv = det.net.features[3][0]
+    with torch.no_grad():
+        conv.weight[:6] = 0  # 6 channels become constant (BN shift then ReLU): their mask is empty
+    x = model_input(det, 2)
+    e = explain(det, x, ["scorecam"])["scorecam"]
+    assert all(c >= 6 for c in e.meta["channels_constant"])
+    assert all(u <= 10 for u in e.meta["channels_used"])
+    ref = _scorecam_reference(det, x, "net.features.3")
+    torch.testing.assert_close(e.raw, ref, atol=1e-5 * float(ref.abs().max()), rtol=0)
+
+
+def test_top_k_budget_is_reported_and_cheaper() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det, 2)
+    for method in ("scorecam", "ablationcam"):
+        full = _run(det, x, method)
+        some = _run(det, x, method, top_k=5)
+        assert some.meta["channels_used"] == [5, 5] and some.meta["exact"] is False
+        key = "forwards" if method == "scorecam" else "partial_forwards"
+        assert some.meta[key] < full.meta[key]
+        # the top-5 channels by activation mass carry a map that correlates with the exact one
+        corr = torch.corrcoef(torch.stack([full.raw.flatten(), some.raw.flatten()]))[0, 1]
+        assert corr > 0.3
+
+
+def test_amp_options() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det)
+    e = _run(det, x, "ablationcam", amp="bf16")
+    assert e.meta["exact"] is False and e.meta["amp"] == "bf16" and torch.isfinite(e.raw).all()
+    with pytest.raises(ConfigError, match="CUDA"):
+        _run(det, x, "scorecam", amp="fp16")
+    with pytest.raises(ConfigError):
+        pert.ScoreCAM(amp="fp8")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _run(det, x, "rise", nonsense=1)
+
+
+@pytest.mark.parametrize("method", ["scorecam", "occlusion", "rise"])
+def test_folded_batchnorm_copy_is_the_same_function(method: str) -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det, 1, seed=2)
+    folded = _run(det, x, method, fold_bn=True)
+    plain = _run(det, x, method, fold_bn=False)
+    assert folded.meta["fold_bn"] is True and plain.meta["fold_bn"] is False
+    # rounding differs (folded weights): compare on the scale of the scores the drops are taken from
+    scale = max(float(plain.raw.abs().max()), float(plain.scores.abs().max()))
+    torch.testing.assert_close(folded.raw, plain.raw, atol=1e-5 * scale, rtol=0)
+    # without BatchNorm (tiny-vit) there is nothing to fold
+    vit = create_model("tiny-vit")
+    assert _run(vit, model_input(vit, 1), method, fold_bn=True).meta["fold_bn"] is False
+
+
+def test_folded_copy_is_cached_until_the_weights_change() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det, 1)
+    pert.clear_folded()
+    _run(det, x, "occlusion", fold_bn=True)
+    first = pert._FOLDED[det][1]
+    _run(det, x, "occlusion", fold_bn=True)
+    assert pert._FOLDED[det][1] is first
+    with torch.no_grad():
+        det.net.features[0][0].weight.mul_(1.5)  # an in-place change invalidates the copy
+    changed = _run(det, x, "occlusion", fold_bn=True)
+    assert pert._FOLDED[det][1] is not first
+    unfolded = _run(det, x, "occlusion", fold_bn=False).raw
+    torch.testing.assert_close(changed.raw, unfolded, atol=1e-5, rtol=1e-4)
+    pert.clear_folded()
+    assert len(pert._FOLDED) == 0
+
+
+def test_untraceable_model_is_not_folded() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.bn(self.conv(x))
+            if h.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                h = h.relu()
+            return self.head(h.mean((2, 3)))
+
+    det = Detector(Branchy(), input_spec=InputSpec(size=(8, 8))).eval()
+    e = explain(det, torch.randn(1, 3, 8, 8), ["occlusion"], options={"occlusion": {"fold_bn": True}})
+    assert e["occlusion"].meta["fold_bn"] is False and torch.isfinite(e["occlusion"].raw).all()
+
+
+def test_auto_batch_size_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert pert.auto_batch_size(cpu, (224, 224)) == pert.CPU_CHUNK_AT_224
+    assert pert.auto_batch_size(cpu, (448, 448)) == pert.CPU_CHUNK_AT_224 // 4
+    assert pert.auto_batch_size(cpu, (8, 8)) == pert.MAX_CHUNK
+
+
+def test_rise_masks() -> None:
+    rise = pert.RISE(n_masks=400, grid=7, p=0.5, seed=1)
+    cells, dy, dx = rise.draw((48, 64), torch.device("cpu"))
+    m = rise.masks(cells, dy, dx, (48, 64))
+    assert m.shape == (400, 48, 64) and m.min() >= 0 and m.max() <= 1
+    assert abs(float(m.mean()) - 0.5) < 0.03
+    assert int(dy.max()) < math.ceil(48 / 7) and int(dx.max()) < math.ceil(64 / 7)
+
+
+# ------------------------------------------------------------------------------------- AblationCAM paths
+
+
+def _resnet18(size: int = 64) -> Detector:
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=2)
+    return Detector(net, input_spec=InputSpec(size=(size, size)), cam_layers=("net.layer4",)).eval()
+
+
+@pytest.mark.parametrize("case", ["tiny-cnn", "tiny-vit", pytest.param("resnet18", marks=pytest.mark.slow)])
+def test_ablation_shortcut_equals_full_network(case: str) -> None:
+    det = _resnet18() if case == "resnet18" else create_model(case)
+    x = model_input(det, 2, seed=4)
+    fast = _run(det, x, "ablationcam")
+    full = _run(det, x, "ablationcam", shortcut=False)
+    assert fast.meta["shortcut_mode"] == "views" and full.meta["shortcut_mode"] == "full"
+    assert full.meta["shortcut"] is False
+    assert full.meta["forwards"] == 2 + sum(full.meta["channels_used"])
+    scale = float(full.raw.abs().max())
+    torch.testing.assert_close(fast.raw, full.raw, atol=1e-5 * scale, rtol=0)
+
+
+class _InPlaceInput(nn.Module):
+    """Modifies its input in place before the first layer: a shared (expanded) input breaks, so
+    AblationCAM must notice and hand out copies instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(1.0)
+        return self.head(self.act(self.conv(x)).mean((2, 3)))
+
+
+class _LateInPlace(nn.Module):
+    """Modifies a pre-layer output in place *after* the layer ran: the record is a copy taken when the call
+    ended, so it is still right; the shared view breaks and AblationCAM hands out copies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        a = self.act(h)
+        h.mul_(2.0)
+        return self.head(torch.cat([a.mean((2, 3)), h.mean((2, 3))], 1))
+
+
+@pytest.mark.parametrize(
+    ("net", "layer", "mode"),
+    [
+        (_InPlaceInput, "net.act", "copies"),
+        (_LateInPlace, "net.act", "copies"),
+        (_InPlaceInput, "net.conv", "full"),
+    ],
+)
+def test_ablation_shortcut_falls_back_safely(net: type[nn.Module], layer: str, mode: str) -> None:
+    torch.manual_seed(0)
+    det = Detector(net(), input_spec=InputSpec(size=(8, 8)), cam_layers=(layer,))
+    x = torch.randn(2, 3, 8, 8)
+    e = _run(det, x.clone(), "ablationcam")
+    ref = _run(det, x.clone(), "ablationcam", shortcut=False)
+    assert e.meta["shortcut_mode"] == mode  # "full": nothing runs before the layer, nothing to replay
+    torch.testing.assert_close(e.raw, ref.raw)
+
+
+def test_ablation_layer_running_twice_is_refused() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.conv(self.conv(x)).mean((2, 3)))
+
+    det = Detector(Twice(), input_spec=InputSpec(size=(4, 4)), cam_layers=("net.conv",))
+    with pytest.raises(ValueError, match="runs once"):
+        _run(det, torch.randn(1, 3, 4, 4), "ablationcam")
+
+
+class _TokenNet(nn.Module):
+    """Tokens ``[cls, reg, 4 patches]``; the score reads either the prefix tokens or the patches."""
+
+    def __init__(self, read_prefix: bool) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3, 6)
+        self.layer = nn.Identity()
+        self.head = nn.Linear(6, 2)
+        self.read_prefix = read_prefix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = nn.functional.avg_pool2d(x, 2).flatten(2).transpose(1, 2)  # (B, 4, 3) on a 2×2 grid
+        prefix = torch.ones(x.shape[0], 2, 3, device=x.device)
+        tokens = self.layer(self.embed(torch.cat([prefix, patches], 1)))
+        pooled = tokens[:, :2].mean(1) if self.read_prefix else tokens[:, 2:].mean(1)
+        return self.head(pooled)
+
+
+@pytest.mark.parametrize("method", ["ablationcam", "scorecam"])
+def test_token_layers_touch_patch_tokens_only(method: str) -> None:
+    torch.manual_seed(0)
+    layout = TokenLayout(num_prefix_tokens=2, patch_size=(2, 2), num_registers=1)
+    x = torch.randn(1, 3, 4, 4)
+    for read_prefix in (True, False):
+        det = Detector(
+            _TokenNet(read_prefix), input_spec=InputSpec(size=(4, 4)), cam_layers=("net.layer",),
+            token_layout=layout,
+        )
+        e = _run(det, x, method)
+        assert e.raw.shape == (1, 2, 2)
+        if read_prefix:
+            # a score that reads only the class/register tokens cannot depend on the patch tokens:
+            # zeroing their channels (AblationCAM) or masking the image (ScoreCAM) changes nothing
+            assert float(e.raw.abs().max()) == 0.0
+        else:
+            assert float(e.raw.abs().max()) > 0.0
+
+
+# ---------------------------------------------------------------------------------------------- parity
+
+
+def _peer_setup(case: str):  # type: ignore[no-untyped-def]
+    from test_parity_gradcam import vit_detector
+
+    if case == "resnet18":
+        return _resnet18(64), None
+    if case == "vit":
+        return vit_detector()
+    return _narrow_cnn(), None
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "case", ["narrow-cnn", pytest.param("resnet18", marks=SLOW), pytest.param("vit", marks=SLOW)]
+)
+def test_scorecam_matches_pytorch_grad_cam(case: str) -> None:
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam import ScoreCAM as PeerScoreCAM
+    from test_parity_gradcam import fake_log_odds, peer_normalise
+
+    det, rt = _peer_setup(case)
+    x = model_input(det, 2, seed=5)
+    ours = _run(det, x, "scorecam", weights="softmax", align_corners=True).raw.numpy()
+    layer = det.layer(det.cam_layers[0])
+    with PeerScoreCAM(model=det, target_layers=[layer], reshape_transform=rt) as cam:
+        theirs = cam(input_tensor=x, targets=[fake_log_odds] * x.shape[0])
+    assert np.abs(peer_normalise(ours, det.input_spec.size) - theirs).max() <= 1e-4
+
+
+@pytest.mark.parametrize("case", ["narrow-cnn", pytest.param("resnet18", marks=SLOW)])
+def test_ablationcam_matches_pytorch_grad_cam(case: str) -> None:
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam import AblationCAM as PeerAblationCAM
+    from test_parity_gradcam import peer_normalise
+
+    det, _ = _peer_setup(case)
+    x = model_input(det, 2, seed=5)
+    e = _run(det, x, "ablationcam")
+    layer = det.layer(det.cam_layers[0])
+    for sign in (1.0, -1.0):  # explain the fake log-odds and its negation: one of them has y < 0
+        def target(out: torch.Tensor, s: float = sign) -> torch.Tensor:
+            return s * (out[1] - out[0])
+
+        ours = e.raw.numpy() if sign > 0 else -e.raw.numpy()  # the 'real' target mirrors every weight
+        with PeerAblationCAM(model=det, target_layers=[layer], batch_size=64) as cam:
+            theirs = cam(input_tensor=x, targets=[target] * x.shape[0])
+        y = sign * e.scores.numpy()
+        # theirs divides by y, ours by |y|: for y < 0 their pre-ReLU map is ours negated
+        aligned = ours * np.sign(y)[:, None, None]
+        assert np.abs(peer_normalise(aligned, det.input_spec.size) - theirs).max() <= 1e-4
+
+
+@pytest.mark.parametrize("case", ["narrow-cnn", pytest.param("resnet18", marks=SLOW)])
+def test_scorecam_matches_torchcam(case: str) -> None:
+    pytest.importorskip("torchcam")
+    from test_parity_gradcam import fake_log_odds
+    from torchcam.methods import ScoreCAM as TorchcamScoreCAM
+
+    det, _ = _peer_setup(case)
+    x = model_input(det, 2, seed=5)
+    ours = _run(det, x, "scorecam", weights="softmax", mask_norm="feature").raw
+    with TorchcamScoreCAM(det, det.cam_layers[0], input_shape=(3, *det.input_spec.size)) as extractor:
+        with torch.no_grad():
+            det(x)
+        theirs = extractor(targets=fake_log_odds)[0]
+    r = ours.clamp_min(0)
+    r = r - r.flatten(1).amin(1)[:, None, None]
+    r = r / (r.flatten(1).amax(1)[:, None, None] + 1e-8)
+    assert float((r - theirs).abs().max()) <= 1e-4
+
+
+# ------------------------------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_cuda_matches_cpu_and_amp_runs(model_name: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    det = create_model(model_name)
+    x = model_input(det, 2)
+    dev = torch.device("cuda")
+    det_gpu = create_model(model_name).to(dev)
+    for method in ("scorecam", "ablationcam", "occlusion"):
+        cpu = _run(det, x, method).raw
+        gpu = _run(det_gpu, x.to(dev), method)
+        assert gpu.raw.device.type == "cuda" and gpu.meta["batch_size"] >= 1
+        scale = float(cpu.abs().max())
+        torch.testing.assert_close(gpu.raw.cpu(), cpu, atol=2e-3 * scale, rtol=0)  # TF32 convolutions
+        for amp in ("bf16", "fp16"):
+            lossy = _run(det_gpu, x.to(dev), method, amp=amp)
+            assert lossy.meta["exact"] is False and torch.isfinite(lossy.raw).all()
+    a = _run(det_gpu, x.to(dev), "rise", seed=3).raw
+    b = _run(det_gpu, x.to(dev), "rise", seed=3).raw
+    c = _run(det_gpu, x.to(dev), "rise", seed=4).raw
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert _hooks(det_gpu) == 0 and _patched_forwards(det_gpu) == 0

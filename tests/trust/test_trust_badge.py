@@ -1,0 +1,50 @@
+"""The robustness badge: a few honest numbers from one batch of views, cheap enough for every heatmap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fakelens.models import create_model
+from fakelens.models.base import Detector
+from fakelens.trust.badge import robustness_badge, robustness_badges
+from fakelens.trust.synthetic import blob_image
+
+
+def test_badge_grades_the_synthetic_models(planted: Detector, corner: Detector, padding: Detector) -> None:
+    img, _ = blob_image((64, 64), seed=5)
+    good = robustness_badge(planted, img, "gradcam")
+    assert good["grade"] == "ok" and good["flags"] == {}
+    assert good["equivariance"] > 0.95 and good["equivariance_min"] > 0.9
+    assert good["views"] == ["hflip", "rotate(+15)", "scale(0.8)", "translate(+0.1,+0.1)"]
+    assert good["border_mass"] < good["fill_fraction"] and not good["corner_argmax"] and not good["flat"]
+    json.dumps(good)  # JSON-safe for the CLI, the report and the service
+    bad = robustness_badge(corner, img, "gradcam")
+    assert bad["grade"] == "check" and bad["corner_argmax"] and "corner-peaks" in bad["flags"]
+    leak = robustness_badge(padding, img, "gradcam")
+    assert "leaks-into-fill" in leak["flags"] and leak["border_ratio"] > 3
+
+
+def test_badge_is_one_batch_and_one_capture(planted: Detector) -> None:
+    calls: list[int] = []
+    h = planted.register_forward_hook(lambda m, a, o: calls.append(int(a[0].shape[0])))
+    try:
+        img, _ = blob_image((64, 64), seed=1)
+        badges = robustness_badges(planted, img, ["gradcam", "hirescam", "layercam", "eigencam"])
+    finally:
+        h.remove()
+    assert calls == [5]  # identity + 4 views, one forward (and its cut-off backward) for every CAM
+    assert set(badges) == {"gradcam", "hirescam", "layercam", "eigencam"}
+
+
+def test_badge_on_a_letterboxed_tiny_model_and_unsupported_methods() -> None:
+    pytest.importorskip("fakelens.explain.transformer")
+    det = create_model("tiny-cnn")
+    x = torch.rand(3, 64, 64)
+    valid = torch.zeros(64, 64, dtype=torch.bool)
+    valid[12:52] = True  # letterbox padding counts as fill
+    b = robustness_badges(det, x, ["gradcam", "attention"], valid=valid)
+    assert "error" in b["attention"] and "equivariance" in b["gradcam"]
+    assert b["gradcam"]["fill_fraction"] > 0.3

@@ -1,0 +1,181 @@
+"""The benchmark run: tidy records, resumability, ranked tables, recommendation, plots and the gallery."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from fakelens.errors import ConfigError
+from fakelens.models import create_model
+from fakelens.models.base import Detector
+from fakelens.trust.records import FIELDS, read_records
+from fakelens.trust.runner import TrustConfig, discover_items, run_trust
+
+CFG = TrustConfig(
+    methods=("gradcam", "hirescam", "eigencam"),
+    family="quick",
+    steps=4,
+    road_percentages=(20, 60),
+    randomisation_stages=2,
+)
+
+
+def test_run_writes_everything_a_person_needs(
+    tmp_path: Path, blob_dir: tuple[Path, Path], planted: Detector
+) -> None:
+    img_dir, mask_dir = blob_dir
+    items = discover_items([img_dir], masks=mask_dir)
+    assert len(items) == 3 and all(i.mask is not None for i in items)
+    out = tmp_path / "out"
+    seen: list[str] = []
+    run = run_trust(
+        planted, items, out, CFG, progress=lambda n, label: seen.append(label), command="fakelens trust …"
+    )
+    assert run.evaluated == 3 and len(seen) == 3
+    for name in (
+        "records.csv",
+        "report.md",
+        "summary.json",
+        "run.json",
+        "gallery.html",
+        "plots/equivariance_vs_strength.png",
+        "plots/border_vs_fill.png",
+        "plots/localisation.png",
+        "plots/faithfulness.png",
+        "plots/randomisation.png",
+    ):
+        assert (out / name).exists(), name
+    with (out / "records.csv").open() as f:
+        header = next(csv.reader(f))
+    assert tuple(header) == FIELDS
+    recs = read_records(out / "records.csv")
+    metrics = {r.metric for r in recs}
+    assert {
+        "eq_cosine",
+        "eq_spearman",
+        "eq_iou",
+        "border_mass",
+        "fill_fraction",
+        "corner_argmax",
+        "flat",
+        "pointing_game",
+        "energy_seam",
+        "relevance_rank",
+        "pixel_auroc",
+        "deletion_blur",
+        "insertion_black",
+        "road_combined",
+        "rand_spearman",
+        "rand_ssim",
+    } <= metrics
+    assert {r.fill for r in recs} == {"black", "mean", "reflect", "none"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 3 and summary["recommendation"]["method"] in CFG.methods
+    assert summary["recommendation"]["text"].startswith("Use ")
+    assert "fill area" in summary["recommendation"]["text"]
+    assert set(summary["families"]) >= {
+        "equivariance",
+        "border",
+        "corners",
+        "flatness",
+        "localisation",
+        "faithfulness",
+        "randomisation",
+    }
+    report = (out / "report.md").read_text()
+    assert "fakelens trust …" in report and "### Equivariance" in report and "| 1 |" in report
+    gallery = (out / "gallery.html").read_text()
+    assert "data:image/png;base64," in gallery and "src='http" not in gallery and 'src="http' not in gallery
+
+
+def test_resume_skips_finished_groups_and_redoes_torn_ones(
+    tmp_path: Path, blob_dir: tuple[Path, Path], planted: Detector
+) -> None:
+    img_dir, _ = blob_dir
+    items = discover_items([img_dir])
+    cfg = TrustConfig(
+        methods=("gradcam",), family="quick", fills=("black",), faithfulness=False, randomisation=False
+    )
+    out = tmp_path / "out"
+    run_trust(planted, items[:2], out, cfg)
+    first = (out / "records.csv").read_text()
+    again = run_trust(planted, items[:2], out, cfg)
+    assert again.evaluated == 0 and (out / "records.csv").read_text() == first
+    # tear the last group: drop its _done row and half a line, as a crash would
+    lines = first.splitlines(keepends=True)
+    torn = [ln for ln in lines if not (ln.rstrip().endswith("_done,1.0") and "blob1" in ln)]
+    (out / "records.csv").write_text("".join(torn) + "synthetic,broken,li")
+    third = run_trust(planted, items, out, cfg)
+    assert third.evaluated == 2  # blob1 again, blob2 new
+    recs = read_records(out / "records.csv")
+    done = sorted(r.image for r in recs if r.metric == "_done")
+    assert [Path(d).name for d in done] == ["blob0.png", "blob1.png", "blob2.png"]
+    per_image = {Path(r.image).name for r in recs if r.metric == "eq_cosine"}
+    assert per_image == {"blob0.png", "blob1.png", "blob2.png"}
+    n_b1 = sum(1 for r in recs if "blob1" in r.image and r.metric == "eq_cosine")
+    assert n_b1 == 8  # the 8 quick views, recorded once
+
+
+def test_resume_refuses_another_model_or_other_settings(
+    tmp_path: Path, blob_dir: tuple[Path, Path], planted: Detector
+) -> None:
+    items = discover_items([blob_dir[0]])[:1]
+    cfg = TrustConfig(
+        methods=("gradcam",), family="quick", fills=("black",), faithfulness=False, randomisation=False
+    )
+    run_trust(planted, items, tmp_path, cfg)
+    with pytest.raises(ConfigError, match="model 'synthetic-planted-patch'"):
+        run_trust(create_model("tiny-cnn"), items, tmp_path, cfg)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_trust(
+            planted, items, tmp_path, TrustConfig(methods=("gradcam",), family="standard", fills=("black",))
+        )
+    run_trust(
+        planted,
+        items,
+        tmp_path,
+        TrustConfig(
+            methods=("gradcam",),
+            family="standard",
+            fills=("black",),
+            faithfulness=False,
+            randomisation=False,
+            resume=False,
+        ),
+    )
+
+
+def test_limit_layers_and_manifest(tmp_path: Path, blob_dir: tuple[Path, Path]) -> None:
+    img_dir, mask_dir = blob_dir
+    manifest = tmp_path / "manifest.csv"
+    rows = [
+        {"path": str(p), "label": "fake", "mask_path": str(mask_dir / p.name)}
+        for p in sorted(img_dir.iterdir())
+    ]
+    with manifest.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "mask_path"])
+        w.writeheader()
+        w.writerows(rows)
+    items = discover_items(manifest=manifest)
+    assert [i.label for i in items] == ["fake"] * 3 and items[0].mask is not None
+    det = create_model("tiny-cnn")
+    cfg = TrustConfig(
+        methods=("gradcam", "layercam"),
+        layer_sets=(("net.features.2",), ("net.features.3",)),
+        family="quick",
+        fills=("black",),
+        faithfulness=False,
+        randomisation=False,
+        limit=1,
+    )
+    run = run_trust(det, items, tmp_path / "o", cfg)
+    assert run.evaluated == 1
+    order = run.summary["recommendation"]["order"]
+    assert {(o["method"], o["layer"]) for o in order} == {
+        (m, lay) for m in ("gradcam", "layercam") for lay in ("net.features.2", "net.features.3")
+    }
+    with pytest.raises(ConfigError, match="unknown method"):
+        run_trust(det, items, tmp_path / "o2", TrustConfig(methods=("gradcan",)))
