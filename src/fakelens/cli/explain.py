@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fakelens.cli.common import console, expand_images, fail, print_json, split_csv, user_errors
-from fakelens.errors import ConfigError
+from fakelens.devices import resolve_device
 from fakelens.explain.engine import method_names
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
 from fakelens.models.base import Detector
@@ -33,18 +32,6 @@ def demo_images() -> list[Path]:
     root = Path(str(resources.files("fakelens") / "assets" / "demo"))
     manifest = json.loads((root / "MANIFEST.json").read_text())
     return [root / f["file"] for f in manifest["files"] if f["kind"] in ("real", "fake")]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
-    return dev
 
 
 def _caption(s: dict[str, Any]) -> str:

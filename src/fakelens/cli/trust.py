@@ -103,7 +103,7 @@ def trust_cmd(
 ) -> None:
     """Test whether heatmaps can be trusted: equivariance under black-fill transforms, border and corner mass,
     localisation, faithfulness and randomisation; a ranked report, plots and a gallery of the worst cases."""
-    from fakelens.cli.explain import resolve_device
+    from fakelens.devices import resolve_device
     from fakelens.models.base import Detector
     from fakelens.models.checkpoint import load_detector
     from fakelens.trust.runner import TrustConfig, discover_items, run_trust

@@ -52,6 +52,7 @@ from fakelens.data.datasets import (
     select_split,
     summarize,
 )
+from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import save_checkpoint
@@ -219,21 +220,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def resolve_device(device: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; a clear error for anything else."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {device!r} (use auto, cpu, cuda, cuda:N)")
-    return dev
-
-
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
