@@ -180,9 +180,9 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
     table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=22)
     if len(models) > 1:
         table.add_column("model", no_wrap=True)
-    table.add_column("verdict" if "verdict" in records[0] else "top class")
+    table.add_column("verdict" if "verdict" in records[0] else "top class", min_width=12)
     for m in methods:
-        table.add_column(m, justify="right", no_wrap=True, min_width=len(m))
+        table.add_column(m, justify="right", min_width=min(len(m), 8))
     for r in records:
         if "verdict" in r:
             verdict = f"{r['verdict']} (p={r['fake_probability']:.2f})"
