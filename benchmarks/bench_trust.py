@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torchvision
+from bench_cam import timer  # the same timing protocol as the CAM benchmark
 
 from fakelens.explain import CAMS, explain
 from fakelens.explain.capture import capture
@@ -42,21 +40,6 @@ def build(name: str, device: torch.device) -> Detector:
     else:
         det = create_model(name)
     return det.to(device).eval()
-
-
-def timer(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench(name: str, device: torch.device, repeats: int) -> dict[str, Any]:

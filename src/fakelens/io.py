@@ -489,10 +489,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
     The bytes go to a temporary file in the same directory (created with the usual umask-derived
     permissions), are fsynced, and the file is renamed over ``path`` with ``os.replace``. On any error the
-    temporary file is removed and ``path`` is untouched. Returns ``path`` as a ``Path``.
+    temporary file is removed and ``path`` is untouched. Missing parent folders are created. Returns ``path``
+    as a ``Path``.
     """
     target = Path(path)
     directory = target.parent
+    directory.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"

@@ -21,13 +21,11 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from PIL import Image, ImageOps
 from fakelens.data.faces import FACE_RULES, Detector, Face, available_detectors, detect_faces
 from fakelens.data.splits import SplitItem, assign_splits
 from fakelens.errors import ConfigError, FakelensError, ImageError
+from fakelens.io import atomic_write_bytes
 
 __all__ = [
     "MANIFEST_CSV",
@@ -200,18 +199,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _run(cmd: Sequence[str], cwd: Path, timeout: float = 900) -> str:
     exe = shutil.which(cmd[0])
     if exe is None:
@@ -329,7 +316,7 @@ def _extract_members(archive: Path, dest: Path, pattern: str) -> list[Path]:
                 if f is None:
                     continue
                 target = dest / Path(m.name).name
-                _atomic_write(target, f.read())
+                atomic_write_bytes(target, f.read())
                 out.append(target)
     return sorted(out)
 
@@ -511,7 +498,7 @@ def _write_manifest(
 ) -> None:
     entries = sorted(entries, key=lambda e: e.path)
     doc = {"version": 1, "detector": detector, "sources": sources, "entries": [e.to_dict() for e in entries]}
-    _atomic_write(out / MANIFEST_JSON, (json.dumps(doc, indent=1) + "\n").encode())
+    atomic_write_bytes(out / MANIFEST_JSON, (json.dumps(doc, indent=1) + "\n").encode())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -530,7 +517,7 @@ def _write_manifest(
                 e.group,
             ]
         )
-    _atomic_write(out / MANIFEST_CSV, buf.getvalue().encode())
+    atomic_write_bytes(out / MANIFEST_CSV, buf.getvalue().encode())
 
 
 def _verify(out: Path, entry: PoolEntry) -> bool:
@@ -651,7 +638,7 @@ def build_pool(
                 sha = hashlib.sha256(data).hexdigest()
                 dest = out / rel
                 if not (dest.is_file() and sha256_file(dest) == sha):
-                    _atomic_write(dest, data)
+                    atomic_write_bytes(dest, data)
                     new += 1
                 prev_e = by_sha.get(sha)
                 if prev_e is not None and prev_e.path == rel and faces_ok:

@@ -21,8 +21,6 @@ import functools
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -39,6 +37,7 @@ from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, pool_split
 from fakelens.errors import ConfigError
 from fakelens.forgery.encode import decode, encode_pair, extension
 from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
+from fakelens.io import atomic_write_bytes
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -99,18 +98,6 @@ class SynthResult:
 
 
 # ----------------------------------------------------------------------------------------------- writing
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def mask_to_png(mask: np.ndarray) -> bytes:
     """Encode a float mask as an 8-bit grey PNG; every nonzero weight is stored as at least 1."""
     q = np.where(mask > 0, np.maximum(1, np.rint(mask * 255.0)), 0).astype(np.uint8)
@@ -243,9 +230,9 @@ def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
     stem = f"{sample.index:06d}"
     real_b, fake_b = encode_pair(sample.real, sample.fake, sample.fmt, cfg.quality)
     paths = {"real": f"real/{stem}{ext}", "fake": f"fake/{stem}{ext}", "mask": f"mask/{stem}.png"}
-    _atomic_write(out / paths["real"], real_b)
-    _atomic_write(out / paths["fake"], fake_b)
-    _atomic_write(out / paths["mask"], mask_to_png(sample.mask))
+    atomic_write_bytes(out / paths["real"], real_b)
+    atomic_write_bytes(out / paths["fake"], fake_b)
+    atomic_write_bytes(out / paths["mask"], mask_to_png(sample.mask))
     base = {"source": sample.source, "split": sample.split, "pair": str(sample.index)}
     return [
         {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base},
@@ -367,7 +354,7 @@ def synth(
     w.writeheader()
     w.writerows(rows)
     manifest = out / "manifest.csv"
-    _atomic_write(manifest, buf.getvalue().encode())
+    atomic_write_bytes(manifest, buf.getvalue().encode())
     per_recipe: dict[str, int] = {}
     per_split: dict[str, int] = {}
     for r in rows:
@@ -387,7 +374,7 @@ def synth(
         "face_prob": face_prob,
         "counts": {"recipes": per_recipe, "splits": per_split},
     }
-    _atomic_write(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
+    atomic_write_bytes(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
     result = SynthResult(out, manifest, n, dict(sorted(per_recipe.items())), dict(sorted(per_split.items())))
     if sheet:
         result.contact_sheet = contact_sheet(out, out / "contact_sheet.png")
@@ -472,5 +459,5 @@ def contact_sheet(
     path = Path(out) if out is not None else data / "contact_sheet.png"
     buf = io.BytesIO()
     contact_sheet_image(items, k=k, tile=tile).save(buf, format="PNG")
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
