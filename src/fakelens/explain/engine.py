@@ -41,7 +41,8 @@ def method_names() -> list[str]:
     return CAMS.names() + EXPLAINERS.names()
 
 
-def _check_methods(methods: Sequence[str]) -> None:
+def check_methods(methods: Sequence[str]) -> None:
+    """Raise :class:`UnknownNameError` (with close matches) for a name that is no explanation method."""
     for m in methods:
         if m not in CAMS and m not in EXPLAINERS:
             CAMS.get(m) if not len(EXPLAINERS) else None  # raises with close matches
@@ -65,7 +66,7 @@ def explain_targets(
     :func:`~fakelens.explain.explanation.fuse_layers`. ``options`` maps a method of
     :data:`EXPLAINERS` to the keyword arguments of its factory, e.g. ``{"rise": {"n_masks": 500}}``.
     """
-    _check_methods(methods)
+    check_methods(methods)
     layer_names = tuple(layers or detector.cam_layers)
     resolved = [resolve_target(t, detector) for t in targets]
     cam_methods = [m for m in methods if m in CAMS]

@@ -377,17 +377,34 @@ def load_ensemble(path: PathLike, *, device: torch.device | str = "cpu") -> Ense
         raise CheckpointError(f"{config_path}: {exc}") from None
 
 
+DEFAULT_MODEL = "default"
+
+
+def default_ensemble_path() -> Path:
+    """Where the ensemble that ships with fakelens lives (``fakelens/weights/default``; see its MODEL_CARD.md)."""
+    return Path(__file__).resolve().parent.parent / "weights" / "default"
+
+
 def is_ensemble_checkpoint(path: PathLike) -> bool:
     p = Path(path)
     return (p.is_dir() and (p / ENSEMBLE_NAME).is_file()) or (p.is_file() and p.name == ENSEMBLE_NAME)
 
 
 def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Detector | Ensemble:
-    """A registered model name (built with its defaults) or a checkpoint path (detector or ensemble).
+    """``"default"`` (the shipped ensemble), a registered model name (built with its defaults) or a checkpoint
+    path (detector or ensemble).
 
     A registered name wins over a same-named path in the working directory; write ``./name`` for the path.
     """
     text = os.fspath(spec)
+    if text == DEFAULT_MODEL:
+        path = default_ensemble_path()
+        if not is_ensemble_checkpoint(path):
+            raise CheckpointError(
+                f"the default ensemble is not installed ({path / ENSEMBLE_NAME} is missing); "
+                "reinstall fakelens or pass --model with a checkpoint or a registered model"
+            )
+        return load_ensemble(path, device=device)
     if text in MODELS:
         return create_model(text).to(device)
     p = Path(text)

@@ -1,0 +1,180 @@
+"""One image in, the answer an analyst needs out: each model's verdict, the ensemble's verdict, heatmaps on the
+original pixels and a robustness badge per heatmap.
+
+This is the job shared by ``fakelens analyze``, the HTTP service and ``fakelens scan``: it runs every member of an
+:class:`~fakelens.models.ensemble.Ensemble` (a single detector counts as an ensemble of one) with the requested
+explanation methods through :func:`fakelens.pipeline.explain_images` (one capture per member and batch for the
+gradient methods), combines the members' fake probabilities with the ensemble's rule, and optionally grades each
+heatmap with :func:`fakelens.trust.badge.robustness_badges` (four transformed views, one batch per member).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fakelens.errors import FakelensError
+from fakelens.explain.engine import check_methods
+from fakelens.models.base import Detector
+from fakelens.models.ensemble import Ensemble
+from fakelens.pipeline import ImageResult, batched, explain_images
+
+__all__ = ["Analysis", "HeatmapResult", "ModelAnalysis", "analyze_images", "as_ensemble"]
+
+
+@dataclass
+class HeatmapResult:
+    """One method's heatmap for one image and model: ``map (H, W)`` float32 in [0, 1] on the original pixels,
+    ``valid (H, W)`` bool (pixels that carried image content), the Explanation summary and the badge."""
+
+    method: str
+    map: np.ndarray
+    valid: np.ndarray
+    summary: dict[str, Any]
+    robustness: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **self.summary, "robustness": self.robustness}
+
+
+@dataclass
+class ModelAnalysis:
+    """One member's answer: its fake probability, verdict at the ensemble threshold and its heatmaps."""
+
+    name: str
+    fake_probability: float
+    verdict: str
+    heatmaps: dict[str, HeatmapResult] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "score": self.fake_probability,
+            "verdict": self.verdict,
+            "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
+            "errors": dict(self.errors),
+        }
+
+
+@dataclass
+class Analysis:
+    """One image's analysis: the ensemble's combined score and verdict and one :class:`ModelAnalysis` per member."""
+
+    width: int
+    height: int
+    fake_probability: float
+    verdict: str
+    threshold: float
+    rule: str
+    models: list[ModelAnalysis]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers)."""
+        return {
+            "image": {"width": self.width, "height": self.height},
+            "score": self.fake_probability,
+            "verdict": self.verdict,
+            "threshold": self.threshold,
+            "rule": self.rule,
+            "models": [m.to_dict() for m in self.models],
+        }
+
+
+def as_ensemble(model: Detector | Ensemble) -> Ensemble:
+    """An ensemble as given, or a single detector as an ensemble of one (weight 1, rule ``mean``)."""
+    return model if isinstance(model, Ensemble) else Ensemble([model])
+
+
+def analyze_images(
+    model: Detector | Ensemble,
+    images: Sequence[Image.Image],
+    methods: Sequence[str] = ("gradcam",),
+    *,
+    robustness: bool = True,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+) -> list[Analysis]:
+    """Analyse RGB PIL images with every member of ``model``; one :class:`Analysis` per image, in order.
+
+    Methods that cannot run on a member (e.g. ``rollout`` on a CNN) are skipped for that member and reported
+    in its ``errors``; the verdicts do not depend on the methods. ``robustness`` adds the badge of every
+    heatmap (five views of the image explained as one batch per member and image).
+    """
+    from fakelens.trust.badge import robustness_badges
+
+    ens = as_ensemble(model)
+    n = len(images)
+    probs = torch.zeros(n, len(ens.members))
+    per_member: list[list[ModelAnalysis]] = []
+    for j, member in enumerate(ens.members):
+        if device is not None:
+            member.to(device)
+        rows: list[ModelAnalysis] = []
+        for start, chunk in zip(range(0, n, batch_size), batched(images, batch_size), strict=True):
+            results, usable, errors = _explain_member(member, chunk, methods)
+            for k, res in enumerate(results):
+                p = res.fake_probability
+                probs[start + k, j] = float(p) if p is not None else float("nan")
+                heatmaps = {
+                    m: HeatmapResult(
+                        method=m,
+                        map=res.map(m).float().cpu().numpy(),
+                        valid=res.valid(m).bool().cpu().numpy(),
+                        summary=res.explanations[m].summary(res.index),
+                    )
+                    for m in usable
+                }
+                if robustness and usable:
+                    valid = res.geometry.valid_input()
+                    pixels = _prepared(member, res.image)
+                    for m, badge in robustness_badges(member, pixels, usable, valid=valid).items():
+                        heatmaps[m].robustness = badge
+                rows.append(ModelAnalysis(member.name, float("nan"), "", heatmaps, dict(errors)))
+        per_member.append(rows)
+    verdicts = ens.verdicts(probs)
+    out: list[Analysis] = []
+    for i, (img, v) in enumerate(zip(images, verdicts, strict=True)):
+        models = []
+        for j, rows in enumerate(per_member):
+            ma = rows[i]
+            ma.fake_probability = float(probs[i, j])
+            ma.verdict = "fake" if ma.fake_probability >= ens.threshold else "real"
+            models.append(ma)
+        out.append(
+            Analysis(img.width, img.height, v.fake_probability, v.verdict, v.threshold, v.rule, models)
+        )
+    return out
+
+
+def _explain_member(
+    member: Detector, images: Sequence[Image.Image], methods: Sequence[str]
+) -> tuple[list[ImageResult], list[str], dict[str, str]]:
+    """All methods from one capture; if that fails, each method alone, so one unsuitable method (e.g. rollout
+    on a CNN) costs only its own heatmap. Unknown method names are the caller's mistake and raise."""
+    check_methods(methods)
+    try:
+        return explain_images(member, images, methods), list(methods), {}
+    except FakelensError:
+        pass  # find out which methods fail below
+    usable: list[str] = []
+    errors: dict[str, str] = {}
+    for m in methods:
+        try:
+            explain_images(member, images[:1], [m])
+            usable.append(m)
+        except FakelensError as exc:
+            errors[m] = str(exc)
+    return explain_images(member, images, usable), usable, errors
+
+
+def _prepared(detector: Detector, image: Image.Image) -> torch.Tensor:
+    from fakelens.geometry import prepare
+
+    pixels, _ = prepare(image, detector.input_spec)
+    return pixels

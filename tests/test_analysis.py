@@ -1,0 +1,57 @@
+"""analyze_images: per-member verdicts, ensemble combination, heatmaps on the original grid, badges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelens.analysis import analyze_images
+from fakelens.errors import CheckpointError, UnknownNameError
+from fakelens.models import Ensemble, create_model, load_detector
+from fakelens.models import checkpoint as ckpt
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(120, 90), (64, 200)]]
+
+
+def test_members_and_ensemble(images: list[Image.Image]) -> None:
+    ens = Ensemble([create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)], weights=[3, 1])
+    out = analyze_images(ens, images, ["gradcam", "rollout"], batch_size=1)
+    assert len(out) == 2
+    for img, a in zip(images, out, strict=True):
+        assert (a.width, a.height) == img.size
+        p = [m.fake_probability for m in a.models]
+        assert a.fake_probability == pytest.approx(0.75 * p[0] + 0.25 * p[1], abs=1e-6)
+        assert a.verdict == ("fake" if a.fake_probability >= 0.5 else "real")
+        cnn, vit = a.models
+        assert set(cnn.heatmaps) == {"gradcam"} and "rollout" in cnn.errors  # no attention in a CNN
+        assert set(vit.heatmaps) == {"gradcam", "rollout"} and not vit.errors
+        for m in a.models:
+            for h in m.heatmaps.values():
+                assert h.map.shape == (img.height, img.width) == h.valid.shape
+                assert h.map.min() >= 0 and h.map.max() <= 1
+                assert h.robustness is not None and h.robustness["grade"] in ("ok", "check")
+        d = a.to_dict()
+        assert d["models"][1]["heatmaps"]["rollout"]["robustness"]["views"]
+
+
+def test_single_detector_without_badges(images: list[Image.Image]) -> None:
+    det = create_model("tiny-cnn")
+    (a,) = analyze_images(det, images[:1], ["gradcam"], robustness=False)
+    assert a.models[0].name == "tiny-cnn" and a.fake_probability == pytest.approx(a.models[0].fake_probability)
+    assert a.models[0].heatmaps["gradcam"].robustness is None
+
+
+def test_unknown_method_raises(images: list[Image.Image]) -> None:
+    with pytest.raises(UnknownNameError, match="gradcm"):
+        analyze_images(create_model("tiny-cnn"), images[:1], ["gradcm"])
+
+
+def test_default_missing_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(ckpt, "default_ensemble_path", lambda: tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="default ensemble is not installed"):
+        load_detector("default")
