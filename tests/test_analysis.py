@@ -15,7 +15,8 @@ from fakelens.models import checkpoint as ckpt
 @pytest.fixture(scope="module")
 def images() -> list[Image.Image]:
     rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(120, 90), (64, 200)]]
+    sizes = [(120, 90), (64, 200)]
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
 
 
 def test_members_and_ensemble(images: list[Image.Image]) -> None:
@@ -42,7 +43,8 @@ def test_members_and_ensemble(images: list[Image.Image]) -> None:
 def test_single_detector_without_badges(images: list[Image.Image]) -> None:
     det = create_model("tiny-cnn")
     (a,) = analyze_images(det, images[:1], ["gradcam"], robustness=False)
-    assert a.models[0].name == "tiny-cnn" and a.fake_probability == pytest.approx(a.models[0].fake_probability)
+    assert a.models[0].name == "tiny-cnn"
+    assert a.fake_probability == pytest.approx(a.models[0].fake_probability)
     assert a.models[0].heatmaps["gradcam"].robustness is None
 
 

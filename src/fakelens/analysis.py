@@ -1,11 +1,11 @@
-"""One image in, the answer an analyst needs out: each model's verdict, the ensemble's verdict, heatmaps on the
-original pixels and a robustness badge per heatmap.
+"""One image in, the answer an analyst needs out: each model's verdict, the ensemble's verdict, heatmaps
+on the original pixels and a robustness badge per heatmap.
 
-This is the job shared by ``fakelens analyze``, the HTTP service and ``fakelens scan``: it runs every member of an
-:class:`~fakelens.models.ensemble.Ensemble` (a single detector counts as an ensemble of one) with the requested
-explanation methods through :func:`fakelens.pipeline.explain_images` (one capture per member and batch for the
-gradient methods), combines the members' fake probabilities with the ensemble's rule, and optionally grades each
-heatmap with :func:`fakelens.trust.badge.robustness_badges` (four transformed views, one batch per member).
+The job shared by ``fakelens analyze``, the HTTP service and ``fakelens scan``: every member of an
+:class:`~fakelens.models.ensemble.Ensemble` (a single detector is an ensemble of one) runs the requested
+methods through :func:`fakelens.pipeline.explain_images` (one capture per member and batch for the gradient
+methods); the members' fake probabilities are combined by the ensemble's rule, and each heatmap is optionally
+graded by :func:`fakelens.trust.badge.robustness_badges` (four transformed views, one batch per member).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ModelAnalysis:
 
 @dataclass
 class Analysis:
-    """One image's analysis: the ensemble's combined score and verdict and one :class:`ModelAnalysis` per member."""
+    """One image's analysis: the ensemble's score and verdict and one :class:`ModelAnalysis` per member."""
 
     width: int
     height: int

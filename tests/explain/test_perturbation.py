@@ -191,7 +191,7 @@ def test_occlusion_golden_on_hand_weighted_model() -> None:
     det = _linear_detector(weight)
     # window 2, stride 2: four disjoint windows; each pixel gets its window's drop Σ_{p∈W} w_p x_p (fill 0)
     e = explain(det, x, ["occlusion"], options={"occlusion": {"window": 2, "stride": 2}})["occlusion"]
-    contrib = (weight * x[0, 0])
+    contrib = weight * x[0, 0]
     expected = torch.zeros(4, 4)
     for i in (0, 2):
         for j in (0, 2):
@@ -472,7 +472,9 @@ def test_token_layers_touch_patch_tokens_only(method: str) -> None:
     x = torch.randn(1, 3, 4, 4)
     for read_prefix in (True, False):
         det = Detector(
-            _TokenNet(read_prefix), input_spec=InputSpec(size=(4, 4)), cam_layers=("net.layer",),
+            _TokenNet(read_prefix),
+            input_spec=InputSpec(size=(4, 4)),
+            cam_layers=("net.layer",),
             token_layout=layout,
         )
         e = _run(det, x, method)
@@ -529,6 +531,7 @@ def test_ablationcam_matches_pytorch_grad_cam(case: str) -> None:
     e = _run(det, x, "ablationcam")
     layer = det.layer(det.cam_layers[0])
     for sign in (1.0, -1.0):  # explain the fake log-odds and its negation: one of them has y < 0
+
         def target(out: torch.Tensor, s: float = sign) -> torch.Tensor:
             return s * (out[1] - out[0])
 

@@ -39,6 +39,8 @@ def _root(
     ),
 ) -> None:
     """fakelens command line."""
+
+
 app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")
 
 

@@ -10,6 +10,19 @@ from fakelens.explain.explanation import Explanation, map_stats
 from fakelens.explain.targets import ClassLogit, FakeLogOdds, Negative, resolve_target
 
 __all__ = [
-    "CAMS", "EXPLAINERS", "CAMMethod", "Capture", "ClassLogit", "Explanation", "FakeLogOdds", "Negative",
-    "capture", "explain", "explain_targets", "map_stats", "method_names", "register_cam", "resolve_target",
+    "CAMS",
+    "EXPLAINERS",
+    "CAMMethod",
+    "Capture",
+    "ClassLogit",
+    "Explanation",
+    "FakeLogOdds",
+    "Negative",
+    "capture",
+    "explain",
+    "explain_targets",
+    "map_stats",
+    "method_names",
+    "register_cam",
+    "resolve_target",
 ]

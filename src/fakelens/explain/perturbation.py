@@ -128,9 +128,7 @@ class Runner:
             return batch.contiguous(memory_format=torch.channels_last)
         return batch
 
-    def logits(
-        self, batch: Tensor, *, count: bool = True, layout: bool = True, fast: bool = False
-    ) -> Tensor:
+    def logits(self, batch: Tensor, *, count: bool = True, layout: bool = True, fast: bool = False) -> Tensor:
         model = self.folded if fast and self.folded is not None else self.detector
         with self.autocast(batch.device), cudnn_benchmark(self.autotune and batch.is_cuda):
             out = model(self.prepare(batch) if layout else batch)
@@ -430,7 +428,11 @@ class ScoreCAM(Perturbation):
         autotune: bool | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            batch_size=batch_size,
+            amp=amp,
+            seed=seed,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
             autotune=autotune,
         )
         if weights not in ("difference", "softmax"):
@@ -498,8 +500,10 @@ class ScoreCAM(Perturbation):
                 n = m.shape[0]
                 rows = diff if diff.shape[0] == 1 else diff.index_select(0, b_idx)
                 base = fill if fill.shape[0] == 1 else fill.index_select(0, b_idx)
-                inp = torch.addcmul(base, m, rows, out=buf[:n]) if self.fill != "mean" else torch.mul(
-                    m, rows, out=buf[:n]
+                inp = (
+                    torch.addcmul(base, m, rows, out=buf[:n])
+                    if self.fill != "mean"
+                    else torch.mul(m, rows, out=buf[:n])
                 )
                 ch_scores[b_idx, k_idx] = runner.score(inp)
             if self.weights == "softmax":
@@ -581,7 +585,8 @@ class _Trace:
         """Recorded pre-layer outputs safe to hand out again: the module ran once and its output holds
         only tensors (recorded as copies, so later in-place operations did not change them)."""
         return {
-            m: o for m, o in self.before
+            m: o
+            for m, o in self.before
             if self.calls.get(m, 0) == 1 and m is not self.layer and o is not _SKIP
         }
 
@@ -707,8 +712,10 @@ class AblationCAM(Perturbation):
             if trace.output is None:
                 raise ValueError(f"layer {name!r} of {detector.name!r} did not run in the forward pass")
             if trace.calls.get(layer, 0) != 1:
-                raise ValueError(f"AblationCAM needs a layer that runs once per forward; {name!r} ran "
-                                 f"{trace.calls.get(layer, 0)} times")
+                raise ValueError(
+                    f"AblationCAM needs a layer that runs once per forward; {name!r} ran "
+                    f"{trace.calls.get(layer, 0)} times"
+                )
             runner.batch_size = self.chunk_size(x, peak[0] or None)
             scores = runner.target(logits).float()
             probs = detector.fake_probability(logits).float()
@@ -724,8 +731,9 @@ class AblationCAM(Perturbation):
             used.append(_per_image(active))
             total = grid.shape[1]
 
-            def ablated(b: int, k_idx: Tensor, out: Tensor = out, tokens: bool = tokens,
-                        prefix: int = prefix) -> Tensor:
+            def ablated(
+                b: int, k_idx: Tensor, out: Tensor = out, tokens: bool = tokens, prefix: int = prefix
+            ) -> Tensor:
                 """``len(k_idx)`` copies of image ``b``'s layer output, copy i with channel ``k_idx[i]``
                 zeroed (for tokens: in the patch tokens only)."""
                 a = out[b : b + 1].expand(k_idx.shape[0], *out.shape[1:]).clone()
@@ -762,8 +770,14 @@ class AblationCAM(Perturbation):
         return fuse_layers(raws), meta
 
     def _forward_fn(
-        self, runner: Runner, detector: Detector, x: Tensor, layer: nn.Module, trace: _Trace,
-        scores: Tensor, out: Tensor,
+        self,
+        runner: Runner,
+        detector: Detector,
+        x: Tensor,
+        layer: nn.Module,
+        trace: _Trace,
+        scores: Tensor,
+        out: Tensor,
     ) -> _AblatedForward:
         """The cheapest way to run the network with a replaced layer output that reproduces the
         unperturbed score of image 0 from two copies: pre-layer outputs as shared views, as copies, or the
@@ -878,7 +892,11 @@ class Occlusion(Perturbation):
         autotune: bool | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            batch_size=batch_size,
+            amp=amp,
+            seed=seed,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
             autotune=autotune,
         )
         self.window = window
@@ -977,7 +995,11 @@ class RISE(Perturbation):
         autotune: bool | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            batch_size=batch_size,
+            amp=amp,
+            seed=seed,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
             autotune=autotune,
         )
         if n_masks < 1 or grid < 1 or not 0 < p <= 1:

@@ -203,7 +203,11 @@ class SpectralBands(Perturbation):
         autotune: bool | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last, fold_bn=fold_bn,
+            batch_size=batch_size,
+            amp=amp,
+            seed=seed,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
             autotune=autotune,
         )
         self.radial_edges = _as_edges(radial, default_radial_edges, "radial")
@@ -250,7 +254,8 @@ class SpectralBands(Perturbation):
             nt = tm.shape[0]
             regional = x.new_zeros(b, nr, nt, dtype=torch.float32)
             trip = torch.cartesian_prod(
-                torch.arange(b, device=x.device), torch.arange(nr, device=x.device),
+                torch.arange(b, device=x.device),
+                torch.arange(nr, device=x.device),
                 torch.arange(nt, device=x.device),
             )
             for sl in runner.chunks(trip.shape[0]):
@@ -298,8 +303,15 @@ class SpectralExplainer(SpectralBands):
         autotune: bool | None = None,
     ) -> None:
         super().__init__(
-            radial=radial, orientations=orientations, tiles=tiles, batch_size=batch_size, amp=amp,
-            seed=seed, channels_last=channels_last, fold_bn=fold_bn, autotune=autotune,
+            radial=radial,
+            orientations=orientations,
+            tiles=tiles,
+            batch_size=batch_size,
+            amp=amp,
+            seed=seed,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
+            autotune=autotune,
         )
 
     def run(
@@ -342,8 +354,13 @@ def explain_spectrum(
     ``fold_bn`` as in :mod:`fakelens.explain.perturbation`.
     """
     bands = SpectralBands(
-        radial=radial, orientations=orientations, tiles=tiles, batch_size=batch_size, amp=amp,
-        channels_last=channels_last, fold_bn=fold_bn,
+        radial=radial,
+        orientations=orientations,
+        tiles=tiles,
+        batch_size=batch_size,
+        amp=amp,
+        channels_last=channels_last,
+        fold_bn=fold_bn,
     )
     if amp == "fp16" and x.device.type != "cuda":
         raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")

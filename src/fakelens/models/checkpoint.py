@@ -381,7 +381,7 @@ DEFAULT_MODEL = "default"
 
 
 def default_ensemble_path() -> Path:
-    """Where the ensemble that ships with fakelens lives (``fakelens/weights/default``; see its MODEL_CARD.md)."""
+    """Where the shipped ensemble lives: ``fakelens/weights/default`` (see its MODEL_CARD.md)."""
     return Path(__file__).resolve().parent.parent / "weights" / "default"
 
 

@@ -69,8 +69,14 @@ def plot_spectrum(
     widths = np.deg2rad(np.diff(oedges))
     colours = [POSITIVE if v >= 0 else NEGATIVE for v in orient]
     for offset in (0.0, math.pi):  # orientation is defined modulo 180°: draw both halves
-        pax.bar(centres + offset, np.abs(orient), width=widths * 0.95, color=colours, alpha=0.85,
-                edgecolor="white")
+        pax.bar(
+            centres + offset,
+            np.abs(orient),
+            width=widths * 0.95,
+            color=colours,
+            alpha=0.85,
+            edgecolor="white",
+        )
     pax.set_title(
         "orientation of the frequency: |drop|\n(red supports the score, blue opposes it)", fontsize=10
     )
