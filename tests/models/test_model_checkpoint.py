@@ -274,3 +274,19 @@ def test_many_bad_keys_are_summarised(saved: Path) -> None:
     safetensors.torch.save_file({"x": torch.zeros(1)}, str(saved / "model.safetensors"))
     err = str(one_error(saved, "missing"))
     assert ", …)" in err and "1 unexpected (x (1,))" in err and len(err) < 600
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path: Path) -> None:
+    det = create_model("tiny-cnn", seed=3)
+    save_checkpoint(det, tmp_path / "f32")
+    save_checkpoint(det, tmp_path / "f16", dtype=torch.float16)
+    s32 = (tmp_path / "f32" / "model.safetensors").stat().st_size
+    s16 = (tmp_path / "f16" / "model.safetensors").stat().st_size
+    assert s16 < 0.6 * s32
+    stored = safetensors.torch.load_file(str(tmp_path / "f16" / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    back = load_checkpoint(tmp_path / "f16")
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    x = torch.rand(2, 3, *det.input_spec.size)
+    with torch.no_grad():
+        assert torch.allclose(back(x), det.eval()(x), atol=1e-2)

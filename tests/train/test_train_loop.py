@@ -268,3 +268,39 @@ def test_tiny_cnn_learns_upsampling_forgeries(tmp_path: Path, tiny_pool: Path) -
     )
     assert rep["data"]["split"] == "test"
     assert rep["overall"]["auc"] > 0.8, rep["overall"]
+
+
+def test_time_limit_stops_and_resume_goes_on(tmp_path: Path, folder_data: Path) -> None:
+    """A time limit ends the run after the epoch in progress (validated and saved); --resume continues."""
+    res = train(cfg(tmp_path / "run", folder_data, epochs=3, time_limit=1e-6), progress=False)
+    assert res.epochs_run == 1 and not res.stopped_early
+    assert res.history[0]["stopped"] == "time limit" and res.history[0]["steps"] <= 1
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    more = train(cfg(tmp_path / "run", folder_data, epochs=3, resume=True), progress=False)
+    assert more.epochs_run == 3
+    with pytest.raises(ConfigError, match="time-limit"):
+        cfg(tmp_path / "x", folder_data, time_limit=0).check()
+
+
+def test_input_size_reaches_the_model_and_its_checkpoint(tmp_path: Path, tiny_pool: Path) -> None:
+    c = TrainConfig(
+        out=str(tmp_path / "run"),
+        model="vit-tiny-reg4",
+        forgeries=str(tiny_pool),
+        model_kwargs={"input_size": 64},
+        epochs=1,
+        batch_size=4,
+        pairs_per_epoch=4,
+        val_pairs=4,
+        forgery_size=64,
+        augment="forensic",
+        split_fractions=FRACTIONS,
+        steps_per_epoch=1,
+        command="pytest",
+    )
+    train(c, progress=False)
+    det = load_checkpoint(tmp_path / "run" / "last")
+    assert det.input_spec.size == (64, 64)
+    assert det.net.patch_embed.grid_size == (4, 4)  # position embedding made for 64², not interpolated
+    with pytest.raises(ConfigError, match="does not take --input-size"):
+        TrainConfig(out="x", model="tiny-cnn", data="d", model_kwargs={"input_size": 64}).check()

@@ -88,7 +88,13 @@ def train_cmd(
         bool, typer.Option("--aux-mask", help="Also learn to predict the forged-region mask (training only).")
     ] = False,
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary mask loss.")] = 0.5,
-    augment: Annotated[str, typer.Option(help="none, light, wang2020-0.1, wang2020 or robust.")] = "robust",
+    augment: Annotated[
+        str, typer.Option(help="none, light, wang2020-0.1, wang2020, robust or forensic (no resampling).")
+    ] = "robust",
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=32, help="Model input side in pixels, for models that take it (e.g. 256)."),
+    ] = None,
     val_fraction: Annotated[
         float, typer.Option(help="Hold-out fraction when the data has no val split.")
     ] = 0.15,
@@ -116,6 +122,13 @@ def train_cmd(
         str, typer.Option(help="small: re-initialise the classifier head near zero; keep: the model's own.")
     ] = "small",
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Stop after this many minutes (ends the epoch, validates, saves; --resume goes on).",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last/.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -129,6 +142,7 @@ def train_cmd(
     if resume and data is None and forgeries is None:
         cfg = load_run_config(out)
         cfg.resume, cfg.workers, cfg.device, cfg.threads = True, workers, device, threads
+        cfg.time_limit = time_limit
         cfg.out = str(out)
     else:
         cfg = TrainConfig(
@@ -162,6 +176,8 @@ def train_cmd(
             pretrained=pretrained,
             head_init=head_init,
             threads=threads,
+            time_limit=time_limit,
+            model_kwargs={} if input_size is None else {"input_size": input_size},
             resume=resume,
             command=command,
         )

@@ -90,13 +90,16 @@ class AugmentConfig:
 
 #: Named configurations: ``none`` (no augmentation: the evaluation fit), ``light`` (crops and flips),
 #: ``wang2020-0.1`` and ``wang2020`` (Blur+JPEG with p = 0.1 and 0.5, Wang et al. 2020), and ``robust``
-#: (``wang2020`` plus resize chains; the default for training).
+#: (``wang2020`` plus resize chains; the default for training), and ``forensic``: flips and Blur+JPEG (0.1)
+#: without crops, so nothing is resampled — for data already at the model's input size, where pixel-level
+#: traces (resampling periodicity, the JPEG grid, upsampling replicas) must reach the detector intact.
 PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(crop=False, flip=0.0),
     "light": AugmentConfig(),
     "wang2020-0.1": AugmentConfig(blur=0.1, jpeg=0.1),
     "wang2020": AugmentConfig(blur=0.5, jpeg=0.5),
     "robust": AugmentConfig(blur=0.5, jpeg=0.5, resize_chain=0.3),
+    "forensic": AugmentConfig(crop=False, blur=0.1, jpeg=0.1),
 }
 
 

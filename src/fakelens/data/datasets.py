@@ -595,7 +595,7 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         fixed: bool = False,
         with_info: bool = False,
         max_side: int | None = None,
-        cache_photos: int = 48,
+        cache_photos: int = 512,
     ) -> None:
         from fakelens.data.pool import load_pool
         from fakelens.data.splits import SplitItem, assign_splits

@@ -98,6 +98,7 @@ def save_checkpoint(
     *,
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Save a detector (``model.safetensors`` + ``config.json``) or an ensemble (``ensemble.json`` + one
     sub-directory per member) into ``directory`` (created if needed); returns the directory.
@@ -105,18 +106,22 @@ def save_checkpoint(
     ``provenance`` (data, recipe, seed, git commit…) and ``metrics`` are stored as given, plus the fakelens
     and torch versions and the time. Each file is written atomically; the config is written last.
     Detectors made by :func:`~fakelens.models.wrap.wrap_model` save with ``arch: null``; load them with
-    ``load_checkpoint(path, net=module)``.
+    ``load_checkpoint(path, net=module)``. ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors
+    in that type to halve the file; loading casts them back to the model's own dtype.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, Ensemble):
-        return _save_ensemble(obj, out, provenance=provenance, metrics=metrics)
+        return _save_ensemble(obj, out, provenance=provenance, metrics=metrics, dtype=dtype)
     if (out / ENSEMBLE_NAME).exists():
         raise CheckpointError(f"{out} holds an ensemble checkpoint; save the detector into another directory")
     config = detector_config(obj)
     config.update(_stamp(), provenance=dict(provenance or {}), metrics=dict(metrics or {}))
     # one private CPU copy per tensor: safetensors refuses tensors that share storage
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in obj.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        config["stored_dtype"] = str(dtype).replace("torch.", "")
 
     def write_weights(tmp: Path) -> None:
         safetensors.torch.save_file(state, str(tmp), metadata={"format": "pt"})
@@ -131,14 +136,19 @@ def _slug(name: str) -> str:
 
 
 def _save_ensemble(
-    ensemble: Ensemble, out: Path, *, provenance: dict[str, Any] | None, metrics: dict[str, Any] | None
+    ensemble: Ensemble,
+    out: Path,
+    *,
+    provenance: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    dtype: torch.dtype | None,
 ) -> Path:
     if (out / CONFIG_NAME).exists():
         raise CheckpointError(f"{out} holds a detector checkpoint; save the ensemble into another directory")
     members = []
     for i, member in enumerate(ensemble.members):
         sub = f"member-{i:02d}-{_slug(member.name)}"
-        save_checkpoint(member, out / sub)
+        save_checkpoint(member, out / sub, dtype=dtype)
         members.append({"path": sub, "name": member.name})
     config = {
         "format_version": FORMAT_VERSION,

@@ -121,7 +121,11 @@ def load_effnet_lite0_imagenet(net: nn.Module, *, include_classifier: bool) -> N
 
 @register_model("effnet-lite0")
 def effnet_lite0(
-    pretrained: bool = True, num_classes: int = 2, seed: int = 0, imagenet_head: bool = False
+    pretrained: bool = True,
+    num_classes: int = 2,
+    seed: int = 0,
+    imagenet_head: bool = False,
+    input_size: int = 224,
 ) -> Detector:
     """EfficientNet-Lite0 (Tan & Le, ICML 2019; timm ``tf_efficientnet_lite0``), 4.0M parameters.
 
@@ -129,6 +133,8 @@ def effnet_lite0(
     initialised from ``seed``. ``imagenet_head`` keeps the 1000-class ImageNet classifier instead (labels
     are the ImageNet class descriptions; its "fake probability" is meaningless: it is for checking weights).
     CAM layer: ``net.bn2``, the last feature map after ``conv_head``, batch norm and ReLU6 (1280×7×7 at 224²).
+    ``input_size``: the square input side (a forensic detector trained on 256-px crops takes 256, so test
+    images of that size reach it without resampling).
     """
     if imagenet_head:
         if num_classes not in (2, 1000):
@@ -144,7 +150,9 @@ def effnet_lite0(
     return Detector(
         net,
         labels=labels,
-        input_spec=InputSpec(size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, mode="letterbox"),
+        input_spec=InputSpec(
+            size=(input_size, input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, mode="letterbox"
+        ),
         cam_layers=("net.bn2",),
         fake_label="fake" if not imagenet_head else labels[0],
         name="effnet-lite0",
@@ -154,25 +162,20 @@ def effnet_lite0(
             "num_classes": num_classes,
             "seed": seed,
             "imagenet_head": imagenet_head,
+            "input_size": input_size,
         },
     )
 
 
-@register_model("vit-small-reg4")
-def vit_small_reg4(seed: int = 0, num_classes: int = 2) -> Detector:
-    """ViT-S/16 (Dosovitskiy et al., ICLR 2021), 4 register tokens (Darcet et al., ICLR 2024), random init.
-
-    22M parameters, 224×224 by default but ``dynamic_img_size`` accepts any size (the position embedding is
-    interpolated), so the patch grid follows the input: 14×14 at 224², 14×20 at 224×320.
-    CAM layer: the last block's pre-attention norm (``net.blocks.11.norm1``), mapped by the token layout.
-    """
+def _vit_reg4(name: str, timm_name: str, seed: int, num_classes: int, input_size: int) -> Detector:
     with seeded_init(seed):
         net = cast(
             "VisionTransformer",
             timm.create_model(
-                "vit_small_patch16_224",
+                timm_name,
                 pretrained=False,
                 num_classes=num_classes,
+                img_size=input_size,
                 reg_tokens=4,
                 class_token=True,
                 dynamic_img_size=True,
@@ -184,16 +187,40 @@ def vit_small_reg4(seed: int = 0, num_classes: int = 2) -> Detector:
         num_registers=int(net.num_reg_tokens),
         has_class_token=bool(net.has_class_token),
     )
-    half = (0.5, 0.5, 0.5)  # timm's statistics for vit_small_patch16_224 (AugReg)
+    half = (0.5, 0.5, 0.5)  # timm's statistics for its AugReg ViTs
     return Detector(
         net,
         labels=binary_labels(num_classes),
-        input_spec=InputSpec(size=(224, 224), mean=half, std=half, mode="letterbox"),
+        input_spec=InputSpec(size=(input_size, input_size), mean=half, std=half, mode="letterbox"),
         cam_layers=(f"net.blocks.{len(net.blocks) - 1}.norm1",),
         token_layout=layout,
-        name="vit-small-reg4",
-        config={"arch": "vit-small-reg4", "seed": seed, "num_classes": num_classes},
+        name=name,
+        config={"arch": name, "seed": seed, "num_classes": num_classes, "input_size": input_size},
     )
+
+
+@register_model("vit-small-reg4")
+def vit_small_reg4(seed: int = 0, num_classes: int = 2, input_size: int = 224) -> Detector:
+    """ViT-S/16 (Dosovitskiy et al., ICLR 2021), 4 register tokens (Darcet et al., ICLR 2024), random init.
+
+    22M parameters, 224×224 by default but ``dynamic_img_size`` accepts any size (the position embedding is
+    interpolated), so the patch grid follows the input: 14×14 at 224², 14×20 at 224×320.
+    CAM layer: the last block's pre-attention norm (``net.blocks.11.norm1``), mapped by the token layout.
+    ``input_size``: the square input side the position embedding is made for (224 default).
+    """
+    return _vit_reg4("vit-small-reg4", "vit_small_patch16_224", seed, num_classes, input_size)
+
+
+@register_model("vit-tiny-reg4")
+def vit_tiny_reg4(seed: int = 0, num_classes: int = 2, input_size: int = 224) -> Detector:
+    """ViT-Ti/16 (Touvron et al., ICML 2021: DeiT-Tiny shape, 192 wide, 3 heads, 12 blocks) with 4 register
+    tokens (Darcet et al., ICLR 2024), random init: 5.5M parameters.
+
+    The shipped ensemble's transformer: with no pretrained ViT available offline it trains from scratch, where
+    the small width is the better fit for a few hundred photos, and its checkpoint (11 MB in float16) can be
+    committed. Same token layout, dynamic input size and CAM layer as ``vit-small-reg4``.
+    """
+    return _vit_reg4("vit-tiny-reg4", "vit_tiny_patch16_224", seed, num_classes, input_size)
 
 
 @register_model("effnet-lite0-imagenet")

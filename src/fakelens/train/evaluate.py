@@ -321,7 +321,13 @@ def evaluate(
         **summarize_scores(y, s, res["recipes"], res["sources"], threshold),
     }
     if "members" in res:
-        report["members"] = {n: binary_metrics(y, ms, threshold) for n, ms in res["members"].items()}
+        report["members"] = {
+            n: {
+                **binary_metrics(y, ms, threshold),
+                "per_recipe": breakdown(y, ms, res["recipes"], threshold, by="recipe"),
+            }
+            for n, ms in res["members"].items()
+        }
     if out is not None:
         from fakelens.io import atomic_write_text
 

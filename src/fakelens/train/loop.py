@@ -144,6 +144,7 @@ class TrainConfig:
     head_init: str = "small"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    time_limit: float | None = None
     resume: bool = False
     command: str | None = None
 
@@ -153,6 +154,11 @@ class TrainConfig:
             raise ConfigError("give exactly one data source: --data ROOT|MANIFEST or --forgeries POOL")
         if self.model not in MODELS:
             MODELS.get(self.model)  # raises UnknownNameError with suggestions
+        accepted = inspect.signature(MODELS.get(self.model)).parameters
+        for k in self.model_kwargs:
+            if k not in accepted:
+                option = "--input-size" if k == "input_size" else k
+                raise ConfigError(f"model {self.model!r} does not take {option}")
         positive = {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
@@ -172,6 +178,8 @@ class TrainConfig:
             raise ConfigError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         if self.head_init not in ("small", "keep"):
             raise ConfigError(f"--head-init must be small or keep, not {self.head_init!r}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ConfigError(f"--time-limit is in minutes and must be positive, got {self.time_limit}")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"--warmup is a fraction of all steps in [0, 1), got {self.warmup}")
 
@@ -782,6 +790,7 @@ def _train(
         stopped = bool(saved["stopped_early"])
     else:
         torch.manual_seed(cfg.seed)
+    early = stopped
 
     command = cfg.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     provenance_base = {
@@ -803,6 +812,7 @@ def _train(
         if log:
             log(f"validation set: {len(val_set)} images cached in {time.perf_counter() - t0:.1f} s")
     emit = log or (lambda s: None)
+    deadline = t_start + 60.0 * cfg.time_limit if cfg.time_limit else math.inf
 
     try:
         if aux is not None:
@@ -828,6 +838,7 @@ def _train(
                     steps,
                     bar,
                     best_auc,
+                    deadline,
                 )
                 t0 = time.perf_counter()
                 y, s, _, _ = score_loader(
@@ -854,7 +865,12 @@ def _train(
                     bad_epochs += 1
                 record["best_auc"] = best_auc
                 history.append(json_safe(record))
-                stopped = bool(cfg.patience) and bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs
+                early = bool(cfg.patience) and bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs
+                out_of_time = time.perf_counter() >= deadline and epoch + 1 < cfg.epochs
+                if out_of_time:  # a later --resume continues; an early stop is final
+                    record["stopped"] = "time limit"
+                    history[-1] = json_safe(record)
+                stopped = early or out_of_time
                 prov = {**provenance_base, "epoch": epoch, "timings": _timings(history, t_start)}
                 metrics = {"val": val, "epoch": epoch, "train_loss": record["loss"]}
                 if improved:
@@ -878,7 +894,7 @@ def _train(
                     "best_auc": best_auc,
                     "best_epoch": best_epoch,
                     "bad_epochs": bad_epochs,
-                    "stopped_early": stopped,
+                    "stopped_early": early,
                 }
 
                 def write_last(
@@ -895,7 +911,8 @@ def _train(
                 emit(
                     f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}, val AUC {_fmt(auc)} "
                     f"(best {_fmt(best_auc)} at epoch {None if best_epoch is None else best_epoch + 1}), "
-                    f"{record['images_per_s'] or 0:.1f} img/s" + (", early stop" if stopped else "")
+                    f"{record['images_per_s'] or 0:.1f} img/s"
+                    + (f", {record.get('stopped', 'early stop')}" if stopped else "")
                 )
     finally:
         if aux is not None:
@@ -908,7 +925,7 @@ def _train(
         epochs_run=len(history),
         best_epoch=best_epoch,
         best_auc=best_auc,
-        stopped_early=stopped,
+        stopped_early=early,
         history=history,
         seconds=time.perf_counter() - t_start,
     )
@@ -976,8 +993,10 @@ def _run_epoch(
     steps: int,
     bar: Any,
     best_auc: float | None,
+    deadline: float = math.inf,
 ) -> dict[str, Any]:
-    """One epoch of optimisation → its record (loss, aux loss, lr, images/s, seconds)."""
+    """One epoch of optimisation → its record (loss, aux loss, lr, images/s, seconds); it ends early at
+    ``deadline`` (a ``time.perf_counter()`` value: the run's time limit)."""
     set_epoch = getattr(data.train, "set_epoch", None)
     if callable(set_epoch):
         set_epoch(epoch)
@@ -1006,7 +1025,7 @@ def _run_epoch(
     n_images = 0
     t0 = time.perf_counter()
     for step, batch in enumerate(loader):
-        if step >= steps:
+        if step >= steps or time.perf_counter() >= deadline:
             break
         x, y, m = batch[0], batch[1], batch[2]
         y = torch.as_tensor(y).to(device, non_blocking=True)

