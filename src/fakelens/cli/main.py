@@ -5,9 +5,12 @@ from __future__ import annotations
 import typer
 
 from fakelens import __version__
+from fakelens.cli import analyze as analyze_cli
 from fakelens.cli import data as data_cli
 from fakelens.cli import explain as explain_cli
 from fakelens.cli import models as models_cli
+from fakelens.cli import scan as scan_cli
+from fakelens.cli import serve as serve_cli
 from fakelens.cli import train as train_cli
 from fakelens.cli import trust as trust_cli
 
@@ -19,8 +22,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.registered_commands += (
-    explain_cli.app.registered_commands
+    analyze_cli.app.registered_commands
+    + explain_cli.app.registered_commands
     + models_cli.app.registered_commands
+    + scan_cli.app.registered_commands
+    + serve_cli.app.registered_commands
     + train_cli.app.registered_commands
     + trust_cli.app.registered_commands
 )
@@ -42,6 +48,7 @@ def _root(
 
 
 app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")
+app.add_typer(serve_cli.keys_app, name="keys", help="API keys of the HTTP service, per tenant.")
 
 
 def main() -> None:

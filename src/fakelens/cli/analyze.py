@@ -1,0 +1,267 @@
+"""``fakelens analyze``: each model's verdict, the ensemble's verdict, heatmaps with robustness badges, and a
+self-contained HTML report (``--report``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fakelens.analysis import Analysis, analyze_images
+from fakelens.cli.common import console, expand_images, fail, print_json, split_csv, user_errors
+from fakelens.cli.explain import demo_images
+from fakelens.devices import resolve_device
+from fakelens.errors import ConfigError
+from fakelens.explain.engine import method_names
+from fakelens.io import atomic_write_text, load_image
+from fakelens.models.base import Detector
+from fakelens.models.checkpoint import load_detector
+from fakelens.models.ensemble import Ensemble
+from fakelens.report.regions import FaceRegions
+
+app = typer.Typer()
+
+DEFAULT_METHODS = "gradcam"
+
+
+def _load_model(specs: list[str]) -> Detector | Ensemble:
+    """One spec as loaded; several specs (each a detector or an ensemble) as one ensemble of their members."""
+    loaded = [load_detector(s) for s in specs]
+    members: list[Detector] = []
+    for m in loaded:
+        members += list(m.members) if isinstance(m, Ensemble) else [m]
+    for det in members:
+        if "fake" not in det.labels:
+            raise ConfigError(
+                f"{det.name} is not a real/fake detector ({len(det.labels)} labels such as "
+                f"{det.labels[0]!r}, "
+                "none 'fake'); "
+                "use `fakelens explain` for plain classifiers"
+            )
+    names = [d.name for d in members]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"model names must be unique within an ensemble, got {', '.join(dupes)} twice")
+    if len(loaded) == 1:
+        return loaded[0]
+    return Ensemble(members)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _record(path: Path, sha: str, a: Analysis, regions: FaceRegions | None, faces: bool) -> dict[str, Any]:
+    rec = a.to_dict()
+    rec["image"] = {"file": str(path), "sha256": sha, **rec["image"]}
+    if faces:
+        rec["faces"] = regions.to_dict() if regions is not None else None
+        if regions is not None:
+            rec["regions"] = {
+                m.name: {meth: regions.shares(h.map, h.valid).to_dict() for meth, h in m.heatmaps.items()}
+                for m in a.models
+            }
+    return rec
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, k = path.stem, 1
+    while stem in used:
+        k += 1
+        stem = f"{path.stem}-{k}"
+    used.add(stem)
+    return stem
+
+
+@app.command("analyze")
+@user_errors
+def analyze_cmd(
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders (searched recursively).")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="The shipped ensemble (default), a registered detector or a checkpoint; several "
+            "(comma-separated or repeated) form one ensemble.",
+        ),
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method", "-m", help=f"Methods, comma-separated or repeated. Default: {DEFAULT_METHODS}."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a self-contained HTML report to this file.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Also write analysis.json and one overlay PNG per model and method."
+        ),
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Analyse the photos bundled with fakelens.")] = False,
+    robustness: Annotated[
+        bool,
+        typer.Option("--robustness/--no-robustness", help="Grade every heatmap with the robustness badge."),
+    ] = True,
+    faces: Annotated[
+        bool,
+        typer.Option("--faces/--no-faces", help="Summarise heatmaps by facial region where a face is found."),
+    ] = True,
+    title: Annotated[str | None, typer.Option(help="Title of the HTML report.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON to stdout.")] = False,
+) -> None:
+    """Is it fake, according to whom, and where? Verdicts per model and ensemble, heatmaps and a report.
+
+    Prints a table of the verdicts (or JSON with --json); --report writes one HTML file with the images, the
+    overlays of every model and method, their robustness badges, the heatmaps' mass by facial region and a
+    plain-language reading. Nothing is written unless the whole analysis succeeds.
+    """
+    methods = split_csv(method) or DEFAULT_METHODS.split(",")
+    known = method_names()
+    for m in methods:
+        if m not in known:
+            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    specs = split_csv(model) or ["default"]
+    paths = expand_images(images or []) + (demo_images() if demo else [])
+    if not paths:
+        fail("no images given: pass image files or folders, or --demo for the bundled photos")
+    if report is not None and report.is_dir():
+        fail(f"--report must be a file, but {report} is a folder")
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out must be a folder, but {out} is a file")
+    dev = resolve_device(device)
+    imgs = [load_image(p) for p in paths]  # every input checked before any model runs
+    hashes = [_sha256(p) for p in paths]
+    detector = _load_model(specs)
+    n_members = len(detector.members) if isinstance(detector, Ensemble) else 1
+    with (
+        console.status(
+            f"analysing {len(paths)} image{'s' if len(paths) > 1 else ''} with {n_members} "
+            f"model{'s' if n_members > 1 else ''}" + (" and robustness badges" if robustness else ""),
+        )
+        if not json_out
+        else nullcontext()
+    ):
+        analyses = analyze_images(
+            detector, imgs, methods, robustness=robustness, batch_size=batch_size, device=dev
+        )
+        regions: list[FaceRegions | None] = [None] * len(imgs)
+        face_note = None
+        if faces:
+            from fakelens.report.render import find_regions
+
+            regions, face_note = find_regions(imgs)
+            if face_note:
+                console.print(f"[yellow]warning:[/] no facial regions: {face_note}", highlight=False)
+    use_faces = faces and face_note is None
+    records = [
+        _record(p, h, a, r, use_faces) for p, h, a, r in zip(paths, hashes, analyses, regions, strict=True)
+    ]
+    payload: dict[str, Any] = {
+        "model": specs if len(specs) > 1 else specs[0],
+        "methods": methods,
+        "robustness": robustness,
+        "images": records,
+        "report": str(report) if report else None,
+    }
+    if report is not None:
+        from fakelens.report.render import render_report
+
+        text = render_report(
+            analyses,
+            imgs,
+            [p.name for p in paths],
+            title=title,
+            faces=use_faces,
+            regions=regions if use_faces else None,
+            meta={
+                "--model": ", ".join(specs),
+                "robustness": "checked (badge per heatmap)"
+                if robustness
+                else "not checked (--no-robustness)",
+            },
+            image_info=[{"file": str(p), "sha256": h} for p, h in zip(paths, hashes, strict=True)],
+        )
+        atomic_write_text(report, text)
+    if out is not None:
+        _write_out(out, paths, imgs, analyses, payload)
+    if json_out:
+        print_json(payload)
+        return
+    _print_table(paths, analyses)
+    if report is not None:
+        console.print(f"wrote the report to [bold]{report}[/]")
+    if out is not None:
+        console.print(f"wrote overlays and analysis.json to [bold]{out}[/]")
+
+
+def _write_out(
+    out: Path, paths: list[Path], imgs: list[Any], analyses: list[Analysis], payload: dict[str, Any]
+) -> None:
+    from fakelens.viz.overlay import overlay, save_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for p, img, a, rec in zip(paths, imgs, analyses, payload["images"], strict=True):
+        stem = _unique_stem(p, used)
+        files: dict[str, str] = {}
+        for m in a.models:
+            for meth, h in m.heatmaps.items():
+                name = f"{stem}.{m.name}.{meth}.png"
+                save_png(overlay(img, h.map, valid=h.valid), out / name)
+                files[f"{m.name}/{meth}"] = name
+        rec["files"] = files
+    atomic_write_text(out / "analysis.json", json.dumps(payload, indent=2))
+
+
+def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
+    names: list[str] = []
+    for a in analyses:
+        names += [m.name for m in a.models if m.name not in names]
+    split_any = any(len({m.verdict for m in a.models}) > 1 for a in analyses)
+    table = Table(
+        title="verdict and p(fake): the ensemble and each model",
+        caption="split = the models disagree: treat the ensemble verdict as weak" if split_any else None,
+    )
+    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("ensemble", no_wrap=True)
+    for n in names:
+        table.add_column(n, no_wrap=True)
+    table.add_column("robust", justify="right", no_wrap=True, min_width=6)
+    for p, a in zip(paths, analyses, strict=True):
+        by = {m.name: m for m in a.models}
+        cells = [_verdict_cell(by[n].verdict, by[n].fake_probability) if n in by else "–" for n in names]
+        split = len({m.verdict for m in a.models}) > 1
+        heat = [h for m in a.models for h in m.heatmaps.values()]
+        checked = [h for h in heat if h.robustness and "grade" in h.robustness]
+        ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
+        table.add_row(
+            p.name,
+            _verdict_cell(a.verdict, a.fake_probability) + (" [yellow]split[/]" if split else ""),
+            *cells,
+            f"{ok}/{len(heat)}" if checked else "–",
+        )
+    console.print(table)
+
+
+def _verdict_cell(verdict: str, p: float) -> str:
+    if not math.isfinite(p):
+        return "n/a"
+    colour = "red" if verdict == "fake" else "green"
+    return f"[bold {colour}]{verdict}[/] {p:.2f}"

@@ -1,0 +1,154 @@
+"""``fakelens scan``: score and explain a collection into a resumable Parquet table, locally or on Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from fakelens.cli.common import console, fail, print_json, split_csv, user_errors
+
+app = typer.Typer()
+
+
+class RateColumn(ProgressColumn):
+    """Images per second over the last few batches."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- img/s" if speed is None else f"{speed:.1f} img/s", style="progress.data.speed")
+
+
+@app.command("scan")
+@user_errors
+def scan_cmd(
+    source: Annotated[
+        str, typer.Argument(help="A folder (recursive), a CSV/JSONL/Parquet manifest, or a glob.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (scan.parquet, heatmaps/).")],
+    model: Annotated[
+        str, typer.Option(help="default (the shipped ensemble), a registered model or a checkpoint path.")
+    ] = "default",
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--methods", "-m", help="Heatmap methods, comma-separated; the first one fills the table."
+        ),
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain/--no-explain", help="Heatmap statistics for every image (or scores only)."),
+    ] = True,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Verdict threshold [default: the model's own].")
+    ] = None,
+    heatmaps_above: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Images scoring above this get badges and heatmap files (1 = none) [default: --threshold].",
+        ),
+    ] = None,
+    badges: Annotated[
+        bool,
+        typer.Option("--badges/--no-badges", help="Robustness badges for images above the heatmap score."),
+    ] = True,
+    save_raw: Annotated[
+        bool, typer.Option("--save-raw", help="Also save raw maps as .npy (float32).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Decoding processes (local) or model replicas (Ray) [default: from the machine]."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run on Ray: a local instance, or the cluster of $RAY_ADDRESS.")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", metavar="ADDRESS", help="Join this Ray cluster (implies --ray)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start again instead of resuming the scan in --out.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON to stdout.")] = False,
+) -> None:
+    """Scan a collection: scores, verdicts, heatmap statistics and badges in OUT/scan.parquet.
+
+    Unreadable files become rows with an error. Interrupted scans resume: files already in OUT with the
+    same path and bytes are skipped. Heatmap overlays are written only for images scoring above
+    --heatmaps-above.
+    """
+    try:
+        from fakelens.scan import ScanSettings, scan
+    except ImportError:
+        fail("fakelens scan needs pyarrow: pip install 'fakelens[scan]'")
+    settings = ScanSettings(
+        methods=tuple(split_csv(methods) or ["gradcam"]),
+        explain=explain,
+        threshold=threshold,
+        heatmaps_above=heatmaps_above,
+        badges=badges,
+        save_raw=save_raw,
+        batch_size=batch_size,
+    )
+    address = ray_address or ("local" if ray else None)
+    with Progress(
+        TextColumn("[bold]scan"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=json_out,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scan", total=None)
+        summary = scan(
+            source,
+            out,
+            model=model,
+            settings=settings,
+            workers=workers,
+            device=device,
+            ray_address=address,
+            overwrite=overwrite,
+            on_start=lambda n: progress.update(task, total=n),
+            progress=lambda c: progress.advance(task, c.rows + c.skipped),
+        )
+    if json_out:
+        print_json(summary.to_dict())
+        return
+    table = Table(title=f"scan of {source}", show_header=False)
+    for label, value in (
+        ("files found", summary.found),
+        ("done before (skipped)", summary.skipped),
+        ("scanned now", summary.scanned),
+        ("errors", summary.errors),
+        ("verdict fake", summary.fake),
+        ("with heatmaps", summary.flagged),
+        ("rows in table", summary.rows),
+        ("speed", f"{summary.images_per_second:.1f} images/s ({summary.engine})"),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)
+    console.print(f"wrote [bold]{summary.table}[/]")

@@ -1,0 +1,155 @@
+"""``fakelens serve`` (the HTTP service and web page) and ``fakelens keys`` (API keys per tenant)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fakelens.cli.common import console, fail, print_json, user_errors
+
+if TYPE_CHECKING:
+    from fakelens.service.config import Settings
+
+app = typer.Typer()
+keys_app = typer.Typer(no_args_is_help=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Folder of the database and stored files [env FAKELENS_DATA_DIR; ./fakelens-data]."
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://… (default: SQLite in the data dir).",
+    ),
+]
+
+
+def _settings(**values: object) -> Settings:
+    """Defaults and ``$FAKELENS_*``, overridden by the options given on the command line."""
+    from fakelens.service.config import Settings
+
+    return Settings().with_(**values)
+
+
+@app.command("serve")
+@user_errors
+def serve_cmd(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="'default' (shipped ensemble), a registered name, a checkpoint, or a,b,c."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Inference threads, one model copy each [1].")
+    ] = None,
+    queue: Annotated[
+        int | None, typer.Option("--queue", help="Requests that may wait; beyond: 503 [8].")
+    ] = None,
+    max_upload_mb: Annotated[
+        float | None, typer.Option("--max-upload-mb", help="Largest upload in MiB [20].")
+    ] = None,
+    max_pixels: Annotated[
+        int | None, typer.Option("--max-pixels", help="Largest image, width × height [40e6].")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Analyses per minute and API key, 0 = no limit [30].")
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option("--methods", help="Default methods, comma-separated [gradcam,hirescam].")
+    ] = None,
+    robustness: Annotated[
+        bool | None, typer.Option("--robustness/--no-robustness", help="Grade every heatmap with a badge.")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the HTTP API and web page (uvicorn); Ctrl-C stops it."""
+    try:
+        import uvicorn
+
+        from fakelens.service import create_app
+        from fakelens.service.app import load_model
+    except ImportError as exc:
+        fail(f"the service needs its extra: pip install 'fakelens[service]' ({exc.name} is missing)")
+    settings = _settings(
+        model=model,
+        data_dir=data_dir,
+        database_url=database_url,
+        workers=workers,
+        queue=queue,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024) if max_upload_mb is not None else None,
+        max_pixels=max_pixels,
+        rate_per_minute=rate,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None,
+        robustness=robustness,
+    )
+    detector = load_model(settings.model)  # fail here, with one line, before the server starts
+    console.print(
+        f"fakelens serve: model {settings.model}, data {settings.data_dir}, "
+        f"{settings.workers} worker(s), queue {settings.queue}, http://{host}:{port}/",
+        highlight=False,
+    )
+    uvicorn.run(create_app(settings, detector), host=host, port=port, log_level=log_level)
+
+
+@keys_app.command("create")
+@user_errors
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if new).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an API key for a tenant and print it once (only its hash is stored)."""
+    from fakelens.service.db import Database
+    from fakelens.service.keys import create_key
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    key_id, key = create_key(Database(s.db_url), tenant)
+    if json_out:
+        print_json({"tenant": tenant, "key_id": key_id, "key": key})
+        return
+    console.print(f"API key {key_id} for tenant {tenant!r} (shown once; store it now):", highlight=False)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+@user_errors
+def keys_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List key ids, tenants and whether they are revoked (never the keys)."""
+    from fakelens.service.db import Database
+    from fakelens.service.keys import list_keys
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    print_json(list_keys(Database(s.db_url), tenant))
+
+
+@keys_app.command("revoke")
+@user_errors
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's public id (see `fakelens keys list`).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a key; requests with it get 401 from then on."""
+    from fakelens.service.db import Database
+    from fakelens.service.keys import revoke_key
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    if not revoke_key(Database(s.db_url), key_id):
+        fail(f"no API key with id {key_id!r}")
+    console.print(f"revoked {key_id}", highlight=False)

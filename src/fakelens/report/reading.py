@@ -1,0 +1,408 @@
+"""A short plain-language reading of one analysis, generated from its numbers only.
+
+The reading says what the models decided and how firmly, where their heatmaps put their mass (by facial
+region when a face was found, else by position in the image), which heatmaps passed the robustness checks and
+which did not, and whether the models look at the same place. It is honest about weak evidence: a split
+vote, a score near the threshold, flat maps, maps that fail the checks and models whose maps disagree are all
+said in words, never smoothed over.
+
+Wording thresholds (in one place, so the report's legend can quote them):
+
+- margin of a score from the threshold: < 0.10 *close to the threshold*, < 0.25 *moderate*, else *clear*;
+- a map *concentrates on* a facial region (or on the face as a whole) when that region holds at least
+  :data:`MIN_MASS` of the mass and at least :data:`LIFT` times its share of the pixels; otherwise the map is
+  described by where in the image half of its mass lies, and the face's share is given as a number;
+- two models' maps *agree on where* at Pearson correlation ≥ 0.6, *partly agree* at ≥ 0.3, else they look
+  at different places.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fakelens.analysis import Analysis, HeatmapResult
+from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
+
+__all__ = [
+    "LIFT",
+    "Focus",
+    "focus",
+    "heatmap_shares",
+    "map_correlation",
+    "margin_word",
+    "pct",
+    "read_analysis",
+    "reading_sections",
+]
+
+LIFT = 1.5
+MIN_MASS = 0.25
+CLOSE, MODERATE = 0.10, 0.25
+AGREE, PARTLY = 0.6, 0.3
+
+ShareKey = tuple[str, str]  # (model name, method)
+
+
+def pct(x: float) -> str:
+    """0.623 → '62 %' (one decimal under 10 %, '<0.1 %' for a small non-zero share)."""
+    v = 100.0 * x
+    if 0 < v < 0.05:
+        return "<0.1 %"
+    return f"{v:.1f} %" if 0 < v < 9.95 else f"{v:.0f} %"
+
+
+def prob(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def margin_word(p: float, threshold: float) -> str:
+    """How far a score sits from the threshold, in words (see the module docstring)."""
+    d = abs(p - threshold)
+    return (
+        "close to the threshold" if d < CLOSE else "a moderate margin" if d < MODERATE else "a clear margin"
+    )
+
+
+def _names(names: Sequence[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def heatmap_shares(a: Analysis, regions: FaceRegions | None) -> dict[ShareKey, RegionShares]:
+    """Region shares of every heatmap of ``a`` (empty without faces)."""
+    if regions is None:
+        return {}
+    return {
+        (m.name, method): regions.shares(h.map, h.valid) for m in a.models for method, h in m.heatmaps.items()
+    }
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Where one map puts half of its mass: the share of the valid pixels that holds it (``area50``: 0.5 for
+    a uniform map, small for a concentrated one) and the position of their mass centre in words."""
+
+    area50: float
+    where: str
+
+
+_ROWS = ("upper", "middle", "lower")
+_COLS = ("left", "centre", "right")
+
+
+def focus(heatmap: np.ndarray, valid: np.ndarray | None = None) -> Focus | None:
+    """The :class:`Focus` of a non-negative map; ``None`` when it has no mass."""
+    v = np.ones(heatmap.shape, bool) if valid is None else np.asarray(valid, bool)
+    vals = np.clip(np.nan_to_num(heatmap.astype(np.float64)), 0, None)[v]
+    total = float(vals.sum())
+    if total <= 0 or vals.size == 0:
+        return None
+    order = np.argsort(vals)[::-1]
+    cum = np.cumsum(vals[order])
+    k = int(np.searchsorted(cum, 0.5 * total)) + 1
+    top = np.zeros(vals.size, bool)
+    top[order[:k]] = True
+    ys, xs = np.nonzero(v)
+    w = vals * top
+    cy = float((ys * w).sum() / w.sum()) / heatmap.shape[0]
+    cx = float((xs * w).sum() / w.sum()) / heatmap.shape[1]
+    r, c = _ROWS[min(2, int(cy * 3))], _COLS[min(2, int(cx * 3))]
+    where = "centre" if (r, c) == ("middle", "centre") else f"{r} {c}" if r != "middle" else f"{c} side"
+    if r != "middle" and c == "centre":
+        where = f"{r} centre"
+    return Focus(k / vals.size, where)
+
+
+def map_correlation(a: HeatmapResult, b: HeatmapResult) -> float | None:
+    """Pearson correlation of two maps of the same image over the pixels valid in both."""
+    if a.map.shape != b.map.shape:
+        return None
+    v = np.asarray(a.valid, bool) & np.asarray(b.valid, bool)
+    x, y = a.map[v].astype(np.float64), b.map[v].astype(np.float64)
+    if x.size < 2 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# ------------------------------------------------------------------------------------------- sentences
+def _verdict_paragraph(a: Analysis) -> str:
+    scored = [m for m in a.models if math.isfinite(m.fake_probability)]
+    thr = f"a threshold of {a.threshold:.2f}"
+    if not scored:
+        return "No model gave a fake probability (none is a real/fake detector), so there is no verdict."
+    fakes = [m for m in scored if m.verdict == "fake"]
+    reals = [m for m in scored if m.verdict != "fake"]
+    ens = f"ensemble {prob(a.fake_probability)}"
+    if len(scored) == 1:
+        m = scored[0]
+        return (
+            f"{m.name} calls this image {m.verdict} (p(fake) {prob(m.fake_probability)} against {thr}, "
+            f"{margin_word(m.fake_probability, a.threshold)})."
+        )
+    each = ", ".join(f"{m.name} {prob(m.fake_probability)}" for m in scored)
+    if not fakes or not reals:
+        who = "Both models" if len(scored) == 2 else f"All {len(scored)} models"
+        text = f"{who} call this image {a.verdict} ({each}; {ens} against {thr})."
+        mw = margin_word(a.fake_probability, a.threshold)
+        if mw == "close to the threshold":
+            text += " The ensemble score is close to the threshold: weak evidence either way."
+        elif mw == "a clear margin" and all(
+            abs(m.fake_probability - a.threshold) >= MODERATE for m in scored
+        ):
+            text += " Each model is clear of the threshold."
+        return text
+    fake_part = ", ".join(f"{m.name} ({prob(m.fake_probability)})" for m in fakes)
+    real_part = ", ".join(f"{m.name} ({prob(m.fake_probability)})" for m in reals)
+    verb_f = "calls" if len(fakes) == 1 else "call"
+    verb_r = "calls" if len(reals) == 1 else "call"
+    rule = {"mean": "weighted mean", "logit_mean": "mean log-odds", "max": "maximum"}.get(a.rule, a.rule)
+    return (
+        f"The models disagree: {fake_part} {verb_f} it fake, {real_part} {verb_r} it real. "
+        f"The ensemble ({rule} of the scores) gives {prob(a.fake_probability)} against {thr}, "
+        f"{margin_word(a.fake_probability, a.threshold)}, so its verdict is {a.verdict} — "
+        "with the members split, treat this verdict as weak."
+    )
+
+
+def _describe_map(h: HeatmapResult, shares: RegionShares | None) -> tuple[str, str]:
+    """(grouping key, clause) saying where one map puts its mass."""
+    if h.summary.get("flat"):
+        return "flat", "is flat (near-uniform), so it points nowhere"
+    if shares is not None and shares.mass is not None:
+        top = shares.top()
+        assert top is not None
+        if (shares.lift(top) or 0.0) >= LIFT and shares.mass[top] >= MIN_MASS:
+            nums = f"{pct(shares.mass[top])} of the mass on {pct(shares.area[top])} of the pixels"
+            return top, f"concentrates on the {REGION_LABELS[top]} ({nums})"
+        fm, fa = 1.0 - shares.mass["outside"], 1.0 - shares.area["outside"]
+        face = [r for r in shares.mass if r != "outside" and shares.area[r] > 0]
+        best = max(face, key=lambda r: shares.mass[r] if shares.mass else 0.0, default=None)
+        if best is not None and fa > 0 and fm / fa >= LIFT and fm >= MIN_MASS:
+            return "face", (
+                f"concentrates on the face ({pct(fm)} of the mass on {pct(fa)} of the pixels), most of it on "
+                f"the {REGION_LABELS[best]} ({pct(shares.mass[best])} of the mass)"
+            )
+    f = focus(h.map, h.valid)
+    if f is None:
+        return "flat", "has no positive mass, so it points nowhere"
+    if f.area50 >= 0.3:
+        key, clause = "spread", f"is spread over the image (half of its mass covers {pct(f.area50)} of it)"
+    else:
+        key = f.where
+        clause = f"concentrates in the {f.where} of the image (half of its mass on {pct(f.area50)} of it)"
+    if shares is not None and shares.mass is not None:
+        fm, fa = 1.0 - shares.mass["outside"], 1.0 - shares.area["outside"]
+        lift = fm / fa if fa > 0 else 1.0
+        rel = "more than" if lift >= LIFT else "less than" if lift <= 1 / LIFT else "about"
+        rel += " its area's share"
+        clause += f"; the face gets {pct(fm)} of the mass on {pct(fa)} of the pixels, {rel}"
+    return key, clause
+
+
+def _join(items: Sequence[str]) -> str:
+    return _names(list(items))
+
+
+def _likewise(methods: Sequence[str]) -> str:
+    """'; likewise the hirescam map' for the other members of a group described by its first method."""
+    rest = methods[1:]
+    if not rest:
+        return ""
+    return f"; likewise the {_join(rest)} map{'s' if len(rest) > 1 else ''}"
+
+
+def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares]) -> str:
+    sentences: list[str] = []
+    for m in a.models:
+        if not m.heatmaps:
+            continue
+        groups: dict[str, list[str]] = {}
+        described: dict[str, str] = {}
+        for meth, h in m.heatmaps.items():
+            key, described[meth] = _describe_map(h, shares.get((m.name, meth)))
+            groups.setdefault(key, []).append(meth)
+        clauses = [f"the {ms[0]} map {described[ms[0]]}{_likewise(ms)}" for ms in groups.values()]
+        if len(clauses) == 1:
+            first = next(iter(groups.values()))[0]
+            rest = _likewise(next(iter(groups.values())))
+            sentences.append(f"The {first} map of {m.name} {described[first]}{rest}.")
+        else:
+            sentences.append(f"For {m.name}, {'; '.join(clauses)}.")
+    if not sentences:
+        return ""
+    text = " ".join(sentences)
+    if any(m.verdict == "real" for m in a.models if m.heatmaps):
+        text += (
+            " The maps show evidence for 'fake': for a model that calls the image real they show its weaker "
+            "fake evidence, not a manipulation."
+        )
+    return text
+
+
+_FLAG_WORDS = {
+    "flat": "came out flat",
+    "corner-peaks": "peaked in a corner",
+    "ignores-weights": "barely changed when the model's weights were randomised",
+}
+
+
+def _reasons(badge: Mapping[str, Any]) -> str:
+    flags = badge.get("flags") or {}
+    words = []
+    for f in flags:
+        if f == "not-equivariant":
+            eq = float(badge.get("equivariance", math.nan))
+            words.append(
+                f"did not move with the image (equivariance {eq:.2f}, worst under {badge.get('worst_view')})"
+            )
+        elif f == "leaks-into-fill":
+            words.append(
+                f"leaned on the black fill of the shifted views ({pct(float(badge['border_mass']))} of the "
+                f"mass on {pct(float(badge['fill_fraction']))} of the pixels)"
+            )
+        else:
+            words.append(_FLAG_WORDS.get(str(f), f"was flagged {f}"))
+    return " and ".join(words)
+
+
+def _trust_paragraph(a: Analysis) -> str:
+    per_model: list[str] = []
+    n_total = n_passed = n_unchecked = 0
+    for m in a.models:
+        passed: list[str] = []
+        failed: dict[str, list[str]] = {}
+        for meth, h in m.heatmaps.items():
+            n_total += 1
+            b = h.robustness
+            if b is None:
+                n_unchecked += 1
+            elif "error" in b:
+                failed.setdefault(f"could not be checked ({b['error']})", []).append(meth)
+            elif b.get("grade") == "ok":
+                passed.append(meth)
+            else:
+                key = ",".join(sorted(b.get("flags") or {}))
+                failed.setdefault(key, []).append(meth)
+        n_passed += len(passed)
+        parts = []
+        if passed:
+            s = "s" if len(passed) > 1 else ""
+            parts.append(f"the {_join(passed)} map{s} passed the robustness checks")
+        for key, methods in failed.items():
+            s = "s" if len(methods) > 1 else ""
+            if key.startswith("could not"):
+                parts.append(f"the {_join(methods)} map{s} {key}")
+                continue
+            b = m.heatmaps[methods[0]].robustness
+            assert b is not None
+            parts.append(f"the {methods[0]} map {_reasons(b)}{_likewise(methods)}")
+        if parts:
+            prefix = f"For {m.name}, " if len(a.models) > 1 else ""
+            text = prefix + "; ".join(parts)
+            per_model.append(text[0].upper() + text[1:])
+    if n_total == 0:
+        return ""
+    if n_unchecked == n_total:
+        return "The heatmaps were not checked for robustness (--no-robustness): read them as unverified."
+    text = ". ".join(per_model) + "."
+    if n_passed == 0:
+        text += (
+            " None of the heatmaps passed: the verdict rests on the scores alone, and the maps should not "
+            "be read as the location of a manipulation."
+        )
+    elif n_passed < n_total - n_unchecked:
+        text += " Read the flagged maps with care."
+    return text
+
+
+def _agreement_paragraph(a: Analysis) -> str:
+    usable = [m for m in a.models if any(not h.summary.get("flat") for h in m.heatmaps.values())]
+    if len(usable) < 2:
+        return ""
+    out = []
+    for i, m1 in enumerate(usable):
+        for m2 in usable[i + 1 :]:
+            common = [k for k in m1.heatmaps if k in m2.heatmaps and not m1.heatmaps[k].summary.get("flat")]
+            common = [k for k in common if not m2.heatmaps[k].summary.get("flat")]
+            k1 = common[0] if common else next(k for k, h in m1.heatmaps.items() if not h.summary.get("flat"))
+            k2 = common[0] if common else next(k for k, h in m2.heatmaps.items() if not h.summary.get("flat"))
+            r = map_correlation(m1.heatmaps[k1], m2.heatmaps[k2])
+            if r is None:
+                continue
+            maps = (
+                f"their {k1} maps" if k1 == k2 else f"the {k1} map of {m1.name} and the {k2} map of {m2.name}"
+            )
+            if r >= AGREE:
+                word = "agree on where the evidence is"
+            elif r >= PARTLY:
+                word = "partly agree on where the evidence is"
+            else:
+                word = "look at different places"
+            out.append(f"{m1.name} and {m2.name} {word}: {maps} correlate at {r:.2f}")
+    if not out:
+        return ""
+    return "; ".join(out) + " (Pearson, 1 = same map)."
+
+
+def _errors_paragraph(a: Analysis) -> str:
+    out = []
+    for m in a.models:
+        for meth, msg in m.errors.items():
+            short = msg.split("; ")[0].split(". ")[0].rstrip(".")
+            out.append(f"{meth} could not run on {m.name} ({short})")
+    if not out:
+        return ""
+    text = "; ".join(out) + "."
+    return text[0].upper() + text[1:]
+
+
+def _face_sentence(regions: FaceRegions | None, faces_checked: bool) -> str:
+    if not faces_checked:
+        return ""
+    if regions is None:
+        return (
+            "No face was found, so the heatmaps are described by position in the image, not by face region."
+        )
+    n = len(regions.faces)
+    text = f"{n} face{'s' if n > 1 else ''} found ({regions.detector})"
+    if regions.estimated:
+        text += "; its landmarks are estimated from the box, so the facial regions are approximate"
+    return text + "."
+
+
+def reading_sections(
+    a: Analysis,
+    regions: FaceRegions | None = None,
+    *,
+    faces_checked: bool = False,
+    shares: Mapping[ShareKey, RegionShares] | None = None,
+) -> list[tuple[str, str]]:
+    """(heading, paragraph) pairs: verdict, where the maps point (with the face note), robustness, agreement
+    of the models' maps, methods that could not run; empty paragraphs left out."""
+    sh = heatmap_shares(a, regions) if shares is None else shares
+    where = " ".join(p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh)) if p)
+    sections = [
+        ("Verdict", _verdict_paragraph(a)),
+        ("Where", where),
+        ("Robustness", _trust_paragraph(a)),
+        ("Agreement", _agreement_paragraph(a)),
+        ("Not run", _errors_paragraph(a)),
+    ]
+    return [(k, v) for k, v in sections if v]
+
+
+def read_analysis(
+    a: Analysis,
+    regions: FaceRegions | None = None,
+    *,
+    faces_checked: bool = False,
+    shares: Mapping[ShareKey, RegionShares] | None = None,
+) -> list[str]:
+    """Paragraphs of plain text (see :func:`reading_sections`); ``faces_checked``: face detection ran."""
+    return [p for _, p in reading_sections(a, regions, faces_checked=faces_checked, shares=shares)]

@@ -1,0 +1,636 @@
+"""One self-contained HTML report for a set of analysed images.
+
+Everything the file needs is inside it: images as base64 JPEG/PNG ``data:`` URIs, the CSS inline, no
+script and no external URL, so it can be mailed, attached to a case file or opened offline years later. Per
+image it shows the ensemble verdict and score, a card per model, the original beside the jet overlay of
+every model and method with its robustness badge, the heatmaps' mass by facial region when a face is found,
+and a reading in plain language generated from the numbers (:mod:`fakelens.report.reading`). A legend at the
+end says how to read the colour map, the badge and the regions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fakelens import __version__
+from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
+from fakelens.errors import FakelensError
+from fakelens.report.reading import ShareKey, heatmap_shares, margin_word, pct, prob, reading_sections
+from fakelens.report.regions import REGION_COLOURS, REGION_LABELS, REGIONS, FaceRegions, RegionShares
+from fakelens.trust.criteria import DEFAULT_CRITERIA
+from fakelens.viz.overlay import colorize, overlay
+
+__all__ = ["find_regions", "render_report"]
+
+_CSS = """
+:root{--fake:#b3261e;--fake-bg:#fdecea;--real:#1b6e34;--real-bg:#e8f5ec;--check:#9a5b00;--check-bg:#fff4e0;
+--ok:#1b6e34;--ink:#1d232a;--muted:#5d6670;--line:#d9dee3;--panel:#f6f8fa}
+*{box-sizing:border-box}
+body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);margin:0;
+background:#fff}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:0}h3{font-size:15px;margin:22px 0 8px}
+a{color:#1a5fb4}.muted{color:var(--muted)}.small{font-size:12px}
+header{border-bottom:2px solid var(--ink);padding-bottom:12px;margin-bottom:18px}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:10px 0 0;font-size:13px}
+dl.meta dt{color:var(--muted)}dl.meta dd{margin:0;font-family:ui-monospace,Menlo,Consolas,monospace;
+word-break:break-all}
+table{border-collapse:collapse}
+table.grid{width:100%;font-size:13px}
+table.grid th,table.grid td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;
+vertical-align:top}
+table.grid th{background:var(--panel);font-weight:600}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.pill{display:inline-block;border-radius:10px;padding:0 9px;font-weight:700;font-size:12px;
+letter-spacing:.04em;
+text-transform:uppercase}
+.pill.fake{background:var(--fake);color:#fff}.pill.real{background:var(--real);color:#fff}
+.pill.ok{background:var(--ok);color:#fff}.pill.check{background:var(--check);color:#fff}
+.pill.na{background:#8a939b;color:#fff}
+section.image{border-top:1px solid var(--line);margin-top:34px;padding-top:18px;break-before:page}
+.imghead{display:flex;align-items:baseline;gap:12px;flex-wrap:wrap}
+.banner{display:flex;align-items:center;gap:18px;border-radius:6px;padding:12px 16px;margin:12px 0;
+border-left:8px solid}
+.banner.fake{background:var(--fake-bg);border-color:var(--fake)}
+.banner.real{background:var(--real-bg);border-color:var(--real)}
+.banner .big{font-size:26px;font-weight:800;letter-spacing:.05em}
+.banner.fake .big{color:var(--fake)}.banner.real .big{color:var(--real)}
+.banner .score{font-size:15px}
+.reading{background:var(--panel);border-radius:6px;padding:10px 16px;margin:8px 0 4px}
+.reading p{margin:6px 0}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:10px 0}
+.card{border:1px solid var(--line);border-radius:6px;padding:10px 12px;min-width:230px;flex:0 1 270px}
+.card .name{font-weight:700;font-family:ui-monospace,Menlo,Consolas,monospace}
+.card .p{font-size:20px;font-weight:700;font-variant-numeric:tabular-nums}
+.bar{position:relative;height:10px;background:linear-gradient(90deg,var(--real-bg),var(--fake-bg));
+border:1px solid var(--line);border-radius:5px;margin:6px 0 2px}
+.bar .fill{position:absolute;top:-1px;bottom:-1px;left:0;border-radius:5px 0 0 5px;opacity:.85}
+.bar .fill.fake{background:var(--fake)}.bar .fill.real{background:var(--real)}
+.bar .thr{position:absolute;top:-4px;bottom:-4px;width:2px;background:var(--ink)}
+.scale{display:flex;justify-content:space-between;font-size:10px;color:var(--muted)}
+.maps{display:grid;gap:10px;align-items:start}
+.tile{border:1px solid var(--line);border-radius:6px;padding:6px;background:#fff}
+.tile img{width:100%;display:block;border-radius:3px}
+.tile .cap{display:flex;justify-content:space-between;align-items:center;gap:6px;margin:5px 0 3px}
+.tile .cap b{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
+.rowlabel{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:700;text-align:center;
+font-family:ui-monospace,Menlo,Consolas,monospace;align-self:center}
+table.badge{width:100%;font-size:11.5px}
+table.badge th{font-weight:400;color:var(--muted);text-align:left;padding:1px 4px 1px 0}
+table.badge td{text-align:right;padding:1px 0;font-variant-numeric:tabular-nums}
+table.badge tr.bad td,table.badge tr.bad th{color:var(--check);font-weight:600}
+ul.flags{margin:4px 0 0;padding-left:16px;font-size:11.5px;color:var(--check)}
+.missing{color:var(--muted);font-size:12px;padding:20px 8px}
+.legendbar{display:flex;align-items:center;gap:8px;font-size:12px;color:var(--muted);margin:6px 0}
+.legendbar span{white-space:nowrap}.legendbar span.lgtext{white-space:normal;flex:1;min-width:240px}
+.legendbar img{height:12px;width:260px;border:1px solid var(--line)}
+.regions{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
+.regions figure{margin:0;width:240px}.regions figure img{width:100%;border-radius:4px}
+.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
+td.top{font-weight:700}
+.legend{border-top:2px solid var(--ink);margin-top:40px;padding-top:10px;font-size:13px}
+.legend h3{margin-top:14px}
+footer{margin-top:30px;font-size:12px;color:var(--muted)}
+@media print{main{max-width:none;padding:0}.tile,.card{break-inside:avoid}}
+"""
+
+
+# ------------------------------------------------------------------------------------------ images
+def _data_uri(arr: np.ndarray, fmt: str = "JPEG") -> str:
+    buf = io.BytesIO()
+    img = Image.fromarray(arr)
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=88, optimize=True)
+        mime = "image/jpeg"
+    else:
+        img.save(buf, format="PNG", optimize=True)
+        mime = "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def _fit(h: int, w: int, max_side: int) -> tuple[int, int]:
+    s = min(1.0, max_side / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _small_image(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    img = image.convert("RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def _small_map(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    h, w = size
+    if a.shape == (h, w):
+        return a
+    if a.dtype == bool:
+        im = Image.fromarray(a.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
+        return np.asarray(im) > 127
+    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), mode))
+
+
+def _colour_bar(cmap: str = "jet") -> str:
+    ramp = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None], (8, 1))
+    return _data_uri(colorize(ramp, cmap), "PNG")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def find_regions(images: Sequence[Image.Image]) -> tuple[list[FaceRegions | None], str | None]:
+    """Facial regions of every image, or all ``None`` and the reason when no face detector is available."""
+    from fakelens.report.regions import face_regions
+
+    out: list[FaceRegions | None] = []
+    for img in images:
+        try:
+            out.append(face_regions(img))
+        except FakelensError as exc:
+            return [None] * len(images), str(exc)
+    return out, None
+
+
+def _verdict_pill(verdict: str, p: float) -> str:
+    if not math.isfinite(p) or verdict not in ("fake", "real"):
+        return "<span class='pill na'>n/a</span>"
+    return f"<span class='pill {verdict}'>{verdict}</span>"
+
+
+def _bar(p: float, threshold: float, verdict: str) -> str:
+    if not math.isfinite(p):
+        return ""
+    return (
+        f"<div class='bar' title='p(fake) {p:.3f}; threshold {threshold:.2f}'>"
+        f"<div class='fill {_e(verdict)}' style='width:{100 * p:.1f}%'></div>"
+        f"<div class='thr' style='left:calc({100 * threshold:.1f}% - 1px)'></div></div>"
+        "<div class='scale'><span>0 real</span><span>threshold</span><span>1 fake</span></div>"
+    )
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec)
+
+
+def _badge_html(b: Mapping[str, Any] | None) -> str:
+    if b is None:
+        return "<div class='small muted'>robustness not checked</div>"
+    if "error" in b:
+        return f"<div class='small muted'>robustness check failed: {_e(b['error'])}</div>"
+    c = DEFAULT_CRITERIA
+    flags: Mapping[str, str] = b.get("flags") or {}
+    ratio = b.get("border_ratio")
+    rows = [
+        (
+            "equivariance",
+            f"{_fmt(b.get('equivariance'))} (min {_fmt(b.get('equivariance_min'))})",
+            "not-equivariant" in flags,
+            f"mean cosine between the map and the maps of 4 transformed views carried back; "
+            f"≥ {c.min_equivariance:.2f} passes; worst view: {b.get('worst_view')}",
+        ),
+        (
+            "mass on fill",
+            f"{pct(float(b.get('border_mass', 0.0)))} on {pct(float(b.get('fill_fraction', 0.0)))}"
+            + (f" ({ratio:.2f}×)" if isinstance(ratio, (int, float)) else ""),
+            "leaks-into-fill" in flags,
+            "share of the map's mass on the black fill of the transformed views vs the fill's share of "
+            "the pixels; more mass than area means the map reacts to the frame",
+        ),
+        (
+            "corner peak",
+            "yes" if b.get("corner_argmax") else "no",
+            "corner-peaks" in flags,
+            f"peak in a corner cell (chance {pct(float(b.get('corner_chance', 0.0)))})",
+        ),
+        ("flat", "yes" if b.get("flat") else "no", "flat" in flags, "near-uniform map: points nowhere"),
+        (
+            "peak / mean",
+            _fmt(b.get("peak_to_mean"), ".1f"),
+            False,
+            "map maximum over its mean; 1 = uniform, higher = more concentrated",
+        ),
+    ]
+    body = "".join(
+        f"<tr class='{'bad' if bad else ''}' title='{_e(tip)}'><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+        for k, v, bad, tip in rows
+    )
+    fl = "".join(f"<li>{_e(reason)}</li>" for reason in flags.values())
+    return f"<table class='badge'>{body}</table>" + (f"<ul class='flags'>{fl}</ul>" if fl else "")
+
+
+def _grade_pill(b: Mapping[str, Any] | None) -> str:
+    if b is None or "error" in b:
+        return "<span class='pill na'>unchecked</span>"
+    if b.get("grade") == "ok":
+        return "<span class='pill ok' title='passed every robustness check'>robust</span>"
+    return "<span class='pill check' title='failed at least one robustness check'>check</span>"
+
+
+# ------------------------------------------------------------------------------------------ sections
+def _model_card(m: ModelAnalysis, threshold: float) -> str:
+    p = m.fake_probability
+    n_ok = sum(1 for h in m.heatmaps.values() if h.robustness and h.robustness.get("grade") == "ok")
+    checked = sum(1 for h in m.heatmaps.values() if h.robustness and "grade" in h.robustness)
+    maps = f"{n_ok} of {checked} heatmaps robust" if checked else f"{len(m.heatmaps)} heatmaps, not checked"
+    err = "".join(
+        f"<div class='small muted'>{_e(k)}: could not run ({_e(v.split('; ')[0])})</div>"
+        for k, v in m.errors.items()
+    )
+    margin = margin_word(p, threshold) if math.isfinite(p) else "no fake probability"
+    return (
+        f"<div class='card'><div class='name'>{_e(m.name)}</div>"
+        f"<div>{_verdict_pill(m.verdict, p)} <span class='p'>{prob(p)}</span> "
+        f"<span class='small muted'>p(fake)</span></div>"
+        f"{_bar(p, threshold, m.verdict)}"
+        f"<div class='small muted'>{_e(margin)} · {_e(maps)}</div>{err}</div>"
+    )
+
+
+def _heatmap_tile(
+    method: str, h: HeatmapResult, small: np.ndarray, size: tuple[int, int], cmap: str, alpha: float
+) -> str:
+    m = _small_map(h.map, size)
+    v = _small_map(h.valid, size)
+    uri = _data_uri(overlay(small, m, alpha=alpha, cmap=cmap, valid=v))
+    st = h.summary.get("stats", {})
+    note = " · flat" if h.summary.get("flat") else ""
+    title = f"layers: {', '.join(h.summary.get('layers', []))}; entropy {_fmt(st.get('entropy'))}"
+    return (
+        f"<div class='tile'><img alt='{_e(method)} overlay' src='{uri}'>"
+        f"<div class='cap' title='{_e(title)}'><b>{_e(method)}</b>{_grade_pill(h.robustness)}</div>"
+        + (
+            f"<div class='small muted'>peak/mean {_fmt(st.get('peak_to_mean'), '.1f')}{note}</div>"
+            if h.robustness is None
+            else ""
+        )
+        + f"{_badge_html(h.robustness)}</div>"
+    )
+
+
+def _heatmap_grid(
+    a: Analysis, image: Image.Image, methods: Sequence[str], cmap: str, alpha: float, max_side: int
+) -> str:
+    size = _fit(image.height, image.width, max_side)
+    small = _small_image(image, size)
+    orig = _data_uri(small)
+    ncols = max(1, len(methods))
+    rows = len(a.models)
+    parts = [
+        f"<div class='maps' style='grid-template-columns:22px repeat({ncols + 1},minmax(0,1fr))'>",
+        f"<div style='grid-row:1 / span {rows};grid-column:2' class='tile'>"
+        f"<img alt='original' src='{orig}'><div class='cap'><b>original</b></div>"
+        f"<div class='small muted'>{a.width}×{a.height} px</div></div>",
+    ]
+    for r, m in enumerate(a.models, start=1):
+        parts.append(f"<div class='rowlabel' style='grid-row:{r};grid-column:1'>{_e(m.name)}</div>")
+        for c, meth in enumerate(methods, start=3):
+            pos = f"grid-row:{r};grid-column:{c}"
+            if meth in m.heatmaps:
+                tile = _heatmap_tile(meth, m.heatmaps[meth], small, size, cmap, alpha)
+                parts.append(f"<div style='{pos}'>{tile}</div>")
+            else:
+                why = m.errors.get(meth, "not computed").split("; ")[0]
+                parts.append(
+                    f"<div style='{pos}' class='tile'><div class='cap'><b>{_e(meth)}</b></div>"
+                    f"<div class='missing'>could not run on {_e(m.name)}: {_e(why)}</div></div>"
+                )
+    parts.append("</div>")
+    bar = _colour_bar(cmap)
+    parts.append(
+        f"<div class='legendbar'><span>0</span><img alt='colour scale' src='{bar}'><span>1 = the map's peak"
+        "</span><span class='lgtext'>colour = evidence for <b>fake</b>, relative to each map's own maximum "
+        "within the pixels the model saw; dimmed pixels were not seen by the model</span></div>"
+    )
+    return "".join(parts)
+
+
+def _regions_section(
+    a: Analysis,
+    image: Image.Image,
+    regions: FaceRegions | None,
+    shares: Mapping[ShareKey, RegionShares],
+    max_side: int,
+) -> str:
+    if regions is None:
+        return ""
+    size = _fit(image.height, image.width, max_side)
+    pic = regions.picture(_small_image(image, size)) if size == regions.labels.shape else None
+    if pic is None:
+        small = _small_image(image, size)
+        lab = np.asarray(Image.fromarray(regions.labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
+        pic = FaceRegions(regions.faces, lab).picture(small)
+    legend = " ".join(
+        f"<span class='nowrap'><span class='sw' style='background:rgb{REGION_COLOURS[r]}'></span>"
+        f"{_e(REGION_LABELS[r])}</span>"
+        for r in REGIONS
+        if r != "outside"
+    )
+    head = "".join(f"<th class='num'>{_e(REGION_LABELS[r])}</th>" for r in REGIONS)
+    head += "<th title='the region holding the most mass relative to its area'>densest</th>"
+    any_shares = next(iter(shares.values()), None)
+    area_row = ""
+    if any_shares is not None:
+        area_row = (
+            "<tr><th class='muted'>share of the pixels</th>"
+            + "".join(f"<td class='num muted'>{pct(any_shares.area[r])}</td>" for r in REGIONS)
+            + "<td></td></tr>"
+        )
+    rows = []
+    for m in a.models:
+        for meth in m.heatmaps:
+            s = shares.get((m.name, meth))
+            if s is None:
+                continue
+            if s.mass is None:
+                cells = "".join("<td class='num'>–</td>" for _ in REGIONS)
+            else:
+                top = s.top()
+                cells = "".join(
+                    f"<td class='num{' top' if r == top else ''}' title='{_e(_lift_title(s, r))}'>"
+                    f"{pct(s.mass[r])}</td>"
+                    for r in REGIONS
+                )
+            rows.append(f"<tr><th>{_e(m.name)} · {_e(meth)}</th>{cells}<td>{_e(_densest(s))}</td></tr>")
+    faces = ", ".join(
+        f"score {f.score:.2f}" + (", landmarks estimated" if f.estimated else "") for f in regions.faces
+    )
+    note = (
+        "<p class='small' style='color:var(--check)'>Landmarks were estimated from the face box (Haar "
+        "detector): the regions are approximate.</p>"
+        if regions.estimated
+        else ""
+    )
+    return (
+        "<h3>Heatmap mass by facial region</h3>"
+        f"<div class='regions'><figure><img alt='facial regions' src='{_data_uri(pic)}'>"
+        f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
+        f"({_e(faces)})<br>{legend}</figcaption></figure>"
+        "<div style='flex:1;min-width:420px'><table class='grid'>"
+        f"<tr><th>share of the map's mass</th>{head}</tr>{''.join(rows)}{area_row}</table>"
+        "<p class='small muted'>Each row sums to 100 % over the pixels the model saw; the largest share is "
+        "in bold. Compare a region's share of the mass with its share of the pixels (last row): "
+        "<i>densest</i> names the region with the most mass per pixel and how many times its area's share "
+        "it holds (1× = no concentration).</p>"
+        f"{note}</div></div>"
+    )
+
+
+def _densest(s: RegionShares) -> str:
+    """'face boundary 3.4×': the region with the highest mass/area ratio."""
+    lifts = {r: s.lift(r) for r in REGIONS}
+    best = max((r for r in REGIONS if lifts[r] is not None), key=lambda r: lifts[r] or 0.0, default=None)
+    return "–" if best is None else f"{REGION_LABELS[best]} {lifts[best]:.1f}×"
+
+
+def _lift_title(s: RegionShares, r: str) -> str:
+    lift = s.lift(r)
+    return f"{REGION_LABELS[r]}: {pct(s.area[r])} of the pixels" + (
+        f"; {lift:.1f}× its area's share" if lift is not None else ""
+    )
+
+
+def _image_section(
+    k: int,
+    a: Analysis,
+    image: Image.Image,
+    name: str,
+    regions: FaceRegions | None,
+    faces_checked: bool,
+    methods: Sequence[str],
+    info: Mapping[str, str] | None,
+    cmap: str,
+    alpha: float,
+    max_side: int,
+) -> str:
+    shares = heatmap_shares(a, regions)
+    reading = reading_sections(a, regions, faces_checked=faces_checked, shares=shares)
+    p = a.fake_probability
+    verdict = a.verdict if a.verdict in ("fake", "real") and math.isfinite(p) else "real"
+    split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
+    members = f"{len(a.models)} model{'s' if len(a.models) > 1 else ''}"
+    qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
+    info_html = (
+        "<dl class='meta'>"
+        + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())
+        + "</dl>"
+        if info
+        else ""
+    )
+    banner = (
+        f"<div class='banner {verdict}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
+        f"<div class='score'>ensemble p(fake) <b>{prob(p)}</b> · threshold {a.threshold:.2f} · "
+        f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
+    )
+    cards = "".join(_model_card(m, a.threshold) for m in a.models)
+    return (
+        f"<section class='image' id='img-{k}'>"
+        f"<div class='imghead'><h2>{k}. {_e(name)}</h2>"
+        f"<span class='muted'>{a.width} × {a.height} px</span></div>{info_html}"
+        f"{banner}<div class='reading'><b>Reading</b>"
+        + "".join(f"<p><b>{_e(k_)}.</b> {_e(p_)}</p>" for k_, p_ in reading)
+        + f"</div><h3>Models</h3><div class='cards'>{cards}</div>"
+        "<h3>Heatmaps: where each model sees evidence for fake</h3>"
+        f"{_heatmap_grid(a, image, methods, cmap, alpha, max_side)}"
+        f"{_regions_section(a, image, regions, shares, max_side)}</section>"
+    )
+
+
+def _summary_table(analyses: Sequence[Analysis], names: Sequence[str]) -> str:
+    model_names: list[str] = []
+    for a in analyses:
+        for m in a.models:
+            if m.name not in model_names:
+                model_names.append(m.name)
+    head = "".join(f"<th class='num'>{_e(n)}</th>" for n in model_names)
+    rows = []
+    for k, (a, name) in enumerate(zip(analyses, names, strict=True), start=1):
+        by = {m.name: m for m in a.models}
+        cells = "".join(
+            f"<td class='num'>{_verdict_pill(by[n].verdict, by[n].fake_probability)} "
+            f"{prob(by[n].fake_probability)}</td>"
+            if n in by
+            else "<td class='num'>–</td>"
+            for n in model_names
+        )
+        ok = sum(
+            1
+            for m in a.models
+            for h in m.heatmaps.values()
+            if h.robustness and h.robustness.get("grade") == "ok"
+        )
+        total = sum(len(m.heatmaps) for m in a.models)
+        checked = any(h.robustness for m in a.models for h in m.heatmaps.values())
+        split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
+        rows.append(
+            f"<tr><td class='num'>{k}</td><td><a href='#img-{k}'>{_e(name)}</a></td>"
+            f"<td>{_verdict_pill(a.verdict, a.fake_probability)}</td>"
+            f"<td class='num'><b>{prob(a.fake_probability)}</b></td>{cells}"
+            f"<td>{'split' if split else 'agree'}</td>"
+            f"<td class='num'>{f'{ok} / {total}' if checked else 'not checked'}</td></tr>"
+        )
+    return (
+        "<table class='grid'><tr><th class='num'>#</th><th>image</th><th>verdict</th>"
+        f"<th class='num'>ensemble p(fake)</th>{head}<th>models</th><th class='num'>robust maps</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _legend(cmap: str, regions_shown: bool) -> str:
+    c = DEFAULT_CRITERIA
+    parts = [
+        "<section class='legend'><h2>How to read this report</h2>",
+        "<h3>Scores and verdicts</h3><p>p(fake) is each model's probability that the image is fake; the "
+        "ensemble combines the members' probabilities by the rule shown (mean: weighted average; logit_mean: "
+        "average of log-odds; max: the highest) and calls the image fake at or above the threshold. Scores "
+        "are model outputs, not calibrated odds that the image was manipulated; within 0.10 of the threshold "
+        "the report calls a score close, within 0.25 a moderate margin.</p>",
+        f"<h3>Heatmaps</h3><div class='legendbar'><span>0</span><img alt='colour scale' "
+        f"src='{_colour_bar(cmap)}'><span>1</span></div><p>Each overlay is one explanation method's map of "
+        "the evidence for <i>fake</i> (the fake log-odds), mapped exactly onto the original pixels "
+        "and scaled "
+        "to 0–1 within the pixels the model saw (the colour bar: dark blue = none, dark red = the map's "
+        "peak). Colour is relative to each map's own maximum, so compare where maps point, not how red they "
+        "are; a map flagged <i>flat</i> is near-uniform and shows no location. Pixels the model never saw "
+        "(e.g. outside a centre crop) are dimmed.</p>",
+        "<h3>Robustness badge</h3><p>The image and four transformed views (horizontal flip, rotation by 15°, "
+        "scale 0.8 and a 10 % shift, black fill) are explained as one batch. A trustworthy map moves with "
+        "the image and ignores the black fill. <b>equivariance</b>: mean cosine between the map and each "
+        f"view's map carried back by the exact inverse warp (1 = identical; below {c.min_equivariance:.2f} "
+        "fails). <b>mass on fill</b>: the share of the map's mass on the black fill against the fill's share "
+        f"of the pixels (fails when more than the fill's share + {c.border_margin:.0%} in over "
+        f"{c.max_leak_rate:.0%} of the views). <b>corner peak</b>: the peak lies in a corner cell (a sign of "
+        "a degenerate map). <b>flat</b>: near-uniform map. <b>peak / mean</b>: 1 = uniform, higher = more "
+        "concentrated. <span class='pill ok'>robust</span> = no check failed; "
+        "<span class='pill check'>check</span> = read the map with care, the failed rows are "
+        "highlighted.</p>",
+    ]
+    if regions_shown:
+        parts.append(
+            "<h3>Facial regions</h3><p>Built from the five landmarks of each detected face (eyes, nose tip, "
+            "mouth corners): <b>eyes</b> — ellipses around each eye; <b>nose</b> — from the bridge "
+            "to below the "
+            "tip; <b>mouth</b> — an ellipse along the mouth corners; <b>face boundary</b> — a band "
+            "straddling "
+            "the face outline (landmark hull extended to forehead, cheeks, jaw and chin), where a "
+            "swapped face "
+            "is blended in; <b>rest of face</b> — forehead, cheeks, chin; <b>outside the face</b> — "
+            "hair, neck "
+            "and background. Every pixel belongs to exactly one region, so each map's shares sum to "
+            "100 %.</p>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_report(
+    analyses: Sequence[Analysis],
+    images: Sequence[Image.Image],
+    names: Sequence[str],
+    *,
+    title: str | None = None,
+    faces: bool = True,
+    regions: Sequence[FaceRegions | None] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    image_info: Sequence[Mapping[str, str] | None] | None = None,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    max_side: int = 480,
+) -> str:
+    """The HTML text of one self-contained report over analysed images.
+
+    ``analyses``, ``images`` (the RGB images that were analysed, original size) and ``names`` run in
+    parallel. ``faces`` detects faces and summarises every heatmap by facial region (or pass the
+    precomputed ``regions``, one per image, ``None`` where no face was found). ``meta`` adds key/value lines
+    to the header (model, methods, command), ``image_info`` per image (path, sha256). Images are stored at
+    most ``max_side`` pixels on their longer side.
+    """
+    if not len(analyses) == len(images) == len(names):
+        raise ValueError(f"{len(analyses)} analyses, {len(images)} images and {len(names)} names")
+    if image_info is not None and len(image_info) != len(analyses):
+        raise ValueError(f"{len(image_info)} image_info entries for {len(analyses)} analyses")
+    face_note: str | None = None
+    if regions is not None:
+        if len(regions) != len(analyses):
+            raise ValueError(f"{len(regions)} region sets for {len(analyses)} analyses")
+        regs: list[FaceRegions | None] = list(regions)
+        faces_checked = True
+    elif faces:
+        regs, face_note = find_regions(images)
+        faces_checked = face_note is None
+    else:
+        regs, faces_checked = [None] * len(analyses), False
+    methods: list[str] = []
+    models: list[str] = []
+    for a in analyses:
+        for m in a.models:
+            if m.name not in models:
+                models.append(m.name)
+            for meth in [*m.heatmaps, *m.errors]:
+                if meth not in methods:
+                    methods.append(meth)
+    title = title or "fakelens analysis report"
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header_meta: dict[str, Any] = {
+        "generated": f"{created} by fakelens {__version__}",
+        "models": ", ".join(models) or "–",
+        "methods": ", ".join(methods) or "–",
+    }
+    if analyses:
+        header_meta["ensemble"] = f"rule {analyses[0].rule}, threshold {analyses[0].threshold:.2f}"
+    header_meta["faces"] = (
+        "facial regions per heatmap where a face is found"
+        if faces_checked
+        else f"not analysed ({face_note})"
+        if face_note
+        else "not analysed"
+    )
+    header_meta.update({str(k): v for k, v in (meta or {}).items()})
+    meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in header_meta.items())
+    sections = [
+        _image_section(
+            k,
+            a,
+            img,
+            name,
+            reg,
+            faces_checked,
+            methods,
+            image_info[k - 1] if image_info else None,
+            cmap,
+            alpha,
+            max_side,
+        )
+        for k, (a, img, name, reg) in enumerate(zip(analyses, images, names, regs, strict=True), start=1)
+    ]
+    n_fake = sum(1 for a in analyses if a.verdict == "fake")
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<header><h1>{_e(title)}</h1><div class='muted'>{len(analyses)} image"
+        f"{'s' if len(analyses) != 1 else ''} analysed: {n_fake} called fake, "
+        f"{len(analyses) - n_fake} called real by the ensemble</div><dl "
+        f"class='meta'>{meta_html}</dl></header>"
+        f"<h3>Summary</h3>{_summary_table(analyses, names)}"
+        + "".join(sections)
+        + _legend(cmap, any(r is not None for r in regs))
+        + "<footer>Generated offline by fakelens; this file contains no scripts and loads nothing from the "
+        "network. Heatmaps explain what the models respond to; they are evidence for an analyst to weigh, "
+        "not proof of manipulation.</footer></main></body></html>"
+    )

@@ -1,0 +1,245 @@
+"""Decoded images in, scan rows out: the model step shared by the local pipeline and the Ray actors.
+
+Detect-only batches take one inference-mode forward per member (``Ensemble.member_probabilities``). With
+``explain`` every image also gets heatmap statistics from :func:`fakelens.analysis.analyze_images` (one
+capture per member and batch for the gradient methods). Images scoring above ``heatmaps_above``
+also get the robustness badge of each heatmap (five views, one batch per member and image) and their overlay
+PNGs (and raw ``.npy`` maps with ``save_raw``), returned as bytes so that a remote actor never writes to its
+own disk.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from fakelens.analysis import Analysis, HeatmapResult, analyze_images, as_ensemble
+from fakelens.errors import ConfigError, FakelensError
+from fakelens.explain.engine import check_methods
+from fakelens.geometry import prepare
+from fakelens.models.base import Detector
+from fakelens.models.ensemble import Ensemble
+from fakelens.scan.decode import Decoded
+from fakelens.scan.schema import FILES, SKIPPED, batch_schema, score_columns, to_table
+from fakelens.trust.badge import robustness_badges
+from fakelens.viz.overlay import CMAPS, overlay
+
+__all__ = ["ScanProcessor", "ScanSettings", "with_threshold"]
+
+HEATMAP_DIR = "heatmaps"
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan computes. ``threshold`` (verdict: fake when the score is ≥ it) defaults to the model's own;
+    images scoring strictly above ``heatmaps_above`` (default: the verdict threshold) get badges and heatmap
+    files, so ``1.0`` means none."""
+
+    methods: tuple[str, ...] = ("gradcam",)
+    explain: bool = True
+    threshold: float | None = None
+    heatmaps_above: float | None = None
+    badges: bool = True
+    save_raw: bool = False
+    batch_size: int = 16
+    alpha: float = 0.5
+    cmap: str = "jet"
+
+    def __post_init__(self) -> None:
+        if self.explain and not self.methods:
+            raise ConfigError("--explain needs at least one method")
+        if self.explain:
+            check_methods(self.methods)
+        for name in ("threshold", "heatmaps_above"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1], not {value}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.cmap not in CMAPS:
+            raise ConfigError(f"unknown colormap {self.cmap!r} (choose from {', '.join(CMAPS)})")
+
+    def record(self) -> dict[str, Any]:
+        """The settings that give rows their meaning (a resumed scan must match them)."""
+        d = asdict(self)
+        d["methods"] = list(self.methods) if self.explain else []
+        del d["batch_size"]
+        return d
+
+
+def with_threshold(model: Detector | Ensemble, threshold: float | None) -> Ensemble:
+    """``model`` as an ensemble, with its verdict threshold replaced when ``threshold`` is given."""
+    ens = as_ensemble(model)
+    if threshold is None or threshold == ens.threshold:
+        return ens
+    return Ensemble(ens.members, ens.weights.tolist(), ens.rule, threshold)
+
+
+class ScanProcessor:
+    """Turns a batch of :class:`Decoded` files into a table of :func:`batch_schema` rows."""
+
+    def __init__(
+        self, model: Detector | Ensemble, settings: ScanSettings, device: torch.device | str = "cpu"
+    ) -> None:
+        self.settings = settings
+        self.device = torch.device(device)
+        self.ensemble = with_threshold(model, settings.threshold).to(self.device).eval()
+        self.columns = score_columns(self.ensemble.names)
+        self.schema = batch_schema(self.columns)
+        self.threshold = self.ensemble.threshold
+        self.heatmaps_above = (
+            self.threshold if settings.heatmaps_above is None else float(settings.heatmaps_above)
+        )
+
+    def process(self, items: Sequence[Decoded]) -> pa.Table:
+        """One row per item, in order; unreadable files and per-image failures become error rows."""
+        rows: list[dict[str, Any]] = []
+        todo: list[int] = []
+        for i, d in enumerate(items):
+            row: dict[str, Any] = {
+                "path": d.path,
+                "sha256": d.sha256,
+                "size_bytes": d.size_bytes,
+                "width": d.width,
+                "height": d.height,
+                SKIPPED: d.skipped,
+                "error": d.error,
+            }
+            rows.append(row)
+            if not d.skipped and d.pixels is not None:
+                todo.append(i)
+        if todo:
+            images = [Image.fromarray(items[i].pixels) for i in todo]  # type: ignore[arg-type]
+            shas = [items[i].sha256 or "" for i in todo]
+            stems = [_stem(items[i].path) for i in todo]
+            try:
+                results = self._score(images, shas, stems)
+            except FakelensError:  # find the image that fails; the others still get their rows
+                results = [
+                    self._score_one(img, sha, stem)
+                    for img, sha, stem in zip(images, shas, stems, strict=True)
+                ]
+            for i, result in zip(todo, results, strict=True):
+                rows[i].update(result)
+        return to_table(rows, self.schema)
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def _score_one(self, image: Image.Image, sha: str, stem: str) -> dict[str, Any]:
+        try:
+            return self._score([image], [sha], [stem])[0]
+        except FakelensError as exc:
+            return {"error": str(exc)}
+
+    def _score(self, images: list[Image.Image], shas: list[str], stems: list[str]) -> list[dict[str, Any]]:
+        if not self.settings.explain:
+            probs = self.ensemble.member_probabilities(images, batch_size=len(images))
+            return [
+                {
+                    **dict(zip(self.columns, row, strict=True)),
+                    "score": v.fake_probability,
+                    "verdict": v.verdict,
+                }
+                for row, v in zip(probs.tolist(), self.ensemble.verdicts(probs), strict=True)
+            ]
+        analyses = analyze_images(
+            self.ensemble,
+            images,
+            self.settings.methods,
+            robustness=False,
+            batch_size=len(images),
+            device=self.device,
+        )
+        return [
+            self._explained_row(a, img, sha, stem)
+            for a, img, sha, stem in zip(analyses, images, shas, stems, strict=True)
+        ]
+
+    def _explained_row(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> dict[str, Any]:
+        row: dict[str, Any] = {c: m.fake_probability for c, m in zip(self.columns, a.models, strict=True)}
+        row.update(score=a.fake_probability, verdict=a.verdict)
+        flagged = a.fake_probability > self.heatmaps_above
+        if flagged and self.settings.badges:
+            self._add_badges(a, image)
+        top = self._top_heatmap(a)
+        if top is not None:
+            name, h = top
+            st = h.summary["stats"]
+            row.update(
+                heatmap_model=name,
+                heatmap_method=h.method,
+                heatmap_max=st["max"],
+                heatmap_peak_to_mean=st["peak_to_mean"],
+                heatmap_entropy=st["entropy"],
+                heatmap_flat=h.summary["flat"],
+            )
+            badge = h.robustness or {}
+            if "grade" in badge:
+                row.update(
+                    badge_grade=badge["grade"],
+                    badge_equivariance=badge["equivariance"],
+                    badge_flags=sorted(badge.get("flags", {})),
+                )
+        if flagged:
+            files = self._heatmap_files(a, image, sha, stem)
+            row["heatmap_files"] = [f["name"] for f in files]
+            row[FILES] = files
+        return row
+
+    def _top_heatmap(self, a: Analysis) -> tuple[str, HeatmapResult] | None:
+        """The first method's heatmap of the member with the highest fake probability (the one that weighs
+        most on a ``fake`` verdict); members without a usable heatmap are passed over."""
+        ranked = sorted(range(len(a.models)), key=lambda j: -a.models[j].fake_probability)
+        for j in ranked:
+            for method in self.settings.methods:
+                if method in a.models[j].heatmaps:
+                    return a.models[j].name, a.models[j].heatmaps[method]
+        return None
+
+    def _add_badges(self, a: Analysis, image: Image.Image) -> None:
+        for member, ma in zip(self.ensemble.members, a.models, strict=True):
+            usable = list(ma.heatmaps)
+            if not usable:
+                continue
+            pixels, geometry = prepare(image, member.input_spec)
+            for method, badge in robustness_badges(
+                member, pixels, usable, valid=geometry.valid_input()
+            ).items():
+                ma.heatmaps[method].robustness = badge
+
+    def _heatmap_files(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> list[dict[str, Any]]:
+        files: list[dict[str, Any]] = []
+        for col, ma in zip(self.columns, a.models, strict=True):
+            member = col.removeprefix("score_")
+            for method, h in ma.heatmaps.items():
+                base = f"{HEATMAP_DIR}/{stem}-{sha[:12]}.{member}.{method}"
+                ov = overlay(image, h.map, alpha=self.settings.alpha, cmap=self.settings.cmap, valid=h.valid)
+                files.append({"name": f"{base}.png", "data": _png_bytes(ov)})
+                if self.settings.save_raw:
+                    files.append({"name": f"{base}.npy", "data": _npy_bytes(h.map)})
+        return files
+
+
+def _stem(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return re.sub(r"[^\w.-]+", "_", name)[:60] or "image"
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a, dtype=np.float32))
+    return buf.getvalue()

@@ -1,0 +1,143 @@
+"""``scan()``: list the source, open the output folder, run the local or Ray pipeline, compact the table."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fakelens.devices import resolve_device
+from fakelens.errors import ConfigError
+from fakelens.models.base import Detector
+from fakelens.models.checkpoint import load_detector
+from fakelens.models.ensemble import Ensemble
+from fakelens.scan.process import ScanProcessor, ScanSettings
+from fakelens.scan.sources import list_sources
+from fakelens.scan.store import TABLE, BatchCounts, ScanStore
+
+__all__ = ["ScanSummary", "default_workers", "scan"]
+
+
+@dataclass
+class ScanSummary:
+    """The outcome of one ``scan()`` call (``skipped`` were done by an earlier run)."""
+
+    source: str
+    out: str
+    table: str
+    found: int
+    skipped: int
+    scanned: int
+    errors: int
+    flagged: int
+    fake: int
+    rows: int
+    seconds: float
+    images_per_second: float
+    engine: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_workers() -> int:
+    """Decoding processes for the local pipeline: one per core beyond the first, at most 4, at least 1."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def scan(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    model: str | Detector | Ensemble = "default",
+    settings: ScanSettings | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    commit_every: int = 512,
+    on_start: Callable[[int], None] | None = None,
+    progress: Callable[[BatchCounts], None] | None = None,
+) -> ScanSummary:
+    """Scan a folder, manifest or glob into ``out/scan.parquet`` (see :mod:`fakelens.scan.store`).
+
+    ``model`` is a spec for :func:`load_detector` (``"default"``, a registered name, a checkpoint path) or a
+    loaded detector/ensemble. ``ray_address`` runs on Ray (``"local"`` starts a local instance). Items already
+    in ``out`` with the same path and bytes are skipped; ``on_start`` gets the number of files found and
+    ``progress`` the counts of each batch.
+    """
+    settings = settings or ScanSettings()
+    inside_out = os.path.join(os.path.abspath(out), "")
+    paths = [p for p in list_sources(source) if not p.startswith(inside_out)]  # never scan our own heatmaps
+    if not paths:
+        raise ConfigError(
+            f"nothing to scan in {os.fspath(source)} outside the output folder {os.fspath(out)}"
+        )
+    if ray_address is None:
+        dev = resolve_device(device)
+    elif device in ("auto", "cpu", "cuda"):
+        dev = torch.device("cpu")  # the driver only describes the model; actors pick their own device
+    else:
+        raise ConfigError(
+            f"with --ray, --device is auto, cpu or cuda (each actor gets its own GPU), not {device!r}"
+        )
+    loaded = load_detector(model) if isinstance(model, (str, os.PathLike)) else model
+    processor = ScanProcessor(loaded, settings, dev)
+    ens = processor.ensemble
+    record = {
+        **settings.record(),
+        "threshold": processor.threshold,
+        "heatmaps_above": processor.heatmaps_above if settings.explain else None,
+        "model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<object>",
+        "members": list(ens.names),
+        "weights": [round(w, 6) for w in ens.weights.tolist()],
+        "rule": ens.rule,
+    }
+    store = ScanStore(Path(out), processor.columns, record, overwrite=overwrite, commit_every=commit_every)
+    done = store.done_keys()
+    if on_start is not None:
+        on_start(len(paths))
+    t0 = time.perf_counter()
+    if ray_address is None:
+        from fakelens.scan.local import run_local
+
+        n_workers = default_workers() if workers is None else workers
+        counts = run_local(paths, done, processor, store, workers=n_workers, progress=progress)
+    else:
+        from fakelens.scan.distributed import run_ray
+
+        counts = run_ray(
+            paths,
+            done,
+            os.fspath(model) if isinstance(model, (str, os.PathLike)) else ens,
+            settings,
+            store,
+            address=ray_address,
+            workers=workers,
+            use_gpu=device != "cpu",
+            progress=progress,
+        )
+    seconds = time.perf_counter() - t0
+    table = store.compact()
+    summary = ScanSummary(
+        source=os.fspath(source),
+        out=os.fspath(out),
+        table=str(Path(out) / TABLE),
+        found=len(paths),
+        skipped=counts.skipped,
+        scanned=counts.rows,
+        errors=counts.errors,
+        flagged=counts.flagged,
+        fake=counts.fake,
+        rows=table.num_rows,
+        seconds=round(seconds, 3),
+        images_per_second=round(counts.rows / seconds, 2) if seconds > 0 else 0.0,
+        engine="local" if ray_address is None else f"ray ({ray_address})",
+    )
+    store.finish(summary.to_dict())
+    return summary

@@ -1,0 +1,125 @@
+"""What to scan: a folder (searched recursively), a manifest (CSV, JSONL or Parquet with a path column) or a
+glob pattern, resolved to one ordered list of absolute file paths without duplicates."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from fakelens.errors import ConfigError
+
+__all__ = ["IMAGE_SUFFIXES", "MANIFEST_SUFFIXES", "PATH_COLUMNS", "list_sources"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+"""File name endings a folder or glob scan picks up (case-insensitive)."""
+
+MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".parquet"})
+"""Files read as a manifest of paths rather than as an image."""
+
+PATH_COLUMNS = ("path", "file", "filepath", "file_path", "image", "image_path")
+"""Column names a manifest's path column may have (the first one present is used)."""
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def list_sources(source: str | os.PathLike[str]) -> list[str]:
+    """Absolute paths of the files to scan, in a stable order (sorted for folders and globs, as listed for
+    manifests; relative manifest entries are taken relative to the manifest's folder).
+
+    Raises :class:`ConfigError` when the source does not exist, matches nothing, or is a manifest without a
+    path column. Listed files that are missing are *not* an error here: they become error rows.
+    """
+    text = os.fspath(source)
+    p = Path(text).expanduser()
+    if p.is_dir():
+        paths = sorted(
+            _absolute(q) for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()
+        )
+        if not paths:
+            raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {p}")
+        return paths
+    if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
+        return _unique(_absolute(p.parent / entry) for entry in read_manifest(p))
+    if p.is_file():
+        return [_absolute(p)]
+    if _GLOB_CHARS & set(text):
+        hits = sorted(
+            _absolute(Path(h))
+            for h in glob.glob(os.path.expanduser(text), recursive=True)
+            if Path(h).suffix.lower() in IMAGE_SUFFIXES and Path(h).is_file()
+        )
+        if not hits:
+            raise ConfigError(f"the pattern {text!r} matches no image files")
+        return hits
+    raise ConfigError(f"no such file, folder or manifest: {text}")
+
+
+def read_manifest(path: Path) -> list[str]:
+    """The entries of a manifest's path column, as written (blank entries skipped)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            column = _path_column(reader.fieldnames or [], path)
+            return [row[column].strip() for row in reader if (row.get(column) or "").strip()]
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl_paths(path)
+    return _parquet_paths(path)
+
+
+def _path_column(names: Iterable[str], path: Path) -> str:
+    names = list(names)
+    lowered = {n.strip().lower(): n for n in names}
+    for candidate in PATH_COLUMNS:
+        if candidate in lowered:
+            return lowered[candidate]
+    found = ", ".join(names) or "none"
+    raise ConfigError(f"{path.name} has no path column (looked for {', '.join(PATH_COLUMNS)}; found {found})")
+
+
+def _jsonl_paths(path: Path) -> list[str]:
+    out: list[str] = []
+    column: str | None = None
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path.name} line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{path.name} line {n}: expected a JSON object with a path field")
+            column = column or _path_column(record, path)
+            value = record.get(column)
+            if isinstance(value, str) and value.strip():
+                out.append(value.strip())
+    return out
+
+
+def _parquet_paths(path: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - the scan extra installs it
+        raise ConfigError("reading a Parquet manifest needs pyarrow: pip install 'fakelens[scan]'") from None
+    try:
+        schema = pq.read_schema(path)
+        column = _path_column(schema.names, path)
+        values = pq.read_table(path, columns=[column]).column(column).to_pylist()
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{path.name}: cannot read Parquet manifest ({exc})") from None
+    return [str(v).strip() for v in values if v is not None and str(v).strip()]
+
+
+def _absolute(p: Path) -> str:
+    return os.path.abspath(os.path.expanduser(p))
+
+
+def _unique(paths: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(paths))

@@ -1,0 +1,260 @@
+"""Turn one upload into a complete, not yet stored analysis: decode it safely, run
+:func:`fakelens.analysis.analyze_images` and render every file (preview, heatmap and overlay PNGs, raw maps).
+
+Runs on a worker thread of the :class:`~fakelens.service.workqueue.WorkQueue` with that thread's own copy of
+the model; nothing here touches the database or the disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fakelens.analysis import Analysis, analyze_images, as_ensemble
+from fakelens.errors import ImageError
+from fakelens.explain.engine import check_methods
+from fakelens.io import load_image, sniff_format
+from fakelens.models.base import Detector
+from fakelens.models.ensemble import Ensemble
+from fakelens.service.config import Settings
+from fakelens.service.errors import ApiError
+from fakelens.service.store import sha256_hex
+from fakelens.viz.overlay import colorize, overlay
+
+__all__ = ["AnalysisRequest", "Analyzer", "Draft", "member_keys"]
+
+FILE_KINDS = ("heatmap", "overlay", "map")
+"""Files stored per model and method: jet heatmap PNG (transparent where the model saw nothing), overlay
+PNG (jet over the image at α = 0.5) and the raw map as float32 ``.npy`` on the original pixel grid."""
+
+
+def member_keys(names: Sequence[str]) -> list[str]:
+    """URL-safe, unique keys for member names (``tiny-cnn``, ``tiny-cnn-2``, …)."""
+    keys: list[str] = []
+    for name in names:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+        key, n = base, 2
+        while key in keys:
+            key, n = f"{base}-{n}", n + 1
+        keys.append(key)
+    return keys
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What a caller asked for: the uploaded bytes, its name and the (checked) methods and member keys."""
+
+    data: bytes
+    filename: str
+    methods: tuple[str, ...]
+    models: tuple[str, ...]
+
+
+@dataclass
+class Draft:
+    """A finished analysis before it is stored: the row's fields and every file it needs, by hash."""
+
+    id: str
+    verdict: str
+    score: float
+    filename: str
+    image_sha256: str
+    width: int
+    height: int
+    result: dict[str, Any]
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    def add(self, data: bytes) -> str:
+        sha = sha256_hex(data)
+        self.blobs[sha] = data
+        return sha
+
+
+class Analyzer:
+    """The loaded model (a detector or an ensemble), its member keys and the per-request job."""
+
+    def __init__(self, model: Detector | Ensemble, settings: Settings) -> None:
+        self.ensemble = as_ensemble(model).eval()
+        self.settings = settings
+        self.keys = member_keys(self.ensemble.names)
+
+    @property
+    def members(self) -> list[dict[str, str]]:
+        return [{"key": k, "name": n} for k, n in zip(self.keys, self.ensemble.names, strict=True)]
+
+    def replicas(self, n: int) -> list[Ensemble]:
+        """``n`` independent copies of the model, one per worker thread (the first is the loaded one)."""
+        return [self.ensemble] + [copy.deepcopy(self.ensemble) for _ in range(n - 1)]
+
+    def check_options(
+        self, methods: Sequence[str], models: Sequence[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Validate requested methods and member keys (defaults when empty); raises a 400 ApiError."""
+        s = self.settings
+        chosen = tuple(dict.fromkeys(methods)) or s.methods
+        if len(chosen) > s.max_methods:
+            raise ApiError(
+                400, "too_many_methods", f"at most {s.max_methods} methods per analysis, got {len(chosen)}"
+            )
+        not_allowed = [m for m in chosen if m not in s.allowed_methods]
+        if not_allowed:
+            raise ApiError(
+                400,
+                "unknown_method",
+                f"method(s) not available here: {', '.join(not_allowed)}; "
+                f"choose from {', '.join(s.allowed_methods)}",
+            )
+        check_methods(chosen)
+        picked = tuple(dict.fromkeys(models)) or tuple(self.keys)
+        unknown = [m for m in picked if m not in self.keys]
+        if unknown:
+            raise ApiError(
+                400,
+                "unknown_model",
+                f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(self.keys)}",
+            )
+        return chosen, picked
+
+    def run(self, replica: Ensemble, req: AnalysisRequest) -> Draft:
+        """Decode, analyse and render one upload with ``replica`` (the calling worker's own model copy)."""
+        start = time.perf_counter()
+        try:
+            image = load_image(req.data, max_pixels=self.settings.max_pixels)
+        except ImageError as exc:
+            raise _image_error(exc, req) from None
+        idx = [self.keys.index(k) for k in req.models]
+        sub = Ensemble(
+            [replica.members[i] for i in idx],
+            weights=[float(replica.weights[i]) for i in idx],
+            rule=replica.rule,
+            threshold=replica.threshold,
+        )
+        (analysis,) = analyze_images(sub, [image], req.methods, robustness=self.settings.robustness)
+        draft = self._draft(req, image, analysis, [self.keys[i] for i in idx])
+        draft.result["duration_ms"] = round(1000 * (time.perf_counter() - start), 1)
+        return draft
+
+    def _draft(self, req: AnalysisRequest, image: Image.Image, a: Analysis, keys: list[str]) -> Draft:
+        original = sha256_hex(req.data)
+        draft = Draft(
+            id=uuid.uuid4().hex,
+            verdict=a.verdict,
+            score=_num(a.fake_probability) or 0.0,
+            filename=_clean_name(req.filename),
+            image_sha256=original,
+            width=a.width,
+            height=a.height,
+            result={},
+        )
+        draft.blobs[original] = req.data
+        preview = draft.add(_preview_jpeg(image, self.settings.preview_max_side))
+        pixels = np.asarray(image)
+        models = []
+        for key, m in zip(keys, a.models, strict=True):
+            heatmaps: dict[str, Any] = {}
+            robustness: dict[str, Any] = {}
+            for method, h in m.heatmaps.items():
+                files = {
+                    "heatmap": draft.add(_heatmap_png(h.map, h.valid)),
+                    "overlay": draft.add(_png(overlay(pixels, h.map, alpha=0.5, valid=h.valid))),
+                    "map": draft.add(_npy(h.map)),
+                }
+                heatmaps[method] = {"summary": _jsonable(h.summary), "files": files}
+                robustness[method] = _jsonable(h.robustness) if h.robustness is not None else None
+            models.append(
+                {
+                    "key": key,
+                    "name": m.name,
+                    "score": _num(m.fake_probability),
+                    "verdict": m.verdict,
+                    "heatmaps": heatmaps,
+                    "robustness": robustness,
+                    "errors": dict(m.errors),
+                }
+            )
+        draft.result = {
+            "threshold": a.threshold,
+            "rule": a.rule,
+            "methods": list(req.methods),
+            "image": {
+                "format": sniff_format(req.data),
+                "bytes": len(req.data),
+                "preview": preview,
+            },
+            "models": models,
+        }
+        return draft
+
+
+def _image_error(exc: ImageError, req: AnalysisRequest) -> ApiError:
+    from fakelens.service.errors import image_error
+
+    err = image_error(exc, req.data)
+    # load_image names the source "<bytes>"; say "upload" (and the client's name) instead.
+    name = _clean_name(req.filename) or "upload"
+    err.message = err.message.replace("<bytes>", name, 1)
+    return err
+
+
+def _clean_name(name: str) -> str:
+    """A client's file name reduced to printable characters, at most 200 of them (never used as a path)."""
+    return "".join(ch for ch in name if ch.isprintable())[:200]
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types (NaN and infinities become ``None``; numpy scalars and arrays become numbers and
+    lists)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return _num(obj)
+    return obj
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _heatmap_png(m: np.ndarray, valid: np.ndarray) -> bytes:
+    """Jet colours, opaque where the model saw image content and transparent elsewhere."""
+    rgba = np.dstack([colorize(m, "jet"), np.where(valid, 255, 0).astype(np.uint8)])
+    return _png(rgba)
+
+
+def _npy(m: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(m, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _preview_jpeg(image: Image.Image, max_side: int) -> bytes:
+    """The decoded, upright image as JPEG (q 90), at most ``max_side`` pixels on its long side."""
+    img = image
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()

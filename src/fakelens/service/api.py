@@ -1,0 +1,277 @@
+"""``/v1`` routes: create, read, list and delete analyses, and their files and report — within the caller's
+tenant only (another tenant's analysis answers 404, as if it did not exist)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from fakelens import __version__
+from fakelens.service.analyzer import AnalysisRequest
+from fakelens.service.db import Analysis
+from fakelens.service.deps import Reader, State, Submitter
+from fakelens.service.errors import ApiError
+from fakelens.service.keys import Principal
+from fakelens.service.report import REPORT_CSP, render_analysis_report
+from fakelens.service.schemas import AnalysisOut, AnalysisPage, ErrorOut, ServiceInfo
+from fakelens.service.state import ServiceState
+from fakelens.service.workqueue import QueueFull
+
+__all__ = ["analysis_out", "router"]
+
+router = APIRouter(prefix="/v1")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or invalid API key."},
+    404: {"model": ErrorOut, "description": "No such analysis for this tenant."},
+    429: {"model": ErrorOut, "description": "Rate limit of the API key; see `Retry-After`."},
+}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Unknown method or model, too many methods."},
+    401: _ERRORS[401],
+    413: {"model": ErrorOut, "description": "Upload over the byte limit, or image over the pixel limit."},
+    415: {
+        "model": ErrorOut,
+        "description": "The bytes are not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF).",
+    },
+    422: {"model": ErrorOut, "description": "Missing file, empty, truncated or corrupt image."},
+    429: _ERRORS[429],
+    503: {"model": ErrorOut, "description": "All workers busy and the queue full; see `Retry-After`."},
+}
+_PNG: dict[str, Any] = {"content": {"image/png": {}}}
+FileName = Literal["heatmap.png", "overlay.png", "map.npy"]
+_FILES: dict[str, tuple[str, str]] = {
+    "heatmap.png": ("heatmap", "image/png"),
+    "overlay.png": ("overlay", "image/png"),
+    "map.npy": ("map", "application/octet-stream"),
+}
+
+
+def _csv(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
+
+
+def analysis_out(row: Analysis) -> dict[str, Any]:
+    """The API's JSON for a stored analysis (file URLs are built from ids, never from hashes)."""
+    r = row.result
+    base = f"/v1/analyses/{row.id}"
+    models = []
+    for m in r["models"]:
+        mb = f"{base}/models/{m['key']}"
+        hm = m["heatmaps"]
+        models.append(
+            {
+                "key": m["key"],
+                "name": m["name"],
+                "score": m["score"],
+                "verdict": m["verdict"],
+                "heatmaps": {k: f"{mb}/{k}/heatmap.png" for k in hm},
+                "overlays": {k: f"{mb}/{k}/overlay.png" for k in hm},
+                "maps": {k: f"{mb}/{k}/map.npy" for k in hm},
+                "summaries": {k: v["summary"] for k, v in hm.items()},
+                "robustness": m["robustness"],
+                "errors": m["errors"],
+            }
+        )
+    return {
+        "id": row.id,
+        "status": row.status,
+        "verdict": row.verdict,
+        "score": row.score,
+        "threshold": r["threshold"],
+        "rule": r["rule"],
+        "methods": r["methods"],
+        "models": models,
+        "image": {
+            "width": row.width,
+            "height": row.height,
+            "sha256": row.image_sha256,
+            "format": r["image"]["format"],
+            "bytes": r["image"]["bytes"],
+            "filename": row.filename,
+            "url": f"{base}/image",
+            "original_url": f"{base}/original",
+        },
+        "created_at": row.created_at.isoformat() + "Z",
+        "duration_ms": r.get("duration_ms"),
+        "links": {"self": base, "report": f"{base}/report", "image": f"{base}/image"},
+    }
+
+
+def _owned(state: ServiceState, who: Principal, analysis_id: str) -> Analysis:
+    row = state.repo.get(who.tenant_id, analysis_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+    return row
+
+
+@router.get("/info", response_model=ServiceInfo, tags=["service"])
+def info(state: State) -> dict[str, Any]:
+    """Models, methods and limits of this server (no key needed)."""
+    s = state.settings
+    return {
+        "version": __version__,
+        "models": state.analyzer.members,
+        "methods": list(s.methods),
+        "allowed_methods": list(s.allowed_methods),
+        "max_methods": s.max_methods,
+        "max_upload_bytes": s.max_upload_bytes,
+        "max_pixels": s.max_pixels,
+        "robustness": s.robustness,
+    }
+
+
+@router.post(
+    "/analyses", status_code=201, response_model=AnalysisOut, responses=_UPLOAD_ERRORS, tags=["analyses"]
+)
+async def create_analysis(
+    state: State,
+    who: Submitter,
+    image: Annotated[UploadFile, File(description="The image; its bytes decide its type, not its name.")],
+    methods: Annotated[
+        str | None, Form(description="Comma-separated explanation methods (default: the server's).")
+    ] = None,
+    models: Annotated[
+        str | None, Form(description="Comma-separated model keys (default: every model).")
+    ] = None,
+) -> JSONResponse:
+    """Analyse one image: each model's verdict and heatmaps, the ensemble's verdict, robustness badges.
+
+    Answers when the analysis is stored (complete or not at all). Over capacity: 503 with `Retry-After`.
+    """
+    limit = state.settings.max_upload_bytes
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "upload_too_large", f"upload larger than the limit of {limit} bytes")
+    if not data:
+        raise ApiError(422, "invalid_image", "the uploaded file is empty (0 bytes)")
+    chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
+    req = AnalysisRequest(data, image.filename or "", chosen, picked)
+    analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id
+    try:
+        fut = state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
+    except QueueFull as exc:
+        raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    row = await asyncio.wrap_future(fut)
+    body = analysis_out(row)
+    return JSONResponse(body, 201, headers={"Location": body["links"]["self"]})
+
+
+@router.get("/analyses", response_model=AnalysisPage, responses=_ERRORS, tags=["analyses"])
+def list_analyses(
+    state: State,
+    who: Reader,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """The caller's analyses, newest first."""
+    page = state.repo.list(who.tenant_id, limit, offset)
+    nxt = offset + limit if offset + limit < page.total else None
+    return {
+        "items": [analysis_out(r) for r in page.items],
+        "total": page.total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": nxt,
+    }
+
+
+@router.get("/analyses/{analysis_id}", response_model=AnalysisOut, responses=_ERRORS, tags=["analyses"])
+def get_analysis(state: State, who: Reader, analysis_id: str) -> dict[str, Any]:
+    """One of the caller's analyses."""
+    return analysis_out(_owned(state, who, analysis_id))
+
+
+@router.delete("/analyses/{analysis_id}", status_code=204, responses=_ERRORS, tags=["analyses"])
+def delete_analysis(state: State, who: Reader, analysis_id: str) -> Response:
+    """Delete an analysis and the files no other analysis uses."""
+    if not state.repo.delete(who.tenant_id, analysis_id):
+        raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+    return Response(status_code=204)
+
+
+def _file(state: ServiceState, sha: str, media_type: str, filename: str | None = None) -> Response:
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha}"'}
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return Response(state.repo.read_file(sha), media_type=media_type, headers=headers)
+
+
+@router.get(
+    "/analyses/{analysis_id}/image",
+    responses={**_ERRORS, 200: {"content": {"image/jpeg": {}}}},
+    response_class=Response,
+    tags=["files"],
+)
+def get_image(state: State, who: Reader, analysis_id: str) -> Response:
+    """The decoded, upright image (JPEG preview) that the heatmaps lie on."""
+    row = _owned(state, who, analysis_id)
+    return _file(state, row.result["image"]["preview"], "image/jpeg")
+
+
+@router.get(
+    "/analyses/{analysis_id}/original",
+    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    response_class=Response,
+    tags=["files"],
+)
+def get_original(state: State, who: Reader, analysis_id: str) -> Response:
+    """The uploaded bytes, unchanged (their SHA-256 is `image.sha256`)."""
+    row = _owned(state, who, analysis_id)
+    fmt = row.result["image"]["format"] or "bin"
+    return _file(state, row.image_sha256, "application/octet-stream", f"{row.id}.{fmt}")
+
+
+@router.get(
+    "/analyses/{analysis_id}/models/{model}/{method}/{name}",
+    responses={**_ERRORS, 200: _PNG},
+    response_class=Response,
+    tags=["files"],
+)
+def get_map_file(
+    state: State, who: Reader, analysis_id: str, model: str, method: str, name: FileName
+) -> Response:
+    """A model's heatmap PNG, overlay PNG or raw map (`.npy`, float32 (H, W) in [0, 1]) for one method."""
+    row = _owned(state, who, analysis_id)
+    kind, media = _FILES[name]
+    for m in row.result["models"]:
+        if m["key"] == model and method in m["heatmaps"]:
+            stem = name.split(".")[0]
+            fname = f"{row.id}.{model}.{method}.{stem}.npy" if kind == "map" else None
+            return _file(state, m["heatmaps"][method]["files"][kind], media, fname)
+    raise ApiError(404, "not_found", f"analysis {analysis_id!r} has no {method!r} map for model {model!r}")
+
+
+@router.get(
+    "/analyses/{analysis_id}/report",
+    responses={**_ERRORS, 200: {"content": {"text/html": {}}}, 503: _UPLOAD_ERRORS[503]},
+    response_class=Response,
+    tags=["files"],
+)
+async def get_report(state: State, who: Reader, analysis_id: str) -> Response:
+    """A self-contained HTML report (images inlined, no script): verdicts, overlays per model and method,
+    robustness badges, facial regions when a face is found. Rendered by the (bounded) workers."""
+    row = await asyncio.to_thread(_owned, state, who, analysis_id)
+    out, result, repo, s = analysis_out(row), row.result, state.repo, state.settings
+
+    def render(_replica: object) -> str:
+        return render_analysis_report(
+            out, result, repo.read_file, max_pixels=s.max_pixels, faces=s.report_faces
+        )
+
+    try:
+        fut = state.queue.submit(render)
+    except QueueFull as exc:
+        raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    html = await asyncio.wrap_future(fut)
+    return Response(
+        html,
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="fakelens-report-{row.id}.html"',
+            "Content-Security-Policy": REPORT_CSP,
+        },
+    )

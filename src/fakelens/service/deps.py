@@ -1,0 +1,85 @@
+"""FastAPI dependencies: the service state, and the caller authenticated by API key and rate-limited."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from fakelens.service.errors import ApiError
+from fakelens.service.keys import Principal, verify_key
+from fakelens.service.ratelimit import RateLimiter
+from fakelens.service.state import ServiceState
+
+__all__ = ["Reader", "State", "Submitter"]
+
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (`fakelens keys create`).")
+_bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState | None = getattr(request.app.state, "service", None)
+    if state is None:
+        raise ApiError(503, "starting", "the service is starting", headers={"Retry-After": "2"})
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def _authenticate(
+    state: ServiceState, header: str | None, bearer: HTTPAuthorizationCredentials | None
+) -> Principal:
+    key = header or (bearer.credentials if bearer is not None else None)
+    if not key:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "an API key is required (header X-API-Key or Authorization: Bearer)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    who = verify_key(state.db, key)
+    if who is None:
+        raise ApiError(
+            401, "unauthorized", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return who
+
+
+def _limit(limiter: RateLimiter, who: Principal) -> None:
+    wait = limiter.acquire(who.key_id)
+    if wait > 0:
+        after = RateLimiter.retry_after(wait)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests for this API key; retry in {after} s",
+            headers={"Retry-After": str(after)},
+        )
+
+
+def reader(
+    state: State,
+    header: Annotated[str | None, Depends(_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """An authenticated caller within the read rate limit."""
+    who = _authenticate(state, header, bearer)
+    _limit(state.read_limit, who)
+    return who
+
+
+def submitter(
+    state: State,
+    header: Annotated[str | None, Depends(_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """An authenticated caller within the analysis rate limit."""
+    who = _authenticate(state, header, bearer)
+    _limit(state.submit_limit, who)
+    return who
+
+
+Reader = Annotated[Principal, Depends(reader)]
+Submitter = Annotated[Principal, Depends(submitter)]

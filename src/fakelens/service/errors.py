@@ -1,0 +1,86 @@
+"""One JSON shape for every error the API returns: ``{"error": {"code": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fakelens.errors import FakelensError, ImageError
+from fakelens.io import sniff_format
+
+__all__ = ["ApiError", "error_body", "image_error", "install_handlers"]
+
+log = logging.getLogger("fakelens.service")
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+}
+_TOO_BIG = re.compile(r"exceeds the limit|decompression bomb")
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP status, a stable machine-readable code and a human message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def image_error(exc: ImageError, data: bytes) -> ApiError:
+    """An upload that :func:`fakelens.io.load_image` refused: 415 when the bytes are no supported image
+    format, 413 when it has too many pixels, else 422 (truncated, corrupt, zero-size)."""
+    message = str(exc)
+    if sniff_format(data) is None:
+        return ApiError(415, "unsupported_media_type", message)
+    if _TOO_BIG.search(message):
+        return ApiError(413, "image_too_large", message)
+    return ApiError(422, "invalid_image", message)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Map ApiError, HTTP errors, validation errors, user errors and bugs to the JSON error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        where = ", ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
+        return JSONResponse(error_body("invalid_request", where or "invalid request", details=details), 422)
+
+    @app.exception_handler(FakelensError)
+    async def _user(_: Request, exc: FakelensError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", str(exc)), 400)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error; the incident was logged"), 500)

@@ -1,0 +1,113 @@
+"""ASGI middleware: the upload size limit (checked while the body streams in, before any parsing) and
+security headers on every answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from fakelens.service.errors import error_body
+
+__all__ = ["BodySizeLimit", "SecurityHeaders"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MULTIPART_SLACK = 64 * 1024
+"""Bytes allowed on top of the file limit for the multipart envelope and the option fields."""
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` (+ multipart slack) with 413: at once when Content-Length
+    says so, else as soon as the streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.limit = max_bytes + MULTIPART_SLACK
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        message = f"upload larger than the limit of {self.max_bytes} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = -1
+            if declared < 0 or declared > self.limit:
+                code, msg = (
+                    ("upload_too_large", message)
+                    if declared > 0
+                    else ("invalid_request", "bad Content-Length")
+                )
+                await _send_json(send, 413 if declared > 0 else 400, error_body(code, msg))
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, limited, send)
+
+
+class SecurityHeaders:
+    """``nosniff``, no referrer, no framing; pages get a Content-Security-Policy that loads nothing from
+    other origins (the web page needs no CDN)."""
+
+    CSP = (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope.get("path", "") in ("/docs", "/redoc")  # FastAPI's doc pages load their own scripts
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if not docs:
+                    extra.append((b"content-security-policy", self.CSP.encode()))
+                headers += [(k, v) for k, v in extra if k not in names]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,66 @@
+"""The downloadable report of a stored analysis, rendered by :func:`fakelens.report.render_report` from
+what the store holds: the uploaded image (decoded again, the same way), each map (``.npy``), its valid mask
+(the alpha channel of the heatmap PNG), summaries and robustness badges."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
+from fakelens.io import load_image
+
+__all__ = ["REPORT_CSP", "render_analysis_report"]
+
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+"""The report is one file with inline CSS and data: images, and no script."""
+
+
+def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[[str], bytes]) -> Analysis:
+    """Rebuild the :class:`~fakelens.analysis.Analysis` of a stored row from its files."""
+    models = []
+    for m in result["models"]:
+        heatmaps = {}
+        for method, h in m["heatmaps"].items():
+            files = h["files"]
+            heat = np.load(io.BytesIO(read(files["map"])), allow_pickle=False)
+            with Image.open(io.BytesIO(read(files["heatmap"]))) as png:
+                valid = np.asarray(png.convert("RGBA"))[..., 3] > 0
+            heatmaps[method] = HeatmapResult(method, heat, valid, h["summary"], m["robustness"].get(method))
+        score = m["score"] if m["score"] is not None else float("nan")
+        models.append(ModelAnalysis(m["name"], score, m["verdict"], heatmaps, dict(m["errors"])))
+    return Analysis(
+        row["image"]["width"],
+        row["image"]["height"],
+        row["score"],
+        row["verdict"],
+        result["threshold"],
+        result["rule"],
+        models,
+    )
+
+
+def render_analysis_report(
+    out: dict[str, Any], result: dict[str, Any], read: Callable[[str], bytes], *, max_pixels: int, faces: bool
+) -> str:
+    """Self-contained HTML of one stored analysis (``out`` is its API JSON, ``result`` its stored result)."""
+    from fakelens.report import render_report
+
+    image = load_image(read(out["image"]["sha256"]), max_pixels=max_pixels)
+    analysis = stored_analysis(result, out, read)
+    name = out["image"]["filename"] or f"analysis {out['id']}"
+    return render_report(
+        [analysis],
+        [image],
+        [name],
+        title=f"fakelens report: {name}",
+        faces=faces,
+        meta={"analysis": out["id"], "created": out["created_at"]},
+        image_info=[
+            {"sha256": out["image"]["sha256"], "size": f"{out['image']['width']}×{out['image']['height']}"}
+        ],
+    )

@@ -1,0 +1,179 @@
+"""Stored analyses: save (files first, then one transaction), read, list and delete — always within one
+tenant — and garbage collection of files no row references.
+
+Saving and deleting hold one lock, so a delete never removes a file that a concurrent save has just found
+already present and is about to reference. The lock is per process: one server owns a data directory at a
+time (see :class:`DataDirLock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import func, select
+
+from fakelens.errors import ConfigError
+from fakelens.service.analyzer import Draft
+from fakelens.service.db import Analysis, BlobRef, Database
+from fakelens.service.store import BlobStore
+
+__all__ = ["DataDirLock", "Page", "Repository"]
+
+log = logging.getLogger("fakelens.service")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Analysis]
+    total: int
+    limit: int
+    offset: int
+
+
+class Repository:
+    """Analyses of the database and their files in the blob store."""
+
+    def __init__(self, db: Database, store: BlobStore, *, commit_delay_s: float = 0.0) -> None:
+        self.db = db
+        self.store = store
+        self.commit_delay_s = commit_delay_s
+        self._lock = threading.Lock()
+
+    def save(self, draft: Draft, tenant_id: int) -> Analysis:
+        """Write every file atomically, then commit the row and its file references in one transaction."""
+        with self._lock:
+            for data in draft.blobs.values():
+                self.store.put(data)
+            if self.commit_delay_s:
+                time.sleep(self.commit_delay_s)  # fault injection for the crash test
+            row = Analysis(
+                id=draft.id,
+                tenant_id=tenant_id,
+                status="done",
+                verdict=draft.verdict,
+                score=draft.score,
+                filename=draft.filename,
+                image_sha256=draft.image_sha256,
+                width=draft.width,
+                height=draft.height,
+                result=draft.result,
+            )
+            row.blobs = [BlobRef(sha256=sha) for sha in draft.blobs]
+            with self.db.session() as s:
+                s.add(row)
+            return row
+
+    def get(self, tenant_id: int, analysis_id: str) -> Analysis | None:
+        """The tenant's analysis, or ``None`` (also when it belongs to another tenant)."""
+        with self.db.session() as s:
+            return s.scalar(
+                select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
+            )
+
+    def list(self, tenant_id: int, limit: int, offset: int) -> Page:
+        """The tenant's analyses, newest first."""
+        with self.db.session() as s:
+            total = s.scalar(
+                select(func.count()).select_from(Analysis).where(Analysis.tenant_id == tenant_id)
+            )
+            rows = s.scalars(
+                select(Analysis)
+                .where(Analysis.tenant_id == tenant_id)
+                .order_by(Analysis.created_at.desc(), Analysis.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return Page(list(rows), int(total or 0), limit, offset)
+
+    def delete(self, tenant_id: int, analysis_id: str) -> bool:
+        """Delete the tenant's analysis and every file no other analysis uses; ``False`` if not found."""
+        with self._lock:
+            with self.db.session() as s:
+                row = s.scalar(
+                    select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
+                )
+                if row is None:
+                    return False
+                hashes = [b.sha256 for b in row.blobs]
+                s.delete(row)
+            with self.db.session() as s:
+                still_used = set(s.scalars(select(BlobRef.sha256).where(BlobRef.sha256.in_(hashes))).all())
+            for sha in set(hashes) - still_used:
+                self.store.delete(sha)
+            return True
+
+    def read_file(self, sha: str) -> bytes:
+        return self.store.read(sha)
+
+    def gc(self) -> dict[str, int]:
+        """Remove files no row references (left by a crash between writing files and committing)."""
+        with self._lock:
+            with self.db.session() as s:
+                keep = set(s.scalars(select(BlobRef.sha256)).all())
+            orphans, temps = self.store.gc(keep)
+        if orphans or temps:
+            log.info("garbage collection: removed %d orphan files and %d temporary files", orphans, temps)
+        return {"orphans": orphans, "temporaries": temps}
+
+    def check(self) -> dict[str, Any]:
+        """Consistency report: rows whose files are missing or damaged, and files no row references."""
+        with self.db.session() as s:
+            refs = s.execute(select(BlobRef.analysis_id, BlobRef.sha256)).all()
+            rows = s.scalar(select(func.count()).select_from(Analysis)) or 0
+        present = self.store.hashes()
+        missing = sorted({a for a, sha in refs if sha not in present})
+        damaged = sorted({a for a, sha in refs if sha in present and _sha_of(self.store.path(sha)) != sha})
+        orphans = sorted(present - {sha for _, sha in refs})
+        return {"analyses": rows, "missing": missing, "damaged": damaged, "orphans": orphans}
+
+
+def _sha_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DataDirLock:
+    """An exclusive lock on ``data_dir/server.lock`` so that two servers never share (and garbage-collect) one
+    store. Released by the kernel when the process dies, even by ``kill -9``. A no-op without ``fcntl``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "server.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.path.open("a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise ConfigError(
+                f"the data directory {self.path.parent} is in use by another fakelens server"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None

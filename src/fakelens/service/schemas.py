@@ -1,0 +1,104 @@
+"""Response bodies of the API (they are also its OpenAPI documentation)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "AnalysisOut",
+    "AnalysisPage",
+    "ErrorOut",
+    "HealthOut",
+    "ImageOut",
+    "ModelOut",
+    "ReadyOut",
+    "ServiceInfo",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable reason, e.g. `upload_too_large`, `busy`.")
+    message: str = Field(description="One sentence for a person.")
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class ImageOut(BaseModel):
+    width: int
+    height: int
+    sha256: str = Field(description="SHA-256 of the uploaded bytes, as received.")
+    format: str | None = Field(description="Format found in the bytes (never taken from the name or header).")
+    bytes: int
+    filename: str
+    url: str = Field(description="Upright preview (JPEG) of the decoded image, EXIF orientation applied.")
+    original_url: str = Field(description="The uploaded bytes.")
+
+
+class ModelOut(BaseModel):
+    key: str = Field(description="URL-safe key of the model in file URLs.")
+    name: str
+    score: float | None = Field(description="This model's fake probability.")
+    verdict: str
+    heatmaps: dict[str, str] = Field(
+        description="Method → URL of the jet heatmap PNG (transparent outside the image)."
+    )
+    overlays: dict[str, str] = Field(
+        description="Method → URL of the overlay PNG (jet over the image, α = 0.5)."
+    )
+    maps: dict[str, str] = Field(description="Method → URL of the raw map, float32 `.npy` (H, W) in [0, 1].")
+    summaries: dict[str, dict[str, Any]] = Field(
+        description="Method → map statistics (flat maps are flagged)."
+    )
+    robustness: dict[str, dict[str, Any] | None] = Field(
+        description="Method → robustness badge (grade `ok`/`check`, equivariance, border/corner mass, flags)."
+    )
+    errors: dict[str, str] = Field(description="Methods that cannot run on this model, with the reason.")
+
+
+class AnalysisOut(BaseModel):
+    id: str
+    status: str = Field(description="`done`: an analysis is stored complete or not at all.")
+    verdict: str = Field(description="The ensemble's verdict: `fake` or `real`.")
+    score: float = Field(description="The ensemble's fake probability.")
+    threshold: float
+    rule: str = Field(description="How the models' probabilities were combined.")
+    methods: list[str]
+    models: list[ModelOut]
+    image: ImageOut
+    created_at: datetime
+    duration_ms: float | None = None
+    links: dict[str, str]
+
+
+class AnalysisPage(BaseModel):
+    items: list[AnalysisOut]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, bool]
+    queue: dict[str, Any]
+
+
+class ServiceInfo(BaseModel):
+    version: str
+    models: list[dict[str, str]]
+    methods: list[str] = Field(description="Methods run when a request names none.")
+    allowed_methods: list[str]
+    max_methods: int
+    max_upload_bytes: int
+    max_pixels: int
+    robustness: bool

@@ -1,0 +1,359 @@
+// fakelens web page: upload an image, show each model's verdict, the ensemble's verdict, the heatmap overlay
+// (opacity slider, method selector) and the robustness badge. Plain JS, no build step, nothing from a CDN.
+// Files are fetched with the API key header and shown through blob: URLs (an <img src> cannot send a header).
+"use strict";
+
+(() => {
+  const KEY_STORAGE = "fakelens.apiKey";
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, attrs = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) node.append(c);
+    return node;
+  };
+
+  const state = { info: null, file: null, analysis: null, model: null, method: null, urls: new Map() };
+
+  // ---------------------------------------------------------------- API key
+  const keyInput = $("api-key");
+  keyInput.value = localStorage.getItem(KEY_STORAGE) || "";
+  const showKeyState = () => { $("key-state").textContent = keyInput.value ? "saved in this browser" : ""; };
+  keyInput.addEventListener("input", () => {
+    localStorage.setItem(KEY_STORAGE, keyInput.value.trim());
+    showKeyState();
+    updateButton();
+  });
+  keyInput.addEventListener("change", () => loadHistory());
+  $("key-form").addEventListener("submit", (e) => e.preventDefault());
+  $("key-toggle").addEventListener("click", () => {
+    const hidden = keyInput.type === "password";
+    keyInput.type = hidden ? "text" : "password";
+    $("key-toggle").textContent = hidden ? "hide" : "show";
+  });
+  showKeyState();
+  const apiKey = () => keyInput.value.trim();
+
+  async function api(path, options = {}) {
+    const headers = Object.assign({ "X-API-Key": apiKey() }, options.headers || {});
+    const res = await fetch(path, Object.assign({}, options, { headers }));
+    if (!res.ok) {
+      let message = `${res.status} ${res.statusText}`;
+      try {
+        const body = await res.json();
+        if (body && body.error) message = body.error.message;
+      } catch (_) { /* not JSON */ }
+      const retry = res.headers.get("Retry-After");
+      if (retry) message += ` (retry in ${retry} s)`;
+      const err = new Error(message);
+      err.status = res.status;
+      throw err;
+    }
+    return res;
+  }
+
+  async function blobUrl(path) {
+    if (state.urls.has(path)) return state.urls.get(path);
+    const res = await api(path);
+    const url = URL.createObjectURL(await res.blob());
+    state.urls.set(path, url);
+    return url;
+  }
+
+  function clearUrls() {
+    for (const url of state.urls.values()) URL.revokeObjectURL(url);
+    state.urls.clear();
+  }
+
+  function setStatus(text, kind = "") {
+    const s = $("status");
+    s.textContent = text;
+    s.className = `status ${kind}`;
+  }
+
+  // ---------------------------------------------------------------- server info and methods
+  async function loadInfo() {
+    try {
+      const res = await fetch("/v1/info");
+      state.info = await res.json();
+    } catch (_) {
+      setStatus("cannot reach the server", "error");
+      return;
+    }
+    const box = $("method-choices");
+    box.replaceChildren();
+    for (const m of state.info.allowed_methods) {
+      const input = el("input", { type: "checkbox", value: m });
+      input.checked = state.info.methods.includes(m);
+      input.addEventListener("change", updateButton);
+      box.append(el("label", { class: "chip" }, input, m));
+    }
+    const mb = (state.info.max_upload_bytes / 1048576).toFixed(0);
+    const mp = (state.info.max_pixels / 1e6).toFixed(0);
+    const models = state.info.models.map((m) => m.name).join(", ");
+    $("server-info").textContent = `fakelens ${state.info.version} · models: ${models} · up to ${mb} MB and ${mp} MP per image`;
+  }
+
+  const chosenMethods = () =>
+    [...document.querySelectorAll("#method-choices input:checked")].map((i) => i.value);
+
+  function updateButton() {
+    const n = chosenMethods().length;
+    const max = state.info ? state.info.max_methods : 4;
+    $("analyze-btn").disabled = !(state.file && apiKey() && n >= 1 && n <= max);
+  }
+
+  // ---------------------------------------------------------------- upload
+  const dz = $("dropzone");
+  const fileInput = $("file-input");
+  dz.addEventListener("click", () => fileInput.click());
+  dz.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); fileInput.click(); } });
+  fileInput.addEventListener("change", () => { if (fileInput.files.length) chooseFile(fileInput.files[0]); });
+  for (const ev of ["dragenter", "dragover"]) dz.addEventListener(ev, (e) => { e.preventDefault(); dz.classList.add("over"); });
+  for (const ev of ["dragleave", "drop"]) dz.addEventListener(ev, (e) => { e.preventDefault(); dz.classList.remove("over"); });
+  dz.addEventListener("drop", (e) => {
+    const f = e.dataTransfer && e.dataTransfer.files[0];
+    if (f) chooseFile(f);
+  });
+
+  function chooseFile(f) {
+    state.file = f;
+    $("file-name").textContent = `${f.name} · ${(f.size / 1024).toFixed(0)} KB`;
+    setStatus("");
+    updateButton();
+  }
+
+  $("analyze-btn").addEventListener("click", analyse);
+
+  async function analyse() {
+    if (!state.file) return;
+    const form = new FormData();
+    form.append("image", state.file, state.file.name);
+    form.append("methods", chosenMethods().join(","));
+    $("analyze-btn").disabled = true;
+    setStatus("analysing…", "busy");
+    try {
+      const res = await api("/v1/analyses", { method: "POST", body: form });
+      const analysis = await res.json();
+      setStatus(`done in ${(analysis.duration_ms / 1000).toFixed(1)} s`);
+      await show(analysis);
+      loadHistory();
+    } catch (err) {
+      setStatus(err.message, "error");
+    } finally {
+      updateButton();
+    }
+  }
+
+  // ---------------------------------------------------------------- result
+  const pct = (p) => (p === null || p === undefined ? "–" : `${(100 * p).toFixed(1)}%`);
+  const num = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+
+  async function show(analysis) {
+    clearUrls();
+    state.analysis = analysis;
+    $("empty").hidden = true;
+    $("result").hidden = false;
+
+    const ens = $("ensemble");
+    ens.className = `ensemble ${analysis.verdict}`;
+    $("ens-pill").className = `pill ${analysis.verdict}`;
+    $("ens-pill").textContent = analysis.verdict;
+    $("ens-score").textContent = `p(fake) ${pct(analysis.score)}`;
+    $("ens-fill").className = `fill ${analysis.verdict}`;
+    $("ens-fill").style.width = `${100 * analysis.score}%`;
+    $("ens-thr").style.left = `calc(${100 * analysis.threshold}% - 1px)`;
+    $("ens-rule").textContent =
+      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${analysis.threshold.toFixed(2)}`;
+
+    const meta = $("image-meta");
+    meta.replaceChildren();
+    const img = analysis.image;
+    const rows = [
+      ["file", img.filename || "–"],
+      ["size", `${img.width} × ${img.height} ${img.format ? img.format.toUpperCase() : ""}`],
+      ["sha256", img.sha256],
+      ["analysed", new Date(analysis.created_at).toLocaleString()],
+    ];
+    for (const [k, v] of rows) meta.append(el("dt", { text: k }), el("dd", { text: v, title: v }));
+
+    const cards = $("model-cards");
+    cards.replaceChildren();
+    const modelSelect = $("model-select");
+    modelSelect.replaceChildren();
+    for (const m of analysis.models) {
+      const fill = el("div", { class: `fill ${m.verdict}` });
+      fill.style.width = `${100 * (m.score || 0)}%`;
+      const thr = el("div", { class: "thr" });
+      thr.style.left = `calc(${100 * analysis.threshold}% - 1px)`;
+      const grades = Object.values(m.robustness || {}).filter(Boolean).map((b) => b.grade).filter(Boolean);
+      const foot = grades.length
+        ? `${Object.keys(m.heatmaps).length} heatmap(s) · robustness ${grades.includes("check") ? "check" : "ok"}`
+        : `${Object.keys(m.heatmaps).length} heatmap(s)`;
+      const card = el(
+        "div",
+        { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button" },
+        el("div", { class: "card-head" }, el("span", { class: "card-name", text: m.name, title: m.name }),
+          el("span", { class: `pill ${m.verdict}`, text: m.verdict })),
+        el("div", { class: "card-score" }, pct(m.score), el("span", { class: "unit", text: "p(fake)" })),
+        el("div", { class: "bar" }, fill, thr),
+        el("div", { class: "card-foot", text: foot }),
+      );
+      card.addEventListener("click", () => selectModel(m.key));
+      card.addEventListener("keydown", (e) => { if (e.key === "Enter") selectModel(m.key); });
+      cards.append(card);
+      modelSelect.append(el("option", { value: m.key, text: m.name }));
+    }
+
+    $("base-image").src = await blobUrl(img.url);
+    const first = analysis.models.find((m) => Object.keys(m.heatmaps).length) || analysis.models[0];
+    await selectModel(first.key);
+  }
+
+  async function selectModel(key) {
+    const a = state.analysis;
+    const m = a.models.find((x) => x.key === key);
+    state.model = m;
+    $("model-select").value = key;
+    for (const c of document.querySelectorAll(".card")) c.classList.toggle("selected", c.dataset.model === key);
+    const methodSelect = $("method-select");
+    methodSelect.replaceChildren();
+    for (const method of Object.keys(m.heatmaps)) methodSelect.append(el("option", { value: method, text: method }));
+    for (const [method, why] of Object.entries(m.errors || {})) {
+      methodSelect.append(el("option", { value: method, text: `${method} (n/a)`, disabled: "", title: why }));
+    }
+    const keep = state.method && m.heatmaps[state.method] ? state.method : Object.keys(m.heatmaps)[0];
+    await selectMethod(keep);
+  }
+
+  async function selectMethod(method) {
+    const m = state.model;
+    state.method = method || null;
+    const overlay = $("overlay-image");
+    const links = $("file-links");
+    links.replaceChildren();
+    if (!method) {
+      overlay.hidden = true;
+      renderBadge(null, m.errors);
+      return;
+    }
+    $("method-select").value = method;
+    overlay.hidden = false;
+    overlay.src = await blobUrl(m.heatmaps[method]);
+    overlay.dataset.method = method;
+    overlay.dataset.model = m.key;
+    applyOpacity();
+    for (const [label, path, name] of [
+      ["heatmap.png", m.heatmaps[method], `${m.key}.${method}.heatmap.png`],
+      ["overlay.png", m.overlays[method], `${m.key}.${method}.overlay.png`],
+      ["map.npy", m.maps[method], `${m.key}.${method}.map.npy`],
+    ]) {
+      const a = el("a", { href: "#", text: label });
+      a.addEventListener("click", (e) => { e.preventDefault(); download(path, name); });
+      links.append(a);
+    }
+    renderBadge(m.robustness ? m.robustness[method] : null, null, m.summaries ? m.summaries[method] : null);
+  }
+
+  $("model-select").addEventListener("change", (e) => selectModel(e.target.value));
+  $("method-select").addEventListener("change", (e) => selectMethod(e.target.value));
+
+  const opacity = $("opacity");
+  function applyOpacity() {
+    const v = Number(opacity.value) / 100;
+    $("overlay-image").style.opacity = String(v);
+    $("opacity-value").textContent = `${opacity.value}%`;
+  }
+  opacity.addEventListener("input", applyOpacity);
+  applyOpacity();
+
+  function renderBadge(b, errors, summary) {
+    const box = $("badge");
+    box.replaceChildren();
+    if (!b) {
+      const why = errors && Object.keys(errors).length ? "no heatmap for this model" : "robustness not checked";
+      box.append(el("div", { class: "muted small", text: why }));
+      return;
+    }
+    if (b.error) {
+      box.append(el("div", { class: "muted small", text: `robustness check failed: ${b.error}` }));
+      return;
+    }
+    box.append(el("div", { class: "badge-grade" }, el("span", { class: `pill ${b.grade}`, text: b.grade, id: "badge-grade" }),
+      el("span", { class: "small muted", text: b.grade === "ok" ? "heatmap holds under transforms" : "read this heatmap with care" })));
+    const table = el("table", { class: "nums" });
+    const rows = [
+      ["equivariance, mean", num(b.equivariance)],
+      ["equivariance, worst", `${num(b.equivariance_min)}${b.worst_view ? ` (${b.worst_view})` : ""}`],
+      ["mass on black fill", `${pct(b.border_mass)} (area ${pct(b.fill_fraction)})`],
+      ["corner mass", `${pct(b.corner_mass)} (chance ${pct(b.corner_chance)})`],
+      ["peak / mean", num(b.peak_to_mean, 2)],
+      ["entropy", num(b.entropy, 3)],
+      ["score spread", num(b.score_spread, 4)],
+    ];
+    for (const [k, v] of rows) table.append(el("tr", {}, el("td", { text: k }), el("td", { class: "num", text: v })));
+    box.append(table);
+    const flags = el("ul", { class: "flags" });
+    const entries = Object.entries(b.flags || {});
+    if (!entries.length) flags.append(el("li", { class: "none", text: "no flags raised" }));
+    for (const [name, why] of entries) flags.append(el("li", {}, el("strong", { text: name }), why));
+    box.append(flags);
+    if (summary && summary.flat) box.append(el("div", { class: "badge-note", text: "This map is flat: it shows no preferred region." }));
+    box.append(el("div", { class: "badge-note", text: `views: ${(b.views || []).join(", ")}` }));
+  }
+
+  async function download(path, filename) {
+    try {
+      const res = await api(path);
+      const url = URL.createObjectURL(await res.blob());
+      const a = el("a", { href: url, download: filename });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (err) {
+      setStatus(err.message, "error");
+    }
+  }
+
+  $("report-link").addEventListener("click", (e) => {
+    e.preventDefault();
+    if (!state.analysis) return;
+    setStatus("rendering the report…", "busy");
+    download(state.analysis.links.report, `fakelens-report-${state.analysis.id}.html`).then(() => {
+      if ($("status").classList.contains("busy")) setStatus("report downloaded");
+    });
+  });
+
+  // ---------------------------------------------------------------- history
+  async function loadHistory() {
+    const list = $("history");
+    if (!apiKey()) {
+      list.replaceChildren(el("li", { class: "empty-row", text: "enter an API key to see your analyses" }));
+      return;
+    }
+    try {
+      const res = await api("/v1/analyses?limit=15");
+      const page = await res.json();
+      list.replaceChildren();
+      if (!page.items.length) list.append(el("li", { class: "empty-row", text: "no analyses yet" }));
+      for (const a of page.items) {
+        const li = el("li", { "data-id": a.id },
+          el("span", { class: "hname", text: a.image.filename || a.id, title: a.image.filename || a.id }),
+          el("span", { class: `pill ${a.verdict}`, text: a.verdict }));
+        li.addEventListener("click", () => show(a));
+        list.append(li);
+      }
+    } catch (err) {
+      list.replaceChildren(el("li", { class: "empty-row", text: err.message }));
+    }
+  }
+  $("refresh-history").addEventListener("click", loadHistory);
+
+  loadInfo().then(updateButton);
+  loadHistory();
+})();

@@ -1,0 +1,148 @@
+"""`fakelens analyze` via CliRunner: table, JSON, report, --out; one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fakelens.cli.main import app
+
+runner = CliRunner()
+TINY = ["--model", "tiny-cnn,tiny-vit"]
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    a = tmp_path / "in" / "wide.png"
+    a.parent.mkdir()
+    Image.fromarray(rng.integers(0, 255, (37, 91, 3), dtype=np.uint8)).save(a)
+    b = tmp_path / "in" / "tall.jpg"
+    Image.fromarray(rng.integers(0, 255, (80, 33, 3), dtype=np.uint8)).save(b)
+    return [a, b]
+
+
+def test_report_json_and_out(tmp_path: Path, photos: list[Path]) -> None:
+    report = tmp_path / "reports" / "case.html"  # a missing parent folder is created
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        [
+            "analyze",
+            *map(str, photos),
+            *TINY,
+            "-m",
+            "gradcam,rollout",
+            "--report",
+            str(report),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert payload["model"] == ["tiny-cnn", "tiny-vit"] and payload["methods"] == ["gradcam", "rollout"]
+    assert len(payload["images"]) == 2
+    for rec, path in zip(payload["images"], photos, strict=True):
+        assert rec["image"]["file"] == str(path) and len(rec["image"]["sha256"]) == 64
+        assert rec["verdict"] in ("fake", "real") and 0 <= rec["score"] <= 1
+        assert [m["name"] for m in rec["models"]] == ["tiny-cnn", "tiny-vit"]
+        vit = rec["models"][1]
+        assert set(vit["heatmaps"]) == {"gradcam", "rollout"}
+        assert vit["heatmaps"]["gradcam"]["robustness"]["grade"] in ("ok", "check")
+        assert "rollout" in rec["models"][0]["errors"]  # a CNN has no attention
+        assert rec["faces"] is None  # noise: no face
+        for key, name in rec["files"].items():
+            assert (out / name).is_file(), key
+    assert json.loads((out / "analysis.json").read_text())["images"][0]["files"]
+    text = report.read_text()
+    assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:|//)", text) and "<script" not in text
+    for name in ("tiny-cnn", "tiny-vit", "gradcam", "rollout", "wide.png", "tall.jpg"):
+        assert name in text
+    assert not list(report.parent.glob(".*"))  # no temp file left behind
+
+
+def test_table_without_robustness(tmp_path: Path, photos: list[Path]) -> None:
+    res = runner.invoke(
+        app, ["analyze", str(photos[0]), "--model", "tiny-cnn", "--no-robustness", "--no-faces"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "wide.png" in res.output and "tiny-cnn" in res.output and "ensemble" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}", "--model", "tiny-cnn"], "no such file or folder"),
+        (["{corrupt}", "--model", "tiny-cnn"], "truncated JPEG"),
+        (["{ok}", "--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
+        (["{ok}", "--model", "{badmodel}"], "no config.json next to it"),
+        (["{ok}", "--model", "nope"], "unknown model 'nope'"),
+        (["{ok}", "--model", "tiny-cnn", "--report", "{folder}"], "must be a file"),
+        (["--model", "tiny-cnn"], "no images given"),
+    ],
+)
+def test_user_errors_are_one_line_and_write_nothing(
+    tmp_path: Path, photos: list[Path], args: list[str], message: str
+) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"x" * 64)
+    bad_model = tmp_path / "model.safetensors"
+    bad_model.write_bytes(b"not weights")
+    subs = {
+        "{missing}": str(tmp_path / "missing.png"),
+        "{corrupt}": str(corrupt),
+        "{ok}": str(photos[0]),
+        "{badmodel}": str(bad_model),
+        "{folder}": str(tmp_path / "in"),
+    }
+    argv = [subs.get(a, a) for a in args]
+    report = tmp_path / "report.html"
+    if "--report" not in argv:
+        argv += ["--report", str(report)]
+    res = runner.invoke(app, ["analyze", *argv])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert len(res.output.strip().splitlines()) <= 3  # one message (rich may wrap it)
+    assert not report.exists()
+
+
+def test_plain_classifier_is_refused(monkeypatch: pytest.MonkeyPatch, photos: list[Path]) -> None:
+    from fakelens.cli import analyze as analyze_cli
+    from fakelens.models import create_model
+
+    det = create_model("tiny-cnn")
+    monkeypatch.setattr(det, "labels", ("cat", "dog"))
+    monkeypatch.setattr(analyze_cli, "load_detector", lambda spec: det)
+    res = runner.invoke(app, ["analyze", str(photos[0]), "--model", "x"])
+    assert res.exit_code == 2 and "not a real/fake detector" in res.output
+
+
+def test_demo_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakelens.cli import analyze as analyze_cli
+
+    bundled = analyze_cli.demo_images()
+    monkeypatch.setattr(analyze_cli, "demo_images", lambda: bundled[:3])  # a face, its fake, a cat
+    report = tmp_path / "demo.html"
+    res = runner.invoke(
+        app,
+        ["analyze", "--demo", "--model", "tiny-cnn", "--no-robustness", "--report", str(report), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    names = [Path(r["image"]["file"]).name for r in payload["images"]]
+    assert names == [p.name for p in bundled[:3]] and "astronaut.jpg" in names
+    faces = {Path(r["image"]["file"]).name: r["faces"] for r in payload["images"]}
+    if faces["astronaut.jpg"] is not None:  # a face detector is installed
+        regions = payload["images"][names.index("astronaut.jpg")]["regions"]["tiny-cnn"]["gradcam"]
+        assert sum(regions["mass"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert "Heatmap mass by facial region" in report.read_text()

@@ -1,0 +1,97 @@
+"""``fakelens scan`` through typer's CliRunner: the table, the JSON summary, resume and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fakelens.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """Five images (three JPEGs, two PNGs, two in a sub-folder) and three files that are not images."""
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(48, 64), (90, 40), (33, 77), (64, 64), (120, 50)]):
+        where = root / "sub" if i % 3 == 0 else root
+        img = Image.fromarray(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8))
+        img.resize((w, h)).save(where / f"img{i:03d}.{'png' if i % 2 else 'jpg'}")
+    (root / "notes.png").write_text("not an image at all")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "sub" / "cut.png").write_bytes((root / "img001.png").read_bytes()[:100])
+    return root
+
+
+def _scan(*args: str) -> tuple[int, str, str]:
+    res = runner.invoke(app, ["scan", *args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_scan_writes_table_and_resumes(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    base = [str(corpus), "--out", str(out), "--model", "tiny-cnn", "--workers", "0"]
+    code, stdout, _ = _scan(*base, "--heatmaps-above", "0", "--json")
+    assert code == 0, stdout
+    summary = json.loads(stdout)
+    assert (summary["found"], summary["scanned"], summary["errors"], summary["flagged"]) == (8, 8, 3, 5)
+    rows = pq.read_table(out / "scan.parquet").to_pylist()
+    assert len(rows) == 8 and all((out / f).is_file() for r in rows for f in r["heatmap_files"] or [])
+    code, stdout, stderr = _scan(*base, "--heatmaps-above", "0")
+    assert code == 0 and "done before (skipped)" in stderr and "8" in stderr
+    assert len(pq.read_table(out / "scan.parquet")) == 8
+
+
+def test_scan_detect_only_from_a_glob(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = _scan(
+        str(corpus / "**" / "*.jpg"), "--out", str(out), "--model", "tiny-cnn", "--no-explain", "--json"
+    )
+    assert code == 0, stdout
+    rows = pq.read_table(out / "scan.parquet").to_pylist()
+    assert len(rows) == json.loads(stdout)["rows"] == 4  # three JPEGs and the empty .jpg
+    assert all(r["heatmap_method"] is None for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "no such file, folder or manifest"),
+        (["{corpus}", "-m", "gradcm"], "unknown explanation method 'gradcm'"),
+        (["{corpus}", "--model", "no-such-model"], "no-such-model"),
+        (["{corpus}", "--device", "tpu"], "unknown device"),
+        (
+            ["{corpus}", "--threshold", "0.3", "--heatmaps-above", "0.2", "--out", "{corpus}/img001.png"],
+            "is a file",
+        ),
+    ],
+)
+def test_user_mistakes_are_one_line(corpus: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    filled = [a.format(corpus=corpus, missing=tmp_path / "nope") for a in args]
+    code, stdout, stderr = _scan(
+        "--out", str(tmp_path / "out"), "--model", "tiny-cnn", "--workers", "0", *filled
+    )
+    assert code == 2, stdout
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_changed_settings_are_one_line(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _scan(str(corpus), "--out", str(out), "--model", "tiny-cnn", "--workers", "0")[0] == 0
+    code, _, stderr = _scan(str(corpus), "--out", str(out), "--model", "tiny-cnn", "--threshold", "0.2")
+    assert code == 2 and "other settings" in stderr and "--overwrite" in stderr
+    code, _, _ = _scan(
+        str(corpus), "--out", str(out), "--model", "tiny-cnn", "--threshold", "0.2", "--overwrite"
+    )
+    assert code == 0

@@ -1,0 +1,126 @@
+"""The plain-language reading follows the numbers: agreement, disagreement, weak margins, flat and
+unreliable maps, where the maps point."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from fakelens.report.reading import focus, margin_word, pct, read_analysis
+from fakelens.report.regions import FaceRegions, region_labels
+
+from .conftest import H, MakeAnalysis, W, bad_badge, blob, heatmap, ok_badge, synthetic_face
+
+
+def _text(paras: list[str]) -> str:
+    return " ".join(paras)
+
+
+def test_both_models_agree_fake(make_analysis: MakeAnalysis) -> None:
+    m = blob(50, 40, 6)
+    a = make_analysis(
+        {
+            "cnn": (0.93, {"gradcam": heatmap("gradcam", m, ok_badge("gradcam"))}),
+            "vit": (0.89, {"gradcam": heatmap("gradcam", m, ok_badge("gradcam"))}),
+        }
+    )
+    text = _text(read_analysis(a))
+    assert "Both models call this image fake" in text and "0.91" in text
+    assert "disagree" not in text
+    assert "passed the robustness checks" in text and "None of the heatmaps passed" not in text
+    assert "agree on where the evidence is" in text  # identical maps
+    assert "upper left" in text  # the blob's position in words
+
+
+def test_disagreement_is_said_and_called_weak(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis(
+        {
+            "cnn": (0.95, {"gradcam": heatmap("gradcam", blob(30, 30, 5))}),
+            "vit": (0.20, {"gradcam": heatmap("gradcam", blob(170, 130, 5))}),
+        }
+    )
+    text = _text(read_analysis(a))
+    assert "The models disagree: cnn (0.95) calls it fake, vit (0.20) calls it real" in text
+    assert "weak" in text
+    assert "look at different places" in text  # maps at opposite corners
+    assert "not checked for robustness" in text  # no badges at all
+
+
+def test_close_to_threshold_and_single_model(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.55, {"gradcam": heatmap("gradcam", blob(100, 80, 40))})})
+    text = _text(read_analysis(a))
+    assert text.startswith("cnn calls this image fake (p(fake) 0.55") and "close to the threshold" in text
+    two = make_analysis({"a": (0.53, {}), "b": (0.56, {})})
+    assert "close to the threshold: weak evidence either way" in _text(read_analysis(two))
+
+
+def test_flat_and_failed_maps_are_flagged(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis(
+        {
+            "vit": (
+                0.9,
+                {
+                    "gradcam": heatmap("gradcam", blob(100, 80, 10), bad_badge("gradcam")),
+                    "rollout": heatmap(
+                        "rollout",
+                        np.ones((H, W)),
+                        {
+                            **ok_badge("rollout"),
+                            "grade": "check",
+                            "flags": {"flat": "100% of the maps are flat"},
+                        },
+                        flat=True,
+                    ),
+                },
+            )
+        },
+        errors={"vit": {"eigencam": "no such thing; details"}},
+    )
+    text = _text(read_analysis(a))
+    assert "the rollout map is flat" in text
+    assert "did not move with the image (equivariance 0.45, worst under scale(0.8))" in text
+    assert "came out flat" in text
+    assert "None of the heatmaps passed: the verdict rests on the scores alone" in text
+    assert "Eigencam could not run on vit (no such thing)" in text
+
+
+def test_mixed_grades_name_the_passing_map(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis(
+        {
+            "cnn": (
+                0.8,
+                {
+                    "gradcam": heatmap("gradcam", blob(100, 80, 10), ok_badge("gradcam")),
+                    "rollout": heatmap("rollout", blob(20, 20, 10), bad_badge("rollout")),
+                },
+            )
+        }
+    )
+    text = _text(read_analysis(a))
+    assert "The gradcam map passed the robustness checks; the rollout map did not move with the image" in text
+    assert "Read the flagged maps with care" in text
+
+
+def test_facial_region_reading(make_analysis: MakeAnalysis) -> None:
+    face = synthetic_face()
+    regions = FaceRegions((face,), region_labels([face], (H, W)))
+    p = face.points()
+    mouth = blob(*p[3:5].mean(0), 2.0)
+    a = make_analysis({"cnn": (0.9, {"gradcam": heatmap("gradcam", mouth, ok_badge("gradcam"))})})
+    text = _text(read_analysis(a, regions, faces_checked=True))
+    assert text.count("1 face found (mtcnn)") == 1
+    assert re.search(r"concentrates on the mouth \((9\d|100) % of the mass", text)
+    none = _text(read_analysis(a, None, faces_checked=True))
+    assert "No face was found" in none and "mouth" not in none
+
+
+def test_small_helpers() -> None:
+    assert pct(0.623) == "62 %" and pct(0.031) == "3.1 %" and pct(0.0001) == "<0.1 %" and pct(0) == "0 %"
+    assert margin_word(0.55, 0.5) == "close to the threshold"
+    assert margin_word(0.7, 0.5) == "a moderate margin" and margin_word(0.95, 0.5) == "a clear margin"
+    f = focus(blob(180, 140, 4))
+    assert f is not None and f.where == "lower right" and f.area50 < 0.05
+    assert focus(np.zeros((H, W))) is None
+    uniform = focus(np.ones((H, W)))
+    assert uniform is not None and abs(uniform.area50 - 0.5) < 0.01

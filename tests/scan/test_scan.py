@@ -1,0 +1,201 @@
+"""scan() on one machine: rows, error rows, threshold-gated heatmaps, detect-only, ensembles and resume."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from fakelens.errors import ConfigError
+from fakelens.models import load_detector
+from fakelens.scan import ScanSettings, scan
+from fakelens.scan.process import ScanProcessor
+from fakelens.scan.store import PARTS, TABLE
+
+from .conftest import assert_same_rows, make_corpus, rows_by_path
+
+BAD = {"notes.png": "not an image", "empty.jpg": "", "cut.png": "truncated"}
+
+
+def test_rows_errors_and_schema(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    s = scan(corpus, out, model=cnn_checkpoint, settings=ScanSettings(batch_size=4), workers=2)
+    table = pq.read_table(out / TABLE)
+    assert table.column_names[:6] == ["path", "sha256", "size_bytes", "width", "height", "score_tiny_cnn"]
+    rows = rows_by_path(table)
+    assert len(rows) == s.rows == s.found == 12 and s.errors == 3 and s.skipped == 0
+    assert list(rows) == sorted(rows)
+    for path, r in rows.items():
+        name = Path(path).name
+        data = Path(path).read_bytes()
+        assert r["sha256"] == hashlib.sha256(data).hexdigest() and r["size_bytes"] == len(data)
+        if name in BAD:
+            assert r["error"] and BAD[name] in r["error"] and r["score"] is None, r
+            continue
+        assert r["error"] is None
+        assert (r["width"], r["height"]) == Image.open(path).size
+        assert 0 <= r["score"] <= 1 and r["score"] == r["score_tiny_cnn"]
+        assert r["verdict"] == ("fake" if r["score"] >= 0.5 else "real")
+        assert r["heatmap_method"] == "gradcam" and r["heatmap_model"] == "tiny-cnn"
+        assert r["heatmap_peak_to_mean"] >= 1 and 0 <= r["heatmap_entropy"] <= 1
+
+
+def test_threshold_gates_heatmaps_and_badges(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
+    probe = scan(
+        corpus, tmp_path / "probe", model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0
+    )
+    scores = sorted(r["score"] for r in pq.read_table(probe.table).to_pylist() if r["score"] is not None)
+    cut = (scores[3] + scores[4]) / 2  # five of nine images above
+    out = tmp_path / "out"
+    settings = ScanSettings(heatmaps_above=cut, save_raw=True, batch_size=3)
+    s = scan(corpus, out, model=cnn_checkpoint, settings=settings, workers=0)
+    assert s.flagged == 5
+    for r in pq.read_table(out / TABLE).to_pylist():
+        if r["error"]:
+            continue
+        assert r["heatmap_entropy"] is not None  # statistics for every image
+        if r["score"] > cut:
+            png, npy = (out / f for f in r["heatmap_files"])
+            assert Image.open(png).size == (r["width"], r["height"])  # on the original pixel grid
+            assert np.load(npy).shape == (r["height"], r["width"])
+            assert r["badge_grade"] in ("ok", "check") and -1 <= r["badge_equivariance"] <= 1
+        else:
+            assert r["heatmap_files"] is None and r["badge_grade"] is None
+    assert len(list((out / "heatmaps").iterdir())) == 10
+
+
+def test_detect_only_matches_explained_scores(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
+    a = scan(corpus, tmp_path / "a", model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
+    b = scan(
+        corpus, tmp_path / "b", model=cnn_checkpoint, settings=ScanSettings(heatmaps_above=1.0), workers=0
+    )
+    ra, rb = rows_by_path(pq.read_table(a.table)), rows_by_path(pq.read_table(b.table))
+    for path, r in ra.items():
+        assert r["heatmap_method"] is None and r["heatmap_files"] is None
+        if r["score"] is not None:
+            assert r["score"] == pytest.approx(rb[path]["score"], abs=1e-6)
+            assert r["verdict"] == rb[path]["verdict"]
+
+
+def test_ensemble_has_a_score_per_member(corpus: Path, tmp_path: Path, ensemble_checkpoint: Path) -> None:
+    ens = load_detector(ensemble_checkpoint)
+    s = scan(corpus, tmp_path / "out", model=ens, settings=ScanSettings(threshold=0.3, heatmaps_above=1.0))
+    for r in pq.read_table(s.table).to_pylist():
+        if r["error"]:
+            continue
+        assert r["score"] == pytest.approx(0.75 * r["score_tiny_cnn"] + 0.25 * r["score_tiny_vit"], abs=1e-6)
+        assert r["verdict"] == ("fake" if r["score"] >= 0.3 else "real")
+        top = "tiny-cnn" if r["score_tiny_cnn"] >= r["score_tiny_vit"] else "tiny-vit"
+        assert r["heatmap_model"] == top
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, batches: int) -> None:
+    real = ScanProcessor.process
+    calls = {"n": 0}
+
+    def flaky(self, items):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > batches:
+            raise KeyboardInterrupt
+        return real(self, items)
+
+    monkeypatch.setattr(ScanProcessor, "process", flaky)
+
+
+def test_resume_after_interrupt_has_no_duplicates_or_losses(
+    corpus: Path, tmp_path: Path, cnn_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = ScanSettings(batch_size=2, heatmaps_above=0.5)
+    whole = scan(corpus, tmp_path / "whole", model=cnn_checkpoint, settings=settings, workers=0)
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            scan(corpus, out, model=cnn_checkpoint, settings=settings, workers=0, commit_every=3)
+    assert not (out / TABLE).exists()
+    committed = pq.read_table(out / PARTS).num_rows
+    assert committed == 6  # three batches of two, committed on the way out
+    again = scan(corpus, out, model=cnn_checkpoint, settings=settings, workers=1)
+    assert again.skipped == committed and again.scanned == whole.rows - committed
+    assert not (out / PARTS).exists()
+    assert_same_rows(pq.read_table(out / TABLE), pq.read_table(whole.table))
+    assert sorted(p.name for p in (out / "heatmaps").iterdir()) == sorted(
+        p.name for p in (tmp_path / "whole" / "heatmaps").iterdir()
+    )
+    third = scan(corpus, out, model=cnn_checkpoint, settings=settings, workers=0)  # nothing left to do
+    assert third.scanned == 0 and third.skipped == 12
+    assert_same_rows(pq.read_table(out / TABLE), pq.read_table(whole.table))
+
+
+def test_missing_files_are_error_rows_tried_again(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path\ncorpus/img001.png\ncorpus/gone.png\n")
+    out = tmp_path / "out"
+    first = scan(manifest, out, model=cnn_checkpoint, workers=0)
+    gone = rows_by_path(pq.read_table(first.table))[str(tmp_path / "corpus" / "gone.png")]
+    assert gone["error"] == "file not found" and gone["sha256"] is None
+    again = scan(manifest, out, model=cnn_checkpoint, workers=0)
+    assert (again.skipped, again.scanned, again.rows) == (1, 1, 2)  # a file that was not there may be now
+
+
+def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    scan(corpus, out, model=cnn_checkpoint, workers=0)
+    victim = corpus / "img002.jpg"
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(victim)
+    s = scan(corpus, out, model=cnn_checkpoint, workers=0)
+    assert s.scanned == 1 and s.skipped == 11  # only the changed file
+    rows = rows_by_path(pq.read_table(out / TABLE))
+    assert len(rows) == 12 and (rows[str(victim)]["width"], rows[str(victim)]["height"]) == (30, 20)
+
+
+def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    scan(corpus, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
+    with pytest.raises(ConfigError, match=r"other settings.*explain"):
+        scan(corpus, out, model=cnn_checkpoint, workers=0)
+    s = scan(corpus, out, model=cnn_checkpoint, workers=0, overwrite=True)
+    assert s.skipped == 0 and s.rows == 12
+
+
+_KILL_SCRIPT = """
+import sys
+from fakelens.scan import ScanSettings, scan
+scan(sys.argv[1], sys.argv[2], model=sys.argv[3], settings=ScanSettings(batch_size=1, heatmaps_above=0.0),
+     workers=0, commit_every=1)
+"""
+
+
+def test_killed_scan_resumes(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    """SIGKILL a scan in a subprocess once some parts are committed; the resumed table equals a whole run."""
+    src = tmp_path / "src"
+    make_corpus(src, n=60, bad=False)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(src), str(out), str(cnn_checkpoint)])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / PARTS).glob("part-*.parquet"))) >= 3 if (out / PARTS).is_dir() else False:
+                break
+            time.sleep(0.01)
+        proc.kill()
+    finally:
+        proc.wait()
+    if (out / TABLE).exists():
+        pytest.skip("the scan finished before it could be killed")
+    committed = pq.read_table(out / PARTS).num_rows
+    assert 3 <= committed < 60
+    settings = ScanSettings(batch_size=4, heatmaps_above=0.0)
+    resumed = scan(src, out, model=cnn_checkpoint, settings=settings, workers=0)
+    assert resumed.skipped == committed and resumed.scanned == 60 - committed
+    whole = scan(src, tmp_path / "whole", model=cnn_checkpoint, settings=settings, workers=0)
+    assert_same_rows(pq.read_table(out / TABLE), pq.read_table(whole.table))
+    shutil.rmtree(out)

@@ -1,0 +1,77 @@
+"""list_sources: folders, CSV/JSONL/Parquet manifests and globs → absolute paths, in a stable order."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fakelens.errors import ConfigError
+from fakelens.scan.sources import list_sources
+
+from .conftest import make_corpus
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    return make_corpus(tmp_path / "c", n=4, bad=False)
+
+
+def test_folder_is_recursive_sorted_and_filtered(images: list[Path], tmp_path: Path) -> None:
+    got = list_sources(tmp_path / "c")
+    assert got == sorted(str(p) for p in images)  # readme.txt left out, sub-folder included
+    assert all(os.path.isabs(p) for p in got)
+
+
+def test_csv_manifest_relative_to_its_folder(images: list[Path], tmp_path: Path) -> None:
+    man = tmp_path / "c" / "list.csv"
+    rel = [str(p.relative_to(man.parent)) for p in reversed(images)]
+    man.write_text("label,File\n" + "".join(f"x,{r}\n" for r in [*rel, rel[0]]) + "y,missing.png\n")
+    got = list_sources(man)
+    assert got == [str(p) for p in reversed(images)] + [
+        str(man.parent / "missing.png")
+    ]  # order kept, once each
+
+
+def test_jsonl_and_parquet_manifests(images: list[Path], tmp_path: Path) -> None:
+    jl = tmp_path / "m.jsonl"
+    jl.write_text("".join(json.dumps({"path": str(p), "k": i}) + "\n" for i, p in enumerate(images)) + "\n")
+    assert list_sources(jl) == [str(p) for p in images]
+    pqf = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"image_path": [str(p) for p in images], "n": list(range(len(images)))}), pqf)
+    assert list_sources(pqf) == [str(p) for p in images]
+
+
+def test_glob(images: list[Path], tmp_path: Path) -> None:
+    assert list_sources(str(tmp_path / "c" / "**" / "*.png")) == sorted(
+        str(p) for p in images if p.suffix == ".png"
+    )
+    assert list_sources(images[0]) == [str(images[0])]  # a single file
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "match"),
+    [
+        ("name,label\na.png,1\n", ".csv", "no path column"),
+        ('{"path": "a.png"}\nnot json\n', ".jsonl", "line 2: not JSON"),
+    ],
+)
+def test_bad_manifests(tmp_path: Path, content: str, suffix: str, match: str) -> None:
+    man = tmp_path / f"m{suffix}"
+    man.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        list_sources(man)
+
+
+def test_missing_and_empty_sources(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        list_sources(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="matches no image"):
+        list_sources(str(tmp_path / "*.png"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no image files"):
+        list_sources(tmp_path / "empty")

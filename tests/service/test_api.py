@@ -1,0 +1,285 @@
+"""The /v1 API through TestClient with tiny models: results, files, paging, deletion, errors, limits."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakelens.service.store import sha256_hex
+
+from .conftest import Service, ServiceFactory, png_bytes
+
+
+def test_create_and_read(service: Service) -> None:
+    data = png_bytes(96, 72)
+    r = service.upload(data, methods="gradcam,rollout")
+    assert r.status_code == 201, r.text
+    a = r.json()
+    assert r.headers["location"] == f"/v1/analyses/{a['id']}"
+    assert a["status"] == "done" and a["verdict"] in ("fake", "real") and 0 <= a["score"] <= 1
+    assert a["image"] == {
+        **a["image"],
+        "width": 96,
+        "height": 72,
+        "sha256": sha256_hex(data),
+        "format": "png",
+    }
+    assert a["methods"] == ["gradcam", "rollout"]
+    cnn, vit = a["models"]
+    assert (cnn["name"], vit["name"]) == ("tiny-cnn", "tiny-vit")
+    assert set(cnn["heatmaps"]) == {"gradcam"} and "rollout" in cnn["errors"]  # no attention in a CNN
+    assert set(vit["heatmaps"]) == {"gradcam", "rollout"}
+    assert a["score"] == pytest.approx((cnn["score"] + vit["score"]) / 2, abs=1e-6)
+    assert service.client.get(f"/v1/analyses/{a['id']}", headers=service.h()).json() == a
+
+    heat = service.client.get(vit["heatmaps"]["rollout"], headers=service.h())
+    assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(heat.content)).size == (96, 72)
+    over = service.client.get(vit["overlays"]["rollout"], headers=service.h())
+    assert Image.open(io.BytesIO(over.content)).mode == "RGB"
+    raw = service.client.get(cnn["maps"]["gradcam"], headers=service.h())
+    m = np.load(io.BytesIO(raw.content), allow_pickle=False)
+    assert m.shape == (72, 96) and m.dtype == np.float32 and 0 <= m.min() <= m.max() <= 1
+    orig = service.client.get(a["image"]["original_url"], headers=service.h())
+    assert orig.content == data
+    prev = service.client.get(a["image"]["url"], headers=service.h())
+    assert Image.open(io.BytesIO(prev.content)).size == (96, 72)
+    missing = service.client.get(
+        f"/v1/analyses/{a['id']}/models/tiny-cnn/rollout/heatmap.png", headers=service.h()
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_robustness_badges(make_service: ServiceFactory) -> None:
+    svc = make_service(robustness=True)
+    a = svc.upload(methods="gradcam", models="tiny-cnn").json()
+    (m,) = a["models"]
+    badge = m["robustness"]["gradcam"]
+    assert badge["grade"] in ("ok", "check") and "equivariance" in badge and "flags" in badge
+
+
+def test_list_paged_and_delete(service: Service) -> None:
+    ids = [service.upload(png_bytes(seed=i), models="tiny-cnn").json()["id"] for i in range(3)]
+    p1 = service.client.get("/v1/analyses?limit=2", headers=service.h()).json()
+    assert p1["total"] == 3 and len(p1["items"]) == 2 and p1["next_offset"] == 2
+    p2 = service.client.get("/v1/analyses?limit=2&offset=2", headers=service.h()).json()
+    assert p2["next_offset"] is None
+    assert {x["id"] for x in p1["items"] + p2["items"]} == set(ids)
+    assert service.client.get("/v1/analyses?limit=0", headers=service.h()).status_code == 422
+
+    blobs = service.data_dir / "blobs"
+    before = {p.name for p in blobs.glob("??/*")}
+    assert service.client.delete(f"/v1/analyses/{ids[0]}", headers=service.h()).status_code == 204
+    assert service.client.get(f"/v1/analyses/{ids[0]}", headers=service.h()).status_code == 404
+    assert service.client.delete(f"/v1/analyses/{ids[0]}", headers=service.h()).status_code == 404
+    after = {p.name for p in blobs.glob("??/*")}
+    assert after < before and sha256_hex(png_bytes(seed=0)) not in after  # its files went with it
+
+
+def test_shared_files_survive_delete(service: Service) -> None:
+    data = png_bytes(seed=5)
+    a = service.upload(data, models="tiny-cnn").json()
+    b = service.upload(data, models="tiny-cnn").json()
+    assert service.client.delete(f"/v1/analyses/{a['id']}", headers=service.h()).status_code == 204
+    assert service.client.get(b["image"]["original_url"], headers=service.h()).content == data
+
+
+def test_options_are_checked(service: Service) -> None:
+    r = service.upload(methods="gradcam,nosuch")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_method" and "nosuch" in r.text
+    r = service.upload(methods="scorecam")  # registered, but too costly for the service by default
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_method"
+    r = service.upload(methods="gradcam,hirescam,layercam,xgradcam,eigencam")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "too_many_methods"
+    r = service.upload(models="nosuch")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_model"
+    r = service.upload(models="tiny-vit")
+    assert [m["key"] for m in r.json()["models"]] == ["tiny-vit"]
+
+
+def test_auth_required(service: Service) -> None:
+    c = service.client
+    assert c.get("/v1/analyses").status_code == 401
+    r = c.get("/v1/analyses", headers={"X-API-Key": service.keys["acme"][:-1] + "x"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert (
+        c.get("/v1/analyses", headers={"Authorization": f"Bearer {service.keys['acme']}"}).status_code == 200
+    )
+    files = {"image": ("x.png", png_bytes(), "image/png")}
+    assert c.post("/v1/analyses", files=files).status_code == 401
+
+
+def test_upload_limits(make_service: ServiceFactory) -> None:
+    svc = make_service(max_upload_bytes=50_000, max_pixels=100_000)
+    r = svc.upload(b"\0" * 50_001)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 300), "gray").save(buf, format="PNG")
+    big = buf.getvalue()  # 120 000 pixels: a small file, too many pixels
+    r = svc.upload(big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large", r.text
+    r = svc.upload(b"")
+    assert r.status_code == 422 and "empty" in r.json()["error"]["message"]
+    r = svc.upload(b"%PDF-1.4 not an image", name="photo.png")  # the bytes decide, not the name or header
+    assert r.status_code == 415 and "PDF" in r.json()["error"]["message"]
+    r = svc.upload(png_bytes()[:200])
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_image"
+    r = svc.client.post("/v1/analyses", json={"image": "x"}, headers=svc.h())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_body_limit_streamed_without_content_length(make_service: ServiceFactory) -> None:
+    svc = make_service(max_upload_bytes=10_000)
+
+    def chunks():  # a generator body is sent chunked, without Content-Length
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+        for _ in range(100):
+            yield b"\0" * 1024
+        yield b"\r\n--xyz--\r\n"
+
+    r = svc.client.post(
+        "/v1/analyses",
+        content=chunks(),
+        headers={**svc.h(), "Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
+
+
+def test_exif_orientation_and_first_frame(service: Service) -> None:
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 100, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    a = service.upload(buf.getvalue(), name="rotated.jpg", models="tiny-cnn").json()
+    assert (a["image"]["width"], a["image"]["height"]) == (40, 100)
+    m = np.load(
+        io.BytesIO(service.client.get(a["models"][0]["maps"]["gradcam"], headers=service.h()).content)
+    )
+    assert m.shape == (100, 40)
+
+    frames = [Image.new("RGB", (30, 20), c) for c in ("red", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    a = service.upload(buf.getvalue(), name="anim.gif", models="tiny-cnn").json()
+    assert a["image"]["format"] == "gif" and (a["image"]["width"], a["image"]["height"]) == (30, 20)
+    prev = Image.open(io.BytesIO(service.client.get(a["image"]["url"], headers=service.h()).content))
+    r, _g, b = prev.convert("RGB").getpixel((15, 10))
+    assert r > 200 and b < 60  # the first (red) frame
+
+
+def test_rate_limit_429(make_service: ServiceFactory) -> None:
+    svc = make_service(rate_per_minute=1.0, rate_burst=1)
+    assert svc.upload(models="tiny-cnn").status_code == 201
+    r = svc.upload(models="tiny-cnn")
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert svc.upload(tenant="globex", models="tiny-cnn").status_code == 201  # per key
+
+
+def test_over_capacity_503(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = service.client.app.state.service  # type: ignore[attr-defined]
+    release = threading.Event()
+    started = threading.Event()
+    run = state.analyzer.run
+
+    def slow(replica, req):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(10)
+        return run(replica, req)
+
+    monkeypatch.setattr(state.analyzer, "run", slow)
+    capacity = state.settings.workers + state.settings.queue
+    results: list[int] = []
+
+    def post() -> None:
+        results.append(service.upload(models="tiny-cnn").status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(capacity)]
+    for t in threads:
+        t.start()
+    assert started.wait(10)
+    for _ in range(100):
+        if state.queue.stats()["waiting"] + state.queue.stats()["running"] >= capacity:
+            break
+        threading.Event().wait(0.05)
+    r = service.upload(models="tiny-cnn")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
+    assert int(r.headers["retry-after"]) >= 1
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert results == [201] * capacity
+
+
+def test_health_info_openapi(service: Service) -> None:
+    c = service.client
+    assert c.get("/healthz").json() == {"status": "ok"}
+    ready = c.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "model": True,
+        "database": True,
+        "workers": True,
+    }
+    info = c.get("/v1/info").json()
+    assert [m["key"] for m in info["models"]] == ["tiny-cnn", "tiny-vit"] and "gradcam" in info[
+        "allowed_methods"
+    ]
+    paths = c.get("/openapi.json").json()["paths"]
+    for p in (
+        "/v1/analyses",
+        "/v1/analyses/{analysis_id}",
+        "/v1/analyses/{analysis_id}/models/{model}/{method}/{name}",
+        "/v1/analyses/{analysis_id}/report",
+        "/healthz",
+        "/readyz",
+    ):
+        assert p in paths
+    assert c.get("/nope").json()["error"]["code"] == "not_found"
+    assert c.get("/healthz").headers["x-content-type-options"] == "nosniff"
+
+
+def test_report_is_self_contained(service: Service) -> None:
+    a = service.upload(methods="gradcam,rollout").json()
+    r = service.client.get(a["links"]["report"], headers=service.h())
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "attachment" in r.headers["content-disposition"]
+    html = r.text
+    assert "<script" not in html.lower() and "http://" not in html and "https://" not in html
+    assert "tiny-cnn" in html and "tiny-vit" in html and "rollout" in html
+    assert html.count("data:image/") >= 3  # the image and the overlays are inlined
+
+
+def test_page_served(service: Service) -> None:
+    c = service.client
+    page = c.get("/")
+    assert page.status_code == 200 and "fakelens" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert c.get(asset).status_code == 200
+    body = page.text + c.get("/static/app.js").text + c.get("/static/style.css").text
+    assert "http://" not in body and "https://" not in body  # nothing from the internet
+
+
+def test_two_workers_each_own_model(make_service: ServiceFactory) -> None:
+    svc = make_service(workers=2, queue=2)
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+    assert state.queue.workers == 2
+    codes: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: codes.append(svc.upload(png_bytes(seed=i), models="tiny-vit").status_code)
+        )
+        for i in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [201] * 4
+    assert svc.client.get("/v1/analyses", headers=svc.h()).json()["total"] == 4

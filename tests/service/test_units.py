@@ -1,0 +1,124 @@
+"""Settings, keys, rate limits, the work queue and the blob store on their own."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from fakelens.cli.main import app as cli
+from fakelens.errors import ConfigError
+from fakelens.service.config import Settings
+from fakelens.service.db import ApiKey, Database
+from fakelens.service.keys import create_key, hash_key, list_keys, revoke_key, verify_key
+from fakelens.service.ratelimit import RateLimiter
+from fakelens.service.store import BlobStore, sha256_hex
+from fakelens.service.workqueue import QueueFull, WorkQueue
+
+
+def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FAKELENS_WORKERS", "3")
+    monkeypatch.setenv("FAKELENS_ROBUSTNESS", "off")
+    monkeypatch.setenv("FAKELENS_METHODS", "gradcam, layercam")
+    monkeypatch.setenv("FAKELENS_DATA_DIR", str(tmp_path))
+    s = Settings()
+    assert (s.workers, s.robustness, s.methods, s.data_dir) == (3, False, ("gradcam", "layercam"), tmp_path)
+    assert s.db_url == f"sqlite:///{(tmp_path / 'fakelens.db').resolve()}"
+    assert s.with_(workers=2, queue=None).workers == 2
+    monkeypatch.setenv("FAKELENS_QUEUE", "many")
+    with pytest.raises(ConfigError, match="FAKELENS_QUEUE"):
+        Settings()
+    monkeypatch.delenv("FAKELENS_QUEUE")
+    with pytest.raises(ConfigError, match="workers"):
+        Settings(workers=0)
+
+
+def test_keys_hashed_at_rest(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    key_id, key = create_key(db, "acme")
+    assert key.startswith(f"fl_{key_id}_") and len(key) > 50
+    with db.session() as s:
+        row = s.scalar(select(ApiKey))
+        assert row is not None and row.key_hash == hash_key(key) and key not in (row.key_hash, row.key_id)
+    assert (tmp_path / "k.db").read_bytes().find(key.encode()) == -1
+    who = verify_key(db, key)
+    assert who is not None and who.tenant == "acme"
+    assert verify_key(db, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert verify_key(db, "nonsense") is None
+    create_key(db, "acme")
+    assert len(list_keys(db, "acme")) == 2
+    assert revoke_key(db, key_id) and verify_key(db, key) is None
+    assert not revoke_key(db, "nosuch")
+    with pytest.raises(ConfigError, match="tenant name"):
+        create_key(db, "bad name!")
+
+
+def test_keys_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["keys", "create", "--tenant", "acme", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    key = res.stdout.strip().splitlines()[-1]
+    assert verify_key(Database(Settings(data_dir=tmp_path).db_url), key) is not None
+    res = runner.invoke(cli, ["keys", "list", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0 and '"tenant": "acme"' in res.stdout and key not in res.stdout
+    res = runner.invoke(cli, ["keys", "revoke", "nosuch", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2
+
+
+def test_rate_limiter_token_bucket() -> None:
+    now = [0.0]
+    rl = RateLimiter(60, 2, clock=lambda: now[0])
+    assert rl.acquire("a") == 0 and rl.acquire("a") == 0
+    assert rl.acquire("a") == pytest.approx(1.0)
+    assert rl.acquire("b") == 0  # per key
+    now[0] += 1.0
+    assert rl.acquire("a") == 0
+    assert RateLimiter(0, 1).acquire("a") == 0  # off
+    assert RateLimiter.retry_after(0.2) == 1
+
+
+def test_work_queue_bounded_one_resource_per_thread() -> None:
+    gate = threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    def job(resource: str) -> str:
+        gate.wait(5)
+        seen.append((resource, threading.current_thread().name))
+        return resource
+
+    q = WorkQueue(["r0", "r1"], capacity=1)
+    futs = [q.submit(job) for _ in range(3)]  # 2 running + 1 waiting
+    with pytest.raises(QueueFull) as exc:
+        q.submit(job)
+    assert exc.value.retry_after >= 1
+    gate.set()
+    assert {f.result(5) for f in futs} <= {"r0", "r1"}
+    for resource, thread in seen:  # each resource only ever used by its own thread
+        assert thread.endswith(resource[-1])
+    assert q.submit(lambda r: r).result(5) in ("r0", "r1")
+    q.close()
+
+
+def test_work_queue_propagates_errors() -> None:
+    q = WorkQueue([None], capacity=0)
+
+    def boom(_: None) -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        q.submit(boom).result(5)
+    q.close()
+
+
+def test_blob_store_atomic_and_gc(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    a, b = store.put(b"alpha"), store.put(b"beta")
+    assert a == sha256_hex(b"alpha") and store.read(a) == b"alpha" and store.put(b"alpha") == a
+    (tmp_path / a[:2] / f".{a}.123.tmp").write_bytes(b"half")  # what a crash mid-write leaves
+    assert store.gc(keep=[a]) == (1, 1)
+    assert store.hashes() == {a} and not store.exists(b)
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")

@@ -1,0 +1,166 @@
+"""The web page in a real browser (Debian's chromium driven by Playwright): upload, cards, overlay opacity,
+method switching, report download. Skipped when chromium or Playwright is missing."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fakelens.service import Settings, create_app
+from fakelens.service.db import Database
+from fakelens.service.keys import create_key
+
+from .conftest import tiny_ensemble
+from .server import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT_DIR_ENV = "FAKELENS_E2E_SCREENSHOTS"
+
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
+)
+if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The real app under uvicorn on a loopback port, in a thread, with tiny models and badges on."""
+    data = tmp_path_factory.mktemp("e2e") / "data"
+    settings = Settings(data_dir=data, robustness=True, report_faces=False, rate_per_minute=0.0)
+    key = create_key(Database(settings.db_url), "acme")[1]
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, tiny_ensemble()), host="127.0.0.1", port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    yield {"url": url, "key": key}
+    srv.should_exit = True
+    thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        except Exception as exc:  # pragma: no cover - a broken browser install
+            pytest.skip(f"chromium did not start: {exc}")
+        yield b
+        b.close()
+
+
+def _face_like_png(path: Path) -> Path:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray((rng.normal(150, 25, (240, 320, 3))).clip(0, 255).astype("uint8"))
+    d = ImageDraw.Draw(img)
+    d.ellipse((110, 40, 210, 180), fill=(224, 184, 150))
+    d.ellipse((135, 85, 150, 97), fill=(40, 40, 60))
+    d.ellipse((170, 85, 185, 97), fill=(40, 40, 60))
+    d.rectangle((145, 140, 175, 148), fill=(160, 60, 60))
+    img.save(path)
+    return path
+
+
+def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1360, "height": 1000}, accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server["url"] + "/")
+    page.fill("#api-key", server["key"])
+    page.wait_for_selector("#method-choices input[value='gradcam']")
+    page.check("#method-choices input[value='rollout']")
+
+    page.set_input_files("#file-input", str(_face_like_png(tmp_path / "portrait.png")))
+    page.click("#analyze-btn")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+
+    # one card per model with score and verdict, and the ensemble's verdict
+    cards = page.locator(".card")
+    assert cards.count() == 2
+    assert {cards.nth(i).get_attribute("data-model") for i in range(2)} == {"tiny-cnn", "tiny-vit"}
+    for i in range(2):
+        text = cards.nth(i).inner_text().lower()
+        assert "%" in text and ("fake" in text or "real" in text)
+    assert page.inner_text("#ens-pill").lower() in ("fake", "real")
+    assert page.locator("#badge-grade").inner_text().lower() in ("ok", "check")
+
+    # the slider changes the overlay's opacity
+    page.fill("#opacity", "20")
+    assert page.eval_on_selector("#overlay-image", "e => getComputedStyle(e).opacity") == "0.2"
+    page.fill("#opacity", "90")
+    assert page.eval_on_selector("#overlay-image", "e => getComputedStyle(e).opacity") == "0.9"
+
+    # method switching: select the ViT (it has rollout), switch method, the overlay follows
+    page.click(".card[data-model='tiny-vit']")
+    page.select_option("#method-select", "rollout")
+    page.wait_for_selector("#overlay-image[data-model='tiny-vit'][data-method='rollout']")
+    src_rollout = page.get_attribute("#overlay-image", "src")
+    page.select_option("#method-select", "gradcam")
+    page.wait_for_selector("#overlay-image[data-model='tiny-vit'][data-method='gradcam']")
+    assert page.get_attribute("#overlay-image", "src") != src_rollout
+    assert page.eval_on_selector("#overlay-image", "e => e.naturalWidth") == 320
+
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    _keep_screenshot(tmp_path / "page.png")
+
+    # the report downloads as one self-contained HTML file
+    with page.expect_download(timeout=60_000) as dl:
+        page.click("#report-link")
+    report = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert dl.value.suggested_filename.endswith(".html")
+    assert "tiny-vit" in report and "data:image/" in report and "<script" not in report.lower()
+
+    # the history lists the analysis; nothing was loaded from outside the server
+    page.click("#refresh-history")
+    page.wait_for_selector("#history li[data-id]")
+    assert all(u.startswith((server["url"], "blob:", "data:")) for u in requests), requests
+    assert not errors, errors
+    page.close()
+
+
+def test_bad_file_shows_error(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page()
+    page.goto(server["url"] + "/")
+    page.fill("#api-key", server["key"])
+    page.wait_for_selector("#method-choices input")
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is text, not an image")
+    page.set_input_files("#file-input", str(bad))
+    page.click("#analyze-btn")
+    page.wait_for_selector("#status.error")
+    assert "not an image" in page.inner_text("#status")
+    page.close()
+
+
+def _keep_screenshot(path: Path) -> None:
+    import os
+
+    target = os.environ.get(SCREENSHOT_DIR_ENV)
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
