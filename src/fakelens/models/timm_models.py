@@ -231,4 +231,5 @@ def effnet_lite0_imagenet(pretrained: bool = True, seed: int = 0, num_classes: i
     det.name = "effnet-lite0-imagenet"
     det.config["arch"] = "effnet-lite0-imagenet"
     det.config.pop("imagenet_head", None)
+    det.config.pop("input_size", None)
     return det

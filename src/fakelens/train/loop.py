@@ -492,6 +492,13 @@ class _CachedSet(Dataset[tuple[Any, ...]]):
         x = self.pixels[i].float().div_(255.0)
         return x, int(self.labels[i]), torch.zeros(0), self.recipes[i], self.sources[i]
 
+    def batches(self, batch_size: int) -> Iterator[tuple[Any, ...]]:
+        """Whole batches by slicing (one conversion per batch, no per-item work): what scoring iterates."""
+        for i in range(0, len(self), batch_size):
+            sl = slice(i, i + batch_size)
+            x = self.pixels[sl].float().div_(255.0)
+            yield x, self.labels[sl], None, self.recipes[sl], self.sources[sl]
+
     @classmethod
     def build(cls, dataset: Dataset[Any], batch_size: int, workers: int, seed: int) -> _CachedSet:
         px: list[Tensor] = []
@@ -841,18 +848,15 @@ def _train(
                     deadline,
                 )
                 t0 = time.perf_counter()
+                batches = (
+                    val_set.batches(cfg.batch_size)
+                    if isinstance(val_set, _CachedSet)
+                    else make_loader(
+                        val_set, cfg.batch_size, shuffle=False, seed=cfg.seed, workers=cfg.workers
+                    )
+                )
                 y, s, _, _ = score_loader(
-                    detector,
-                    make_loader(
-                        val_set,
-                        cfg.batch_size,
-                        shuffle=False,
-                        seed=cfg.seed,
-                        workers=0 if isinstance(val_set, _CachedSet) else cfg.workers,
-                    ),
-                    device,
-                    amp_dtype=amp_dtype,
-                    channels_last=channels_last,
+                    detector, batches, device, amp_dtype=amp_dtype, channels_last=channels_last
                 )
                 val = binary_metrics(y, s)
                 record["val"] = val

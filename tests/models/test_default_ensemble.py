@@ -1,0 +1,33 @@
+"""The ensemble that ships inside the package: present, loadable, documented and working on a bundled photo."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from fakelens.cli.explain import demo_images
+from fakelens.io import load_image
+from fakelens.models import Ensemble, load_detector
+from fakelens.models.checkpoint import default_ensemble_path
+
+
+def test_default_ensemble_ships_with_its_model_card() -> None:
+    root = default_ensemble_path()
+    assert (root / "ensemble.json").is_file() and (root / "MODEL_CARD.md").is_file()
+    config = json.loads((root / "ensemble.json").read_text())
+    for member in config["provenance"]["members"]:
+        prov = member["provenance"]
+        assert prov["seed"] == 0 and prov["data"]["kind"] == "forgeries" and "train" in prov["command"]
+    total = sum(p.stat().st_size for p in root.rglob("*.safetensors"))
+    assert total < 20 * 2**20  # float16 members, small enough to commit
+
+
+def test_default_ensemble_scores_a_bundled_photo() -> None:
+    ens = load_detector("default")
+    assert isinstance(ens, Ensemble) and ens.names == ("effnet-lite0", "vit-tiny-reg4")
+    assert all(m.input_spec.size == (256, 256) for m in ens.members)
+    assert all(p.dtype == torch.float32 for m in ens.members for p in m.parameters())
+    photo = next(p for p in demo_images() if p.name == "grace_hopper.jpg")
+    [verdict] = ens.predict([load_image(photo)])
+    assert 0.0 <= verdict.fake_probability <= 1.0 and len(verdict.members) == 2
