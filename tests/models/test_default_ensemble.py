@@ -1,4 +1,4 @@
-"""The ensemble that ships inside the package: present, loadable, documented and working on a bundled photo."""
+"""The ensemble shipped inside the package: present, loadable, documented, working on a bundled photo."""
 
 from __future__ import annotations
 
