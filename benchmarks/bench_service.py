@@ -288,15 +288,21 @@ def _pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(np.asarray(xs), q)) * 1000, 1)
 
 
-def run_load(work: Path, seconds: float, workers: int, queue: int, levels: list[int]) -> dict[str, Any]:
+def run_load(
+    work: Path, seconds: float, workers: int, queue: int, levels: list[int], model: str = "tiny-cnn,tiny-vit"
+) -> dict[str, Any]:
     data = work / "load"
     key = new_key(data)
     image = DEMO.read_bytes()
-    srv = Server(
-        data, "--model", "tiny-cnn,tiny-vit", "--rate", "0", "--workers", str(workers), "--queue", str(queue)
-    )
+    srv = Server(data, "--model", model, "--rate", "0", "--workers", str(workers), "--queue", str(queue))
     capacity = workers + queue
-    out: dict[str, Any] = {"capacity": capacity, "workers": workers, "queue": queue, "levels": []}
+    out: dict[str, Any] = {
+        "model": model,
+        "capacity": capacity,
+        "workers": workers,
+        "queue": queue,
+        "levels": [],
+    }
     try:
         with httpx.Client(base_url=srv.url, headers={"X-API-Key": key}, timeout=120) as c:  # warm-up
             for _ in range(3):
@@ -429,6 +435,7 @@ def main() -> None:
     ap.add_argument("--levels", default="1,2,4", help="load levels as multiples of capacity")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="tiny-cnn,tiny-vit", help="model of the load part (e.g. default)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import fastapi
@@ -459,7 +466,7 @@ def main() -> None:
         if "load" in parts:
             cap = args.workers + args.queue
             levels = [int(float(x) * cap) for x in args.levels.split(",")]
-            report["load"] = run_load(work, args.seconds, args.workers, args.queue, levels)
+            report["load"] = run_load(work, args.seconds, args.workers, args.queue, levels, args.model)
         if "restart" in parts:
             report["restart"] = run_restart(work, args.rounds, args.seed)
             print(json.dumps({k: v for k, v in report["restart"].items() if k != "per_round"}), flush=True)
