@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fakelens.analysis import analyze_images
-from fakelens.models import Ensemble, create_model, save_checkpoint
+from fakelens.analysis import analyze_images, as_ensemble
+from fakelens.models import Detector, Ensemble, create_model, load_detector, save_checkpoint
 from fakelens.scan import ScanSettings, scan
 from fakelens.scan.run import default_workers
 
@@ -66,13 +66,16 @@ def make_corpus(root: Path, n: int, seed: int = 0) -> list[Path]:
     return out
 
 
-def build(name: str) -> torch.nn.Module:
+def build(name: str) -> Detector | Ensemble:
+    """A registered model (random init is fine for timing) or ``default``, the shipped ensemble."""
+    if name == "default":
+        return load_detector("default")
     return create_model(name, pretrained=False) if name.startswith("effnet") else create_model(name)
 
 
 def detect_paths(name: str, images: list[Image.Image], batch_size: int) -> dict[str, float]:
     """The two detect-only routes on decoded images (best of 3): the ensemble's forward, analyze_images."""
-    ens = Ensemble([build(name)])
+    ens = as_ensemble(build(name))
 
     def members() -> None:
         ens.member_probabilities(images, batch_size=batch_size)
