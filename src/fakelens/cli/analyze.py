@@ -14,7 +14,15 @@ import typer
 from rich.table import Table
 
 from fakelens.analysis import Analysis, analyze_images
-from fakelens.cli.common import console, expand_images, fail, print_json, split_csv, user_errors
+from fakelens.cli.common import (
+    console,
+    expand_images,
+    fail,
+    print_json,
+    split_csv,
+    unique_stem,
+    user_errors,
+)
 from fakelens.cli.explain import demo_images
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
@@ -72,15 +80,6 @@ def _record(path: Path, sha: str, a: Analysis, regions: FaceRegions | None, face
                 for m in a.models
             }
     return rec
-
-
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, k = path.stem, 1
-    while stem in used:
-        k += 1
-        stem = f"{path.stem}-{k}"
-    used.add(stem)
-    return stem
 
 
 @app.command("analyze")
@@ -219,7 +218,7 @@ def _write_out(
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for p, img, a, rec in zip(paths, imgs, analyses, payload["images"], strict=True):
-        stem = _unique_stem(p, used)
+        stem = unique_stem(p, used)
         files: dict[str, str] = {}
         for m in a.models:
             for meth, h in m.heatmaps.items():

@@ -77,3 +77,13 @@ def split_csv(values: list[str] | None) -> list[str]:
             if part.strip():
                 seen[part.strip()] = None
     return list(seen)
+
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    """``path``'s stem, suffixed ``-2``, ``-3``… when already in ``used`` (which it joins)."""
+    stem, k = path.stem, 1
+    while stem in used:
+        k += 1
+        stem = f"{path.stem}-{k}"
+    used.add(stem)
+    return stem

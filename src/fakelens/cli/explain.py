@@ -12,7 +12,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fakelens.cli.common import console, expand_images, fail, print_json, split_csv, user_errors
+from fakelens.cli.common import (
+    console,
+    expand_images,
+    fail,
+    print_json,
+    split_csv,
+    unique_stem,
+    user_errors,
+)
 from fakelens.devices import resolve_device
 from fakelens.explain.engine import method_names
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
@@ -38,15 +46,6 @@ def _caption(s: dict[str, Any]) -> str:
     st = s["stats"]
     flat = "  FLAT" if s["flat"] else ""
     return f"peak/mean {st['peak_to_mean']:.1f}  entropy {st['entropy']:.2f}{flat}"
-
-
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, k = path.stem, 1
-    while stem in used:
-        k += 1
-        stem = f"{path.stem}-{k}"
-    used.add(stem)
-    return stem
 
 
 def _write_outputs(
@@ -141,7 +140,7 @@ def explain_cmd(
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     used: set[str] = set()
-    stems = {p: _unique_stem(p, used) for p in paths}
+    stems = {p: unique_stem(p, used) for p in paths}
     with Progress(
         TextColumn("[bold]explain"),
         BarColumn(),
