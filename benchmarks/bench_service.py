@@ -24,10 +24,7 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,51 +44,20 @@ from fakelens.service.keys import create_key
 from fakelens.service.repository import Repository
 from fakelens.service.store import BlobStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.service.server import ServerProcess  # one server helper for the tests and this benchmark
+
 DEMO = Path(__file__).resolve().parents[1] / "src/fakelens/assets/demo/chelsea.jpg"
 
 
 # ---------------------------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "fakelens.cli.main", "serve", "--data-dir", str(data),
-               "--port", str(self.port), "--log-level", "error", *args]  # fmt: skip
-        self.log = open(data.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise TimeoutError("server not ready")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+def Server(data: Path, *args: str, model: str = "tiny-cnn") -> ServerProcess:
+    """A ready ``fakelens serve`` subprocess (the test suite's helper)."""
+    srv = ServerProcess(data, *args, model=model, log_level="error")
+    srv.wait_ready(90)
+    return srv
 
 
 def new_key(data: Path) -> str:
@@ -246,7 +212,7 @@ def run_fuzz(work: Path, seed: int) -> dict[str, Any]:
     data = work / "fuzz"
     key = new_key(data)
     max_upload = 2 * 1024 * 1024
-    srv = Server(data, "--model", "tiny-cnn", "--no-robustness", "--rate", "0", "--max-upload-mb", "2")
+    srv = Server(data, "--no-robustness", "--rate", "0", "--max-upload-mb", "2")
     rng = random.Random(seed)
     cases = fuzz_cases(rng, max_upload)
     by_cat: dict[str, Counter[str]] = {}
@@ -294,7 +260,7 @@ def run_load(
     data = work / "load"
     key = new_key(data)
     image = DEMO.read_bytes()
-    srv = Server(data, "--model", model, "--rate", "0", "--workers", str(workers), "--queue", str(queue))
+    srv = Server(data, "--rate", "0", "--workers", str(workers), "--queue", str(queue), model=model)
     capacity = workers + queue
     out: dict[str, Any] = {
         "model": model,
@@ -372,7 +338,7 @@ def run_restart(work: Path, rounds: int, seed: int) -> dict[str, Any]:
     per_round = []
     image = DEMO.read_bytes()
     for r in range(rounds):
-        srv = Server(data, "--model", "tiny-cnn", "--no-robustness", "--rate", "0")
+        srv = Server(data, "--no-robustness", "--rate", "0")
         stop = threading.Event()
 
         def load(url: str = srv.url, stop: threading.Event = stop) -> None:
@@ -399,7 +365,7 @@ def run_restart(work: Path, rounds: int, seed: int) -> dict[str, Any]:
                           "missing": len(check["missing"]), "damaged": len(check["damaged"]),
                           "integrity": db.integrity_ok()})  # fmt: skip
         db.close()
-    srv = Server(data, "--model", "tiny-cnn", "--no-robustness")
+    srv = Server(data, "--no-robustness")
     try:
         stored: set[str] = set()
         offset: int | None = 0

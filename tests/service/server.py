@@ -20,14 +20,22 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``fakelens serve`` with tiny models; ``kill()`` sends SIGKILL, as a crash would."""
+    """``fakelens serve`` (``tiny-cnn`` unless ``model`` says otherwise); ``kill()`` sends SIGKILL, as a crash
+    would."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        model: str = "tiny-cnn",
+        env: dict[str, str] | None = None,
+        log_level: str = "warning",
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
-            sys.executable, "-m", "fakelens.cli.main", "serve", "--model", "tiny-cnn",
-            "--data-dir", str(data_dir), "--port", str(self.port), "--log-level", "warning", *args,
+            sys.executable, "-m", "fakelens.cli.main", "serve", "--model", model,
+            "--data-dir", str(data_dir), "--port", str(self.port), "--log-level", log_level, *args,
         ]  # fmt: skip
         self.log = (data_dir.parent / f"server-{self.port}.log").open("wb")
         self.proc = subprocess.Popen(
