@@ -23,6 +23,7 @@ plugins (EPS runs Ghostscript, for one) are deliberately unreachable. Animated f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -482,6 +483,15 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -3,7 +3,6 @@ self-contained HTML report (``--report``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from contextlib import nullcontext
@@ -27,7 +26,7 @@ from fakelens.cli.explain import demo_images
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
 from fakelens.explain.engine import method_names
-from fakelens.io import atomic_write_text, load_image
+from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
@@ -59,14 +58,6 @@ def _load_model(specs: list[str]) -> Detector | Ensemble:
     if len(loaded) == 1:
         return loaded[0]
     return Ensemble(members)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _record(path: Path, sha: str, a: Analysis, regions: FaceRegions | None, faces: bool) -> dict[str, Any]:
@@ -146,7 +137,7 @@ def analyze_cmd(
         fail(f"--out must be a folder, but {out} is a file")
     dev = resolve_device(device)
     imgs = [load_image(p) for p in paths]  # every input checked before any model runs
-    hashes = [_sha256(p) for p in paths]
+    hashes = [sha256_file(p) for p in paths]
     detector = _load_model(specs)
     n_members = len(detector.members) if isinstance(detector, Ensemble) else 1
     with (

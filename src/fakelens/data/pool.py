@@ -37,7 +37,7 @@ from PIL import Image, ImageOps
 from fakelens.data.faces import FACE_RULES, Detector, Face, available_detectors, detect_faces
 from fakelens.data.splits import SplitItem, assign_splits
 from fakelens.errors import ConfigError, FakelensError, ImageError
-from fakelens.io import atomic_write_bytes
+from fakelens.io import atomic_write_bytes, sha256_file
 
 __all__ = [
     "MANIFEST_CSV",
@@ -191,14 +191,6 @@ class PoolReport:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _run(cmd: Sequence[str], cwd: Path, timeout: float = 900) -> str:
     exe = shutil.which(cmd[0])
     if exe is None:

@@ -20,6 +20,7 @@ from typing import IO, Any
 from sqlalchemy import func, select
 
 from fakelens.errors import ConfigError
+from fakelens.io import sha256_file
 from fakelens.service.analyzer import Draft
 from fakelens.service.db import Analysis, BlobRef, Database
 from fakelens.service.store import BlobStore
@@ -129,19 +130,11 @@ class Repository:
             rows = s.scalar(select(func.count()).select_from(Analysis)) or 0
         present = self.store.hashes()
         missing = sorted({a for a, sha in refs if sha not in present})
-        damaged = sorted({a for a, sha in refs if sha in present and _sha_of(self.store.path(sha)) != sha})
+        damaged = sorted(
+            {a for a, sha in refs if sha in present and sha256_file(self.store.path(sha)) != sha}
+        )
         orphans = sorted(present - {sha for _, sha in refs})
         return {"analyses": rows, "missing": missing, "damaged": damaged, "orphans": orphans}
-
-
-def _sha_of(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DataDirLock:

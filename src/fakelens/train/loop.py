@@ -18,7 +18,6 @@ it exists only during training: the saved detector has exactly the registered ar
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
 import math
@@ -54,6 +53,7 @@ from fakelens.data.datasets import (
 )
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError, FakelensError
+from fakelens.io import sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import save_checkpoint
 from fakelens.models.registry import MODELS, create_model, seeded_init
@@ -228,14 +228,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _worker_init(worker_id: int) -> None:
     import cv2
 
@@ -557,8 +549,8 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
         info = {
             "kind": "forgeries",
             "pool": str(pool),
-            "pool_manifest_sha256": _sha256_file(mf),
-            "data_sha256": _sha256_file(mf),
+            "pool_manifest_sha256": sha256_file(mf),
+            "data_sha256": sha256_file(mf),
             "recipes": list(train_ds.recipes),
             "train_photos": len(train_ds.entries),
             "val_photos": len(val_ds.entries),
@@ -602,7 +594,7 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
         "val": summarize(val),
     }
     if root.is_file():
-        info["manifest_sha256"] = _sha256_file(root)
+        info["manifest_sha256"] = sha256_file(root)
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
     return _Data(train_set, val_set, True, info)
