@@ -99,12 +99,14 @@ def analyze_images(
     robustness: bool = True,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[Analysis]:
     """Analyse RGB PIL images with every member of ``model``; one :class:`Analysis` per image, in order.
 
     Methods that cannot run on a member (e.g. ``rollout`` on a CNN) are skipped for that member and reported
     in its ``errors``; the verdicts do not depend on the methods. ``robustness`` adds the badge of every
-    heatmap (five views of the image explained as one batch per member and image).
+    heatmap (five views of the image explained as one batch per member and image). ``options``: per-method
+    keyword options (:func:`~fakelens.explain.engine.parse_options`), used for the heatmaps and the badges.
     """
     from fakelens.trust.badge import robustness_badges
 
@@ -117,7 +119,7 @@ def analyze_images(
             member.to(device)
         rows: list[ModelAnalysis] = []
         for start, chunk in zip(range(0, n, batch_size), batched(images, batch_size), strict=True):
-            results, usable, errors = _explain_member(member, chunk, methods)
+            results, usable, errors = _explain_member(member, chunk, methods, options)
             for k, res in enumerate(results):
                 p = res.fake_probability
                 probs[start + k, j] = float(p) if p is not None else float("nan")
@@ -133,7 +135,8 @@ def analyze_images(
                 if robustness and usable:
                     valid = res.geometry.valid_input()
                     pixels = _prepared(member, res.image)
-                    for m, badge in robustness_badges(member, pixels, usable, valid=valid).items():
+                    badges = robustness_badges(member, pixels, usable, valid=valid, options=options)
+                    for m, badge in badges.items():
                         heatmaps[m].robustness = badge
                 rows.append(ModelAnalysis(member.name, float("nan"), "", heatmaps, dict(errors)))
         per_member.append(rows)
@@ -153,24 +156,27 @@ def analyze_images(
 
 
 def _explain_member(
-    member: Detector, images: Sequence[Image.Image], methods: Sequence[str]
+    member: Detector,
+    images: Sequence[Image.Image],
+    methods: Sequence[str],
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[ImageResult], list[str], dict[str, str]]:
     """All methods from one capture; if that fails, each method alone, so one unsuitable method (e.g. rollout
     on a CNN) costs only its own heatmap. Unknown method names are the caller's mistake and raise."""
     check_methods(methods)
     try:
-        return explain_images(member, images, methods), list(methods), {}
+        return explain_images(member, images, methods, options=options), list(methods), {}
     except FakelensError:
         pass  # find out which methods fail below
     usable: list[str] = []
     errors: dict[str, str] = {}
     for m in methods:
         try:
-            explain_images(member, images[:1], [m])
+            explain_images(member, images[:1], [m], options=options)
             usable.append(m)
         except FakelensError as exc:
             errors[m] = str(exc)
-    return explain_images(member, images, usable), usable, errors
+    return explain_images(member, images, usable, options=options), usable, errors
 
 
 def _prepared(detector: Detector, image: Image.Image) -> torch.Tensor:

@@ -83,8 +83,10 @@ def explain_images(
     target: str = "fake",
     layers: Sequence[str] | None = None,
     device: torch.device | str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[ImageResult]:
-    """Explain a batch of images; maps come back on each image's original pixel grid."""
+    """Explain a batch of images; maps come back on each image's original pixel grid. ``options``: per
+    method keyword options (see :func:`fakelens.explain.engine.parse_options`)."""
     dev = torch.device(device) if device is not None else detector.device
     detector.to(dev)
     pixels, geoms = prepare_batch(images, detector.input_spec)
@@ -92,7 +94,9 @@ def explain_images(
     is_detector = "fake" in detector.labels
     results: dict[str, Explanation] = {}
     if methods:
-        results = explain(detector, x, methods, target=target, layers=layers, geometries=geoms)
+        results = explain(
+            detector, x, methods, target=target, layers=layers, geometries=geoms, options=options
+        )
     known = next((e.logits for e in results.values() if e.logits is not None), None)
     if known is None:
         with torch.inference_mode():

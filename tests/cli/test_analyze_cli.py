@@ -77,12 +77,35 @@ def test_table_without_robustness(tmp_path: Path, photos: list[Path]) -> None:
     assert "wide.png" in res.output and "tiny-cnn" in res.output and "ensemble" in res.output
 
 
+def test_method_options_reach_heatmaps_and_badges(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fakelens.trust.sweep as sweep
+
+    seen: list[object] = []
+    real = sweep.explain
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("options"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sweep, "explain", spy)
+    argv = [str(photos[0]), "--model", "tiny-cnn", "-m", "rise", "--set", "rise.n_masks=6", "--no-faces"]
+    res = runner.invoke(app, ["analyze", *argv, "--json"])
+    assert res.exit_code == 0, res.output
+    heatmap = json.loads(res.stdout)["images"][0]["models"][0]["heatmaps"]["rise"]
+    assert heatmap["meta"]["masks"] == 6
+    assert heatmap["robustness"]["grade"] in {"ok", "check"}
+    assert seen and all(o == {"rise": {"n_masks": 6}} for o in seen)  # the badge's views used them too
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["{missing}", "--model", "tiny-cnn"], "no such file or folder"),
         (["{corrupt}", "--model", "tiny-cnn"], "truncated JPEG"),
         (["{ok}", "--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
+        (["{ok}", "--model", "tiny-cnn", "-m", "rise", "--set", "rise.nmasks=2"], "rise has no option"),
         (["{ok}", "--model", "{badmodel}"], "no config.json next to it"),
         (["{ok}", "--model", "nope"], "unknown model 'nope'"),
         (["{ok}", "--model", "tiny-cnn", "--report", "{folder}"], "must be a file"),

@@ -67,9 +67,42 @@ def test_models_and_methods_list_json() -> None:
     assert {"gradcam", "eigencam"} <= {r["name"] for r in json.loads(res.stdout)}
 
 
+def test_method_options_reach_the_method(tmp_path: Path, photos: list[Path]) -> None:
+    """--set changes what the method computes: RISE with 2 masks vs 40 masks, and the budget is reported."""
+    maps = {}
+    for n in (2, 40):
+        out = tmp_path / f"o{n}"
+        args = ["explain", str(photos[0]), "--model", "tiny-cnn", "-m", "rise", "--out", str(out), "--json"]
+        res = runner.invoke(app, [*args, "--save-raw", "--set", f"rise.n_masks={n}", "--set", "rise.seed=3"])
+        assert res.exit_code == 0, res.output
+        payload = json.loads(res.stdout)
+        assert payload["options"] == {"rise": {"n_masks": n, "seed": 3}}
+        meta = payload["images"][0]["methods"]["rise"]["meta"]
+        assert (meta["masks"], meta["seed"]) == (n, 3)
+        maps[n] = np.load(out / "wide.rise.npy")
+    assert not np.allclose(maps[2], maps[40])
+
+
+def test_methods_detail_lists_options() -> None:
+    res = runner.invoke(app, ["methods", "rise", "--json"])
+    assert res.exit_code == 0, res.output
+    detail = json.loads(res.stdout)
+    assert {"option": "n_masks", "default": 1000, "type": "int"} in detail["options"]
+    assert "Petsiuk" in detail["description"]
+    res = runner.invoke(app, ["methods", "gradcam"])
+    assert res.exit_code == 0 and "no options" in res.output
+    res = runner.invoke(app, ["methods", "gradcan"])
+    assert res.exit_code == 2 and "gradcan" in res.output and "Traceback" not in res.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--model", "tiny-cnn", "-m", "rise", "--set", "rise.n_mask=3"], "rise has no option 'n_mask'"),
+        (["--model", "tiny-cnn", "-m", "rise", "--set", "rise.n_masks=0"], "bad option for rise"),
+        (["--model", "tiny-cnn", "-m", "gradcam", "--set", "rise.n_masks=3"], "not among the methods"),
+        (["--model", "tiny-cnn", "-m", "gradcam", "--set", "gradcam.k=3"], "gradient CAMs have no options"),
+        (["--model", "tiny-cnn", "-m", "rise", "--set", "n_masks"], "is not METHOD.OPTION=VALUE"),
         (["--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
         (["--model", "nope"], "unknown model 'nope'"),
         (["--model", "tiny-cnn", "--cmap", "rainbow"], "unknown colormap"),

@@ -67,6 +67,7 @@ def test_scan_detect_only_from_a_glob(corpus: Path, tmp_path: Path) -> None:
     [
         (["{missing}"], "no such file, folder or manifest"),
         (["{corpus}", "-m", "gradcm"], "unknown explanation method 'gradcm'"),
+        (["{corpus}", "-m", "rise", "--set", "rise.n_masks=0"], "bad option for rise"),
         (["{corpus}", "--model", "no-such-model"], "no-such-model"),
         (["{corpus}", "--device", "tpu"], "unknown device"),
         (
@@ -91,6 +92,8 @@ def test_changed_settings_are_one_line(corpus: Path, tmp_path: Path) -> None:
     assert _scan(str(corpus), "--out", str(out), "--model", "tiny-cnn", "--workers", "0")[0] == 0
     code, _, stderr = _scan(str(corpus), "--out", str(out), "--model", "tiny-cnn", "--threshold", "0.2")
     assert code == 2 and "other settings" in stderr and "--overwrite" in stderr
+    code, _, stderr = _scan(str(corpus), "--out", str(out), "--model", "tiny-cnn", "--set", "gradcam.x=1")
+    assert code == 2 and "gradient CAMs have no options" in stderr
     code, _, _ = _scan(
         str(corpus), "--out", str(out), "--model", "tiny-cnn", "--threshold", "0.2", "--overwrite"
     )

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fakelens.analysis import Analysis, analyze_images
 from fakelens.cli.common import (
+    MethodOptions,
     console,
     expand_images,
     fail,
@@ -25,7 +26,7 @@ from fakelens.cli.common import (
 from fakelens.cli.explain import demo_images
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
-from fakelens.explain.engine import method_names
+from fakelens.explain.engine import method_names, parse_options
 from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -114,6 +115,7 @@ def analyze_cmd(
     title: Annotated[str | None, typer.Option(help="Title of the HTML report.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: MethodOptions = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON to stdout.")] = False,
 ) -> None:
     """Is it fake, according to whom, and where? Verdicts per model and ensemble, heatmaps and a report.
@@ -127,6 +129,7 @@ def analyze_cmd(
     for m in methods:
         if m not in known:
             fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    options = parse_options(set_ or [], methods)
     specs = split_csv(model) or ["default"]
     paths = expand_images(images or []) + (demo_images() if demo else [])
     if not paths:
@@ -149,7 +152,13 @@ def analyze_cmd(
         else nullcontext()
     ):
         analyses = analyze_images(
-            detector, imgs, methods, robustness=robustness, batch_size=batch_size, device=dev
+            detector,
+            imgs,
+            methods,
+            robustness=robustness,
+            batch_size=batch_size,
+            device=dev,
+            options=options,
         )
         regions: list[FaceRegions | None] = [None] * len(imgs)
         face_note = None

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,17 @@ from fakelens.errors import FakelensError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+MethodOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="METHOD.OPTION=VALUE",
+        help="A method option, repeatable: e.g. --set rise.n_masks=2000 --set scorecam.top_k=64. "
+        "`fakelens methods NAME` lists a method's options.",
+    ),
+]
+"""The ``--set`` option of the commands that explain (parsed by ``explain.engine.parse_options``)."""
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 

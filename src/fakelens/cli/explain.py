@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fakelens.cli.common import (
+    MethodOptions,
     console,
     expand_images,
     fail,
@@ -22,7 +23,7 @@ from fakelens.cli.common import (
     user_errors,
 )
 from fakelens.devices import resolve_device
-from fakelens.explain.engine import method_names
+from fakelens.explain.engine import method_names, parse_options
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -113,6 +114,7 @@ def explain_cmd(
     cmap: Annotated[str, typer.Option(help=f"Colormap: {', '.join(CMAPS)}.")] = "jet",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: MethodOptions = None,
     save_raw: Annotated[
         bool, typer.Option("--save-raw", help="Also save each map as .npy (float32).")
     ] = False,
@@ -129,6 +131,7 @@ def explain_cmd(
     for m in methods:
         if m not in known:
             fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    options = parse_options(set_ or [], methods)
     if cmap not in CMAPS:
         fail(f"unknown colormap {cmap!r} (choose from {', '.join(CMAPS)})")
     paths = expand_images(images or []) + (demo_images() if demo else [])
@@ -155,13 +158,22 @@ def explain_cmd(
             det.to(dev)
             for chunk in batched(paths, batch_size):
                 imgs = [load_image(p) for p in chunk]
-                results = explain_images(det, imgs, methods, target=target, layers=layer, device=dev)
+                results = explain_images(
+                    det, imgs, methods, target=target, layers=layer, device=dev, options=options
+                )
                 for p, r in zip(chunk, results, strict=True):
                     stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
                     rec = _write_outputs(r, stem, out, alpha, cmap, save_raw, det.name)
                     records.append({"image": str(p), "model": det.name, **rec})
                 progress.advance(task, len(chunk))
-    payload = {"model": model, "methods": methods, "target": target, "out": str(out), "images": records}
+    payload = {
+        "model": model,
+        "methods": methods,
+        "options": options,
+        "target": target,
+        "out": str(out),
+        "images": records,
+    }
     atomic_write_text(out / "summary.json", json.dumps(payload, indent=2))
     if json_out:
         print_json(payload)

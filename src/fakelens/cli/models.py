@@ -11,7 +11,7 @@ from rich.table import Table
 
 from fakelens.cli.common import console, print_json, user_errors
 from fakelens.explain.cams import CAMS
-from fakelens.explain.engine import EXPLAINERS
+from fakelens.explain.engine import EXPLAINERS, method_options
 from fakelens.models import MODELS
 
 app = typer.Typer()
@@ -41,9 +41,15 @@ def models_cmd(
 @app.command("methods")
 @user_errors
 def methods_cmd(
+    name: Annotated[
+        str | None, typer.Argument(help="One method: show its description and options (for --set).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the explanation methods (gradient CAMs share one forward+backward)."""
+    """List the explanation methods (gradient CAMs share one forward+backward), or one method's options."""
+    if name is not None:
+        _method_detail(name, json_out)
+        return
     rows = [
         {"name": n, "family": "gradient CAM (one shared capture)", "summary": _first_line(CAMS.get(n))}
         for n in CAMS.names()
@@ -54,6 +60,31 @@ def methods_cmd(
     table = Table("method", "family", "reference", title="explanation methods")
     for r in rows:
         table.add_row(r["name"], r["family"], r["summary"])
+    console.print(table)
+    console.print("options of a method: [bold]fakelens methods NAME[/]; set with --set METHOD.OPTION=VALUE")
+
+
+def _method_detail(name: str, json_out: bool) -> None:
+    options = method_options(name)
+    factory = CAMS.get(name) if name in CAMS else EXPLAINERS.get(name)
+    rows = [
+        {
+            "option": p.name,
+            "default": None if p.default is p.empty else p.default,
+            "type": "" if p.annotation is p.empty else str(p.annotation),
+        }
+        for p in options.values()
+    ]
+    if json_out:
+        print_json({"name": name, "description": inspect.getdoc(factory) or "", "options": rows})
+        return
+    console.print(f"[bold]{name}[/]: {inspect.getdoc(factory) or ''}\n", markup=True, highlight=False)
+    if not rows:
+        console.print("no options: gradient CAMs are computed from the one shared forward+backward pass.")
+        return
+    table = Table("option", "default", "type", title=f"options of {name} (--set {name}.OPTION=VALUE)")
+    for r in rows:
+        table.add_row(r["option"], repr(r["default"]), r["type"])
     console.print(table)
 
 

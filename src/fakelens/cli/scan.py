@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from fakelens.cli.common import console, fail, print_json, split_csv, user_errors
+from fakelens.cli.common import MethodOptions, console, fail, print_json, split_csv, user_errors
 
 app = typer.Typer()
 
@@ -78,6 +78,7 @@ def scan_cmd(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: MethodOptions = None,
     ray: Annotated[
         bool, typer.Option("--ray", help="Run on Ray: a local instance, or the cluster of $RAY_ADDRESS.")
     ] = False,
@@ -96,12 +97,16 @@ def scan_cmd(
     same path and bytes are skipped. Heatmap overlays are written only for images scoring above
     --heatmaps-above.
     """
+    from fakelens.explain.engine import parse_options
+
     try:
         from fakelens.scan import ScanSettings, scan
     except ImportError:
         fail("fakelens scan needs pyarrow: pip install 'fakelens[scan]'")
+    chosen = tuple(split_csv(methods) or ["gradcam"])
     settings = ScanSettings(
-        methods=tuple(split_csv(methods) or ["gradcam"]),
+        methods=chosen,
+        options=parse_options(set_ or [], chosen),
         explain=explain,
         threshold=threshold,
         heatmaps_above=heatmaps_above,

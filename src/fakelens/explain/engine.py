@@ -7,13 +7,15 @@ attention) register in :data:`EXPLAINERS` and run after it.
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
 
-from fakelens.errors import UnknownNameError
+from fakelens.errors import ConfigError, UnknownNameError
 from fakelens.explain.cams import CAMS
 from fakelens.explain.capture import capture
 from fakelens.explain.explanation import Explanation, build_explanation, build_explanations, fuse_layers
@@ -47,6 +49,65 @@ def check_methods(methods: Sequence[str]) -> None:
         if m not in CAMS and m not in EXPLAINERS:
             CAMS.get(m) if not len(EXPLAINERS) else None  # raises with close matches
             raise UnknownNameError(f"unknown explanation method {m!r} (known: {', '.join(method_names())})")
+
+
+def method_options(method: str) -> dict[str, inspect.Parameter]:
+    """The keyword options of a method, with their defaults and annotations: those of its class and,
+    through ``**options``, of its bases; gradient CAMs take none."""
+    check_methods([method])
+    if method in CAMS:
+        return {}
+    factory = EXPLAINERS.get(method)
+    ignored = getattr(factory, "ignored_options", ())
+    found: dict[str, inspect.Parameter] = {}
+    for cls in getattr(factory, "__mro__", ()):
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.kind is p.KEYWORD_ONLY and p.name not in ignored:
+                found.setdefault(p.name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return found
+
+
+def _option_value(text: str) -> Any:
+    """JSON where it parses (numbers, true/false, null; lists become tuples), else the text itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parse_options(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["rise.n_masks=2000", "scorecam.top_k=64"]`` → ``{"rise": {"n_masks": 2000}, …}`` for ``explain``.
+
+    Each spec names one of ``methods`` and one of its options (:func:`method_options`); the value is JSON
+    where it parses, else a string (``occlusion.fill=blur``). The options are checked by building each
+    method once, so a misspelt name or a bad value is one :class:`ConfigError` before any model runs.
+    """
+    options: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        method, dot, name = key.strip().rpartition(".")
+        if not sep or not dot or not method or not name:
+            raise ConfigError(f"option {spec!r} is not METHOD.OPTION=VALUE (e.g. rise.n_masks=2000)")
+        if method not in methods:
+            raise ConfigError(f"option {spec!r} is for {method!r}, which is not among the methods asked for")
+        known = method_options(method)
+        if name not in known:
+            have = ", ".join(known) if known else "none (gradient CAMs have no options)"
+            raise ConfigError(f"{method} has no option {name!r} (its options: {have})")
+        options.setdefault(method, {})[name] = _option_value(text.strip())
+    for method, kwargs in options.items():
+        try:
+            EXPLAINERS.create(method, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad option for {method}: {exc}") from None
+    return options
 
 
 def explain_targets(

@@ -47,7 +47,7 @@ import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +60,28 @@ from fakelens.explain.explanation import fuse_layers
 from fakelens.explain.targets import Target
 from fakelens.models.base import Detector
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 Amp = Literal["bf16", "fp16"]
 Fill = Literal["mean", "black", "blur"]
+
+
+class RunOptions(TypedDict, total=False):
+    """Options every perturbation method takes (see the module docstring)."""
+
+    batch_size: int | None
+    amp: Amp | None
+    seed: int
+    channels_last: bool
+
+
+class FastOptions(RunOptions, total=False):
+    """Plus the options of the methods whose perturbed forwards need no hooks."""
+
+    fold_bn: bool | None
+    autotune: bool | None
+
 
 CPU_CHUNK_AT_224 = 32
 """Default chunk on CPU for 224×224 inputs (scaled by the pixel count); measured on 2 Zen 4 cores."""
@@ -257,6 +277,13 @@ def recorded(
             h.remove()
 
 
+def checked_fill(fill: str) -> Fill:
+    """``fill`` if it is one of the baselines, else a :class:`ConfigError` (at construction, not mid-run)."""
+    if fill not in ("mean", "black", "blur"):
+        raise ConfigError(f"unknown fill {fill!r}: use 'mean', 'black' or 'blur'")
+    return fill  # type: ignore[return-value]
+
+
 def fill_values(x: Tensor, detector: Detector, fill: Fill, sigma: float) -> Tensor:
     """The baseline the masks blend towards, broadcastable to ``x``: ``(1, C, 1, 1)`` or ``(B, C, H, W)``."""
     if fill == "mean":
@@ -420,21 +447,9 @@ class ScoreCAM(Perturbation):
         align_corners: bool = False,
         mask_norm: Literal["upsampled", "feature"] = "upsampled",
         eps: float = 1e-8,
-        batch_size: int | None = None,
-        amp: Amp | None = None,
-        seed: int = 0,
-        channels_last: bool = True,
-        fold_bn: bool | None = None,
-        autotune: bool | None = None,
+        **options: Unpack[FastOptions],
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            amp=amp,
-            seed=seed,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            autotune=autotune,
-        )
+        super().__init__(**options)
         if weights not in ("difference", "softmax"):
             raise ConfigError(f"weights must be 'difference' or 'softmax', got {weights!r}")
         if mask_norm not in ("upsampled", "feature"):
@@ -443,7 +458,7 @@ class ScoreCAM(Perturbation):
             raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
         self.top_k = top_k
         self.weights = weights
-        self.fill: Fill = fill
+        self.fill: Fill = checked_fill(fill)
         self.blur_sigma = blur_sigma
         self.align_corners = align_corners
         self.mask_norm = mask_norm
@@ -675,6 +690,7 @@ class AblationCAM(Perturbation):
     """
 
     uses_layers = True
+    ignored_options: ClassVar[tuple[str, ...]] = ("fold_bn", "autotune")  # it runs partial forwards
 
     def __init__(
         self,
@@ -682,12 +698,9 @@ class AblationCAM(Perturbation):
         top_k: int | None = None,
         relative: bool = True,
         shortcut: bool = True,
-        batch_size: int | None = None,
-        amp: Amp | None = None,
-        seed: int = 0,
-        channels_last: bool = True,
+        **options: Unpack[RunOptions],
     ) -> None:
-        super().__init__(batch_size=batch_size, amp=amp, seed=seed, channels_last=channels_last)
+        super().__init__(**options)
         if top_k is not None and top_k < 1:
             raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
         self.top_k = top_k
@@ -884,24 +897,12 @@ class Occlusion(Perturbation):
         stride: int | tuple[int, int] | None = None,
         fill: Fill = "black",
         blur_sigma: float = 5.0,
-        batch_size: int | None = None,
-        amp: Amp | None = None,
-        seed: int = 0,
-        channels_last: bool = True,
-        fold_bn: bool | None = None,
-        autotune: bool | None = None,
+        **options: Unpack[FastOptions],
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            amp=amp,
-            seed=seed,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            autotune=autotune,
-        )
+        super().__init__(**options)
         self.window = window
         self.stride = stride
-        self.fill: Fill = fill
+        self.fill: Fill = checked_fill(fill)
         self.blur_sigma = blur_sigma
 
     def geometry(self, hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -987,27 +988,15 @@ class RISE(Perturbation):
         fill: Fill = "mean",
         blur_sigma: float = 5.0,
         center: bool = False,
-        batch_size: int | None = None,
-        amp: Amp | None = None,
-        seed: int = 0,
-        channels_last: bool = True,
-        fold_bn: bool | None = None,
-        autotune: bool | None = None,
+        **options: Unpack[FastOptions],
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            amp=amp,
-            seed=seed,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            autotune=autotune,
-        )
+        super().__init__(**options)
         if n_masks < 1 or grid < 1 or not 0 < p <= 1:
             raise ConfigError(f"need n_masks >= 1, grid >= 1 and 0 < p <= 1 (got {n_masks}, {grid}, {p})")
         self.n_masks = n_masks
         self.grid = grid
         self.p = p
-        self.fill: Fill = fill
+        self.fill: Fill = checked_fill(fill)
         self.blur_sigma = blur_sigma
         self.center = center
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -40,9 +40,12 @@ from torch import Tensor
 from fakelens.errors import ConfigError
 from fakelens.explain.capture import frozen
 from fakelens.explain.engine import EXPLAINERS
-from fakelens.explain.perturbation import Amp, Perturbation, Runner
+from fakelens.explain.perturbation import Amp, FastOptions, Perturbation, Runner
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def default_radial_edges(n: int) -> Tensor:
@@ -195,21 +198,9 @@ class SpectralBands(Perturbation):
         radial: int | Sequence[float] = 8,
         orientations: int | Sequence[float] = 8,
         tiles: int | tuple[int, int] | None = None,
-        batch_size: int | None = None,
-        amp: Amp | None = None,
-        seed: int = 0,
-        channels_last: bool = True,
-        fold_bn: bool | None = None,
-        autotune: bool | None = None,
+        **options: Unpack[FastOptions],
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            amp=amp,
-            seed=seed,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            autotune=autotune,
-        )
+        super().__init__(**options)
         self.radial_edges = _as_edges(radial, default_radial_edges, "radial")
         self.orientation_edges = _as_edges(orientations, default_orientation_edges, "orientation")
         self.tiles = None if tiles is None else _pair(tiles)
@@ -295,24 +286,9 @@ class SpectralExplainer(SpectralBands):
         radial: int | Sequence[float] = 8,
         orientations: int | Sequence[float] = 8,
         tiles: int | tuple[int, int] = 4,
-        batch_size: int | None = None,
-        amp: Amp | None = None,
-        seed: int = 0,
-        channels_last: bool = True,
-        fold_bn: bool | None = None,
-        autotune: bool | None = None,
+        **options: Unpack[FastOptions],
     ) -> None:
-        super().__init__(
-            radial=radial,
-            orientations=orientations,
-            tiles=tiles,
-            batch_size=batch_size,
-            amp=amp,
-            seed=seed,
-            channels_last=channels_last,
-            fold_bn=fold_bn,
-            autotune=autotune,
-        )
+        super().__init__(radial=radial, orientations=orientations, tiles=tiles, **options)
 
     def run(
         self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]

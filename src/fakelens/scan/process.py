@@ -11,9 +11,10 @@ own disk.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ class ScanSettings:
     batch_size: int = 16
     alpha: float = 0.5
     cmap: str = "jet"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method (--set), JSON-safe
 
     def __post_init__(self) -> None:
         if self.explain and not self.methods:
@@ -71,6 +73,7 @@ class ScanSettings:
         """The settings that give rows their meaning (a resumed scan must match them)."""
         d = asdict(self)
         d["methods"] = list(self.methods) if self.explain else []
+        d["options"] = json.loads(json.dumps(self.options)) if self.explain else {}
         del d["batch_size"]
         return d
 
@@ -157,6 +160,7 @@ class ScanProcessor:
             robustness=False,
             batch_size=len(images),
             device=self.device,
+            options=self.settings.options,
         )
         return [
             self._explained_row(a, img, sha, stem)
@@ -211,7 +215,7 @@ class ScanProcessor:
                 continue
             pixels, geometry = prepare(image, member.input_spec)
             for method, badge in robustness_badges(
-                member, pixels, usable, valid=geometry.valid_input()
+                member, pixels, usable, valid=geometry.valid_input(), options=self.settings.options
             ).items():
                 ma.heatmaps[method].robustness = badge
 

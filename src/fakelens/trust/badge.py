@@ -81,13 +81,16 @@ def robustness_badges(
     target: str = "fake",
     family: TransformFamily | None = None,
     criteria: Criteria = DEFAULT_CRITERIA,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Badges of several methods for one prepared image ``(3, H, W)`` in [0, 1] from one batch of views.
 
-    Methods that cannot run on the detector get ``{"error": reason}``.
+    Methods that cannot run on the detector get ``{"error": reason}``; ``options`` as for ``explain``.
     """
     plan = view_plan(family or TransformFamily.badge(), ("black",))
-    sweep = run_sweep(detector, pixels, plan, methods, valid=valid, layers=layers, target=target)
+    sweep = run_sweep(
+        detector, pixels, plan, methods, valid=valid, layers=layers, target=target, options=options
+    )
     out: dict[str, dict[str, Any]] = {m: badge_from_sweep(sweep, m, criteria) for m in sweep.methods}
     out.update({m: {"method": m, "error": msg} for m, msg in sweep.errors.items()})
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -144,12 +145,14 @@ def run_sweep(
     valid: Tensor | None = None,
     layers: Sequence[str] | None = None,
     target: str = "fake",
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> Sweep:
     """Explain ``K`` views of one prepared image ``(3, H, W)`` (pixels in [0, 1]) with every method.
 
     Gradient and activation CAMs come from one capture of the whole ``K``-view batch; each other method runs
     its own passes over the same batch; a method that cannot run on this detector is reported in ``errors``
     (a :class:`~fakelens.errors.FakelensError` such as an attention method on a CNN), not raised.
+    ``options``: per-method keyword options, as for :func:`~fakelens.explain.engine.explain`.
     """
     px = pixels[None] if pixels.dim() == 3 else pixels
     if px.shape[0] != 1:
@@ -173,7 +176,8 @@ def run_sweep(
         expl.update(explain(detector, x, cams, target=target, layers=layers, valid=vb.valid))
     for m in others:
         try:
-            expl.update(explain(detector, x, [m], target=target, layers=layers, valid=vb.valid))
+            one = explain(detector, x, [m], target=target, layers=layers, valid=vb.valid, options=options)
+            expl.update(one)
         except FakelensError as exc:
             errors[m] = str(exc)
     hw = (int(x.shape[-2]), int(x.shape[-1]))
