@@ -24,8 +24,10 @@ def test_ensemble_command_builds_a_loadable_half_precision_ensemble(tmp_path: Pa
     assert isinstance(ens, Ensemble) and ens.names == ("tiny-cnn", "tiny-vit")
     assert ens.weights.tolist() == [0.75, 0.25] and ens.rule == "logit_mean"
     config = json.loads((out / "ensemble.json").read_text())
-    assert config["provenance"]["members"][0]["provenance"] == {"seed": 1}
-    assert json.loads((out / "member-00-tiny-cnn" / "config.json").read_text())["stored_dtype"] == "float16"
+    assert config["provenance"]["members"] == [{"source": str(tmp_path / n)} for n in ("a", "b")]
+    member = json.loads((out / "member-00-tiny-cnn" / "config.json").read_text())
+    assert member["stored_dtype"] == "float16"
+    assert member["provenance"] == {"seed": 1}  # each member keeps its own training record
 
 
 def test_ensemble_command_errors_are_one_line(tmp_path: Path) -> None:

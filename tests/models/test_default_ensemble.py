@@ -16,8 +16,10 @@ def test_default_ensemble_ships_with_its_model_card() -> None:
     root = default_ensemble_path()
     assert (root / "ensemble.json").is_file() and (root / "MODEL_CARD.md").is_file()
     config = json.loads((root / "ensemble.json").read_text())
-    for member in config["provenance"]["members"]:
-        prov = member["provenance"]
+    for member in config["members"]:
+        member_config = json.loads((root / member["path"] / "config.json").read_text())
+        prov = member_config["provenance"]
+        assert member_config["metrics"]["val"]["auc"] > 0.5
         assert prov["seed"] == 0 and prov["data"]["kind"] == "forgeries" and "train" in prov["command"]
     total = sum(p.stat().st_size for p in root.rglob("*.safetensors"))
     assert total < 20 * 2**20  # float16 members, small enough to commit

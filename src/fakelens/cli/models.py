@@ -113,7 +113,7 @@ def ensemble_cmd(
     from fakelens.models.checkpoint import CONFIG_NAME, read_json
 
     loaded: list[Detector] = []
-    sources = []
+    records = []
     for spec in members:
         det = load_detector(spec)
         if not isinstance(det, Detector):
@@ -121,15 +121,19 @@ def ensemble_cmd(
         loaded.append(det)
         cfg = Path(spec) / CONFIG_NAME
         info = read_json(cfg) if cfg.is_file() else {}
-        sources.append(
-            {"source": spec, "provenance": info.get("provenance", {}), "metrics": info.get("metrics", {})}
-        )
+        records.append({"provenance": info.get("provenance", {}), "metrics": info.get("metrics", {})})
     try:
         w = [float(v) for v in weights.split(",")] if weights else None
     except ValueError:
         raise ConfigError(f"--weights must be comma-separated numbers, not {weights!r}") from None
     ens = Ensemble(loaded, weights=w, rule=rule, threshold=threshold)  # type: ignore[arg-type]
-    save_checkpoint(ens, out, provenance={"members": sources}, dtype=torch.float16 if half else None)
+    save_checkpoint(
+        ens,
+        out,
+        provenance={"members": [{"source": spec} for spec in members]},
+        dtype=torch.float16 if half else None,
+        member_records=records,
+    )
     if json_out:
         print_json({"out": out, **ens.describe()})
     else:

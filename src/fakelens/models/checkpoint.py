@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,7 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    member_records: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
     """Save a detector (``model.safetensors`` + ``config.json``) or an ensemble (``ensemble.json`` + one
     sub-directory per member) into ``directory`` (created if needed); returns the directory.
@@ -107,12 +108,16 @@ def save_checkpoint(
     and torch versions and the time. Each file is written atomically; the config is written last.
     Detectors made by :func:`~fakelens.models.wrap.wrap_model` save with ``arch: null``; load them with
     ``load_checkpoint(path, net=module)``. ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors
-    in that type to halve the file; loading casts them back to the model's own dtype.
+    in that type to halve the file; loading casts them back to the model's own dtype. For an ensemble,
+    ``member_records`` gives each member's own ``{"provenance": …, "metrics": …}`` (e.g. from its training
+    run), kept in the member's ``config.json``.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, Ensemble):
-        return _save_ensemble(obj, out, provenance=provenance, metrics=metrics, dtype=dtype)
+        return _save_ensemble(
+            obj, out, provenance=provenance, metrics=metrics, dtype=dtype, member_records=member_records
+        )
     if (out / ENSEMBLE_NAME).exists():
         raise CheckpointError(f"{out} holds an ensemble checkpoint; save the detector into another directory")
     config = detector_config(obj)
@@ -142,13 +147,19 @@ def _save_ensemble(
     provenance: dict[str, Any] | None,
     metrics: dict[str, Any] | None,
     dtype: torch.dtype | None,
+    member_records: Sequence[dict[str, Any]] | None,
 ) -> Path:
     if (out / CONFIG_NAME).exists():
         raise CheckpointError(f"{out} holds a detector checkpoint; save the ensemble into another directory")
+    records = list(member_records or [{}] * len(ensemble.members))
+    if len(records) != len(ensemble.members):
+        raise ValueError(f"{len(records)} member records for {len(ensemble.members)} members")
     members = []
-    for i, member in enumerate(ensemble.members):
+    for i, (member, record) in enumerate(zip(ensemble.members, records, strict=True)):
         sub = f"member-{i:02d}-{_slug(member.name)}"
-        save_checkpoint(member, out / sub, dtype=dtype)
+        save_checkpoint(
+            member, out / sub, provenance=record.get("provenance"), metrics=record.get("metrics"), dtype=dtype
+        )
         members.append({"path": sub, "name": member.name})
     config = {
         "format_version": FORMAT_VERSION,
