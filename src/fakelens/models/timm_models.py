@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import timm
 import torch
@@ -221,6 +221,93 @@ def vit_tiny_reg4(seed: int = 0, num_classes: int = 2, input_size: int = 224) ->
     committed. Same token layout, dynamic input size and CAM layer as ``vit-small-reg4``.
     """
     return _vit_reg4("vit-tiny-reg4", "vit_tiny_patch16_224", seed, num_classes, input_size)
+
+
+class FrozenStem(nn.Module):
+    """A pretrained convolutional stem kept fixed, so fine-tuning what follows cannot wash out its ImageNet
+    features: its weights are buffers, not parameters (no optimiser, freezing schedule or gradient reaches
+    them; they are still saved and loaded with the model), and its BatchNorm always uses the running
+    statistics (``train()`` does not reach it)."""
+
+    def __init__(self, layers: nn.Module) -> None:
+        super().__init__()
+        for module in layers.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                delattr(module, name)
+                module.register_buffer(name, param.detach())
+        self.layers = layers.eval()
+
+    def train(self, mode: bool = True) -> FrozenStem:
+        super().train(mode)
+        self.layers.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return cast(Tensor, self.layers(x))
+
+
+@register_model("vit-tiny-reg4-hybrid")
+def vit_tiny_reg4_hybrid(
+    pretrained: bool = True, seed: int = 0, num_classes: int = 2, input_size: int = 224
+) -> Detector:
+    """Hybrid ViT-Ti (Dosovitskiy et al., ICLR 2021, §3.1 "hybrid architecture") with 4 register tokens
+    (Darcet et al., ICLR 2024): the tokens are the stride-16 feature map of the ImageNet-pretrained
+    EfficientNet-Lite0 (stem and blocks 0–4, 112 channels, 1×1-projected to 192), then 12 ViT-Ti blocks.
+
+    No ViT weights exist offline, and a ViT trained from scratch on a few hundred photos stays near chance;
+    the pretrained stem gives its tokens ImageNet features from the start. The stem is frozen
+    (:class:`FrozenStem`: fewer weights to overfit a small pool, and no backward through it — 2.3× faster
+    training on a CPU); the projection and the transformer train (5.4M parameters; the stem's 0.7M weights are
+    buffers). Token grid = input / 16 (16 × 16 at 256²), the same token layout and CAM layer as
+    ``vit-tiny-reg4``.
+    ``pretrained=False`` builds the same network with a random stem (used when loading a checkpoint).
+    """
+    from functools import partial
+
+    from timm.layers import HybridEmbed
+    from timm.models.vision_transformer import VisionTransformer
+
+    with seeded_init(seed):
+        cnn: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+        if pretrained:
+            load_effnet_lite0_imagenet(cnn, include_classifier=False)
+        stem = FrozenStem(nn.Sequential(cnn.conv_stem, cnn.bn1, *cnn.blocks[:5]))
+        net = VisionTransformer(
+            img_size=input_size,
+            patch_size=1,
+            embed_dim=192,
+            depth=12,
+            num_heads=3,
+            num_classes=num_classes,
+            reg_tokens=4,
+            class_token=True,
+            dynamic_img_size=True,
+            embed_layer=partial(HybridEmbed, backbone=stem),
+        )
+    stride = int(net.patch_embed.feat_ratio())
+    layout = TokenLayout(
+        num_prefix_tokens=int(net.num_prefix_tokens),
+        patch_size=(stride, stride),
+        num_registers=int(net.num_reg_tokens),
+        has_class_token=bool(net.has_class_token),
+    )
+    return Detector(
+        net,
+        labels=binary_labels(num_classes),
+        input_spec=InputSpec(
+            size=(input_size, input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, mode="letterbox"
+        ),
+        cam_layers=(f"net.blocks.{len(net.blocks) - 1}.norm1",),
+        token_layout=layout,
+        name="vit-tiny-reg4-hybrid",
+        config={
+            "arch": "vit-tiny-reg4-hybrid",
+            "pretrained": pretrained,
+            "seed": seed,
+            "num_classes": num_classes,
+            "input_size": input_size,
+        },
+    )
 
 
 @register_model("effnet-lite0-imagenet")
