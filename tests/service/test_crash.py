@@ -36,7 +36,8 @@ def _consistency(data_dir: Path) -> dict[str, object]:
 
 
 def _blob_count(data_dir: Path) -> int:
-    return sum(1 for _ in (data_dir / "blobs").glob("??/*"))
+    """Finished blobs only: a temporary file (``.name.xxxx.tmp``, mid-write) is not yet in the store."""
+    return sum(not p.name.startswith(".") for p in (data_dir / "blobs").glob("??/*"))
 
 
 def test_kill_9_mid_analysis_leaves_no_half_record(tmp_path: Path) -> None:
