@@ -167,6 +167,16 @@ def effnet_lite0(
     )
 
 
+def _token_layout(net: VisionTransformer, stride: tuple[int, int]) -> TokenLayout:
+    """The token layout of a timm ViT whose tokens each cover ``stride`` pixels."""
+    return TokenLayout(
+        num_prefix_tokens=int(net.num_prefix_tokens),
+        patch_size=stride,
+        num_registers=int(net.num_reg_tokens),
+        has_class_token=bool(net.has_class_token),
+    )
+
+
 def _vit_reg4(name: str, timm_name: str, seed: int, num_classes: int, input_size: int) -> Detector:
     with seeded_init(seed):
         net = cast(
@@ -181,12 +191,7 @@ def _vit_reg4(name: str, timm_name: str, seed: int, num_classes: int, input_size
                 dynamic_img_size=True,
             ),
         )
-    layout = TokenLayout(
-        num_prefix_tokens=int(net.num_prefix_tokens),
-        patch_size=(int(net.patch_embed.patch_size[0]), int(net.patch_embed.patch_size[1])),
-        num_registers=int(net.num_reg_tokens),
-        has_class_token=bool(net.has_class_token),
-    )
+    layout = _token_layout(net, (int(net.patch_embed.patch_size[0]), int(net.patch_embed.patch_size[1])))
     half = (0.5, 0.5, 0.5)  # timm's statistics for its AugReg ViTs
     return Detector(
         net,
@@ -285,12 +290,7 @@ def vit_tiny_reg4_hybrid(
             embed_layer=partial(HybridEmbed, backbone=stem),
         )
     stride = int(net.patch_embed.feat_ratio())
-    layout = TokenLayout(
-        num_prefix_tokens=int(net.num_prefix_tokens),
-        patch_size=(stride, stride),
-        num_registers=int(net.num_reg_tokens),
-        has_class_token=bool(net.has_class_token),
-    )
+    layout = _token_layout(net, (stride, stride))
     return Detector(
         net,
         labels=binary_labels(num_classes),
