@@ -94,6 +94,11 @@ def test_changed_settings_are_one_line(corpus: Path, tmp_path: Path) -> None:
     assert code == 2 and "other settings" in stderr and "--overwrite" in stderr
     code, _, stderr = _scan(str(corpus), "--out", str(out), "--model", "tiny-cnn", "--set", "gradcam.x=1")
     assert code == 2 and "gradient CAMs have no options" in stderr
+    opts = tmp_path / "opts"
+    rise = [str(corpus), "--out", str(opts), "--model", "tiny-cnn", "--workers", "0", "-m", "rise"]
+    assert _scan(*rise, "--set", "rise.n_masks=4")[0] == 0
+    code, _, stderr = _scan(*rise, "--set", "rise.n_masks=8")
+    assert code == 2 and "other settings" in stderr and "n_masks" in stderr
     code, _, _ = _scan(
         str(corpus), "--out", str(out), "--model", "tiny-cnn", "--threshold", "0.2", "--overwrite"
     )
