@@ -15,6 +15,7 @@ from rich.table import Table
 from fakelens.analysis import Analysis, analyze_images
 from fakelens.cli.common import (
     MethodOptions,
+    check_method_names,
     console,
     expand_images,
     fail,
@@ -26,7 +27,7 @@ from fakelens.cli.common import (
 from fakelens.cli.explain import demo_images
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
-from fakelens.explain.engine import method_names, parse_options
+from fakelens.explain.engine import parse_options
 from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -125,10 +126,7 @@ def analyze_cmd(
     plain-language reading. Nothing is written unless the whole analysis succeeds.
     """
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
-    known = method_names()
-    for m in methods:
-        if m not in known:
-            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    check_method_names(methods)
     options = parse_options(set_ or [], methods)
     specs = split_csv(model) or ["default"]
     paths = expand_images(images or []) + (demo_images() if demo else [])

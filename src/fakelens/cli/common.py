@@ -67,6 +67,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def check_method_names(methods: Iterable[str]) -> None:
+    """One error line for the first name that is no explanation method, listing the known ones."""
+    from fakelens.explain.engine import method_names
+
+    known = method_names()
+    for m in methods:
+        if m not in known:
+            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+
+
 def expand_images(paths: Iterable[Path]) -> list[Path]:
     """Files as given, folders searched recursively for images (sorted); missing paths are an error."""
     out: list[Path] = []

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fakelens.cli.common import (
     MethodOptions,
+    check_method_names,
     console,
     expand_images,
     fail,
@@ -23,7 +24,7 @@ from fakelens.cli.common import (
     user_errors,
 )
 from fakelens.devices import resolve_device
-from fakelens.explain.engine import method_names, parse_options
+from fakelens.explain.engine import parse_options
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -127,10 +128,7 @@ def explain_cmd(
     """
 
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
-    known = method_names()
-    for m in methods:
-        if m not in known:
-            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    check_method_names(methods)
     options = parse_options(set_ or [], methods)
     if cmap not in CMAPS:
         fail(f"unknown colormap {cmap!r} (choose from {', '.join(CMAPS)})")

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fakelens.cli.common import MethodOptions, console, fail, print_json, split_csv, user_errors
+from fakelens.explain.engine import parse_options
 
 app = typer.Typer()
 
@@ -97,8 +98,6 @@ def scan_cmd(
     same path and bytes are skipped. Heatmap overlays are written only for images scoring above
     --heatmaps-above.
     """
-    from fakelens.explain.engine import parse_options
-
     try:
         from fakelens.scan import ScanSettings, scan
     except ImportError:

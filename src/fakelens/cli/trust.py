@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fakelens.cli.common import console, fail, print_json, split_csv, user_errors
+from fakelens.cli.common import check_method_names, console, fail, print_json, split_csv, user_errors
 from fakelens.explain.engine import method_names
 
 app = typer.Typer()
@@ -113,12 +113,9 @@ def trust_cmd(
         fail("--model is required (a registered name such as tiny-cnn, or a checkpoint path)")
         return
     wanted = split_csv(methods) or DEFAULT_METHODS.split(",")
-    known = method_names()
     if wanted == ["all"]:
-        wanted = known
-    for m in wanted:
-        if m not in known:
-            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+        wanted = method_names()
+    check_method_names(wanted)
     skipped = split_csv([skip])
     for s in skipped:
         if s not in FAMILIES:
