@@ -89,10 +89,12 @@ def test_user_errors_exit_nonzero(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no manifest.csv" in res.output
     res = runner.invoke(app, ["build-pool", "--out", str(tmp_path / "p"), "--detector", "dlib"])
     assert res.exit_code == 2 and "unknown detector" in res.output
-    res = runner.invoke(app, ["build-pool", "--list-sources", "--out", str(tmp_path / "p"), "--json"])
-    assert res.exit_code == 0 and {"skimage", "face_api", "opencv_doc"} <= {
+    res = runner.invoke(app, ["build-pool", "--list-sources", "--json"])  # no --out needed to list
+    assert res.exit_code == 0 and {"skimage", "face_api", "opencv_doc", "plasma_wallpapers"} <= {
         s["name"] for s in json.loads(res.stdout)
     }
+    res = runner.invoke(app, ["build-pool"])
+    assert res.exit_code == 2 and "give the pool directory with --out DIR" in res.output
 
 
 def test_help_texts() -> None:

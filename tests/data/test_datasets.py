@@ -322,3 +322,26 @@ def test_on_the_fly_exceptions(pool: Path, tmp_path: Path) -> None:
         OnTheFlyForgeries(pool, "nonsense", 0, spec=SPEC)
     with pytest.raises(ConfigError, match="no pool manifest"):
         OnTheFlyForgeries(tmp_path / "nowhere", None, 0, spec=SPEC)
+
+
+def test_on_the_fly_splits_are_the_ones_synth_writes(pool: Path, tmp_path: Path) -> None:
+    """Training on `fakelens data synth` output and evaluating on `--forgeries` must not mix splits: both deal
+    the pool's photos with :func:`pool_splits` (photos with faces are dealt as their own stratum)."""
+    import csv
+
+    from fakelens.data.faces import Face
+    from fakelens.forgery.dataset import synth
+
+    doc = json.loads((pool / "manifest.json").read_text())
+    doc["entries"][0]["faces"] = [Face(box=(10.0, 10.0, 90.0, 90.0)).to_dict()]
+    (pool / "manifest.json").write_text(json.dumps(doc))
+    synth(pool, tmp_path / "ds", 8, ["local_warp"], split_fractions=FRACTIONS, progress=False, sheet=False)
+    with (tmp_path / "ds" / "manifest.csv").open() as fh:
+        written = {r["source"]: r["split"] for r in csv.DictReader(fh)}
+    for split in ("train", "val", "test"):
+        ds = OnTheFlyForgeries(pool, None, 0, spec=SPEC, split=split, pairs=1, split_fractions=FRACTIONS)
+        dealt = {e.path for e in ds.entries}
+        assert {p for p, s in written.items() if s == split} <= dealt
+        assert dealt == {
+            p for p, s in pool_mod.pool_splits(pool_mod.load_pool(pool), FRACTIONS).items() if s == split
+        }

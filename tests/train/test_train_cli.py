@@ -143,4 +143,50 @@ def test_cli_trains_on_the_fly_forgeries_with_aux_mask(tmp_path: Path, tiny_pool
         "--json",
     )
     assert code == 0, stderr
-    assert json.loads(stdout)["data"]["kind"] == "forgeries"
+    report = json.loads(stdout)
+    assert report["data"]["kind"] == "forgeries" and report["data"]["excluded_photos"] == 0
+    _evaluating_on_training_photos_leaves_them_out(tmp_path / "run" / "best", tiny_pool, tmp_path)
+
+
+def _evaluating_on_training_photos_leaves_them_out(ckpt: Path, pool: Path, tmp_path: Path) -> None:
+    """The checkpoint records which pool photos it trained on; evaluate leaves them out of any split."""
+    from fakelens.data.pool import load_pool
+    from fakelens.models.checkpoint import training_photos
+
+    conf = json.loads((ckpt / "config.json").read_text())
+    photos = conf["provenance"]["data"]["photos"]
+    assert len(photos["train"]) == conf["provenance"]["data"]["train_photos"] == 3
+    assert len(photos["val"]) == conf["provenance"]["data"]["val_photos"]
+    assert set(photos["train"] + photos["val"]) <= {e.sha256 for e in load_pool(pool)}
+    assert training_photos(ckpt).sha256 == set(photos["train"] + photos["val"])
+    assert training_photos("tiny-cnn").sha256 == frozenset()
+
+    common = ["--forgeries", str(pool), "--pairs", "6", "--split-fractions", "0.5,0.25,0.25"]
+    common += ["--forgery-size", "96", "--out", str(tmp_path / "ev2"), "--json", "--model", str(ckpt)]
+    code, stdout, stderr = invoke("evaluate", *common, "--split", "train")
+    assert code == 2 and "no photographs in split 'train'" in stderr
+    assert "3 left out as photos a model was trained or validated on" in " ".join(stderr.split())
+    code, stdout, stderr = invoke("evaluate", *common, "--split", "train", "--keep-seen")
+    assert code == 0, stderr
+    assert json.loads(stdout)["data"]["photos"] == 3
+    # compare with another model on photos neither saw: an untrained model, the trained one's photos left out
+    other = [*common[:-2], "--model", "tiny-cnn", "--unseen-by", str(ckpt), "--split-fractions", "0,0,1"]
+    code, stdout, stderr = invoke("evaluate", *other)
+    assert code == 0, stderr
+    data = json.loads(stdout)["data"]
+    assert data["excluded_photos"] == len(photos["train"] + photos["val"]) and data["photos"] == 6 - 3 - len(
+        photos["val"]
+    )
+    assert f"that {ckpt} trained or validated on" in " ".join(stderr.split())
+
+    # an older checkpoint without the photo list, trained on another version of the pool: a note
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes())
+    del conf["provenance"]["data"]["photos"]
+    conf["provenance"]["data"]["pool_manifest_sha256"] = "0" * 64
+    (old / "config.json").write_text(json.dumps(conf))
+    assert training_photos(old).unrecorded == (("old", "0" * 64),)
+    code, stdout, stderr = invoke("evaluate", *common[:-2], "--model", str(old))
+    assert code == 0, stderr
+    assert "old was trained on another version of this pool" in " ".join(stderr.split())

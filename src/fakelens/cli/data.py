@@ -55,7 +55,9 @@ def _emit_json(obj: Any) -> None:
 
 @app.command("build-pool")
 def build_pool_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Pool directory (created; re-runs verify and skip).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Pool directory (created; re-runs verify and skip).")
+    ] = None,
     sources: Annotated[
         str | None,
         typer.Option("--sources", help="Comma-separated source names (default: all). See --list-sources."),
@@ -78,8 +80,10 @@ def build_pool_cmd(
             _emit_json([{"name": s.name, "licence": s.licence, "note": s.note} for s in SOURCES])
         else:
             for s in SOURCES:
-                typer.echo(f"{s.name:<18} {s.licence:<24} {s.note}")
+                typer.echo(f"{s.name:<18} {s.licence:<31} {s.note}")
         return
+    if out is None:
+        _fail(ConfigError("give the pool directory with --out DIR (or --list-sources to see the sources)"))
     if detector not in ("auto", "mtcnn", "haar"):
         _fail(ConfigError(f"unknown detector {detector!r} (known: auto, mtcnn, haar)"))
     names = None if not sources else [s.strip() for s in sources.split(",") if s.strip()]

@@ -226,18 +226,37 @@ def evaluate_cmd(
     split_fractions: Annotated[str, typer.Option(help="Pool train,val,test fractions (--forgeries).")] = (
         "0.7,0.15,0.15"
     ),
+    keep_seen: Annotated[
+        bool,
+        typer.Option(
+            "--keep-seen",
+            help="With --forgeries: keep the pool photos the model was trained or validated on (left out by "
+            "default; a pool that grew since training deals its photos anew).",
+        ),
+    ] = False,
+    unseen_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unseen-by",
+            help="With --forgeries: also leave out the photos this checkpoint was trained or validated on "
+            "(repeatable), to compare models on photos none of them saw.",
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Evaluate a detector: AUC, AP, accuracy at the threshold, EER, per recipe and per source; ROC plot."""
     import torch
 
-    from fakelens.models.checkpoint import load_detector
+    from fakelens.models.checkpoint import load_detector, training_photos
     from fakelens.train.evaluate import evaluate
 
     if threads:
         torch.set_num_threads(threads)
     det = load_detector(model)
+    seen = {m: training_photos(m) for m in ([] if keep_seen else [model]) + list(unseen_by or [])}
+    if forgeries is not None:
+        _warn_unrecorded([u for t in seen.values() for u in t.unrecorded], forgeries)
     report = evaluate(
         det,
         data=data,
@@ -254,7 +273,15 @@ def evaluate_cmd(
         forgery_size=forgery_size,
         split_fractions=_fractions(split_fractions),
         model_name=model,
+        exclude_photos=frozenset().union(*(t.sha256 for t in seen.values())),
     )
+    left_out = report["data"].get("excluded_photos", 0)
+    if left_out:
+        whose = " or ".join(m for m, t in seen.items() if t.sha256)
+        console.print(
+            f"left out {left_out} {report['data']['split']} photo(s) of the pool that {whose} "
+            "trained or validated on"
+        )
     if json_out:
         print_json(report)
         return
@@ -298,6 +325,20 @@ def evaluate_cmd(
             )
     console.print(table)
     console.print(f"wrote metrics.json, scores.csv and roc.png to [bold]{out}[/]")
+
+
+def _warn_unrecorded(unrecorded: list[tuple[str, str]], pool: Path) -> None:
+    """Members whose training photos were not recorded, trained on another version of the pool: say so."""
+    from fakelens.io import sha256_file
+
+    mf = pool if pool.suffix == ".json" else pool / "manifest.json"
+    here = sha256_file(mf) if mf.is_file() else ""
+    for member, trained_on in unrecorded:
+        if trained_on != here:
+            console.print(
+                f"[yellow]note:[/] {member} was trained on another version of this pool and did not record "
+                "which photos; its figures may include photos it was trained on"
+            )
 
 
 if __name__ == "__main__":  # python -m fakelens.cli.train train ... (until the main CLI attaches it)

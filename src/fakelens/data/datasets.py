@@ -21,7 +21,7 @@ import io
 import json
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -567,13 +567,16 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
 
     Item ``2k`` is the real and ``2k + 1`` the fake of pair ``k``. Pair ``k`` of epoch ``e`` is drawn from a
     generator seeded with ``(seed, e, k, split)``: its recipe is ``recipes[k % len(recipes)]``, its photo
-    comes from the pool's ``split`` (:func:`fakelens.data.splits.assign_splits` with ``split_fractions`` and
-    ``split_seed``, as :func:`fakelens.forgery.synth` deals them: people and photos never cross splits),
+    comes from the pool's ``split`` (:func:`fakelens.data.pool.pool_splits` with ``split_fractions`` and
+    ``split_seed``, as :func:`fakelens.forgery.synth` deals them: people and photos never cross splits,
+    photos with faces reach every split),
     face-centred with probability ``face_prob`` for face recipes, donors from the same split; both images
     leave through :func:`~fakelens.forgery.encode.encode_pair` (``fmt``, ``quality``). The pair then gets the
     *same* augmentation draw. Iterate it in order (no shuffling: pairs are random already, and the two
     images of a pair share a batch; the last pair is cached). ``fixed=True`` ignores :meth:`set_epoch`
-    (validation and test sets).
+    (validation and test sets). ``exclude`` (sha256 of photos) leaves those photos out of the split, e.g. the
+    photos a model was trained on when the pool has grown and its photos were dealt anew
+    (:func:`fakelens.models.checkpoint.training_photos`); ``excluded`` counts them.
     """
 
     def __init__(
@@ -596,9 +599,9 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         with_info: bool = False,
         max_side: int | None = None,
         cache_photos: int = 512,
+        exclude: Collection[str] = (),
     ) -> None:
-        from fakelens.data.pool import load_pool
-        from fakelens.data.splits import SplitItem, assign_splits
+        from fakelens.data.pool import load_pool, pool_splits
         from fakelens.forgery.encode import extension
         from fakelens.forgery.recipes import parse_recipes
 
@@ -613,15 +616,17 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         entries = load_pool(p)
         if not entries:
             raise DatasetError(f"the pool at {self.pool_dir} has no photographs")
-        items = [SplitItem(e.path, e.group or e.path, e.people) for e in entries]
-        splits = assign_splits(items, split_fractions, split_seed)
-        self.entries = [e for e in entries if splits[e.path] == split]
+        splits = pool_splits(entries, split_fractions, split_seed)
+        in_split = [e for e in entries if splits[e.path] == split]
+        self.entries = [e for e in in_split if e.sha256 not in exclude]
+        self.excluded = len(in_split) - len(self.entries)
         if not self.entries:
             counts = Counter(splits.values())
+            seen = f"; {self.excluded} left out as photos a model was trained or validated on"
             raise DatasetError(
                 f"the pool at {self.pool_dir} has no photographs in split {split!r} "
-                f"(train {counts['train']}, val {counts['val']}, test {counts['test']}); "
-                "use a larger pool or other --split-fractions"
+                f"(train {counts['train']}, val {counts['val']}, test {counts['test']}"
+                f"{seen if self.excluded else ''}); use a larger pool or other --split-fractions"
             )
         self.split = split
         self.seed = int(seed)

@@ -1,14 +1,15 @@
 """The offline pool of real photographs: assembled from installed packages and registry clients only.
 
-``build_pool(out)`` copies the photographs listed in ``docs/data.md`` byte for byte (their JPEG history
+``build_pool(out)`` copies the photographs of the sources below byte for byte (their JPEG history
 intact) into ``out/images/<source>/``, detects faces (five landmarks) and writes ``out/manifest.json`` and
 ``out/manifest.csv`` (``path, source, package, licence, sha256, width, height, faces, people, group``).
 
 Sources: the scikit-image, matplotlib and scikit-learn wheels (already installed), ``npm pack
 @vladmandic/face-api``, ``pip download --no-deps --no-binary :all: face-recognition==1.3.0``, and ``apt-get
-download`` of ``opencv-doc`` and ``mate-backgrounds`` unpacked with ``dpkg -x``. Each source is optional: one
-whose client fails is reported and skipped. Downloads are cached in ``out/.cache``; re-running verifies every
-file's sha256 and skips sources that are complete, so it is idempotent and offline once built.
+download`` of ``opencv-doc``, ``mate-backgrounds``, ``lomiri-wallpapers-16.04`` and
+``plasma-workspace-wallpapers`` (the photographs among them) unpacked with ``dpkg -x``. Each source is
+optional: one whose client fails is reported and skipped. Downloads are cached in ``out/.cache``; re-running
+verifies every file's sha256 and skips sources that are complete, so it is idempotent and offline once built.
 
 Only CC0, public-domain and MIT photographs may be committed to a repository (``redistributable`` in the JSON
 manifest); the rest stay in the pool a user builds.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fnmatch
 import hashlib
 import io
 import json
@@ -414,6 +416,86 @@ def _fetch_mate(cache: Path) -> tuple[str, list[Candidate]]:
     return package, [Candidate(f.name, f, "GPL-2.0-or-later") for f in files]
 
 
+def dep5_licences(text: str) -> list[tuple[tuple[str, ...], str]]:
+    """``(file patterns, licence)`` per ``Files:`` paragraph of a machine-readable Debian copyright file."""
+    out = []
+    for para in re.split(r"\n\s*\n", text):
+        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", para, re.M)
+        lic = re.search(r"^License:[ \t]*(\S+)", para, re.M)
+        if files and lic:
+            out.append((tuple(files.group(1).split()), lic.group(1)))
+    return out
+
+
+def _dep5_licence(rules: Sequence[tuple[tuple[str, ...], str]], name: str) -> str:
+    """The licence of an installed file ``name``: the last paragraph with a pattern whose file name matches
+    wins (DEP-5). Install paths differ from source paths, so only file names are compared, and the
+    packaging's own ``debian/*`` paragraphs are skipped."""
+    found = "unspecified"
+    for patterns, lic in rules:
+        names = [pat.rsplit("/", 1)[-1] for pat in patterns if not pat.startswith("debian/")]
+        if any(fnmatch.fnmatchcase(name, pat) for pat in names):
+            found = lic
+    return found
+
+
+# Renders and graphics among the wallpapers (the rest are photographs, checked by eye).
+_LOMIRI_RENDERS = frozenset({"umang_by_Abhishek_Mudgal.jpg"})
+
+
+def _fetch_lomiri(cache: Path) -> tuple[str, list[Candidate]]:
+    package, root = _apt_download("lomiri-wallpapers-16.04", cache)
+    docs = sorted((root / "usr/share/doc").glob("*/copyright"))
+    rules = dep5_licences(docs[0].read_text(errors="replace")) if docs else []
+    files = sorted((root / "usr/share/backgrounds").glob("*.jpg"))
+    return package, [
+        Candidate(f.name, f, _dep5_licence(rules, f.name)) for f in files if f.name not in _LOMIRI_RENDERS
+    ]
+
+
+# The photographs among Plasma's wallpapers (the others are renders and illustrations).
+_PLASMA_PHOTOS = (
+    "BytheWater",
+    "ColdRipple",
+    "ColorfulCups",
+    "EveningGlow",
+    "FallenLeaf",
+    "Grey",
+    "Kite",
+    "OneStandsOut",
+    "Path",
+    "summer_1am",
+)
+_LICENCE_IDS = {"LGPLv3": "LGPL-3.0", "LGPLv2": "LGPL-2.0", "GPLv2": "GPL-2.0", "GPLv3": "GPL-3.0"}
+
+
+def _largest_image(folder: Path) -> Path | None:
+    """The file named ``<w>x<h>.<ext>`` with the most pixels in ``folder``."""
+    sized = []
+    for f in folder.glob("*"):
+        m = re.fullmatch(r"(\d+)x(\d+)\.(jpe?g|png)", f.name, re.I)
+        if m and f.is_file():
+            sized.append((int(m.group(1)) * int(m.group(2)), f.name, f))
+    return max(sized)[2] if sized else None
+
+
+def _fetch_plasma(cache: Path) -> tuple[str, list[Candidate]]:
+    package, root = _apt_download("plasma-workspace-wallpapers", cache)
+    out = []
+    for name in _PLASMA_PHOTOS:
+        folder = root / "usr/share/wallpapers" / name
+        image = _largest_image(folder / "contents" / "images")
+        if image is None:
+            continue
+        try:
+            meta = json.loads((folder / "metadata.json").read_text())
+            lic = str(meta["KPlugin"]["License"])
+        except (OSError, ValueError, KeyError, TypeError):
+            lic = "unspecified"
+        out.append(Candidate(f"{name}{image.suffix.lower()}", image, _LICENCE_IDS.get(lic, lic)))
+    return package, out
+
+
 SOURCES: list[PoolSource] = [
     PoolSource("skimage", "CC0-1.0", _fetch_skimage, "photo", "scikit-image wheel; licence per docstring"),
     PoolSource("matplotlib", "public-domain", _fetch_matplotlib, "photo", "grace_hopper.jpg"),
@@ -436,6 +518,22 @@ SOURCES: list[PoolSource] = [
     ),
     PoolSource(
         "mate_backgrounds", "GPL-2.0-or-later", _fetch_mate, "photo", "apt-get download + dpkg -x", ("root",)
+    ),
+    PoolSource(
+        "lomiri_wallpapers",
+        "CC-BY-4.0/CC-BY-SA-4.0/CC0-1.0",
+        _fetch_lomiri,
+        "photo",
+        "apt-get download + dpkg -x; licence per file from the package's copyright file",
+        ("root",),
+    ),
+    PoolSource(
+        "plasma_wallpapers",
+        "LGPL-3.0",
+        _fetch_plasma,
+        "photo",
+        "apt-get download + dpkg -x; the photographs only, largest size",
+        ("root",),
     ),
 ]
 

@@ -16,6 +16,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -441,3 +442,51 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
     except UnknownNameError as exc:
         hint = str(exc)
     raise UnknownNameError(f"{hint}; nor is {text!r} a checkpoint path")
+
+
+@dataclass(frozen=True)
+class TrainingPhotos:
+    """The pool photographs a checkpoint was trained or validated on, by sha256 (all members of an ensemble).
+
+    ``unrecorded`` lists ``(member, pool manifest sha256)`` for members trained on a pool whose photo list
+    was not recorded (checkpoints from before fakelens recorded it): their photos cannot be told apart.
+    """
+
+    sha256: frozenset[str]
+    unrecorded: tuple[tuple[str, str], ...] = ()
+
+
+def training_photos(spec: PathLike) -> TrainingPhotos:
+    """What :func:`load_detector` ``spec`` saw of a real-photo pool, from the ``provenance.data.photos`` of
+    each checkpoint config (``{"train": [sha256…], "val": […]}``, written by ``fakelens train --forgeries``).
+
+    Evaluating on a pool that has grown since training deals its photos anew, so some of a model's training
+    photos can land in the test split; :func:`fakelens.train.evaluate.evaluate` leaves these out.
+    A registered model name (untrained) saw nothing.
+    """
+    text = os.fspath(spec)
+    if text == DEFAULT_MODEL:
+        path = default_ensemble_path()
+    elif text in MODELS:
+        return TrainingPhotos(frozenset())
+    else:
+        path = Path(text)
+    if is_ensemble_checkpoint(path):
+        root = path if path.is_dir() else path.parent
+        members = read_json(root / ENSEMBLE_NAME).get("members", [])
+        configs = [root / str(m["path"]) / CONFIG_NAME for m in members]
+    else:
+        configs = [_locate(path)[0]]
+    seen: set[str] = set()
+    unrecorded = []
+    for config in configs:
+        data = (read_json(config).get("provenance") or {}).get("data") or {}
+        if data.get("kind") != "forgeries":
+            continue
+        photos = data.get("photos")
+        if isinstance(photos, dict):
+            for split in ("train", "val"):
+                seen.update(str(h) for h in photos.get(split, []))
+        else:
+            unrecorded.append((config.parent.name, str(data.get("pool_manifest_sha256", ""))))
+    return TrainingPhotos(frozenset(seen), tuple(unrecorded))

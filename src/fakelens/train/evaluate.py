@@ -19,7 +19,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +237,12 @@ def evaluate(
     forgery_format: str = "png",
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     model_name: str = "",
+    exclude_photos: Collection[str] = (),
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a dataset (``data``) or on ``pairs`` forgeries from a pool's ``split``.
+
+    ``exclude_photos`` (sha256) are left out of the pool's split — the model's own training photos
+    (:func:`fakelens.models.checkpoint.training_photos`); the report counts them in ``data.excluded_photos``.
 
     Returns a JSON-ready report (``nan`` → ``None``): overall metrics, ``per_recipe``, ``per_source``,
     ``members`` (ensembles), and the files written to ``out`` (``metrics.json``, ``scores.csv``, ``roc.png``).
@@ -284,6 +288,7 @@ def evaluate(
             fmt=forgery_format,
             split_fractions=split_fractions,
             fixed=True,
+            exclude=exclude_photos,
         )
         source = {
             "kind": "forgeries",
@@ -293,6 +298,7 @@ def evaluate(
             "seed": seed,
             "recipes": list(probe.recipes),
             "photos": len(probe.entries),
+            "excluded_photos": probe.excluded,
         }
 
         def make(spec: InputSpec) -> Dataset[Any]:
@@ -308,6 +314,7 @@ def evaluate(
                 split_fractions=split_fractions,
                 fixed=True,
                 with_info=True,
+                exclude=exclude_photos,
             )
 
     res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev)

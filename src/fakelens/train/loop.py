@@ -554,6 +554,11 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
             "recipes": list(train_ds.recipes),
             "train_photos": len(train_ds.entries),
             "val_photos": len(val_ds.entries),
+            # which photos, so that evaluating on a grown (re-dealt) pool can leave them out
+            "photos": {
+                "train": sorted(e.sha256 for e in train_ds.entries),
+                "val": sorted(e.sha256 for e in val_ds.entries),
+            },
             "train_pairs_per_epoch": cfg.pairs_per_epoch,
             "val_pairs": cfg.val_pairs,
         }
