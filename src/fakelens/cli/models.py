@@ -103,6 +103,18 @@ def ensemble_cmd(
     half: Annotated[
         bool, typer.Option("--half", help="Store weights as float16 (half the size; loaded as float32).")
     ] = False,
+    fit_on: Annotated[
+        Path | None,
+        typer.Option(
+            "--fit-on",
+            help="Real-photo pool: fit the weights (grid over the simplex, best validation AUC) and the "
+            "threshold (equal-error rate) on forgeries of the members' validation photos.",
+        ),
+    ] = None,
+    fit_pairs: Annotated[int, typer.Option(min=1, help="Forgery pairs for --fit-on.")] = 512,
+    fit_step: Annotated[float, typer.Option(help="Weight grid step for --fit-on (divides 1).")] = 0.05,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (for --fit-on).")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes (for --fit-on).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the ensemble description as JSON.")] = False,
 ) -> None:
     """Combine trained detectors into one ensemble checkpoint (use it with --model DIR)."""
@@ -126,11 +138,38 @@ def ensemble_cmd(
         w = [float(v) for v in weights.split(",")] if weights else None
     except ValueError:
         raise ConfigError(f"--weights must be comma-separated numbers, not {weights!r}") from None
+    if fit_on is not None and w is not None:
+        raise ConfigError("give either --weights or --fit-on (which fits the weights), not both")
     ens = Ensemble(loaded, weights=w, rule=rule, threshold=threshold)  # type: ignore[arg-type]
+    provenance: dict[str, object] = {"members": [{"source": spec} for spec in members]}
+    metrics: dict[str, object] = {}
+    if fit_on is not None:
+        from fakelens.devices import resolve_device
+        from fakelens.train.fit import fit_ensemble
+        from fakelens.train.metrics import json_safe
+
+        console.print(f"fitting weights and threshold on validation forgeries of {fit_on} …")
+        fit = fit_ensemble(
+            ens,
+            members,
+            fit_on,
+            pairs=fit_pairs,
+            step=fit_step,
+            device=resolve_device(device),
+            workers=workers,
+        )
+        provenance["fit"] = json_safe({k: v for k, v in fit.items() if k != "val"})
+        metrics["val"] = json_safe(fit["val"])
+        console.print(
+            f"weights {', '.join(f'{n} {v:.2f}' for n, v in zip(ens.names, fit['weights'], strict=True))}; "
+            f"threshold {ens.threshold:.3f}; validation AUC {fit['val']['auc']:.3f} "
+            f"(equal weights {fit['val_auc_equal_weights']:.3f}) on {fit['photos']} photos"
+        )
     save_checkpoint(
         ens,
         out,
-        provenance={"members": [{"source": spec} for spec in members]},
+        provenance=provenance,
+        metrics=metrics,
         dtype=torch.float16 if half else None,
         member_records=records,
     )

@@ -213,7 +213,10 @@ def evaluate_cmd(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for metrics.json, scores.csv, roc.png.")
     ] = Path("fakelens-eval"),
-    threshold: Annotated[float, typer.Option(help="Fake-probability threshold for accuracy.")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Fake-probability threshold for accuracy (default: an ensemble's own, else 0.5)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -248,12 +251,15 @@ def evaluate_cmd(
     """Evaluate a detector: AUC, AP, accuracy at the threshold, EER, per recipe and per source; ROC plot."""
     import torch
 
+    from fakelens.models import Ensemble
     from fakelens.models.checkpoint import load_detector, training_photos
     from fakelens.train.evaluate import evaluate
 
     if threads:
         torch.set_num_threads(threads)
     det = load_detector(model)
+    if threshold is None:
+        threshold = det.threshold if isinstance(det, Ensemble) else 0.5
     seen = {m: training_photos(m) for m in ([] if keep_seen else [model]) + list(unseen_by or [])}
     if forgeries is not None:
         _warn_unrecorded([u for t in seen.values() for u in t.unrecorded], forgeries)

@@ -446,14 +446,20 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
 
 @dataclass(frozen=True)
 class TrainingPhotos:
-    """The pool photographs a checkpoint was trained or validated on, by sha256 (all members of an ensemble).
+    """The pool photographs a checkpoint was trained (``train``) or validated (``val``) on, by sha256 (all
+    members of an ensemble); ``sha256`` is both.
 
     ``unrecorded`` lists ``(member, pool manifest sha256)`` for members trained on a pool whose photo list
     was not recorded (checkpoints from before fakelens recorded it): their photos cannot be told apart.
     """
 
-    sha256: frozenset[str]
+    train: frozenset[str] = frozenset()
+    val: frozenset[str] = frozenset()
     unrecorded: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sha256(self) -> frozenset[str]:
+        return self.train | self.val
 
 
 def training_photos(spec: PathLike) -> TrainingPhotos:
@@ -468,7 +474,7 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
     if text == DEFAULT_MODEL:
         path = default_ensemble_path()
     elif text in MODELS:
-        return TrainingPhotos(frozenset())
+        return TrainingPhotos()
     else:
         path = Path(text)
     if is_ensemble_checkpoint(path):
@@ -477,7 +483,7 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
         configs = [root / str(m["path"]) / CONFIG_NAME for m in members]
     else:
         configs = [_locate(path)[0]]
-    seen: set[str] = set()
+    seen: dict[str, set[str]] = {"train": set(), "val": set()}
     unrecorded = []
     for config in configs:
         data = (read_json(config).get("provenance") or {}).get("data") or {}
@@ -485,8 +491,8 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
             continue
         photos = data.get("photos")
         if isinstance(photos, dict):
-            for split in ("train", "val"):
-                seen.update(str(h) for h in photos.get(split, []))
+            for split, hashes in seen.items():
+                hashes.update(str(h) for h in photos.get(split, []))
         else:
             unrecorded.append((config.parent.name, str(data.get("pool_manifest_sha256", ""))))
-    return TrainingPhotos(frozenset(seen), tuple(unrecorded))
+    return TrainingPhotos(frozenset(seen["train"]), frozenset(seen["val"]), tuple(unrecorded))

@@ -1,0 +1,136 @@
+"""Fitting an ensemble's member weights and threshold on validation photos of a real-photo pool.
+
+The photos are the members' recorded validation photos (``provenance.data.photos.val``) that no member trained
+on; members without a record fall back to the pool's validation split. Every member scores the same forgeries
+of those photos once; the weights are then chosen on a grid over the simplex (step ``step``) to maximise the
+ensemble's AUC under its rule (ties: the most even weights), and the threshold is the fitted ensemble's
+equal-error-rate threshold on the same scores. A member that only adds noise gets a small weight instead of
+the share its own AUC would suggest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from fakelens.data.datasets import OnTheFlyForgeries
+from fakelens.data.pool import load_pool, pool_splits
+from fakelens.errors import ConfigError
+from fakelens.models.base import InputSpec
+from fakelens.models.checkpoint import training_photos
+from fakelens.models.ensemble import Ensemble
+from fakelens.train.evaluate import score_dataset
+from fakelens.train.metrics import binary_metrics
+
+__all__ = ["fit_ensemble", "simplex_grid", "validation_photos"]
+
+
+def simplex_grid(members: int, step: float) -> np.ndarray:
+    """All weight vectors with entries in ``{0, step, 2·step, …}`` that sum to 1: ``(G, members)``."""
+    n = round(1.0 / step)
+    if members < 1 or n < 1 or abs(n * step - 1.0) > 1e-9:
+        raise ConfigError(f"the weight step must divide 1 (e.g. 0.05, 0.1), got {step}")
+    rows = [c for c in itertools.product(range(n + 1), repeat=members - 1) if sum(c) <= n]
+    return np.array([[*c, n - sum(c)] for c in rows], dtype=np.float64) / n
+
+
+def validation_photos(
+    member_specs: Sequence[str | os.PathLike[str]],
+    pool: str | os.PathLike[str],
+    split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+) -> frozenset[str]:
+    """sha256 of the photos to fit on: the members' validation photos that no member trained on (the pool's
+    validation split when no member recorded its photos)."""
+    seen = [training_photos(s) for s in member_specs]
+    train = frozenset().union(*(t.train for t in seen))
+    val = frozenset().union(*(t.val for t in seen))
+    entries = load_pool(os.fspath(pool))
+    in_pool = {e.sha256 for e in entries}
+    if not val:
+        splits = pool_splits(entries, split_fractions)
+        val = frozenset(e.sha256 for e in entries if splits[e.path] == "val")
+    photos = (val - train) & in_pool
+    if not photos:
+        raise ConfigError(
+            f"no validation photos of {pool} to fit on: the members trained on all of them, or they are "
+            "not in this pool"
+        )
+    return photos
+
+
+def fit_ensemble(
+    ensemble: Ensemble,
+    member_specs: Sequence[str | os.PathLike[str]],
+    pool: str | os.PathLike[str],
+    *,
+    pairs: int = 512,
+    seed: int = 0,
+    step: float = 0.05,
+    forgery_size: int = 256,
+    split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Set ``ensemble.weights`` and ``ensemble.threshold`` from forgeries of the validation photos (in place).
+
+    Returns the record to keep with the ensemble: the photos' count, pairs, seed, step, the fitted weights,
+    the validation metrics of the fitted ensemble and the AUC of each member alone and of equal weights.
+    """
+    if len(member_specs) != len(ensemble.members):
+        raise ValueError(f"{len(member_specs)} member specs for {len(ensemble.members)} members")
+    photos = validation_photos(member_specs, pool, split_fractions)
+    everything = {e.sha256 for e in load_pool(os.fspath(pool))}
+
+    def make(spec: InputSpec) -> OnTheFlyForgeries:
+        return OnTheFlyForgeries(
+            pool,
+            None,
+            seed,
+            spec=spec,
+            split="test",
+            split_fractions=(0.0, 0.0, 1.0),  # every photo in one split, then all but the chosen left out
+            exclude=everything - photos,
+            pairs=pairs,
+            size=forgery_size,
+            fixed=True,
+            with_info=True,
+        )
+
+    res = score_dataset(ensemble, make, batch_size=batch_size, workers=workers, device=device)
+    y = res["labels"]
+    probs = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
+
+    def auc(w: np.ndarray) -> float:
+        ensemble.weights = torch.as_tensor(w, dtype=torch.float32)
+        return float(binary_metrics(y, ensemble.combine(probs).double().numpy(), 0.5)["auc"])
+
+    n = len(ensemble.members)
+    equal = auc(np.full(n, 1.0 / n))
+    grid = simplex_grid(n, step)
+    aucs = np.array([auc(w) for w in grid])
+    best = np.flatnonzero(aucs >= aucs.max() - 1e-12)
+    w = grid[best[np.argmax(grid[best].min(axis=1))]]  # ties: the most even weights
+    ensemble.weights = torch.as_tensor(w, dtype=torch.float32)
+    fitted = binary_metrics(y, ensemble.combine(probs).double().numpy(), 0.5)
+    ensemble.threshold = float(np.clip(fitted["eer_threshold"], 0.0, 1.0))
+    fitted = binary_metrics(y, ensemble.combine(probs).double().numpy(), ensemble.threshold)
+    return {
+        "pool": str(pool),
+        "photos": len(photos),
+        "pairs": pairs,
+        "seed": seed,
+        "step": step,
+        "weights": [round(float(v), 6) for v in w],
+        "threshold": ensemble.threshold,
+        "val": fitted,
+        "val_auc_equal_weights": equal,
+        "val_auc_members": {
+            name: float(binary_metrics(y, col, 0.5)["auc"]) for name, col in res["members"].items()
+        },
+    }

@@ -1,0 +1,94 @@
+"""Fitting ensemble weights and threshold on validation forgeries (`fakelens ensemble --fit-on POOL`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fakelens.cli.models import app
+from fakelens.cli.train import app as train_app
+from fakelens.data.pool import load_pool, pool_splits
+from fakelens.errors import ConfigError
+from fakelens.models import Ensemble, create_model
+from fakelens.train import fit as fit_mod
+from fakelens.train.fit import fit_ensemble, simplex_grid, validation_photos
+
+from .conftest import POOL_FRACTIONS
+
+
+def test_simplex_grid() -> None:
+    assert simplex_grid(2, 0.5).tolist() == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    g = simplex_grid(3, 0.25)
+    assert g.shape == (15, 3) and np.allclose(g.sum(axis=1), 1) and (g >= 0).all()
+    assert len({tuple(r) for r in g.tolist()}) == 15
+    with pytest.raises(ConfigError, match="must divide 1"):
+        simplex_grid(2, 0.3)
+
+
+def test_validation_photos_fall_back_to_the_pool_split(tiny_pool: Path) -> None:
+    entries = load_pool(tiny_pool)
+    splits = pool_splits(entries, POOL_FRACTIONS)
+    want = {e.sha256 for e in entries if splits[e.path] == "val"}
+    assert validation_photos(["tiny-cnn"], tiny_pool, POOL_FRACTIONS) == want
+
+
+def test_recorded_validation_photos_win_and_training_photos_never_count(
+    tiny_pool: Path, tmp_path: Path
+) -> None:
+    entries = load_pool(tiny_pool)
+    a, b, c = (e.sha256 for e in entries[:3])
+    records = {"m1": {"train": [a], "val": [b, c]}, "m2": {"train": [c], "val": [b]}, "m3": {"train": [b, c]}}
+    for name, photos in records.items():
+        (tmp_path / name).mkdir()
+        conf = {"format_version": 1, "provenance": {"data": {"kind": "forgeries", "photos": photos}}}
+        (tmp_path / name / "config.json").write_text(json.dumps(conf))
+    assert validation_photos([tmp_path / "m1", tmp_path / "m2"], tiny_pool) == {b}
+    with pytest.raises(ConfigError, match="no validation photos"):
+        validation_photos([tmp_path / "m1", tmp_path / "m3"], tiny_pool)
+
+
+def test_fit_prefers_the_informative_member(tiny_pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Member scores stubbed: one separates the classes, the other is noise; the noise gets a small weight."""
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 100)
+    good = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.15, y.size), 0.01, 0.99)
+    noise = rng.uniform(0.01, 0.99, y.size)
+
+    def scores(model: Ensemble, make: Any, **_: Any) -> dict[str, Any]:
+        make(model.members[0].input_spec)  # the dataset can be built: photos exist
+        return {"labels": y, "members": {"a": good, "b": noise}}
+
+    monkeypatch.setattr(fit_mod, "score_dataset", scores)
+    ens = Ensemble([create_model("tiny-cnn"), create_model("tiny-vit")], rule="logit_mean")
+    rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.1)
+    assert rec["weights"][0] >= 0.8 and ens.weights[0] == pytest.approx(rec["weights"][0])
+    assert rec["val"]["auc"] >= max(rec["val_auc_members"].values()) - 1e-9
+    assert rec["val"]["auc"] >= rec["val_auc_equal_weights"]
+    assert ens.threshold == pytest.approx(rec["val"]["eer_threshold"]) and 0 < ens.threshold < 1
+
+
+def test_cli_fits_weights_and_threshold(tiny_pool: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "ens"
+    args = ["ensemble", "tiny-cnn", "tiny-vit", "--out", str(out), "--fit-on", str(tiny_pool)]
+    res = runner.invoke(app, [*args, "--fit-pairs", "4", "--fit-step", "0.25", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "ensemble.json").read_text())
+    fit = doc["provenance"]["fit"]
+    assert fit["pairs"] == 4 and fit["photos"] >= 1 and fit["weights"] == pytest.approx(doc["weights"])
+    assert doc["threshold"] == pytest.approx(fit["threshold"]) and doc["metrics"]["val"]["n_real"] == 4
+    # evaluate reports accuracy at the ensemble's own threshold unless told otherwise
+    ev = ["evaluate", "--model", str(out), "--forgeries", str(tiny_pool), "--pairs", "2"]
+    ev += ["--forgery-size", "64", "--out", str(tmp_path / "ev"), "--json", "--keep-seen"]
+    res = runner.invoke(train_app, ev)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["threshold"] == pytest.approx(doc["threshold"])
+    res = runner.invoke(train_app, [*ev, "--threshold", "0.5"])
+    assert json.loads(res.stdout)["threshold"] == 0.5
+    res = runner.invoke(app, [*args, "--weights", "1,1"])
+    assert res.exit_code == 2 and "either --weights or --fit-on" in res.output
