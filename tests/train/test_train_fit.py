@@ -28,6 +28,10 @@ def test_simplex_grid() -> None:
     assert len({tuple(r) for r in g.tolist()}) == 15
     with pytest.raises(ConfigError, match="must divide 1"):
         simplex_grid(2, 0.3)
+    with pytest.raises(ConfigError, match="must divide 1"):
+        simplex_grid(2, 0.0)
+    with pytest.raises(ConfigError, match="use a coarser step"):
+        simplex_grid(8, 0.05)  # 888,030 vectors
 
 
 def test_validation_photos_fall_back_to_the_pool_split(tiny_pool: Path) -> None:

@@ -11,6 +11,7 @@ the share its own AUC would suggest.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -27,14 +28,22 @@ from fakelens.models.ensemble import Ensemble
 from fakelens.train.evaluate import score_dataset
 from fakelens.train.metrics import binary_metrics
 
-__all__ = ["fit_ensemble", "simplex_grid", "validation_photos"]
+__all__ = ["MAX_GRID", "fit_ensemble", "simplex_grid", "validation_photos"]
+
+MAX_GRID = 50_000  # weight vectors searched at most (each is one AUC over the validation scores)
 
 
 def simplex_grid(members: int, step: float) -> np.ndarray:
     """All weight vectors with entries in ``{0, step, 2·step, …}`` that sum to 1: ``(G, members)``."""
-    n = round(1.0 / step)
+    n = round(1.0 / step) if step > 0 else 0
     if members < 1 or n < 1 or abs(n * step - 1.0) > 1e-9:
         raise ConfigError(f"the weight step must divide 1 (e.g. 0.05, 0.1), got {step}")
+    size = math.comb(n + members - 1, members - 1)
+    if size > MAX_GRID:
+        raise ConfigError(
+            f"a weight step of {step} gives {size:,} weight vectors for {members} members (at most "
+            f"{MAX_GRID:,}); use a coarser step"
+        )
     rows = [c for c in itertools.product(range(n + 1), repeat=members - 1) if sum(c) <= n]
     return np.array([[*c, n - sum(c)] for c in rows], dtype=np.float64) / n
 
@@ -84,6 +93,7 @@ def fit_ensemble(
     """
     if len(member_specs) != len(ensemble.members):
         raise ValueError(f"{len(member_specs)} member specs for {len(ensemble.members)} members")
+    grid = simplex_grid(len(ensemble.members), step)  # a bad step fails before any scoring
     photos = validation_photos(member_specs, pool, split_fractions)
     everything = {e.sha256 for e in load_pool(os.fspath(pool))}
 
@@ -112,7 +122,6 @@ def fit_ensemble(
 
     n = len(ensemble.members)
     equal = auc(np.full(n, 1.0 / n))
-    grid = simplex_grid(n, step)
     aucs = np.array([auc(w) for w in grid])
     best = np.flatnonzero(aucs >= aucs.max() - 1e-12)
     w = grid[best[np.argmax(grid[best].min(axis=1))]]  # ties: the most even weights
