@@ -94,5 +94,8 @@ def test_cli_fits_weights_and_threshold(tiny_pool: Path, tmp_path: Path) -> None
     assert json.loads(res.stdout)["threshold"] == pytest.approx(doc["threshold"])
     res = runner.invoke(train_app, [*ev, "--threshold", "0.5"])
     assert json.loads(res.stdout)["threshold"] == 0.5
-    res = runner.invoke(app, [*args, "--weights", "1,1"])
-    assert res.exit_code == 2 and "either --weights or --fit-on" in res.output
+    for extra in (["--weights", "1,1"], ["--threshold", "0.7"]):
+        res = runner.invoke(app, [*args, *extra])
+        assert res.exit_code == 2 and "give it without --weights and --threshold" in " ".join(
+            res.output.split()
+        )

@@ -99,7 +99,12 @@ def ensemble_cmd(
     rule: Annotated[str, typer.Option(help="mean, logit_mean or max over the members' fake probability.")] = (
         "logit_mean"
     ),
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fake-probability threshold.")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Fake-probability threshold (default 0.5, or fitted by --fit-on)."
+        ),
+    ] = None,
     half: Annotated[
         bool, typer.Option("--half", help="Store weights as float16 (half the size; loaded as float32).")
     ] = False,
@@ -138,9 +143,11 @@ def ensemble_cmd(
         w = [float(v) for v in weights.split(",")] if weights else None
     except ValueError:
         raise ConfigError(f"--weights must be comma-separated numbers, not {weights!r}") from None
-    if fit_on is not None and w is not None:
-        raise ConfigError("give either --weights or --fit-on (which fits the weights), not both")
-    ens = Ensemble(loaded, weights=w, rule=rule, threshold=threshold)  # type: ignore[arg-type]
+    if fit_on is not None and (w is not None or threshold is not None):
+        raise ConfigError(
+            "--fit-on fits the weights and the threshold: give it without --weights and --threshold"
+        )
+    ens = Ensemble(loaded, weights=w, rule=rule, threshold=0.5 if threshold is None else threshold)  # type: ignore[arg-type]
     provenance: dict[str, object] = {"members": [{"source": spec} for spec in members]}
     metrics: dict[str, object] = {}
     if fit_on is not None:
