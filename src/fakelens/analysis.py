@@ -44,19 +44,22 @@ class HeatmapResult:
 
 @dataclass
 class ModelAnalysis:
-    """One member's answer: its fake probability, verdict at the ensemble threshold and its heatmaps."""
+    """One member's answer: its fake probability, verdict at the ensemble threshold and its heatmaps;
+    ``scale``: the model's input pixels per original pixel (< 1: the image was shrunk to fit its input)."""
 
     name: str
     fake_probability: float
     verdict: str
     heatmaps: dict[str, HeatmapResult] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "score": self.fake_probability,
             "verdict": self.verdict,
+            "scale": self.scale,
             "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
             "errors": dict(self.errors),
         }
@@ -138,7 +141,8 @@ def analyze_images(
                     badges = robustness_badges(member, pixels, usable, valid=valid, options=options)
                     for m, badge in badges.items():
                         heatmaps[m].robustness = badge
-                rows.append(ModelAnalysis(member.name, float("nan"), "", heatmaps, dict(errors)))
+                scale = min(res.geometry.scale)
+                rows.append(ModelAnalysis(member.name, float("nan"), "", heatmaps, dict(errors), scale))
         per_member.append(rows)
     verdicts = ens.verdicts(probs)
     out: list[Analysis] = []

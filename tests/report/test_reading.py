@@ -124,3 +124,29 @@ def test_small_helpers() -> None:
     assert focus(np.zeros((H, W))) is None
     uniform = focus(np.ones((H, W)))
     assert uniform is not None and abs(uniform.area50 - 0.5) < 0.01
+
+
+def test_a_shrunk_image_gets_a_scale_warning(make_analysis: MakeAnalysis) -> None:
+    m = blob(50, 40, 6)
+    a = make_analysis({"cnn": (0.2, {"gradcam": heatmap("gradcam", m, ok_badge("gradcam"))})})
+    assert "shrunk" not in _text(read_analysis(a))  # scale 1: the model saw the native pixels
+    a.models[0].scale = 0.5
+    text = _text(read_analysis(a))
+    assert f"({W} × {H} px) was shrunk 2.0× to fit" in text and "JPEG grid" in text
+    a.models[0].scale = 0.8  # shrunk 1.25×: below the warning's threshold
+    assert "shrunk" not in _text(read_analysis(a))
+
+
+def test_analysis_records_the_scale_of_each_model() -> None:
+    from PIL import Image
+
+    from fakelens.analysis import analyze_images
+    from fakelens.models import create_model
+
+    det = create_model("tiny-cnn")  # 64-px input
+    side = det.input_spec.size[0]
+    [small, large] = analyze_images(
+        det, [Image.new("RGB", (side, side)), Image.new("RGB", (4 * side, 2 * side))], [], robustness=False
+    )
+    assert small.models[0].scale == 1.0 and large.models[0].scale == 0.25
+    assert large.models[0].to_dict()["scale"] == 0.25

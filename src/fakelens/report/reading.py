@@ -13,7 +13,10 @@ Wording thresholds (in one place, so the report's legend can quote them):
   :data:`MIN_MASS` of the mass and at least :data:`LIFT` times its share of the pixels; otherwise the map is
   described by where in the image half of its mass lies, and the face's share is given as a number;
 - two models' maps *agree on where* at Pearson correlation ≥ 0.6, *partly agree* at ≥ 0.3, else they look
-  at different places.
+  at different places;
+- an image shrunk by :data:`SHRUNK` or more to fit a model's input gets a warning: shrinking erases the
+  pixel-level traces (resampling, JPEG grid, upsampling) that detectors trained on native-resolution crops use
+  (measured for the shipped ensemble: ``benchmarks/eval_tiling.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
 
 __all__ = [
     "LIFT",
+    "SHRUNK",
     "Focus",
     "focus",
     "heatmap_shares",
@@ -44,6 +48,7 @@ LIFT = 1.5
 MIN_MASS = 0.25
 CLOSE, MODERATE = 0.10, 0.25
 AGREE, PARTLY = 0.6, 0.3
+SHRUNK = 1.5  # original pixels per input pixel from which the scale warning is given
 
 ShareKey = tuple[str, str]  # (model name, method)
 
@@ -167,6 +172,21 @@ def _verdict_paragraph(a: Analysis) -> str:
         f"The ensemble ({rule} of the scores) gives {prob(a.fake_probability)} against {thr}, "
         f"{margin_word(a.fake_probability, a.threshold)}, so its verdict is {a.verdict} — "
         "with the members split, treat this verdict as weak."
+    )
+
+
+def _scale_paragraph(a: Analysis) -> str:
+    """A warning when the image was shrunk to fit the models (their smallest scale)."""
+    scales = [m.scale for m in a.models if m.scale > 0]
+    if not scales or 1.0 / min(scales) < SHRUNK:
+        return ""
+    factor = 1.0 / min(scales)
+    return (
+        f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "
+        "Shrinking erases pixel-level traces — resampling, a second JPEG grid, upsampling — that detectors "
+        "trained on native-resolution crops rely on (the shipped ensemble is near chance on such edits in "
+        "images shrunk 2×), so a real verdict says little about them; blends and warps of larger regions "
+        "survive better."
     )
 
 
@@ -389,6 +409,7 @@ def reading_sections(
     where = " ".join(p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh)) if p)
     sections = [
         ("Verdict", _verdict_paragraph(a)),
+        ("Scale", _scale_paragraph(a)),
         ("Where", where),
         ("Robustness", _trust_paragraph(a)),
         ("Agreement", _agreement_paragraph(a)),
