@@ -253,6 +253,9 @@ def test_report_is_self_contained(service: Service) -> None:
     assert "<script" not in html.lower() and "http://" not in html and "https://" not in html
     assert "tiny-cnn" in html and "tiny-vit" in html and "rollout" in html
     assert html.count("data:image/") >= 3  # the image and the overlays are inlined
+    # the uploaded 96×72 image was letterboxed into the tiny models' 64² input: recorded, and said in words
+    assert [m["scale"] for m in a["models"]] == [pytest.approx(64 / 96)] * 2
+    assert "shrunk 1.5× to fit" in " ".join(html.split())
 
 
 def test_page_served(service: Service) -> None:

@@ -177,6 +177,7 @@ class Analyzer:
                     "name": m.name,
                     "score": _num(m.fake_probability),
                     "verdict": m.verdict,
+                    "scale": m.scale,
                     "heatmaps": heatmaps,
                     "robustness": robustness,
                     "errors": dict(m.errors),

@@ -68,6 +68,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
                 "name": m["name"],
                 "score": m["score"],
                 "verdict": m["verdict"],
+                "scale": m.get("scale"),
                 "heatmaps": {k: f"{mb}/{k}/heatmap.png" for k in hm},
                 "overlays": {k: f"{mb}/{k}/overlay.png" for k in hm},
                 "maps": {k: f"{mb}/{k}/map.npy" for k in hm},

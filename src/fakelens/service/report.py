@@ -32,7 +32,8 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
                 valid = np.asarray(png.convert("RGBA"))[..., 3] > 0
             heatmaps[method] = HeatmapResult(method, heat, valid, h["summary"], m["robustness"].get(method))
         score = m["score"] if m["score"] is not None else float("nan")
-        models.append(ModelAnalysis(m["name"], score, m["verdict"], heatmaps, dict(m["errors"])))
+        scale = float(m.get("scale", 1.0))  # rows stored before the scale was recorded: no warning
+        models.append(ModelAnalysis(m["name"], score, m["verdict"], heatmaps, dict(m["errors"]), scale))
     return Analysis(
         row["image"]["width"],
         row["image"]["height"],

@@ -44,6 +44,11 @@ class ModelOut(BaseModel):
     name: str
     score: float | None = Field(description="This model's fake probability.")
     verdict: str
+    scale: float | None = Field(
+        None,
+        description="Model input pixels per original pixel (< 1: the image was shrunk to fit, which weakens "
+        "pixel-level traces); null for analyses stored before it was recorded.",
+    )
     heatmaps: dict[str, str] = Field(
         description="Method → URL of the jet heatmap PNG (transparent outside the image)."
     )
