@@ -335,9 +335,10 @@ def evaluate_cmd(
 
 def _warn_unrecorded(unrecorded: list[tuple[str, str]], pool: Path) -> None:
     """Members whose training photos were not recorded, trained on another version of the pool: say so."""
+    from fakelens.data.pool import manifest_path
     from fakelens.io import sha256_file
 
-    mf = pool if pool.suffix == ".json" else pool / "manifest.json"
+    mf = manifest_path(pool)
     here = sha256_file(mf) if mf.is_file() else ""
     for member, trained_on in unrecorded:
         if trained_on != here:

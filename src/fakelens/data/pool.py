@@ -54,6 +54,7 @@ __all__ = [
     "build_pool",
     "load_pool",
     "load_pool_image",
+    "manifest_path",
     "pool_splits",
     "sha256_file",
 ]
@@ -539,10 +540,15 @@ SOURCES: list[PoolSource] = [
 
 
 # ------------------------------------------------------------------------------------------------ manifest
+def manifest_path(pool: Path | str) -> Path:
+    """A pool's ``manifest.json``: ``pool`` is the pool directory or the manifest itself."""
+    p = Path(pool)
+    return p if p.suffix == ".json" else p / MANIFEST_JSON
+
+
 def load_pool(pool: Path | str) -> list[PoolEntry]:
     """The entries of a pool directory's manifest (or of a ``manifest.json`` path)."""
-    p = Path(pool)
-    mf = p if p.suffix == ".json" else p / MANIFEST_JSON
+    mf = manifest_path(pool)
     if not mf.is_file():
         raise ConfigError(f"no pool manifest at {mf} (build one with: fakelens data build-pool --out DIR)")
     try:

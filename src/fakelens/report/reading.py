@@ -178,9 +178,9 @@ def _verdict_paragraph(a: Analysis) -> str:
 def _scale_paragraph(a: Analysis) -> str:
     """A warning when the image was shrunk to fit the models (their smallest scale)."""
     scales = [m.scale for m in a.models if m.scale > 0]
-    if not scales or 1.0 / min(scales) < SHRUNK:
+    factor = 1.0 / min(scales) if scales else 1.0
+    if factor < SHRUNK:
         return ""
-    factor = 1.0 / min(scales)
     return (
         f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "
         "Shrinking erases pixel-level traces — resampling, a second JPEG grid, upsampling — that detectors "

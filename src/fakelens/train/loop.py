@@ -544,13 +544,14 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
             with_info=True,
             **common,
         )
-        pool = Path(cfg.forgeries)
-        mf = pool if pool.suffix == ".json" else pool / "manifest.json"
+        from fakelens.data.pool import manifest_path
+
+        manifest_sha = sha256_file(manifest_path(cfg.forgeries))
         info = {
             "kind": "forgeries",
-            "pool": str(pool),
-            "pool_manifest_sha256": sha256_file(mf),
-            "data_sha256": sha256_file(mf),
+            "pool": str(Path(cfg.forgeries)),
+            "pool_manifest_sha256": manifest_sha,
+            "data_sha256": manifest_sha,
             "recipes": list(train_ds.recipes),
             "train_photos": len(train_ds.entries),
             "val_photos": len(val_ds.entries),
