@@ -14,7 +14,7 @@ AblationCAM (chunk 32). "agree" is the max |difference| to the reference row aft
 normalisation (ReLU, min-max, resize, min-max); pytorch-grad-cam for the exact rows, our exact map for the
 lossy rows. Every method runs once per round, the rounds interleave the methods, and the best round counts
 (other processes may share the CPU: the load average is recorded). On CUDA every row first runs once
-untimed (recorded as first_call_s: cuDNN autotuning, allocator warm-up).
+untimed (recorded as first_call_s: cuDNN autotuning, allocator warm-up), on the CPU the compiled rows.
 
 Usage:
   python benchmarks/bench_perturbation.py                       # CPU: resnet18, 2 rounds
@@ -135,6 +135,13 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
                  "pytorch-grad-cam", "exact; + cuDNN autotuning")
         add_ours("fakelens batch_size=1024", "scorecam", pert.ScoreCAM(**same_as_pgc, batch_size=1024),
                  "pytorch-grad-cam", "exact; chunk 1024")
+    if args.compile:
+        add_ours("fakelens compile=True", "scorecam", pert.ScoreCAM(**same_as_pgc, compile=True),
+                 "pytorch-grad-cam", "exact; full chunks through torch.compile (compiled in the warm-up)")
+        if cuda:
+            add_ours("fakelens compile+fold", "scorecam",
+                     pert.ScoreCAM(**same_as_pgc, compile=True, fold_bn=True),
+                     "pytorch-grad-cam", "exact; torch.compile of the BatchNorm-folded copy")
     if args.variants:
         add_ours("fakelens plain", "scorecam",
                  pert.ScoreCAM(**same_as_pgc, fold_bn=False, channels_last=False, autotune=False),
@@ -200,8 +207,10 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
     rows = rows_for(model, det, x, reshape, args)
     warm: dict[str, float] = {}
-    if device.type == "cuda":  # warm-up: cuDNN plans and autotuning, allocator, lazy init — every row
-        for r in rows:
+    # warm-up, untimed: on CUDA every row (cuDNN plans and autotuning, allocator, lazy init); on the CPU
+    # the compiled rows (the compilation)
+    for r in rows:
+        if device.type == "cuda" or "compile" in r.name:
             sync(device)
             t0 = time.perf_counter()
             r.fn()
@@ -370,6 +379,8 @@ def main() -> None:
     p.add_argument("--peers", default="pgc,torchcam", help="comma list of pgc,torchcam (or 'none')")
     p.add_argument("--peer-batch", type=int, default=None, help="extra torchcam row with this chunk (CUDA)")
     p.add_argument("--variants", action="store_true", help="also ScoreCAM without folding / channels-last")
+    p.add_argument("--compile", action="store_true",
+                   help="also ScoreCAM with compile=True (torch.compile of the perturbed forwards)")
     p.add_argument("--amp", action="store_true", help="also ScoreCAM with bf16 autocast (always on CUDA)")
     p.add_argument("--quick", action="store_true", help="skip pytorch-grad-cam's ScoreCAM (the slowest row)")
     p.add_argument("--paired", type=int, default=0, help="also N back-to-back short ScoreCAM runs on layer1 "

@@ -589,3 +589,57 @@ def test_cuda_matches_cpu_and_amp_runs(model_name: str) -> None:
     c = _run(det_gpu, x.to(dev), "rise", seed=4).raw
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert _hooks(det_gpu) == 0 and _patched_forwards(det_gpu) == 0
+
+
+def _full_chunks(det: Detector, x: torch.Tensor, method: str, **extra: object):  # type: ignore[no-untyped-def]
+    return _run(det, x, method, batch_size=4, **extra)
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_compiled_forwards_are_the_same_function(model_name: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 1, seed=3)
+    pert.clear_folded()
+    compiled = _full_chunks(det, x, "occlusion", compile=True)
+    eager = _full_chunks(det, x, "occlusion")
+    assert compiled.meta["compiled"] is True and eager.meta["compiled"] is False
+    assert compiled.meta["exact"] is True and compiled.meta["forwards"] == eager.meta["forwards"]
+    scale = max(float(eager.raw.abs().max()), float(eager.scores.abs().max()))
+    torch.testing.assert_close(compiled.raw, eager.raw, atol=1e-5 * scale, rtol=0)
+    entry = pert._COMPILED[det][1]
+    again = _full_chunks(det, x, "occlusion", compile=True)  # cached: not compiled again
+    assert pert._COMPILED[det][1] is entry and again.meta["compiled"] is True
+    pert.clear_folded()
+    assert len(pert._COMPILED) == 0
+
+
+class _Broken(nn.Module):
+    """What a failing ``torch.compile`` hands back: raises, or computes something else."""
+
+    def __init__(self, net: nn.Module, mode: str) -> None:
+        super().__init__()
+        self.net, self.mode = net, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "raise":
+            raise RuntimeError("no C++ compiler")
+        return self.net(x) + 1.0
+
+
+@pytest.mark.parametrize("mode", ["raise", "wrong"])
+def test_a_failed_or_wrong_compilation_falls_back(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "compile", lambda net, **_: _Broken(net, mode))
+    det = create_model("tiny-cnn")
+    x = model_input(det, 1, seed=4)
+    pert.clear_folded()
+    if mode == "raise":
+        with pytest.warns(UserWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+            fell_back = _full_chunks(det, x, "occlusion", compile=True)
+    else:
+        fell_back = _full_chunks(det, x, "occlusion", compile=True)
+    eager = _full_chunks(det, x, "occlusion")
+    assert fell_back.meta["compiled"] is False
+    torch.testing.assert_close(fell_back.raw, eager.raw)
+    assert pert._COMPILED[det][1].failed  # remembered: the next call does not try again
+    assert _full_chunks(det, x, "occlusion", compile=True).meta["compiled"] is False
+    pert.clear_folded()

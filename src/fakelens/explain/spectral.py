@@ -321,13 +321,14 @@ def explain_spectrum(
     amp: Amp | None = None,
     channels_last: bool = True,
     fold_bn: bool | None = None,
+    compile: bool = False,
 ) -> SpectralAttribution:
     """Band importances of the normalised batch ``x`` ``(B, C, H, W)`` for ``target`` (fake log-odds).
 
     ``radial``/``orientations``: a number of equal bands or explicit edges (Nyquist units / degrees spanning
     180°); ``tiles``: also compute per-tile drops of the radial bands on a ``gh × gw`` grid.
     Cost: ``B·(R + O)`` forwards, plus ``B·R·gh·gw`` with tiles, pooled into chunks of ``batch_size``;
-    ``fold_bn`` as in :mod:`fakelens.explain.perturbation`.
+    ``fold_bn`` and ``compile`` as in :mod:`fakelens.explain.perturbation`.
     """
     bands = SpectralBands(
         radial=radial,
@@ -337,13 +338,19 @@ def explain_spectrum(
         amp=amp,
         channels_last=channels_last,
         fold_bn=fold_bn,
+        compile=compile,
     )
     if amp == "fp16" and x.device.type != "cuda":
         raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
     runner = Runner(detector, resolve_target(target, detector), amp, channels_last)
     with frozen(detector), torch.inference_mode():
         attr = bands.attribute(runner, detector, x)
-    attr.meta.update(forwards=runner.forwards, exact=amp is None, fold_bn=runner.folded is not None)
+    attr.meta.update(
+        forwards=runner.forwards,
+        exact=amp is None,
+        fold_bn=runner.folded is not None,
+        compiled=runner.compiled_forwards > 0,
+    )
     return attr
 
 
