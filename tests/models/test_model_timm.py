@@ -170,3 +170,40 @@ def test_hybrid_vit_checkpoint_round_trip(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(back(x), det.eval()(x))
+
+
+def test_npr_is_the_residual_to_each_cells_top_left_pixel() -> None:
+    from fakelens.models.timm_models import NPR
+
+    x = torch.arange(2 * 5 * 7, dtype=torch.float32).view(1, 2, 5, 7)  # odd sides: the last cell is cut
+    out = NPR()(x)
+    expected = x.clone()
+    for i in range(5):
+        for j in range(7):
+            expected[..., i, j] -= x[..., i - i % 2, j - j % 2]
+    torch.testing.assert_close(out, expected)
+    assert not NPR()(torch.full((1, 3, 8, 8), 0.7)).any()  # flat content (a letterbox fill) leaves nothing
+    up = x[..., ::2, ::2].repeat_interleave(2, -2).repeat_interleave(2, -1)  # a nearest 2× upsampling
+    assert not NPR()(up).any()  # … is exactly what NPR cancels: its residual is 0
+
+
+def test_npr_vit_reads_residuals_through_a_trainable_pretrained_stem(tmp_path: Path) -> None:
+    det = create_model("vit-tiny-reg4-npr", seed=1, input_size=64)
+    stem = det.net.patch_embed.backbone
+    imagenet = create_model("effnet-lite0", seed=1)
+    torch.testing.assert_close(stem[1][0].weight, imagenet.net.conv_stem.weight)  # ImageNet-initialised
+    layout = det.token_layout
+    assert layout is not None and layout.num_registers == 4 and layout.patch_size == (16, 16)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    det.train()(x).sum().backward()
+    assert stem[1][0].weight.grad is not None  # the stem trains
+    # content shared by every pixel of a 2 × 2 cell does not reach the tokens
+    shift = x[..., ::2, ::2].repeat_interleave(2, -2).repeat_interleave(2, -1)
+    with torch.no_grad():
+        det.eval()
+        torch.testing.assert_close(det(x + shift), det(x), atol=1e-5, rtol=1e-5)
+    save_checkpoint(det, tmp_path / "npr")
+    back = load_detector(tmp_path / "npr")
+    assert isinstance(back, Detector) and back.name == "vit-tiny-reg4-npr"
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), det(x))

@@ -251,22 +251,26 @@ class FrozenStem(nn.Module):
         return cast(Tensor, self.layers(x))
 
 
-@register_model("vit-tiny-reg4-hybrid")
-def vit_tiny_reg4_hybrid(
-    pretrained: bool = True, seed: int = 0, num_classes: int = 2, input_size: int = 224
-) -> Detector:
-    """Hybrid ViT-Ti (Dosovitskiy et al., ICLR 2021, §3.1 "hybrid architecture") with 4 register tokens
-    (Darcet et al., ICLR 2024): the tokens are the stride-16 feature map of the ImageNet-pretrained
-    EfficientNet-Lite0 (stem and blocks 0–4, 112 channels, 1×1-projected to 192), then 12 ViT-Ti blocks.
+class NPR(nn.Module):
+    r"""Neighbouring pixel relationships (Tan et al., "Rethinking the Up-Sampling Operations in CNN-based
+    Generative Network for Generalizable Deepfake Detection", CVPR 2024):
 
-    No ViT weights exist offline, and a ViT trained from scratch on a few hundred photos stays near chance;
-    the pretrained stem gives its tokens ImageNet features from the start. The stem is frozen
-    (:class:`FrozenStem`: fewer weights to overfit a small pool, and no backward through it — 2.3× faster
-    training on a CPU); the projection and the transformer train (5.4M parameters; the stem's 0.7M weights are
-    buffers). Token grid = input / 16 (16 × 16 at 256²), the same token layout and CAM layer as
-    ``vit-tiny-reg4``.
-    ``pretrained=False`` builds the same network with a random stem (used when loading a checkpoint).
+    .. math:: \mathrm{NPR}(x) = x - U_2(D_2(x))
+
+    ``D_2`` keeps the top-left pixel of each 2 × 2 cell, ``U_2`` repeats it (nearest): what is left is how
+    each pixel differs from its cell's anchor — the local correlations that upsampling, resampling and JPEG
+    leave, with the image content (and a constant letterbox fill) removed. Parameter-free; gradients pass.
     """
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        anchor = x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+        return x - anchor[..., :h, :w]
+
+
+def _hybrid(
+    name: str, pretrained: bool, seed: int, num_classes: int, input_size: int, npr: bool
+) -> Detector:
     from functools import partial
 
     from timm.layers import HybridEmbed
@@ -276,7 +280,8 @@ def vit_tiny_reg4_hybrid(
         cnn: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
         if pretrained:
             load_effnet_lite0_imagenet(cnn, include_classifier=False)
-        stem = FrozenStem(nn.Sequential(cnn.conv_stem, cnn.bn1, *cnn.blocks[:5]))
+        layers = nn.Sequential(cnn.conv_stem, cnn.bn1, *cnn.blocks[:5])
+        stem: nn.Module = nn.Sequential(NPR(), layers) if npr else FrozenStem(layers)
         net = VisionTransformer(
             img_size=input_size,
             patch_size=1,
@@ -299,15 +304,48 @@ def vit_tiny_reg4_hybrid(
         ),
         cam_layers=(f"net.blocks.{len(net.blocks) - 1}.norm1",),
         token_layout=layout,
-        name="vit-tiny-reg4-hybrid",
+        name=name,
         config={
-            "arch": "vit-tiny-reg4-hybrid",
+            "arch": name,
             "pretrained": pretrained,
             "seed": seed,
             "num_classes": num_classes,
             "input_size": input_size,
         },
     )
+
+
+@register_model("vit-tiny-reg4-hybrid")
+def vit_tiny_reg4_hybrid(
+    pretrained: bool = True, seed: int = 0, num_classes: int = 2, input_size: int = 224
+) -> Detector:
+    """Hybrid ViT-Ti (Dosovitskiy et al., ICLR 2021, §3.1 "hybrid architecture") with 4 register tokens
+    (Darcet et al., ICLR 2024): the tokens are the stride-16 feature map of the ImageNet-pretrained
+    EfficientNet-Lite0 (stem and blocks 0–4, 112 channels, 1×1-projected to 192), then 12 ViT-Ti blocks.
+
+    No ViT weights exist offline, and a ViT trained from scratch on a few hundred photos stays near chance;
+    the pretrained stem gives its tokens ImageNet features from the start. The stem is frozen
+    (:class:`FrozenStem`: fewer weights to overfit a small pool, and no backward through it — 2.3× faster
+    training on a CPU); the projection and the transformer train (5.4M parameters; the stem's 0.7M weights are
+    buffers). Token grid = input / 16 (16 × 16 at 256²), the same token layout and CAM layer as
+    ``vit-tiny-reg4``.
+    ``pretrained=False`` builds the same network with a random stem (used when loading a checkpoint).
+    """
+    return _hybrid("vit-tiny-reg4-hybrid", pretrained, seed, num_classes, input_size, npr=False)
+
+
+@register_model("vit-tiny-reg4-npr")
+def vit_tiny_reg4_npr(
+    pretrained: bool = True, seed: int = 0, num_classes: int = 2, input_size: int = 224
+) -> Detector:
+    """The hybrid ViT-Ti with 4 registers of ``vit-tiny-reg4-hybrid`` looking at pixel traces instead of
+    content: its stem (ImageNet-initialised EfficientNet-Lite0 stem and blocks 0–4, *trainable* here) reads
+    :class:`NPR` residuals of the input (Tan et al., CVPR 2024), so the tokens carry the local pixel
+    correlations that resampling, upsampling and recompression disturb rather than what the photo shows —
+    less to overfit in a small pool of photos, and a member that errs differently from an RGB CNN.
+    Same token layout, CAM layer and input statistics as the hybrid.
+    """
+    return _hybrid("vit-tiny-reg4-npr", pretrained, seed, num_classes, input_size, npr=True)
 
 
 @register_model("effnet-lite0-imagenet")
