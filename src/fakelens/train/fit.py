@@ -2,10 +2,14 @@
 
 The photos are the members' recorded validation photos (``provenance.data.photos.val``) that no member trained
 on; members without a record fall back to the pool's validation split. Every member scores the same forgeries
-of those photos once; the weights are then chosen on a grid over the simplex (step ``step``) to maximise the
-ensemble's AUC under its rule (ties: the most even weights), and the threshold is the fitted ensemble's
-equal-error-rate threshold on the same scores. A member that only adds noise gets a small weight instead of
-the share its own AUC would suggest.
+of those photos once; the ensemble's AUC under its rule is computed for every weight vector on a grid over
+the simplex (step ``step``), and the weights are the **most even ones within one standard error of the best
+AUC** (the "one-standard-error rule" of Breiman et al., *Classification and Regression Trees*, 1984, §3.4.3):
+the standard error is the spread of the best weights' AUC over ``bootstrap`` resamples of the *photos* (a
+photo's forgeries move together, so resampling pairs would understate it). With a validation set of a few
+dozen photos, differences smaller than that are noise, and even weights are the better bet on photos nobody
+has seen. A member that only adds noise still gets a small weight. The threshold is the fitted ensemble's
+equal-error-rate threshold on the same scores.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from fakelens.models.ensemble import Ensemble
 from fakelens.train.evaluate import score_dataset
 from fakelens.train.metrics import binary_metrics
 
-__all__ = ["MAX_GRID", "fit_ensemble", "simplex_grid", "validation_photos"]
+__all__ = ["MAX_GRID", "fit_ensemble", "photo_bootstrap_se", "simplex_grid", "validation_photos"]
 
 MAX_GRID = 50_000  # weight vectors searched at most (each is one AUC over the validation scores)
 
@@ -46,6 +50,24 @@ def simplex_grid(members: int, step: float) -> np.ndarray:
         )
     rows = [c for c in itertools.product(range(n + 1), repeat=members - 1) if sum(c) <= n]
     return np.array([[*c, n - sum(c)] for c in rows], dtype=np.float64) / n
+
+
+def photo_bootstrap_se(
+    labels: np.ndarray, scores: np.ndarray, sources: Sequence[str] | None, rounds: int, seed: int = 0
+) -> float:
+    """Standard error of the AUC of ``scores`` over ``rounds`` bootstrap resamples of the photos (``sources``;
+    without them, of the samples). Resamples with a single class are skipped; 0 when ``rounds`` < 2."""
+    y = np.asarray(labels)
+    groups = np.asarray(sources) if sources is not None and len(sources) == len(y) else np.arange(len(y))
+    names, index = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(index == g) for g in range(len(names))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds if rounds >= 2 else 0):
+        pick = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if 0 < y[pick].sum() < len(pick):
+            values.append(float(binary_metrics(y[pick], scores[pick], 0.5)["auc"]))
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else 0.0
 
 
 def validation_photos(
@@ -85,6 +107,7 @@ def fit_ensemble(
     batch_size: int = 32,
     workers: int = 0,
     device: torch.device | str = "cpu",
+    bootstrap: int = 200,
 ) -> dict[str, Any]:
     """Set ``ensemble.weights`` and ``ensemble.threshold`` from forgeries of the validation photos (in place).
 
@@ -116,15 +139,21 @@ def fit_ensemble(
     y = res["labels"]
     probs = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
 
-    def auc(w: np.ndarray) -> float:
+    def combined(w: np.ndarray) -> np.ndarray:
         ensemble.weights = torch.as_tensor(w, dtype=torch.float32)
-        return float(binary_metrics(y, ensemble.combine(probs).double().numpy(), 0.5)["auc"])
+        return ensemble.combine(probs).double().numpy()
+
+    def auc(w: np.ndarray) -> float:
+        return float(binary_metrics(y, combined(w), 0.5)["auc"])
 
     n = len(ensemble.members)
     equal = auc(np.full(n, 1.0 / n))
     aucs = np.array([auc(w) for w in grid])
-    best = np.flatnonzero(aucs >= aucs.max() - 1e-12)
-    w = grid[best[np.argmax(grid[best].min(axis=1))]]  # ties: the most even weights
+    top = int(np.argmax(aucs))
+    se = photo_bootstrap_se(y, combined(grid[top]), res.get("sources"), bootstrap, seed)
+    near = np.flatnonzero(aucs >= aucs[top] - se - 1e-12)
+    # the most even weights within one standard error; among those, the best AUC
+    w = grid[max(near, key=lambda i: (round(float(grid[i].min()), 9), aucs[i]))]
     ensemble.weights = torch.as_tensor(w, dtype=torch.float32)
     fitted = binary_metrics(y, ensemble.combine(probs).double().numpy(), 0.5)
     ensemble.threshold = float(np.clip(fitted["eer_threshold"], 0.0, 1.0))
@@ -136,6 +165,11 @@ def fit_ensemble(
         "seed": seed,
         "step": step,
         "weights": [round(float(v), 6) for v in w],
+        "rule": "most even weights within one bootstrap standard error (over photos) of the best AUC",
+        "best_auc": float(aucs[top]),
+        "best_weights": [round(float(v), 6) for v in grid[top]],
+        "auc_se": se,
+        "bootstrap": bootstrap,
         "threshold": ensemble.threshold,
         "val": fitted,
         "val_auc_equal_weights": equal,
