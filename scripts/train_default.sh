@@ -4,8 +4,9 @@
 #   scripts/train_default.sh POOL OUT
 #
 # POOL: the real-photo pool (`fakelens data build-pool POOL`); OUT: run folder. Members: effnet-lite0 (ImageNet
-# initialised) and $VIT (default vit-tiny-reg4-hybrid: ViT-Ti with registers on the frozen ImageNet Lite0 stem;
-# VIT=vit-tiny-reg4 trains the from-scratch ViT of the first shipped ensemble), each trained on on-the-fly
+# initialised) and $VIT (default vit-tiny-reg4-npr: ViT-Ti with registers on a trainable ImageNet Lite0 stem that
+# reads NPR pixel residuals; VIT=vit-tiny-reg4-hybrid trains the second shipped ensemble's ViT, on the frozen stem
+# and RGB; VIT=vit-tiny-reg4 the from-scratch ViT of the first), each trained on on-the-fly
 # forgeries of every recipe made from the pool's train split (people and photos never cross splits), with the
 # auxiliary blend-mask loss. The ensemble (float16 weights, log-odds mean; member weights and threshold fitted
 # on the validation photos: `fakelens ensemble --fit-on`) lands in OUT/ensemble; test-split metrics per recipe
@@ -13,7 +14,7 @@
 #
 # Environment: DEVICE (auto), WORKERS (data processes per member; default: CPUs / 2 - 1), EPOCHS (5),
 # VIT_EPOCHS (8), PAIRS (forgery pairs per epoch, 16384), BATCH (128), TIME_LIMIT (minutes per member; unset:
-# none), FIT_PAIRS (512), TEST_PAIRS (1536), VIT (vit-tiny-reg4-hybrid), VIT_LR (5e-4), FAKELENS (the command; default `fakelens`).
+# none), FIT_PAIRS (512), TEST_PAIRS (1536), VIT (vit-tiny-reg4-npr), VIT_LR (5e-4), FAKELENS (the command; default `fakelens`).
 # On a GPU the two members train at the same time.
 set -euo pipefail
 POOL=${1:?usage: scripts/train_default.sh POOL OUT}
@@ -31,7 +32,7 @@ common=(--forgeries "$POOL" --pairs-per-epoch "${PAIRS:-16384}" --val-pairs 512
 [ -n "${TIME_LIMIT:-}" ] && common+=(--time-limit "$TIME_LIMIT")
 
 CNN=effnet-lite0
-VIT=${VIT:-vit-tiny-reg4-hybrid}
+VIT=${VIT:-vit-tiny-reg4-npr}
 VIT_LR=${VIT_LR:-5e-4}
 member() {  # name lr epochs
   "${FL[@]}" train "${common[@]}" --model "$1" --lr "$2" --epochs "$3" --out "$OUT/$1" >"$OUT/$1.log" 2>&1

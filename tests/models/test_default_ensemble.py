@@ -27,7 +27,7 @@ def test_default_ensemble_ships_with_its_model_card() -> None:
 
 def test_default_ensemble_scores_a_bundled_photo() -> None:
     ens = load_detector("default")
-    assert isinstance(ens, Ensemble) and ens.names == ("effnet-lite0", "vit-tiny-reg4-hybrid")
+    assert isinstance(ens, Ensemble) and ens.names == ("effnet-lite0", "vit-tiny-reg4-npr")
     assert all(m.input_spec.size == (256, 256) for m in ens.members)
     assert all(p.dtype == torch.float32 for m in ens.members for p in m.parameters())
     photo = next(p for p in demo_images() if p.name == "grace_hopper.jpg")

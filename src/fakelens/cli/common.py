@@ -31,6 +31,15 @@ MethodOptions = Annotated[
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
+def command_line() -> str:
+    """The command line as typed: ``fakelens …`` or ``python -m fakelens.cli.<module> …``."""
+    name = Path(sys.argv[0]).name if sys.argv else ""
+    head = "fakelens" if name == "fakelens" else name
+    if name.endswith(".py") and name != "main.py":
+        head = f"python -m fakelens.cli.{name[:-3]}"
+    return " ".join([head, *sys.argv[1:]])
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one clear error line to stderr and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

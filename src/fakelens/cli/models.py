@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fakelens.cli.common import console, print_json, user_errors
+from fakelens.cli.common import command_line, console, print_json, user_errors
 from fakelens.explain.cams import CAMS
 from fakelens.explain.engine import EXPLAINERS, method_options
 from fakelens.models import MODELS
@@ -160,7 +160,10 @@ def ensemble_cmd(
             "--fit-on fits the weights and the threshold: give it without --weights and --threshold"
         )
     ens = Ensemble(loaded, weights=w, rule=rule, threshold=0.5 if threshold is None else threshold)  # type: ignore[arg-type]
-    provenance: dict[str, object] = {"members": [{"source": spec} for spec in members]}
+    provenance: dict[str, object] = {
+        "members": [{"source": spec} for spec in members],
+        "command": command_line(),
+    }
     metrics: dict[str, object] = {}
     if fit_on is not None:
         from fakelens.devices import resolve_device

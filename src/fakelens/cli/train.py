@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from fakelens.cli.common import console, print_json, split_csv, user_errors
+from fakelens.cli.common import command_line, console, print_json, split_csv, user_errors
 from fakelens.errors import ConfigError
 
 app = typer.Typer()
@@ -26,13 +25,6 @@ def _fractions(text: str) -> tuple[float, float, float]:
             f"--split-fractions needs three non-negative numbers like 0.7,0.15,0.15, not {text!r}"
         )
     return parts[0], parts[1], parts[2]
-
-
-def _command_line() -> str:
-    """The command line as typed: ``fakelens …`` or ``python -m fakelens.cli.train …``."""
-    name = Path(sys.argv[0]).name if sys.argv else ""
-    head = {"fakelens": "fakelens", "train.py": "python -m fakelens.cli.train"}.get(name, name)
-    return " ".join([head, *sys.argv[1:]])
 
 
 def _f(v: Any) -> str:
@@ -138,7 +130,7 @@ def train_cmd(
     """
     from fakelens.train.loop import TrainConfig, load_run_config, train
 
-    command = _command_line()
+    command = command_line()
     if resume and data is None and forgeries is None:
         cfg = load_run_config(out)
         cfg.resume, cfg.workers, cfg.device, cfg.threads = True, workers, device, threads

@@ -1,0 +1,65 @@
+"""Two ensembles on the pool photos that *neither* trained or validated on, under three conditions:
+256-px PNG (the training format), 256-px JPEG q90 (real and fake get one final JPEG pass) and 512-px PNG
+(letterboxed into the 256-px input, i.e. shrunk 2×). AUC overall, per recipe (its fakes vs all reals) and
+per member.
+
+Usage: python benchmarks/compare_ensembles.py OLD NEW POOL OUT.json [PAIRS]   (512 pairs: ≈ 20 min on 2 cores)
+"""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from fakelens.data.datasets import OnTheFlyForgeries
+from fakelens.data.pool import load_pool
+from fakelens.models import load_detector
+from fakelens.models.checkpoint import training_photos
+from fakelens.train.evaluate import score_dataset
+from fakelens.train.metrics import binary_metrics
+
+old, new, pool, out_path = sys.argv[1:5]
+pairs = int(sys.argv[5]) if len(sys.argv) > 5 else 512
+seen = set()
+for spec in (old, new):
+    cfg = json.loads((pathlib.Path(spec) / "ensemble.json").read_text())
+    for m in cfg["members"]:
+        t = training_photos(pathlib.Path(spec) / m["path"])
+        seen |= set(t.train) | set(t.val)
+everything = {e.sha256 for e in load_pool(pool)}
+print("photos", len(everything - seen))
+out = {}
+for cond, (fmt, size) in {"jpeg90@256": ("jpeg", 256), "png@512": ("png", 512)}.items():
+    for name, spec in (("old", old), ("new", new)):
+        ens = load_detector(spec)
+
+        def make(s, fmt=fmt, size=size):  # type: ignore[no-untyped-def]
+            return OnTheFlyForgeries(
+                pool,
+                None,
+                0,
+                spec=s,
+                split="test",
+                split_fractions=(0, 0, 1),
+                exclude=seen,
+                pairs=pairs,
+                size=size,
+                fmt=fmt,
+                quality=90,
+                fixed=True,
+                with_info=True,
+            )
+
+        res = score_dataset(ens, make, batch_size=64, workers=1, device="cpu")
+        y = np.asarray(res["labels"])
+        rec = np.array([r.split(":")[0] for r in res["recipes"]])
+        row = {"overall": binary_metrics(y, res["scores"], 0.5)["auc"]}
+        for n in sorted(set(rec[y == 1])):
+            m = (y == 0) | (rec == n)
+            row[n] = binary_metrics(y[m], res["scores"][m], 0.5)["auc"]
+        for mn, col in res["members"].items():
+            row["member:" + mn] = binary_metrics(y, col, 0.5)["auc"]
+        out[f"{cond}/{name}"] = row
+        print(cond, name, " ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+pathlib.Path(out_path).write_text(json.dumps(out, indent=1))
