@@ -137,15 +137,6 @@ class Runner:
         net = _folded_net(self.detector, self.channels_last)
         if net is None:
             return False
-        return self._use_fast(net, x, logits)
-
-    def compile(self) -> bool:
-        """Run full chunks of the fast forwards through ``torch.compile`` of the folded copy (or of the
-        network when there is none); see the module docstring. Call after :meth:`fold`."""
-        self.compiled = _compiled_net(self.detector, self.channels_last, self.folded is not None)
-        return self.compiled is not None
-
-    def _use_fast(self, net: nn.Module, x: Tensor, logits: Tensor) -> bool:
         adapter = self.detector._adapter
 
         def folded(batch: Tensor) -> Any:
@@ -158,6 +149,12 @@ class Runner:
             return False
         self.folded = folded
         return True
+
+    def compile(self) -> bool:
+        """Run full chunks of the fast forwards through ``torch.compile`` of the folded copy (or of the
+        network when there is none); see the module docstring. Call after :meth:`fold`."""
+        self.compiled = _compiled_net(self.detector, self.channels_last, self.folded is not None)
+        return self.compiled is not None
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         if self.amp is None:
