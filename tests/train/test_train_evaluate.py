@@ -6,6 +6,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,6 +79,21 @@ def test_evaluate_forgeries_from_the_pool_test_split(tiny_pool: Path) -> None:
     assert set(rep["per_recipe"]) == {"upsample:global", "resample:median", "local_warp"}
     assert all(m["n_real"] == 6 and m["n_fake"] == 2 for m in rep["per_recipe"].values())
     assert not math.isnan(rep["overall"]["auc"])
+
+
+def test_evaluate_forgeries_after_a_common_jpeg_pass(tiny_pool: Path) -> None:
+    """The same forgeries, then one JPEG pass for real and fake alike: the scores change (the pixels did),
+    the pairs do not, and the report says how they were encoded."""
+    det = create_model("tiny-cnn")
+    common: dict[str, Any] = {"forgeries": tiny_pool, "pairs": 4, "forgery_size": 64}
+    common |= {"split_fractions": FRACTIONS, "recipes": ["local_warp"]}
+    png = evaluate(det, **common)
+    jpeg = evaluate(det, **common, forgery_format="jpg", forgery_quality=50)
+    assert png["data"]["format"] == "png" and png["data"]["quality"] is None
+    assert jpeg["data"]["format"] == "jpeg" and jpeg["data"]["quality"] == 50
+    assert jpeg["n"] == png["n"] == 8 and jpeg["overall"] != png["overall"]
+    with pytest.raises(ConfigError, match="unknown image format 'gif'"):
+        evaluate(det, **common, forgery_format="gif")
 
 
 def test_evaluate_exceptions(tmp_path: Path, folder_data: Path) -> None:

@@ -218,6 +218,16 @@ def evaluate_cmd(
     pairs: Annotated[int, typer.Option(min=1, help="Forgery pairs (--forgeries).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the forgeries (--forgeries).")] = 0,
     forgery_size: Annotated[int, typer.Option(min=32, help="Forgery crop size (--forgeries).")] = 256,
+    forgery_format: Annotated[
+        str,
+        typer.Option(
+            help="Final encoding of each real/fake pair (--forgeries): png, or jpeg to test robustness "
+            "to compression (both images of a pair get the same pass; double-JPEG pairs are always JPEG)."
+        ),
+    ] = "png",
+    forgery_quality: Annotated[
+        int, typer.Option(min=1, max=100, help="Quality of that final JPEG pass (--forgeries).")
+    ] = 90,
     split_fractions: Annotated[str, typer.Option(help="Pool train,val,test fractions (--forgeries).")] = (
         "0.7,0.15,0.15"
     ),
@@ -269,6 +279,8 @@ def evaluate_cmd(
         pairs=pairs,
         seed=seed,
         forgery_size=forgery_size,
+        forgery_format=forgery_format,
+        forgery_quality=forgery_quality,
         split_fractions=_fractions(split_fractions),
         model_name=model,
         exclude_photos=frozenset().union(*(t.sha256 for t in seen.values())),
