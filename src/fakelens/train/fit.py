@@ -154,10 +154,9 @@ def fit_ensemble(
     near = np.flatnonzero(aucs >= aucs[top] - se - 1e-12)
     # the most even weights within one standard error; among those, the best AUC
     w = grid[max(near, key=lambda i: (round(float(grid[i].min()), 9), aucs[i]))]
-    ensemble.weights = torch.as_tensor(w, dtype=torch.float32)
-    fitted = binary_metrics(y, ensemble.combine(probs).double().numpy(), 0.5)
-    ensemble.threshold = float(np.clip(fitted["eer_threshold"], 0.0, 1.0))
-    fitted = binary_metrics(y, ensemble.combine(probs).double().numpy(), ensemble.threshold)
+    scores = combined(w)  # also leaves these weights set on the ensemble
+    ensemble.threshold = float(np.clip(binary_metrics(y, scores, 0.5)["eer_threshold"], 0.0, 1.0))
+    fitted = binary_metrics(y, scores, ensemble.threshold)
     return {
         "pool": str(pool),
         "photos": len(photos),
