@@ -184,9 +184,8 @@ def _scale_paragraph(a: Analysis) -> str:
     return (
         f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "
         "Shrinking erases pixel-level traces — resampling, a second JPEG grid, upsampling — that detectors "
-        "trained on native-resolution crops rely on (the shipped ensemble is near chance on such edits in "
-        "images shrunk 2×), so a real verdict says little about them; blends and warps of larger regions "
-        "survive better."
+        "trained on native-resolution crops rely on (the shipped ensemble loses much of its accuracy on such "
+        "edits in images shrunk 2×), so a real verdict says little about them."
     )
 
 
