@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -14,12 +15,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fakelens.geometry import Geometry, SampleMode, prepare, prepare_batch
+from fakelens.geometry import Geometry, SampleMode, prepare, prepare_batch, prepare_views
 from fakelens.models.base import InputSpec, ResizeMode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MODES = ("resize", "letterbox", "center_crop")
+MODES = ("resize", "letterbox", "center_crop", "native")
 INPUT_SIZES = ((32, 32), (48, 64), (64, 48), (17, 23), (224, 224))
 
 PROPS = settings(
@@ -79,6 +80,11 @@ def reference_axis(n0: int, n: int, other0: int, other: int, mode: str) -> tuple
         length = min(n, max(1, math.floor(n0 * s + 0.5)))  # rounded scaled size
         offset = (n - length) // 2  # centred
         return offset + centres * length / n0, offset, offset + length
+    if mode == "native":  # no resampling: pad a short side, cut the central window of a long one
+        if n0 <= n:
+            offset = (n - n0) // 2
+            return offset + centres, offset, offset + n0
+        return centres - (n0 - n) // 2, 0, n
     # center_crop: resize to an integer size that covers, then crop the centre
     s = max(n / n0, other / other0)
     scaled = max(n, math.floor(n0 * s + 0.5))
@@ -128,9 +134,11 @@ def test_fit_matches_reference_chain(h0: int, w0: int, size: tuple[int, int], mo
     assert g.content_box == (left, top, right, bottom)
     sy, sx = g.scale
     assert sy > 0 and sx > 0
-    if mode != "center_crop":
+    if mode in ("resize", "letterbox"):
         assert g.source_box == (0.0, 0.0, float(w0), float(h0))
         assert not g.crops
+    if mode == "native":
+        assert g.scale == (1.0, 1.0)
 
 
 @PROPS
@@ -232,8 +240,10 @@ def test_valid_input_is_the_letterbox_content(
     assert int(valid.sum()) == ch * cw
     left, top, right, bottom = g.content_box
     assert bool(valid[top:bottom, left:right].all())
-    if mode != "letterbox":
+    if mode in ("resize", "center_crop"):
         assert bool(valid.all())
+    if mode == "native":  # padded only along the sides the image is shorter than the input
+        assert (ch, cw) == (min(h0, size[0]), min(w0, size[1]))
     fill_t = torch.tensor(fill, dtype=torch.float32).view(3, 1) / 255
     colour_t = torch.tensor(colour, dtype=torch.float32).view(3, 1) / 255
     torch.testing.assert_close(x[:, ~valid], fill_t.expand(3, int((~valid).sum())), rtol=0, atol=0)
@@ -370,3 +380,73 @@ def test_upscaling_a_single_pixel() -> None:
     x, g = prepare(Image.new("RGB", (1, 1), (0, 128, 255)), InputSpec(size=(48, 64), mode="letterbox"))
     assert g.content_box == (8, 0, 56, 48)
     torch.testing.assert_close(x[:, 0, 8], torch.tensor([0, 128, 255]) / 255.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Native tiles
+
+
+@PROPS
+@given(h0=st.integers(1, 700), w0=st.integers(1, 700), size=input_sizes)
+def test_tiles_cover_the_image_at_native_scale(h0: int, w0: int, size: tuple[int, int]) -> None:
+    tiles = Geometry.tiles((h0, w0), size)
+    h, w = size
+    assert len(tiles) == max(1, -(-h0 // h)) * max(1, -(-w0 // w))
+    covered = torch.zeros(h0, w0, dtype=torch.int64)
+    for g in tiles:
+        assert g.mode == "native" and g.scale == (1.0, 1.0)
+        assert all(float(v).is_integer() for v in g.source_box)
+        covered += g.valid_original().long()
+    assert bool((covered >= 1).all())
+    # overlap only where windows must: no pixel is read by more than two windows per axis
+    assert int(covered.max()) <= 4
+
+
+@PROPS
+@given(h0=st.integers(1, 2000), w0=st.integers(1, 2000), cap=st.integers(1, 20))
+def test_capped_tiles_span_the_image(h0: int, w0: int, cap: int) -> None:
+    tiles = Geometry.tiles((h0, w0), (64, 64), cap)
+    assert 1 <= len(tiles) <= cap
+    if len(tiles) > 1:  # several windows still reach both ends of a long side
+        lefts = [g.source_box[0] for g in tiles]
+        rights = [g.source_box[2] for g in tiles]
+        tops = [g.source_box[1] for g in tiles]
+        bottoms = [g.source_box[3] for g in tiles]
+        assert (min(lefts), max(rights)) == (0.0, float(w0)) or len(set(lefts)) == 1
+        assert (min(tops), max(bottoms)) == (0.0, float(h0)) or len(set(tops)) == 1
+
+
+def test_tile_numbers() -> None:
+    boxes = [g.source_box for g in Geometry.tiles((300, 600), (256, 256))]
+    # rows: 2 windows at 0 and 44; columns: 3 windows at 0, 172, 344
+    assert [b[:2] for b in boxes] == [(0, 0), (172, 0), (344, 0), (0, 44), (172, 44), (344, 44)]
+    (g,) = Geometry.tiles((100, 600), (256, 256), max_tiles=1)
+    assert g.source_box == (172.0, 0.0, 428.0, 100.0) and g.content_box == (0, 78, 256, 178)
+    assert g == Geometry.fit((100, 600), (256, 256), "native")
+    with pytest.raises(ValueError, match="max_tiles"):
+        Geometry.tiles((10, 10), (4, 4), 0)
+
+
+def test_native_views_are_exact_crops() -> None:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (150, 97, 3), dtype=np.uint8)
+    spec = InputSpec(size=(64, 64), mode="native", fill=(0, 0, 0))
+    x, geoms = prepare_views(Image.fromarray(arr), spec)
+    assert x.shape == (len(geoms), 3, 64, 64) and len(geoms) == 3 * 2
+    ref = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+    for view, g in zip(x, geoms, strict=True):
+        sl, st_, sr, sb = (int(v) for v in g.source_box)
+        torch.testing.assert_close(view, ref[:, st_:sb, sl:sr], rtol=0, atol=0)  # bit-exact: no resampling
+    one, (g1,) = prepare_views(Image.fromarray(arr), replace(spec, mode="letterbox"))
+    assert one.shape == (1, 3, 64, 64) and g1.mode == "letterbox"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_to_window_is_to_original_on_the_seen_pixels(mode: str) -> None:
+    g = Geometry.fit((90, 200), (32, 48), mode)
+    maps = torch.rand(2, 5, 4, 6, dtype=torch.float64)
+    full = g.to_original(maps)
+    win, (rows, cols) = g.to_window(maps)
+    torch.testing.assert_close(win, full[..., rows, cols])
+    assert int(g.valid_original()[rows, cols].sum()) == win.shape[-2] * win.shape[-1]
+    assert int(g.valid_original().sum()) == win.shape[-2] * win.shape[-1]

@@ -23,6 +23,7 @@ from fakelens.explain.engine import check_methods
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
+from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["Analysis", "HeatmapResult", "ModelAnalysis", "analyze_images", "as_ensemble"]
 
@@ -45,7 +46,8 @@ class HeatmapResult:
 @dataclass
 class ModelAnalysis:
     """One member's answer: its fake probability, verdict at the ensemble threshold and its heatmaps;
-    ``scale``: the model's input pixels per original pixel (< 1: the image was shrunk to fit its input)."""
+    ``scale``: the model's input pixels per original pixel (< 1: the image was shrunk to fit its input);
+    ``tiles``: how many native tiles it read (1: one view of the whole image)."""
 
     name: str
     fake_probability: float
@@ -53,6 +55,7 @@ class ModelAnalysis:
     heatmaps: dict[str, HeatmapResult] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     scale: float = 1.0
+    tiles: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class ModelAnalysis:
             "score": self.fake_probability,
             "verdict": self.verdict,
             "scale": self.scale,
+            "tiles": self.tiles,
             "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
             "errors": dict(self.errors),
         }
@@ -103,6 +107,7 @@ def analyze_images(
     batch_size: int = 8,
     device: torch.device | str | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    max_tiles: int | None = DEFAULT_MAX_TILES,
 ) -> list[Analysis]:
     """Analyse RGB PIL images with every member of ``model``; one :class:`Analysis` per image, in order.
 
@@ -110,6 +115,9 @@ def analyze_images(
     in its ``errors``; the verdicts do not depend on the methods. ``robustness`` adds the badge of every
     heatmap (five views of the image explained as one batch per member and image). ``options``: per-method
     keyword options (:func:`~fakelens.explain.engine.parse_options`), used for the heatmaps and the badges.
+    A ``native`` member reads a large image as up to ``max_tiles`` native tiles (:mod:`fakelens.tiling`):
+    score and heatmap cover them all; the badge grades the central tile, the view its robustness checks
+    transform.
     """
     from fakelens.trust.badge import robustness_badges
 
@@ -122,7 +130,7 @@ def analyze_images(
             member.to(device)
         rows: list[ModelAnalysis] = []
         for start, chunk in zip(range(0, n, batch_size), batched(images, batch_size), strict=True):
-            results, usable, errors = _explain_member(member, chunk, methods, options)
+            results, usable, errors = _explain_member(member, chunk, methods, options, max_tiles)
             for k, res in enumerate(results):
                 p = res.fake_probability
                 probs[start + k, j] = float(p) if p is not None else float("nan")
@@ -142,7 +150,11 @@ def analyze_images(
                     for m, badge in badges.items():
                         heatmaps[m].robustness = badge
                 scale = min(res.geometry.scale)
-                rows.append(ModelAnalysis(member.name, float("nan"), "", heatmaps, dict(errors), scale))
+                rows.append(
+                    ModelAnalysis(
+                        member.name, float("nan"), "", heatmaps, dict(errors), scale, max(1, len(res.tiles))
+                    )
+                )
         per_member.append(rows)
     verdicts = ens.verdicts(probs)
     out: list[Analysis] = []
@@ -164,23 +176,28 @@ def _explain_member(
     images: Sequence[Image.Image],
     methods: Sequence[str],
     options: dict[str, dict[str, Any]] | None = None,
+    max_tiles: int | None = DEFAULT_MAX_TILES,
 ) -> tuple[list[ImageResult], list[str], dict[str, str]]:
     """All methods from one capture; if that fails, each method alone, so one unsuitable method (e.g. rollout
     on a CNN) costs only its own heatmap. Unknown method names are the caller's mistake and raise."""
     check_methods(methods)
     try:
-        return explain_images(member, images, methods, options=options), list(methods), {}
+        return (
+            explain_images(member, images, methods, options=options, max_tiles=max_tiles),
+            list(methods),
+            {},
+        )
     except FakelensError:
         pass  # find out which methods fail below
     usable: list[str] = []
     errors: dict[str, str] = {}
     for m in methods:
         try:
-            explain_images(member, images[:1], [m], options=options)
+            explain_images(member, images[:1], [m], options=options, max_tiles=1)
             usable.append(m)
         except FakelensError as exc:
             errors[m] = str(exc)
-    return explain_images(member, images, usable, options=options), usable, errors
+    return explain_images(member, images, usable, options=options, max_tiles=max_tiles), usable, errors
 
 
 def _prepared(detector: Detector, image: Image.Image) -> torch.Tensor:

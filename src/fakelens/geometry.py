@@ -32,12 +32,12 @@ from fakelens.errors import ImageError
 from fakelens.io import to_rgb
 from fakelens.models.base import InputSpec
 
-__all__ = ["Geometry", "SampleMode", "prepare", "prepare_batch"]
+__all__ = ["Geometry", "SampleMode", "prepare", "prepare_batch", "prepare_views"]
 
 SampleMode = Literal["bilinear", "nearest"]
 Coord = TypeVar("Coord", float, Tensor, np.ndarray)
 
-_MODES = ("resize", "letterbox", "center_crop")
+_MODES = ("resize", "letterbox", "center_crop", "native")
 
 
 def _round_half_up(x: float) -> int:
@@ -56,6 +56,25 @@ def _index_range(lo: float, hi: float, n: int) -> tuple[int, int]:
         start = min(n - 1, max(0, math.floor((lo + hi) / 2)))
         stop = start + 1
     return start, stop
+
+
+def _centre(n0: int, n: int) -> int:
+    return max(0, (n0 - n) // 2)
+
+
+def _starts(n0: int, n: int, k: int) -> list[int]:
+    """``k`` window starts spread evenly over ``[0, n0 − n]`` (the centre for one window)."""
+    if n0 <= n or k == 1:
+        return [_centre(n0, n)]
+    return [_round_half_up(i * (n0 - n) / (k - 1)) for i in range(k)]
+
+
+def _native_axis(n0: int, n: int, start: int) -> tuple[tuple[int, int], tuple[float, float]]:
+    """One axis of a native view: (content interval on the input, source interval on the original)."""
+    if n0 <= n:
+        offset = (n - n0) // 2
+        return (offset, offset + n0), (0.0, float(n0))
+    return (0, n), (float(start), float(start + n))
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,9 @@ class Geometry:
 
         ``resize`` stretches; ``letterbox`` scales by ``min(H/H0, W/W0)``, rounds the scaled size (at least
         1 px), centres it and pads; ``center_crop`` scales by ``max(...)`` to a rounded integer size and crops
-        its centre (what resize-then-crop does, done by one resize of the matching source region).
+        its centre (what resize-then-crop does, done by one resize of the matching source region);
+        ``native`` never resamples: a side shorter than the input is centred and padded, a longer one is
+        cut to its central input-sized window (the single view of :meth:`tiles`).
         """
         h0, w0 = (int(v) for v in original_size)
         h, w = (int(v) for v in input_size)
@@ -112,6 +133,8 @@ class Geometry:
             bh = min(h, max(1, _round_half_up(h0 * s)))
             left, top = (w - bw) // 2, (h - bh) // 2
             return cls((h0, w0), (h, w), (left, top, left + bw, top + bh), whole, mode)
+        if mode == "native":
+            return cls._window((h0, w0), (h, w), _centre(h0, h), _centre(w0, w))
         if mode == "center_crop":
             s = max(w / w0, h / h0)
             rw = max(w, _round_half_up(w0 * s))  # the scaled image, integer-sized
@@ -121,6 +144,47 @@ class Geometry:
             source = (cx * kx, cy * ky, (cx + w) * kx, (cy + h) * ky)
             return cls((h0, w0), (h, w), (0, 0, w, h), source, mode)
         raise ValueError(f"unknown resize mode {mode!r}; expected one of {_MODES}")
+
+    @classmethod
+    def _window(
+        cls, original_size: tuple[int, int], input_size: tuple[int, int], top: int, left: int
+    ) -> Geometry:
+        """The native-scale view whose window starts at original pixel ``(top, left)`` (a side that fits the
+        input is centred and padded instead; its start is ignored)."""
+        (h0, w0), (h, w) = original_size, input_size
+        (ct, cb), (st, sb) = _native_axis(h0, h, top)
+        (cl, cr), (sl, sr) = _native_axis(w0, w, left)
+        return cls(original_size, input_size, (cl, ct, cr, cb), (sl, st, sr, sb), "native")
+
+    @classmethod
+    def tiles(
+        cls, original_size: tuple[int, int], input_size: tuple[int, int], max_tiles: int | None = None
+    ) -> list[Geometry]:
+        """Native-scale views that cover an ``original_size`` image, row-major.
+
+        Along a side longer than the input, ``k = ⌈n₀/n⌉`` windows start at ``round(i·(n₀−n)/(k−1))``: they
+        overlap evenly and the last one ends on the border; a shorter side is centred and padded. With
+        ``max_tiles`` the grid of at most that many windows that reads the most pixels is kept; its windows
+        still span the whole side, now with gaps between them (:meth:`valid_original` says what each covers).
+        """
+        (h0, w0), (h, w) = (int(v) for v in original_size), (int(v) for v in input_size)
+        if min(h0, w0) < 1:
+            raise ImageError(f"cannot prepare a zero-size image ({w0}×{h0} pixels)")
+        if max_tiles is not None and max_tiles < 1:
+            raise ValueError(f"max_tiles must be at least 1, got {max_tiles}")
+        ky, kx = max(1, -(-h0 // h)), max(1, -(-w0 // w))
+        if max_tiles is not None and ky * kx > max_tiles:
+
+            def coverage(k: tuple[int, int]) -> tuple[float, int]:  # most pixels read, then fewest tiles
+                return min(1.0, k[0] * h / h0) * min(1.0, k[1] * w / w0), -k[0] * k[1]
+
+            grids = [(a, min(kx, max_tiles // a)) for a in range(1, min(ky, max_tiles) + 1)]
+            ky, kx = max(grids, key=coverage)
+        return [
+            cls._window((h0, w0), (h, w), top, left)
+            for top in _starts(h0, h, ky)
+            for left in _starts(w0, w, kx)
+        ]
 
     # ----------------------------------------------------------------------------------------- description
 
@@ -223,15 +287,33 @@ class Geometry:
         Pixels outside what the model saw (``center_crop``) are 0. Runs on ``maps``' device, keeps floating
         dtypes (half precision is computed in float32), never synchronises with the host.
         """
+        h0, w0 = self.original_size
+        out = self._sample(maps, mode, (0, h0), (0, w0))
+        if self.crops:  # zero what the model never saw: a rectangle, so slices, not a full mask
+            (r0, r1), (c0, c1) = self._valid_ranges()
+            out[..., :r0, :] = 0
+            out[..., r1:, :] = 0
+            out[..., :, :c0] = 0
+            out[..., :, c1:] = 0
+        return out
+
+    def to_window(self, maps: Tensor, mode: SampleMode = "bilinear") -> tuple[Tensor, tuple[slice, slice]]:
+        """:meth:`to_original` restricted to the original pixels the model saw: ``(..., r1−r0, c1−c0)`` maps
+        and the ``(rows, columns)`` slices of the original they belong at (what stitching tiles needs)."""
+        (r0, r1), (c0, c1) = self._valid_ranges()
+        return self._sample(maps, mode, (r0, r1), (c0, c1)), (slice(r0, r1), slice(c0, c1))
+
+    def _sample(self, maps: Tensor, mode: SampleMode, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
+        """Sample ``(..., h, w)`` maps at the centres of original rows ``[r0, r1)``, columns ``[c0, c1)``."""
         if mode not in ("bilinear", "nearest"):
             raise ValueError(f"unknown sampling mode {mode!r}; expected 'bilinear' or 'nearest'")
         x, lead, out_dtype = _flatten(maps, mode)
-        h0, w0 = self.original_size
+        h0, w0 = rows[1] - rows[0], cols[1] - cols[0]
         if x.shape[0] == 0:
             return maps.new_zeros((*lead, h0, w0), dtype=out_dtype)
         n, h, w = x.shape
-        gy = self._axis_grid(0, x.device, x.dtype)
-        gx = self._axis_grid(1, x.device, x.dtype)
+        gy = self._axis_grid(0, x.device, x.dtype)[rows[0] : rows[1]]
+        gx = self._axis_grid(1, x.device, x.dtype)[cols[0] : cols[1]]
         if h0 * w <= h * w0:  # rows first: intermediate (n, H0, w)
             t = _sample_last(x.transpose(1, 2).reshape(n * w, h), gy, mode).reshape(n, w, h0).transpose(1, 2)
             out = _sample_last(t.reshape(n * h0, w), gx, mode).reshape(n, h0, w0)
@@ -242,12 +324,6 @@ class Geometry:
                 .reshape(n, w0, h0)
                 .transpose(1, 2)
             )
-        if self.crops:  # zero what the model never saw: a rectangle, so slices, not a full mask
-            (r0, r1), (c0, c1) = self._valid_ranges()
-            out[:, :r0] = 0
-            out[:, r1:] = 0
-            out[:, :, :c0] = 0
-            out[:, :, c1:] = 0
         return out.reshape(*lead, h0, w0).to(out_dtype)
 
     # ---------------------------------------------------------------------------------------- persistence
@@ -335,11 +411,23 @@ def prepare(
     if image.width < 1 or image.height < 1:
         raise ImageError(f"cannot prepare a zero-size image ({image.width}×{image.height} pixels)")
     geom = Geometry.fit((image.height, image.width), spec.size, spec.mode)
-    rgb = to_rgb(image)
+    return _place(to_rgb(image), geom, spec, resample), geom
+
+
+def _place(
+    rgb: Image.Image,
+    geom: Geometry,
+    spec: InputSpec,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> Tensor:
+    """The input pixels ``geom`` describes, taken from an RGB image."""
     left, top, right, bottom = geom.content_box
     content_size = (right - left, bottom - top)
-    if content_size == rgb.size and geom.source_box == (0.0, 0.0, float(rgb.width), float(rgb.height)):
+    box = geom.source_box
+    if content_size == rgb.size and box == (0.0, 0.0, float(rgb.width), float(rgb.height)):
         content = rgb
+    elif geom.mode == "native":  # one-to-one pixels: a crop, never a resampling
+        content = rgb.crop(box)  # integer-valued box: Pillow copies the pixels
     else:
         content = rgb.resize(content_size, resample=resample, box=geom.source_box)
     h, w = geom.input_size
@@ -347,7 +435,26 @@ def prepare(
         canvas = Image.new("RGB", (w, h), tuple(int(c) for c in spec.fill))
         canvas.paste(content, (left, top))
         content = canvas
-    return _to_tensor(content), geom
+    return _to_tensor(content)
+
+
+def prepare_views(
+    image: Image.Image, spec: InputSpec, *, max_tiles: int | None = None
+) -> tuple[Tensor, list[Geometry]]:
+    """Every view a detector reads of one image → ``(V, 3, H, W)`` pixels in [0, 1] and V Geometries.
+
+    One view (:func:`prepare`) for every mode but ``native``, whose views are the native-scale tiles of
+    :meth:`Geometry.tiles` (at most ``max_tiles``): an image larger than the input is read at its own pixel
+    grid, piece by piece, instead of being shrunk (which erases the traces forensic detectors look for).
+    """
+    if spec.mode != "native":
+        x, g = prepare(image, spec)
+        return x[None], [g]
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"cannot prepare a zero-size image ({image.width}×{image.height} pixels)")
+    rgb = to_rgb(image)
+    geoms = Geometry.tiles((rgb.height, rgb.width), spec.size, max_tiles)
+    return torch.stack([_place(rgb, g, spec) for g in geoms]), geoms
 
 
 def prepare_batch(

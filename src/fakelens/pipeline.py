@@ -2,7 +2,8 @@
 
 Prepares each image with the detector's input spec (recording its Geometry), runs the detector and every
 requested method on a batch — gradient CAMs from one shared capture — and maps each heatmap back onto the
-original image's pixels.
+original image's pixels. A detector with ``mode="native"`` reads an image larger than its input as native
+tiles (:mod:`fakelens.tiling`): one score and one stitched heatmap per image.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import Tensor
 
 from fakelens.explain.engine import explain
 from fakelens.explain.explanation import Explanation
-from fakelens.geometry import Geometry, prepare_batch
+from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
+from fakelens.tiling import DEFAULT_MAX_TILES, stitch
 
 
 @dataclass
@@ -31,6 +34,7 @@ class ImageResult:
     is_detector: bool
     explanations: dict[str, Explanation] = field(default_factory=dict)
     index: int = 0  # position of this image inside each Explanation's batch
+    tiles: list[Geometry] = field(default_factory=list)  # the native tiles read, when more than one
 
     @property
     def fake_probability(self) -> float | None:
@@ -60,6 +64,7 @@ class ImageResult:
             "width": self.image.width,
             "height": self.image.height,
             "geometry": self.geometry.to_dict(),
+            **({"tiles": [list(g.source_box) for g in self.tiles]} if self.tiles else {}),
             "top_labels": [{"label": lab, "probability": p} for lab, p in self.top_labels()],
         }
         p = self.fake_probability
@@ -84,33 +89,81 @@ def explain_images(
     layers: Sequence[str] | None = None,
     device: torch.device | str | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    max_tiles: int | None = DEFAULT_MAX_TILES,
+    tile_batch: int = 16,
 ) -> list[ImageResult]:
     """Explain a batch of images; maps come back on each image's original pixel grid. ``options``: per
-    method keyword options (see :func:`fakelens.explain.engine.parse_options`)."""
+    method keyword options (see :func:`fakelens.explain.engine.parse_options`). Images a ``native`` detector
+    reads as several tiles are explained ``tile_batch`` tiles at a time and stitched (:mod:`fakelens.tiling`);
+    the others share one batch."""
     dev = torch.device(device) if device is not None else detector.device
     detector.to(dev)
-    pixels, geoms = prepare_batch(images, detector.input_spec)
-    x = detector.input_spec.normalize(pixels.to(dev))
-    is_detector = "fake" in detector.labels
+    views = [prepare_views(img, detector.input_spec, max_tiles=max_tiles) for img in images]
+    single = [i for i, (_, g) in enumerate(views) if len(g) == 1]
+    out: dict[int, ImageResult] = {}
+    if single:
+        pixels = torch.cat([views[i][0] for i in single])
+        geoms = [views[i][1][0] for i in single]
+        results, logits = _explain(detector, pixels, geoms, methods, target, layers, options)
+        for k, i in enumerate(single):
+            out[i] = _result(detector, images[i], geoms[k], logits[k], results, k)
+    for i, (pixels, geoms) in enumerate(views):
+        if len(geoms) == 1:
+            continue
+        parts: dict[str, list[Explanation]] = {m: [] for m in methods}
+        chunks: list[Tensor] = []
+        for start in range(0, len(geoms), tile_batch):
+            sl = slice(start, start + tile_batch)
+            results, logits = _explain(detector, pixels[sl], None, methods, target, layers, options)
+            chunks.append(logits)
+            for m, e in results.items():
+                parts[m].append(e)
+        mean = torch.cat(chunks).mean(0, keepdim=True)
+        stitched = {m: stitch(parts[m], geoms, mean, detector) for m in methods}
+        centre = Geometry.fit(geoms[0].original_size, detector.input_spec.size, "native")
+        out[i] = _result(detector, images[i], centre, mean[0], stitched, 0, geoms)
+    return [out[i] for i in range(len(images))]
+
+
+def _explain(
+    detector: Detector,
+    pixels: Tensor,
+    geometries: Sequence[Geometry] | None,
+    methods: Sequence[str],
+    target: str,
+    layers: Sequence[str] | None,
+    options: dict[str, dict[str, Any]] | None,
+) -> tuple[dict[str, Explanation], Tensor]:
+    """Every method on one batch of prepared pixels, and the batch's logits ``(B, C)`` (float32, CPU)."""
+    x = detector.input_spec.normalize(pixels.to(detector.device))
     results: dict[str, Explanation] = {}
     if methods:
         results = explain(
-            detector, x, methods, target=target, layers=layers, geometries=geoms, options=options
+            detector, x, methods, target=target, layers=layers, geometries=geometries, options=options
         )
     known = next((e.logits for e in results.values() if e.logits is not None), None)
     if known is None:
         with torch.inference_mode():
             known = detector(x)
-    logits = known.float().cpu()
-    return [
-        ImageResult(
-            image=img,
-            geometry=g,
-            logits=logits[i].tolist(),
-            labels=detector.labels,
-            is_detector=is_detector,
-            explanations=results,
-            index=i,
-        )
-        for i, (img, g) in enumerate(zip(images, geoms, strict=True))
-    ]
+    return results, known.detach().float().cpu()
+
+
+def _result(
+    detector: Detector,
+    image: Image.Image,
+    geometry: Geometry,
+    logits: Tensor,
+    explanations: dict[str, Explanation],
+    index: int,
+    tiles: Sequence[Geometry] = (),
+) -> ImageResult:
+    return ImageResult(
+        image=image,
+        geometry=geometry,
+        logits=logits.tolist(),
+        labels=detector.labels,
+        is_detector="fake" in detector.labels,
+        explanations=explanations,
+        index=index,
+        tiles=list(tiles),
+    )

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fakelens.analysis import Analysis, analyze_images
 from fakelens.cli.common import (
+    MaxTiles,
     MethodOptions,
     check_method_names,
     console,
@@ -33,6 +34,7 @@ from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.report.regions import FaceRegions
+from fakelens.tiling import DEFAULT_MAX_TILES
 
 app = typer.Typer()
 
@@ -117,6 +119,7 @@ def analyze_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     set_: MethodOptions = None,
+    max_tiles: MaxTiles = DEFAULT_MAX_TILES,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON to stdout.")] = False,
 ) -> None:
     """Is it fake, according to whom, and where? Verdicts per model and ensemble, heatmaps and a report.
@@ -157,6 +160,7 @@ def analyze_cmd(
             batch_size=batch_size,
             device=dev,
             options=options,
+            max_tiles=max_tiles,
         )
         regions: list[FaceRegions | None] = [None] * len(imgs)
         face_note = None

@@ -17,6 +17,16 @@ from fakelens.errors import FakelensError
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+MaxTiles = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Most native tiles read per image by a detector trained on native crops (input mode "
+        "'native'): larger images are scored and explained tile by tile at their own pixel grid instead "
+        "of being shrunk.",
+    ),
+]
+
 MethodOptions = Annotated[
     list[str] | None,
     typer.Option(

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fakelens.cli.common import (
+    MaxTiles,
     MethodOptions,
     check_method_names,
     console,
@@ -30,6 +31,7 @@ from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
+from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.viz.overlay import CMAPS, overlay, panel, save_png
 
 app = typer.Typer()
@@ -119,6 +121,7 @@ def explain_cmd(
     save_raw: Annotated[
         bool, typer.Option("--save-raw", help="Also save each map as .npy (float32).")
     ] = False,
+    max_tiles: MaxTiles = DEFAULT_MAX_TILES,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON summary to stdout.")] = False,
 ) -> None:
     """Explain why a detector calls images fake (or, for a plain classifier, its top class).
@@ -157,7 +160,14 @@ def explain_cmd(
             for chunk in batched(paths, batch_size):
                 imgs = [load_image(p) for p in chunk]
                 results = explain_images(
-                    det, imgs, methods, target=target, layers=layer, device=dev, options=options
+                    det,
+                    imgs,
+                    methods,
+                    target=target,
+                    layers=layer,
+                    device=dev,
+                    options=options,
+                    max_tiles=max_tiles,
                 )
                 for p, r in zip(chunk, results, strict=True):
                     stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"

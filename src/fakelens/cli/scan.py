@@ -19,8 +19,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from fakelens.cli.common import MethodOptions, console, fail, print_json, split_csv, user_errors
+from fakelens.cli.common import MaxTiles, MethodOptions, console, fail, print_json, split_csv, user_errors
 from fakelens.explain.engine import parse_options
+from fakelens.tiling import DEFAULT_MAX_TILES
 
 app = typer.Typer()
 
@@ -80,6 +81,7 @@ def scan_cmd(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     set_: MethodOptions = None,
+    max_tiles: MaxTiles = DEFAULT_MAX_TILES,
     ray: Annotated[
         bool, typer.Option("--ray", help="Run on Ray: a local instance, or the cluster of $RAY_ADDRESS.")
     ] = False,
@@ -112,6 +114,7 @@ def scan_cmd(
         badges=badges,
         save_raw=save_raw,
         batch_size=batch_size,
+        max_tiles=max_tiles,
     )
     address = ray_address or ("local" if ray else None)
     with Progress(

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from fakelens.errors import UnknownNameError
 
-ResizeMode = Literal["resize", "letterbox", "center_crop"]
+ResizeMode = Literal["resize", "letterbox", "center_crop", "native"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,7 +29,9 @@ class InputSpec:
 
     ``size`` is ``(height, width)``; ``mode`` how the image is fitted to it (``resize`` stretches,
     ``letterbox`` keeps the aspect ratio and pads with ``fill`` pixels, ``center_crop`` scales the short
-    side and crops); ``mean``/``std`` normalise pixels in [0, 1] *after* any padding or fill.
+    side and crops, ``native`` never resamples: smaller images are padded and larger ones are read tile by
+    tile at their own pixel grid, as forensic detectors trained on native crops need);
+    ``mean``/``std`` normalise pixels in [0, 1] *after* any padding or fill.
     """
 
     size: tuple[int, int] = (224, 224)

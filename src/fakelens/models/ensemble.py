@@ -150,18 +150,20 @@ class Ensemble:
             for row, c in zip(rows, combined, strict=True)
         ]
 
-    def member_probabilities(self, images: Sequence[Image.Image], *, batch_size: int = 16) -> Tensor:
-        """``(B, M)`` fake probabilities: each member sees the images prepared for its own input spec."""
-        from fakelens.geometry import prepare_batch  # geometry builds on models.base; import at use
+    def member_probabilities(
+        self, images: Sequence[Image.Image], *, batch_size: int = 16, max_tiles: int | None = None
+    ) -> Tensor:
+        """``(B, M)`` fake probabilities: each member reads the images as its own input spec says (a
+        ``native`` member: the mean logits of up to ``max_tiles`` native tiles, default
+        :data:`fakelens.tiling.DEFAULT_MAX_TILES`)."""
+        from fakelens.tiling import DEFAULT_MAX_TILES, image_logits  # tiling builds on models
 
-        cols: list[Tensor] = []
-        for member in self.members:
-            chunks = []
-            for start in range(0, len(images), batch_size):
-                pixels, _ = prepare_batch(images[start : start + batch_size], member.input_spec)
-                chunks.append(predict_proba(member, pixels))  # normalised with member.input_spec
-            cols.append(torch.cat(chunks) if chunks else torch.empty(0))
-        return torch.stack(cols, dim=1)
+        tiles = DEFAULT_MAX_TILES if max_tiles is None else max_tiles
+        cols = [
+            member.fake_probability(image_logits(member, images, max_tiles=tiles, batch_size=batch_size))
+            for member in self.members
+        ]
+        return torch.stack(cols, dim=1).float()
 
     def predict(self, images: Sequence[Image.Image], *, batch_size: int = 16) -> list[EnsembleVerdict]:
         """One :class:`EnsembleVerdict` per PIL image, in order."""

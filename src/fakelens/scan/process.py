@@ -30,6 +30,7 @@ from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
 from fakelens.scan.schema import FILES, SKIPPED, batch_schema, score_columns, to_table
+from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.trust.badge import robustness_badges
 from fakelens.viz.overlay import CMAPS, overlay
 
@@ -54,6 +55,7 @@ class ScanSettings:
     alpha: float = 0.5
     cmap: str = "jet"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method (--set), JSON-safe
+    max_tiles: int = DEFAULT_MAX_TILES  # native tiles per image (models with input mode "native")
 
     def __post_init__(self) -> None:
         if self.explain and not self.methods:
@@ -66,6 +68,8 @@ class ScanSettings:
                 raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1], not {value}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.max_tiles < 1:
+            raise ConfigError(f"max tiles must be at least 1, not {self.max_tiles}")
         if self.cmap not in CMAPS:
             raise ConfigError(f"unknown colormap {self.cmap!r} (choose from {', '.join(CMAPS)})")
 
@@ -144,7 +148,9 @@ class ScanProcessor:
 
     def _score(self, images: list[Image.Image], shas: list[str], stems: list[str]) -> list[dict[str, Any]]:
         if not self.settings.explain:
-            probs = self.ensemble.member_probabilities(images, batch_size=len(images))
+            probs = self.ensemble.member_probabilities(
+                images, batch_size=len(images), max_tiles=self.settings.max_tiles
+            )
             return [
                 {
                     **dict(zip(self.columns, row, strict=True)),
@@ -161,6 +167,7 @@ class ScanProcessor:
             batch_size=len(images),
             device=self.device,
             options=self.settings.options,
+            max_tiles=self.settings.max_tiles,
         )
         return [
             self._explained_row(a, img, sha, stem)

@@ -1,0 +1,133 @@
+"""Large images read tile by tile at their own pixel grid: one score and one heatmap per image.
+
+A detector whose input spec says ``mode="native"`` was trained on crops at the native pixel grid; shrinking a
+large photo to its input erases the traces it reads (resampling periodicity, JPEG grids, noise). Such an
+image is read as the native-scale tiles of :meth:`fakelens.geometry.Geometry.tiles` instead:
+
+- **score**: the mean of the tiles' logits, ``z = (1/T) Σ_t z_t`` (for two classes the mean fake log-odds);
+- **heatmap**: each tile's raw signed map is carried onto the original pixels through its Geometry and the
+  tiles are averaged where they overlap, ``S(p) = Σ_{t∋p} S_t(p) / |{t ∋ p}|``; the stitched map is then
+  ReLU'd and min-max normalised once over the whole image, so tiles keep their relative strength (the
+  gradient of the mean score w.r.t. tile t's features is ``1/T`` times tile t's own gradient: stitching the
+  tiles' maps explains the image's score). Pixels no tile covers (``max_tiles`` reached) are not valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from fakelens.explain.explanation import Explanation, map_stats, normalize_within
+from fakelens.geometry import Geometry, prepare_views
+from fakelens.models.base import Detector
+
+__all__ = ["DEFAULT_MAX_TILES", "image_logits", "stitch"]
+
+DEFAULT_MAX_TILES = 32
+"""Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
+spread over the image with gaps (what they miss is marked not valid)."""
+
+
+def image_logits(
+    detector: Detector,
+    images: Sequence[Image.Image],
+    *,
+    max_tiles: int | None = DEFAULT_MAX_TILES,
+    batch_size: int = 16,
+) -> Tensor:
+    """``(N, C)`` logits (float32, CPU) of each image: its one view, or the mean over its native tiles.
+
+    Views of consecutive images share forwards of up to ``batch_size``; only one batch of pixels is held.
+    """
+    param = next(detector.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    counts: list[int] = []
+    pending: list[Tensor] = []
+    logits: list[Tensor] = []
+
+    def flush() -> None:
+        x = torch.cat(pending).to(device=detector.device, dtype=dtype)
+        logits.append(detector(detector.input_spec.normalize(x)).float().cpu())
+        pending.clear()
+
+    with torch.inference_mode():
+        for img in images:
+            pixels, _ = prepare_views(img, detector.input_spec, max_tiles=max_tiles)
+            counts.append(pixels.shape[0])
+            for chunk in pixels.split(batch_size):
+                if pending and sum(p.shape[0] for p in pending) + chunk.shape[0] > batch_size:
+                    flush()
+                pending.append(chunk)
+        if pending:
+            flush()
+    if not counts:
+        return torch.empty(0, len(detector.labels))
+    return torch.stack([z.mean(0) for z in torch.cat(logits).split(counts)])
+
+
+def stitch(
+    parts: Sequence[Explanation], geometries: Sequence[Geometry], logits: Tensor, detector: Detector
+) -> Explanation:
+    """One image's Explanation from its tiles' Explanations (``parts``: consecutive chunks of views, in the
+    order of ``geometries``); ``logits`` ``(1, C)`` is the image's mean logit vector.
+
+    ``raw`` is the stitched signed map average-pooled to the tiles' feature stride; ``maps[0]`` the stitched
+    ReLU'd map on the original pixels, normalised within ``valid[0]`` (pixels some tile covers).
+    """
+    raws = torch.cat([p.raw for p in parts]).float()
+    if raws.shape[0] != len(geometries):
+        raise ValueError(f"{raws.shape[0]} tile maps for {len(geometries)} tiles")
+    h0, w0 = geometries[0].original_size
+    canvas = raws.new_zeros(2, h0, w0)  # signed, ReLU'd
+    count = raws.new_zeros(h0, w0)
+    for raw, g in zip(raws, geometries, strict=True):
+        win, (rows, cols) = g.to_window(torch.stack([raw, raw.clamp_min(0)]))
+        canvas[:, rows, cols] += win
+        count[rows, cols] += 1
+    valid = count > 0
+    canvas = canvas / count.clamp_min(1)
+    (ih, iw), (rh, rw) = geometries[0].input_size, raws.shape[-2:]
+    coarse = (max(1, round(h0 * rh / ih)), max(1, round(w0 * rw / iw)))
+    raw = F.adaptive_avg_pool2d(canvas[:1][None], coarse)[0]
+    scores = torch.cat([p.scores for p in parts]).float().mean()[None]
+    first = parts[0]
+    meta: dict[str, Any] = {
+        k: v
+        for k, v in first.meta.items()
+        if all(_same(p.meta.get(k), v) for p in parts) and not _per_view(v)
+    }
+    meta["tiles"] = {
+        "count": len(geometries),
+        "size": list(geometries[0].input_size),
+        "boxes": [[int(v) for v in g.source_box] for g in geometries],
+        "coverage": float(valid.float().mean()),
+    }
+    return Explanation(
+        method=first.method,
+        layers=first.layers,
+        target=first.target,
+        raw=raw,
+        maps=[normalize_within(canvas[1], valid)],
+        valid=[valid],
+        stats=map_stats(raw),
+        scores=scores,
+        probabilities=detector.fake_probability(logits).float(),
+        meta=meta,
+        logits=logits,
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return False
+    return bool(a == b)
+
+
+def _per_view(v: Any) -> bool:
+    """Per-image values (lists, tensors) describe one chunk's views, not the image: left out."""
+    return isinstance(v, (list, tuple, Tensor))

@@ -1,0 +1,144 @@
+"""Native tiles: large images scored by the mean of their tiles' logits, heatmaps stitched on the original."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from fakelens.analysis import analyze_images
+from fakelens.explain.explanation import normalize_within
+from fakelens.geometry import Geometry, prepare_views
+from fakelens.models import Detector, Ensemble, InputSpec, create_model
+from fakelens.pipeline import explain_images
+from fakelens.tiling import image_logits
+
+from conftest import TINY_MODELS
+from test_pipeline import BrightSpot
+
+
+def bright_spot(mode: str = "native") -> Detector:
+    return Detector(
+        BrightSpot(),
+        input_spec=InputSpec(size=(32, 32), mean=(0, 0, 0), std=(1, 1, 1), mode=mode),  # type: ignore[arg-type]
+        cam_layers=("net.features",),
+    )
+
+
+def noise_image(h: int, w: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def native(name: str) -> Detector:
+    det = create_model(name)
+    det.input_spec = replace(det.input_spec, mode="native")
+    return det.eval()
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_image_logits_are_the_mean_of_the_tiles(name: str) -> None:
+    det = native(name)
+    images = [noise_image(150, 97, 1), noise_image(20, 30, 2), noise_image(64, 200, 3)]
+    got = image_logits(det, images, batch_size=3)  # views of several images share forwards
+    for img, row in zip(images, got, strict=True):
+        pixels, geoms = prepare_views(img, det.input_spec)
+        with torch.inference_mode():
+            want = det(det.input_spec.normalize(pixels)).mean(0)
+        torch.testing.assert_close(row, want, rtol=1e-5, atol=1e-5)
+    assert image_logits(det, []).shape == (0, len(det.labels))
+
+
+def test_a_large_image_is_read_tile_by_tile_not_shrunk() -> None:
+    """A bright patch far smaller than the image: native tiles keep it where letterboxing shrinks it."""
+    h, w = 64, 160
+    arr = np.zeros((h, w, 3), np.uint8)
+    arr[8:24, 120:136] = 255
+    img = Image.fromarray(arr)
+    [r] = explain_images(bright_spot(), [img], ["hirescam", "gradcam"])
+    assert len(r.tiles) == 2 * 5 and r.geometry.mode == "native"
+    for method in ("hirescam", "gradcam"):
+        m = r.map(method)
+        assert m.shape == (h, w) and bool(r.valid(method).all())
+        inside = m[8:24, 120:136].mean()
+        outside = torch.cat([m[:, :110].flatten(), m[32:, :].flatten()]).mean()
+        assert inside > 0.5 and outside < 0.05, method
+        meta = r.explanations[method].meta["tiles"]
+        assert meta["count"] == 10 and meta["coverage"] == 1.0
+    # the score: the mean over tiles of each tile's mean brightness
+    pixels, _ = prepare_views(img, bright_spot().input_spec)
+    assert r.logits[1] == pytest.approx(float(pixels.mean((1, 2, 3)).mean()), rel=1e-5)
+
+
+def test_stitching_is_the_tiles_maps_side_by_side() -> None:
+    """Non-overlapping tiles: the stitched map is each tile's own upsampled, ReLU'd map, normalised once."""
+    det = native("tiny-cnn")
+    hh, ww = det.input_spec.size
+    img = noise_image(hh, 2 * ww, 5)
+    [r] = explain_images(det, [img], ["gradcam"])
+    assert len(r.tiles) == 2
+    halves = [img.crop((0, 0, ww, hh)), img.crop((ww, 0, 2 * ww, hh))]
+    singles = explain_images(det, halves, ["gradcam"])
+    pos = [F.interpolate(s.explanations["gradcam"].raw[s.index][None, None].clamp_min(0), (hh, ww),
+                         mode="bilinear", align_corners=False)[0, 0] for s in singles]
+    want = normalize_within(torch.cat(pos, dim=1), torch.ones(hh, 2 * ww, dtype=torch.bool))
+    torch.testing.assert_close(r.map("gradcam"), want, rtol=1e-4, atol=1e-5)
+    mean_logits = torch.tensor([s.logits for s in singles]).mean(0)
+    torch.testing.assert_close(torch.tensor(r.logits), mean_logits, rtol=1e-5, atol=1e-5)
+    e = r.explanations["gradcam"]
+    assert e.raw.shape[0] == 1 and e.probabilities.shape == (1,)
+    assert float(e.probabilities[0]) == pytest.approx(r.fake_probability, rel=1e-5)
+
+
+def test_capped_tiles_mark_what_they_miss() -> None:
+    det = bright_spot()
+    img = noise_image(40, 400, 7)
+    [r] = explain_images(det, [img], ["gradcam"], max_tiles=3)
+    assert len(r.tiles) == 3
+    valid = r.valid("gradcam")
+    coverage = r.explanations["gradcam"].meta["tiles"]["coverage"]
+    assert 0 < coverage < 1 and float(valid.float().mean()) == pytest.approx(coverage)
+    assert float(r.map("gradcam")[~valid].abs().max()) == 0.0
+    assert r.summary()["tiles"] == [list(g.source_box) for g in r.tiles]
+
+
+def test_small_and_letterbox_images_keep_one_view() -> None:
+    small = noise_image(20, 30)
+    [a] = explain_images(bright_spot(), [small], ["gradcam"])
+    assert a.tiles == [] and a.geometry == Geometry.fit((20, 30), (32, 32), "native")
+    [b] = explain_images(bright_spot("letterbox"), [noise_image(64, 160)], ["gradcam"])
+    assert b.tiles == [] and b.geometry.mode == "letterbox"
+
+
+def test_mixed_batch_keeps_order_and_matches_one_by_one() -> None:
+    det = native("tiny-vit")
+    images = [noise_image(30, 40, 1), noise_image(100, 130, 2), noise_image(48, 64, 3)]
+    together = explain_images(det, images, ["gradcam"], tile_batch=2)
+    for img, r in zip(images, together, strict=True):
+        [alone] = explain_images(det, [img], ["gradcam"])
+        assert r.image is img
+        torch.testing.assert_close(r.map("gradcam"), alone.map("gradcam"), rtol=1e-4, atol=1e-5)
+        assert r.logits == pytest.approx(alone.logits, rel=1e-4, abs=1e-5)
+
+
+def test_analysis_and_ensemble_use_the_tiles() -> None:
+    members = [native("tiny-cnn"), native("tiny-vit")]
+    for i, m in enumerate(members):
+        m.name = f"m{i}"
+    ens = Ensemble(members)
+    images = [noise_image(200, 150, 9), noise_image(10, 10, 4)]
+    [a, b] = analyze_images(ens, images, ["gradcam"], robustness=True)
+    assert [m.tiles for m in a.models] == [
+        len(Geometry.tiles((200, 150), m.input_spec.size, 32)) for m in members
+    ]
+    assert all(m.tiles == 1 and m.scale == 1.0 for m in b.models)
+    probs = ens.member_probabilities(images)
+    for j, m in enumerate(members):
+        want = m.fake_probability(image_logits(m, images))
+        torch.testing.assert_close(probs[:, j], want)
+        assert a.models[j].fake_probability == pytest.approx(float(want[0]), rel=1e-4)
+        assert a.models[j].heatmaps["gradcam"].map.shape == (200, 150)
+        assert a.models[j].heatmaps["gradcam"].robustness is not None
