@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import TINY_MODELS
 from fakelens.analysis import analyze_images
 from fakelens.explain.explanation import normalize_within
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models import Detector, Ensemble, InputSpec, create_model
 from fakelens.pipeline import explain_images
 from fakelens.tiling import image_logits
-
-from conftest import TINY_MODELS
 from test_pipeline import BrightSpot
 
 
@@ -45,7 +44,7 @@ def test_image_logits_are_the_mean_of_the_tiles(name: str) -> None:
     images = [noise_image(150, 97, 1), noise_image(20, 30, 2), noise_image(64, 200, 3)]
     got = image_logits(det, images, batch_size=3)  # views of several images share forwards
     for img, row in zip(images, got, strict=True):
-        pixels, geoms = prepare_views(img, det.input_spec)
+        pixels, _ = prepare_views(img, det.input_spec)
         with torch.inference_mode():
             want = det(det.input_spec.normalize(pixels)).mean(0)
         torch.testing.assert_close(row, want, rtol=1e-5, atol=1e-5)

@@ -104,3 +104,31 @@ def test_evaluate_exceptions(tmp_path: Path, folder_data: Path) -> None:
         evaluate(det, data=folder_data, threshold=2.0)
     with pytest.raises(DatasetError, match="no images in split 'test'"):
         evaluate(det, data=folder_data, split="test")
+
+
+def test_evaluate_reads_large_images_as_native_tiles_like_inference(tmp_path: Path, tiny_pool: Path) -> None:
+    """A ``native`` detector is evaluated on what inference reads: the mean logits of its tiles."""
+    from dataclasses import replace
+
+    from fakelens.io import load_image
+    from fakelens.tiling import image_logits
+
+    from .conftest import write_folder_dataset
+
+    data = write_folder_dataset(tmp_path / "big", n=4, splits=("test",), size=(100, 150))
+    det = create_model("tiny-cnn")
+    det.input_spec = replace(det.input_spec, mode="native")
+    rep = evaluate(det, data=data, out=tmp_path / "ev", batch_size=3, max_tiles=4)
+    assert rep["n"] == 8 and rep["data"]["max_tiles"] == 4
+    with open(tmp_path / "ev" / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    got = np.array([float(r["score"]) for r in rows])
+    images = [load_image(r["path"]) for r in rows]
+    want = det.fake_probability(image_logits(det, images, max_tiles=4)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    centre = evaluate(det, data=data, max_tiles=1)  # one central tile: other scores
+    assert centre["overall"] != rep["overall"]
+    common: dict[str, Any] = {"forgeries": tiny_pool, "pairs": 2, "forgery_size": 128}
+    common |= {"split_fractions": FRACTIONS, "recipes": ["local_warp"]}
+    tiled, one = evaluate(det, **common), evaluate(det, **common, max_tiles=1)
+    assert tiled["n"] == one["n"] == 4 and tiled["overall"] != one["overall"]

@@ -297,10 +297,14 @@ def test_input_size_reaches_the_model_and_its_checkpoint(tmp_path: Path, tiny_po
         split_fractions=FRACTIONS,
         steps_per_epoch=1,
         command="pytest",
+        fit="native",
     )
     train(c, progress=False)
     det = load_checkpoint(tmp_path / "run" / "last")
     assert det.input_spec.size == (64, 64)
+    assert det.input_spec.mode == "native"  # --fit: how inference reads images, kept with the weights
     assert det.net.patch_embed.grid_size == (4, 4)  # position embedding made for 64², not interpolated
     with pytest.raises(ConfigError, match="does not take --input-size"):
         TrainConfig(out="x", model="tiny-cnn", data="d", model_kwargs={"input_size": 64}).check()
+    with pytest.raises(ConfigError, match="unknown --fit 'tiles'"):
+        TrainConfig(out="x", model="tiny-cnn", data="d", fit="tiles").check()

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fakelens.cli.common import command_line, console, print_json, split_csv, user_errors
+from fakelens.cli.common import MaxTiles, command_line, console, print_json, split_csv, user_errors
 from fakelens.errors import ConfigError
+from fakelens.tiling import DEFAULT_MAX_TILES
 
 app = typer.Typer()
 
@@ -113,6 +114,15 @@ def train_cmd(
     head_init: Annotated[
         str, typer.Option(help="small: re-initialise the classifier head near zero; keep: the model's own.")
     ] = "small",
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            help="How inference fits images to the input, recorded in the checkpoint: letterbox, resize, "
+            "center_crop, or native (never resample: pad small images, read large ones as native tiles; "
+            "for detectors of pixel traces trained on native crops, e.g. with --augment forensic). "
+            "Default: the model's own.",
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
     time_limit: Annotated[
         float | None,
@@ -167,6 +177,7 @@ def train_cmd(
             steps_per_epoch=steps_per_epoch,
             pretrained=pretrained,
             head_init=head_init,
+            fit=fit,
             threads=threads,
             time_limit=time_limit,
             model_kwargs={} if input_size is None else {"input_size": input_size},
@@ -247,6 +258,7 @@ def evaluate_cmd(
             "(repeatable), to compare models on photos none of them saw.",
         ),
     ] = None,
+    max_tiles: MaxTiles = DEFAULT_MAX_TILES,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -284,6 +296,7 @@ def evaluate_cmd(
         split_fractions=_fractions(split_fractions),
         model_name=model,
         exclude_photos=frozenset().union(*(t.sha256 for t in seen.values())),
+        max_tiles=max_tiles,
     )
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:

@@ -24,18 +24,18 @@ from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from fakelens.data.augment import Augment
 from fakelens.errors import FakelensError
-from fakelens.geometry import Geometry, prepare
+from fakelens.geometry import Geometry, prepare, prepare_views
 from fakelens.io import load_image
 from fakelens.models.base import InputSpec
 
@@ -482,6 +482,22 @@ def _load_mask(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
     return m
 
 
+class Views(NamedTuple):
+    """A batch of images read as several views each: ``pixels (ΣV, 3, H, W)``, ``counts (B,)``."""
+
+    pixels: Tensor
+    counts: Tensor
+
+
+def collate_views(batch: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Collate items whose pixels are ``(V, 3, H, W)`` views (``max_tiles`` datasets): the pixels become one
+    :class:`Views`, the other fields collate as usual."""
+    views = [item[0] for item in batch]
+    rest = default_collate([item[1:] for item in batch])
+    counts = torch.tensor([v.shape[0] for v in views])
+    return [Views(torch.cat(views), counts), *rest]
+
+
 def _fit(
     image: np.ndarray | Image.Image,
     mask: np.ndarray | None,
@@ -489,8 +505,11 @@ def _fit(
     augment: Augment | None,
     rng: np.random.Generator | None,
     known: bool,
+    max_tiles: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Augment (if asked) and prepare one image and its mask → ``(pixels, mask)`` on the input grid."""
+    """Augment (if asked) and prepare one image and its mask → ``(pixels, mask)`` on the input grid. With
+    ``max_tiles``, a ``native`` spec and no augmentation the pixels are every view inference reads,
+    ``(V, 3, H, W)`` (:func:`~fakelens.geometry.prepare_views`), and the mask is the single view's."""
     if augment is not None and not augment.identity and rng is not None:
         arr = np.asarray(image, dtype=np.uint8) if isinstance(image, Image.Image) else image
         h, w = spec.size
@@ -501,6 +520,8 @@ def _fit(
         pil = image if isinstance(image, Image.Image) else Image.fromarray(image, "RGB")
         fit_spec = spec
     pixels, geom = prepare(pil, fit_spec)
+    if max_tiles is not None and augment is None and spec.mode == "native":
+        pixels = prepare_views(pil, fit_spec, max_tiles=max_tiles)[0]
     return pixels, fit_mask(mask, geom, known=known)
 
 
@@ -510,7 +531,9 @@ class DetectionDataset(Dataset[tuple[Any, ...]]):
     With ``augment`` (training) each item is augmented by a generator seeded with ``(seed, epoch, index)``
     (:meth:`set_epoch` before each epoch) and resized to the input size; without it (evaluation) it is
     prepared exactly as inference prepares it. With ``with_info`` items carry ``recipe`` and ``source`` too;
-    ``load_masks=False`` skips reading mask files (evaluation needs none; fakes then get the unknown mask).
+    ``load_masks=False`` skips reading mask files (evaluation needs none; fakes then get the unknown mask);
+    ``max_tiles`` (evaluation) makes the pixels every view inference reads, ``(V, 3, H, W)`` — several native
+    tiles for a large image and a ``native`` spec — to be batched with :func:`collate_views`.
     """
 
     def __init__(
@@ -522,8 +545,10 @@ class DetectionDataset(Dataset[tuple[Any, ...]]):
         seed: int = 0,
         with_info: bool = False,
         load_masks: bool = True,
+        max_tiles: int | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.max_tiles = max_tiles
         self.load_masks = load_masks
         self.spec = spec
         self.augment = augment
@@ -544,7 +569,8 @@ class DetectionDataset(Dataset[tuple[Any, ...]]):
         if s.mask_path is not None and self.load_masks:
             mask = _load_mask(s.mask_path, (img.height, img.width))
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment is not None else None
-        pixels, m = _fit(img, mask, self.spec, self.augment, rng, known=s.label == 0 or mask is not None)
+        known = s.label == 0 or mask is not None
+        pixels, m = _fit(img, mask, self.spec, self.augment, rng, known, self.max_tiles)
         item: tuple[Any, ...] = (pixels, s.label, m)
         return (*item, s.recipe, s.source) if self.with_info else item
 
@@ -576,7 +602,8 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
     images of a pair share a batch; the last pair is cached). ``fixed=True`` ignores :meth:`set_epoch`
     (validation and test sets). ``exclude`` (sha256 of photos) leaves those photos out of the split, e.g. the
     photos a model was trained on when the pool has grown and its photos were dealt anew
-    (:func:`fakelens.models.checkpoint.training_photos`); ``excluded`` counts them.
+    (:func:`fakelens.models.checkpoint.training_photos`); ``excluded`` counts them. ``max_tiles``: as for
+    :class:`DetectionDataset`.
     """
 
     def __init__(
@@ -600,6 +627,7 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         max_side: int | None = None,
         cache_photos: int = 512,
         exclude: Collection[str] = (),
+        max_tiles: int | None = None,
     ) -> None:
         from fakelens.data.pool import load_pool, pool_splits
         from fakelens.forgery.encode import extension
@@ -631,6 +659,7 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         self.split = split
         self.seed = int(seed)
         self.spec = spec
+        self.max_tiles = max_tiles
         self.pairs = int(pairs)
         self.size = int(size)
         self.augment = augment
@@ -749,6 +778,6 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
             if self.augment is not None
             else None
         )
-        pixels, m = _fit(image, mask, self.spec, self.augment, rng, known=True)
+        pixels, m = _fit(image, mask, self.spec, self.augment, rng, True, self.max_tiles)
         item: tuple[Any, ...] = (pixels, int(is_fake), m)
         return (*item, pair.recipe if is_fake else "", pair.source) if self.with_info else item

@@ -33,6 +33,7 @@ from fakelens.data.datasets import (
     OnTheFlyForgeries,
     Sample,
     check_both_classes,
+    collate_views,
     discover,
     samples_sha256,
     select_split,
@@ -40,6 +41,7 @@ from fakelens.data.datasets import (
 from fakelens.errors import ConfigError
 from fakelens.models.base import Detector, InputSpec
 from fakelens.models.ensemble import Ensemble
+from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.loop import make_loader, resolve_device, score_loader
 from fakelens.train.metrics import binary_metrics, json_safe, roc_curve
 
@@ -87,7 +89,9 @@ def score_dataset(
     sources: list[str] = []
     for i, det in enumerate(members):
         det.to(dev).eval()
-        loader = make_loader(make_dataset(det.input_spec), batch_size, shuffle=False, seed=0, workers=workers)
+        collate = collate_views if det.input_spec.mode == "native" else None
+        dataset = make_dataset(det.input_spec)
+        loader = make_loader(dataset, batch_size, shuffle=False, seed=0, workers=workers, collate_fn=collate)
         y, s, r, src = score_loader(det, loader, dev)
         if i == 0:
             labels, recipes, sources = y, r, src
@@ -239,11 +243,13 @@ def evaluate(
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     model_name: str = "",
     exclude_photos: Collection[str] = (),
+    max_tiles: int = DEFAULT_MAX_TILES,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a dataset (``data``) or on ``pairs`` forgeries from a pool's ``split``.
 
     ``exclude_photos`` (sha256) are left out of the pool's split — the model's own training photos
     (:func:`fakelens.models.checkpoint.training_photos`); the report counts them in ``data.excluded_photos``.
+    A ``native`` member reads each image as inference does: up to ``max_tiles`` native tiles, mean logits.
 
     Returns a JSON-ready report (``nan`` → ``None``): overall metrics, ``per_recipe``, ``per_source``,
     ``members`` (ensembles), and the files written to ``out`` (``metrics.json``, ``scores.csv``, ``roc.png``).
@@ -274,7 +280,7 @@ def evaluate(
         paths = [str(s.path) for s in picked]
 
         def make(spec: InputSpec) -> Dataset[Any]:
-            return DetectionDataset(picked, spec, with_info=True, load_masks=False)
+            return DetectionDataset(picked, spec, with_info=True, load_masks=False, max_tiles=max_tiles)
     else:
         chosen = "test" if split == "auto" else split
         assert forgeries is not None
@@ -321,8 +327,10 @@ def evaluate(
                 fixed=True,
                 with_info=True,
                 exclude=exclude_photos,
+                max_tiles=max_tiles,
             )
 
+    source["max_tiles"] = max_tiles  # native members read larger images as up to this many tiles
     res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev)
     y, s = res["labels"], res["scores"]
     report: dict[str, Any] = {

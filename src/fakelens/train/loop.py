@@ -27,9 +27,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from fakelens.data.datasets import (
     DatasetError,
     DetectionDataset,
     OnTheFlyForgeries,
+    Views,
     check_both_classes,
     detect_layout,
     discover,
@@ -54,7 +55,7 @@ from fakelens.data.datasets import (
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.io import sha256_file
-from fakelens.models.base import Detector
+from fakelens.models.base import Detector, ResizeMode
 from fakelens.models.checkpoint import save_checkpoint
 from fakelens.models.registry import MODELS, create_model, seeded_init
 from fakelens.train.metrics import binary_metrics, json_safe
@@ -142,6 +143,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     pretrained: bool = True
     head_init: str = "small"
+    fit: str | None = None  # input mode the checkpoint records (None: the model's own)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     time_limit: float | None = None
@@ -176,6 +178,8 @@ class TrainConfig:
             raise ConfigError("--patience and --freeze-epochs must be at least 0")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
+        if self.fit is not None and self.fit not in get_args(ResizeMode):
+            raise ConfigError(f"unknown --fit {self.fit!r} (known: {', '.join(get_args(ResizeMode))})")
         if self.head_init not in ("small", "keep"):
             raise ConfigError(f"--head-init must be small or keep, not {self.head_init!r}")
         if self.time_limit is not None and not self.time_limit > 0:
@@ -245,6 +249,7 @@ def make_loader(
     workers: int = 0,
     drop_last: bool = False,
     pin_memory: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader[Any]:
     """A DataLoader whose order and worker seeds depend only on ``(seed, epoch)``."""
     g = torch.Generator()
@@ -258,6 +263,7 @@ def make_loader(
         drop_last=drop_last,
         worker_init_fn=_worker_init if workers > 0 else None,
         pin_memory=pin_memory,
+        collate_fn=collate_fn,
     )
 
 
@@ -445,7 +451,8 @@ def score_loader(
     """Fake probabilities for every item of ``loader`` → ``(labels, scores, recipes, sources)``.
 
     Items are ``(pixels, label, mask[, recipe, source])``; recipes and sources are empty strings when the
-    items carry none. The detector runs in eval mode under inference mode.
+    items carry none. Pixels collated as :class:`~fakelens.data.datasets.Views` are scored by the mean
+    logits of each image's views. The detector runs in eval mode under inference mode.
     """
     was = detector.training
     detector.eval()
@@ -457,8 +464,14 @@ def score_loader(
         with torch.inference_mode():
             for batch in loader:
                 x, y = batch[0], batch[1]
+                counts: list[int] | None = None
+                if isinstance(x, Views):  # several views per image: the image's logits are their mean
+                    counts = x.counts.tolist()
+                    x = x.pixels
                 with _autocast(device, amp_dtype):
                     logits = detector(_to_input(x, detector, device, channels_last))
+                if counts is not None:
+                    logits = torch.stack([z.float().mean(0) for z in logits.split(counts)])
                 scores.append(detector.fake_probability(logits.float()).float().cpu().numpy())
                 labels.append(np.asarray(y, dtype=np.int64))
                 n = len(y)
@@ -753,6 +766,8 @@ def _train(
     if "seed" in params:
         kwargs.setdefault("seed", cfg.seed)
     detector = create_model(cfg.model, **kwargs)
+    if cfg.fit is not None:
+        detector.input_spec = replace(detector.input_spec, mode=cfg.fit)  # type: ignore[arg-type]
     if len(detector.labels) not in (1, 2):
         raise ConfigError(
             f"model {cfg.model!r} has {len(detector.labels)} outputs; train a real/fake detector"
