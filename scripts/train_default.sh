@@ -26,7 +26,7 @@ WORKERS=${WORKERS:-$(( CPUS / 2 > 1 ? CPUS / 2 - 1 : 1 ))}
 mkdir -p "$OUT"
 
 common=(--forgeries "$POOL" --pairs-per-epoch "${PAIRS:-16384}" --val-pairs 512
-        --batch-size "${BATCH:-128}" --augment forensic --input-size 256 --forgery-size 256
+        --batch-size "${BATCH:-128}" --augment forensic --fit native --input-size 256 --forgery-size 256
         --aux-mask --patience 0 --seed 0
         --workers "$WORKERS" --device "$DEVICE")
 [ -n "${TIME_LIMIT:-}" ] && common+=(--time-limit "$TIME_LIMIT")

@@ -450,3 +450,17 @@ def test_to_window_is_to_original_on_the_seen_pixels(mode: str) -> None:
     torch.testing.assert_close(win, full[..., rows, cols])
     assert int(g.valid_original()[rows, cols].sum()) == win.shape[-2] * win.shape[-1]
     assert int(g.valid_original().sum()) == win.shape[-2] * win.shape[-1]
+
+
+@PROPS
+@given(n0=st.integers(1, 3000), n=st.integers(8, 300), overlap=st.sampled_from([0.0, 0.1, 0.25, 0.5]))
+def test_tiles_overlap_at_least_as_asked(n0: int, n: int, overlap: float) -> None:
+    starts = [int(g.source_box[0]) for g in Geometry.tiles((1, n0), (1, n), overlap=overlap)]
+    if n0 <= n:
+        assert len(starts) == 1
+        return
+    assert starts[0] == 0 and starts[-1] == n0 - n
+    steps = np.diff(starts)
+    assert (steps >= 1).all() and (steps <= n * (1 - overlap) + 1).all()  # +1: rounding of the starts
+    with pytest.raises(ValueError, match="overlap"):
+        Geometry.tiles((1, n0), (1, n), overlap=1.0)

@@ -12,11 +12,11 @@ from PIL import Image
 
 from conftest import TINY_MODELS
 from fakelens.analysis import analyze_images
-from fakelens.explain.explanation import normalize_within
-from fakelens.geometry import Geometry, prepare_views
+from fakelens.explain.explanation import build_explanation, normalize_within
+from fakelens.geometry import TILE_OVERLAP, Geometry, prepare_views
 from fakelens.models import Detector, Ensemble, InputSpec, create_model
 from fakelens.pipeline import explain_images
-from fakelens.tiling import image_logits
+from fakelens.tiling import image_logits, stitch
 from test_pipeline import BrightSpot
 
 
@@ -58,7 +58,8 @@ def test_a_large_image_is_read_tile_by_tile_not_shrunk() -> None:
     arr[8:24, 120:136] = 255
     img = Image.fromarray(arr)
     [r] = explain_images(bright_spot(), [img], ["hirescam", "gradcam"])
-    assert len(r.tiles) == 2 * 5 and r.geometry.mode == "native"
+    tiles = Geometry.tiles((h, w), (32, 32), overlap=TILE_OVERLAP)
+    assert r.tiles == tiles and len(tiles) == 3 * 7 and r.geometry.mode == "native"
     for method in ("hirescam", "gradcam"):
         m = r.map(method)
         assert m.shape == (h, w) and bool(r.valid(method).all())
@@ -66,7 +67,7 @@ def test_a_large_image_is_read_tile_by_tile_not_shrunk() -> None:
         outside = torch.cat([m[:, :110].flatten(), m[32:, :].flatten()]).mean()
         assert inside > 0.5 and outside < 0.05, method
         meta = r.explanations[method].meta["tiles"]
-        assert meta["count"] == 10 and meta["coverage"] == 1.0
+        assert meta["count"] == 21 and meta["coverage"] == 1.0
     # the score: the mean over tiles of each tile's mean brightness
     pixels, _ = prepare_views(img, bright_spot().input_spec)
     assert r.logits[1] == pytest.approx(float(pixels.mean((1, 2, 3)).mean()), rel=1e-5)
@@ -77,19 +78,46 @@ def test_stitching_is_the_tiles_maps_side_by_side() -> None:
     det = native("tiny-cnn")
     hh, ww = det.input_spec.size
     img = noise_image(hh, 2 * ww, 5)
-    [r] = explain_images(det, [img], ["gradcam"])
-    assert len(r.tiles) == 2
+    geoms = Geometry.tiles((hh, 2 * ww), (hh, ww), overlap=0.0)
+    assert len(geoms) == 2
     halves = [img.crop((0, 0, ww, hh)), img.crop((ww, 0, 2 * ww, hh))]
     singles = explain_images(det, halves, ["gradcam"])
-    pos = [F.interpolate(s.explanations["gradcam"].raw[s.index][None, None].clamp_min(0), (hh, ww),
-                         mode="bilinear", align_corners=False)[0, 0] for s in singles]
+    parts = [singles[0].explanations["gradcam"]]  # one batch holds both halves, in tile order
+    mean_logits = torch.tensor([s.logits for s in singles]).mean(0, keepdim=True)
+    e = stitch(parts, geoms, mean_logits, det)
+    pos = [
+        F.interpolate(
+            parts[0].raw[i][None, None].clamp_min(0), (hh, ww), mode="bilinear", align_corners=False
+        )[0, 0]
+        for i in range(2)
+    ]
     want = normalize_within(torch.cat(pos, dim=1), torch.ones(hh, 2 * ww, dtype=torch.bool))
-    torch.testing.assert_close(r.map("gradcam"), want, rtol=1e-4, atol=1e-5)
-    mean_logits = torch.tensor([s.logits for s in singles]).mean(0)
-    torch.testing.assert_close(torch.tensor(r.logits), mean_logits, rtol=1e-5, atol=1e-5)
-    e = r.explanations["gradcam"]
+    torch.testing.assert_close(e.maps[0], want, rtol=1e-4, atol=1e-5)
     assert e.raw.shape[0] == 1 and e.probabilities.shape == (1,)
-    assert float(e.probabilities[0]) == pytest.approx(r.fake_probability, rel=1e-5)
+    assert float(e.probabilities[0]) == pytest.approx(float(det.fake_probability(mean_logits)[0]), rel=1e-5)
+    # and the pipeline, which overlaps its tiles, scores the mean of what it read
+    [r] = explain_images(det, [img], ["gradcam"])
+    pixels, _ = prepare_views(img, det.input_spec)
+    with torch.inference_mode():
+        want_logits = det(det.input_spec.normalize(pixels)).mean(0)
+    torch.testing.assert_close(torch.tensor(r.logits), want_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_overlapping_tiles_cross_fade() -> None:
+    """Two tiles with flat maps 1 and 3: each alone where only it reads, a monotone blend where both do."""
+    det = bright_spot()
+    geoms = Geometry.tiles((32, 48), (32, 32), overlap=0.25)
+    assert [g.source_box[0] for g in geoms] == [0.0, 16.0]
+    raw = torch.stack([torch.full((8, 8), 1.0), torch.full((8, 8), 3.0)])
+    zeros = torch.zeros(2)
+    part = build_explanation("gradcam", ("net.features",), "fake", raw, zeros, zeros, (32, 32))
+    e = stitch([part], geoms, torch.zeros(1, 2), det)
+    row = F.adaptive_avg_pool2d(e.raw[None], (1, e.raw.shape[-1]))[0, 0, 0]  # coarse signed map, one row
+    assert float(row[0]) == pytest.approx(1.0) and float(row[-1]) == pytest.approx(3.0)
+    assert bool((row[1:] >= row[:-1] - 1e-6).all())  # no seam: it only rises from tile 1 to tile 2
+    m = e.maps[0][16]
+    assert float(m[:16].max()) == 0.0 and float(m[-16:].min()) == 1.0
+    assert bool((m[1:] >= m[:-1] - 1e-6).all()) and 0.0 < float(m[24]) < 1.0
 
 
 def test_capped_tiles_mark_what_they_miss() -> None:
@@ -131,7 +159,7 @@ def test_analysis_and_ensemble_use_the_tiles() -> None:
     images = [noise_image(200, 150, 9), noise_image(10, 10, 4)]
     [a, b] = analyze_images(ens, images, ["gradcam"], robustness=True)
     assert [m.tiles for m in a.models] == [
-        len(Geometry.tiles((200, 150), m.input_spec.size, 32)) for m in members
+        len(Geometry.tiles((200, 150), m.input_spec.size, 32, TILE_OVERLAP)) for m in members
     ]
     assert all(m.tiles == 1 and m.scale == 1.0 for m in b.models)
     probs = ens.member_probabilities(images)

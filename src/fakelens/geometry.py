@@ -62,6 +62,13 @@ def _centre(n0: int, n: int) -> int:
     return max(0, (n0 - n) // 2)
 
 
+def _windows(n0: int, n: int, overlap: float) -> int:
+    """How many windows of ``n`` cover ``n0`` with neighbours overlapping by at least ``overlap·n``."""
+    if n0 <= n:
+        return 1
+    return math.ceil((n0 - n) / (n * (1.0 - overlap)) - 1e-9) + 1
+
+
 def _starts(n0: int, n: int, k: int) -> list[int]:
     """``k`` window starts spread evenly over ``[0, n0 − n]`` (the centre for one window)."""
     if n0 <= n or k == 1:
@@ -158,12 +165,17 @@ class Geometry:
 
     @classmethod
     def tiles(
-        cls, original_size: tuple[int, int], input_size: tuple[int, int], max_tiles: int | None = None
+        cls,
+        original_size: tuple[int, int],
+        input_size: tuple[int, int],
+        max_tiles: int | None = None,
+        overlap: float = 0.0,
     ) -> list[Geometry]:
         """Native-scale views that cover an ``original_size`` image, row-major.
 
-        Along a side longer than the input, ``k = ⌈n₀/n⌉`` windows start at ``round(i·(n₀−n)/(k−1))``: they
-        overlap evenly and the last one ends on the border; a shorter side is centred and padded. With
+        Along a side longer than the input, ``k = ⌈(n₀−n) / (n·(1−overlap))⌉ + 1`` windows start at
+        ``round(i·(n₀−n)/(k−1))``: neighbours overlap evenly by at least ``overlap`` of a window and the last
+        one ends on the border; a shorter side is centred and padded. With
         ``max_tiles`` the grid of at most that many windows that reads the most pixels is kept; its windows
         still span the whole side, now with gaps between them (:meth:`valid_original` says what each covers).
         """
@@ -172,7 +184,9 @@ class Geometry:
             raise ImageError(f"cannot prepare a zero-size image ({w0}×{h0} pixels)")
         if max_tiles is not None and max_tiles < 1:
             raise ValueError(f"max_tiles must be at least 1, got {max_tiles}")
-        ky, kx = max(1, -(-h0 // h)), max(1, -(-w0 // w))
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        ky, kx = _windows(h0, h, overlap), _windows(w0, w, overlap)
         if max_tiles is not None and ky * kx > max_tiles:
 
             def coverage(k: tuple[int, int]) -> tuple[float, int]:  # most pixels read, then fewest tiles
@@ -438,14 +452,20 @@ def _place(
     return _to_tensor(content)
 
 
+TILE_OVERLAP = 0.25
+"""Least overlap of neighbouring native tiles (a share of the tile): every seam between two tiles lies inside
+a band both read, where :func:`fakelens.tiling.stitch` cross-fades their maps."""
+
+
 def prepare_views(
-    image: Image.Image, spec: InputSpec, *, max_tiles: int | None = None
+    image: Image.Image, spec: InputSpec, *, max_tiles: int | None = None, overlap: float = TILE_OVERLAP
 ) -> tuple[Tensor, list[Geometry]]:
     """Every view a detector reads of one image → ``(V, 3, H, W)`` pixels in [0, 1] and V Geometries.
 
     One view (:func:`prepare`) for every mode but ``native``, whose views are the native-scale tiles of
-    :meth:`Geometry.tiles` (at most ``max_tiles``): an image larger than the input is read at its own pixel
-    grid, piece by piece, instead of being shrunk (which erases the traces forensic detectors look for).
+    :meth:`Geometry.tiles` (at most ``max_tiles``, overlapping by ``overlap``): an image larger than the
+    input is read at its own pixel grid, piece by piece, instead of being shrunk (which erases the traces
+    forensic detectors look for).
     """
     if spec.mode != "native":
         x, g = prepare(image, spec)
@@ -453,7 +473,7 @@ def prepare_views(
     if image.width < 1 or image.height < 1:
         raise ImageError(f"cannot prepare a zero-size image ({image.width}×{image.height} pixels)")
     rgb = to_rgb(image)
-    geoms = Geometry.tiles((rgb.height, rgb.width), spec.size, max_tiles)
+    geoms = Geometry.tiles((rgb.height, rgb.width), spec.size, max_tiles, overlap)
     return torch.stack([_place(rgb, g, spec) for g in geoms]), geoms
 
 

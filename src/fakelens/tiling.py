@@ -6,10 +6,13 @@ image is read as the native-scale tiles of :meth:`fakelens.geometry.Geometry.til
 
 - **score**: the mean of the tiles' logits, ``z = (1/T) Σ_t z_t`` (for two classes the mean fake log-odds);
 - **heatmap**: each tile's raw signed map is carried onto the original pixels through its Geometry and the
-  tiles are averaged where they overlap, ``S(p) = Σ_{t∋p} S_t(p) / |{t ∋ p}|``; the stitched map is then
-  ReLU'd and min-max normalised once over the whole image, so tiles keep their relative strength (the
-  gradient of the mean score w.r.t. tile t's features is ``1/T`` times tile t's own gradient: stitching the
-  tiles' maps explains the image's score). Pixels no tile covers (``max_tiles`` reached) are not valid.
+  tiles are blended where they overlap, ``S(p) = Σ_{t∋p} w_t(p) S_t(p) / Σ_{t∋p} w_t(p)`` with a pyramid
+  weight ``w_t`` that peaks at the tile's centre (where its features saw their whole context) and falls
+  towards its edges, so neighbouring tiles cross-fade instead of meeting at a seam; a pixel only one tile
+  read gets that tile's value. The stitched map is then ReLU'd and min-max normalised once over the whole
+  image, so tiles keep their relative strength (the gradient of the mean score w.r.t. tile t's features is
+  ``1/T`` times tile t's own gradient: stitching the tiles' maps explains the image's score). Pixels no tile
+  covers (``max_tiles`` reached) are not valid.
 """
 
 from __future__ import annotations
@@ -84,13 +87,14 @@ def stitch(
         raise ValueError(f"{raws.shape[0]} tile maps for {len(geometries)} tiles")
     h0, w0 = geometries[0].original_size
     canvas = raws.new_zeros(2, h0, w0)  # signed, ReLU'd
-    count = raws.new_zeros(h0, w0)
+    weight = raws.new_zeros(h0, w0)
     for raw, g in zip(raws, geometries, strict=True):
         win, (rows, cols) = g.to_window(torch.stack([raw, raw.clamp_min(0)]))
-        canvas[:, rows, cols] += win
-        count[rows, cols] += 1
-    valid = count > 0
-    canvas = canvas / count.clamp_min(1)
+        w = _pyramid(win.shape[-2], raws)[:, None] * _pyramid(win.shape[-1], raws)[None, :]
+        canvas[:, rows, cols] += w * win
+        weight[rows, cols] += w
+    valid = weight > 0
+    canvas = canvas / weight.clamp_min(1e-12)
     (ih, iw), (rh, rw) = geometries[0].input_size, raws.shape[-2:]
     coarse = (max(1, round(h0 * rh / ih)), max(1, round(w0 * rw / iw)))
     raw = F.adaptive_avg_pool2d(canvas[:1][None], coarse)[0]
@@ -120,6 +124,12 @@ def stitch(
         meta=meta,
         logits=logits,
     )
+
+
+def _pyramid(n: int, like: Tensor) -> Tensor:
+    """``(n,)`` weights rising linearly from a tile's edges to 1 at its centre (never 0)."""
+    i = torch.arange(n, device=like.device, dtype=like.dtype) + 0.5
+    return (torch.minimum(i, n - i) / (n / 2)).clamp_min(1e-3)
 
 
 def _same(a: Any, b: Any) -> bool:

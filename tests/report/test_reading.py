@@ -4,6 +4,7 @@ unreliable maps, where the maps point."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -137,6 +138,17 @@ def test_a_shrunk_image_gets_a_scale_warning(make_analysis: MakeAnalysis) -> Non
     assert "shrunk" not in _text(read_analysis(a))
 
 
+def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: MakeAnalysis) -> None:
+    h = heatmap("gradcam", blob(50, 40, 6), ok_badge("gradcam"))
+    a = make_analysis({"cnn": (0.2, {"gradcam": h})})
+    a.models[0].tiles = 6
+    text = _text(read_analysis(a))
+    assert "cnn read the image" in text and "as 6 tiles" in text and "unread" not in text
+    h.summary["meta"] = {"tiles": {"count": 6, "coverage": 0.75}}
+    text = _text(read_analysis(a))
+    assert "left 25 % of the pixels unread" in text and "--max-tiles" in text and "shrunk" not in text
+
+
 def test_analysis_records_the_scale_of_each_model() -> None:
     from PIL import Image
 
@@ -149,4 +161,7 @@ def test_analysis_records_the_scale_of_each_model() -> None:
         det, [Image.new("RGB", (side, side)), Image.new("RGB", (4 * side, 2 * side))], [], robustness=False
     )
     assert small.models[0].scale == 1.0 and large.models[0].scale == 0.25
-    assert large.models[0].to_dict()["scale"] == 0.25
+    assert large.models[0].to_dict()["scale"] == 0.25 and large.models[0].tiles == 1
+    det.input_spec = replace(det.input_spec, mode="native")  # read at native scale, as 4 × 2 tiles
+    [native] = analyze_images(det, [Image.new("RGB", (4 * side, 2 * side))], [], robustness=False)
+    assert native.models[0].scale == 1.0 and native.models[0].to_dict()["tiles"] == 8

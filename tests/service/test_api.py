@@ -255,6 +255,7 @@ def test_report_is_self_contained(service: Service) -> None:
     assert html.count("data:image/") >= 3  # the image and the overlays are inlined
     # the uploaded 96×72 image was letterboxed into the tiny models' 64² input: recorded, and said in words
     assert [m["scale"] for m in a["models"]] == [pytest.approx(64 / 96)] * 2
+    assert [m["tiles"] for m in a["models"]] == [1, 1]
     assert "shrunk 1.5× to fit" in " ".join(html.split())
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fakelens.analysis import Analysis, HeatmapResult
+from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
 
 __all__ = [
@@ -176,17 +176,42 @@ def _verdict_paragraph(a: Analysis) -> str:
 
 
 def _scale_paragraph(a: Analysis) -> str:
-    """A warning when the image was shrunk to fit the models (their smallest scale)."""
+    """How the models read the image: a warning when it was shrunk to fit (their smallest scale), and the
+    native tiles read instead, with the share of pixels they left unread."""
     scales = [m.scale for m in a.models if m.scale > 0]
     factor = 1.0 / min(scales) if scales else 1.0
-    if factor < SHRUNK:
-        return ""
-    return (
-        f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "
-        "Shrinking erases pixel-level traces — resampling, a second JPEG grid, upsampling — that detectors "
-        "trained on native-resolution crops rely on (the shipped ensemble loses much of its accuracy on such "
-        "edits in images shrunk 2×), so a real verdict says little about them."
-    )
+    parts: list[str] = []
+    tiled = [m for m in a.models if m.tiles > 1]
+    if tiled:
+        names = ", ".join(m.name for m in tiled)
+        counts = sorted({m.tiles for m in tiled})
+        parts.append(
+            f"{names} read the image ({a.width} × {a.height} px) at its own pixel grid, as "
+            f"{' or '.join(str(c) for c in counts)} overlapping tiles of their input size, instead of "
+            "shrinking it: their score is the mean over the tiles and their heatmaps join the tiles' maps."
+        )
+        coverage = min((_coverage(m) for m in tiled), default=1.0)
+        if coverage < 1.0:
+            parts.append(
+                f"The tile limit left {pct(1.0 - coverage)} of the pixels unread (shown as outside the image "
+                "in the heatmaps); raise --max-tiles to read them all."
+            )
+    if factor >= SHRUNK:
+        parts.append(
+            f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "
+            "Shrinking erases pixel-level traces — resampling, a second JPEG grid, upsampling — that "
+            "detectors trained on native-resolution crops rely on, so a real verdict says little about them."
+        )
+    return " ".join(parts)
+
+
+def _coverage(m: ModelAnalysis) -> float:
+    """Share of the image's pixels a tiled model read (from its heatmaps' tile record; 1 when unknown)."""
+    for h in m.heatmaps.values():
+        tiles = h.summary.get("meta", {}).get("tiles")
+        if isinstance(tiles, dict) and "coverage" in tiles:
+            return float(tiles["coverage"])
+    return 1.0
 
 
 def _describe_map(h: HeatmapResult, shares: RegionShares | None) -> tuple[str, str]:

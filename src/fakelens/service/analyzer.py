@@ -178,6 +178,7 @@ class Analyzer:
                     "score": _num(m.fake_probability),
                     "verdict": m.verdict,
                     "scale": m.scale,
+                    "tiles": m.tiles,
                     "heatmaps": heatmaps,
                     "robustness": robustness,
                     "errors": dict(m.errors),

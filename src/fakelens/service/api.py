@@ -69,6 +69,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
                 "score": m["score"],
                 "verdict": m["verdict"],
                 "scale": m.get("scale"),
+                "tiles": m.get("tiles"),
                 "heatmaps": {k: f"{mb}/{k}/heatmap.png" for k in hm},
                 "overlays": {k: f"{mb}/{k}/overlay.png" for k in hm},
                 "maps": {k: f"{mb}/{k}/map.npy" for k in hm},

@@ -49,6 +49,11 @@ class ModelOut(BaseModel):
         description="Model input pixels per original pixel (< 1: the image was shrunk to fit, which weakens "
         "pixel-level traces); null for analyses stored before it was recorded.",
     )
+    tiles: int | None = Field(
+        None,
+        description="Native tiles this model read (> 1: a large image read at its own pixel grid, tile by "
+        "tile, instead of shrunk); null for analyses stored before tiling.",
+    )
     heatmaps: dict[str, str] = Field(
         description="Method → URL of the jet heatmap PNG (transparent outside the image)."
     )
