@@ -143,7 +143,7 @@ def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: Ma
     a = make_analysis({"cnn": (0.2, {"gradcam": h})})
     a.models[0].tiles = 6
     text = _text(read_analysis(a))
-    assert "cnn read the image" in text and "as 6 tiles" in text and "unread" not in text
+    assert "cnn read the image" in text and "as 6 overlapping tiles" in text and "unread" not in text
     h.summary["meta"] = {"tiles": {"count": 6, "coverage": 0.75}}
     text = _text(read_analysis(a))
     assert "left 25 % of the pixels unread" in text and "--max-tiles" in text and "shrunk" not in text
@@ -162,6 +162,6 @@ def test_analysis_records_the_scale_of_each_model() -> None:
     )
     assert small.models[0].scale == 1.0 and large.models[0].scale == 0.25
     assert large.models[0].to_dict()["scale"] == 0.25 and large.models[0].tiles == 1
-    det.input_spec = replace(det.input_spec, mode="native")  # read at native scale, as 4 × 2 tiles
+    det.input_spec = replace(det.input_spec, mode="native")  # read at native scale, as 5 × 3 tiles
     [native] = analyze_images(det, [Image.new("RGB", (4 * side, 2 * side))], [], robustness=False)
-    assert native.models[0].scale == 1.0 and native.models[0].to_dict()["tiles"] == 8
+    assert native.models[0].scale == 1.0 and native.models[0].to_dict()["tiles"] == 15
