@@ -16,6 +16,7 @@ from fakelens.data.datasets import OnTheFlyForgeries
 from fakelens.data.pool import load_pool
 from fakelens.models import load_detector
 from fakelens.models.checkpoint import training_photos
+from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.evaluate import score_dataset
 from fakelens.train.metrics import binary_metrics
 
@@ -49,6 +50,7 @@ for cond, (fmt, size) in {"jpeg90@256": ("jpeg", 256), "png@512": ("png", 512)}.
                 quality=90,
                 fixed=True,
                 with_info=True,
+                max_tiles=DEFAULT_MAX_TILES,  # native members read large images as inference does
             )
 
         res = score_dataset(ens, make, batch_size=64, workers=1, device="cpu")

@@ -1,14 +1,14 @@
 """Whole images vs native-resolution tiles: how should a detector trained on 256-px crops score a large image?
 
-fakelens scores an image by fitting it into the detector's input (letterbox: a 512-px image is downscaled 2×),
-while the shipped members were trained on 256-px crops at their native pixel grid. This script scores the
-images of a `fakelens data synth` folder (e.g. 512-px pairs) four ways and prints the AUC per recipe, only on
-photos the model never trained or validated on (`training_photos`):
+The shipped members were trained on 256-px crops at their native pixel grid. This script scores the images of
+a `fakelens data synth` folder (e.g. 512-px pairs) five ways and prints the AUC per recipe, only on photos the
+model never trained or validated on (`training_photos`):
 
-  letterbox      the whole image fitted into 256² (today's behaviour)
+  letterbox      the whole image fitted into 256² (a 512-px image downscaled 2×; fakelens before native tiles)
   tiles_mean     mean log-odds over the non-overlapping native 256-px tiles
   tiles_max      the most fake tile (a local forgery lives in one tile)
   both           mean of the letterbox and tiles_mean log-odds
+  native         what fakelens does for `mode="native"` members: overlapping tiles (fakelens.tiling)
 
 Usage:
   fakelens data synth --pool POOL --out /tmp/s512 --n 2000 --size 512 --seed 1 --no-sheet
@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from fakelens.io import load_image
 from fakelens.models import Ensemble, load_detector
 from fakelens.models.checkpoint import training_photos
 from fakelens.models.ensemble import predict_proba
+from fakelens.tiling import image_logits
 
 
 def logit(p: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,8 @@ def main() -> None:
     with (root / "manifest.csv").open() as fh:
         rows = [r for r in csv.DictReader(fh) if sha[r["source"]] not in seen]
     t = args.tile
-    scores: dict[str, list[float]] = {"letterbox": [], "tiles_mean": [], "tiles_max": [], "both": []}
+    names = ("letterbox", "tiles_mean", "tiles_max", "both", "native")
+    scores: dict[str, list[float]] = {n: [] for n in names}
     labels, recipes = [], []
     start = time.perf_counter()
     for r in rows:
@@ -67,11 +70,12 @@ def main() -> None:
         tiles = torch.stack(
             [x[:, a : a + t, b : b + t] for a in range(0, h - t + 1, t) for b in range(0, w - t + 1, t)]
         )
-        whole, per_tile = [], []
+        whole, per_tile, native = [], [], []
         for m in ens.members:
-            px, _ = prepare_batch([im], m.input_spec)
+            px, _ = prepare_batch([im], replace(m.input_spec, mode="letterbox"))
             whole.append(logit(predict_proba(m, px))[0])
             per_tile.append(logit(predict_proba(m, tiles)))
+            native.append(logit(m.fake_probability(image_logits(m, [im])))[0])
         w_ = ens.weights
         lw = float(torch.stack(whole) @ w_)  # the members' log-odds, combined as logit_mean
         lt = torch.stack(per_tile, dim=1) @ w_  # (tiles,)
@@ -80,6 +84,7 @@ def main() -> None:
             ("tiles_mean", float(lt.mean())),
             ("tiles_max", float(lt.max())),
             ("both", 0.5 * (lw + float(lt.mean()))),
+            ("native", float(torch.stack(native) @ w_)),
         ):
             scores[name].append(z)
         labels.append(int(r["label"] == "fake"))
