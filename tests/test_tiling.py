@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 
 from conftest import TINY_MODELS
 from fakelens.analysis import analyze_images
+from fakelens.explain.engine import method_names
 from fakelens.explain.explanation import build_explanation, normalize_within
 from fakelens.geometry import TILE_OVERLAP, Geometry, prepare_views
 from fakelens.models import Detector, Ensemble, InputSpec, create_model
@@ -169,3 +171,28 @@ def test_analysis_and_ensemble_use_the_tiles() -> None:
         assert a.models[j].fake_probability == pytest.approx(float(want[0]), rel=1e-4)
         assert a.models[j].heatmaps["gradcam"].map.shape == (200, 150)
         assert a.models[j].heatmaps["gradcam"].robustness is not None
+
+
+TRANSFORMER_ONLY = {"attention", "rollout", "gradattn", "legrad"}
+CHEAP = {"rise": {"n_masks": 64}, "occlusion": {"window": 16, "stride": 16}}
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_stitches_onto_a_large_image(name: str, method: str) -> None:
+    if name == "tiny-cnn" and method in TRANSFORMER_ONLY:
+        pytest.skip("token methods need a transformer")
+    det = native(name)
+    h, w = det.input_spec.size
+    img = noise_image(h + h // 2, 2 * w, 11)
+    [r] = explain_images(det, [img], [method], options={k: v for k, v in CHEAP.items() if k == method})
+    assert len(r.tiles) > 1
+    m, valid = r.map(method), r.valid(method)
+    assert m.shape == (img.height, img.width) and bool(valid.all()) and bool(torch.isfinite(m).all())
+    assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    e = r.explanations[method]
+    assert e.meta["tiles"]["count"] == len(r.tiles) and e.raw.dim() == 3 and e.raw.shape[0] == 1
+    assert set(e.stats) and all(v.shape == (1,) for v in e.stats.values())
+    summary = r.summary()
+    json.dumps(summary)  # JSON-safe, tile record included
+    assert summary["methods"][method]["meta"]["tiles"]["count"] == len(r.tiles)
