@@ -68,7 +68,7 @@ def test_a_large_image_is_read_tile_by_tile_not_shrunk() -> None:
         inside = m[8:24, 120:136].mean()
         outside = torch.cat([m[:, :110].flatten(), m[32:, :].flatten()]).mean()
         assert inside > 0.5 and outside < 0.05, method
-        meta = r.explanations[method].meta["tiles"]
+        meta = r.explanations[method].meta["tiling"]
         assert meta["count"] == 21 and meta["coverage"] == 1.0
     # the score: the mean over tiles of each tile's mean brightness
     pixels, _ = prepare_views(img, bright_spot().input_spec)
@@ -128,7 +128,7 @@ def test_capped_tiles_mark_what_they_miss() -> None:
     [r] = explain_images(det, [img], ["gradcam"], max_tiles=3)
     assert len(r.tiles) == 3
     valid = r.valid("gradcam")
-    coverage = r.explanations["gradcam"].meta["tiles"]["coverage"]
+    coverage = r.explanations["gradcam"].meta["tiling"]["coverage"]
     assert 0 < coverage < 1 and float(valid.float().mean()) == pytest.approx(coverage)
     assert float(r.map("gradcam")[~valid].abs().max()) == 0.0
     assert r.summary()["tiles"] == [list(g.source_box) for g in r.tiles]
@@ -191,8 +191,40 @@ def test_every_method_stitches_onto_a_large_image(name: str, method: str) -> Non
     assert m.shape == (img.height, img.width) and bool(valid.all()) and bool(torch.isfinite(m).all())
     assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
     e = r.explanations[method]
-    assert e.meta["tiles"]["count"] == len(r.tiles) and e.raw.dim() == 3 and e.raw.shape[0] == 1
+    assert e.meta["tiling"]["count"] == len(r.tiles) and e.raw.dim() == 3 and e.raw.shape[0] == 1
     assert set(e.stats) and all(v.shape == (1,) for v in e.stats.values())
     summary = r.summary()
     json.dumps(summary)  # JSON-safe, tile record included
-    assert summary["methods"][method]["meta"]["tiles"]["count"] == len(r.tiles)
+    assert summary["methods"][method]["meta"]["tiling"]["count"] == len(r.tiles)
+
+
+def test_tile_meta_is_merged_per_tile() -> None:
+    """Per-view meta becomes per-tile lists across chunks; counts add up; artifact records name their tile."""
+    det = native("tiny-vit")
+    h, w = det.input_spec.size
+    img = noise_image(2 * h, 2 * w, 13)
+    [r] = explain_images(det, [img], ["scorecam", "rollout"], tile_batch=4)
+    n = len(r.tiles)
+    assert n > 4  # several chunks
+    sc = r.explanations["scorecam"].meta
+    assert len(sc["channels_used"]) == n and sc["exact"] is True
+    [one] = explain_images(det, [img.crop((0, 0, w, h))], ["scorecam"])
+    assert sc["forwards"] > one.explanations["scorecam"].meta["forwards"]  # summed over the chunks
+    assert r.explanations["scorecam"].meta["tiling"]["count"] == n
+    j = det.token_layout.num_prefix_tokens + 3  # a high-norm token planted in every tile
+
+    def plant(module: torch.nn.Module, args: object, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[:, j] = 0.0
+        out[:, j, 0] = 60.0
+        return out
+
+    handle = det.net.blocks[0].register_forward_hook(plant)
+    try:
+        [r] = explain_images(det, [img], ["rollout"], tile_batch=4)
+    finally:
+        handle.remove()
+    ro = r.explanations["rollout"].meta
+    assert ro["grid"] == list(det.token_layout.grid(det.input_spec.size))  # what every chunk agrees on
+    found = {(rec["tile"], rec["token_index"]) for rec in ro["artifact_tokens"] if rec["layer"] == 0}
+    assert {(t, j) for t in range(n)} <= found and {rec["image"] for rec in ro["artifact_tokens"]} == {0}

@@ -100,12 +100,8 @@ def stitch(
     raw = F.adaptive_avg_pool2d(canvas[:1][None], coarse)[0]
     scores = torch.cat([p.scores for p in parts]).float().mean()[None]
     first = parts[0]
-    meta: dict[str, Any] = {
-        k: v
-        for k, v in first.meta.items()
-        if all(_same(p.meta.get(k), v) for p in parts) and not _per_view(v)
-    }
-    meta["tiles"] = {
+    meta = _merged_meta(parts)
+    meta["tiling"] = {
         "count": len(geometries),
         "size": list(geometries[0].input_size),
         "boxes": [[int(v) for v in g.source_box] for g in geometries],
@@ -132,12 +128,45 @@ def _pyramid(n: int, like: Tensor) -> Tensor:
     return (torch.minimum(i, n - i) / (n / 2)).clamp_min(1e-3)
 
 
+PER_VIEW_META = frozenset({"channels_used", "channels_constant", "channels_zero", "radial", "orientation"})
+"""Meta entries that hold one value per image of the batch (per layer when several layers are explained)."""
+
+
+def _merged_meta(parts: Sequence[Explanation]) -> dict[str, Any]:
+    """The tiles' meta as one image's: per-view entries become per-tile lists (in tile order), artifact-token
+    records gain their ``tile`` (``image`` is 0: the one image), differing counts (``forwards``) are summed,
+    and entries every chunk agrees on are kept."""
+    sizes = [len(p) for p in parts]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    out: dict[str, Any] = {}
+    for key, first in parts[0].meta.items():
+        values = [p.meta.get(key) for p in parts]
+        if key == "artifact_tokens":
+            out[key] = [
+                {**rec, "image": 0, "tile": start + int(rec["image"])}
+                for start, recs in zip(starts, values, strict=True)
+                for rec in recs or []
+            ]
+        elif key in PER_VIEW_META:
+            out[key] = _concat_views(key, values)
+        elif all(_same(v, first) for v in values):
+            out[key] = first
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            out[key] = sum(values)
+        else:
+            out[key] = values  # one per chunk of tiles
+    return out
+
+
+def _concat_views(key: str, values: Sequence[Any]) -> list[Any]:
+    """Join per-view lists of consecutive chunks; channel counts of several layers come layer-major."""
+    layer_major = key.startswith("channels_") and bool(values[0]) and isinstance(values[0][0], list)
+    if layer_major:
+        return [[x for v in values for x in v[i]] for i in range(len(values[0]))]
+    return [x for v in values for x in v]
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         return False
     return bool(a == b)
-
-
-def _per_view(v: Any) -> bool:
-    """Per-image values (lists, tensors) describe one chunk's views, not the image: left out."""
-    return isinstance(v, (list, tuple, Tensor))

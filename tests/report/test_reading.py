@@ -144,7 +144,7 @@ def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: Ma
     a.models[0].tiles = 6
     text = _text(read_analysis(a))
     assert "cnn read the image" in text and "as 6 overlapping tiles" in text and "unread" not in text
-    h.summary["meta"] = {"tiles": {"count": 6, "coverage": 0.75}}
+    h.summary["meta"] = {"tiling": {"count": 6, "coverage": 0.75}}
     text = _text(read_analysis(a))
     assert "left 25 % of the pixels unread" in text and "--max-tiles" in text and "shrunk" not in text
 

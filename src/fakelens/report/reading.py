@@ -208,7 +208,7 @@ def _scale_paragraph(a: Analysis) -> str:
 def _coverage(m: ModelAnalysis) -> float:
     """Share of the image's pixels a tiled model read (from its heatmaps' tile record; 1 when unknown)."""
     for h in m.heatmaps.values():
-        tiles = h.summary.get("meta", {}).get("tiles")
+        tiles = h.summary.get("meta", {}).get("tiling")
         if isinstance(tiles, dict) and "coverage" in tiles:
             return float(tiles["coverage"])
     return 1.0
