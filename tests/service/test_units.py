@@ -24,8 +24,10 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("FAKELENS_ROBUSTNESS", "off")
     monkeypatch.setenv("FAKELENS_METHODS", "gradcam, layercam")
     monkeypatch.setenv("FAKELENS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FAKELENS_MAX_TILES", "12")
     s = Settings()
     assert (s.workers, s.robustness, s.methods, s.data_dir) == (3, False, ("gradcam", "layercam"), tmp_path)
+    assert s.max_tiles == 12
     assert s.db_url == f"sqlite:///{(tmp_path / 'fakelens.db').resolve()}"
     assert s.with_(workers=2, queue=None).workers == 2
     monkeypatch.setenv("FAKELENS_QUEUE", "many")
@@ -34,6 +36,8 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.delenv("FAKELENS_QUEUE")
     with pytest.raises(ConfigError, match="workers"):
         Settings(workers=0)
+    with pytest.raises(ConfigError, match="max_tiles must be at least 1"):
+        Settings(max_tiles=0)
 
 
 def test_keys_hashed_at_rest(tmp_path: Path) -> None:

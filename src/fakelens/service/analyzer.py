@@ -139,7 +139,9 @@ class Analyzer:
             rule=replica.rule,
             threshold=replica.threshold,
         )
-        (analysis,) = analyze_images(sub, [image], req.methods, robustness=self.settings.robustness)
+        (analysis,) = analyze_images(
+            sub, [image], req.methods, robustness=self.settings.robustness, max_tiles=self.settings.max_tiles
+        )
         draft = self._draft(req, image, analysis, [self.keys[i] for i in idx])
         draft.result["duration_ms"] = round(1000 * (time.perf_counter() - start), 1)
         return draft

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fakelens.errors import ConfigError
+from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["DEFAULT_METHODS", "SERVICE_METHODS", "Settings"]
 
@@ -88,6 +89,8 @@ class Settings:
     allowed_methods: tuple[str, ...] = field(default_factory=_env("allowed_methods", SERVICE_METHODS))
     max_methods: int = field(default_factory=_env("max_methods", 4))
     robustness: bool = field(default_factory=_env("robustness", True))
+    max_tiles: int = field(default_factory=_env("max_tiles", DEFAULT_MAX_TILES))
+    """Native tiles a ``native`` model reads per upload (the cost of a large image grows with it)."""
     rate_per_minute: float = field(default_factory=_env("rate_per_minute", 30.0))
     """Analyses per minute and API key (token bucket); 0 turns the limit off."""
     rate_burst: int = field(default_factory=_env("rate_burst", 10))
@@ -102,7 +105,9 @@ class Settings:
     """Fault injection for the crash test only: sleep between writing the files and committing the row."""
 
     def __post_init__(self) -> None:
-        for name in ("workers", "max_upload_bytes", "max_pixels", "max_methods", "preview_max_side"):
+        for name in (
+            "workers", "max_upload_bytes", "max_pixels", "max_methods", "preview_max_side", "max_tiles"
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.queue < 0:
