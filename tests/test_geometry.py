@@ -404,16 +404,31 @@ def test_tiles_cover_the_image_at_native_scale(h0: int, w0: int, size: tuple[int
 
 @PROPS
 @given(h0=st.integers(1, 2000), w0=st.integers(1, 2000), cap=st.integers(1, 20))
-def test_capped_tiles_span_the_image(h0: int, w0: int, cap: int) -> None:
+def test_capped_tiles_spread_over_the_image(h0: int, w0: int, cap: int) -> None:
     tiles = Geometry.tiles((h0, w0), (64, 64), cap)
-    assert 1 <= len(tiles) <= cap
-    if len(tiles) > 1:  # several windows still reach both ends of a long side
-        lefts = [g.source_box[0] for g in tiles]
-        rights = [g.source_box[2] for g in tiles]
-        tops = [g.source_box[1] for g in tiles]
-        bottoms = [g.source_box[3] for g in tiles]
-        assert (min(lefts), max(rights)) == (0.0, float(w0)) or len(set(lefts)) == 1
-        assert (min(tops), max(bottoms)) == (0.0, float(h0)) or len(set(tops)) == 1
+    full = Geometry.tiles((h0, w0), (64, 64))
+    assert 1 <= len(tiles) <= cap and (len(tiles) == len(full) or len(tiles) > cap // 2)
+    for axis, n0 in ((0, w0), (1, h0)):  # per axis: evenly spread, centred on the image as a whole
+        starts = sorted({g.source_box[axis] for g in tiles})
+        ends = sorted({g.source_box[axis + 2] for g in tiles})
+        if n0 <= 64:
+            continue
+        k = len(starts)
+        if k * 64 >= n0:  # still covers the side: edge to edge
+            assert (starts[0], ends[-1]) == (0.0, float(n0))
+        else:  # gaps: the middle of the windows' span is the middle of the side
+            assert abs((starts[0] + ends[-1]) / 2 - n0 / 2) <= 1.0
+            gaps = np.diff(starts)
+            assert gaps.max() - gaps.min() <= 1.0 if k > 1 else True
+
+
+def test_capped_grid_keeps_the_image_shape() -> None:
+    """A 16 MP landscape photo under a cap of 32: a 4 × 8 grid over the whole picture, not two edge rows."""
+    tiles = Geometry.tiles((2988, 5312), (256, 256), 32, 0.25)
+    tops = sorted({g.source_box[1] for g in tiles})
+    lefts = sorted({g.source_box[0] for g in tiles})
+    assert (len(tops), len(lefts)) == (4, 8)
+    assert tops[0] > 0 and tops[-1] + 256 < 2988  # rows spread through the middle, not at the borders
 
 
 def test_tile_numbers() -> None:

@@ -70,10 +70,13 @@ def _windows(n0: int, n: int, overlap: float) -> int:
 
 
 def _starts(n0: int, n: int, k: int) -> list[int]:
-    """``k`` window starts spread evenly over ``[0, n0 − n]`` (the centre for one window)."""
+    """``k`` window starts: spread evenly over ``[0, n0 − n]`` when ``k`` windows cover ``n0``, else centred
+    on ``(i + ½)·n0/k`` (evenly spaced, gaps between them; the centre for one window)."""
     if n0 <= n or k == 1:
         return [_centre(n0, n)]
-    return [_round_half_up(i * (n0 - n) / (k - 1)) for i in range(k)]
+    if k * n >= n0:
+        return [_round_half_up(i * (n0 - n) / (k - 1)) for i in range(k)]
+    return [min(n0 - n, max(0, _round_half_up((i + 0.5) * n0 / k - n / 2))) for i in range(k)]
 
 
 def _native_axis(n0: int, n: int, start: int) -> tuple[tuple[int, int], tuple[float, float]]:
@@ -175,9 +178,10 @@ class Geometry:
 
         Along a side longer than the input, ``k = ⌈(n₀−n) / (n·(1−overlap))⌉ + 1`` windows start at
         ``round(i·(n₀−n)/(k−1))``: neighbours overlap evenly by at least ``overlap`` of a window and the last
-        one ends on the border; a shorter side is centred and padded. With
-        ``max_tiles`` the grid of at most that many windows that reads the most pixels is kept; its windows
-        still span the whole side, now with gaps between them (:meth:`valid_original` says what each covers).
+        one ends on the border; a shorter side is centred and padded. With ``max_tiles`` the grid keeps as
+        many windows as allowed, in the proportions of the full grid (so they spread over the whole image);
+        along a side they can no longer cover, the windows are centred on ``(i + ½)·n₀/k``, evenly spaced with
+        gaps between them (:meth:`valid_original` says what each covers).
         """
         (h0, w0), (h, w) = (int(v) for v in original_size), (int(v) for v in input_size)
         if min(h0, w0) < 1:
@@ -188,12 +192,13 @@ class Geometry:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
         ky, kx = _windows(h0, h, overlap), _windows(w0, w, overlap)
         if max_tiles is not None and ky * kx > max_tiles:
+            aspect = math.log(ky / kx)
 
-            def coverage(k: tuple[int, int]) -> tuple[float, int]:  # most pixels read, then fewest tiles
-                return min(1.0, k[0] * h / h0) * min(1.0, k[1] * w / w0), -k[0] * k[1]
+            def fit(k: tuple[int, int]) -> tuple[int, float]:  # most windows, then the full grid's shape
+                return k[0] * k[1], -abs(math.log(k[0] / k[1]) - aspect)
 
             grids = [(a, min(kx, max_tiles // a)) for a in range(1, min(ky, max_tiles) + 1)]
-            ky, kx = max(grids, key=coverage)
+            ky, kx = max(grids, key=fit)
         return [
             cls._window((h0, w0), (h, w), top, left)
             for top in _starts(h0, h, ky)
