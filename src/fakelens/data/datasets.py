@@ -519,9 +519,11 @@ def _fit(
     else:
         pil = image if isinstance(image, Image.Image) else Image.fromarray(image, "RGB")
         fit_spec = spec
-    pixels, geom = prepare(pil, fit_spec)
     if max_tiles is not None and augment is None and spec.mode == "native":
         pixels = prepare_views(pil, fit_spec, max_tiles=max_tiles)[0]
+        geom = Geometry.fit((pil.height, pil.width), fit_spec.size, fit_spec.mode)
+    else:
+        pixels, geom = prepare(pil, fit_spec)
     return pixels, fit_mask(mask, geom, known=known)
 
 
