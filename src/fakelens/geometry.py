@@ -475,10 +475,8 @@ def prepare_views(
     if spec.mode != "native":
         x, g = prepare(image, spec)
         return x[None], [g]
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"cannot prepare a zero-size image ({image.width}×{image.height} pixels)")
+    geoms = Geometry.tiles((image.height, image.width), spec.size, max_tiles, overlap)  # checks the size
     rgb = to_rgb(image)
-    geoms = Geometry.tiles((rgb.height, rgb.width), spec.size, max_tiles, overlap)
     return torch.stack([_place(rgb, g, spec) for g in geoms]), geoms
 
 
