@@ -126,6 +126,9 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
     # ---- ScoreCAM
     same_as_pgc = {"weights": "softmax", "align_corners": True}
     add_ours("fakelens", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam", "exact")
+    if args.variants:
+        add_ours("fakelens linear_stem=False", "scorecam", pert.ScoreCAM(**same_as_pgc, linear_stem=False),
+                 "pytorch-grad-cam", "exact; every masked input through the whole network")
     if args.variants and not cuda:
         add_ours("fakelens fold_bn=False", "scorecam", pert.ScoreCAM(**same_as_pgc, fold_bn=False),
                  "pytorch-grad-cam", "exact; channels-last input only")

@@ -643,3 +643,62 @@ def test_a_failed_or_wrong_compilation_falls_back(mode: str, monkeypatch: pytest
     assert pert._COMPILED[det][1].failed  # remembered: the next call does not try again
     assert _full_chunks(det, x, "occlusion", compile=True).meta["compiled"] is False
     pert.clear_folded()
+
+
+def _coarse_cnn() -> Detector:
+    """A CNN with a ResNet-like 7×7 stem and a coarse CAM layer (4×4 cells, 64 channels): the shape
+    where ScoreCAM's linear stem applies."""
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(8, 64, 3, 4, 1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 2),
+    )
+    for bn in (net[1], net[5]):
+        bn.running_mean.uniform_(-0.5, 0.5)  # type: ignore[operator]
+        bn.running_var.uniform_(0.5, 2.0)  # type: ignore[operator]
+    return Detector(net, input_spec=InputSpec(size=(64, 64)), cam_layers=("net.6",)).eval()
+
+
+@pytest.mark.parametrize("fill", ["mean", "black", "blur"])
+@pytest.mark.parametrize(
+    ("mask_norm", "align_corners"), [("upsampled", False), ("upsampled", True), ("feature", False)]
+)
+def test_linear_stem_is_the_same_scorecam(fill: str, mask_norm: str, align_corners: bool) -> None:
+    det = _coarse_cnn()
+    x = model_input(det, 2, seed=4)
+    opts = {"fill": fill, "mask_norm": mask_norm, "align_corners": align_corners, "fold_bn": True}
+    fast = _run(det, x, "scorecam", **opts)
+    plain = _run(det, x, "scorecam", **opts, linear_stem=False)
+    assert fast.meta["linear_stem_forwards"] == sum(fast.meta["channels_used"]) > 0
+    assert plain.meta["linear_stem_forwards"] == 0
+    assert fast.meta["forwards"] == plain.meta["forwards"] + 2  # + the check of each image's stem maps
+    scale = max(float(plain.raw.abs().max()), float(plain.scores.abs().max()))
+    torch.testing.assert_close(fast.raw, plain.raw, atol=1e-5 * scale, rtol=0)
+
+
+def test_linear_stem_falls_back_when_its_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    det = _coarse_cnn()
+    x = model_input(det, 1, seed=5)
+    plain = _run(det, x, "scorecam", fold_bn=True, linear_stem=False)
+    real = pert.LinearStem.tail_scores
+    monkeypatch.setattr(pert.LinearStem, "tail_scores", lambda self, rows: real(self, rows) + 1.0)
+    broken = _run(det, x, "scorecam", fold_bn=True)
+    assert broken.meta["linear_stem_forwards"] == 0
+    torch.testing.assert_close(broken.raw, plain.raw)
+
+
+def test_linear_stem_only_where_it_pays() -> None:
+    # tiny-cnn: a 16×16 CAM grid (256 cells) with 64 channels — more cells than channels/2: direct path
+    det = create_model("tiny-cnn")
+    assert _run(det, model_input(det, 1), "scorecam", fold_bn=True).meta["linear_stem_forwards"] == 0
+    # without the folded copy (fold_bn=False) the shortcut is not built either
+    coarse = _coarse_cnn()
+    assert _run(coarse, model_input(coarse, 1), "scorecam", fold_bn=False).meta["linear_stem_forwards"] == 0

@@ -208,6 +208,12 @@ class Runner:
         """``(n, ...)`` inputs → ``(n,)`` float32 target scores (on the folded copy when there is one)."""
         return self.target(self.logits(batch, fast=fast)).float()
 
+    def tail_score(self, tail: Callable[[Tensor], Any], stem: Tensor) -> Tensor:
+        """Target scores of the folded copy run from its first layer's output ``stem`` (see
+        :class:`LinearStem`)."""
+        self.forwards += stem.shape[0]
+        return self.target(self.detector._adapter(tail(stem)).float()).float()
+
     def chunks(self, n: int, per_item: int = 1) -> Iterator[slice]:
         """Slices of ``range(n)`` holding at most ``batch_size // per_item`` items each."""
         step = max(1, self.batch_size // max(1, per_item))
@@ -497,6 +503,149 @@ def _per_image(mask: Tensor) -> list[int]:
 # -------------------------------------------------------------------------------------------- ScoreCAM
 
 
+LINEAR_STEM_MAX_BYTES = 512 * 2**20
+"""Upper bound of the precomputed stem maps of one image (:class:`LinearStem`)."""
+
+_STEMS: weakref.WeakKeyDictionary[nn.Module, tuple[nn.Conv2d, nn.Module] | None] = weakref.WeakKeyDictionary()
+
+
+def _split_stem(net: nn.Module) -> tuple[nn.Conv2d, nn.Module] | None:
+    """``(conv, tail)`` with ``net(x) = tail(conv(x))`` when the traced ``net``'s input feeds one plain
+    ``Conv2d`` and nothing else (cached per net); ``None`` otherwise."""
+    if net in _STEMS:
+        return _STEMS[net]
+    split: tuple[nn.Conv2d, nn.Module] | None = None
+    if isinstance(net, torch.fx.GraphModule):
+        inputs = [n for n in net.graph.nodes if n.op == "placeholder"]
+        users = list(inputs[0].users) if len(inputs) == 1 else []
+        stem = users[0] if len(users) == 1 else None
+        if stem is not None and stem.op == "call_module" and stem.args == (inputs[0],) and not stem.kwargs:
+            conv = net.get_submodule(str(stem.target))
+            if type(conv) is nn.Conv2d and conv.padding_mode == "zeros":
+                graph = torch.fx.Graph()
+                env: dict[torch.fx.Node, torch.fx.Node] = {}
+                for node in net.graph.nodes:
+                    if node is stem:
+                        env[node] = graph.placeholder("stem")
+                    elif node.op != "placeholder":
+                        env[node] = graph.node_copy(node, lambda n: env[n])
+                split = (conv, torch.fx.GraphModule(net, graph))
+    _STEMS[net] = split
+    return split
+
+
+class LinearStem:
+    r"""ScoreCAM's masked inputs through the first layer in one matrix product (exact up to rounding).
+
+    The mask of a channel is a bilinear upsampling of its ``h×w`` map, min-max normalised:
+    ``M = Σ_j α_j B_j`` with ``B_j`` the bilinear basis of grid cell ``j`` (``Σ_j B_j = 1``, so the
+    normalisation only changes the coefficients ``α``). When the network starts with a convolution ``W``
+    (bias ``b``) of its input alone,
+
+    .. math:: W * (x_b + M \odot d) + b = (W * x_b + b) + \sum_j \alpha_j\, W * (B_j \odot d)
+
+    so the ``h·w`` maps ``W * (B_j ⊙ d)`` are computed once per image and every channel's stem output is
+    one row of ``α C``; only the rest of the network runs per channel. Built on the BatchNorm-folded copy,
+    exact forwards only (no autocast); each image's maps are checked on the unmasked input (``α = 1``)
+    against the unperturbed score, else the direct path is used. Measured on ResNet-18 (7×7 layer4,
+    2 CPU cores): a chunk of 32 masked inputs 0.73 → 0.57 s (masking and the 3-channel stem were 0.19 s of
+    it, the product 0.03 s).
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        split: tuple[nn.Conv2d, nn.Module],
+        fill: Tensor,
+        diff: Tensor,
+        basis: Tensor,
+        stem_size: tuple[int, int],
+        reference: Tensor,
+    ) -> None:
+        self.runner, (self.conv, self.tail) = runner, split
+        self.fill, self.diff, self.basis, self.stem_size = fill, diff, basis, stem_size
+        self.reference = reference
+        self.cache: tuple[int, tuple[Tensor, Tensor] | None] | None = None
+        self.out: Tensor | None = None
+
+    @classmethod
+    def plan(
+        cls,
+        runner: Runner,
+        x: Tensor,
+        fill: Tensor,
+        diff: Tensor,
+        grid: tuple[int, int],
+        align_corners: bool,
+        channels: int,
+        reference: Tensor,
+    ) -> LinearStem | None:
+        """The shortcut for one layer's ``grid``, or ``None`` where it does not apply or would not pay:
+        no folded copy, autocast, a first layer that is not a convolution of the input alone, more grid
+        cells than twice the stem's multiply-adds per output or than half the ``channels`` per image, or
+        stem maps above :data:`LINEAR_STEM_MAX_BYTES`."""
+        if runner.folded is None or runner.amp is not None or x.dim() != 4:
+            return None
+        net = _folded_net(runner.detector, runner.channels_last)
+        split = _split_stem(net) if net is not None else None
+        if split is None:
+            return None
+        conv = split[0]
+        cells = grid[0] * grid[1]
+        out = _conv(conv, x[:1], None)
+        size = cells * out.numel() * out.element_size()
+        if cells > 2 * conv.weight[0].numel() or 2 * cells > channels or size > LINEAR_STEM_MAX_BYTES:
+            return None
+        eye = torch.eye(cells, device=x.device, dtype=x.dtype).view(cells, 1, *grid)
+        basis = F.interpolate(eye, size=x.shape[-2:], mode="bilinear", align_corners=align_corners)
+        return cls(runner, split, fill, diff, basis, (out.shape[-2], out.shape[-1]), reference)
+
+    def maps(self, b: int) -> tuple[Tensor, Tensor] | None:
+        """Image ``b``'s ``(cells, Ho·Wo·Co)`` maps and ``(1, Ho·Wo·Co)`` offset (channels-last order),
+        or ``None`` when they fail the check on the unmasked input (``α = 1``)."""
+        if self.cache is not None and self.cache[0] == b:
+            return self.cache[1]
+        self.cache = None  # free the previous image's maps first
+
+        def flat(t: Tensor, bias: Tensor | None) -> Tensor:
+            return _conv(self.conv, self.runner.prepare(t), bias).permute(0, 2, 3, 1).flatten(1)
+
+        d = self.diff[0 if self.diff.shape[0] == 1 else b]
+        base = self.fill[0 if self.fill.shape[0] == 1 else b].expand(d.shape)
+        maps, offset = flat(self.basis * d, None), flat(base[None], self.conv.bias)
+        check, ref = self.tail_scores(offset + maps.sum(0, keepdim=True))[0], self.reference[b]
+        entry = (maps, offset) if bool((check - ref).abs() <= 1e-4 * (1 + ref.abs())) else None
+        self.cache = (b, entry)
+        return entry
+
+    def tail_scores(self, rows: Tensor) -> Tensor:
+        """``(n, Ho·Wo·Co)`` stem outputs → ``(n,)`` scores of the rest of the network."""
+        stem = rows.view(rows.shape[0], *self.stem_size, -1).permute(0, 3, 1, 2)
+        return self.runner.tail_score(self.tail, stem)
+
+    def score(self, b_idx: Tensor, alpha: Tensor) -> Tensor | None:
+        """Scores of the masked inputs with coefficients ``alpha`` ``(n, cells)`` of images ``b_idx``
+        (sorted), or ``None`` when an image's maps failed their check."""
+        images, counts = torch.unique_consecutive(b_idx, return_counts=True)
+        n = alpha.shape[0]
+        start = 0
+        for b, part in zip(images.tolist(), alpha.split(counts.tolist()), strict=True):
+            entry = self.maps(int(b))
+            if entry is None:
+                return None
+            maps, offset = entry
+            if self.out is None or self.out.shape[0] < n:  # reused: a fresh block per chunk costs page faults
+                self.out = maps.new_empty((max(n, self.runner.batch_size), maps.shape[1]))
+            torch.addmm(offset, part.to(maps.dtype), maps, out=self.out[start : start + part.shape[0]])
+            start += part.shape[0]
+        assert self.out is not None
+        return self.tail_scores(self.out[:n])
+
+
+def _conv(conv: nn.Conv2d, x: Tensor, bias: Tensor | None) -> Tensor:
+    return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 @EXPLAINERS.register("scorecam")
 class ScoreCAM(Perturbation):
     r"""Score-CAM (Wang et al., CVPRW 2020): each channel's upsampled, normalised map masks the input.
@@ -512,8 +661,11 @@ class ScoreCAM(Perturbation):
     ``align_corners=False`` with ``mask_norm="feature"`` (normalise before upsampling) reproduce torchcam.
 
     Exact cost: one forward per non-constant channel per image (constant channels are skipped: their mask
-    is 0, so ``f = f(x_b)``, ``w = 0``). Budget: ``top_k`` evaluates only the channels of largest
-    ``Σ|A^k|``; the others get the baseline score (``w = 0``), like constant channels; ``exact`` is false.
+    is 0, so ``f = f(x_b)``, ``w = 0``); with ``linear_stem`` (default, eager forwards) the first
+    convolution of all masked inputs is one matrix product (:class:`LinearStem`;
+    ``meta["linear_stem_forwards"]`` counts the forwards that used it). Budget: ``top_k`` evaluates only
+    the channels of largest ``Σ|A^k|``; the others get the baseline score (``w = 0``), like constant
+    channels; ``exact`` is false.
     """
 
     uses_layers = True
@@ -528,9 +680,11 @@ class ScoreCAM(Perturbation):
         align_corners: bool = False,
         mask_norm: Literal["upsampled", "feature"] = "upsampled",
         eps: float = 1e-8,
+        linear_stem: bool = True,
         **options: Unpack[FastOptions],
     ) -> None:
         super().__init__(**options)
+        self.linear_stem = linear_stem
         if weights not in ("difference", "softmax"):
             raise ConfigError(f"weights must be 'difference' or 'softmax', got {weights!r}")
         if mask_norm not in ("upsampled", "feature"):
@@ -557,6 +711,19 @@ class ScoreCAM(Perturbation):
             up = (up - lo) / (up.amax(dim=(2, 3), keepdim=True) - lo + self.eps)
         return up
 
+    def coefficients(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
+        """``(n, h, w)`` channel maps → ``(n, h·w)`` coefficients ``α`` of their masks in the bilinear
+        basis (:class:`LinearStem`): :meth:`masks` is ``Σ_j α_j B_j``."""
+        a = maps.flatten(1).float()
+        if self.mask_norm == "feature":
+            lo, hi = a.amin(1, keepdim=True), a.amax(1, keepdim=True)
+        else:
+            up = F.interpolate(
+                maps[:, None].float(), size=size, mode="bilinear", align_corners=self.align_corners
+            )
+            lo, hi = up.flatten(1).amin(1, keepdim=True), up.flatten(1).amax(1, keepdim=True)
+        return (a - lo) / (hi - lo + self.eps)
+
     def run(
         self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
     ) -> tuple[Tensor, dict[str, Any]]:
@@ -579,7 +746,7 @@ class ScoreCAM(Perturbation):
         raws: list[Tensor] = []
         used: list[list[int]] = []
         constant: list[list[int]] = []
-        total = 0
+        total = stem_forwards = 0
         for name in layers:
             acts = grids[name]
             flat = acts.flatten(2)
@@ -590,8 +757,19 @@ class ScoreCAM(Perturbation):
             total = acts.shape[1]
             ch_scores = fill_score[:, None].repeat(1, acts.shape[1])
             pairs = active.nonzero()  # (P, 2): image, channel — the one host sync
+            stem = None
+            if self.linear_stem and runner.compiled is None:  # a compiled forward fuses the stem itself
+                grid = (int(acts.shape[-2]), int(acts.shape[-1]))
+                most = max(_per_image(active), default=0)
+                stem = LinearStem.plan(runner, x, fill, diff, grid, self.align_corners, most, scores)
             for sl in runner.chunks(pairs.shape[0]):
                 b_idx, k_idx = pairs[sl, 0], pairs[sl, 1]
+                if stem is not None:
+                    fast = stem.score(b_idx, self.coefficients(acts[b_idx, k_idx], hw))
+                    if fast is not None:
+                        ch_scores[b_idx, k_idx] = fast
+                        stem_forwards += b_idx.shape[0]
+                        continue
                 m = self.masks(acts[b_idx, k_idx], hw).to(x.dtype)
                 n = m.shape[0]
                 rows = diff if diff.shape[0] == 1 else diff.index_select(0, b_idx)
@@ -617,6 +795,7 @@ class ScoreCAM(Perturbation):
             "weights": self.weights,
             "fill": self.fill,
             "exact": self.top_k is None,
+            "linear_stem_forwards": stem_forwards,
         }
         return fuse_layers(raws), meta
 
