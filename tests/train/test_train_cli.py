@@ -58,6 +58,17 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert code == 0, stderr
     rep = json.loads(stdout)
     assert rep["model"] == str(out / "best") and set(rep["per_recipe"]) == {"gan", "diff"}
+    # fine-tune that checkpoint; a wrong start is one line, no traceback
+    tuned = tmp_path / "tuned"
+    args = ["train", "--data", str(folder_data), "--out", str(tuned), "--epochs", "1", "--batch-size", "8"]
+    code, stdout, stderr = invoke(*args, "--init", str(out / "best"), "--json")
+    assert code == 0, stderr
+    conf = json.loads((tuned / "last" / "config.json").read_text())
+    assert conf["provenance"]["init"]["checkpoint"] == str(out / "best")
+    code, stdout, stderr = invoke(
+        *args[:4], str(tmp_path / "t2"), "--model", "tiny-vit", "--init", str(out / "best")
+    )
+    assert code != 0 and "holds a 'tiny-cnn' detector, not 'tiny-vit'" in stderr and "Traceback" not in stderr
     assert (ev / "roc.png").is_file() and (ev / "metrics.json").is_file()
 
 

@@ -308,3 +308,66 @@ def test_input_size_reaches_the_model_and_its_checkpoint(tmp_path: Path, tiny_po
         TrainConfig(out="x", model="tiny-cnn", data="d", model_kwargs={"input_size": 64}).check()
     with pytest.raises(ConfigError, match="unknown --fit 'tiles'"):
         TrainConfig(out="x", model="tiny-cnn", data="d", fit="tiles").check()
+
+
+def test_init_fine_tunes_from_a_checkpoint(tmp_path: Path, tiny_pool: Path) -> None:
+    from fakelens.models.checkpoint import training_photos
+
+    def run(name: str, **kw: object) -> Path:
+        base: dict[str, object] = {
+            "out": str(tmp_path / name),
+            "model": "tiny-cnn",
+            "forgeries": str(tiny_pool),
+            "epochs": 1,
+            "batch_size": 4,
+            "pairs_per_epoch": 4,
+            "val_pairs": 4,
+            "forgery_size": 64,
+            "split_fractions": FRACTIONS,
+            "recipes": ["upsample:global"],
+            "augment": "none",
+            "command": "pytest",
+        }
+        train(TrainConfig(**{**base, **kw}), progress=False)  # type: ignore[arg-type]
+        return tmp_path / name / "last"
+
+    start = run("start", lr=3e-2)
+    # a vanishing learning rate: the fine-tuned parameters stay those of the start (head kept, not reset)
+    tuned = run(
+        "tuned", init=str(start), lr=1e-12, weight_decay=0.0, seed=1, split_fractions=(0.25, 0.5, 0.25)
+    )
+    fresh = run("fresh", lr=1e-12, weight_decay=0.0, seed=1, split_fractions=(0.25, 0.5, 0.25))
+    params = [k for k, _ in create_model("tiny-cnn").named_parameters()]
+    w0, w1, w2 = weights(start.parent), weights(tuned.parent), weights(fresh.parent)
+    assert all(torch.allclose(w0[k], w1[k], atol=1e-6) for k in params)
+    assert not all(torch.allclose(w0[k], w2[k], atol=1e-3) for k in params)
+
+    conf = json.loads((tuned / "config.json").read_text())
+    init = conf["provenance"]["init"]
+    assert init["checkpoint"] == str(start) and init["data"]["kind"] == "forgeries"
+    assert conf["provenance"]["config"]["head_init"] == "keep"
+    # what the start was trained and validated on counts as seen by the fine-tuned model (and its children)
+    seen_start, seen_tuned = training_photos(start).sha256, training_photos(tuned).sha256
+    own = conf["provenance"]["data"]["photos"]
+    assert seen_tuned == seen_start | set(own["train"] + own["val"]) and seen_tuned > set(own["val"])
+    again = run("again", init=str(tuned), lr=1e-12, split_fractions=(0.5, 0.25, 0.25), seed=2)
+    assert training_photos(again).sha256 >= seen_tuned
+
+
+def test_init_errors_name_the_problem(tmp_path: Path, folder_data: Path) -> None:
+    from fakelens.errors import CheckpointError
+    from fakelens.models.checkpoint import default_ensemble_path, member_checkpoint
+
+    assert member_checkpoint("default", "effnet-lite0").parent.parent == default_ensemble_path()
+    with pytest.raises(CheckpointError, match="0 members of architecture 'tiny-cnn'"):
+        member_checkpoint("default", "tiny-cnn")
+    start = train(cfg(tmp_path / "start", folder_data, epochs=1), progress=False).last
+    with pytest.raises(CheckpointError, match="holds a 'tiny-cnn' detector, not 'tiny-vit'"):
+        train(cfg(tmp_path / "vit", folder_data, model="tiny-vit", init=str(start)), progress=False)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        train(cfg(tmp_path / "x", folder_data, init=str(tmp_path / "nowhere")), progress=False)
+    big = cfg(
+        tmp_path / "y", folder_data, model="effnet-lite0", init="default", model_kwargs={"input_size": 64}
+    )
+    with pytest.raises(ConfigError, match="built with input_size=256; drop --input-size"):
+        train(big, progress=False)

@@ -111,9 +111,21 @@ def train_cmd(
             "--pretrained/--no-pretrained", help="Start from ImageNet weights where the model has them."
         ),
     ] = True,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tune: start from this detector checkpoint of --model's architecture, or from that "
+            "member of an ensemble ('default': the shipped one, e.g. --model effnet-lite0 --init default). "
+            "Its training photos count as seen by the result.",
+        ),
+    ] = None,
     head_init: Annotated[
-        str, typer.Option(help="small: re-initialise the classifier head near zero; keep: the model's own.")
-    ] = "small",
+        str | None,
+        typer.Option(
+            help="small: re-initialise the classifier head near zero; keep: the model's own. "
+            "Default: small, or keep with --init."
+        ),
+    ] = None,
     fit: Annotated[
         str | None,
         typer.Option(
@@ -177,6 +189,7 @@ def train_cmd(
             steps_per_epoch=steps_per_epoch,
             pretrained=pretrained,
             head_init=head_init,
+            init=init,
             fit=fit,
             threads=threads,
             time_limit=time_limit,

@@ -444,6 +444,34 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
     raise UnknownNameError(f"{hint}; nor is {text!r} a checkpoint path")
 
 
+def _member_configs(root: Path) -> list[Path]:
+    members = read_json(root / ENSEMBLE_NAME).get("members", [])
+    return [root / str(m.get("path") if isinstance(m, dict) else m) / CONFIG_NAME for m in members]
+
+
+def member_checkpoint(spec: PathLike, arch: str) -> Path:
+    """The ``config.json`` of a detector checkpoint to start training from: ``spec`` itself (a detector
+    checkpoint of architecture ``arch``), or the member of architecture ``arch`` of the ensemble ``spec``
+    (``"default"``: the shipped one). One precise :class:`CheckpointError` when there is none."""
+    text = os.fspath(spec)
+    path = default_ensemble_path() if text == DEFAULT_MODEL else Path(text)
+    if is_ensemble_checkpoint(path):
+        root = path if path.is_dir() else path.parent
+        configs = _member_configs(root)
+        archs = [read_json(c).get("arch") for c in configs]
+        if archs.count(arch) != 1:
+            raise CheckpointError(
+                f"{path} has {archs.count(arch)} members of architecture {arch!r} (members: "
+                f"{', '.join(map(str, archs))}); pick one with --model or pass the member's folder"
+            )
+        return configs[archs.index(arch)]
+    config_path = _locate(path)[0]
+    found = read_json(config_path).get("arch")
+    if found != arch:
+        raise CheckpointError(f"{config_path} holds a {found!r} detector, not {arch!r} (--model)")
+    return config_path
+
+
 @dataclass(frozen=True)
 class TrainingPhotos:
     """The pool photographs a checkpoint was trained (``train``) or validated (``val``) on, by sha256 (all
@@ -478,21 +506,23 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
     else:
         path = Path(text)
     if is_ensemble_checkpoint(path):
-        root = path if path.is_dir() else path.parent
-        members = read_json(root / ENSEMBLE_NAME).get("members", [])
-        configs = [root / str(m["path"]) / CONFIG_NAME for m in members]
+        configs = _member_configs(path if path.is_dir() else path.parent)
     else:
         configs = [_locate(path)[0]]
     seen: dict[str, set[str]] = {"train": set(), "val": set()}
     unrecorded = []
     for config in configs:
-        data = (read_json(config).get("provenance") or {}).get("data") or {}
-        if data.get("kind") != "forgeries":
-            continue
-        photos = data.get("photos")
-        if isinstance(photos, dict):
-            for split, hashes in seen.items():
-                hashes.update(str(h) for h in photos.get(split, []))
-        else:
-            unrecorded.append((config.parent.name, str(data.get("pool_manifest_sha256", ""))))
+        # a fine-tuned checkpoint also saw what the checkpoint it started from saw (provenance.init, chained)
+        prov = read_json(config).get("provenance") or {}
+        while isinstance(prov, dict) and prov:
+            data = prov.get("data") or {}
+            photos = data.get("photos")
+            if data.get("kind") != "forgeries":
+                pass
+            elif isinstance(photos, dict):
+                for split, hashes in seen.items():
+                    hashes.update(str(h) for h in photos.get(split, []))
+            else:
+                unrecorded.append((config.parent.name, str(data.get("pool_manifest_sha256", ""))))
+            prov = prov.get("init") or {}
     return TrainingPhotos(frozenset(seen["train"]), frozenset(seen["val"]), tuple(unrecorded))

@@ -56,7 +56,7 @@ from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.io import sha256_file
 from fakelens.models.base import Detector, ResizeMode
-from fakelens.models.checkpoint import save_checkpoint
+from fakelens.models.checkpoint import load_checkpoint, member_checkpoint, read_json, save_checkpoint
 from fakelens.models.registry import MODELS, create_model, seeded_init
 from fakelens.train.metrics import binary_metrics, json_safe
 
@@ -104,6 +104,7 @@ _RESUME_KEYS = (
     "split_fractions",
     "steps_per_epoch",
     "head_init",
+    "init",
 )
 
 
@@ -142,13 +143,18 @@ class TrainConfig:
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     steps_per_epoch: int | None = None
     pretrained: bool = True
-    head_init: str = "small"
+    head_init: str | None = None  # None: "small", or "keep" when fine-tuning (--init)
+    init: str | None = None  # fine-tune: start from this detector checkpoint (or ensemble member)
     fit: str | None = None  # input mode the checkpoint records (None: the model's own)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     time_limit: float | None = None
     resume: bool = False
     command: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.head_init is None:
+            self.head_init = "keep" if self.init else "small"
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an impossible setting (one line)."""
@@ -758,14 +764,7 @@ def _train(
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     channels_last = cuda and cfg.channels_last
 
-    kwargs = dict(cfg.model_kwargs)
-    factory = MODELS.get(cfg.model)
-    params = inspect.signature(factory).parameters
-    if "pretrained" in params:
-        kwargs.setdefault("pretrained", cfg.pretrained)
-    if "seed" in params:
-        kwargs.setdefault("seed", cfg.seed)
-    detector = create_model(cfg.model, **kwargs)
+    detector, init = _initial_detector(cfg)
     if cfg.fit is not None:
         detector.input_spec = replace(detector.input_spec, mode=cfg.fit)  # type: ignore[arg-type]
     if len(detector.labels) not in (1, 2):
@@ -825,6 +824,8 @@ def _train(
         "versions": {"fakelens": fakelens.__version__, "torch": torch.__version__, "numpy": np.__version__},
         "aux_mask": cfg.aux_mask,
     }
+    if init is not None:
+        provenance_base["init"] = init
     val_set: Dataset[Any] = data.val
     if isinstance(val_set, OnTheFlyForgeries) or _small_enough(val_set, detector):
         t0 = time.perf_counter()
@@ -946,6 +947,39 @@ def _train(
         history=history,
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _initial_detector(cfg: TrainConfig) -> tuple[Detector, dict[str, Any] | None]:
+    """The detector to train — built from the registry, or (``cfg.init``, fine-tuning) loaded from a
+    checkpoint of the same architecture — and what the provenance records about where it started."""
+    if cfg.init is None:
+        kwargs = dict(cfg.model_kwargs)
+        params = inspect.signature(MODELS.get(cfg.model)).parameters
+        if "pretrained" in params:
+            kwargs.setdefault("pretrained", cfg.pretrained)
+        if "seed" in params:
+            kwargs.setdefault("seed", cfg.seed)
+        return create_model(cfg.model, **kwargs), None
+    config_path = member_checkpoint(cfg.init, cfg.model)
+    detector = load_checkpoint(config_path).train()
+    for k, v in cfg.model_kwargs.items():
+        if detector.config.get(k) != v:
+            option = "--input-size" if k == "input_size" else k
+            raise ConfigError(
+                f"--init {cfg.init}: its {cfg.model!r} was built with {k}={detector.config.get(k)!r}; "
+                f"drop {option} or pass the same value"
+            )
+    config = read_json(config_path)
+    prov = config.get("provenance") or {}
+    weights = config_path.parent / str(config.get("weights", "model.safetensors"))
+    return detector, {
+        "checkpoint": str(config_path.parent),
+        "weights_sha256": sha256_file(weights),
+        "metrics": config.get("metrics"),
+        # what the start saw (training_photos follows this chain)
+        "data": prov.get("data"),
+        **({"init": prov["init"]} if prov.get("init") else {}),
+    }
 
 
 def _fmt(v: float | None) -> str:
