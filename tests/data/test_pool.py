@@ -128,3 +128,21 @@ def test_pool_splits_keep_people_together(photo_source: Path, tmp_path: Path) ->
     s = pool_splits(entries, seed=3)
     assert s[entries[0].path] == s[entries[1].path]
     assert set(s) == {e.path for e in entries}
+
+
+def test_relative_out_hands_fetchers_an_absolute_cache(
+    photo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fetchers run pip/apt-get/dpkg inside their cache folder: a relative path would point elsewhere there
+    seen: list[Path] = []
+    ok = pool_mod.SOURCES[0]
+
+    def fetch(cache: Path) -> tuple[str, list[pool_mod.Candidate]]:
+        seen.append(cache)
+        return ok.fetch(cache)
+
+    monkeypatch.setattr(pool_mod, "SOURCES", [pool_mod.PoolSource("ok", "CC0-1.0", fetch, "stem")])
+    monkeypatch.chdir(tmp_path)
+    build_pool("rel/pool", detect=False, progress=False)
+    assert seen == [tmp_path / "rel" / "pool" / ".cache" / "ok"] and seen[0].is_absolute()
+    assert len(load_pool(tmp_path / "rel" / "pool")) == 5

@@ -655,7 +655,7 @@ def build_pool(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    out = Path(out)
+    out = Path(out).absolute()  # the fetchers run tools in their cache folder: relative paths would break
     out.mkdir(parents=True, exist_ok=True)
     wanted = {s.name: s for s in SOURCES}
     names = list(wanted) if sources is None else list(sources)
