@@ -100,6 +100,7 @@ PRESETS: dict[str, AugmentConfig] = {
     "wang2020": AugmentConfig(blur=0.5, jpeg=0.5),
     "robust": AugmentConfig(blur=0.5, jpeg=0.5, resize_chain=0.3),
     "forensic": AugmentConfig(crop=False, blur=0.1, jpeg=0.1),
+    "forensic-jpeg": AugmentConfig(crop=False, blur=0.1, jpeg=0.3, jpeg_quality=(65, 100)),
 }
 
 

@@ -544,12 +544,12 @@ class LinearStem:
 
     .. math:: W * (x_b + M \odot d) + b = (W * x_b + b) + \sum_j \alpha_j\, W * (B_j \odot d)
 
-    so the ``h·w`` maps ``W * (B_j ⊙ d)`` are computed once per image and every channel's stem output is
-    one row of ``α C``; only the rest of the network runs per channel. Built on the BatchNorm-folded copy,
-    exact forwards only (no autocast); each image's maps are checked on the unmasked input (``α = 1``)
-    against the unperturbed score, else the direct path is used. Measured on ResNet-18 (7×7 layer4,
-    2 CPU cores): a chunk of 32 masked inputs 0.73 → 0.57 s (masking and the 3-channel stem were 0.19 s of
-    it, the product 0.03 s).
+    so the ``h·w`` maps ``C_j = W * (B_j ⊙ d)`` are computed once per image and a chunk of channels' stem
+    outputs is one matrix product ``offset + α C``; only the rest of the network runs per channel. Built
+    on the BatchNorm-folded copy, exact forwards only (no autocast); each image's maps are checked on the
+    unmasked input (``α = 1``) against the unperturbed score, else the direct path is used. Measured on
+    ResNet-18 (7×7 layer4, 2 CPU cores): per chunk of 32 the 3-channel stem cost 0.10 s, the product
+    0.03–0.04 s; exact ScoreCAM 10.8 → 9.8 s (interleaved A/B, see ``benchmarks/RESULTS.md``).
     """
 
     def __init__(
