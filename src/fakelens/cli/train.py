@@ -82,7 +82,11 @@ def train_cmd(
     ] = False,
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary mask loss.")] = 0.5,
     augment: Annotated[
-        str, typer.Option(help="none, light, wang2020-0.1, wang2020, robust or forensic (no resampling).")
+        str,
+        typer.Option(
+            help="none, light, wang2020-0.1, wang2020, robust, forensic or forensic-jpeg (both without "
+            "resampling)."
+        ),
     ] = "robust",
     input_size: Annotated[
         int | None,

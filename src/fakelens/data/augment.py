@@ -92,7 +92,8 @@ class AugmentConfig:
 #: ``wang2020-0.1`` and ``wang2020`` (Blur+JPEG with p = 0.1 and 0.5, Wang et al. 2020), and ``robust``
 #: (``wang2020`` plus resize chains; the default for training), and ``forensic``: flips and Blur+JPEG (0.1)
 #: without crops, so nothing is resampled — for data already at the model's input size, where pixel-level
-#: traces (resampling periodicity, the JPEG grid, upsampling replicas) must reach the detector intact.
+#: traces (resampling periodicity, the JPEG grid, upsampling replicas) must reach the detector intact;
+#: ``forensic-jpeg`` the same with JPEG on 30 % of images at quality 65–100 (robustness to recompression).
 PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(crop=False, flip=0.0),
     "light": AugmentConfig(),
