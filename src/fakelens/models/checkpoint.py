@@ -517,12 +517,10 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
         while isinstance(prov, dict) and prov:
             data = prov.get("data") or {}
             photos = data.get("photos")
-            if data.get("kind") != "forgeries":
-                pass
-            elif isinstance(photos, dict):
+            if data.get("kind") == "forgeries" and isinstance(photos, dict):
                 for split, hashes in seen.items():
                     hashes.update(str(h) for h in photos.get(split, []))
-            else:
+            elif data.get("kind") == "forgeries":
                 unrecorded.append((config.parent.name, str(data.get("pool_manifest_sha256", ""))))
             prov = prov.get("init") or {}
     return TrainingPhotos(frozenset(seen["train"]), frozenset(seen["val"]), tuple(unrecorded))

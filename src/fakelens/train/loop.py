@@ -56,7 +56,13 @@ from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.io import sha256_file
 from fakelens.models.base import Detector, ResizeMode
-from fakelens.models.checkpoint import load_checkpoint, member_checkpoint, read_json, save_checkpoint
+from fakelens.models.checkpoint import (
+    WEIGHTS_NAME,
+    load_checkpoint,
+    member_checkpoint,
+    read_json,
+    save_checkpoint,
+)
 from fakelens.models.registry import MODELS, create_model, seeded_init
 from fakelens.train.metrics import binary_metrics, json_safe
 
@@ -971,7 +977,7 @@ def _initial_detector(cfg: TrainConfig) -> tuple[Detector, dict[str, Any] | None
             )
     config = read_json(config_path)
     prov = config.get("provenance") or {}
-    weights = config_path.parent / str(config.get("weights", "model.safetensors"))
+    weights = config_path.parent / str(config.get("weights", WEIGHTS_NAME))
     return detector, {
         "checkpoint": str(config_path.parent),
         "weights_sha256": sha256_file(weights),
