@@ -73,6 +73,11 @@ def test_a_large_image_is_read_tile_by_tile_not_shrunk() -> None:
     # the score: the mean over tiles of each tile's mean brightness
     pixels, _ = prepare_views(img, bright_spot().input_spec)
     assert r.logits[1] == pytest.approx(float(pixels.mean((1, 2, 3)).mean()), rel=1e-5)
+    # the lead tile (the badge's view): the most fake-looking one — here the one holding most of the patch
+    assert r.lead_tile == int(pixels.mean((1, 2, 3)).argmax()) and r.view == tiles[r.lead_tile]
+    left, top, right, bottom = tiles[r.lead_tile].source_box
+    assert top <= 8 and bottom >= 24 and left <= 120 and right >= 136
+    assert r.summary()["lead_tile"] == r.lead_tile
 
 
 def test_stitching_is_the_tiles_maps_side_by_side() -> None:
@@ -171,6 +176,19 @@ def test_analysis_and_ensemble_use_the_tiles() -> None:
         assert a.models[j].fake_probability == pytest.approx(float(want[0]), rel=1e-4)
         assert a.models[j].heatmaps["gradcam"].map.shape == (200, 150)
         assert a.models[j].heatmaps["gradcam"].robustness is not None
+        assert "tile" in a.models[j].heatmaps["gradcam"].robustness  # which tile the badge graded
+        assert "tile" not in b.models[j].heatmaps["gradcam"].robustness  # one view: the image itself
+
+
+def test_the_badge_grades_the_most_fake_looking_tile() -> None:
+    h, w = 64, 160
+    arr = np.zeros((h, w, 3), np.uint8)
+    arr[36:52, 8:24] = 255  # far from the central tile
+    [a] = analyze_images(bright_spot(), [Image.fromarray(arr)], ["hirescam"], robustness=True)
+    badge = a.models[0].heatmaps["hirescam"].robustness
+    assert badge is not None and "error" not in badge
+    left, top, right, bottom = badge["tile"]  # (left, top, right, bottom) in original pixels
+    assert top <= 36 and bottom >= 52 and left <= 8 and right >= 24
 
 
 TRANSFORMER_ONLY = {"attention", "rollout", "gradattn", "legrad"}

@@ -20,6 +20,7 @@ from PIL import Image
 
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods
+from fakelens.geometry import view_pixels
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
@@ -116,8 +117,8 @@ def analyze_images(
     heatmap (five views of the image explained as one batch per member and image). ``options``: per-method
     keyword options (:func:`~fakelens.explain.engine.parse_options`), used for the heatmaps and the badges.
     A ``native`` member reads a large image as up to ``max_tiles`` native tiles (:mod:`fakelens.tiling`):
-    score and heatmap cover them all; the badge grades the central tile, the view its robustness checks
-    transform.
+    score and heatmap cover them all; the badge grades the most fake-looking tile (the view its
+    robustness checks transform; its box is the badge's ``tile``).
     """
     from fakelens.trust.badge import robustness_badges
 
@@ -144,11 +145,13 @@ def analyze_images(
                     for m in usable
                 }
                 if robustness and usable:
-                    valid = res.geometry.valid_input()
-                    pixels = _prepared(member, res.image)
+                    view = res.view  # a tiled image: its most fake-looking tile
+                    pixels = view_pixels(res.image, view, member.input_spec)
+                    valid = view.valid_input()
                     badges = robustness_badges(member, pixels, usable, valid=valid, options=options)
+                    where = {"tile": list(view.source_box)} if res.tiles else {}
                     for m, badge in badges.items():
-                        heatmaps[m].robustness = badge
+                        heatmaps[m].robustness = badge | where
                 scale = min(res.geometry.scale)
                 rows.append(
                     ModelAnalysis(
@@ -198,10 +201,3 @@ def _explain_member(
         except FakelensError as exc:
             errors[m] = str(exc)
     return explain_images(member, images, usable, options=options, max_tiles=max_tiles), usable, errors
-
-
-def _prepared(detector: Detector, image: Image.Image) -> torch.Tensor:
-    from fakelens.geometry import prepare
-
-    pixels, _ = prepare(image, detector.input_spec)
-    return pixels

@@ -433,6 +433,11 @@ def prepare(
     return _place(to_rgb(image), geom, spec, resample), geom
 
 
+def view_pixels(image: Image.Image, geometry: Geometry, spec: InputSpec) -> Tensor:
+    """The ``(3, H, W)`` input pixels in [0, 1] that ``geometry`` (a fit or a tile of ``image``) describes."""
+    return _place(to_rgb(image), geometry, spec)
+
+
 def _place(
     rgb: Image.Image,
     geom: Geometry,

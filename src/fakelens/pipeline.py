@@ -35,6 +35,13 @@ class ImageResult:
     explanations: dict[str, Explanation] = field(default_factory=dict)
     index: int = 0  # position of this image inside each Explanation's batch
     tiles: list[Geometry] = field(default_factory=list)  # the native tiles read, when more than one
+    lead_tile: int | None = None  # index into tiles of the most fake-looking one (a detector's)
+
+    @property
+    def view(self) -> Geometry:
+        """The one view to examine closely (robustness badges): the lead tile of a tiled image, else the
+        image's own fit."""
+        return self.tiles[self.lead_tile] if self.tiles and self.lead_tile is not None else self.geometry
 
     @property
     def fake_probability(self) -> float | None:
@@ -65,6 +72,7 @@ class ImageResult:
             "height": self.image.height,
             "geometry": self.geometry.to_dict(),
             **({"tiles": [list(g.source_box) for g in self.tiles]} if self.tiles else {}),
+            **({"lead_tile": self.lead_tile} if self.tiles and self.lead_tile is not None else {}),
             "top_labels": [{"label": lab, "probability": p} for lab, p in self.top_labels()],
         }
         p = self.fake_probability
@@ -118,10 +126,13 @@ def explain_images(
             chunks.append(logits)
             for m, e in results.items():
                 parts[m].append(e)
-        mean = torch.cat(chunks).mean(0, keepdim=True)
+        per_tile = torch.cat(chunks)
+        mean = per_tile.mean(0, keepdim=True)
         stitched = {m: stitch(parts[m], geoms, mean, detector) for m in methods}
         centre = Geometry.fit(geoms[0].original_size, detector.input_spec.size, "native")
         out[i] = _result(detector, images[i], centre, mean[0], stitched, 0, geoms)
+        if out[i].is_detector:
+            out[i].lead_tile = int(detector.fake_probability(per_tile).argmax())
     return [out[i] for i in range(len(images))]
 
 

@@ -190,6 +190,12 @@ def _scale_paragraph(a: Analysis) -> str:
             f"{' or '.join(str(c) for c in counts)} overlapping tiles of their input size, instead of "
             "shrinking it: their score is the mean over the tiles and their heatmaps join the tiles' maps."
         )
+        graded = [(m.name, box) for m in tiled if (box := _badge_tile(m)) is not None]
+        if graded:
+            where = "; ".join(
+                f"{n} x {a0:.0f}–{a1:.0f}, y {b0:.0f}–{b1:.0f}" for n, (a0, b0, a1, b1) in graded
+            )
+            parts.append(f"Their robustness checks graded the most fake-looking tile ({where}).")
         coverage = min((_coverage(m) for m in tiled), default=1.0)
         if coverage < 1.0:
             parts.append(
@@ -203,6 +209,14 @@ def _scale_paragraph(a: Analysis) -> str:
             "detectors trained on native-resolution crops rely on, so a real verdict says little about them."
         )
     return " ".join(parts)
+
+
+def _badge_tile(m: ModelAnalysis) -> list[float] | None:
+    """The ``(left, top, right, bottom)`` box of the tile a tiled model's badges graded, if recorded."""
+    for h in m.heatmaps.values():
+        if h.robustness is not None and isinstance(h.robustness.get("tile"), list):
+            return [float(v) for v in h.robustness["tile"]]
+    return None
 
 
 def _coverage(m: ModelAnalysis) -> float:
