@@ -146,3 +146,20 @@ def test_relative_out_hands_fetchers_an_absolute_cache(
     build_pool("rel/pool", detect=False, progress=False)
     assert seen == [tmp_path / "rel" / "pool" / ".cache" / "ok"] and seen[0].is_absolute()
     assert len(load_pool(tmp_path / "rel" / "pool")) == 5
+
+
+def test_entries_hash_ignores_how_the_pool_was_built(photo_source: Path, tmp_path: Path) -> None:
+    from fakelens.data.pool import entries_sha256
+    from fakelens.io import sha256_file
+
+    out = tmp_path / "pool"
+    build_pool(out, detect=False, progress=False)
+    mf = out / "manifest.json"
+    before_file, before = sha256_file(mf), entries_sha256(out)
+    doc = json.loads(mf.read_text())
+    doc["sources"]["ok"]["status"] = "verified"  # what a re-run over an earlier build records
+    mf.write_text(json.dumps(doc, indent=1))
+    assert sha256_file(mf) != before_file and entries_sha256(out) == before
+    doc["entries"][0]["group"] = "another/group"  # a different photo list deals differently: a new hash
+    mf.write_text(json.dumps(doc))
+    assert entries_sha256(out) != before

@@ -156,6 +156,9 @@ def test_aux_mask_on_forgeries_leaves_the_detector_format_unchanged(tmp_path: Pa
     conf = json.loads((tmp_path / "run" / "last" / "config.json").read_text())
     assert conf["provenance"]["recipes"] == ["upsample:regional", "local_warp"]
     assert conf["provenance"]["data"]["kind"] == "forgeries" and conf["provenance"]["aux_mask"] is True
+    from fakelens.data.pool import entries_sha256
+
+    assert conf["provenance"]["data"]["pool_entries_sha256"] == entries_sha256(tiny_pool)
     state = torch.load(tmp_path / "run" / "last" / "train_state.pt", weights_only=True)
     assert set(state["aux"]) == {"conv.weight", "conv.bias"}
 

@@ -558,6 +558,14 @@ def load_pool(pool: Path | str) -> list[PoolEntry]:
         raise ConfigError(f"pool manifest {mf} is malformed: {exc}") from None
 
 
+def entries_sha256(pool: Path | str) -> str:
+    """sha256 of a pool's photo list alone (its manifest entries, canonical JSON): unlike the manifest file's
+    hash, it does not depend on how the pool was built (a fresh build and one grown or resumed over an
+    earlier build record different source statuses) — equal lists deal equal splits."""
+    entries = [e.to_dict() for e in load_pool(pool)]
+    return hashlib.sha256(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def pool_splits(
     entries: Sequence[PoolEntry],
     fractions: Sequence[float] = (0.7, 0.15, 0.15),

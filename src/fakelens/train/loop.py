@@ -569,13 +569,14 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
             with_info=True,
             **common,
         )
-        from fakelens.data.pool import manifest_path
+        from fakelens.data.pool import entries_sha256, manifest_path
 
         manifest_sha = sha256_file(manifest_path(cfg.forgeries))
         info = {
             "kind": "forgeries",
             "pool": str(Path(cfg.forgeries)),
             "pool_manifest_sha256": manifest_sha,
+            "pool_entries_sha256": entries_sha256(cfg.forgeries),  # the photo list, however it was built
             "data_sha256": manifest_sha,
             "recipes": list(train_ds.recipes),
             "train_photos": len(train_ds.entries),
