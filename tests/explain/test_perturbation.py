@@ -677,7 +677,8 @@ def test_linear_stem_is_the_same_scorecam(fill: str, mask_norm: str, align_corne
     opts = {"fill": fill, "mask_norm": mask_norm, "align_corners": align_corners, "fold_bn": True}
     fast = _run(det, x, "scorecam", **opts)
     plain = _run(det, x, "scorecam", **opts, linear_stem=False)
-    assert fast.meta["linear_stem_forwards"] == sum(fast.meta["channels_used"]) > 0
+    distinct = sum(fast.meta["channels_used"]) - sum(fast.meta["channels_repeated"])
+    assert fast.meta["linear_stem_forwards"] == distinct > 0
     assert plain.meta["linear_stem_forwards"] == 0
     assert fast.meta["forwards"] == plain.meta["forwards"] + 2  # + the check of each image's stem maps
     scale = max(float(plain.raw.abs().max()), float(plain.scores.abs().max()))
@@ -702,3 +703,34 @@ def test_linear_stem_only_where_it_pays() -> None:
     # without the folded copy (fold_bn=False) the shortcut is not built either
     coarse = _coarse_cnn()
     assert _run(coarse, model_input(coarse, 1), "scorecam", fold_bn=False).meta["linear_stem_forwards"] == 0
+
+
+class _Twice(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x], 1)
+
+
+def test_scorecam_scores_repeated_channels_once() -> None:
+    """Channels with the same mask share one forward; the map is the one of scoring every channel."""
+    torch.manual_seed(6)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, 4, 1), nn.ReLU(), _Twice(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
+    )
+    det = Detector(net, input_spec=InputSpec(size=(32, 32)), cam_layers=("net.2",)).eval()
+    x = model_input(det, 2, seed=7)
+    e = _run(det, x, "scorecam")
+    used, repeated = e.meta["channels_used"], e.meta["channels_repeated"]
+    assert repeated == [u // 2 for u in used] and sum(repeated) > 0
+    assert e.meta["forwards"] == sum(used) - sum(repeated) + 2 + 1  # + the 2 unperturbed, 1 baseline input
+    # brute force: every channel's masked input scored on its own
+    target = FakeLogOdds(det.fake_index)
+    with torch.no_grad():
+        acts = net[:3](x)
+        base = target(det(torch.zeros_like(x[:1])))
+        want = []
+        for b in range(2):
+            masks = pert.ScoreCAM().masks(acts[b], (32, 32))
+            w = target(det(masks * x[b])) - base
+            w[(acts[b].amax((1, 2)) - acts[b].amin((1, 2))) == 0] = 0  # constant channels: mask 0, w = 0
+            want.append(torch.einsum("c,chw->hw", w, acts[b]))
+    torch.testing.assert_close(e.raw, torch.stack(want), rtol=1e-4, atol=1e-5)
