@@ -130,6 +130,8 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
         add_ours("fakelens linear_stem=False", "scorecam", pert.ScoreCAM(**same_as_pgc, linear_stem=False),
                  "pytorch-grad-cam", "exact; every masked input through the whole network")
     if args.variants and not cuda:
+        add_ours("fakelens workers=1", "scorecam", pert.ScoreCAM(**same_as_pgc, workers=1),
+                 "pytorch-grad-cam", "exact; each chunk over all intra-op threads, not split over 2 threads")
         add_ours("fakelens fold_bn=False", "scorecam", pert.ScoreCAM(**same_as_pgc, fold_bn=False),
                  "pytorch-grad-cam", "exact; channels-last input only")
     if args.variants and cuda:

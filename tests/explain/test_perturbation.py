@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ import fakelens.explain.perturbation as pert
 from conftest import TINY_MODELS, model_input
 from fakelens.errors import ConfigError
 from fakelens.explain import EXPLAINERS, explain
+from fakelens.explain.engine import method_options
 from fakelens.explain.targets import FakeLogOdds
 from fakelens.models import Detector, InputSpec, TokenLayout, create_model
 
@@ -734,3 +736,69 @@ def test_scorecam_scores_repeated_channels_once() -> None:
             w[(acts[b].amax((1, 2)) - acts[b].amin((1, 2))) == 0] = 0  # constant channels: mask 0, w = 0
             want.append(torch.einsum("c,chw->hw", w, acts[b]))
     torch.testing.assert_close(e.raw, torch.stack(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [("scorecam", {}), ("scorecam", {"linear_stem": False}), ("occlusion", {}), ("rise", {})],
+)
+def test_workers_split_chunks_without_changing_the_map(method: str, extra: dict[str, object]) -> None:
+    det = _coarse_cnn()
+    x = model_input(det, 2, seed=8)
+    opts = {**extra, "fold_bn": True, "batch_size": 12}  # chunks of one image and chunks spanning two
+    one = _run(det, x, method, **opts, workers=1)
+    two = _run(det, x, method, **opts, workers=2)
+    three = _run(det, x, method, **opts, workers=3)
+    assert (one.meta["workers"], two.meta["workers"], three.meta["workers"]) == (1, 2, 3)
+    if method == "scorecam":
+        assert (two.meta["linear_stem_forwards"] > 0) == extra.get("linear_stem", True)
+    assert two.meta["forwards"] == one.meta["forwards"]
+    scale = max(float(one.raw.abs().max()), float(one.scores.abs().max()))
+    torch.testing.assert_close(two.raw, one.raw, atol=1e-6 * scale, rtol=0)
+    torch.testing.assert_close(three.raw, one.raw, atol=1e-6 * scale, rtol=0)
+
+
+def test_workers_auto_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    det = _coarse_cnn()
+    x = model_input(det, 1, seed=9)
+    monkeypatch.setattr(pert, "_intraop_threads", lambda: 2)
+    assert _run(det, x, "occlusion", fold_bn=True).meta["workers"] == 2
+    assert _run(det, x, "occlusion", fold_bn=False).meta["workers"] == 1  # only the folded copy
+    assert _run(det, x, "occlusion", fold_bn=True, batch_size=6).meta["workers"] == 1  # parts of 3
+    assert _run(det, x, "occlusion", fold_bn=True, amp="bf16").meta["workers"] == 1
+    assert _run(det, x, "ablationcam").meta["workers"] == 1  # patched forwards: never split
+    monkeypatch.setattr(pert, "_intraop_threads", lambda: 1)
+    assert _run(det, x, "occlusion", fold_bn=True).meta["workers"] == 1
+    assert "workers" not in method_options("ablationcam") and "workers" in method_options("rise")
+    with pytest.raises(ConfigError, match="workers"):
+        pert.ScoreCAM(workers=0)
+
+
+def test_split_forward_keeps_order_threads_and_errors() -> None:
+    before = torch.get_num_threads()
+    seen: list[tuple[str, int, bool]] = []
+
+    def model(part: torch.Tensor) -> torch.Tensor:
+        name = threading.current_thread().name
+        seen.append((name, torch.get_num_threads(), torch.is_inference_mode_enabled()))
+        return part * 2
+
+    batch = torch.arange(10.0).view(10, 1)
+    with torch.inference_mode():
+        out = pert.split_forward(model, batch, 2)
+    assert torch.equal(out, batch * 2)
+    assert len(seen) == 2
+    assert all(n.startswith("fakelens-forward") and t == max(1, before // 2) and inf for n, t, inf in seen)
+    assert torch.get_num_threads() == before
+
+    def broken(part: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        pert.split_forward(broken, batch, 2)
+    assert torch.get_num_threads() == before
+    fresh: list[int] = []
+    t = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert fresh == [before]  # threads started later get the caller's setting back

@@ -31,6 +31,12 @@ Each method registers a small class in :data:`~fakelens.explain.engine.EXPLAINER
   ScoreCAM on ResNet-18, 2 CPU cores, 9.92 → 9.11 s per image; on an H100 nothing (ResNet-50 0.276 vs
   0.275 s compiled from the folded copy; compiled from the unfolded network, cuDNN's TF32 rounding put it
   beyond the 1e-4 check and it fell back to eager). ``meta["compiled"]`` says whether it ran;
+- ``workers`` (ScoreCAM, occlusion, RISE, spectral; CPU): each chunk of hook-free forwards is split into
+  ``workers`` parts run side by side on threads, each with its share of the intra-op threads
+  (:func:`split_forward`); ``None`` = 2 where the folded copy runs eagerly in full precision on at least 2
+  threads and every part holds at least 4 inputs, else 1. The same function (the parts are independent);
+  exact ScoreCAM on ResNet-18, 2 CPU cores, 5–10 % faster (``benchmarks/RESULTS.md``).
+  ``meta["workers"]`` says how many ran;
 - ``autotune`` (CUDA): cuDNN's autotuner (``torch.backends.cudnn.benchmark``) during the perturbed
   forwards, the global flag restored after; off by default (on an H200 with ResNet-50 it saved nothing
   and cost 3 s on the first call); never where deterministic algorithms were asked for;
@@ -52,10 +58,12 @@ affine normalisation commute, so blurring the normalised input equals normalisin
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
@@ -92,6 +100,7 @@ class FastOptions(RunOptions, total=False):
     fold_bn: bool | None
     autotune: bool | None
     compile: bool
+    workers: int | None
 
 
 CPU_CHUNK_AT_224 = 32
@@ -100,6 +109,8 @@ MAX_CHUNK = 512
 """Upper bound of the automatic chunk size."""
 FOLD_MIN_FORWARDS = 256
 """With ``fold_bn=None``, fold BatchNorm into a model copy when at least this many forwards are planned."""
+MIN_WORKER_BATCH = 4
+"""With ``workers=None``, split a chunk over threads only when every part holds at least this many inputs."""
 
 
 # --------------------------------------------------------------------------------------------- runner
@@ -121,6 +132,7 @@ class Runner:
     autotune: bool = False
     compiled: _Compiled | None = None
     compiled_forwards: int = 0
+    workers: int = 1
 
     def fold(self, x: Tensor, logits: Tensor, planned: int, policy: bool | None) -> bool:
         """Use a copy of the detector with BatchNorm folded into the preceding convolutions (and, with
@@ -175,6 +187,8 @@ class Runner:
         with self.autocast(batch.device), cudnn_benchmark(self.autotune and batch.is_cuda):
             if fast and self.compiled is not None and batch.shape[0] == self.batch_size:
                 out = self._compiled_logits(self.compiled, inp, model)
+            elif fast:
+                out = self.split(model, inp)
             else:
                 out = model(inp)
         if count:
@@ -208,17 +222,72 @@ class Runner:
         """``(n, ...)`` inputs → ``(n,)`` float32 target scores (on the folded copy when there is one)."""
         return self.target(self.logits(batch, fast=fast)).float()
 
-    def tail_score(self, tail: Callable[[Tensor], Any], stem: Tensor) -> Tensor:
-        """Target scores of the folded copy run from its first layer's output ``stem`` (see
-        :class:`LinearStem`)."""
-        self.forwards += stem.shape[0]
-        return self.target(self.detector._adapter(tail(stem)).float()).float()
+    def tail_score(self, tail: Callable[[Tensor], Any], rows: Tensor) -> Tensor:
+        """Target scores of the folded copy run from its first layer's output, ``tail(rows)`` per input row
+        (see :class:`LinearStem`)."""
+        self.forwards += rows.shape[0]
+        return self.target(self.detector._adapter(self.split(tail, rows)).float()).float()
+
+    def plan_workers(self, x: Tensor, policy: int | None) -> None:
+        """How many threads share each chunk of hook-free forwards (see :func:`split_forward`): ``policy``
+        if given, else 2 on a CPU with at least 2 intra-op threads when the BatchNorm-folded copy runs
+        eagerly in full precision and each part holds at least :data:`MIN_WORKER_BATCH` inputs; always 1
+        on CUDA, under autocast and for compiled chunks."""
+        if x.device.type != "cpu" or self.amp is not None or self.compiled is not None:
+            self.workers = 1
+        elif policy is not None:
+            self.workers = policy
+        else:
+            auto = self.folded is not None and _intraop_threads() >= 2
+            self.workers = 2 if auto and self.batch_size >= 2 * MIN_WORKER_BATCH else 1
+
+    def split(self, model: Callable[[Tensor], Any], batch: Tensor) -> Any:
+        """``model(batch)``, over :attr:`workers` threads when there are several (:func:`split_forward`)."""
+        if self.workers < 2 or batch.shape[0] < 2:
+            return model(batch)
+        return split_forward(model, batch, self.workers)
 
     def chunks(self, n: int, per_item: int = 1) -> Iterator[slice]:
         """Slices of ``range(n)`` holding at most ``batch_size // per_item`` items each."""
         step = max(1, self.batch_size // max(1, per_item))
         for start in range(0, n, step):
             yield slice(start, min(n, start + step))
+
+
+def _intraop_threads() -> int:
+    return torch.get_num_threads()
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="fakelens-forward")
+
+
+def split_forward(model: Callable[[Tensor], Tensor], batch: Tensor, workers: int) -> Tensor:
+    """``model(batch)`` as ``workers`` independent forwards of consecutive parts of the batch, one per thread,
+    each with ``threads // workers`` intra-op threads (at least 1), concatenated in order.
+
+    On a CPU the convolutions of a small-batch, small-map network scale poorly over intra-op threads; two
+    halves side by side, one thread each, gave 8–15 % more forwards per second than one batch over 2 threads
+    (ResNet-18, chunk 32, 2 Zen 4 cores; ``benchmarks/RESULTS.md``). Only for forwards that need no hooks
+    and no per-call state (the BatchNorm-folded copy); the parts see the caller's inference mode, no
+    autocast. ``torch.set_num_threads`` also sets the default of threads started later, so the caller's
+    setting is restored after.
+    """
+    threads = torch.get_num_threads()
+    each = max(1, threads // workers)
+    inference = torch.is_inference_mode_enabled()
+
+    def task(part: Tensor) -> Tensor:
+        torch.set_num_threads(each)
+        with torch.inference_mode(inference):
+            return model(part)
+
+    try:
+        outs = list(_pool(workers).map(task, batch.chunk(workers)))
+    finally:
+        torch.set_num_threads(threads)
+    return torch.cat(outs)
 
 
 _FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module | None]] = (
@@ -415,6 +484,7 @@ class Perturbation:
         fold_bn: bool | None = None,
         autotune: bool | None = None,
         compile: bool = False,
+        workers: int | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -427,6 +497,9 @@ class Perturbation:
         self.fold_bn = fold_bn
         self.autotune = autotune
         self.compile = bool(compile)
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers must be >= 1 or None, got {workers}")
+        self.workers = workers
 
     def __call__(
         self, detector: Detector, x: Tensor, target: Target, layers: Sequence[str]
@@ -446,6 +519,7 @@ class Perturbation:
             fold_bn=runner.folded is not None,
             autotune=runner.autotune,
             compiled=runner.compiled_forwards > 0,
+            workers=runner.workers,
         )
         if runner.partial_forwards:
             meta["partial_forwards"] = runner.partial_forwards
@@ -471,12 +545,14 @@ class Perturbation:
         return runner.target(logits).float(), runner.detector.fake_probability(logits).float(), store
 
     def maybe_fold(self, runner: Runner, x: Tensor, planned: int) -> None:
-        """Before the perturbed forwards: fold BatchNorm (see :meth:`Runner.fold`) per ``fold_bn``, and on
-        CUDA turn on cuDNN's autotuner if ``autotune``."""
+        """Before the perturbed forwards: fold BatchNorm (see :meth:`Runner.fold`) per ``fold_bn``, compile
+        per ``compile``, split chunks over ``workers`` threads (:meth:`Runner.plan_workers`), and on CUDA
+        turn on cuDNN's autotuner if ``autotune``."""
         if runner.reference is not None:
             runner.fold(x, runner.reference, planned, self.fold_bn)
             if self.compile:
                 runner.compile()
+        runner.plan_workers(x, self.workers)
         runner.autotune = x.is_cuda and bool(self.autotune)
 
     def run(
@@ -644,26 +720,40 @@ class LinearStem:
 
     def tail_scores(self, rows: Tensor) -> Tensor:
         """``(n, Ho·Wo·Co)`` stem outputs → ``(n,)`` scores of the rest of the network."""
-        stem = rows.view(rows.shape[0], *self.stem_size, -1).permute(0, 3, 1, 2)
-        return self.runner.tail_score(self.tail, stem)
+        return self.runner.tail_score(self._tail, rows)
+
+    def _tail(self, rows: Tensor) -> Tensor:
+        return self.tail(rows.view(rows.shape[0], *self.stem_size, -1).permute(0, 3, 1, 2))
 
     def score(self, b_idx: Tensor, alpha: Tensor) -> Tensor | None:
         """Scores of the masked inputs with coefficients ``alpha`` ``(n, cells)`` of images ``b_idx``
-        (sorted), or ``None`` when an image's maps failed their check."""
+        (sorted), or ``None`` when an image's maps failed their check. A chunk of one image is split over
+        the runner's workers product and tail together (one worker's memory-bound product overlaps the
+        other's convolutions); a chunk spanning images makes its products first."""
         images, counts = torch.unique_consecutive(b_idx, return_counts=True)
         n = alpha.shape[0]
-        start = 0
-        for b, part in zip(images.tolist(), alpha.split(counts.tolist()), strict=True):
+        entries = []
+        for b in images.tolist():
             entry = self.maps(int(b))
             if entry is None:
                 return None
-            maps, offset = entry
-            if self.out is None or self.out.shape[0] < n:  # reused: a fresh block per chunk costs page faults
-                self.out = maps.new_empty((max(n, self.runner.batch_size), maps.shape[1]))
-            torch.addmm(offset, part.to(maps.dtype), maps, out=self.out[start : start + part.shape[0]])
+            entries.append(entry)
+        if self.out is None or self.out.shape[0] < n:  # reused: a fresh block per chunk costs page faults
+            self.out = alpha.new_empty((max(n, self.runner.batch_size), entries[0][0].shape[1]))
+        out = self.out
+        if len(entries) == 1:
+            maps, offset = entries[0]
+
+            def product_and_tail(rows: Tensor) -> Tensor:  # rows: consecutive positions in the chunk
+                lo, hi = int(rows[0]), int(rows[-1]) + 1
+                return self._tail(torch.addmm(offset, alpha[lo:hi].to(maps.dtype), maps, out=out[lo:hi]))
+
+            return self.runner.tail_score(product_and_tail, torch.arange(n))
+        start = 0
+        for (maps, offset), part in zip(entries, alpha.split(counts.tolist()), strict=True):
+            torch.addmm(offset, part.to(maps.dtype), maps, out=out[start : start + part.shape[0]])
             start += part.shape[0]
-        assert self.out is not None
-        return self.tail_scores(self.out[:n])
+        return self.tail_scores(out[:n])
 
 
 def _conv(conv: nn.Conv2d, x: Tensor, bias: Tensor | None) -> Tensor:
@@ -986,7 +1076,8 @@ class AblationCAM(Perturbation):
     """
 
     uses_layers = True
-    ignored_options: ClassVar[tuple[str, ...]] = ("fold_bn", "autotune", "compile")  # partial forwards
+    # its partial forwards run patched modules: no folded copy, compiled graph or split chunks
+    ignored_options: ClassVar[tuple[str, ...]] = ("fold_bn", "autotune", "compile", "workers")
 
     def __init__(
         self,

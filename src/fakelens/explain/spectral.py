@@ -322,13 +322,14 @@ def explain_spectrum(
     channels_last: bool = True,
     fold_bn: bool | None = None,
     compile: bool = False,
+    workers: int | None = None,
 ) -> SpectralAttribution:
     """Band importances of the normalised batch ``x`` ``(B, C, H, W)`` for ``target`` (fake log-odds).
 
     ``radial``/``orientations``: a number of equal bands or explicit edges (Nyquist units / degrees spanning
     180°); ``tiles``: also compute per-tile drops of the radial bands on a ``gh × gw`` grid.
     Cost: ``B·(R + O)`` forwards, plus ``B·R·gh·gw`` with tiles, pooled into chunks of ``batch_size``;
-    ``fold_bn`` and ``compile`` as in :mod:`fakelens.explain.perturbation`.
+    ``fold_bn``, ``compile`` and ``workers`` as in :mod:`fakelens.explain.perturbation`.
     """
     bands = SpectralBands(
         radial=radial,
@@ -339,6 +340,7 @@ def explain_spectrum(
         channels_last=channels_last,
         fold_bn=fold_bn,
         compile=compile,
+        workers=workers,
     )
     if amp == "fp16" and x.device.type != "cuda":
         raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
@@ -350,6 +352,7 @@ def explain_spectrum(
         exact=amp is None,
         fold_bn=runner.folded is not None,
         compiled=runner.compiled_forwards > 0,
+        workers=runner.workers,
     )
     return attr
 
