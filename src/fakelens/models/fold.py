@@ -1,0 +1,113 @@
+r"""A copy of a network with BatchNorm folded into the convolutions before it (inference only).
+
+An eval-mode BatchNorm after a convolution is an affine map per channel, so it folds into the convolution:
+
+.. math:: \gamma \frac{W * x + b - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
+          = W' * x + b',\quad W' = \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} W,\quad
+          b' = \frac{\gamma (b - \mu)}{\sqrt{\sigma^2 + \epsilon}} + \beta
+
+(Ioffe & Szegedy 2015; ``torch.nn.utils.fusion.fuse_conv_bn_weights``). The network is traced by
+``torch.fx`` with timm's leaf modules and functions (``timm.layers.get_notrace_modules``), so timm's
+"SAME"-padded ``Conv2dSame`` and its ``BatchNormAct2d`` (BatchNorm + activation in one module) stay single
+nodes and fold too — ``torch.fx.experimental.optimization.fuse`` can trace neither (``effnet-lite0``). Folded
+pairs: ``Conv2d`` or timm ``Conv2dSame`` (exact types: a convolution that re-standardises its weights in
+``forward`` must not get folded weights) whose output feeds only a ``BatchNorm2d`` or timm
+``BatchNormAct2d`` with running statistics; the latter leaves its dropout and activation in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+
+@dataclass(frozen=True)
+class _Timm:
+    """timm's modules and functions that ``torch.fx`` must not trace into, and its foldable types."""
+
+    leaves: tuple[type[nn.Module], ...] = ()
+    functions: tuple[Any, ...] = ()
+    convs: tuple[type[nn.Module], ...] = ()
+    norms: tuple[type[nn.Module], ...] = ()
+
+
+@functools.cache
+def _timm() -> _Timm:
+    try:
+        from timm.layers import get_notrace_functions, get_notrace_modules
+        from timm.layers.conv2d_same import Conv2dSame
+        from timm.layers.norm_act import BatchNormAct2d
+    except ImportError:
+        return _Timm()
+    functions = tuple(f for f in get_notrace_functions() if callable(f))
+    return _Timm(tuple(get_notrace_modules()), functions, (Conv2dSame,), (BatchNormAct2d,))
+
+
+class _Tracer(torch.fx.Tracer):
+    def __init__(self) -> None:
+        super().__init__(autowrap_functions=_timm().functions)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _timm().leaves) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(net: nn.Module) -> torch.fx.GraphModule:
+    """``net`` traced by ``torch.fx`` with timm's leaf modules; raises where it cannot be traced."""
+    return torch.fx.GraphModule(net, _Tracer().trace(net))
+
+
+Pair = tuple[torch.fx.Node, nn.Conv2d, _BatchNorm]
+
+
+def _pair(gm: torch.fx.GraphModule, node: torch.fx.Node) -> Pair | None:
+    """``(conv node, conv, norm)`` when ``node`` is a foldable BatchNorm of a convolution's only use."""
+    src = node.args[0] if node.op == "call_module" and len(node.args) == 1 and not node.kwargs else None
+    if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
+        return None
+    conv, bn = gm.get_submodule(str(src.target)), gm.get_submodule(str(node.target))
+    if type(conv) not in (nn.Conv2d, *_timm().convs) or type(bn) not in (nn.BatchNorm2d, *_timm().norms):
+        return None
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, _BatchNorm) or bn.running_var is None:
+        return None
+    if bn.running_mean is None or conv.out_channels != bn.num_features:
+        return None
+    return src, conv, bn
+
+
+def fold_batchnorm(net: nn.Module) -> tuple[torch.fx.GraphModule, int]:
+    """A traced copy of ``net`` (eval mode) with every foldable convolution → BatchNorm pair folded, and the
+    number of pairs folded. ``net`` is not touched; raises where ``torch.fx`` cannot trace it."""
+    gm = trace(copy.deepcopy(net).eval())
+    folded = 0
+    with torch.no_grad():
+        for node in list(gm.graph.nodes):
+            pair = _pair(gm, node)
+            if pair is None:
+                continue
+            src, conv, bn = pair
+            assert bn.running_mean is not None and bn.running_var is not None
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            if type(bn) is nn.BatchNorm2d:
+                node.replace_all_uses_with(src)
+                gm.graph.erase_node(node)
+            else:  # timm BatchNormAct2d: its dropout and activation stay
+                parent, _, name = str(node.target).rpartition(".")
+                rest = [getattr(bn, part, nn.Identity()) for part in ("drop", "act")]
+                setattr(gm.get_submodule(parent), name, nn.Sequential(*rest))
+            folded += 1
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm, folded
+
+
+__all__ = ["fold_batchnorm", "trace"]

@@ -1,0 +1,91 @@
+"""BatchNorm folding: the folded copy is the same function on every registered model, timm's modules fold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import model_input, registered_models
+from fakelens.models import create_model
+from fakelens.models.fold import fold_batchnorm
+
+
+def _randomise_batchnorm(net: nn.Module, seed: int = 0) -> int:
+    """Non-trivial running statistics and affine parameters (a fresh BatchNorm folds to the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    count = 0
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)  # type: ignore[operator]
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)  # type: ignore[operator]
+                if m.weight is not None:
+                    m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                    m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                count += 1
+    return count
+
+
+@pytest.mark.parametrize("name", registered_models())
+def test_folded_copy_is_the_same_function(name: str) -> None:
+    det = create_model(name)
+    norms = _randomise_batchnorm(det.net)
+    before = {k: v.clone() for k, v in det.net.state_dict().items()}
+    folded, n = fold_batchnorm(det.net)
+    x = model_input(det, 2, seed=1)
+    with torch.no_grad():
+        want, got = det.net(x), folded(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    # every BatchNorm of our models follows a convolution: all fold, none is left in the copy
+    assert n == norms
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    after = det.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the model itself is untouched
+
+
+def test_timm_same_padding_and_batchnorm_act_fold() -> None:
+    """effnet-lite0 (timm ``Conv2dSame`` + ``BatchNormAct2d``), which ``torch.fx``'s own fuse cannot trace."""
+    timm_layers = pytest.importorskip("timm.layers")
+    det = create_model("effnet-lite0")
+    convs_same = sum(isinstance(m, timm_layers.Conv2dSame) for m in det.net.modules())
+    norms = sum(isinstance(m, timm_layers.BatchNormAct2d) for m in det.net.modules())
+    assert convs_same > 0 and norms > 0
+    with pytest.raises(Exception):  # noqa: B017 - whichever error torch.fx raises
+        from torch.fx.experimental.optimization import fuse
+
+        fuse(det.net)
+    _, n = fold_batchnorm(det.net)
+    assert n == norms
+
+
+class _Shared(nn.Module):
+    """A convolution whose output feeds its BatchNorm and a skip: folding would change the skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.bn(h) + h
+
+
+class _Standardised(nn.Conv2d):
+    """A convolution that re-standardises its weight in ``forward`` (like timm's ``StdConv2d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight - self.weight.mean((1, 2, 3), keepdim=True)
+        return self._conv_forward(x, w / w.std((1, 2, 3), keepdim=True), self.bias)
+
+
+@pytest.mark.parametrize("net", [_Shared(), nn.Sequential(_Standardised(3, 4, 3), nn.BatchNorm2d(4))])
+def test_unsafe_pairs_are_left_alone(net: nn.Module) -> None:
+    net.eval()
+    _randomise_batchnorm(net, seed=2)
+    folded, n = fold_batchnorm(net)
+    assert n == 0
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x))
