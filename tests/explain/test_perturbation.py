@@ -749,6 +749,7 @@ def test_workers_split_chunks_without_changing_the_map(method: str, extra: dict[
     one = _run(det, x, method, **opts, workers=1)
     two = _run(det, x, method, **opts, workers=2)
     three = _run(det, x, method, **opts, workers=3)
+    plain = _run(det, x, method, **{**opts, "fold_bn": False}, workers=2)  # the model itself, split
     assert (one.meta["workers"], two.meta["workers"], three.meta["workers"]) == (1, 2, 3)
     if method == "scorecam":
         assert (two.meta["linear_stem_forwards"] > 0) == extra.get("linear_stem", True)
@@ -756,6 +757,8 @@ def test_workers_split_chunks_without_changing_the_map(method: str, extra: dict[
     scale = max(float(one.raw.abs().max()), float(one.scores.abs().max()))
     torch.testing.assert_close(two.raw, one.raw, atol=1e-6 * scale, rtol=0)
     torch.testing.assert_close(three.raw, one.raw, atol=1e-6 * scale, rtol=0)
+    assert plain.meta["fold_bn"] is False and plain.meta["workers"] == 2
+    torch.testing.assert_close(plain.raw, one.raw, atol=1e-5 * scale, rtol=0)
 
 
 def test_workers_auto_policy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -763,7 +766,12 @@ def test_workers_auto_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     x = model_input(det, 1, seed=9)
     monkeypatch.setattr(pert, "_intraop_threads", lambda: 2)
     assert _run(det, x, "occlusion", fold_bn=True).meta["workers"] == 2
-    assert _run(det, x, "occlusion", fold_bn=False).meta["workers"] == 1  # only the folded copy
+    assert _run(det, x, "occlusion", fold_bn=False).meta["workers"] == 2  # the model itself
+    handle = det.net[2].register_forward_hook(lambda *args: None)
+    try:  # hooks keep state: never split
+        assert _run(det, x, "occlusion", fold_bn=False).meta["workers"] == 1
+    finally:
+        handle.remove()
     assert _run(det, x, "occlusion", fold_bn=True, batch_size=6).meta["workers"] == 1  # parts of 3
     assert _run(det, x, "occlusion", fold_bn=True, amp="bf16").meta["workers"] == 1
     assert _run(det, x, "ablationcam").meta["workers"] == 1  # patched forwards: never split

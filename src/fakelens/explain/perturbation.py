@@ -35,10 +35,11 @@ Each method registers a small class in :data:`~fakelens.explain.engine.EXPLAINER
   beyond the 1e-4 check and it fell back to eager). ``meta["compiled"]`` says whether it ran;
 - ``workers`` (ScoreCAM, occlusion, RISE, spectral; CPU): each chunk of hook-free forwards is split into
   ``workers`` parts run side by side on threads, each with its share of the intra-op threads
-  (:func:`split_forward`); ``None`` = 2 where the folded copy runs eagerly in full precision on at least 2
-  threads and every part holds at least 4 inputs, else 1. The same function (the parts are independent);
-  exact ScoreCAM on ResNet-18, 2 CPU cores, 5–10 % faster (``benchmarks/RESULTS.md``).
-  ``meta["workers"]`` says how many ran;
+  (:func:`split_forward`); ``None`` = 2 where the forwards run eagerly in full precision on at least 2
+  threads, every part holds at least 4 inputs and the model has no hooks, else 1. The same function (the
+  parts are independent); exact ScoreCAM on 2 CPU cores: ResNet-18 5–10 % faster, the shipped
+  ``vit-tiny-reg4-npr`` on a 256-px tile 11.0 → 8.1 s (``benchmarks/RESULTS.md``). ``meta["workers"]``
+  says how many ran;
 - ``autotune`` (CUDA): cuDNN's autotuner (``torch.backends.cudnn.benchmark``) during the perturbed
   forwards, the global flag restored after; off by default (on an H200 with ResNet-50 it saved nothing
   and cost 3 s on the first call); never where deterministic algorithms were asked for;
@@ -62,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -233,16 +235,17 @@ class Runner:
 
     def plan_workers(self, x: Tensor, policy: int | None) -> None:
         """How many threads share each chunk of hook-free forwards (see :func:`split_forward`): ``policy``
-        if given, else 2 on a CPU with at least 2 intra-op threads when the BatchNorm-folded copy runs
-        eagerly in full precision and each part holds at least :data:`MIN_WORKER_BATCH` inputs; always 1
-        on CUDA, under autocast and for compiled chunks."""
+        if given, else 2 on a CPU with at least 2 intra-op threads when the forwards run eagerly in full
+        precision, each part holds at least :data:`MIN_WORKER_BATCH` inputs and no module of the model has a
+        hook (hooks keep state; so may a model whose ``forward`` writes to itself: give it ``workers=1``);
+        always 1 on CUDA, under autocast and for compiled chunks."""
         if x.device.type != "cpu" or self.amp is not None or self.compiled is not None:
             self.workers = 1
         elif policy is not None:
             self.workers = policy
         else:
-            auto = self.folded is not None and _intraop_threads() >= 2
-            self.workers = 2 if auto and self.batch_size >= 2 * MIN_WORKER_BATCH else 1
+            auto = _intraop_threads() >= 2 and self.batch_size >= 2 * MIN_WORKER_BATCH
+            self.workers = 2 if auto and not _has_hooks(self.detector) else 1
 
     def split(self, model: Callable[[Tensor], Any], batch: Tensor) -> Any:
         """``model(batch)``, over :attr:`workers` threads when there are several (:func:`split_forward`)."""
@@ -257,40 +260,60 @@ class Runner:
             yield slice(start, min(n, start + step))
 
 
+def _has_hooks(model: nn.Module) -> bool:
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in model.modules()
+    )
+
+
 def _intraop_threads() -> int:
     return torch.get_num_threads()
 
 
+_POOL_LOCK = threading.Lock()
+
+
 @functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="fakelens-forward")
+def _pool(workers: int, each: int) -> ThreadPoolExecutor:
+    """``workers`` threads, each set once to ``each`` intra-op threads (a barrier puts one setup on each
+    thread). ``torch.set_num_threads`` also sets the default of threads started later: the caller's
+    setting is restored right after, while the pool's threads keep theirs."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="fakelens-forward")
+    barrier = threading.Barrier(workers)
+
+    def setup(_: int) -> None:
+        torch.get_num_threads()  # PyTorch's per-thread lazy init first, or it would undo the next line
+        torch.set_num_threads(each)
+        barrier.wait()
+
+    threads = torch.get_num_threads()
+    try:
+        list(pool.map(setup, range(workers)))
+    finally:
+        torch.set_num_threads(threads)
+    return pool
 
 
 def split_forward(model: Callable[[Tensor], Tensor], batch: Tensor, workers: int) -> Tensor:
     """``model(batch)`` as ``workers`` independent forwards of consecutive parts of the batch, one per thread,
     each with ``threads // workers`` intra-op threads (at least 1), concatenated in order.
 
-    On a CPU the convolutions of a small-batch, small-map network scale poorly over intra-op threads; two
-    halves side by side, one thread each, gave 8–15 % more forwards per second than one batch over 2 threads
-    (ResNet-18, chunk 32, 2 Zen 4 cores; ``benchmarks/RESULTS.md``). Only for forwards that need no hooks
-    and no per-call state (the BatchNorm-folded copy); the parts see the caller's inference mode, no
-    autocast. ``torch.set_num_threads`` also sets the default of threads started later, so the caller's
-    setting is restored after.
+    On a CPU the operations of a small-batch forward scale poorly over intra-op threads; two halves side by
+    side, one thread each, gave 8–15 % more forwards per second than one batch over 2 threads (ResNet-18,
+    chunk 32, 2 Zen 4 cores; ``benchmarks/RESULTS.md``). Only for forwards that need no hooks and keep no
+    per-call state; the parts see the caller's inference mode, no autocast.
     """
-    threads = torch.get_num_threads()
-    each = max(1, threads // workers)
+    each = max(1, torch.get_num_threads() // workers)
     inference = torch.is_inference_mode_enabled()
 
     def task(part: Tensor) -> Tensor:
-        torch.set_num_threads(each)
         with torch.inference_mode(inference):
             return model(part)
 
-    try:
-        outs = list(_pool(workers).map(task, batch.chunk(workers)))
-    finally:
-        torch.set_num_threads(threads)
-    return torch.cat(outs)
+    with _POOL_LOCK:
+        pool = _pool(workers, each)
+    return torch.cat(list(pool.map(task, batch.chunk(workers))))
 
 
 _FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module | None]] = (
