@@ -4,7 +4,9 @@ For each ``model:size`` it times, on random inputs of that size,
 
 - **train**: forward + loss + backward + AdamW step (what ``fakelens train`` does per batch; on CUDA in
   automatic mixed precision, bf16 where supported, with ``channels_last``, as the loop does);
-- **infer**: a forward pass under ``torch.inference_mode`` (same precision rules),
+- **infer**: a forward pass under ``torch.inference_mode`` (same precision rules) as fakelens scores images
+  (``fakelens.models.fold.inference_logits``: on the CPU channels-last input and the BatchNorm-folded copy);
+  ``infer_plain`` = ``detector(x)`` as it is,
 
 after warm-up steps, and reports the median step time as images/s. It also times the data side in this
 process: a :class:`~fakelens.data.datasets.DetectionDataset` item (decode a 256-px PNG, ``robust``
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from fakelens.models import create_model
+from fakelens.models.fold import inference_logits
 from fakelens.train.loop import classification_loss
 
 DEFAULT_MODELS = "tiny-cnn:256,effnet-lite0:256,vit-small-reg4:224"
@@ -95,10 +98,15 @@ def bench_model(
     det.eval()
     x_inf = make(infer_batch)
 
-    def infer_step() -> None:
+    def infer_plain() -> None:
         with torch.inference_mode(), ctx():
             det(x_inf)
 
+    def infer_step() -> None:  # what fakelens runs: channels-last, BatchNorm folded on the CPU
+        with torch.inference_mode(), ctx():
+            inference_logits(det, x_inf)
+
+    t_plain = _time(infer_plain, device, warmup, steps)
     t_inf = _time(infer_step, device, warmup, steps)
     params = sum(p.numel() for p in det.parameters())
     out = {
@@ -111,6 +119,7 @@ def bench_model(
         "infer_batch": infer_batch,
         "train_images_per_s": round(batch / statistics.median(t_train), 2),
         "infer_images_per_s": round(infer_batch / statistics.median(t_inf), 2),
+        "infer_plain_images_per_s": round(infer_batch / statistics.median(t_plain), 2),
         "train_step_s": [round(t, 4) for t in t_train],
         "infer_step_s": [round(t, 4) for t in t_inf],
     }
@@ -224,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         result["models"].append(r)
         print(
             f"{name:16s} {r['size']:4d}px  train {r['train_images_per_s']:9.1f} img/s (batch {batch})  "
-            f"infer {r['infer_images_per_s']:9.1f} img/s (batch {infer_batch})  {r['precision']}",
+            f"infer {r['infer_images_per_s']:9.1f} img/s (plain {r['infer_plain_images_per_s']:.1f}; "
+            f"batch {infer_batch})  {r['precision']}",
             flush=True,
         )
     if args.data_items > 0:

@@ -20,6 +20,7 @@ from fakelens.explain.engine import explain
 from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
+from fakelens.models.fold import inference_logits
 from fakelens.tiling import DEFAULT_MAX_TILES, stitch
 
 
@@ -155,7 +156,7 @@ def _explain(
     known = next((e.logits for e in results.values() if e.logits is not None), None)
     if known is None:
         with torch.inference_mode():
-            known = detector(x)
+            known = inference_logits(detector, x)
     return results, known.detach().float().cpu()
 
 

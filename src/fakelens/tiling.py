@@ -28,6 +28,7 @@ from torch import Tensor
 from fakelens.explain.explanation import Explanation, map_stats, normalize_within
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
+from fakelens.models.fold import inference_logits
 
 __all__ = ["DEFAULT_MAX_TILES", "image_logits", "stitch"]
 
@@ -55,7 +56,7 @@ def image_logits(
 
     def flush() -> None:
         x = torch.cat(pending).to(device=detector.device, dtype=dtype)
-        logits.append(detector(detector.input_spec.normalize(x)).float().cpu())
+        logits.append(inference_logits(detector, detector.input_spec.normalize(x)).float().cpu())
         pending.clear()
 
     with torch.inference_mode():

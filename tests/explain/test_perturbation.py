@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import fakelens.explain.perturbation as pert
+import fakelens.models.fold as fold
 from conftest import TINY_MODELS, model_input
 from fakelens.errors import ConfigError
 from fakelens.explain import EXPLAINERS, explain
@@ -312,17 +313,17 @@ def test_folded_copy_is_cached_until_the_weights_change() -> None:
     x = model_input(det, 1)
     pert.clear_folded()
     _run(det, x, "occlusion", fold_bn=True)
-    first = pert._FOLDED[det][1]
+    first = fold._FOLDED[det][1]
     _run(det, x, "occlusion", fold_bn=True)
-    assert pert._FOLDED[det][1] is first
+    assert fold._FOLDED[det][1] is first
     with torch.no_grad():
         det.net.features[0][0].weight.mul_(1.5)  # an in-place change invalidates the copy
     changed = _run(det, x, "occlusion", fold_bn=True)
-    assert pert._FOLDED[det][1] is not first
+    assert fold._FOLDED[det][1] is not first
     unfolded = _run(det, x, "occlusion", fold_bn=False).raw
     torch.testing.assert_close(changed.raw, unfolded, atol=1e-5, rtol=1e-4)
     pert.clear_folded()
-    assert len(pert._FOLDED) == 0
+    assert len(fold._FOLDED) == 0
 
 
 def test_untraceable_model_is_not_folded() -> None:

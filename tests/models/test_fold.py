@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+import fakelens.models.fold as fold
 from conftest import model_input, registered_models
 from fakelens.models import create_model
-from fakelens.models.fold import fold_batchnorm
+from fakelens.models.fold import clear_folded_copies, fold_batchnorm, inference_logits
 
 
 def _randomise_batchnorm(net: nn.Module, seed: int = 0) -> int:
@@ -89,3 +90,53 @@ def test_unsafe_pairs_are_left_alone(net: nn.Module) -> None:
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x))
+
+
+@pytest.mark.parametrize("name", registered_models())
+def test_inference_logits_are_the_models(name: str) -> None:
+    det = create_model(name)
+    _randomise_batchnorm(det.net, seed=3)
+    x = model_input(det, 3, seed=4)
+    clear_folded_copies()
+    with torch.inference_mode():
+        want, got = det(x), inference_logits(det, x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    copy = fold._FOLDED[det][1] if det in fold._FOLDED else None
+    has_norms = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in det.modules())
+    assert (copy is not None) == has_norms  # the folded copy served wherever there is BatchNorm
+    if copy is not None:
+        assert fold._CHECKED[copy] is True
+
+
+def test_inference_logits_use_the_model_where_they_must(monkeypatch: pytest.MonkeyPatch) -> None:
+    det = create_model("tiny-cnn")
+    _randomise_batchnorm(det.net, seed=5)
+    x = model_input(det, 2, seed=6)
+    clear_folded_copies()
+    calls: list[int] = []
+    handle = det.net.register_forward_hook(lambda *args: calls.append(1))
+    try:  # a hook must see the forward
+        with torch.inference_mode():
+            inference_logits(det, x)
+        assert calls == [1] and det not in fold._FOLDED
+    finally:
+        handle.remove()
+    assert inference_logits(det, x).requires_grad  # gradients asked for: the model itself
+    assert det not in fold._FOLDED
+
+    real = fold.fold_batchnorm
+
+    def wrong(net: nn.Module) -> tuple[torch.fx.GraphModule, int]:
+        gm, n = real(net)
+        with torch.no_grad():
+            next(gm.parameters()).mul_(1.5)
+        return gm, n
+
+    monkeypatch.setattr(fold, "fold_batchnorm", wrong)
+    clear_folded_copies()
+    with torch.inference_mode():
+        got, want = inference_logits(det, x), det(x)
+    copy = fold._FOLDED[det][1]
+    assert copy is not None and fold._CHECKED[copy] is False  # the check caught it: the model served
+    torch.testing.assert_close(got, want)
+    clear_folded_copies()

@@ -81,7 +81,7 @@ from fakelens.explain.engine import EXPLAINERS
 from fakelens.explain.explanation import fuse_layers
 from fakelens.explain.targets import Target
 from fakelens.models.base import Detector
-from fakelens.models.fold import fold_batchnorm
+from fakelens.models.fold import clear_folded_copies, folded_copy, has_hooks, state_signature
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -151,7 +151,7 @@ class Runner:
         auto = planned >= FOLD_MIN_FORWARDS and x.device.type == "cpu"
         if not (policy if policy is not None else auto):
             return False
-        net = _folded_net(self.detector, self.channels_last)
+        net = folded_copy(self.detector, self.channels_last)
         if net is None:
             return False
         adapter = self.detector._adapter
@@ -245,7 +245,7 @@ class Runner:
             self.workers = policy
         else:
             auto = _intraop_threads() >= 2 and self.batch_size >= 2 * MIN_WORKER_BATCH
-            self.workers = 2 if auto and not _has_hooks(self.detector) else 1
+            self.workers = 2 if auto and not has_hooks(self.detector) else 1
 
     def split(self, model: Callable[[Tensor], Any], batch: Tensor) -> Any:
         """``model(batch)``, over :attr:`workers` threads when there are several (:func:`split_forward`)."""
@@ -258,13 +258,6 @@ class Runner:
         step = max(1, self.batch_size // max(1, per_item))
         for start in range(0, n, step):
             yield slice(start, min(n, start + step))
-
-
-def _has_hooks(model: nn.Module) -> bool:
-    return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-        for m in model.modules()
-    )
 
 
 def _intraop_threads() -> int:
@@ -316,42 +309,6 @@ def split_forward(model: Callable[[Tensor], Tensor], batch: Tensor, workers: int
     return torch.cat(list(pool.map(task, batch.chunk(workers))))
 
 
-_FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _state_signature(detector: nn.Module, channels_last: bool) -> tuple[Any, ...]:
-    """Changes whenever a parameter or buffer is replaced or modified in place (storage, version)."""
-    tensors = [*detector.parameters(), *detector.buffers()]
-    try:
-        return (channels_last, tuple((t.data_ptr(), t._version, t.device) for t in tensors))
-    except RuntimeError:  # inference tensors have no version counter: never reuse a copy
-        return (object(),)
-
-
-def _folded_net(detector: Detector, channels_last: bool) -> nn.Module | None:
-    """``detector.net`` traced by ``torch.fx`` with BatchNorm folded into the convolutions
-    (:func:`~fakelens.models.fold.fold_batchnorm`; cached per detector and state); ``None`` when there is no
-    pair to fold or the network cannot be traced."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in detector.modules()):
-        return None
-    sig = _state_signature(detector, channels_last)
-    hit = _FOLDED.get(detector)
-    if hit is not None and hit[0] == sig:
-        return hit[1]
-    net: nn.Module | None = None
-    with torch.inference_mode(False), torch.no_grad():
-        try:
-            traced, folded = fold_batchnorm(detector.net)
-        except Exception:  # not traceable by torch.fx: keep the original model
-            traced, folded = None, 0
-        if traced is not None and folded:
-            net = traced.to(memory_format=torch.channels_last) if channels_last else traced
-    _FOLDED[detector] = (sig, net)
-    return net
-
-
 @dataclass
 class _Compiled:
     net: Callable[[Tensor], Any]
@@ -367,11 +324,11 @@ _COMPILED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], _Compiled
 def _compiled_net(detector: Detector, channels_last: bool, folded: bool) -> _Compiled | None:
     """``torch.compile`` (Inductor, weight freezing) of the folded copy or of ``detector.net``, cached per
     detector and state; ``None`` after a compiled graph once disagreed with the eager forward."""
-    sig = (folded, *_state_signature(detector, channels_last))
+    sig = (folded, *state_signature(detector, channels_last))
     hit = _COMPILED.get(detector)
     if hit is not None and hit[0] == sig:
         return None if hit[1].failed else hit[1]
-    base = _folded_net(detector, channels_last) if folded else detector.net
+    base = folded_copy(detector, channels_last) if folded else detector.net
     assert base is not None
     entry = _Compiled(torch.compile(base, dynamic=False, options={"freezing": True}))
     _COMPILED[detector] = (sig, entry)
@@ -381,7 +338,7 @@ def _compiled_net(detector: Detector, channels_last: bool, folded: bool) -> _Com
 def clear_folded() -> None:
     """Drop every cached BatchNorm-folded copy and compiled graph (they hold a copy of the weights while
     their model lives)."""
-    _FOLDED.clear()
+    clear_folded_copies()
     _COMPILED.clear()
 
 
@@ -711,7 +668,7 @@ class LinearStem:
         stem maps above :data:`LINEAR_STEM_MAX_BYTES`."""
         if runner.folded is None or runner.amp is not None or x.dim() != 4:
             return None
-        net = _folded_net(runner.detector, runner.channels_last)
+        net = folded_copy(runner.detector, runner.channels_last)
         split = _split_stem(net) if net is not None else None
         if split is None:
             return None

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from fakelens.errors import ConfigError
 from fakelens.models.base import Detector
+from fakelens.models.fold import inference_logits
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -33,7 +34,7 @@ def predict_proba(detector: Detector, pixels: Tensor, *, normalized: bool = Fals
         x = pixels.to(device=detector.device, dtype=dtype)
         if not normalized:
             x = detector.input_spec.normalize(x)
-        return detector.fake_probability(detector(x)).float().cpu()
+        return detector.fake_probability(inference_logits(detector, x)).float().cpu()
 
 
 @dataclass(frozen=True)

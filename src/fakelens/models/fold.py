@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from fakelens.models.base import Detector
 
 
 @dataclass(frozen=True)
@@ -110,4 +113,85 @@ def fold_batchnorm(net: nn.Module) -> tuple[torch.fx.GraphModule, int]:
     return gm, folded
 
 
-__all__ = ["fold_batchnorm", "trace"]
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def state_signature(module: nn.Module, channels_last: bool) -> tuple[Any, ...]:
+    """Changes whenever a parameter or buffer is replaced or modified in place (storage, version)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    try:
+        return (channels_last, tuple((t.data_ptr(), t._version, t.device) for t in tensors))
+    except RuntimeError:  # inference tensors have no version counter: never reuse a copy
+        return (object(),)
+
+
+def folded_copy(detector: Detector, channels_last: bool = True) -> nn.Module | None:
+    """:func:`fold_batchnorm` of ``detector.net`` (weights in channels-last layout with ``channels_last``),
+    cached per detector until a parameter or buffer changes; ``None`` when there is no pair to fold or the
+    network cannot be traced. Callers check it against the model before trusting it."""
+    if not any(isinstance(m, _BatchNorm) for m in detector.modules()):
+        return None
+    sig = state_signature(detector, channels_last)
+    hit = _FOLDED.get(detector)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    net: nn.Module | None = None
+    with torch.inference_mode(False), torch.no_grad():
+        try:
+            traced, folded = fold_batchnorm(detector.net)
+        except Exception:  # not traceable by torch.fx: keep the original model
+            traced, folded = None, 0
+        if traced is not None and folded:
+            net = traced.to(memory_format=torch.channels_last) if channels_last else traced
+    _FOLDED[detector] = (sig, net)
+    return net
+
+
+def clear_folded_copies() -> None:
+    """Drop every cached folded copy (each holds a copy of the weights while its model lives)."""
+    _FOLDED.clear()
+    _CHECKED.clear()
+
+
+def has_hooks(model: nn.Module) -> bool:
+    """Whether any submodule has a forward or backward hook (they see, and may keep, every forward)."""
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in model.modules()
+    )
+
+
+def inference_logits(detector: Detector, x: Tensor) -> Tensor:
+    """``detector(x)`` for inference on a CPU, faster and the same function: ``(B, C, H, W)`` inputs in
+    channels-last layout, through the cached :func:`folded_copy` where there is one — checked once per copy
+    on the first input against the model (1e-4 relative), else the model serves. With gradients enabled,
+    hooks on the model or another device: ``detector(x)`` as it is.
+
+    The shipped members at 256 px, batch 16, 2 CPU cores: ``effnet-lite0`` 758 → 290 ms (429 ms from the
+    layout alone), ``vit-tiny-reg4-npr`` 1 023 → 750 ms (layout; it has no BatchNorm).
+    """
+    if x.device.type != "cpu" or x.dim() != 4 or torch.is_grad_enabled() or has_hooks(detector):
+        return detector(x)
+    x = x.contiguous(memory_format=torch.channels_last)
+    net = folded_copy(detector)
+    if net is None:
+        return detector(x)
+    if net not in _CHECKED:
+        ref, got = detector(x[:1]), detector._adapter(net(x[:1]))
+        tol = 1e-4 * (1 + ref.float().abs())
+        _CHECKED[net] = got.shape == ref.shape and bool(((got.float() - ref.float()).abs() <= tol).all())
+    return detector._adapter(net(x)) if _CHECKED[net] else detector(x)
+
+
+__all__ = [
+    "clear_folded_copies",
+    "fold_batchnorm",
+    "folded_copy",
+    "has_hooks",
+    "inference_logits",
+    "state_signature",
+    "trace",
+]

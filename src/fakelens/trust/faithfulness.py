@@ -19,6 +19,7 @@ from torch import Tensor
 from fakelens.explain.capture import frozen
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
+from fakelens.models.fold import inference_logits
 from fakelens.trust.metrics import gaussian_blur, noisy_linear_imputation, trapezoid_auc
 
 __all__ = [
@@ -45,7 +46,7 @@ def probability_fn(detector: Detector, target: str | Target = "fake", batch_size
             dev = detector.device
             for i in range(0, pixels.shape[0], batch_size):
                 x = detector.input_spec.normalize(pixels[i : i + batch_size].to(dev))
-                outs.append(torch.sigmoid(t(detector(x)).double()).cpu())
+                outs.append(torch.sigmoid(t(inference_logits(detector, x)).double()).cpu())
         return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.float64)
 
     return fn
