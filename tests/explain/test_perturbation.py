@@ -811,3 +811,23 @@ def test_split_forward_keeps_order_threads_and_errors() -> None:
     t.start()
     t.join()
     assert fresh == [before]  # threads started later get the caller's setting back
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_split_forward_in_a_forked_child() -> None:
+    """A child forked after the pool's threads started gets a pool of its own (it would wait forever on
+    the parent's)."""
+    import multiprocessing
+
+    batch = torch.arange(8.0).view(8, 1)
+    with torch.inference_mode():
+        pert.split_forward(lambda p: p + 1, batch, 2)  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply_async(_split_in_child).get(timeout=60)
+    assert out == (batch + 1).tolist()
+
+
+def _split_in_child() -> list[list[float]]:
+    with torch.inference_mode():
+        return pert.split_forward(lambda p: p + 1, torch.arange(8.0).view(8, 1), 2).tolist()

@@ -63,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import threading
 import warnings
 import weakref
@@ -268,10 +269,11 @@ _POOL_LOCK = threading.Lock()
 
 
 @functools.cache
-def _pool(workers: int, each: int) -> ThreadPoolExecutor:
+def _pool(workers: int, each: int, pid: int) -> ThreadPoolExecutor:
     """``workers`` threads, each set once to ``each`` intra-op threads (a barrier puts one setup on each
     thread). ``torch.set_num_threads`` also sets the default of threads started later: the caller's
-    setting is restored right after, while the pool's threads keep theirs."""
+    setting is restored right after, while the pool's threads keep theirs. Keyed by process id too: a
+    forked child has none of its parent's threads."""
     pool = ThreadPoolExecutor(workers, thread_name_prefix="fakelens-forward")
     barrier = threading.Barrier(workers)
 
@@ -305,7 +307,7 @@ def split_forward(model: Callable[[Tensor], Tensor], batch: Tensor, workers: int
             return model(part)
 
     with _POOL_LOCK:
-        pool = _pool(workers, each)
+        pool = _pool(workers, each, os.getpid())
     return torch.cat(list(pool.map(task, batch.chunk(workers))))
 
 
