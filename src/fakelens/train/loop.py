@@ -63,6 +63,7 @@ from fakelens.models.checkpoint import (
     read_json,
     save_checkpoint,
 )
+from fakelens.models.fold import inference_logits
 from fakelens.models.registry import MODELS, create_model, seeded_init
 from fakelens.train.metrics import binary_metrics, json_safe
 
@@ -464,7 +465,8 @@ def score_loader(
 
     Items are ``(pixels, label, mask[, recipe, source])``; recipes and sources are empty strings when the
     items carry none. Pixels collated as :class:`~fakelens.data.datasets.Views` are scored by the mean
-    logits of each image's views. The detector runs in eval mode under inference mode.
+    logits of each image's views. The detector runs in eval mode under inference mode, on the CPU through
+    :func:`~fakelens.models.fold.inference_logits` (channels-last, BatchNorm folded).
     """
     was = detector.training
     detector.eval()
@@ -481,7 +483,7 @@ def score_loader(
                     counts = x.counts.tolist()
                     x = x.pixels
                 with _autocast(device, amp_dtype):
-                    logits = detector(_to_input(x, detector, device, channels_last))
+                    logits = inference_logits(detector, _to_input(x, detector, device, channels_last))
                 if counts is not None:
                     logits = torch.stack([z.float().mean(0) for z in logits.split(counts)])
                 scores.append(detector.fake_probability(logits.float()).float().cpu().numpy())
