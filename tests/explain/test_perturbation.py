@@ -831,3 +831,28 @@ def test_split_forward_in_a_forked_child() -> None:
 def _split_in_child() -> list[list[float]]:
     with torch.inference_mode():
         return pert.split_forward(lambda p: p + 1, torch.arange(8.0).view(8, 1), 2).tolist()
+
+
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+@pytest.mark.parametrize("method", [*METHODS, "spectral"])
+def test_progress_is_reported_per_chunk(model_name: str, method: str) -> None:
+    det = create_model(model_name)
+    x = model_input(det, 2, seed=10)
+    calls: list[tuple[str, int, int]] = []
+    extra = FAST.get(method, {"radial": 4, "orientations": 4, "tiles": 2})
+    with pert.reporting(lambda m, done, planned: calls.append((m, done, planned))):
+        e = explain(det, x, [method], options={method: {**extra, "batch_size": 8}})[method]
+    assert len(calls) >= 2 and {m for m, _, _ in calls} == {method}
+    done = [d for _, d, _ in calls]
+    assert done == sorted(done) and all(d <= p for _, d, p in calls)
+    total = e.meta["forwards"] + e.meta.get("partial_forwards", 0)
+    assert calls[-1][1] == calls[-1][2] == total  # the bar ends full, at what ran
+    calls.clear()
+    explain(det, x, [method], options={method: extra})  # outside the block: nothing reported
+    assert calls == []
+
+
+def test_errors_name_the_method() -> None:
+    det = create_model("tiny-cnn")
+    with pytest.raises(ConfigError, match=r"^scorecam needs layers"):
+        pert.ScoreCAM()(det, model_input(det, 1), FakeLogOdds(det.fake_index), ())

@@ -20,6 +20,7 @@ from fakelens.cli.common import (
     console,
     expand_images,
     fail,
+    forwards_shown,
     print_json,
     split_csv,
     unique_stem,
@@ -144,14 +145,17 @@ def analyze_cmd(
     hashes = [sha256_file(p) for p in paths]
     detector = _load_model(specs)
     n_members = len(detector.members) if isinstance(detector, Ensemble) else 1
-    with (
-        console.status(
-            f"analysing {len(paths)} image{'s' if len(paths) > 1 else ''} with {n_members} "
-            f"model{'s' if n_members > 1 else ''}" + (" and robustness badges" if robustness else ""),
-        )
-        if not json_out
-        else nullcontext()
-    ):
+    message = (
+        f"analysing {len(paths)} image{'s' if len(paths) > 1 else ''} with {n_members} "
+        f"model{'s' if n_members > 1 else ''}" + (" and robustness badges" if robustness else "")
+    )
+    status = console.status(message) if not json_out else None
+
+    def show(method: str, done: int, planned: int) -> None:
+        if status is not None:
+            status.update(f"{message} — {method}: {done}/{planned} forwards")
+
+    with status if status is not None else nullcontext(), forwards_shown(show):
         analyses = analyze_images(
             detector,
             imgs,

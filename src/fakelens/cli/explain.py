@@ -19,6 +19,7 @@ from fakelens.cli.common import (
     console,
     expand_images,
     fail,
+    forwards_shown,
     print_json,
     split_csv,
     unique_stem,
@@ -146,29 +147,36 @@ def explain_cmd(
     used: set[str] = set()
     stems = {p: unique_stem(p, used) for p in paths}
     with Progress(
-        TextColumn("[bold]explain"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=json_out or len(paths) < 2,
+        disable=json_out,
         transient=True,
     ) as progress:
         task = progress.add_task("explain", total=len(paths) * len(members))
+        forwards = progress.add_task("", total=None, visible=False)
+
+        def show(method: str, done: int, planned: int) -> None:
+            progress.update(forwards, description=f"{method} forwards", completed=done, total=planned)
+            progress.update(forwards, visible=True)
+
         for det in members:
             det.to(dev)
             for chunk in batched(paths, batch_size):
                 imgs = [load_image(p) for p in chunk]
-                results = explain_images(
-                    det,
-                    imgs,
-                    methods,
-                    target=target,
-                    layers=layer,
-                    device=dev,
-                    options=options,
-                    max_tiles=max_tiles,
-                )
+                with forwards_shown(show):
+                    results = explain_images(
+                        det,
+                        imgs,
+                        methods,
+                        target=target,
+                        layers=layer,
+                        device=dev,
+                        options=options,
+                        max_tiles=max_tiles,
+                    )
                 for p, r in zip(chunk, results, strict=True):
                     stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
                     rec = _write_outputs(r, stem, out, alpha, cmap, save_raw, det.name)

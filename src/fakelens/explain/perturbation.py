@@ -61,6 +61,7 @@ affine normalisation commute, so blurring the normalised input equals normalisin
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import os
@@ -139,6 +140,9 @@ class Runner:
     compiled: _Compiled | None = None
     compiled_forwards: int = 0
     workers: int = 1
+    label: str = ""
+    planned: int = 0
+    report: Progress | None = field(default_factory=lambda: _PROGRESS.get())  # see reporting()
 
     def fold(self, x: Tensor, logits: Tensor, planned: int, policy: bool | None) -> bool:
         """Use a copy of the detector with BatchNorm folded into the preceding convolutions (and, with
@@ -199,6 +203,7 @@ class Runner:
                 out = model(inp)
         if count:
             self.forwards += batch.shape[0]
+            self.tick()
         return out.float()
 
     def _compiled_logits(self, entry: _Compiled, inp: Tensor, eager: Callable[[Tensor], Any]) -> Tensor:
@@ -232,7 +237,15 @@ class Runner:
         """Target scores of the folded copy run from its first layer's output, ``tail(rows)`` per input row
         (see :class:`LinearStem`)."""
         self.forwards += rows.shape[0]
-        return self.target(self.detector._adapter(self.split(tail, rows)).float()).float()
+        out = self.target(self.detector._adapter(self.split(tail, rows)).float()).float()
+        self.tick()
+        return out
+
+    def tick(self) -> None:
+        """Tell the :func:`reporting` callback how many forwards ran (full and partial) of how many."""
+        if self.report is not None and self.planned:  # not before the method knows its count
+            done = self.forwards + self.partial_forwards
+            self.report(self.label, done, max(done, self.planned))
 
     def plan_workers(self, x: Tensor, policy: int | None) -> None:
         """How many threads share each chunk of hook-free forwards (see :func:`split_forward`): ``policy``
@@ -259,6 +272,22 @@ class Runner:
         step = max(1, self.batch_size // max(1, per_item))
         for start in range(0, n, step):
             yield slice(start, min(n, start + step))
+
+
+Progress = Callable[[str, int, int], None]
+"""A progress callback: ``(method, forwards done, forwards planned)``."""
+_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("fakelens_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(callback: Progress) -> Iterator[None]:
+    """Within the block, every perturbation method calls ``callback(method, done, planned)`` after each
+    chunk of forwards (``planned`` is refined once the method knows which channels it skips)."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def _intraop_threads() -> int:
@@ -493,6 +522,7 @@ class Perturbation:
         if self.uses_layers and not layers:
             raise ConfigError(f"{self.name} needs layers; the model names no CAM layers")
         runner = Runner(detector, target, self.amp, self.channels_last)
+        runner.label = self.name
         with frozen(detector), torch.inference_mode():
             raw, meta = self.run(runner, detector, x, target, tuple(layers))
         meta.update(
@@ -532,6 +562,7 @@ class Perturbation:
         """Before the perturbed forwards: fold BatchNorm (see :meth:`Runner.fold`) per ``fold_bn``, compile
         per ``compile``, split chunks over ``workers`` threads (:meth:`Runner.plan_workers`), and on CUDA
         turn on cuDNN's autotuner if ``autotune``."""
+        runner.planned = runner.forwards + planned
         if runner.reference is not None:
             runner.fold(x, runner.reference, planned, self.fold_bn)
             if self.compile:
@@ -767,6 +798,7 @@ class ScoreCAM(Perturbation):
     channels; ``exact`` is false.
     """
 
+    name = "scorecam"
     uses_layers = True
 
     def __init__(
@@ -862,6 +894,8 @@ class ScoreCAM(Perturbation):
                 or [acts.new_zeros((0, acts.shape[-2] * acts.shape[-1]))]
             )
             pairs, alpha, rep_of = _distinct(every, alpha)
+            later = layers[layers.index(name) + 1 :]
+            runner.planned = runner.forwards + len(pairs) + x.shape[0] * sum(grids[n].shape[1] for n in later)
             distinct = _per_image_count(pairs[:, 0], x.shape[0])
             repeated.append((_per_image_count(every[:, 0], x.shape[0]) - distinct).tolist())
             rep_scores = alpha.new_empty(len(pairs))
@@ -1059,6 +1093,7 @@ class AblationCAM(Perturbation):
     per forward. Budget: ``top_k`` channels of largest ``Σ|A^k|`` per image (others ``w = 0``).
     """
 
+    name = "ablationcam"
     uses_layers = True
     # its partial forwards run patched modules: no folded copy, compiled graph or split chunks
     ignored_options: ClassVar[tuple[str, ...]] = ("fold_bn", "autotune", "compile", "workers")
@@ -1114,6 +1149,7 @@ class AblationCAM(Perturbation):
             active = _top_k_mask(active, grid.flatten(2).abs().sum(-1), self.top_k)
             used.append(_per_image(active))
             total = grid.shape[1]
+            runner.planned = runner.forwards + runner.partial_forwards + int(active.sum())
 
             def ablated(
                 b: int, k_idx: Tensor, out: Tensor = out, tokens: bool = tokens, prefix: int = prefix
@@ -1220,6 +1256,7 @@ class _AblatedForward:
                 ).float()
             if count:
                 self.runner.partial_forwards += n
+                self.runner.tick()
             return s
 
         def hook(module: nn.Module, args: object, output: object) -> Any:
@@ -1260,6 +1297,8 @@ class Occlusion(Perturbation):
     (default), the normalisation mean, or a Gaussian blur. ``window`` defaults to 1/7 of the shorter side,
     ``stride`` (the budget) to half the window; a last window flush with each far edge covers every pixel.
     """
+
+    name = "occlusion"
 
     def __init__(
         self,
@@ -1349,6 +1388,8 @@ class RISE(Perturbation):
     not change them, and every image of a batch sees the same masks. ``center=True`` subtracts the mean masked
     score first (lower variance, same ranking in expectation). Budget: ``n_masks``.
     """
+
+    name = "rise"
 
     def __init__(
         self,

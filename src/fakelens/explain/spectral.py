@@ -280,6 +280,8 @@ class SpectralExplainer(SpectralBands):
     Budget: ``radial`` × ``tiles`` (default 8 bands × 4×4 tiles = 128 forwards per image, plus 16 global).
     """
 
+    name = "spectral"
+
     def __init__(
         self,
         *,
@@ -345,6 +347,7 @@ def explain_spectrum(
     if amp == "fp16" and x.device.type != "cuda":
         raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
     runner = Runner(detector, resolve_target(target, detector), amp, channels_last)
+    runner.label = "spectral"
     with frozen(detector), torch.inference_mode():
         attr = bands.attribute(runner, detector, x)
     attr.meta.update(
