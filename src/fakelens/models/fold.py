@@ -13,6 +13,9 @@ nodes and fold too — ``torch.fx.experimental.optimization.fuse`` can trace nei
 pairs: ``Conv2d`` or timm ``Conv2dSame`` (exact types: a convolution that re-standardises its weights in
 ``forward`` must not get folded weights) whose output feeds only a ``BatchNorm2d`` or timm
 ``BatchNormAct2d`` with running statistics; the latter leaves its dropout and activation in place.
+
+:func:`folded_copy` caches the copy per model until a weight changes; :func:`inference_logits` is the
+scoring forward every inference path uses (channels-last input and the checked copy on a CPU).
 """
 
 from __future__ import annotations
