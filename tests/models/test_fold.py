@@ -122,6 +122,10 @@ def test_inference_logits_use_the_model_where_they_must(monkeypatch: pytest.Monk
     finally:
         handle.remove()
     assert inference_logits(det, x).requires_grad  # gradients asked for: the model itself
+    with torch.inference_mode():
+        det.train()
+        inference_logits(det, x)  # training mode (batch statistics): the model itself
+        det.eval()
     assert det not in fold._FOLDED
 
     real = fold.fold_batchnorm
