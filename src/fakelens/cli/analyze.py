@@ -20,7 +20,6 @@ from fakelens.cli.common import (
     console,
     expand_images,
     fail,
-    forwards_shown,
     print_json,
     split_csv,
     unique_stem,
@@ -30,6 +29,7 @@ from fakelens.cli.explain import demo_images
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
 from fakelens.explain.engine import parse_options
+from fakelens.explain.perturbation import reporting
 from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -155,7 +155,7 @@ def analyze_cmd(
         if status is not None:
             status.update(f"{message} — {method}: {done}/{planned} forwards")
 
-    with status if status is not None else nullcontext(), forwards_shown(show):
+    with status if status is not None else nullcontext(), reporting(show):
         analyses = analyze_images(
             detector,
             imgs,

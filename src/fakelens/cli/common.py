@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
@@ -128,11 +127,3 @@ def unique_stem(path: Path, used: set[str]) -> str:
         stem = f"{path.stem}-{k}"
     used.add(stem)
     return stem
-
-
-def forwards_shown(show: Callable[[str, int, int], None]) -> contextlib.AbstractContextManager[None]:
-    """Within the block, ``show(method, done, planned)`` follows the forwards of every perturbation
-    method (ScoreCAM, AblationCAM, occlusion, RISE, spectral) — minutes of work on a CPU for one image."""
-    from fakelens.explain.perturbation import reporting
-
-    return reporting(show)

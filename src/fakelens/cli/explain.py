@@ -19,7 +19,6 @@ from fakelens.cli.common import (
     console,
     expand_images,
     fail,
-    forwards_shown,
     print_json,
     split_csv,
     unique_stem,
@@ -27,6 +26,7 @@ from fakelens.cli.common import (
 )
 from fakelens.devices import resolve_device
 from fakelens.explain.engine import parse_options
+from fakelens.explain.perturbation import reporting
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -166,7 +166,7 @@ def explain_cmd(
             det.to(dev)
             for chunk in batched(paths, batch_size):
                 imgs = [load_image(p) for p in chunk]
-                with forwards_shown(show):
+                with reporting(show):
                     results = explain_images(
                         det,
                         imgs,
