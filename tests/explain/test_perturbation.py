@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 
 import numpy as np
@@ -813,7 +814,7 @@ def test_split_forward_keeps_order_threads_and_errors() -> None:
     assert fresh == [before]  # threads started later get the caller's setting back
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_split_forward_in_a_forked_child() -> None:
     """A child forked after the pool's threads started gets a pool of its own (it would wait forever on
     the parent's)."""
