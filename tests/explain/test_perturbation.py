@@ -857,3 +857,10 @@ def test_errors_name_the_method() -> None:
     det = create_model("tiny-cnn")
     with pytest.raises(ConfigError, match=r"^scorecam needs layers"):
         pert.ScoreCAM()(det, model_input(det, 1), FakeLogOdds(det.fake_index), ())
+
+
+@pytest.mark.parametrize("option", ["batch_size", "workers", "top_k"])
+@pytest.mark.parametrize("value", [0, -2, "abc", 2.5, True])
+def test_count_options_are_checked_at_construction(option: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{option} must be an integer >= 1 or None, got "):
+        pert.ScoreCAM(**{option: value})  # type: ignore[arg-type]

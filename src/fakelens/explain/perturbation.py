@@ -499,8 +499,7 @@ class Perturbation:
         compile: bool = False,
         workers: int | None = None,
     ) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        _check_count("batch_size", batch_size)
         if amp not in (None, "bf16", "fp16"):
             raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         self.batch_size = batch_size
@@ -510,8 +509,7 @@ class Perturbation:
         self.fold_bn = fold_bn
         self.autotune = autotune
         self.compile = bool(compile)
-        if workers is not None and workers < 1:
-            raise ConfigError(f"workers must be >= 1 or None, got {workers}")
+        _check_count("workers", workers)
         self.workers = workers
 
     def __call__(
@@ -574,6 +572,12 @@ class Perturbation:
         self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
     ) -> tuple[Tensor, dict[str, Any]]:
         raise NotImplementedError
+
+
+def _check_count(name: str, value: object) -> None:
+    """A :class:`ConfigError` unless ``value`` is ``None`` or an integer >= 1 (checked at construction)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"{name} must be an integer >= 1 or None, got {value!r}")
 
 
 def _top_k_mask(active: Tensor, mass: Tensor, top_k: int | None) -> Tensor:
@@ -820,8 +824,7 @@ class ScoreCAM(Perturbation):
             raise ConfigError(f"weights must be 'difference' or 'softmax', got {weights!r}")
         if mask_norm not in ("upsampled", "feature"):
             raise ConfigError(f"mask_norm must be 'upsampled' or 'feature', got {mask_norm!r}")
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
+        _check_count("top_k", top_k)
         self.top_k = top_k
         self.weights = weights
         self.fill: Fill = checked_fill(fill)
@@ -1107,8 +1110,7 @@ class AblationCAM(Perturbation):
         **options: Unpack[RunOptions],
     ) -> None:
         super().__init__(**options)
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"top_k must be >= 1 or None, got {top_k}")
+        _check_count("top_k", top_k)
         self.top_k = top_k
         self.relative = relative
         self.shortcut = shortcut
