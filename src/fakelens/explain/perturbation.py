@@ -83,7 +83,7 @@ from fakelens.explain.engine import EXPLAINERS
 from fakelens.explain.explanation import fuse_layers
 from fakelens.explain.targets import Target
 from fakelens.models.base import Detector
-from fakelens.models.fold import clear_folded_copies, folded_copy, has_hooks, state_signature
+from fakelens.models.fold import agrees, clear_folded_copies, folded_copy, has_hooks, state_signature
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -166,8 +166,7 @@ class Runner:
 
         with self.autocast(x.device):
             check = folded(self.prepare(x)).float()
-        tol = (5e-2 if self.amp else 1e-4) * (1 + logits.abs())
-        if check.shape != logits.shape or not bool(((check - logits).abs() <= tol).all()):
+        if not agrees(check, logits, 5e-2 if self.amp else 1e-4):
             return False
         self.folded = folded
         return True
@@ -217,8 +216,7 @@ class Runner:
             return self._drop_compiled(entry, eager(inp))
         if key not in entry.checked:
             ref = eager(inp)
-            tol = (5e-2 if self.amp else 1e-4) * (1 + ref.float().abs())
-            if out.shape != ref.shape or not bool(((out.float() - ref.float()).abs() <= tol).all()):
+            if not agrees(out, ref, 5e-2 if self.amp else 1e-4):
                 return self._drop_compiled(entry, ref)
             entry.checked.add(key)
         self.compiled_forwards += inp.shape[0]
@@ -733,7 +731,7 @@ class LinearStem:
         base = self.fill[0 if self.fill.shape[0] == 1 else b].expand(d.shape)
         maps, offset = flat(self.basis * d, None), flat(base[None], self.conv.bias)
         check, ref = self.tail_scores(offset + maps.sum(0, keepdim=True))[0], self.reference[b]
-        entry = (maps, offset) if bool((check - ref).abs() <= 1e-4 * (1 + ref.abs())) else None
+        entry = (maps, offset) if agrees(check, ref) else None
         self.cache = (b, entry)
         return entry
 

@@ -167,6 +167,13 @@ def has_hooks(model: nn.Module) -> bool:
     )
 
 
+def agrees(got: Tensor, ref: Tensor, rtol: float = 1e-4) -> bool:
+    """Same shape and ``|got − ref| <= rtol · (1 + |ref|)`` everywhere (in float32): the check a faster copy
+    of a model must pass against the model before it serves."""
+    got, ref = got.float(), ref.float()
+    return got.shape == ref.shape and bool(((got - ref).abs() <= rtol * (1 + ref.abs())).all())
+
+
 def inference_logits(detector: Detector, x: Tensor) -> Tensor:
     """``detector(x)`` for inference on a CPU, faster and the same function: ``(B, C, H, W)`` inputs in
     channels-last layout, through the cached :func:`folded_copy` where there is one — checked once per copy
@@ -185,13 +192,12 @@ def inference_logits(detector: Detector, x: Tensor) -> Tensor:
     if net is None:
         return detector(x)
     if net not in _CHECKED:
-        ref, got = detector(x[:1]), detector._adapter(net(x[:1]))
-        tol = 1e-4 * (1 + ref.float().abs())
-        _CHECKED[net] = got.shape == ref.shape and bool(((got.float() - ref.float()).abs() <= tol).all())
+        _CHECKED[net] = agrees(detector._adapter(net(x[:1])), detector(x[:1]))
     return detector._adapter(net(x)) if _CHECKED[net] else detector(x)
 
 
 __all__ = [
+    "agrees",
     "clear_folded_copies",
     "fold_batchnorm",
     "folded_copy",
