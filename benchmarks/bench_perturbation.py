@@ -13,8 +13,11 @@ copy), torchcam ScoreCAM (its default chunk 32, and on CUDA also our
 chunk size), pytorch-grad-cam ScoreCAM (its default chunk 16), fakelens AblationCAM and pytorch-grad-cam
 AblationCAM (chunk 32). "agree" is the max |difference| to the reference row after pytorch-grad-cam's
 normalisation (ReLU, min-max, resize, min-max); pytorch-grad-cam for the exact rows, our exact map for the
-lossy rows. Every method runs once per round, the rounds interleave the methods, and the best round counts
-(other processes may share the CPU: the load average is recorded). On CUDA every row first runs once
+lossy rows. On CUDA (or with --strict) "vs fp32" is the max/mean |difference| of each ScoreCAM row's map to
+its own implementation's map computed once more with TF32 off (strict fp32): the rounding each row runs at,
+ours and torchcam's alike (cuDNN's TF32 convolutions are PyTorch's default). Every method runs once per
+round, the rounds interleave the methods, and the best round counts (other processes may share the CPU: the
+load average is recorded). On CUDA every row first runs once
 untimed (recorded as first_call_s: cuDNN autotuning, allocator warm-up), on the CPU the compiled rows.
 
 Usage:
@@ -26,13 +29,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,9 +157,9 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
                  pert.ScoreCAM(**same_as_pgc, fold_bn=False, channels_last=False, autotune=False),
                  "pytorch-grad-cam", "exact; NCHW, no folding, no autotuning")
     if args.amp or cuda:
-        amp = "bf16"
-        add_ours(f"fakelens amp={amp}", "scorecam", pert.ScoreCAM(**same_as_pgc, amp=amp), "fakelens",
-                 "LOSSY (opt-in)")
+        for amp in ("bf16", "fp16") if cuda else ("bf16",):
+            add_ours(f"fakelens amp={amp}", "scorecam", pert.ScoreCAM(**same_as_pgc, amp=amp), "fakelens",
+                     "LOSSY (opt-in)")
     if reshape is None and "torchcam" in args.peers:
         from torchcam.methods import ScoreCAM as TorchcamScoreCAM
 
@@ -232,6 +236,7 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
             r.times.append(time.perf_counter() - t0)
             r.result = out
             print(f"  [{model} round {rnd + 1}] {r.method:<11} {r.name:<26} {r.times[-1]:8.3f} s", flush=True)
+    strict = strict_references(rows, device) if device.type == "cuda" or args.strict else {}
     # agreement
     by_key = {(r.method, r.name): r for r in rows}
     records = []
@@ -246,6 +251,7 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
             "best_s": min(r.times), "times_s": r.times, "per_image_s": min(r.times) / args.batch,
             "agree_max_abs": agree, "agree_with": r.reference, "meta": r.meta,
             "first_call_s": warm.get(f"{r.method}/{r.name}"),
+            **vs_strict(r, strict, det.input_spec.size),
         })
     # ratios against peers
     for rec in records:
@@ -258,6 +264,53 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {"model": model, "rows": records}
+
+
+@contextlib.contextmanager
+def strict_fp32() -> Iterator[None]:
+    """Full fp32 on CUDA: TF32 off for cuDNN convolutions and matmuls (PyTorch's default has it on for
+    convolutions, which every timed row — ours and the peers' — runs with)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _family(name: str) -> str:
+    return "fakelens" if name.startswith("fakelens") else name
+
+
+def strict_references(rows: list[Row], device: torch.device) -> dict[str, np.ndarray]:
+    """ScoreCAM maps in strict fp32 (untimed), one per implementation family: every timed row's rounding
+    error is measured against its own implementation's strict map."""
+    out: dict[str, np.ndarray] = {}
+    for r in rows:
+        family = _family(r.name)
+        if r.method != "scorecam" or family in out or r.name.startswith("pytorch-grad-cam"):
+            continue
+        if family == "fakelens" and r.name != "fakelens":
+            continue
+        meta = r.meta
+        with strict_fp32():
+            out[family] = r.fn()
+        r.meta = meta
+        sync(device)
+    return out
+
+
+def vs_strict(r: Row, strict: dict[str, np.ndarray], hw: tuple[int, int]) -> dict[str, float]:
+    """Max and mean |Δ| of the row's map to its family's strict-fp32 map (pytorch-grad-cam's
+    normalisation for both; torchcam returns its h×w grid)."""
+    ref = strict.get(_family(r.name)) if r.method == "scorecam" else None
+    if ref is None or r.result is None:
+        return {}
+    got = r.result
+    if got.shape[-2:] != tuple(hw):
+        got, ref = peer_normalise(got, hw), peer_normalise(ref, hw)
+    d = np.abs(got - ref)
+    return {"vs_strict_fp32_max_abs": float(d.max()), "vs_strict_fp32_mean_abs": float(d.mean())}
 
 
 def paired(model: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -349,16 +402,18 @@ def environment(device: torch.device) -> dict[str, Any]:
 def print_table(results: list[dict[str, Any]]) -> None:
     print()
     head = f"{'model':<9} {'method':<11} {'implementation':<27} {'best s':>8} {'rounds (s)':<22}"
-    head += f" {'agree':>9}  note"
+    head += f" {'agree':>9} {'vs fp32 max/mean':>15}  note"
     print(head)
     print("-" * len(head))
     for res in results:
         for r in res["rows"]:
             times = ", ".join(f"{t:.2f}" for t in r["times_s"])
             agree = "" if r["agree_max_abs"] is None else f"{r['agree_max_abs']:.1e}"
+            fp32 = r.get("vs_strict_fp32_max_abs")
+            fp32_s = "" if fp32 is None else f"{fp32:.1e}/{r['vs_strict_fp32_mean_abs']:.1e}"
             print(
                 f"{r['model']:<9} {r['method']:<11} {r['name']:<27} {r['best_s']:8.3f} {times:<22} "
-                f"{agree:>9}  {r['note']}"
+                f"{agree:>9} {fp32_s:>15}  {r['note']}"
             )
     print()
     for res in results:
@@ -388,6 +443,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true",
                    help="also ScoreCAM with compile=True (torch.compile of the perturbed forwards)")
     p.add_argument("--amp", action="store_true", help="also ScoreCAM with bf16 autocast (always on CUDA)")
+    p.add_argument("--strict", action="store_true",
+                   help="also measure each ScoreCAM row against its strict-fp32 map (always on CUDA)")
     p.add_argument("--quick", action="store_true", help="skip pytorch-grad-cam's ScoreCAM (the slowest row)")
     p.add_argument("--paired", type=int, default=0, help="also N back-to-back short ScoreCAM runs on layer1 "
                    "(ResNets): median per-pair speed-up, robust to drifting load")

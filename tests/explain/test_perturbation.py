@@ -294,6 +294,28 @@ def test_amp_options() -> None:
         _run(det, x, "rise", nonsense=1)
 
 
+@pytest.mark.parametrize("method", ["scorecam", "occlusion"])
+def test_non_finite_autocast_chunks_rerun_in_full_precision(method: str) -> None:
+    """fp16 overflows above 65504; here autocast output is made infinite instead (fp16 needs CUDA): every
+    chunk runs again in full precision and the map is the full-precision one."""
+    det = create_model("tiny-cnn")
+    x = model_input(det, 2, seed=4)
+    exact = _run(det, x, method, fold_bn=False, workers=1)
+
+    def overflow(_m: nn.Module, _inp: object, out: torch.Tensor) -> torch.Tensor:
+        return out + float("inf") if torch.is_autocast_enabled("cpu") else out
+
+    handle = det.net.register_forward_hook(overflow)
+    try:
+        lossy = _run(det, x, method, fold_bn=False, amp="bf16")
+    finally:
+        handle.remove()
+    assert lossy.meta["amp_fallbacks"] == lossy.meta["forwards"] > 0
+    assert lossy.meta["exact"] is False and torch.isfinite(lossy.raw).all()
+    torch.testing.assert_close(lossy.raw, exact.raw, rtol=1e-5, atol=1e-6)
+    assert _run(det, x, method, fold_bn=False, amp="bf16").meta["amp_fallbacks"] == 0
+
+
 @pytest.mark.parametrize("method", ["scorecam", "occlusion", "rise"])
 def test_folded_batchnorm_copy_is_the_same_function(method: str) -> None:
     det = create_model("tiny-cnn")

@@ -11,7 +11,8 @@ Each method registers a small class in :data:`~fakelens.explain.engine.EXPLAINER
 - ``batch_size=None`` picks the chunk: on CUDA from free memory and the largest activation of the
   unperturbed pass, on CPU a fixed 32 inputs of 224² (scaled by the pixel count);
 - ``amp="bf16"|"fp16"`` autocasts the perturbed forwards (opt-in, lossy: ``meta["exact"]`` is then false;
-  fp16 needs CUDA, bf16 also runs on CPUs with native bf16);
+  fp16 needs CUDA, bf16 also runs on CPUs with native bf16); a chunk whose logits come out non-finite
+  (fp16 overflows above 65504) runs again in full precision, counted in ``meta["amp_fallbacks"]``;
 - ``channels_last=True`` hands 4-D inputs to the model in channels-last layout (the model is not
   touched); on CPU (oneDNN) and GPU (cuDNN) the convolutions then skip layout conversions;
 - ``fold_bn`` (ScoreCAM, occlusion, RISE, spectral): the perturbed forwards, which need no hooks, run on a
@@ -139,6 +140,7 @@ class Runner:
     autotune: bool = False
     compiled: _Compiled | None = None
     compiled_forwards: int = 0
+    amp_fallbacks: int = 0
     workers: int = 1
     label: str = ""
     planned: int = 0
@@ -200,6 +202,11 @@ class Runner:
                 out = self.split(model, inp)
             else:
                 out = model(inp)
+        if self.amp is not None and not bool(torch.isfinite(out).all()):
+            # fp16 overflows above 65504: this chunk again in full precision, counted in meta
+            with cudnn_benchmark(self.autotune and batch.is_cuda):
+                out = self.split(model, inp) if fast else model(inp)
+            self.amp_fallbacks += batch.shape[0]
         if count:
             self.forwards += batch.shape[0]
             self.tick()
@@ -533,6 +540,8 @@ class Perturbation:
         )
         if runner.partial_forwards:
             meta["partial_forwards"] = runner.partial_forwards
+        if self.amp is not None:
+            meta["amp_fallbacks"] = runner.amp_fallbacks
         return raw, meta
 
     def chunk_size(self, x: Tensor, bytes_per_sample: int | None) -> int:
