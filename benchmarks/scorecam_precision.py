@@ -26,7 +26,7 @@ from torch import Tensor
 from fakelens.explain import explain
 from fakelens.geometry import Geometry, view_pixels
 from fakelens.io import load_image
-from fakelens.models import Detector, load_detector
+from fakelens.models import Detector, Ensemble, load_detector
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "fakelens" / "assets" / "demo"
 
@@ -79,7 +79,7 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     ensemble = load_detector("default", device=device)
-    members = getattr(ensemble, "members", (ensemble,))
+    members = ensemble.members if isinstance(ensemble, Ensemble) else (ensemble,)
     cuda = device.type == "cuda"
     rows: list[dict[str, Any]] = []
     for det in members:
@@ -92,7 +92,9 @@ def main() -> None:
                 ("bf16", "bf16", False),
             ] + ([("fp16", "fp16", False)] if cuda else []):
                 run(det, x, amp, strict)  # warm-up
-                times, maps, meta = [], None, {}
+                times: list[float] = []
+                maps: Tensor | None = None
+                meta: dict[str, Any] = {}
                 for _ in range(args.rounds):
                     t, maps, meta = run(det, x, amp, strict)
                     times.append(t)
