@@ -128,8 +128,13 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
         rows.append(r)
 
     # ---- ScoreCAM
-    same_as_pgc = {"weights": "softmax", "align_corners": True}
-    add_ours("fakelens", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam", "exact")
+    same_as_pgc: dict[str, Any] = {"weights": "softmax", "align_corners": True}
+    add_ours("fakelens", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam",
+             "exact; default precision (CUDA: fp16 where its probe passes)")
+    same_as_pgc["amp"] = None  # the variants: full precision (TF32 convolutions on CUDA, PyTorch's default)
+    if cuda:
+        add_ours("fakelens amp=None", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam",
+                 "exact; full precision")
     if args.variants:
         add_ours("fakelens linear_stem=False", "scorecam", pert.ScoreCAM(**same_as_pgc, linear_stem=False),
                  "pytorch-grad-cam", "exact; every masked input through the whole network")
@@ -158,8 +163,8 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
                  "pytorch-grad-cam", "exact; NCHW, no folding, no autotuning")
     if args.amp or cuda:
         for amp in ("bf16", "fp16") if cuda else ("bf16",):
-            add_ours(f"fakelens amp={amp}", "scorecam", pert.ScoreCAM(**same_as_pgc, amp=amp), "fakelens",
-                     "LOSSY (opt-in)")
+            add_ours(f"fakelens amp={amp}", "scorecam", pert.ScoreCAM(**{**same_as_pgc, "amp": amp}),
+                     "fakelens", "forced, unchecked")
     if reshape is None and "torchcam" in args.peers:
         from torchcam.methods import ScoreCAM as TorchcamScoreCAM
 
@@ -188,7 +193,7 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
 
     # ---- AblationCAM
     add_ours("fakelens", "ablationcam", pert.AblationCAM(), "pytorch-grad-cam" if reshape is None else None,
-             "exact")
+             "exact; default precision")
     if "pgc" in args.peers:
         from pytorch_grad_cam import AblationCAM as PgcAblationCAM
         from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit

@@ -2,8 +2,9 @@
 
 For each member of the shipped ensemble (trained weights, unlike the random-init models of
 ``bench_perturbation.py``), one native 256-px tile of each bundled demo image is explained by exact ScoreCAM
-in strict fp32 (TF32 off, the reference), at PyTorch's default precision (cuDNN TF32 convolutions on CUDA),
-and with bf16 / fp16 autocast (CUDA only for fp16). Reported per row: best-of-rounds time and the max / mean
+in strict fp32 (TF32 off, the reference), in full precision at PyTorch's default (cuDNN TF32 convolutions on
+CUDA), at fakelens' default ``amp="auto"`` (fp16 on CUDA where its probe passes), and with bf16 / fp16
+autocast forced (CUDA only for fp16). Reported per row: best-of-rounds time and the max / mean
 |difference| of the min-max normalised map to the strict map, and how many chunks fell back to full precision.
 
 Usage:
@@ -88,7 +89,8 @@ def main() -> None:
             _, ref, _ = run(det, x, None, strict=True)
             for label, amp, strict in [
                 ("fp32 strict", None, True),
-                ("default (TF32 on CUDA)", None, False),
+                ("amp=None (TF32 on CUDA)", None, False),
+                ("auto (the default)", "auto", False),
                 ("bf16", "bf16", False),
             ] + ([("fp16", "fp16", False)] if cuda else []):
                 run(det, x, amp, strict)  # warm-up
@@ -109,13 +111,16 @@ def main() -> None:
                     "vs_strict_max_abs": float(d.max()),
                     "vs_strict_mean_abs": float(d.mean()),
                     "forwards": meta.get("forwards"),
+                    "amp": meta.get("amp"),
+                    "amp_probe": meta.get("amp_probe"),
                     "amp_fallbacks": meta.get("amp_fallbacks"),
                 }
                 rows.append(row)
                 print(
                     f"{det.name:<22} {name:<14} {label:<24} {row['best_s']:7.3f} s  "
                     f"max {row['vs_strict_max_abs']:.1e}  mean {row['vs_strict_mean_abs']:.1e}  "
-                    f"forwards {row['forwards']}  fallbacks {row['amp_fallbacks']}",
+                    f"forwards {row['forwards']}  amp {row['amp']}  fallbacks {row['amp_fallbacks']}  "
+                    f"probe {row['amp_probe']}",
                     flush=True,
                 )
     env = {"device": torch.cuda.get_device_name(device) if cuda else "cpu", "torch": torch.__version__}

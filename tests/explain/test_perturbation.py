@@ -294,6 +294,47 @@ def test_amp_options() -> None:
         _run(det, x, "rise", nonsense=1)
 
 
+def _autocast_output(det: Detector, change: str):  # type: ignore[no-untyped-def]
+    """A hook on the network that changes its output under (CPU) autocast only."""
+
+    def hook(m: nn.Module, inp: tuple[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled("cpu"):
+            return out
+        if change == "inf":
+            return out + float("inf")
+        if change == "offset":
+            return out + 100.0
+        with torch.autocast("cpu", enabled=False):  # "exact": the full-precision output
+            return m.forward(inp[0].float())
+
+    return det.net.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize(("change", "passed"), [("exact", True), ("inf", False), ("offset", False)])
+def test_amp_probe_takes_low_precision_only_where_it_reproduces_the_scores(change: str, passed: bool) -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det, 2, seed=5)
+    runner = pert.Runner(det, FakeLogOdds(det.fake_index))
+    handle = _autocast_output(det, change)
+    try:
+        with torch.inference_mode():
+            probe = runner.probe_amp(x, "bf16")
+    finally:
+        handle.remove()
+    assert probe["passed"] is passed and probe["inputs"] == 2 + pert.AMP_PROBE_MASKS and probe["spread"] > 0
+    assert runner.amp == ("bf16" if passed else None) and runner.forwards == 0
+    if passed:
+        assert probe["error"] == 0.0
+
+
+def test_amp_auto_is_full_precision_on_the_cpu() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det, 1)
+    auto = _run(det, x, "scorecam")
+    assert auto.meta["amp"] is None and "amp_probe" not in auto.meta and auto.meta["exact"] is True
+    torch.testing.assert_close(auto.raw, _run(det, x, "scorecam", amp=None).raw, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("method", ["scorecam", "occlusion"])
 def test_non_finite_autocast_chunks_rerun_in_full_precision(method: str) -> None:
     """fp16 overflows above 65504; here autocast output is made infinite instead (fp16 needs CUDA): every
@@ -302,10 +343,7 @@ def test_non_finite_autocast_chunks_rerun_in_full_precision(method: str) -> None
     x = model_input(det, 2, seed=4)
     exact = _run(det, x, method, fold_bn=False, workers=1)
 
-    def overflow(_m: nn.Module, _inp: object, out: torch.Tensor) -> torch.Tensor:
-        return out + float("inf") if torch.is_autocast_enabled("cpu") else out
-
-    handle = det.net.register_forward_hook(overflow)
+    handle = _autocast_output(det, "inf")
     try:
         lossy = _run(det, x, method, fold_bn=False, amp="bf16")
     finally:
@@ -603,10 +641,14 @@ def test_cuda_matches_cpu_and_amp_runs(model_name: str) -> None:
     det_gpu = create_model(model_name).to(dev)
     for method in ("scorecam", "ablationcam", "occlusion"):
         cpu = _run(det, x, method).raw
-        gpu = _run(det_gpu, x.to(dev), method)
+        gpu = _run(det_gpu, x.to(dev), method, amp=None)
         assert gpu.raw.device.type == "cuda" and gpu.meta["batch_size"] >= 1
         scale = float(cpu.abs().max())
         torch.testing.assert_close(gpu.raw.cpu(), cpu, atol=2e-3 * scale, rtol=0)  # TF32 convolutions
+        auto = _run(det_gpu, x.to(dev), method)  # fp16 where the probe passes
+        probe = auto.meta["amp_probe"]
+        assert auto.meta["amp"] == ("fp16" if probe["passed"] else None) and auto.meta["exact"] is True
+        torch.testing.assert_close(auto.raw.cpu(), cpu, atol=2e-2 * scale, rtol=0)
         for amp in ("bf16", "fp16"):
             lossy = _run(det_gpu, x.to(dev), method, amp=amp)
             assert lossy.meta["exact"] is False and torch.isfinite(lossy.raw).all()

@@ -38,9 +38,8 @@ import torch
 from torch import Tensor
 
 from fakelens.errors import ConfigError
-from fakelens.explain.capture import frozen
 from fakelens.explain.engine import EXPLAINERS
-from fakelens.explain.perturbation import Amp, FastOptions, Perturbation, Runner
+from fakelens.explain.perturbation import AmpPolicy, FastOptions, Perturbation, Runner
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
 
@@ -192,6 +191,8 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
 class SpectralBands(Perturbation):
     """The band-stop computation behind :func:`explain_spectrum` and the ``"spectral"`` method."""
 
+    name = "spectral"
+
     def __init__(
         self,
         *,
@@ -266,7 +267,7 @@ class SpectralBands(Perturbation):
             probabilities=probs,
             regional=regional,
             tiles=self.tiles,
-            meta={"forwards": runner.forwards, "batch_size": runner.batch_size, "amp": self.amp},
+            meta={},
         )
 
 
@@ -320,7 +321,7 @@ def explain_spectrum(
     orientations: int | Sequence[float] = 8,
     tiles: int | tuple[int, int] | None = None,
     batch_size: int | None = None,
-    amp: Amp | None = None,
+    amp: AmpPolicy | None = "auto",
     channels_last: bool = True,
     fold_bn: bool | None = None,
     compile: bool = False,
@@ -344,19 +345,10 @@ def explain_spectrum(
         compile=compile,
         workers=workers,
     )
-    if amp == "fp16" and x.device.type != "cuda":
-        raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
-    runner = Runner(detector, resolve_target(target, detector), amp, channels_last)
-    runner.label = "spectral"
-    with frozen(detector), torch.inference_mode():
-        attr = bands.attribute(runner, detector, x)
-    attr.meta.update(
-        forwards=runner.forwards,
-        exact=amp is None,
-        fold_bn=runner.folded is not None,
-        compiled=runner.compiled_forwards > 0,
-        workers=runner.workers,
+    attr, meta = bands.execute(
+        detector, x, resolve_target(target, detector), lambda runner: bands.attribute(runner, detector, x)
     )
+    attr.meta.update(meta)
     return attr
 
 
