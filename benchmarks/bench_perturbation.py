@@ -291,11 +291,13 @@ def strict_references(rows: list[Row], device: torch.device) -> dict[str, np.nda
     """ScoreCAM maps in strict fp32 (untimed), one per implementation family: every timed row's rounding
     error is measured against its own implementation's strict map."""
     out: dict[str, np.ndarray] = {}
+    names = {r.name for r in rows if r.method == "scorecam"}
+    ours = "fakelens amp=None" if "fakelens amp=None" in names else "fakelens"  # no autocast to turn off
     for r in rows:
         family = _family(r.name)
         if r.method != "scorecam" or family in out or r.name.startswith("pytorch-grad-cam"):
             continue
-        if family == "fakelens" and r.name != "fakelens":
+        if family == "fakelens" and r.name != ours:
             continue
         meta = r.meta
         with strict_fp32():

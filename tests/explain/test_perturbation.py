@@ -313,18 +313,29 @@ def _autocast_output(det: Detector, change: str):  # type: ignore[no-untyped-def
 @pytest.mark.parametrize(("change", "passed"), [("exact", True), ("inf", False), ("offset", False)])
 def test_amp_probe_takes_low_precision_only_where_it_reproduces_the_scores(change: str, passed: bool) -> None:
     det = create_model("tiny-cnn")
-    x = model_input(det, 2, seed=5)
-    runner = pert.Runner(det, FakeLogOdds(det.fake_index))
+    x = model_input(det, 1, seed=5)
+    masked = x * torch.rand(24, 1, *x.shape[-2:], generator=torch.Generator().manual_seed(0))
+    runner = pert.Runner(det, FakeLogOdds(det.fake_index), amp_candidate="bf16")
     handle = _autocast_output(det, change)
     try:
         with torch.inference_mode():
-            probe = runner.probe_amp(x, "bf16")
+            small = runner.score(masked[:4])  # too few to judge: full precision, still undecided
+            assert runner.probe is None and runner.amp_candidate == "bf16"
+            scores = runner.score(masked)
+            later = runner.score(masked[:4])
     finally:
         handle.remove()
-    assert probe["passed"] is passed and probe["inputs"] == 2 + pert.AMP_PROBE_MASKS and probe["spread"] > 0
-    assert runner.amp == ("bf16" if passed else None) and runner.forwards == 0
+    probe = runner.probe
+    assert probe is not None and probe["passed"] is passed and probe["inputs"] == pert.AMP_PROBE_INPUTS
+    assert runner.amp == ("bf16" if passed else None) and runner.amp_candidate is None
+    assert runner.forwards == 4 + 24 + 4 and runner.amp_fallbacks == 0  # probe forwards are not counted
+    with torch.inference_mode():
+        full = FakeLogOdds(det.fake_index)(det(masked)).float()
+    torch.testing.assert_close(scores, full)  # the probed chunk itself is full precision
+    torch.testing.assert_close(small, full[:4])
     if passed:
-        assert probe["error"] == 0.0
+        assert probe["error"] == 0.0 and probe["spread"] > 0
+        torch.testing.assert_close(later, full[:4])
 
 
 def test_amp_auto_is_full_precision_on_the_cpu() -> None:

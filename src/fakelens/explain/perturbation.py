@@ -10,16 +10,16 @@ Each method registers a small class in :data:`~fakelens.explain.engine.EXPLAINER
   removed in ``finally`` — also when the model raises;
 - ``batch_size=None`` picks the chunk: on CUDA from free memory and the largest activation of the
   unperturbed pass, on CPU a fixed 32 inputs of 224² (scaled by the pixel count);
-- ``amp``: ``"auto"`` (default) runs the forwards in fp16 on CUDA where a probe shows that fp16 reproduces
-  the full-precision scores on this model and input (:meth:`Runner.probe_amp`: 17 inputs at both
-  precisions, error ≤ 1 % of their spread; else full precision; ``meta["amp_probe"]``), full precision on
-  the CPU. fp16 has TF32's 10-bit mantissa: on an H200, exact ScoreCAM of a ResNet-50 differs from strict
-  fp32 by 3.7e-4 (max, normalised map) in fp16 and 4.6e-4 with cuDNN's TF32 convolutions (PyTorch's
-  default), and runs 0.214 → 0.146 s. ``"bf16"``/``"fp16"`` force autocast unchecked (lossy:
-  ``meta["exact"]`` is then false; fp16 needs CUDA, bf16 also runs on CPUs with native bf16; bf16 has 7
-  mantissa bits: up to 0.14 off on the shipped CNN); ``None`` never autocasts. A chunk whose logits come
-  out non-finite under autocast (fp16 overflows above 65504) runs again in full precision, counted in
-  ``meta["amp_fallbacks"]``;
+- ``amp``: ``"auto"`` (default) runs the perturbed forwards in fp16 on CUDA where fp16 reproduces the
+  full-precision scores of this model and input: the first chunk runs in full precision and 16 of its inputs
+  also in fp16; fp16 serves the later chunks when its scores are within 1 % of the chunk's score spread
+  (``meta["amp_probe"]``; AblationCAM and single chunks stay in full precision); on the CPU full
+  precision. fp16 has TF32's 10-bit mantissa (cuDNN's TF32 convolutions are PyTorch's default): on an
+  H200, exact ScoreCAM of a ResNet-50 is 3.7e-4 (max, normalised map) from strict fp32 in fp16 and 4.6e-4
+  in TF32. ``"bf16"``/``"fp16"`` force autocast unchecked (lossy: ``meta["exact"]`` is then false; fp16
+  needs CUDA, bf16 also runs on CPUs with native bf16; bf16 keeps 7 mantissa bits: its maps were up to
+  0.14 off on the shipped CNN); ``None`` never autocasts. A chunk whose logits come out non-finite under
+  autocast (fp16 overflows above 65504) runs again in full precision, counted in ``meta["amp_fallbacks"]``;
 - ``channels_last=True`` hands 4-D inputs to the model in channels-last layout (the model is not
   touched); on CPU (oneDNN) and GPU (cuDNN) the convolutions then skip layout conversions;
 - ``fold_bn`` (ScoreCAM, occlusion, RISE, spectral): the perturbed forwards, which need no hooks, run on a
@@ -124,10 +124,10 @@ CPU_CHUNK_AT_224 = 32
 """Default chunk on CPU for 224×224 inputs (scaled by the pixel count); measured on 2 Zen 4 cores."""
 MAX_CHUNK = 512
 """Upper bound of the automatic chunk size."""
-AMP_PROBE_MASKS = 16
-"""Randomly masked copies of the first image in the precision probe of ``amp="auto"``."""
+AMP_PROBE_INPUTS = 16
+"""``amp="auto"``: perturbed inputs of the first chunk scored at both precisions (smaller chunks wait)."""
 AMP_PROBE_TOL = 1e-2
-"""``amp="auto"`` takes fp16 where its probe scores are within this share of the scores' spread."""
+"""``amp="auto"`` takes fp16 where its scores are within this share of the full-precision chunk's spread."""
 FOLD_MIN_FORWARDS = 256
 """With ``fold_bn=None``, fold BatchNorm into a model copy when at least this many forwards are planned."""
 MIN_WORKER_BATCH = 4
@@ -154,6 +154,8 @@ class Runner:
     compiled: _Compiled | None = None
     compiled_forwards: int = 0
     amp_fallbacks: int = 0
+    amp_candidate: Amp | None = None  # amp="auto": tried on the first large enough chunk of score()
+    probe: dict[str, Any] | None = None
     workers: int = 1
     label: str = ""
     planned: int = 0
@@ -192,26 +194,6 @@ class Runner:
         self.compiled = _compiled_net(self.detector, self.channels_last, self.folded is not None)
         return self.compiled is not None
 
-    def probe_amp(self, x: Tensor, amp: Amp = "fp16") -> dict[str, Any]:
-        """Take ``amp`` for this call's forwards only where it reproduces full precision on this model and
-        input: the target scores of ``x`` and of :data:`AMP_PROBE_MASKS` randomly masked copies of its first
-        image (uniform 7×7 masks, bilinearly upsampled, fixed seed) at both precisions; ``amp`` passes when
-        all are finite and ``max |s_amp − s| ≤ AMP_PROBE_TOL · (max s − min s)``. Sets :attr:`amp`; returns
-        the probe's figures for the meta (its forwards are not counted in ``forwards``)."""
-        g = torch.Generator(device=x.device).manual_seed(0)
-        masks = torch.rand(AMP_PROBE_MASKS, 1, 7, 7, generator=g, device=x.device, dtype=x.dtype)
-        masks = F.interpolate(masks, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        inputs = self.prepare(torch.cat([x, x[:1] * masks]))
-        full = self.target(self.detector(inputs).float()).float()
-        self.amp = amp
-        with self.autocast(x.device):
-            low = self.target(self.detector(inputs).float()).float()
-        spread = float(full.max() - full.min())
-        error = float((low - full).abs().max())  # nan where low is not finite
-        passed = bool(torch.isfinite(low).all()) and error <= AMP_PROBE_TOL * spread
-        self.amp = amp if passed else None
-        return {"amp": amp, "passed": passed, "error": error, "spread": spread, "inputs": inputs.shape[0]}
-
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         if self.amp is None:
             return contextlib.nullcontext()
@@ -223,7 +205,17 @@ class Runner:
             return batch.contiguous(memory_format=torch.channels_last)
         return batch
 
-    def logits(self, batch: Tensor, *, count: bool = True, layout: bool = True, fast: bool = False) -> Tensor:
+    def logits(
+        self,
+        batch: Tensor,
+        *,
+        count: bool = True,
+        layout: bool = True,
+        fast: bool = False,
+        rerun: bool = True,
+    ) -> Tensor:
+        """Logits of ``batch`` (under :meth:`autocast`; ``fast``: hook-free forwards on the folded, compiled
+        or split model); ``rerun``: a non-finite output under autocast is computed again in full precision."""
         model: Callable[[Tensor], Any] = self.detector
         if fast and self.folded is not None:
             model = self.folded
@@ -235,7 +227,7 @@ class Runner:
                 out = self.split(model, inp)
             else:
                 out = model(inp)
-        if self.amp is not None and not bool(torch.isfinite(out).all()):
+        if rerun and self.amp is not None and not bool(torch.isfinite(out).all()):
             # fp16 overflows above 65504: this chunk again in full precision, counted in meta
             with cudnn_benchmark(self.autotune and batch.is_cuda):
                 out = self.split(model, inp) if fast else model(inp)
@@ -269,7 +261,25 @@ class Runner:
 
     def score(self, batch: Tensor, *, fast: bool = True) -> Tensor:
         """``(n, ...)`` inputs → ``(n,)`` float32 target scores (on the folded copy when there is one)."""
+        if self.amp_candidate is not None and batch.shape[0] >= AMP_PROBE_INPUTS:
+            return self._score_and_probe(batch, fast, self.amp_candidate)
         return self.target(self.logits(batch, fast=fast)).float()
+
+    def _score_and_probe(self, batch: Tensor, fast: bool, amp: Amp) -> Tensor:
+        """``amp="auto"``: the first chunk of at least :data:`AMP_PROBE_INPUTS` perturbed inputs runs in full
+        precision, its first :data:`AMP_PROBE_INPUTS` inputs also under ``amp``; the later forwards take
+        ``amp`` when those scores are finite and ``max |s_amp − s| ≤ AMP_PROBE_TOL · (max s − min s)`` over
+        the chunk — an error of at most 1 % of the differences the method compares."""
+        self.amp_candidate = None
+        full = self.target(self.logits(batch, fast=fast)).float()
+        self.amp = amp
+        low = self.target(self.logits(batch[:AMP_PROBE_INPUTS], count=False, fast=fast, rerun=False)).float()
+        spread = float(full.max() - full.min())
+        error = float((low - full[:AMP_PROBE_INPUTS]).abs().max())  # nan if low is not finite
+        passed = bool(torch.isfinite(low).all()) and error <= AMP_PROBE_TOL * spread
+        self.amp = amp if passed else None
+        self.probe = {"amp": amp, "passed": passed, "error": error, "spread": spread, "inputs": low.shape[0]}
+        return full
 
     def tail_score(self, tail: Callable[[Tensor], Any], rows: Tensor) -> Tensor:
         """Target scores of the folded copy run from its first layer's output, ``tail(rows)`` per input row
@@ -566,7 +576,7 @@ class Perturbation:
         self, detector: Detector, x: Tensor, target: Target, body: Callable[[Runner], _R]
     ) -> tuple[_R, dict[str, Any]]:
         """``body(runner)`` under ``inference_mode`` and eval mode with a :class:`Runner` set to these
-        options (the ``amp="auto"`` probe first), and the meta every method reports: forwards, chunk,
+        options, and the meta every method reports: forwards, chunk,
         precision, folding, compilation, workers."""
         if self.amp == "fp16" and x.device.type != "cuda":
             raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
@@ -574,10 +584,9 @@ class Perturbation:
         fixed: Amp | None = None if self.amp == "auto" else self.amp
         runner = Runner(detector, target, fixed, self.channels_last)
         runner.label = self.name
-        probe = None
+        if auto and x.is_cuda:
+            runner.amp_candidate = "fp16"
         with frozen(detector), torch.inference_mode():
-            if auto and x.is_cuda:
-                probe = runner.probe_amp(x)
             result = body(runner)
         meta: dict[str, Any] = {
             "forwards": runner.forwards,
@@ -591,8 +600,8 @@ class Perturbation:
         }
         if runner.partial_forwards:
             meta["partial_forwards"] = runner.partial_forwards
-        if probe is not None:
-            meta["amp_probe"] = probe
+        if runner.probe is not None:
+            meta["amp_probe"] = runner.probe
         if runner.amp is not None:
             meta["amp_fallbacks"] = runner.amp_fallbacks
         return result, meta
