@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fakelens.models import create_model
+from fakelens.models import MODELS, create_model
 from fakelens.models.fold import inference_logits
 from fakelens.train.loop import classification_loss
 
@@ -66,7 +67,9 @@ def bench_model(
     name: str, size: int, device: torch.device, batch: int, infer_batch: int, warmup: int, steps: int
 ) -> dict[str, Any]:
     """Median train-step and inference images/s of one registered model at ``size`` × ``size``."""
-    kwargs: dict[str, Any] = {"pretrained": False} if name.startswith("effnet") else {}
+    # throughput does not depend on the weights: no ImageNet package needed (e.g. on a lent GPU machine)
+    takes_pretrained = "pretrained" in inspect.signature(MODELS.get(name)).parameters
+    kwargs: dict[str, Any] = {"pretrained": False} if takes_pretrained else {}
     det = create_model(name, **kwargs).to(device)
     cuda = device.type == "cuda"
     amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
