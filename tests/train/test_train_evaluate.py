@@ -62,6 +62,9 @@ def test_evaluate_ensemble_reports_members(folder_data: Path) -> None:
     a, b = create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)
     rep = evaluate(Ensemble([a, b]), data=folder_data)
     assert set(rep["members"]) == {"tiny-cnn", "tiny-vit"}
+    assert rep["bootstrap"]["unit"] == "image" and rep["bootstrap"]["units"] == 32
+    assert all("auc_ci" in m and "auc_ci" in m["per_recipe"]["gan"] for m in rep["members"].values())
+    assert "bootstrap" not in evaluate(a, data=folder_data, bootstrap=0)
     ra = evaluate(a, data=folder_data)
     assert rep["members"]["tiny-cnn"]["auc"] == pytest.approx(ra["overall"]["auc"])
 
@@ -79,6 +82,13 @@ def test_evaluate_forgeries_from_the_pool_test_split(tiny_pool: Path) -> None:
     assert set(rep["per_recipe"]) == {"upsample:global", "resample:median", "local_warp"}
     assert all(m["n_real"] == 6 and m["n_fake"] == 2 for m in rep["per_recipe"].values())
     assert not math.isnan(rep["overall"]["auc"])
+    # the intervals resample the test photos (every pair of a photo shares its content)
+    photos = rep["data"]["photos"]
+    assert rep["bootstrap"] == {"rounds": 1000, "unit": "photo", "units": photos, "level": 0.95}
+    for m in [rep["overall"], *rep["per_recipe"].values()]:
+        lo, hi = m["auc_ci"]
+        assert 0 <= lo <= hi <= 1 and m["auc_se"] >= 0
+    assert "auc_ci" not in next(iter(rep["per_source"].values()))
 
 
 def test_evaluate_forgeries_after_a_common_jpeg_pass(tiny_pool: Path) -> None:

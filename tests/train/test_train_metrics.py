@@ -13,12 +13,14 @@ from sklearn import metrics as skm
 
 from fakelens.train.metrics import (
     accuracy_at,
+    auc_bootstrap,
     average_precision,
     binary_metrics,
     eer,
     json_safe,
     roc_auc,
     roc_curve,
+    weighted_auc,
 )
 
 
@@ -48,6 +50,37 @@ def test_against_scikit_learn(data: tuple[np.ndarray, np.ndarray]) -> None:
     assert 0.0 <= rate <= 1.0 and t in set(s.tolist())
     m = binary_metrics(y, s)
     assert 0.0 <= m["auc"] <= 1.0 and 0.0 < m["ap"] <= 1.0 and 0.0 <= m["accuracy"] <= 1.0
+
+
+@given(labelled_scores(), st.integers(0, 2**16))
+def test_weighted_auc_is_the_auc_of_repeated_samples(data: tuple[np.ndarray, np.ndarray], seed: int) -> None:
+    y, s = data
+    w = np.random.default_rng(seed).integers(0, 4, size=(3, y.size))
+    got = weighted_auc(y, s, w)
+    for row, auc in zip(w, got, strict=True):
+        ref = roc_auc(np.repeat(y, row), np.repeat(s, row))
+        assert (math.isnan(auc) and math.isnan(ref)) or auc == pytest.approx(ref, abs=1e-12)
+    assert weighted_auc(y, s, np.ones(y.size))[0] == pytest.approx(roc_auc(y, s), nan_ok=True)
+
+
+def test_auc_bootstrap_resamples_groups() -> None:
+    rng = np.random.default_rng(0)
+    photos = np.repeat(np.arange(12), 20)  # 12 photos, 20 correlated pairs each
+    y = np.tile([0, 1], 120)
+    s = rng.normal(size=12)[photos] + 0.8 * y + 0.1 * rng.normal(size=240)  # the photo shifts both
+    names = [f"p{i}" for i in photos]
+    by_photo = auc_bootstrap(y, s, names, rounds=400)
+    by_pair = auc_bootstrap(y, s, rounds=400)
+    assert by_photo["groups"] == 12 and by_pair["groups"] == 240 and by_photo["rounds"] == 400
+    assert by_photo["se"] > 1.5 * by_pair["se"]  # 12 independent photos, not 240 independent images
+    lo, hi = by_photo["ci"]
+    assert lo < roc_auc(y, s) < hi and hi - lo < 1
+    assert auc_bootstrap(y, s, names, rounds=400) == by_photo  # seeded
+    assert auc_bootstrap(y, s, names, rounds=400, seed=1) != by_photo
+    assert math.isnan(auc_bootstrap(y, s, rounds=1)["se"])
+    assert math.isnan(auc_bootstrap([1, 1, 1], [0.1, 0.2, 0.3], rounds=50)["se"])  # one class
+    with pytest.raises(ValueError, match="groups"):
+        auc_bootstrap(y, s, photos[:5])
 
 
 def test_hand_cases() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from fakelens.cli.common import MaxTiles, command_line, console, print_json, split_csv, user_errors
 from fakelens.errors import ConfigError
@@ -276,6 +276,14 @@ def evaluate_cmd(
         ),
     ] = None,
     max_tiles: MaxTiles = DEFAULT_MAX_TILES,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Bootstrap resamples for the AUCs' 95 % intervals (0: none). They resample what is "
+            "independent: a pool's photos, a dataset's groups (videos, source photos) or its images.",
+        ),
+    ] = 1000,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -314,6 +322,7 @@ def evaluate_cmd(
         model_name=model,
         exclude_photos=frozenset().union(*(t.sha256 for t in seen.values())),
         max_tiles=max_tiles,
+        bootstrap=bootstrap,
     )
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:
@@ -325,46 +334,46 @@ def evaluate_cmd(
     if json_out:
         print_json(report)
         return
+    boot = report.get("bootstrap")
     table = Table(
-        "subset",
+        Column("subset", no_wrap=True),
         "vs",
-        "n real",
-        "n fake",
-        "AUC",
+        "n real/fake",
+        Column("AUC (95 % interval)" if boot else "AUC", no_wrap=True),
         "AP",
         f"acc@{threshold:g}",
         "EER",
         title=f"{model} on {report['data'].get('path', report['data'].get('pool'))} "
         f"({report['data']['split']})",
     )
-    ov = report["overall"]
-    table.add_row(
-        "overall",
-        "",
-        str(ov["n_real"]),
-        str(ov["n_fake"]),
-        _f(ov["auc"]),
-        _f(ov["ap"]),
-        _f(ov["accuracy"]),
-        _f(ov["eer"]),
-    )
+    rows = [("overall", report["overall"])]
     for kind in ("per_recipe", "per_source"):
-        rows = report[kind]
-        if kind == "per_source" and not 1 < len(rows) <= 12:
+        items = report[kind]
+        if kind == "per_source" and not 1 < len(items) <= 12:
             continue  # one source, or too many to read in a table: metrics.json has them all
-        for key, m in list(rows.items())[:30]:
-            table.add_row(
-                f"{kind[4:]} {key}",
-                m["vs"],
-                str(m["n_real"]),
-                str(m["n_fake"]),
-                _f(m["auc"]),
-                _f(m["ap"]),
-                _f(m["accuracy"]),
-                _f(m["eer"]),
-            )
+        rows += [(f"{kind[4:]} {key}", m) for key, m in list(items.items())[:30]]
+    for name, m in rows:
+        table.add_row(
+            name,
+            m.get("vs", ""),
+            f"{m['n_real']}/{m['n_fake']}",
+            _f(m["auc"]) + _interval(m),
+            _f(m["ap"]),
+            _f(m["accuracy"]),
+            _f(m["eer"]),
+        )
     console.print(table)
+    if boot:
+        console.print(
+            f"AUC intervals: {boot['rounds']} bootstrap resamples of the {boot['units']} {boot['unit']}s "
+            "(the 2.5th and 97.5th percentiles)"
+        )
     console.print(f"wrote metrics.json, scores.csv and roc.png to [bold]{out}[/]")
+
+
+def _interval(m: dict[str, Any]) -> str:
+    ci = m.get("auc_ci")
+    return f" ({ci[0]:.2f}–{ci[1]:.2f})" if ci and ci[0] is not None and ci[1] is not None else ""
 
 
 def _warn_unrecorded(unrecorded: list[tuple[str, str]], pool: Path) -> None:

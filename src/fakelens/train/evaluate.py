@@ -43,7 +43,7 @@ from fakelens.models.base import Detector, InputSpec
 from fakelens.models.ensemble import Ensemble
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.loop import make_loader, resolve_device, score_loader
-from fakelens.train.metrics import binary_metrics, json_safe, roc_curve
+from fakelens.train.metrics import auc_bootstrap, binary_metrics, json_safe, roc_curve
 
 __all__ = [
     "breakdown",
@@ -121,11 +121,30 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+def with_interval(
+    metrics: dict[str, Any], labels: np.ndarray, scores: np.ndarray, groups: Sequence[str] | None, rounds: int
+) -> dict[str, Any]:
+    """``metrics`` plus ``auc_se`` and the 95 % ``auc_ci`` of a bootstrap over ``groups``
+    (:func:`~fakelens.train.metrics.auc_bootstrap`); nothing added when ``rounds`` < 2 or without groups."""
+    if rounds >= 2 and groups is not None:
+        b = auc_bootstrap(labels, scores, groups, rounds=rounds)
+        metrics.update(auc_se=b["se"], auc_ci=b["ci"])
+    return metrics
+
+
 def breakdown(
-    labels: np.ndarray, scores: np.ndarray, keys: Sequence[str], threshold: float, *, by: str
+    labels: np.ndarray,
+    scores: np.ndarray,
+    keys: Sequence[str],
+    threshold: float,
+    *,
+    by: str,
+    groups: Sequence[str] | None = None,
+    bootstrap: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Metrics per key. ``by="recipe"``: each key's fakes vs all reals. ``by="source"``: each key's images;
-    a key with one class is compared with all images of the other class."""
+    a key with one class is compared with all images of the other class. ``groups``/``bootstrap``: AUC
+    intervals (:func:`with_interval`) for the recipe rows."""
     keys_arr = np.asarray(list(keys), dtype=object)
     out: dict[str, dict[str, Any]] = {}
     for key in sorted({k for k in keys_arr.tolist()}):
@@ -144,6 +163,8 @@ def breakdown(
             else:
                 pick, vs = sel | (labels == 1), "all fakes"
         m = binary_metrics(labels[pick], scores[pick], threshold)
+        if by == "recipe" and groups is not None:
+            with_interval(m, labels[pick], scores[pick], np.asarray(groups)[pick].tolist(), bootstrap)
         m["vs"] = vs
         m["mean_score"] = float(np.mean(scores[sel])) if sel.any() else math.nan
         out[key or "-"] = m
@@ -156,11 +177,18 @@ def summarize_scores(
     recipes: Sequence[str],
     sources: Sequence[str],
     threshold: float = 0.5,
+    *,
+    groups: Sequence[str] | None = None,
+    bootstrap: int = 0,
 ) -> dict[str, Any]:
-    """Overall metrics plus the per-recipe and per-source breakdowns (floats may be ``nan``)."""
+    """Overall metrics plus the per-recipe and per-source breakdowns (floats may be ``nan``); with
+    ``groups`` and ``bootstrap`` ≥ 2, AUC intervals overall and per recipe."""
+    overall = with_interval(binary_metrics(labels, scores, threshold), labels, scores, groups, bootstrap)
     return {
-        "overall": binary_metrics(labels, scores, threshold),
-        "per_recipe": breakdown(labels, scores, recipes, threshold, by="recipe"),
+        "overall": overall,
+        "per_recipe": breakdown(
+            labels, scores, recipes, threshold, by="recipe", groups=groups, bootstrap=bootstrap
+        ),
         "per_source": breakdown(labels, scores, sources, threshold, by="source"),
     }
 
@@ -244,8 +272,14 @@ def evaluate(
     model_name: str = "",
     exclude_photos: Collection[str] = (),
     max_tiles: int = DEFAULT_MAX_TILES,
+    bootstrap: int = 1000,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a dataset (``data``) or on ``pairs`` forgeries from a pool's ``split``.
+
+    ``bootstrap`` resamples (0: none) give each AUC, overall and per recipe, a standard error and a 95 %
+    interval (``auc_se``, ``auc_ci``) that resample what is independent: the source photos of a pool's
+    forgeries (every pair of a photo shares its content), a dataset's groups (``group``: a video, a source
+    photo) or else its images.
 
     ``exclude_photos`` (sha256) are left out of the pool's split — the model's own training photos
     (:func:`fakelens.models.checkpoint.training_photos`); the report counts them in ``data.excluded_photos``.
@@ -278,6 +312,8 @@ def evaluate(
             "sha256": samples_sha256(picked, base),
         }
         paths = [str(s.path) for s in picked]
+        groups: list[str] | None = [s.group or str(s.path) for s in picked]
+        unit = "group" if any(s.group for s in picked) else "image"
 
         def make(spec: InputSpec) -> Dataset[Any]:
             return DetectionDataset(picked, spec, with_info=True, load_masks=False, max_tiles=max_tiles)
@@ -333,19 +369,28 @@ def evaluate(
     source["max_tiles"] = max_tiles  # native members read larger images as up to this many tiles
     res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev)
     y, s = res["labels"], res["scores"]
+    if data is None:
+        groups, unit = list(res["sources"]), "photo"  # a forgery pair's source is its photo
     report: dict[str, Any] = {
         "model": model_name
         or (", ".join(m.name for m in model.members) if isinstance(model, Ensemble) else model.name),
         "data": source,
         "threshold": threshold,
         "n": int(y.size),
-        **summarize_scores(y, s, res["recipes"], res["sources"], threshold),
+        **summarize_scores(
+            y, s, res["recipes"], res["sources"], threshold, groups=groups, bootstrap=bootstrap
+        ),
     }
+    if bootstrap >= 2:
+        units = len(set(groups or ()))
+        report["bootstrap"] = {"rounds": bootstrap, "unit": unit, "units": units, "level": 0.95}
     if "members" in res:
         report["members"] = {
             n: {
-                **binary_metrics(y, ms, threshold),
-                "per_recipe": breakdown(y, ms, res["recipes"], threshold, by="recipe"),
+                **with_interval(binary_metrics(y, ms, threshold), y, ms, groups, bootstrap),
+                "per_recipe": breakdown(
+                    y, ms, res["recipes"], threshold, by="recipe", groups=groups, bootstrap=bootstrap
+                ),
             }
             for n, ms in res["members"].items()
         }

@@ -30,7 +30,7 @@ from fakelens.models.base import InputSpec
 from fakelens.models.checkpoint import training_photos
 from fakelens.models.ensemble import Ensemble
 from fakelens.train.evaluate import score_dataset
-from fakelens.train.metrics import binary_metrics
+from fakelens.train.metrics import auc_bootstrap, binary_metrics
 
 __all__ = ["MAX_GRID", "fit_ensemble", "photo_bootstrap_se", "simplex_grid", "validation_photos"]
 
@@ -56,18 +56,12 @@ def photo_bootstrap_se(
     labels: np.ndarray, scores: np.ndarray, sources: Sequence[str] | None, rounds: int, seed: int = 0
 ) -> float:
     """Standard error of the AUC of ``scores`` over ``rounds`` bootstrap resamples of the photos (``sources``;
-    without them, of the samples). Resamples with a single class are skipped; 0 when ``rounds`` < 2."""
-    y = np.asarray(labels)
-    groups = np.asarray(sources) if sources is not None and len(sources) == len(y) else np.arange(len(y))
-    names, index = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(index == g) for g in range(len(names))]
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(rounds if rounds >= 2 else 0):
-        pick = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
-        if 0 < y[pick].sum() < len(pick):
-            values.append(float(binary_metrics(y[pick], scores[pick], 0.5)["auc"]))
-    return float(np.std(values, ddof=1)) if len(values) >= 2 else 0.0
+    without them, of the samples; :func:`~fakelens.train.metrics.auc_bootstrap`). 0 when ``rounds`` < 2."""
+    if rounds < 2:
+        return 0.0
+    groups = sources if sources is not None and len(sources) == len(labels) else None
+    se = auc_bootstrap(labels, scores, groups, rounds=rounds, seed=seed)["se"]
+    return 0.0 if math.isnan(se) else float(se)
 
 
 def validation_photos(
