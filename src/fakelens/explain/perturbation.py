@@ -97,9 +97,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 Amp = Literal["bf16", "fp16"]
-_R = TypeVar("_R")
 AmpPolicy = Literal["auto", "bf16", "fp16"]
 Fill = Literal["mean", "black", "blur"]
+_R = TypeVar("_R")
 
 
 class RunOptions(TypedDict, total=False):
@@ -576,8 +576,8 @@ class Perturbation:
         self, detector: Detector, x: Tensor, target: Target, body: Callable[[Runner], _R]
     ) -> tuple[_R, dict[str, Any]]:
         """``body(runner)`` under ``inference_mode`` and eval mode with a :class:`Runner` set to these
-        options, and the meta every method reports: forwards, chunk,
-        precision, folding, compilation, workers."""
+        options, and the meta every method reports: forwards, chunk, precision, folding, compilation,
+        workers."""
         if self.amp == "fp16" and x.device.type != "cuda":
             raise ConfigError("amp='fp16' needs a CUDA device (use amp='bf16' or None on CPU)")
         auto = self.amp == "auto"

@@ -267,7 +267,6 @@ class SpectralBands(Perturbation):
             probabilities=probs,
             regional=regional,
             tiles=self.tiles,
-            meta={},
         )
 
 
