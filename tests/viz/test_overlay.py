@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from matplotlib import colormaps
+from PIL import Image
 
 from fakelens.errors import ConfigError
 from fakelens.viz import colorize, overlay, panel
+from fakelens.viz.overlay import CMAPS, save_png
 
 
 def test_colorize_jet_is_rgb() -> None:
@@ -14,6 +19,23 @@ def test_colorize_jet_is_rgb() -> None:
     assert c.dtype == np.uint8 and c.shape == (1, 2, 3)
     assert c[0, 0, 2] > c[0, 0, 0]  # low values are blue
     assert c[0, 1, 0] > c[0, 1, 2]  # high values are red
+
+
+@pytest.mark.parametrize("cmap", CMAPS)
+def test_colorize_is_the_colormap_pixel_for_pixel(cmap: str) -> None:
+    """The table lookup bins as matplotlib does: edges, the last bin, out-of-range values and NaN."""
+    m = np.random.default_rng(0).random((40, 50)).astype(np.float32)
+    m[0, :8] = [0.0, 1.0, 0.5, 1 - 1e-7, 255 / 256, 1 / 256, np.nextafter(np.float32(1 / 256), 0), 0.75]
+    m[1, :3] = [-0.5, 2.0, np.nan]
+    ref = (colormaps[cmap](np.clip(np.nan_to_num(m), 0, 1))[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(colorize(m, cmap), ref)
+    np.testing.assert_array_equal(colorize(m.astype(np.float64), cmap), ref)
+
+
+def test_save_png_is_lossless(tmp_path: Path) -> None:
+    img = np.random.default_rng(1).integers(0, 256, (31, 17, 3), dtype=np.uint8)
+    path = save_png(img, tmp_path / "o.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), img)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,12 +36,26 @@ def _as_map(m: Any) -> np.ndarray:
     return np.nan_to_num(np.asarray(m, dtype=np.float32))
 
 
+@functools.cache
+def _lut(cmap: str) -> np.ndarray:
+    """The colormap's ``N`` entries as uint8 RGB rows (rounded as ``colormaps[cmap](m) * 255 + 0.5``)."""
+    cm = colormaps[cmap]
+    return (cm(np.arange(cm.N))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+
+
 def colorize(saliency: Any, cmap: str = "jet") -> np.ndarray:
-    """``(H, W)`` map in [0, 1] → ``(H, W, 3)`` uint8 RGB through a matplotlib colormap."""
+    """``(H, W)`` map in [0, 1] → ``(H, W, 3)`` uint8 RGB through a matplotlib colormap.
+
+    A lookup in the colormap's table with matplotlib's own binning (``⌊m·N⌋``, 1 → the last entry): the
+    same pixels as calling the colormap, without its float RGBA image (≈ 10× faster on a 13-MP map).
+    """
     if cmap not in CMAPS:
         raise ConfigError(f"unknown colormap {cmap!r} (choose from {', '.join(CMAPS)})")
+    lut = _lut(cmap)
+    n = len(lut)
     m = np.clip(_as_map(saliency), 0.0, 1.0)
-    return (colormaps[cmap](m)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    idx = np.minimum(m * np.float32(n), np.float32(n - 1)).astype(np.uint8 if n <= 256 else np.intp)
+    return np.take(lut, idx, axis=0)
 
 
 def overlay(
@@ -58,15 +73,17 @@ def overlay(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
-    img = _as_array(image).astype(np.float32)
+    img = _as_array(image)
     m = _as_map(saliency)
     if m.shape != img.shape[:2]:
         raise ValueError(f"map {m.shape} and image {img.shape[:2]} differ in size; map it with its Geometry")
-    out = (1.0 - alpha) * img + alpha * colorize(m, cmap).astype(np.float32)
+    out = np.multiply(colorize(m, cmap), np.float32(alpha), dtype=np.float32)  # in place from here on
+    out += np.multiply(img, np.float32(1.0 - alpha), dtype=np.float32)
     if valid is not None:
         v = _as_map(valid).astype(bool)
-        out = np.where(v[..., None], out, 0.5 * img)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        np.copyto(out, np.multiply(img, np.float32(0.5), dtype=np.float32), where=~v[..., None])
+    out += 0.5
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
 def panel(
@@ -114,10 +131,15 @@ def panel(
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
+PNG_COMPRESS_LEVEL = 3
+"""zlib level of the overlays: lossless like any level; on a 13-MP overlay 1.3 s and 12.7 MB against
+Pillow's default 6, 4.2 s and 11.5 MB (level 1: 0.8 s, 13.6 MB)."""
+
+
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an RGB uint8 array as PNG atomically (temp file + rename)."""
     from fakelens.io import save_image_atomic
 
     path = Path(path)
-    save_image_atomic(array, path)
+    save_image_atomic(array, path, compress_level=PNG_COMPRESS_LEVEL)
     return path
