@@ -11,7 +11,7 @@ from PIL import Image
 
 from fakelens.errors import ConfigError
 from fakelens.viz import colorize, overlay, panel
-from fakelens.viz.overlay import CMAPS, save_png
+from fakelens.viz.overlay import CMAPS, save_overlays, save_png
 
 
 def test_colorize_jet_is_rgb() -> None:
@@ -30,6 +30,19 @@ def test_colorize_is_the_colormap_pixel_for_pixel(cmap: str) -> None:
     ref = (colormaps[cmap](np.clip(np.nan_to_num(m), 0, 1))[..., :3] * 255.0 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(colorize(m, cmap), ref)
     np.testing.assert_array_equal(colorize(m.astype(np.float64), cmap), ref)
+
+
+def test_save_overlays_writes_each_overlay(tmp_path: Path) -> None:
+    img = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    maps = {tmp_path / f"{k}.png": (np.random.default_rng(k).random((20, 30)), None) for k in range(5)}
+    maps[tmp_path / "masked.png"] = (np.ones((20, 30)), np.eye(20, 30, dtype=bool))
+    assert save_overlays(img, maps, alpha=0.4, cmap="turbo") == list(maps)
+    for path, (m, valid) in maps.items():
+        expected = overlay(img, m, alpha=0.4, cmap="turbo", valid=valid)
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)
+    with pytest.raises(ValueError, match="differ in size"):
+        save_overlays(img, {tmp_path / "bad.png": (np.ones((3, 3)), None), **maps})
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_save_png_is_lossless(tmp_path: Path) -> None:

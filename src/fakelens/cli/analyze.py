@@ -219,18 +219,20 @@ def analyze_cmd(
 def _write_out(
     out: Path, paths: list[Path], imgs: list[Any], analyses: list[Analysis], payload: dict[str, Any]
 ) -> None:
-    from fakelens.viz.overlay import overlay, save_png
+    from fakelens.viz.overlay import save_overlays
 
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for p, img, a, rec in zip(paths, imgs, analyses, payload["images"], strict=True):
         stem = unique_stem(p, used)
         files: dict[str, str] = {}
+        maps: dict[Path, tuple[Any, Any]] = {}
         for m in a.models:
             for meth, h in m.heatmaps.items():
                 name = f"{stem}.{m.name}.{meth}.png"
-                save_png(overlay(img, h.map, valid=h.valid), out / name)
+                maps[out / name] = (h.map, h.valid)
                 files[f"{m.name}/{meth}"] = name
+        save_overlays(img, maps)
         rec["files"] = files
     atomic_write_text(out / "analysis.json", json.dumps(payload, indent=2))
 

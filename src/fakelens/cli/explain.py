@@ -33,7 +33,7 @@ from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
 from fakelens.tiling import DEFAULT_MAX_TILES
-from fakelens.viz.overlay import CMAPS, overlay, panel, save_png
+from fakelens.viz.overlay import CMAPS, panel, save_overlays, save_png
 
 app = typer.Typer()
 
@@ -59,15 +59,17 @@ def _write_outputs(
     summary = r.summary()
     files: dict[str, str] = {}
     maps = {}
+    overlays: dict[Path, tuple[Any, Any]] = {}
     for method in r.explanations:
         m = r.map(method).cpu()
         maps[method] = m
-        ov = overlay(r.image, m, alpha=alpha, cmap=cmap, valid=r.valid(method).cpu())
-        files[method] = save_png(ov, out / f"{stem}.{method}.png").name
+        overlays[out / f"{stem}.{method}.png"] = (m, r.valid(method).cpu())
+        files[method] = f"{stem}.{method}.png"
         if save_raw:
             buf = _npy_bytes(m.numpy())
             atomic_write_bytes(out / f"{stem}.{method}.npy", buf)
             files[f"{method}.npy"] = f"{stem}.{method}.npy"
+    save_overlays(r.image, overlays, alpha=alpha, cmap=cmap)
     if maps:
         if "fake_probability" in summary:
             head = f"{model_name}: {summary['verdict'].upper()}  p(fake) = {summary['fake_probability']:.3f}"
