@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 from hypothesis import settings
+from torch import nn
 
-from fakelens.models import MODELS, create_model
+from fakelens.models import MODELS, Detector, InputSpec, create_model
 
 settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None)
 settings.register_profile("dev", max_examples=40, deadline=None)
@@ -31,3 +32,24 @@ def model_input(detector, batch: int = 2, seed: int = 0) -> torch.Tensor:  # typ
 
 def registered_models() -> list[str]:
     return MODELS.names()
+
+
+class _Flattens(nn.Module):
+    """``.view``s its activations: fails on channels-last input (a common hand-written classifier)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(8 * 16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.bn(self.conv(x))))
+        return self.fc(x.view(x.size(0), -1))
+
+
+def flattening_detector() -> Detector:
+    """A small CNN detector whose network ``.view``s its activations."""
+    torch.manual_seed(0)
+    return Detector(_Flattens(), input_spec=InputSpec(size=(32, 32)), cam_layers=("net.conv",)).eval()

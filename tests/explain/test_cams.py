@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TINY_MODELS, model_input
+from conftest import TINY_MODELS, flattening_detector, model_input
 from fakelens.explain import CAMS, capture, explain, explain_targets
 from fakelens.explain.cams import first_component_projection
 from fakelens.models import create_model
@@ -166,3 +166,16 @@ def test_gradcam_golden_values_on_hand_weighted_model() -> None:
     torch.testing.assert_close(res["gradcam"].raw[0], expected)
     torch.testing.assert_close(res["hirescam"].raw[0], expected)
     torch.testing.assert_close(res["layercam"].raw[0], 0.5 * x[0, 0])  # ReLU(g1) = 0
+
+
+CNN_PERTURBATIONS = ["scorecam", "ablationcam", "occlusion", "rise", "spectral"]
+
+
+@pytest.mark.parametrize("method", [*CAMS.names(), *CNN_PERTURBATIONS])
+def test_a_model_that_views_its_activations_is_explained(method: str) -> None:
+    """Channels-last input (the CPU's fast layout) breaks ``x.view(B, -1)``: such a model runs in its own
+    layout, with the same maps."""
+    det = flattening_detector()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    e = explain(det, x, [method])[method]
+    assert e.raw.shape[0] == 2 and torch.isfinite(e.raw).all()

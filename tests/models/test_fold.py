@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import fakelens.models.fold as fold
-from conftest import model_input, registered_models
+from conftest import flattening_detector, model_input, registered_models
 from fakelens.models import create_model
 from fakelens.models.fold import clear_folded_copies, fold_batchnorm, inference_logits
 
@@ -144,3 +144,14 @@ def test_inference_logits_use_the_model_where_they_must(monkeypatch: pytest.Monk
     assert copy is not None and fold._CHECKED[copy] is False  # the check caught it: the model served
     torch.testing.assert_close(got, want)
     clear_folded_copies()
+
+
+def test_a_model_that_views_its_activations_keeps_its_layout() -> None:
+    det, x = flattening_detector(), torch.randn(3, 3, 32, 32)
+    with pytest.raises(RuntimeError, match="view"):
+        det(x.contiguous(memory_format=torch.channels_last))
+    assert fold.accepts_channels_last(det, x) is False and fold._LAYOUT[det] is False  # found out once
+    with torch.inference_mode():
+        torch.testing.assert_close(inference_logits(det, x), det(x))
+    tiny = create_model("tiny-cnn")
+    assert fold.accepts_channels_last(tiny, model_input(tiny, 1)) is True

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
+from fakelens.models.fold import in_fast_layout
 
 
 @dataclass
@@ -123,12 +124,17 @@ def capture(
     with torch.inference_mode(False), torch.enable_grad(), frozen(detector):
         if x.is_inference():
             x = x.clone()
-        if x.dim() == 4 and x.device.type == "cpu":
+
+        def forward(inp: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            with hooked_outputs(detector, modules) as store:
+                return detector(inp), store
+
+        if x.device.type == "cpu":
             # the same function; oneDNN skips layout conversions: the shipped members' forward + backward
             # on 16 tiles 1.8× (CNN) and 1.35× (ViT) faster on 2 cores
-            x = x.contiguous(memory_format=torch.channels_last)
-        with hooked_outputs(detector, modules) as store:
-            logits = detector(x)
+            logits, store = in_fast_layout(detector, x, forward)
+        else:
+            logits, store = forward(x)
         missing = [n for n in names if n not in store]
         if missing:
             raise ValueError(f"layers {missing} of {detector.name!r} did not run in the forward pass")

@@ -91,7 +91,14 @@ from fakelens.explain.engine import EXPLAINERS
 from fakelens.explain.explanation import fuse_layers
 from fakelens.explain.targets import Target
 from fakelens.models.base import Detector
-from fakelens.models.fold import agrees, clear_folded_copies, folded_copy, has_hooks, state_signature
+from fakelens.models.fold import (
+    accepts_channels_last,
+    agrees,
+    clear_folded_copies,
+    folded_copy,
+    has_hooks,
+    state_signature,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -587,6 +594,8 @@ class Perturbation:
         if auto and x.is_cuda:
             runner.amp_candidate = "fp16"
         with frozen(detector), torch.inference_mode():
+            if self.channels_last and x.dim() == 4:
+                runner.channels_last = accepts_channels_last(detector, x)
             result = body(runner)
         meta: dict[str, Any] = {
             "forwards": runner.forwards,

@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import functools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -174,11 +175,46 @@ def agrees(got: Tensor, ref: Tensor, rtol: float = 1e-4) -> bool:
     return got.shape == ref.shape and bool(((got - ref).abs() <= rtol * (1 + ref.abs())).all())
 
 
+_LAYOUT: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+_T = TypeVar("_T")
+
+
+def in_fast_layout(
+    detector: Detector, x: Tensor, fast: Callable[[Tensor], _T], plain: Callable[[Tensor], _T] | None = None
+) -> _T:
+    """``fast(x)`` with the ``(B, C, H, W)`` input in channels-last layout (the CPU's fast layout), unless the
+    model is known to reject it: a model that ``.view``s an activation (``x.view(x.size(0), -1)`` after its
+    convolutions) raises there. Its first such ``RuntimeError`` marks the model and ``plain(x)`` (default
+    ``fast``) runs on the input as it is; a model known to accept the layout raises as it does."""
+    known = _LAYOUT.get(detector)
+    if x.dim() != 4 or known is False:
+        return (plain or fast)(x)
+    try:
+        out = fast(x.contiguous(memory_format=torch.channels_last))
+    except RuntimeError:
+        if known:
+            raise
+        _LAYOUT[detector] = False
+        return (plain or fast)(x)
+    _LAYOUT[detector] = True
+    return out
+
+
+def accepts_channels_last(detector: Detector, x: Tensor) -> bool:
+    """Whether ``detector`` runs on channels-last input (see :func:`in_fast_layout`); the first time, found
+    out with a forward of ``x[:1]`` (call it in eval mode, before registering hooks)."""
+    if detector not in _LAYOUT and x.dim() == 4:
+        with torch.no_grad():
+            in_fast_layout(detector, x[:1], detector)
+    return _LAYOUT.get(detector, False)
+
+
 def inference_logits(detector: Detector, x: Tensor) -> Tensor:
     """``detector(x)`` for inference on a CPU, faster and the same function: ``(B, C, H, W)`` inputs in
     channels-last layout, through the cached :func:`folded_copy` where there is one — checked once per copy
     on the first input against the model (1e-4 relative), else the model serves. With gradients enabled,
-    in training mode, with hooks on the model or on another device: ``detector(x)`` as it is.
+    in training mode, with hooks on the model or on another device: ``detector(x)`` as it is; for a model
+    that rejects the layout (:func:`in_fast_layout`), the model on ``x`` as it is.
 
     The shipped members at 256 px, batch 16, 2 CPU cores: ``effnet-lite0`` 758 → 290 ms (429 ms from the
     layout alone), ``vit-tiny-reg4-npr`` 1 023 → 750 ms (layout; it has no BatchNorm).
@@ -187,21 +223,27 @@ def inference_logits(detector: Detector, x: Tensor) -> Tensor:
         return detector(x)
     if has_hooks(detector):
         return detector(x)
-    x = x.contiguous(memory_format=torch.channels_last)
     net = folded_copy(detector)
     if net is None:
-        return detector(x)
-    if net not in _CHECKED:
-        _CHECKED[net] = agrees(detector._adapter(net(x[:1])), detector(x[:1]))
-    return detector._adapter(net(x)) if _CHECKED[net] else detector(x)
+        return in_fast_layout(detector, x, detector)
+    adapter = detector._adapter
+
+    def folded(t: Tensor) -> Tensor:
+        if net not in _CHECKED:
+            _CHECKED[net] = agrees(adapter(net(t[:1])), detector(t[:1]))
+        return adapter(net(t)) if _CHECKED[net] else detector(t)
+
+    return in_fast_layout(detector, x, folded, detector)
 
 
 __all__ = [
+    "accepts_channels_last",
     "agrees",
     "clear_folded_copies",
     "fold_batchnorm",
     "folded_copy",
     "has_hooks",
+    "in_fast_layout",
     "inference_logits",
     "state_signature",
     "trace",
