@@ -13,13 +13,14 @@ Each method registers a small class in :data:`~fakelens.explain.engine.EXPLAINER
 - ``amp``: ``"auto"`` (default) runs the perturbed forwards in fp16 on CUDA where fp16 reproduces the
   full-precision scores of this model and input: the first chunk runs in full precision and 16 of its inputs
   also in fp16; fp16 serves the later chunks when its scores are within 1 % of the chunk's score spread
-  (``meta["amp_probe"]``; AblationCAM and single chunks stay in full precision); on the CPU full
-  precision. fp16 has TF32's 10-bit mantissa (cuDNN's TF32 convolutions are PyTorch's default): on an
-  H200, exact ScoreCAM of a ResNet-50 is 3.7e-4 (max, normalised map) from strict fp32 in fp16 and 4.6e-4
-  in TF32. ``"bf16"``/``"fp16"`` force autocast unchecked (lossy: ``meta["exact"]`` is then false; fp16
-  needs CUDA, bf16 also runs on CPUs with native bf16; bf16 keeps 7 mantissa bits: its maps were up to
-  0.14 off on the shipped CNN); ``None`` never autocasts. A chunk whose logits come out non-finite under
-  autocast (fp16 overflows above 65504) runs again in full precision, counted in ``meta["amp_fallbacks"]``;
+  (``meta["amp_probe"]``; ``meta["exact"]`` stays true; AblationCAM and single chunks stay in full
+  precision); on the CPU full precision. fp16 has TF32's 10-bit mantissa (cuDNN's TF32 convolutions are
+  PyTorch's default): on an H200, exact ScoreCAM of a ResNet-50 is 3.7e-4 (max, normalised map) from
+  strict fp32 in fp16 and 4.6e-4 in TF32. ``"bf16"``/``"fp16"`` force autocast unchecked (lossy:
+  ``meta["exact"]`` is then false; fp16 needs CUDA, bf16 also runs on CPUs with native bf16; bf16 keeps 7
+  mantissa bits: its maps were up to 0.14 off on the shipped CNN); ``None`` never autocasts. A chunk whose
+  logits come out non-finite under autocast (fp16 overflows above 65504) runs again in full precision,
+  counted in ``meta["amp_fallbacks"]``;
 - ``channels_last=True`` hands 4-D inputs to the model in channels-last layout (the model is not
   touched); on CPU (oneDNN) and GPU (cuDNN) the convolutions then skip layout conversions;
 - ``fold_bn`` (ScoreCAM, occlusion, RISE, spectral): the perturbed forwards, which need no hooks, run on a
