@@ -63,7 +63,9 @@ def build(model: str, device: torch.device, size: int) -> tuple[Detector, Any]:
     net = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=2, img_size=size)
     g = size // 16
     det = Detector(
-        net, input_spec=InputSpec(size=(size, size)), cam_layers=("net.blocks.11.norm1",),
+        net,
+        input_spec=InputSpec(size=(size, size)),
+        cam_layers=("net.blocks.11.norm1",),
         token_layout=TokenLayout(num_prefix_tokens=1, patch_size=(16, 16)),
     )
 
@@ -129,42 +131,100 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
 
     # ---- ScoreCAM
     same_as_pgc: dict[str, Any] = {"weights": "softmax", "align_corners": True}
-    add_ours("fakelens", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam",
-             "exact; default precision (CUDA: fp16 where its probe passes)")
+    add_ours(
+        "fakelens",
+        "scorecam",
+        pert.ScoreCAM(**same_as_pgc),
+        "pytorch-grad-cam",
+        "exact; default precision (CUDA: fp16 where its probe passes)",
+    )
     same_as_pgc["amp"] = None  # the variants: full precision (TF32 convolutions on CUDA, PyTorch's default)
     if cuda:
-        add_ours("fakelens amp=None", "scorecam", pert.ScoreCAM(**same_as_pgc), "pytorch-grad-cam",
-                 "exact; full precision")
+        add_ours(
+            "fakelens amp=None",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc),
+            "pytorch-grad-cam",
+            "exact; full precision",
+        )
     if args.variants:
-        add_ours("fakelens linear_stem=False", "scorecam", pert.ScoreCAM(**same_as_pgc, linear_stem=False),
-                 "pytorch-grad-cam", "exact; every masked input through the whole network")
+        add_ours(
+            "fakelens linear_stem=False",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, linear_stem=False),
+            "pytorch-grad-cam",
+            "exact; every masked input through the whole network",
+        )
     if args.variants and not cuda:
-        add_ours("fakelens workers=1", "scorecam", pert.ScoreCAM(**same_as_pgc, workers=1),
-                 "pytorch-grad-cam", "exact; each chunk over all intra-op threads, not split over 2 threads")
-        add_ours("fakelens fold_bn=False", "scorecam", pert.ScoreCAM(**same_as_pgc, fold_bn=False),
-                 "pytorch-grad-cam", "exact; channels-last input only")
+        add_ours(
+            "fakelens workers=1",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, workers=1),
+            "pytorch-grad-cam",
+            "exact; each chunk over all intra-op threads, not split over 2 threads",
+        )
+        add_ours(
+            "fakelens fold_bn=False",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, fold_bn=False),
+            "pytorch-grad-cam",
+            "exact; channels-last input only",
+        )
     if args.variants and cuda:
-        add_ours("fakelens fold_bn=True", "scorecam", pert.ScoreCAM(**same_as_pgc, fold_bn=True),
-                 "pytorch-grad-cam", "exact; + BatchNorm folded (copy cached after the first call)")
-        add_ours("fakelens autotune=True", "scorecam", pert.ScoreCAM(**same_as_pgc, autotune=True),
-                 "pytorch-grad-cam", "exact; + cuDNN autotuning")
-        add_ours("fakelens batch_size=1024", "scorecam", pert.ScoreCAM(**same_as_pgc, batch_size=1024),
-                 "pytorch-grad-cam", "exact; chunk 1024")
+        add_ours(
+            "fakelens fold_bn=True",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, fold_bn=True),
+            "pytorch-grad-cam",
+            "exact; + BatchNorm folded (copy cached after the first call)",
+        )
+        add_ours(
+            "fakelens autotune=True",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, autotune=True),
+            "pytorch-grad-cam",
+            "exact; + cuDNN autotuning",
+        )
+        add_ours(
+            "fakelens batch_size=1024",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, batch_size=1024),
+            "pytorch-grad-cam",
+            "exact; chunk 1024",
+        )
     if args.compile:
-        add_ours("fakelens compile=True", "scorecam", pert.ScoreCAM(**same_as_pgc, compile=True),
-                 "pytorch-grad-cam", "exact; full chunks through torch.compile (compiled in the warm-up)")
+        add_ours(
+            "fakelens compile=True",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, compile=True),
+            "pytorch-grad-cam",
+            "exact; full chunks through torch.compile (compiled in the warm-up)",
+        )
         if cuda:
-            add_ours("fakelens compile+fold", "scorecam",
-                     pert.ScoreCAM(**same_as_pgc, compile=True, fold_bn=True),
-                     "pytorch-grad-cam", "exact; torch.compile of the BatchNorm-folded copy")
+            add_ours(
+                "fakelens compile+fold",
+                "scorecam",
+                pert.ScoreCAM(**same_as_pgc, compile=True, fold_bn=True),
+                "pytorch-grad-cam",
+                "exact; torch.compile of the BatchNorm-folded copy",
+            )
     if args.variants:
-        add_ours("fakelens plain", "scorecam",
-                 pert.ScoreCAM(**same_as_pgc, fold_bn=False, channels_last=False, autotune=False),
-                 "pytorch-grad-cam", "exact; NCHW, no folding, no autotuning")
+        add_ours(
+            "fakelens plain",
+            "scorecam",
+            pert.ScoreCAM(**same_as_pgc, fold_bn=False, channels_last=False, autotune=False),
+            "pytorch-grad-cam",
+            "exact; NCHW, no folding, no autotuning",
+        )
     if args.amp or cuda:
         for amp in ("bf16", "fp16") if cuda else ("bf16",):
-            add_ours(f"fakelens amp={amp}", "scorecam", pert.ScoreCAM(**{**same_as_pgc, "amp": amp}),
-                     "fakelens", "forced, unchecked")
+            add_ours(
+                f"fakelens amp={amp}",
+                "scorecam",
+                pert.ScoreCAM(**{**same_as_pgc, "amp": amp}),
+                "fakelens",
+                "forced, unchecked",
+            )
     if reshape is None and "torchcam" in args.peers:
         from torchcam.methods import ScoreCAM as TorchcamScoreCAM
 
@@ -192,16 +252,22 @@ def rows_for(model: str, det: Detector, x: torch.Tensor, reshape: Any, args: arg
         rows.append(Row("pytorch-grad-cam", "scorecam", pgc_score, None, "its default chunk 16"))
 
     # ---- AblationCAM
-    add_ours("fakelens", "ablationcam", pert.AblationCAM(), "pytorch-grad-cam" if reshape is None else None,
-             "exact; default precision")
+    add_ours(
+        "fakelens",
+        "ablationcam",
+        pert.AblationCAM(),
+        "pytorch-grad-cam" if reshape is None else None,
+        "exact; default precision",
+    )
     if "pgc" in args.peers:
         from pytorch_grad_cam import AblationCAM as PgcAblationCAM
         from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 
         def pgc_ablation() -> np.ndarray:
             abl = AblationLayerVit() if reshape is not None else AblationLayer()
-            with PgcAblationCAM(model=det, target_layers=[layer], reshape_transform=reshape,
-                                ablation_layer=abl, batch_size=32) as cam:
+            with PgcAblationCAM(
+                model=det, target_layers=[layer], reshape_transform=reshape, ablation_layer=abl, batch_size=32
+            ) as cam:
                 return cam(input_tensor=x, targets=[fake_log_odds] * x.shape[0])
 
         note = "chunk 32"
@@ -251,13 +317,22 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
             ref = by_key.get((r.method, r.reference))
             if ref is not None and ref.result is not None and ref is not r:
                 agree = float(np.abs(r.result - ref.result).max())
-        records.append({
-            "model": model, "method": r.method, "name": r.name, "note": r.note,
-            "best_s": min(r.times), "times_s": r.times, "per_image_s": min(r.times) / args.batch,
-            "agree_max_abs": agree, "agree_with": r.reference, "meta": r.meta,
-            "first_call_s": warm.get(f"{r.method}/{r.name}"),
-            **vs_strict(r, strict, det.input_spec.size),
-        })
+        records.append(
+            {
+                "model": model,
+                "method": r.method,
+                "name": r.name,
+                "note": r.note,
+                "best_s": min(r.times),
+                "times_s": r.times,
+                "per_image_s": min(r.times) / args.batch,
+                "agree_max_abs": agree,
+                "agree_with": r.reference,
+                "meta": r.meta,
+                "first_call_s": warm.get(f"{r.method}/{r.name}"),
+                **vs_strict(r, strict, det.input_spec.size),
+            }
+        )
     # ratios against peers
     for rec in records:
         if rec["name"] != "fakelens":
@@ -365,10 +440,16 @@ def paired(model: str, args: argparse.Namespace, device: torch.device) -> dict[s
         print(f"  [{model} paired {i + 1}] {line}", flush=True)
     ratios = {
         k: float(np.median([t / o for t, o in zip(v, times["fakelens"], strict=True)]))
-        for k, v in times.items() if k != "fakelens"
+        for k, v in times.items()
+        if k != "fakelens"
     }
-    return {"model": model, "layer": layer_name, "channels": channels[0], "times_s": times,
-            "median_speedup_vs": ratios}
+    return {
+        "model": model,
+        "layer": layer_name,
+        "channels": channels[0],
+        "times_s": times,
+        "median_speedup_vs": ratios,
+    }
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -377,8 +458,9 @@ def environment(device: torch.device) -> dict[str, Any]:
     import torchcam
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         commit = ""
     cpu = platform.processor() or platform.machine()
@@ -429,32 +511,48 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 print(f"{r['model']:<9} {r['method']:<11} fakelens is {ratio:6.2f}x faster than {peer}")
             if r["name"] == "fakelens":
                 m = r["meta"]
-                print(f"{r['model']:<9} {r['method']:<11} fakelens meta: "
-                      f"channels_used={m.get('channels_used')} "
-                      f"of {m.get('channels_total')}, forwards={m.get('forwards')}, "
-                      f"partial_forwards={m.get('partial_forwards')}, batch_size={m.get('batch_size')}, "
-                      f"fold_bn={m.get('fold_bn')}, shortcut={m.get('shortcut')}")
+                print(
+                    f"{r['model']:<9} {r['method']:<11} fakelens meta: "
+                    f"channels_used={m.get('channels_used')} "
+                    f"of {m.get('channels_total')}, forwards={m.get('forwards')}, "
+                    f"partial_forwards={m.get('partial_forwards')}, batch_size={m.get('batch_size')}, "
+                    f"fold_bn={m.get('fold_bn')}, shortcut={m.get('shortcut')}"
+                )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--models", default=None, help="comma list of resnet18,resnet50,vit_b16 "
-                   "(default: resnet18 on CPU, resnet50,vit_b16 on CUDA)")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="comma list of resnet18,resnet50,vit_b16 (default: resnet18 on CPU, resnet50,vit_b16 on CUDA)",
+    )
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--rounds", type=int, default=None, help="default 2 on CPU, 3 on CUDA")
     p.add_argument("--peers", default="pgc,torchcam", help="comma list of pgc,torchcam (or 'none')")
     p.add_argument("--peer-batch", type=int, default=None, help="extra torchcam row with this chunk (CUDA)")
     p.add_argument("--variants", action="store_true", help="also ScoreCAM without folding / channels-last")
-    p.add_argument("--compile", action="store_true",
-                   help="also ScoreCAM with compile=True (torch.compile of the perturbed forwards)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also ScoreCAM with compile=True (torch.compile of the perturbed forwards)",
+    )
     p.add_argument("--amp", action="store_true", help="also ScoreCAM with bf16 autocast (always on CUDA)")
-    p.add_argument("--strict", action="store_true",
-                   help="also measure each ScoreCAM row against its strict-fp32 map (always on CUDA)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also measure each ScoreCAM row against its strict-fp32 map (always on CUDA)",
+    )
     p.add_argument("--quick", action="store_true", help="skip pytorch-grad-cam's ScoreCAM (the slowest row)")
-    p.add_argument("--paired", type=int, default=0, help="also N back-to-back short ScoreCAM runs on layer1 "
-                   "(ResNets): median per-pair speed-up, robust to drifting load")
+    p.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        help="also N back-to-back short ScoreCAM runs on layer1 "
+        "(ResNets): median per-pair speed-up, robust to drifting load",
+    )
     p.add_argument("--paired-only", action="store_true", help="only the --paired measurement")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args()
@@ -474,14 +572,20 @@ def main() -> None:
     print_table(results)
     for pr in pairs:
         for peer, ratio in pr["median_speedup_vs"].items():
-            print(f"{pr['model']:<9} scorecam    paired on {pr['layer']} ({pr['channels']} channels, "
-                  f"{args.paired} pairs): fakelens is {ratio:5.2f}x faster than {peer} (median)")
+            print(
+                f"{pr['model']:<9} scorecam    paired on {pr['layer']} ({pr['channels']} channels, "
+                f"{args.paired} pairs): fakelens is {ratio:5.2f}x faster than {peer} (median)"
+            )
     load = f"load average start {env['loadavg_start']}, end {env['loadavg_end']}"
     print(f"\n{load}; wall {env['wall_s']:.0f} s")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"environment": env, "args": vars(args), "results": results, "paired": pairs}, f,
-                      indent=1, default=str)
+            json.dump(
+                {"environment": env, "args": vars(args), "results": results, "paired": pairs},
+                f,
+                indent=1,
+                default=str,
+            )
         print(f"wrote {args.out}")
 
 

@@ -268,9 +268,7 @@ class NPR(nn.Module):
         return x - anchor[..., :h, :w]
 
 
-def _hybrid(
-    name: str, pretrained: bool, seed: int, num_classes: int, input_size: int, npr: bool
-) -> Detector:
+def _hybrid(name: str, pretrained: bool, seed: int, num_classes: int, input_size: int, npr: bool) -> Detector:
     from functools import partial
 
     from timm.layers import HybridEmbed

@@ -106,7 +106,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in (
-            "workers", "max_upload_bytes", "max_pixels", "max_methods", "preview_max_side", "max_tiles"
+            "workers",
+            "max_upload_bytes",
+            "max_pixels",
+            "max_methods",
+            "preview_max_side",
+            "max_tiles",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -127,8 +127,12 @@ def auc_bootstrap(
         return {"se": math.nan, "ci": [math.nan, math.nan], "rounds": int(v.size), "groups": n_groups}
     tail = 50.0 * (1.0 - level)
     lo_q, hi_q = np.percentile(v, [tail, 100.0 - tail])
-    return {"se": float(np.std(v, ddof=1)), "ci": [float(lo_q), float(hi_q)], "rounds": int(v.size),
-            "groups": n_groups}
+    return {
+        "se": float(np.std(v, ddof=1)),
+        "ci": [float(lo_q), float(hi_q)],
+        "rounds": int(v.size),
+        "groups": n_groups,
+    }
 
 
 def average_precision(labels: Any, scores: Any) -> float:
