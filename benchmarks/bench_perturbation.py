@@ -9,8 +9,8 @@ Rows: fakelens ScoreCAM (options that reproduce pytorch-grad-cam's map: softmax 
 the cost does not depend on them) at its default precision (on CUDA: fp16 after the checked first chunk)
 and, on CUDA, in full precision (amp=None); its variants, all in full precision (--variants: CPU without
 BatchNorm folding; CUDA with folding, with cuDNN autotuning, chunk 1024; both: NCHW without folding or
-autotuning); forced autocast rows (bf16 with --amp or on CUDA, fp16 on CUDA); --compile: compile=True, and
-on CUDA also with the folded copy), torchcam ScoreCAM (its default chunk 32, and on CUDA also our chunk
+autotuning); forced autocast rows (bf16 with --amp or on CUDA, fp16 on CUDA); with --compile, compile=True
+(on CUDA also with the folded copy); torchcam ScoreCAM (its default chunk 32, and on CUDA also our chunk
 size), pytorch-grad-cam ScoreCAM (its default chunk 16), fakelens AblationCAM and pytorch-grad-cam
 AblationCAM (chunk 32). "agree" is the max |difference| to the reference row after pytorch-grad-cam's
 normalisation (ReLU, min-max, resize, min-max); pytorch-grad-cam for the exact rows, our exact map for the
