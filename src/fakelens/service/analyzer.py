@@ -29,7 +29,7 @@ from fakelens.models.ensemble import Ensemble
 from fakelens.service.config import Settings
 from fakelens.service.errors import ApiError
 from fakelens.service.store import sha256_hex
-from fakelens.viz.overlay import colorize, overlay
+from fakelens.viz.overlay import PNG_COMPRESS_LEVEL, colorize, overlay
 
 __all__ = ["AnalysisRequest", "Analyzer", "Draft", "member_keys"]
 
@@ -237,7 +237,7 @@ def _jsonable(obj: Any) -> Any:
 
 def _png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=3)
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
