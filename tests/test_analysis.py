@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fakelens.analysis import analyze_images
@@ -38,6 +39,27 @@ def test_members_and_ensemble(images: list[Image.Image]) -> None:
                 assert h.robustness is not None and h.robustness["grade"] in ("ok", "check")
         d = a.to_dict()
         assert d["models"][1]["heatmaps"]["rollout"]["robustness"]["views"]
+
+
+def test_calibrated_members_are_shown_calibrated_and_judged_at_their_own_threshold(
+    images: list[Image.Image],
+) -> None:
+    """Each member calibrated about its raw score of the first image: its shown p(fake) is the calibrated
+    one, its verdict is taken at ½, and the JSON says so."""
+    from fakelens.models import Calibration
+
+    members = [create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)]
+    raw = analyze_images(Ensemble(members), images, ["gradcam"], robustness=False)
+    cals = [Calibration(raw[0].models[j].fake_probability, 3.0) for j in range(2)]
+    ens = Ensemble(members, calibrations=cals, calibration=Calibration(0.5, 1.0))
+    out = analyze_images(ens, images, ["gradcam"], robustness=False)
+    for a, r in zip(out, raw, strict=True):
+        assert a.calibrated and a.to_dict()["calibrated"] and a.threshold == 0.5
+        for j, (m, mr) in enumerate(zip(a.models, r.models, strict=True)):
+            want = cals[j](torch.tensor(mr.fake_probability)).item()
+            assert m.fake_probability == pytest.approx(want, abs=1e-5) and m.threshold == 0.5
+            assert m.verdict == ("fake" if want >= 0.5 else "real")
+            assert m.to_dict()["threshold"] == 0.5
 
 
 def test_single_detector_without_badges(images: list[Image.Image]) -> None:

@@ -46,9 +46,10 @@ class HeatmapResult:
 
 @dataclass
 class ModelAnalysis:
-    """One member's answer: its fake probability, verdict at the ensemble threshold and its heatmaps;
-    ``scale``: the model's input pixels per original pixel (< 1: the image was shrunk to fit its input);
-    ``tiles``: how many native tiles it read (1: one view of the whole image)."""
+    """One member's answer: its fake probability (calibrated when the ensemble is), its verdict at its own
+    ``threshold`` (½ when calibrated, else the ensemble's) and its heatmaps; ``scale``: the model's input
+    pixels per original pixel (< 1: the image was shrunk to fit its input); ``tiles``: how many native tiles
+    it read (1: one view of the whole image)."""
 
     name: str
     fake_probability: float
@@ -57,12 +58,14 @@ class ModelAnalysis:
     errors: dict[str, str] = field(default_factory=dict)
     scale: float = 1.0
     tiles: int = 1
+    threshold: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "score": self.fake_probability,
             "verdict": self.verdict,
+            "threshold": self.threshold,
             "scale": self.scale,
             "tiles": self.tiles,
             "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
@@ -72,7 +75,9 @@ class ModelAnalysis:
 
 @dataclass
 class Analysis:
-    """One image's analysis: the ensemble's score and verdict and one :class:`ModelAnalysis` per member."""
+    """One image's analysis: the ensemble's score and verdict and one :class:`ModelAnalysis` per member;
+    ``calibrated``: the ensemble's probability is calibrated on validation photos
+    (:class:`~fakelens.models.calibration.Calibration`)."""
 
     width: int
     height: int
@@ -81,6 +86,7 @@ class Analysis:
     threshold: float
     rule: str
     models: list[ModelAnalysis]
+    calibrated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers)."""
@@ -90,6 +96,7 @@ class Analysis:
             "verdict": self.verdict,
             "threshold": self.threshold,
             "rule": self.rule,
+            "calibrated": self.calibrated,
             "models": [m.to_dict() for m in self.models],
         }
 
@@ -165,11 +172,15 @@ def analyze_images(
         models = []
         for j, rows in enumerate(per_member):
             ma = rows[i]
-            ma.fake_probability = float(probs[i, j])
-            ma.verdict = "fake" if ma.fake_probability >= ens.threshold else "real"
+            ma.fake_probability = v.members[j].fake_probability
+            ma.threshold = ens.member_threshold(j)
+            ma.verdict = "fake" if ma.fake_probability >= ma.threshold else "real"
             models.append(ma)
+        calibrated = ens.calibration is not None
         out.append(
-            Analysis(img.width, img.height, v.fake_probability, v.verdict, v.threshold, v.rule, models)
+            Analysis(
+                img.width, img.height, v.fake_probability, v.verdict, v.threshold, v.rule, models, calibrated
+            )
         )
     return out
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from fakelens.errors import CheckpointError, UnknownNameError
 from fakelens.models import (
     MODELS,
+    Calibration,
     Detector,
     Ensemble,
     InputSpec,
@@ -147,6 +148,27 @@ def test_ensemble_round_trip(tmp_path: Path) -> None:
     assert load_ensemble(out).predict(imgs)[0].fake_probability == pytest.approx(
         ens.predict(imgs)[0].fake_probability
     )
+    assert "calibration" not in config  # nothing calibrated: the file reads as before
+
+
+def test_calibrated_ensemble_round_trip(tmp_path: Path) -> None:
+    cals = [Calibration(0.9, 0.4), None]
+    ens = Ensemble(
+        [create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)],
+        rule="logit_mean",
+        calibrations=cals,
+        calibration=Calibration(0.7, 0.8),
+    )
+    loaded = load_ensemble(save_checkpoint(ens, tmp_path / "ens"))
+    assert loaded.calibrations == tuple(cals) and loaded.calibration == Calibration(0.7, 0.8)
+    probs = torch.tensor([[0.95, 0.3], [0.5, 0.99]])
+    assert torch.allclose(loaded.combine(probs), ens.combine(probs))
+    config = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    for bad in ({"members": [{"scale": 1}, None]}, {"combined": {"threshold": 2, "scale": 1}}, [1]):
+        config["calibration"] = bad
+        (tmp_path / "ens" / "ensemble.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError, match=r"ensemble\.json"):
+            load_ensemble(tmp_path / "ens")
 
 
 def test_ensemble_errors(tmp_path: Path) -> None:

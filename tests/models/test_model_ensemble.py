@@ -12,7 +12,15 @@ from PIL import Image
 
 from fakelens.errors import ConfigError
 from fakelens.geometry import prepare_batch
-from fakelens.models import Detector, Ensemble, EnsembleVerdict, MemberScore, create_model, predict_proba
+from fakelens.models import (
+    Calibration,
+    Detector,
+    Ensemble,
+    EnsembleVerdict,
+    MemberScore,
+    create_model,
+    predict_proba,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +97,41 @@ def test_verdicts_follow_the_threshold(members: list[Detector]) -> None:
     d = out[0].to_dict()
     assert d["members"][0] == {"name": "tiny-cnn", "fake_probability": pytest.approx(0.2)}
     assert d["verdict"] == "real" and d["rule"] == "mean"
+
+
+def test_calibrated_members_decide_at_their_own_threshold(members: list[Detector]) -> None:
+    """Member 0 calibrated at 0.85: shown as σ(s·(logit p − logit 0.85)) and fake from ½ on; member 1 raw,
+    judged by the ensemble's threshold. The combined probability is calibrated after the rule."""
+    cal = Calibration(0.85, 0.5)
+    ens = Ensemble(members, rule="logit_mean", threshold=0.6, calibrations=[cal, None])
+    shown = ens.calibrate(PROBS)
+    assert torch.allclose(shown[:, 0], cal(PROBS[:, 0])) and torch.equal(shown[:, 1], PROBS[:, 1])
+    assert (ens.member_threshold(0), ens.member_threshold(1)) == (0.5, 0.6)
+    out = ens.verdicts(PROBS)
+    assert out[1].members[0].fake_probability == pytest.approx(cal(torch.tensor(0.9)).item())
+    plain = Ensemble(members, rule="logit_mean")
+    assert torch.allclose(ens.combine(PROBS), plain.combine(shown))
+    top = Calibration(0.7, 2.0)
+    both = Ensemble(members, rule="logit_mean", calibrations=[cal, None], calibration=top)
+    assert torch.allclose(both.combine(PROBS), top(ens.combine(PROBS)))
+
+
+def test_subset_and_with_threshold_keep_what_still_holds(members: list[Detector]) -> None:
+    cals = [Calibration(0.85, 0.5), Calibration(0.6, 0.7)]
+    ens = Ensemble(members, [1, 3], "logit_mean", 0.5, calibrations=cals, calibration=Calibration(0.7, 2.0))
+    whole = ens.subset([1, 0])
+    assert whole.calibration == ens.calibration and whole.calibrations == (cals[1], cals[0])
+    assert torch.allclose(whole.combine(PROBS.flip(1)), ens.combine(PROBS))
+    one = ens.subset([1])
+    assert one.calibration is None and one.threshold == 0.5 and one.calibrations == (cals[1],)
+    assert torch.allclose(one.combine(PROBS[:, 1:]), cals[1](PROBS[:, 1]))
+    raw = Ensemble(members, threshold=0.9).subset([0])
+    assert raw.threshold == 0.9  # uncalibrated: the ensemble's threshold
+    moved = ens.with_threshold(0.7)
+    assert moved.threshold == 0.7 and moved.calibration == ens.calibration
+    assert ens.describe()["calibration"]["members"][1] == cals[1].to_dict()
+    with pytest.raises(ConfigError, match="calibrations"):
+        Ensemble(members, calibrations=[None])
 
 
 def test_predict_prepares_inputs_per_member(members: list[Detector]) -> None:

@@ -92,7 +92,12 @@ def make_analysis() -> MakeAnalysis:
     ) -> Analysis:
         models: Sequence[ModelAnalysis] = [
             ModelAnalysis(
-                name, p, "fake" if p >= threshold else "real", dict(maps), dict((errors or {}).get(name, {}))
+                name,
+                p,
+                "fake" if p >= threshold else "real",
+                dict(maps),
+                dict((errors or {}).get(name, {})),
+                threshold=threshold,
             )
             for name, (p, maps) in members.items()
         ]

@@ -73,6 +73,20 @@ def test_synthetic_report_is_complete_and_self_contained(make_analysis: MakeAnal
     assert "mean equivariance cosine 0.45 &lt; 0.80" in text  # the badge's flag reason
 
 
+def test_the_legend_says_whether_scores_are_calibrated(make_analysis: MakeAnalysis) -> None:
+    from dataclasses import replace
+
+    from fakelens.report.render import CALIBRATED_NOTE, UNCALIBRATED_NOTE
+
+    a = make_analysis({"cnn": (0.9, {})})
+    img = Image.new("RGB", (W, H))
+    plain = render_report([a], [img], ["x.png"], faces=False)
+    calibrated = render_report([replace(a, calibrated=True)], [img], ["x.png"], faces=False)
+    assert UNCALIBRATED_NOTE in plain and CALIBRATED_NOTE not in plain
+    assert CALIBRATED_NOTE in calibrated and UNCALIBRATED_NOTE not in calibrated
+    assert "threshold 0.50, calibrated" in calibrated
+
+
 def test_lengths_must_match(make_analysis: MakeAnalysis) -> None:
     a = make_analysis({"cnn": (0.9, {})})
     img = Image.new("RGB", (W, H))

@@ -257,6 +257,8 @@ def test_report_is_self_contained(service: Service) -> None:
     assert [m["scale"] for m in a["models"]] == [pytest.approx(64 / 96)] * 2
     assert [m["tiles"] for m in a["models"]] == [1, 1]
     assert "shrunk 1.5× to fit" in " ".join(html.split())
+    # uncalibrated models: each judged at the ensemble's threshold, and the API says so
+    assert [m["threshold"] for m in a["models"]] == [a["threshold"]] * 2 and a["calibrated"] is False
 
 
 def test_page_served(service: Service) -> None:

@@ -51,6 +51,8 @@ def test_evaluate_dataset_writes_report_roc_and_scores(tmp_path: Path, folder_da
     assert Path(rows[0]["path"]).is_file()
     png = Image.open(tmp_path / "ev" / "roc.png")
     assert png.size[0] > 400 and png.mode in ("RGB", "RGBA")
+    assert Image.open(tmp_path / "ev" / "reliability.png").size[0] > 400
+    assert set(rep["files"]) == {"metrics", "scores", "roc", "reliability"}
     scores = np.array([float(r["score"]) for r in rows])
     labels = np.array([int(r["label"]) for r in rows])
     assert rep["overall"]["auc"] == pytest.approx(roc_auc(labels, scores), abs=1e-4)
@@ -67,6 +69,21 @@ def test_evaluate_ensemble_reports_members(folder_data: Path) -> None:
     assert "bootstrap" not in evaluate(a, data=folder_data, bootstrap=0)
     ra = evaluate(a, data=folder_data)
     assert rep["members"]["tiny-cnn"]["auc"] == pytest.approx(ra["overall"]["auc"])
+    assert rep["members"]["tiny-cnn"]["ece"] == pytest.approx(ra["overall"]["ece"])
+
+
+def test_evaluate_reports_calibration_as_shown(folder_data: Path) -> None:
+    """A calibrated member is reported as shown (calibrated, verdict at ½): same AUC as raw, other ECE."""
+    from fakelens.models import Calibration
+
+    a, b = create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)
+    raw = evaluate(Ensemble([a, b]), data=folder_data, bootstrap=0)
+    cal = Calibration(0.5, 0.05)  # squeezes every score towards ½
+    rep = evaluate(Ensemble([a, b], calibrations=[cal, None]), data=folder_data, bootstrap=0)
+    got, was = rep["members"]["tiny-cnn"], raw["members"]["tiny-cnn"]
+    assert got["auc"] == pytest.approx(was["auc"]) and got["ece"] != pytest.approx(was["ece"])
+    assert got["threshold"] == 0.5 and rep["members"]["tiny-vit"] == raw["members"]["tiny-vit"]
+    assert {"ece", "brier", "nll"} <= set(rep["overall"])
 
 
 def test_evaluate_forgeries_from_the_pool_test_split(tiny_pool: Path) -> None:

@@ -66,24 +66,48 @@ def _stub_scores(monkeypatch: pytest.MonkeyPatch, y: np.ndarray, a: np.ndarray, 
     monkeypatch.setattr(fit_mod, "score_dataset", scores)
 
 
-def test_fit_prefers_the_informative_member(tiny_pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Member scores stubbed: one separates the classes, the other is noise; the noise gets a small weight."""
+def _informative_and_noise(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
     y = np.tile([0, 1], 100)
     good = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.15, y.size), 0.01, 0.99)
     noise = rng.uniform(0.01, 0.99, y.size)
     _stub_scores(monkeypatch, y, good, noise)
+
+
+def test_fit_prefers_the_informative_member(tiny_pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Member scores stubbed, uncalibrated: one separates the classes, the other is noise; the noise gets a
+    small weight."""
+    _informative_and_noise(monkeypatch)
     ens = Ensemble([create_model("tiny-cnn"), create_model("tiny-vit")], rule="logit_mean")
-    rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.1)
+    args: dict[str, Any] = {"split_fractions": POOL_FRACTIONS, "step": 0.1, "calibrate": False}
+    rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, **args)
     assert rec["weights"][0] >= 0.7 and ens.weights[0] == pytest.approx(rec["weights"][0])
     assert 0 < rec["auc_se"] < 0.05 and rec["best_weights"][0] >= rec["weights"][0]
     assert rec["val"]["auc"] >= rec["best_auc"] - rec["auc_se"] - 1e-9  # within one standard error
     assert rec["val"]["auc"] >= rec["val_auc_equal_weights"]
     assert ens.threshold == pytest.approx(rec["val"]["eer_threshold"]) and 0 < ens.threshold < 1
-    plain = fit_ensemble(
-        ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.1, bootstrap=0
-    )
+    assert ens.calibration is None and not any(ens.calibrations) and "calibration" not in rec
+    plain = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, **args, bootstrap=0)
     assert plain["auc_se"] == 0 and plain["weights"] == plain["best_weights"]  # no bootstrap: the best
+
+
+def test_calibrated_fit_silences_the_noise_and_decides_at_one_half(
+    tiny_pool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calibrated (the default): the noise member's log-odds shrink towards 0, so it barely moves the vote
+    whatever its weight; the ensemble decides at ½, its own equal-error-rate point, and every calibration
+    error falls."""
+    _informative_and_noise(monkeypatch)
+    ens = Ensemble([create_model("tiny-cnn"), create_model("tiny-vit")], rule="logit_mean")
+    rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.1)
+    good, noise = ens.calibrations
+    assert good is not None and noise is not None and noise.scale < 0.1 * good.scale
+    assert rec["val"]["auc"] >= rec["val_auc_members"]["a"] - 0.01
+    assert ens.threshold == 0.5 and rec["val"]["eer_threshold"] == pytest.approx(0.5, abs=0.02)
+    assert ens.calibration is not None and rec["calibration"] == ens.calibration_dict()
+    for who in ("a", "b", "ensemble"):
+        assert rec["val_ece"]["after"][who] < rec["val_ece"]["before"][who]
+    assert rec["val"]["ece"] == pytest.approx(rec["val_ece"]["after"]["ensemble"])
 
 
 def test_fit_keeps_even_weights_when_the_difference_is_noise(
@@ -100,6 +124,20 @@ def test_fit_keeps_even_weights_when_the_difference_is_noise(
     rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.1)
     assert rec["weights"] == [0.5, 0.5]
     assert rec["best_auc"] - rec["val"]["auc"] <= rec["auc_se"]
+
+
+def test_fit_scores_native_members_as_inference_reads_them(tiny_pool: Path) -> None:
+    """No stub: a ``native`` member (the shipped ones are) is scored on its tiles; 96-px forgeries are
+    read as four overlapping 64-px tiles. This crashed before the fit passed ``max_tiles``."""
+    from dataclasses import replace
+
+    native = create_model("tiny-cnn", seed=3)
+    native.input_spec = replace(native.input_spec, mode="native")
+    ens = Ensemble([native, create_model("tiny-vit")], rule="logit_mean")
+    rec = fit_ensemble(
+        ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, pairs=4, forgery_size=96
+    )
+    assert rec["val"]["n_real"] == rec["val"]["n_fake"] == 4 and ens.threshold == 0.5
 
 
 def test_photo_bootstrap_resamples_photos_not_pairs() -> None:
@@ -128,6 +166,7 @@ def test_cli_fits_weights_and_threshold(tiny_pool: Path, tmp_path: Path) -> None
     assert isinstance(doc["provenance"]["command"], str)  # the process's command line (pytest's here)
     assert fit["pairs"] == 4 and fit["photos"] >= 1 and fit["weights"] == pytest.approx(doc["weights"])
     assert doc["threshold"] == pytest.approx(fit["threshold"]) and doc["metrics"]["val"]["n_real"] == 4
+    assert doc["threshold"] == 0.5 and doc["calibration"] == fit["calibration"]
     # evaluate reports accuracy at the ensemble's own threshold unless told otherwise
     ev = ["evaluate", "--model", str(out), "--forgeries", str(tiny_pool), "--pairs", "2"]
     ev += ["--forgery-size", "64", "--out", str(tmp_path / "ev"), "--json", "--keep-seen"]

@@ -16,6 +16,7 @@ from fakelens.train.metrics import (
     auc_bootstrap,
     average_precision,
     binary_metrics,
+    calibration_metrics,
     eer,
     json_safe,
     roc_auc,
@@ -112,3 +113,23 @@ def test_exceptions() -> None:
         roc_auc([0, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="finite"):
         roc_auc([0, 1], [0.1, float("nan")])
+
+
+@given(labelled_scores())
+def test_brier_and_log_loss_match_sklearn(data: tuple[np.ndarray, np.ndarray]) -> None:
+    y, s = data
+    p = np.clip(s, 1e-6, 1 - 1e-6)
+    m = calibration_metrics(y, p)
+    assert m["brier"] == pytest.approx(skm.brier_score_loss(y, p, labels=[0, 1]), abs=1e-12)
+    assert m["nll"] == pytest.approx(skm.log_loss(y, p, labels=[0, 1]), rel=1e-9)
+    assert 0.0 <= m["ece"] <= 1.0
+
+
+def test_ece_by_hand() -> None:
+    """Two bins used of 10: [0.1, 0.1, 0.15] with labels 0, 0, 1 (|1/3 − 0.1167|) and [0.9] with 1."""
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.1, 0.15, 0.9])
+    expected = (3 / 4) * abs(1 / 3 - 0.35 / 3) + (1 / 4) * abs(1 - 0.9)
+    assert calibration_metrics(y, p, bins=10)["ece"] == pytest.approx(expected)
+    assert calibration_metrics(np.array([1, 0]), np.array([1.0, 0.0]))["ece"] == 0.0
+    assert all(math.isnan(v) for v in calibration_metrics([], []).values())

@@ -242,10 +242,12 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
     for a in analyses:
         names += [m.name for m in a.models if m.name not in names]
     split_any = any(len({m.verdict for m in a.models}) > 1 for a in analyses)
-    table = Table(
-        title="verdict and p(fake): the ensemble and each model",
-        caption="split = the models disagree: treat the ensemble verdict as weak" if split_any else None,
-    )
+    notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
+    if analyses and analyses[0].calibrated:
+        notes.append("p(fake) calibrated on validation photos; every verdict at 0.5")
+    elif analyses:
+        notes.append(f"ensemble verdict at p(fake) ≥ {analyses[0].threshold:.2f}")
+    table = Table(title="verdict and p(fake): the ensemble and each model", caption="\n".join(notes) or None)
     table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("ensemble", no_wrap=True)
     for n in names:

@@ -130,6 +130,14 @@ def ensemble_cmd(
             help="Bootstrap resamples of the photos for the standard error of --fit-on (0: plain best AUC).",
         ),
     ] = 200,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            help="With --fit-on, also calibrate every member and the ensemble on the validation forgeries "
+            "(temperature scaling about each one's equal-error-rate threshold): the shown probabilities "
+            "become frequencies and every verdict is taken at 0.5.",
+        ),
+    ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (for --fit-on).")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes (for --fit-on).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the ensemble description as JSON.")] = False,
@@ -178,6 +186,7 @@ def ensemble_cmd(
             pairs=fit_pairs,
             step=fit_step,
             bootstrap=fit_bootstrap,
+            calibrate=calibrate,
             device=resolve_device(device),
             workers=workers,
         )
@@ -189,6 +198,13 @@ def ensemble_cmd(
             f"{fit['best_auc']:.3f} ± {fit['auc_se']:.3f} at {_listed(fit['best_weights'])}; "
             f"equal weights {fit['val_auc_equal_weights']:.3f}) on {fit['photos']} photos"
         )
+        if "val_ece" in fit:
+            ece = fit["val_ece"]
+            console.print(
+                "calibrated: expected calibration error "
+                + ", ".join(f"{k} {ece['before'][k]:.3f} → {v:.3f}" for k, v in ece["after"].items())
+                + f" (the uncalibrated ensemble's threshold {fit['uncalibrated_threshold']:.3f} is now 0.5)"
+            )
     save_checkpoint(
         ens,
         out,

@@ -231,7 +231,8 @@ def evaluate_cmd(
         str, typer.Option(help="auto (test, else val, else all), train, val, test or all.")
     ] = "auto",
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for metrics.json, scores.csv, roc.png.")
+        Path,
+        typer.Option("--out", "-o", help="Folder for metrics.json, scores.csv, roc.png, reliability.png."),
     ] = Path("fakelens-eval"),
     threshold: Annotated[
         float | None,
@@ -363,12 +364,17 @@ def evaluate_cmd(
             _f(m["eer"]),
         )
     console.print(table)
+    ov = report["overall"]
+    console.print(
+        f"calibration of p(fake): expected calibration error {_f(ov['ece'])}, Brier {_f(ov['brier'])}, "
+        f"log-loss {_f(ov['nll'])}"
+    )
     if boot:
         console.print(
             f"AUC intervals: {boot['rounds']} bootstrap resamples of the {boot['units']} {boot['unit']}s "
             "(the 2.5th and 97.5th percentiles)"
         )
-    console.print(f"wrote metrics.json, scores.csv and roc.png to [bold]{out}[/]")
+    console.print(f"wrote metrics.json, scores.csv, roc.png and reliability.png to [bold]{out}[/]")
 
 
 def _interval(m: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 import fakelens
 from fakelens.errors import CheckpointError, FakelensError, UnknownNameError
 from fakelens.models.base import Detector, InputSpec, LogitsAdapter, TokenLayout
+from fakelens.models.calibration import Calibration
 from fakelens.models.ensemble import Ensemble
 from fakelens.models.registry import MODELS, create_model
 
@@ -169,6 +170,7 @@ def _save_ensemble(
         "weights": ensemble.weights.tolist(),
         "rule": ensemble.rule,
         "threshold": ensemble.threshold,
+        **({"calibration": cal} if (cal := ensemble.calibration_dict()) else {}),
         **_stamp(),
         "provenance": dict(provenance or {}),
         "metrics": dict(metrics or {}),
@@ -389,13 +391,18 @@ def load_ensemble(path: PathLike, *, device: torch.device | str = "cpu") -> Ense
             raise CheckpointError(f"{config_path}: member path {sub!r} leaves the checkpoint directory")
         members.append(load_checkpoint(member_dir, device=device))
     try:
+        cal = config.get("calibration") or {}
+        cal_members = cal.get("members") or [None] * len(members)
+        combined = cal.get("combined")
         return Ensemble(
             members,
             weights=config.get("weights"),
             rule=config.get("rule", "mean"),
             threshold=float(config.get("threshold", 0.5)),
+            calibrations=[None if c is None else Calibration.from_dict(c) for c in cal_members],
+            calibration=None if combined is None else Calibration.from_dict(combined),
         )
-    except (FakelensError, TypeError, ValueError) as exc:
+    except (FakelensError, AttributeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
 
 

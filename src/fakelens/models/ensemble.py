@@ -12,6 +12,7 @@ from torch import Tensor
 
 from fakelens.errors import ConfigError
 from fakelens.models.base import Detector
+from fakelens.models.calibration import Calibration
 from fakelens.models.fold import inference_logits
 
 if TYPE_CHECKING:
@@ -73,6 +74,12 @@ class Ensemble:
     ``mean`` = Σ w_m p_m; ``logit_mean`` = σ(Σ w_m logit(p_m)) (averaging log-odds, so one confident member
     counts more); ``max`` = max over members with w_m > 0 (flag if any member says fake). The verdict is
     ``"fake"`` when the combined probability is ≥ ``threshold``.
+
+    Optionally calibrated (:class:`~fakelens.models.calibration.Calibration`, fitted on validation photos by
+    :func:`fakelens.train.fit.fit_ensemble`): ``calibrations[m]`` maps member m's probability before it is
+    shown or combined (its own operating point → ½), ``calibration`` maps the combined probability (the
+    ensemble's threshold → ½, so ``threshold`` is then ½). A member's verdict uses ½ when it is calibrated,
+    else the ensemble's threshold.
     """
 
     def __init__(
@@ -81,6 +88,9 @@ class Ensemble:
         weights: Sequence[float] | None = None,
         rule: CombineRule = "mean",
         threshold: float = 0.5,
+        *,
+        calibrations: Sequence[Calibration | None] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         if not members:
             raise ConfigError("an ensemble needs at least one member")
@@ -103,6 +113,11 @@ class Ensemble:
         self.weights: Tensor = w / w.sum()
         self.rule: CombineRule = rule
         self.threshold = float(threshold)
+        cal = [None] * len(members) if calibrations is None else list(calibrations)
+        if len(cal) != len(members):
+            raise ConfigError(f"{len(members)} members but {len(cal)} calibrations")
+        self.calibrations: tuple[Calibration | None, ...] = tuple(cal)
+        self.calibration = calibration
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -122,24 +137,39 @@ class Ensemble:
             m.eval()
         return self
 
-    def combine(self, member_probs: Tensor) -> Tensor:
-        """``(B, M)`` member fake probabilities → ``(B,)`` combined fake probability."""
+    def member_threshold(self, index: int) -> float:
+        """The probability at which member ``index``'s own verdict turns fake (½ when it is calibrated)."""
+        return 0.5 if self.calibrations[index] is not None else self.threshold
+
+    def calibrate(self, member_probs: Tensor) -> Tensor:
+        """``(B, M)`` raw member fake probabilities → the members' calibrated ones (as shown to users)."""
         if member_probs.ndim != 2 or member_probs.shape[1] != len(self.members):
             raise ValueError(
                 f"expected (B, {len(self.members)}) member probabilities, got {tuple(member_probs.shape)}"
             )
         p = member_probs.float()
+        if not any(self.calibrations):
+            return p
+        cols = [p[:, j] if c is None else c(p[:, j]) for j, c in enumerate(self.calibrations)]
+        return torch.stack(cols, dim=1)
+
+    def combine(self, member_probs: Tensor) -> Tensor:
+        """``(B, M)`` raw member fake probabilities → ``(B,)`` combined fake probability."""
+        p = self.calibrate(member_probs)
         w = self.weights.to(p.device)
         if self.rule == "mean":
-            return p @ w
-        if self.rule == "logit_mean":
-            return torch.sigmoid(torch.logit(p.clamp(_EPS, 1 - _EPS)) @ w)
-        return p[:, w > 0].amax(dim=1)
+            out = p @ w
+        elif self.rule == "logit_mean":
+            out = torch.sigmoid(torch.logit(p.clamp(_EPS, 1 - _EPS)) @ w)
+        else:
+            out = p[:, w > 0].amax(dim=1)
+        return out if self.calibration is None else self.calibration(out)
 
     def verdicts(self, member_probs: Tensor) -> list[EnsembleVerdict]:
-        """``(B, M)`` member fake probabilities → one :class:`EnsembleVerdict` per image."""
+        """``(B, M)`` raw member fake probabilities → one :class:`EnsembleVerdict` per image (members'
+        probabilities calibrated)."""
         combined = self.combine(member_probs).tolist()
-        rows = member_probs.float().tolist()
+        rows = self.calibrate(member_probs).tolist()
         return [
             EnsembleVerdict(
                 members=tuple(MemberScore(n, float(p)) for n, p in zip(self.names, row, strict=True)),
@@ -170,10 +200,43 @@ class Ensemble:
         """One :class:`EnsembleVerdict` per PIL image, in order."""
         return self.verdicts(self.member_probabilities(images, batch_size=batch_size))
 
+    def with_threshold(self, threshold: float) -> Ensemble:
+        """The same members, weights and calibrations with another verdict threshold."""
+        return self.subset(range(len(self.members)), threshold=threshold)
+
+    def subset(self, indices: Sequence[int], *, threshold: float | None = None) -> Ensemble:
+        """An ensemble of the members at ``indices`` with their weights and calibrations. The combined
+        calibration was fitted for all members: a proper subset drops it and, when every member kept is
+        calibrated, decides at ½ (each one's own operating point), else at this ensemble's threshold."""
+        idx = list(indices)
+        whole = sorted(idx) == list(range(len(self.members)))
+        cals = [self.calibrations[i] for i in idx]
+        if threshold is None:
+            threshold = self.threshold if whole or not all(cals) else 0.5
+        return Ensemble(
+            [self.members[i] for i in idx],
+            weights=[float(self.weights[i]) for i in idx],
+            rule=self.rule,
+            threshold=threshold,
+            calibrations=cals,
+            calibration=self.calibration if whole else None,
+        )
+
+    def calibration_dict(self) -> dict[str, Any] | None:
+        """``{"members": [...], "combined": ...}`` (each a :class:`Calibration` dict or ``None``); ``None``
+        when nothing is calibrated."""
+        if self.calibration is None and not any(self.calibrations):
+            return None
+        return {
+            "members": [None if c is None else c.to_dict() for c in self.calibrations],
+            "combined": None if self.calibration is None else self.calibration.to_dict(),
+        }
+
     def describe(self) -> dict[str, Any]:
         return {
             "members": [m.describe() for m in self.members],
             "weights": self.weights.tolist(),
             "rule": self.rule,
             "threshold": self.threshold,
+            "calibration": self.calibration_dict(),
         }

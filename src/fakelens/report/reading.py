@@ -147,8 +147,8 @@ def _verdict_paragraph(a: Analysis) -> str:
     if len(scored) == 1:
         m = scored[0]
         return (
-            f"{m.name} calls this image {m.verdict} (p(fake) {prob(m.fake_probability)} against {thr}, "
-            f"{margin_word(m.fake_probability, a.threshold)})."
+            f"{m.name} calls this image {m.verdict} (p(fake) {prob(m.fake_probability)} against a threshold "
+            f"of {m.threshold:.2f}, {margin_word(m.fake_probability, m.threshold)})."
         )
     each = ", ".join(f"{m.name} {prob(m.fake_probability)}" for m in scored)
     if not fakes or not reals:
@@ -158,7 +158,7 @@ def _verdict_paragraph(a: Analysis) -> str:
         if mw == "close to the threshold":
             text += " The ensemble score is close to the threshold: weak evidence either way."
         elif mw == "a clear margin" and all(
-            abs(m.fake_probability - a.threshold) >= MODERATE for m in scored
+            abs(m.fake_probability - m.threshold) >= MODERATE for m in scored
         ):
             text += " Each model is clear of the threshold."
         return text

@@ -436,7 +436,7 @@ def _image_section(
         f"<div class='score'>ensemble p(fake) <b>{prob(p)}</b> · threshold {a.threshold:.2f} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
     )
-    cards = "".join(_model_card(m, a.threshold) for m in a.models)
+    cards = "".join(_model_card(m, m.threshold) for m in a.models)
     return (
         f"<section class='image' id='img-{k}'>"
         f"<div class='imghead'><h2>{k}. {_e(name)}</h2>"
@@ -491,14 +491,22 @@ def _summary_table(analyses: Sequence[Analysis], names: Sequence[str]) -> str:
     )
 
 
-def _legend(cmap: str, regions_shown: bool) -> str:
+CALIBRATED_NOTE = (
+    "Scores are calibrated on the validation photos the ensemble was fitted on: of the validation images "
+    "given p(fake) ≈ 0.8, about 80 % were fake, and every verdict is taken at 0.5. That holds for images "
+    "like those forgeries, not for kinds of image or manipulation the models never saw"
+)
+UNCALIBRATED_NOTE = "Scores are model outputs, not calibrated odds that the image was manipulated"
+
+
+def _legend(cmap: str, regions_shown: bool, calibrated: bool = False) -> str:
     c = DEFAULT_CRITERIA
     parts = [
         "<section class='legend'><h2>How to read this report</h2>",
         "<h3>Scores and verdicts</h3><p>p(fake) is each model's probability that the image is fake; the "
         "ensemble combines the members' probabilities by the rule shown (mean: weighted average; logit_mean: "
-        "average of log-odds; max: the highest) and calls the image fake at or above the threshold. Scores "
-        "are model outputs, not calibrated odds that the image was manipulated; within 0.10 of the threshold "
+        "average of log-odds; max: the highest) and calls the image fake at or above the threshold. "
+        f"{CALIBRATED_NOTE if calibrated else UNCALIBRATED_NOTE}; within 0.10 of the threshold "
         "the report calls a score close, within 0.25 a moderate margin.</p>",
         f"<h3>Heatmaps</h3><div class='legendbar'><span>0</span><img alt='colour scale' "
         f"src='{_colour_bar(cmap)}'><span>1</span></div><p>Each overlay is one explanation method's map of "
@@ -592,7 +600,9 @@ def render_report(
         "methods": ", ".join(methods) or "–",
     }
     if analyses:
-        header_meta["ensemble"] = f"rule {analyses[0].rule}, threshold {analyses[0].threshold:.2f}"
+        header_meta["ensemble"] = f"rule {analyses[0].rule}, threshold {analyses[0].threshold:.2f}" + (
+            ", calibrated" if analyses[0].calibrated else ""
+        )
     header_meta["faces"] = (
         "facial regions per heatmap where a face is found"
         if faces_checked
@@ -629,7 +639,7 @@ def render_report(
         f"class='meta'>{meta_html}</dl></header>"
         f"<h3>Summary</h3>{_summary_table(analyses, names)}"
         + "".join(sections)
-        + _legend(cmap, any(r is not None for r in regs))
+        + _legend(cmap, any(r is not None for r in regs), bool(analyses) and analyses[0].calibrated)
         + "<footer>Generated offline by fakelens; this file contains no scripts and loads nothing from the "
         "network. Heatmaps explain what the models respond to; they are evidence for an analyst to weigh, "
         "not proof of manipulation.</footer></main></body></html>"

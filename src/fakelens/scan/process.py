@@ -87,7 +87,7 @@ def with_threshold(model: Detector | Ensemble, threshold: float | None) -> Ensem
     ens = as_ensemble(model)
     if threshold is None or threshold == ens.threshold:
         return ens
-    return Ensemble(ens.members, ens.weights.tolist(), ens.rule, threshold)
+    return ens.with_threshold(threshold)
 
 
 class ScanProcessor:
@@ -153,11 +153,11 @@ class ScanProcessor:
             )
             return [
                 {
-                    **dict(zip(self.columns, row, strict=True)),
+                    **dict(zip(self.columns, (m.fake_probability for m in v.members), strict=True)),
                     "score": v.fake_probability,
                     "verdict": v.verdict,
                 }
-                for row, v in zip(probs.tolist(), self.ensemble.verdicts(probs), strict=True)
+                for v in self.ensemble.verdicts(probs)
             ]
         analyses = analyze_images(
             self.ensemble,

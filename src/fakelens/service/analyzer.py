@@ -133,12 +133,7 @@ class Analyzer:
         except ImageError as exc:
             raise _image_error(exc, req) from None
         idx = [self.keys.index(k) for k in req.models]
-        sub = Ensemble(
-            [replica.members[i] for i in idx],
-            weights=[float(replica.weights[i]) for i in idx],
-            rule=replica.rule,
-            threshold=replica.threshold,
-        )
+        sub = replica.subset(idx)
         (analysis,) = analyze_images(
             sub, [image], req.methods, robustness=self.settings.robustness, max_tiles=self.settings.max_tiles
         )
@@ -179,6 +174,7 @@ class Analyzer:
                     "name": m.name,
                     "score": _num(m.fake_probability),
                     "verdict": m.verdict,
+                    "threshold": m.threshold,
                     "scale": m.scale,
                     "tiles": m.tiles,
                     "heatmaps": heatmaps,
@@ -189,6 +185,7 @@ class Analyzer:
         draft.result = {
             "threshold": a.threshold,
             "rule": a.rule,
+            "calibrated": a.calibrated,
             "methods": list(req.methods),
             "image": {
                 "format": sniff_format(req.data),

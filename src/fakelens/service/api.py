@@ -68,6 +68,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
                 "name": m["name"],
                 "score": m["score"],
                 "verdict": m["verdict"],
+                "threshold": m.get("threshold", r["threshold"]),
                 "scale": m.get("scale"),
                 "tiles": m.get("tiles"),
                 "heatmaps": {k: f"{mb}/{k}/heatmap.png" for k in hm},
@@ -85,6 +86,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "score": row.score,
         "threshold": r["threshold"],
         "rule": r["rule"],
+        "calibrated": r.get("calibrated", False),
         "methods": r["methods"],
         "models": models,
         "image": {

@@ -44,6 +44,10 @@ class ModelOut(BaseModel):
     name: str
     score: float | None = Field(description="This model's fake probability.")
     verdict: str
+    threshold: float = Field(
+        description="Where this model's own verdict turns fake (0.5 when it is calibrated; analyses stored "
+        "before it was recorded: the ensemble's threshold)."
+    )
     scale: float | None = Field(
         None,
         description="Model input pixels per original pixel (< 1: the image was shrunk to fit, which weakens "
@@ -77,6 +81,11 @@ class AnalysisOut(BaseModel):
     score: float = Field(description="The ensemble's fake probability.")
     threshold: float
     rule: str = Field(description="How the models' probabilities were combined.")
+    calibrated: bool = Field(
+        False,
+        description="The scores are calibrated on validation photos (p(fake) ≈ frequency of fakes among "
+        "validation images so scored; every verdict at 0.5).",
+    )
     methods: list[str]
     models: list[ModelOut]
     image: ImageOut

@@ -1,15 +1,17 @@
 """Evaluating a detector (or an ensemble) on a dataset or on forgeries made from a pool's test photos.
 
 :func:`evaluate` scores every image as inference would (``fakelens.geometry.prepare`` with each model's input
-spec), then reports AUC, AP, accuracy at the chosen threshold, EER, overall and broken down
+spec), then reports AUC, AP, accuracy at the chosen threshold, EER, how well p(fake) is calibrated (expected
+calibration error, Brier score, log-loss; overall and per member, as shown to users), overall and broken down
 
 - **per recipe**: each recipe's (generator's, manipulation's) fakes against *all* reals of the split, the
   usual protocol for "how well is each kind of fake caught";
 - **per source**: the images of one source; a source with one class only is compared with all images of
   the other class (``vs`` says which).
 
-With ``out`` it writes ``metrics.json``, ``scores.csv`` (one row per image) and ``roc.png`` (overall and
-per-recipe ROC curves, EER marked).
+With ``out`` it writes ``metrics.json``, ``scores.csv`` (one row per image), ``roc.png`` (overall and
+per-recipe ROC curves, EER marked) and ``reliability.png`` (the reliability diagram of the model and of each
+member).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,14 @@ from fakelens.models.base import Detector, InputSpec
 from fakelens.models.ensemble import Ensemble
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.loop import make_loader, resolve_device, score_loader
-from fakelens.train.metrics import auc_bootstrap, binary_metrics, json_safe, roc_curve
+from fakelens.train.metrics import (
+    auc_bootstrap,
+    binary_metrics,
+    calibration_metrics,
+    json_safe,
+    reliability_bins,
+    roc_curve,
+)
 
 __all__ = [
     "breakdown",
@@ -183,7 +192,8 @@ def summarize_scores(
 ) -> dict[str, Any]:
     """Overall metrics plus the per-recipe and per-source breakdowns (floats may be ``nan``); with
     ``groups`` and ``bootstrap`` ≥ 2, AUC intervals overall and per recipe."""
-    overall = with_interval(binary_metrics(labels, scores, threshold), labels, scores, groups, bootstrap)
+    overall = binary_metrics(labels, scores, threshold) | calibration_metrics(labels, scores)
+    with_interval(overall, labels, scores, groups, bootstrap)
     return {
         "overall": overall,
         "per_recipe": breakdown(
@@ -243,6 +253,55 @@ def plot_roc(
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def plot_reliability(
+    labels: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    bins: int = 15,
+) -> Path:
+    """Write a reliability diagram (PNG): per curve, the fraction of fakes against the mean p(fake) in each of
+    ``bins`` equal-width bins (marker area ∝ images in the bin), the diagonal of perfect calibration, and
+    below it how the images spread over p(fake)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from fakelens.io import atomic_write_bytes
+
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(6.0, 6.8), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    try:
+        ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.5", label="perfectly calibrated")
+        colours = plt.get_cmap("tab10")
+        for i, (name, s) in enumerate(curves.items()):
+            n, mean_p, frac = reliability_bins(labels, s, bins)
+            used = n > 0
+            ece = calibration_metrics(labels, s, bins)["ece"]
+            c = colours(i % 10)
+            ax.plot(mean_p[used], frac[used], "-", lw=1.4, color=c, label=f"{name}  ECE {ece:.3f}")
+            ax.scatter(mean_p[used], frac[used], s=12 + 240 * n[used] / n.sum(), color=c, alpha=0.8, lw=0)
+            hist.hist(np.clip(s, 0, 1), bins=bins, range=(0, 1), histtype="step", lw=1.4, color=c)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_ylabel("fraction of fakes among these images")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
+        hist.set_xlabel("p(fake)")
+        hist.set_ylabel("images")
+        hist.grid(alpha=0.3)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def _scores_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["label", "score"], lineterminator="\n")
@@ -286,7 +345,8 @@ def evaluate(
     A ``native`` member reads each image as inference does: up to ``max_tiles`` native tiles, mean logits.
 
     Returns a JSON-ready report (``nan`` → ``None``): overall metrics, ``per_recipe``, ``per_source``,
-    ``members`` (ensembles), and the files written to ``out`` (``metrics.json``, ``scores.csv``, ``roc.png``).
+    ``members`` (ensembles), and the files written to ``out`` (``metrics.json``, ``scores.csv``, ``roc.png``,
+    ``reliability.png``).
     """
     if (data is None) == (forgeries is None):
         raise ConfigError("give exactly one of --data ROOT|MANIFEST or --forgeries POOL to evaluate on")
@@ -384,16 +444,20 @@ def evaluate(
     if bootstrap >= 2:
         units = len(set(groups or ()))
         report["bootstrap"] = {"rounds": bootstrap, "unit": unit, "units": units, "level": 0.95}
-    if "members" in res:
-        report["members"] = {
-            n: {
-                **with_interval(binary_metrics(y, ms, threshold), y, ms, groups, bootstrap),
+    if isinstance(model, Ensemble):  # members as shown: calibrated, each at its own threshold
+        raw = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
+        shown = model.calibrate(raw).double().numpy()
+        res["members"] = {n: shown[:, j] for j, n in enumerate(res["members"])}
+        report["members"] = {}
+        for j, (n, ms) in enumerate(res["members"].items()):
+            t = model.member_threshold(j) if model.calibrations[j] else threshold
+            m = binary_metrics(y, ms, t) | calibration_metrics(y, ms)
+            report["members"][n] = {
+                **with_interval(m, y, ms, groups, bootstrap),
                 "per_recipe": breakdown(
-                    y, ms, res["recipes"], threshold, by="recipe", groups=groups, bootstrap=bootstrap
+                    y, ms, res["recipes"], t, by="recipe", groups=groups, bootstrap=bootstrap
                 ),
             }
-            for n, ms in res["members"].items()
-        }
     if out is not None:
         from fakelens.io import atomic_write_text
 
@@ -405,6 +469,8 @@ def evaluate(
             f"n={report['n']}, AUC {ov['auc']:.3f}, AP {ov['ap']:.3f}"
         )
         plot_roc(y, s, res["recipes"], od / "roc.png", title=title, eer=(ov["eer"], ov["eer_threshold"]))
+        curves = {"ensemble" if "members" in res else "model": s, **res.get("members", {})}
+        plot_reliability(y, curves, od / "reliability.png", title=title)
         rows = []
         for i in range(y.size):
             row: dict[str, Any] = {
@@ -423,6 +489,7 @@ def evaluate(
             "metrics": str(od / "metrics.json"),
             "scores": str(od / "scores.csv"),
             "roc": str(od / "roc.png"),
+            "reliability": str(od / "reliability.png"),
         }
         atomic_write_text(od / "metrics.json", json.dumps(json_safe(report), indent=2) + "\n")
     return json_safe(report)

@@ -10,6 +10,12 @@ photo's forgeries move together, so resampling pairs would understate it). With 
 dozen photos, differences smaller than that are noise, and even weights are the better bet on photos nobody
 has seen. A member that only adds noise still gets a small weight. The threshold is the fitted ensemble's
 equal-error-rate threshold on the same scores.
+
+With ``calibrate`` (the default) every member is first calibrated at its own equal-error-rate threshold
+(:class:`~fakelens.models.calibration.Calibration`: that threshold → ½, temperature by maximum likelihood),
+the weights are searched over the calibrated members, and the combined probability is calibrated the same
+way, so the ensemble decides at ½ and its probabilities, and each member's, are frequencies on the
+validation photos.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from fakelens.data.datasets import OnTheFlyForgeries
 from fakelens.data.pool import load_pool, pool_splits
 from fakelens.errors import ConfigError
 from fakelens.models.base import InputSpec
+from fakelens.models.calibration import Calibration
 from fakelens.models.checkpoint import training_photos
 from fakelens.models.ensemble import Ensemble
+from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.evaluate import score_dataset
-from fakelens.train.metrics import auc_bootstrap, binary_metrics
+from fakelens.train.metrics import auc_bootstrap, binary_metrics, calibration_metrics, eer
 
 __all__ = ["MAX_GRID", "fit_ensemble", "photo_bootstrap_se", "simplex_grid", "validation_photos"]
 
@@ -102,11 +110,14 @@ def fit_ensemble(
     workers: int = 0,
     device: torch.device | str = "cpu",
     bootstrap: int = 200,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
-    """Set ``ensemble.weights`` and ``ensemble.threshold`` from forgeries of the validation photos (in place).
+    """Set ``ensemble.weights`` and ``ensemble.threshold`` (and with ``calibrate`` its calibrations) from
+    forgeries of the validation photos (in place).
 
     Returns the record to keep with the ensemble: the photos' count, pairs, seed, step, the fitted weights,
-    the validation metrics of the fitted ensemble and the AUC of each member alone and of equal weights.
+    the validation metrics of the fitted ensemble, the AUC of each member alone and of equal weights and, when
+    calibrated, the calibrations and the expected calibration error before and after.
     """
     if len(member_specs) != len(ensemble.members):
         raise ValueError(f"{len(member_specs)} member specs for {len(ensemble.members)} members")
@@ -127,11 +138,16 @@ def fit_ensemble(
             size=forgery_size,
             fixed=True,
             with_info=True,
+            max_tiles=DEFAULT_MAX_TILES,  # a native member reads its tiles, as inference does
         )
 
     res = score_dataset(ensemble, make, batch_size=batch_size, workers=workers, device=device)
     y = res["labels"]
     probs = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
+    ensemble.calibration = None
+    ensemble.calibrations = tuple(
+        Calibration.fit(y, col, eer(y, col)[1]) if calibrate else None for col in probs.T.double().numpy()
+    )
 
     def combined(w: np.ndarray) -> np.ndarray:
         ensemble.weights = torch.as_tensor(w, dtype=torch.float32)
@@ -149,8 +165,28 @@ def fit_ensemble(
     # the most even weights within one standard error; among those, the best AUC
     w = grid[max(near, key=lambda i: (round(float(grid[i].min()), 9), aucs[i]))]
     scores = combined(w)  # also leaves these weights set on the ensemble
-    ensemble.threshold = float(np.clip(binary_metrics(y, scores, 0.5)["eer_threshold"], 0.0, 1.0))
-    fitted = binary_metrics(y, scores, ensemble.threshold)
+    threshold = float(np.clip(eer(y, scores)[1], 0.0, 1.0))
+    record: dict[str, Any] = {}
+    if calibrate:
+        names = list(res["members"])
+        shown = ensemble.calibrate(probs).double().numpy()
+        ece_raw = {
+            n: calibration_metrics(y, probs[:, j].double().numpy())["ece"] for j, n in enumerate(names)
+        }
+        ece_raw["ensemble"] = calibration_metrics(y, scores)["ece"]
+        ensemble.calibration = Calibration.fit(y, scores, threshold)
+        ensemble.threshold = 0.5
+        scores = ensemble.combine(probs).double().numpy()
+        ece = {n: calibration_metrics(y, shown[:, j])["ece"] for j, n in enumerate(names)}
+        ece["ensemble"] = calibration_metrics(y, scores)["ece"]
+        record = {
+            "calibration": ensemble.calibration_dict(),
+            "uncalibrated_threshold": threshold,
+            "val_ece": {"before": ece_raw, "after": ece},
+        }
+    else:
+        ensemble.threshold = threshold
+    fitted = binary_metrics(y, scores, ensemble.threshold) | calibration_metrics(y, scores)
     return {
         "pool": str(pool),
         "photos": len(photos),
@@ -169,4 +205,5 @@ def fit_ensemble(
         "val_auc_members": {
             name: float(binary_metrics(y, col, 0.5)["auc"]) for name, col in res["members"].items()
         },
+        **record,
     }

@@ -18,8 +18,10 @@ __all__ = [
     "auc_bootstrap",
     "average_precision",
     "binary_metrics",
+    "calibration_metrics",
     "eer",
     "json_safe",
+    "reliability_bins",
     "roc_auc",
     "roc_curve",
     "weighted_auc",
@@ -204,6 +206,37 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str
         "threshold": float(threshold),
         "n_real": neg,
         "n_fake": pos,
+    }
+
+
+def reliability_bins(labels: Any, scores: Any, bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(count, mean p, fraction fake)`` per equal-width bin of p(fake) in [0, 1] (scores clipped to it;
+    ``nan`` means for empty bins): the points of a reliability diagram."""
+    y, s = _check(labels, scores)
+    p = np.clip(s, 0.0, 1.0)
+    b = np.minimum((p * bins).astype(np.int64), bins - 1)
+    n = np.bincount(b, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(b, weights=p, minlength=bins) / n
+        frac = np.bincount(b, weights=y, minlength=bins) / n
+    return n, mean_p, frac
+
+
+def calibration_metrics(labels: Any, scores: Any, bins: int = 15) -> dict[str, float]:
+    """How far fake probabilities are from frequencies: ``ece`` = Σ_b (n_b / N)·|mean(y_b) − mean(p_b)| over
+    ``bins`` equal-width bins of p(fake) (Naeini et al., AAAI 2015; Guo et al., ICML 2017), ``brier`` =
+    mean (p − y)², ``nll`` = mean log-loss (p clipped to [1e-6, 1 − 1e-6]). ``nan`` for no samples."""
+    y, s = _check(labels, scores)
+    if y.size == 0:
+        return {"ece": math.nan, "brier": math.nan, "nll": math.nan}
+    p = np.clip(s, 0.0, 1.0)
+    n, mean_p, frac = reliability_bins(y, p, bins)
+    used = n > 0
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return {
+        "ece": float(np.sum(n[used] * np.abs(frac[used] - mean_p[used])) / y.size),
+        "brier": float(np.mean((p - y) ** 2)),
+        "nll": float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q))),
     }
 
 

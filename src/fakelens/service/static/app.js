@@ -189,7 +189,7 @@
       const fill = el("div", { class: `fill ${m.verdict}` });
       fill.style.width = `${100 * (m.score || 0)}%`;
       const thr = el("div", { class: "thr" });
-      thr.style.left = `calc(${100 * analysis.threshold}% - 1px)`;
+      thr.style.left = `calc(${100 * (m.threshold ?? analysis.threshold)}% - 1px)`;
       const grades = Object.values(m.robustness || {}).filter(Boolean).map((b) => b.grade).filter(Boolean);
       const foot = grades.length
         ? `${Object.keys(m.heatmaps).length} heatmap(s) · robustness ${grades.includes("check") ? "check" : "ok"}`
