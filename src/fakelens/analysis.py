@@ -102,8 +102,9 @@ class Analysis:
 
 
 def as_ensemble(model: Detector | Ensemble) -> Ensemble:
-    """An ensemble as given, or a single detector as an ensemble of one (weight 1, rule ``mean``)."""
-    return model if isinstance(model, Ensemble) else Ensemble([model])
+    """An ensemble as given, or a single detector as an ensemble of one (weight 1, rule ``mean``, its own
+    calibration if it has one)."""
+    return model if isinstance(model, Ensemble) else Ensemble.of([model])
 
 
 def analyze_images(

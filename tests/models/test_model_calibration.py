@@ -32,6 +32,13 @@ def test_threshold_maps_to_one_half_and_ranking_is_kept() -> None:
     assert torch.all(q[1:] > q[:-1])  # monotone
     assert cal.center == pytest.approx(math.log(9))
     assert torch.allclose(cal.logits(p), 0.5 * (torch.logit(p) - math.log(9)), atol=1e-5)
+    # saturated scores keep their order, in either precision: only exact 0 and 1 are clamped (to their
+    # nearest representable neighbours, here not in the list)
+    for dtype in (torch.float32, torch.float64):
+        eps = torch.finfo(dtype).eps
+        near = torch.tensor([0.0, 1e-30, 1e-9, 1 - 4 * eps, 1 - eps, 1.0], dtype=dtype)
+        out = cal.logits(near)
+        assert out.dtype == dtype and bool(torch.all(out[1:] > out[:-1])) and torch.isfinite(out).all()
 
 
 def test_fit_recovers_the_temperature_and_matches_sklearn() -> None:
@@ -55,9 +62,11 @@ def test_calibration_lowers_the_error_on_fresh_samples_and_keeps_the_auc() -> No
     assert roc_auc(y2, q2) == pytest.approx(roc_auc(y2, p2), abs=1e-9)
 
 
-def test_backward_scores_get_a_flat_map_not_an_inverted_one() -> None:
+@pytest.mark.filterwarnings("error")
+def test_backward_scores_get_a_flat_map_and_separated_ones_a_steep_one() -> None:
     y = np.array([0, 0, 1, 1])
     assert fit_scale(y, np.array([2.0, 1.0, -1.0, -2.0])) == pytest.approx(1e-3)
+    assert 10 < fit_scale(y, np.array([-300.0, -1.0, 1.0, 300.0])) <= 100  # no finite optimum, no overflow
     with pytest.raises(ValueError, match="labels"):
         fit_scale(y, np.zeros(3))
 

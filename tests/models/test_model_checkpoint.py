@@ -94,8 +94,11 @@ def test_metadata_changed_after_creation_survives(tmp_path: Path) -> None:
     det = create_model("tiny-cnn", seed=2)
     det.input_spec = InputSpec(size=(64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), mode="resize")
     det.cam_layers = ("net.features.2", "net.features.3")
+    det.calibration = Calibration(0.9, 0.4)
     loaded = load_checkpoint(save_checkpoint(det, tmp_path / "c"))
     assert loaded.input_spec == det.input_spec and loaded.cam_layers == det.cam_layers
+    assert loaded.calibration == det.calibration
+    assert create_model("tiny-cnn").calibration is None
 
 
 def test_resave_overwrites(saved: Path) -> None:
@@ -259,6 +262,8 @@ def test_bad_fields(saved: Path) -> None:
     one_error(saved, "kwargs .* do not fit model 'tiny-cnn'")
     edit_config(saved, kwargs={"seed": 7, "num_classes": 2}, cam_layers=["net.nope"])
     one_error(saved, "no layer 'net.nope'")
+    edit_config(saved, cam_layers=[], calibration={"threshold": 0.9, "scale": -1})
+    one_error(saved, "invalid field .*calibration scale")
 
 
 def test_wrong_label_count(saved: Path) -> None:

@@ -271,6 +271,39 @@ def test_tiny_cnn_learns_upsampling_forgeries(tmp_path: Path, tiny_pool: Path) -
     )
     assert rep["data"]["split"] == "test"
     assert rep["overall"]["auc"] > 0.8, rep["overall"]
+    # evaluate shows the detector's calibrated probabilities: better calibrated on photos it never saw
+    raw = load_checkpoint(res.best)
+    raw.calibration = None
+    plain = evaluate(
+        raw,
+        forgeries=tiny_pool,
+        recipes=["upsample:global"],
+        pairs=128,
+        forgery_size=64,
+        split_fractions=FRACTIONS,
+        seed=1,
+    )
+    assert plain["overall"]["auc"] == pytest.approx(rep["overall"]["auc"])
+    assert rep["overall"]["nll"] < plain["overall"]["nll"], (rep["overall"], plain["overall"])
+
+
+def test_every_checkpoint_carries_its_validation_calibration(tmp_path: Path, folder_data: Path) -> None:
+    """Each saved epoch is calibrated on its own validation scores (their EER threshold → ½); used alone, the
+    detector shows calibrated probabilities and decides at ½, exactly where the raw score crosses t."""
+    from fakelens.analysis import as_ensemble
+    from fakelens.models.checkpoint import read_json
+
+    train(cfg(tmp_path / "run", folder_data, epochs=1), progress=False)
+    det = load_checkpoint(tmp_path / "run" / "best")
+    config = read_json(tmp_path / "run" / "best" / "config.json")
+    assert det.calibration is not None and config["calibration"] == det.calibration.to_dict()
+    assert det.calibration.threshold == pytest.approx(config["metrics"]["val"]["eer_threshold"], abs=1e-6)
+    assert {"ece", "brier", "nll"} <= set(config["metrics"]["val_calibrated"])
+    ens = as_ensemble(det)
+    t = det.calibration.threshold
+    raw = torch.tensor([[t / 2], [t - 1e-4], [t + 1e-4], [(1 + t) / 2]])
+    assert [v.verdict for v in ens.verdicts(raw)] == ["real", "real", "fake", "fake"]
+    assert ens.verdicts(raw)[0].members[0].fake_probability == pytest.approx(det.calibration(raw[0]).item())
 
 
 def test_time_limit_stops_and_resume_goes_on(tmp_path: Path, folder_data: Path) -> None:

@@ -62,7 +62,7 @@ def _load_model(specs: list[str]) -> Detector | Ensemble:
         raise ConfigError(f"model names must be unique within an ensemble, got {', '.join(dupes)} twice")
     if len(loaded) == 1:
         return loaded[0]
-    return Ensemble(members)
+    return Ensemble.of(loaded)
 
 
 def _record(path: Path, sha: str, a: Analysis, regions: FaceRegions | None, faces: bool) -> dict[str, Any]:

@@ -167,7 +167,7 @@ def ensemble_cmd(
         raise ConfigError(
             "--fit-on fits the weights and the threshold: give it without --weights and --threshold"
         )
-    ens = Ensemble(loaded, weights=w, rule=rule, threshold=0.5 if threshold is None else threshold)  # type: ignore[arg-type]
+    ens = Ensemble.of(loaded, weights=w, rule=rule, threshold=0.5 if threshold is None else threshold)
     provenance: dict[str, object] = {
         "members": [{"source": spec} for spec in members],
         "command": command_line(),

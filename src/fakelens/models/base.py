@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from fakelens.errors import UnknownNameError
+from fakelens.models.calibration import Calibration
 
 ResizeMode = Literal["resize", "letterbox", "center_crop", "native"]
 
@@ -135,6 +136,9 @@ class Detector(nn.Module):
         self.token_layout = token_layout
         self.name = name
         self.config: dict[str, Any] = dict(config or {})
+        # fitted on validation scores by ``fakelens train``, kept in the checkpoint: what a detector used
+        # on its own shows and decides with (an ensemble carries its own per-member calibrations)
+        self.calibration: Calibration | None = None
         self._adapter = adapter or _default_adapter
         if len(self.labels) == 1:
             self.fake_index = 0

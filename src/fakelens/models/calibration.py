@@ -28,6 +28,7 @@ __all__ = ["Calibration", "fit_scale"]
 
 _EPS = 1e-6
 _MIN_SCALE = 1e-3
+_MAX_SCALE = 100.0  # perfectly separated scores have no finite maximum-likelihood scale: a step, near enough
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -37,20 +38,21 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def fit_scale(labels: Any, logits: Any, *, iterations: int = 50) -> float:
     """Maximum-likelihood ``s`` of ``P(fake) = σ(s·u)`` for centred log-odds ``u`` (Newton's method; the
-    log-loss is convex in ``s``). At least 1e-3: scores that rank backwards get a flat, not inverted, map."""
+    log-loss is convex in ``s``), within [1e-3, 100]: scores that rank backwards get a flat, not inverted,
+    map; perfectly separated ones (no finite maximum) a near-step."""
     y = np.asarray(labels, dtype=np.float64).ravel()
     u = np.asarray(logits, dtype=np.float64).ravel()
     if y.size != u.size or y.size == 0:
         raise ValueError(f"{y.size} labels for {u.size} scores")
     s = 1.0
     for _ in range(iterations):
-        q = 1.0 / (1.0 + np.exp(-s * u))
+        q = 0.5 * (1.0 + np.tanh(0.5 * s * u))  # σ(s·u) without overflow
         grad = float(np.sum((q - y) * u))
         hess = float(np.sum(q * (1 - q) * u * u))
         if hess <= 1e-12:
             break
         step = grad / hess
-        s = max(s - step, _MIN_SCALE)
+        s = min(max(s - step, _MIN_SCALE), _MAX_SCALE)
         if abs(step) < 1e-9 * max(1.0, s):
             break
     return float(s)
@@ -75,8 +77,12 @@ class Calibration:
         return math.log(self.threshold) - math.log1p(-self.threshold)
 
     def logits(self, probs: Tensor) -> Tensor:
-        """Calibrated log-odds of fake probabilities."""
-        return self.scale * (torch.logit(probs.float().clamp(_EPS, 1 - _EPS)) - self.center)
+        """Calibrated log-odds of fake probabilities, in their own floating dtype. Only exact 0 and 1 are
+        clamped (to the nearest representable neighbours), so distinct scores stay distinct and the
+        ranking — hence the AUC — is unchanged."""
+        p = probs if probs.is_floating_point() else probs.float()
+        info = torch.finfo(p.dtype)
+        return self.scale * (torch.logit(p.clamp(info.tiny, 1 - info.eps / 2)) - self.center)
 
     def __call__(self, probs: Tensor) -> Tensor:
         """Calibrated fake probabilities (same shape)."""
@@ -95,6 +101,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
         try:
-            return cls(float(d["threshold"]), float(d["scale"]))
+            threshold, scale = float(d["threshold"]), float(d["scale"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"a calibration needs numbers 'threshold' and 'scale', not {d!r}") from exc
+        return cls(threshold, scale)

@@ -91,6 +91,7 @@ def detector_config(detector: Detector) -> dict[str, Any]:
         "cam_layers": list(detector.cam_layers),
         "token_layout": detector.token_layout.to_dict() if detector.token_layout else None,
         "weights": WEIGHTS_NAME,
+        **({"calibration": detector.calibration.to_dict()} if detector.calibration else {}),
     }
 
 
@@ -316,8 +317,10 @@ def load_checkpoint(
         )
         kwargs = dict(config.get("kwargs") or {})
         fake_label = str(config.get("fake_label", "fake"))
+        cal = config.get("calibration")
+        calibration = None if cal is None else Calibration.from_dict(cal)
         weights_name = str(config.get("weights", WEIGHTS_NAME))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, FakelensError) as exc:
         raise CheckpointError(f"{config_path} has an invalid field ({type(exc).__name__}: {exc})") from None
     if Path(weights_name).name != weights_name:
         raise CheckpointError(
@@ -365,6 +368,7 @@ def load_checkpoint(
         )
     except (FakelensError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
+    det.calibration = calibration
     return det.to(device).eval()
 
 

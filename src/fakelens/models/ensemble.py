@@ -119,6 +119,22 @@ class Ensemble:
         self.calibrations: tuple[Calibration | None, ...] = tuple(cal)
         self.calibration = calibration
 
+    @classmethod
+    def of(cls, models: Sequence[Detector | Ensemble], **kwargs: Any) -> Ensemble:
+        """An ensemble of detectors and of other ensembles' members (flattened), each member keeping its
+        calibration — a detector's own (fitted by ``fakelens train``), an ensemble member's from its ensemble;
+        ``kwargs`` as for the constructor (weights, rule, threshold)."""
+        members: list[Detector] = []
+        cals: list[Calibration | None] = []
+        for m in models:
+            if isinstance(m, Ensemble):
+                members += m.members
+                cals += m.calibrations
+            else:
+                members.append(m)
+                cals.append(m.calibration)
+        return cls(members, calibrations=cals, **kwargs)
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.members)

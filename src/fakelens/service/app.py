@@ -44,11 +44,7 @@ def load_model(spec: str) -> Detector | Ensemble:
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if len(parts) <= 1:
         return load_detector(spec)
-    members: list[Detector] = []
-    for p in parts:
-        m = load_detector(p)
-        members.extend(m.members if isinstance(m, Ensemble) else [m])
-    return Ensemble(members)
+    return Ensemble.of([load_detector(p) for p in parts])
 
 
 def open_state(settings: Settings, model: Detector | Ensemble | None = None) -> ServiceState:

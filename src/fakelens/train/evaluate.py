@@ -343,6 +343,7 @@ def evaluate(
     ``exclude_photos`` (sha256) are left out of the pool's split — the model's own training photos
     (:func:`fakelens.models.checkpoint.training_photos`); the report counts them in ``data.excluded_photos``.
     A ``native`` member reads each image as inference does: up to ``max_tiles`` native tiles, mean logits.
+    Scores are what users are shown: a calibrated detector's or ensemble's calibrated probabilities.
 
     Returns a JSON-ready report (``nan`` → ``None``): overall metrics, ``per_recipe``, ``per_source``,
     ``members`` (ensembles), and the files written to ``out`` (``metrics.json``, ``scores.csv``, ``roc.png``,
@@ -428,6 +429,8 @@ def evaluate(
 
     source["max_tiles"] = max_tiles  # native members read larger images as up to this many tiles
     res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev)
+    if isinstance(model, Detector) and model.calibration is not None:  # as shown when used on its own
+        res["scores"] = model.calibration(torch.from_numpy(res["scores"])).double().numpy()
     y, s = res["labels"], res["scores"]
     if data is None:
         groups, unit = list(res["sources"]), "photo"  # a forgery pair's source is its photo

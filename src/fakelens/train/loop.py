@@ -7,7 +7,10 @@ schedule. After every epoch it scores the validation set, writes ``OUT/last/`` (
 epoch, RNG states, the auxiliary head, early-stopping state) and, when the validation AUC improved,
 ``OUT/best/``. ``resume=True`` continues from ``OUT/last/`` exactly: on the CPU, 2 epochs straight and
 1 + resumed 1 give identical weights. Both checkpoints carry provenance (data sha256, recipes, seed, command
-line, config, timings) and metrics; ``OUT/history.json`` lists every epoch.
+line, config, timings) and metrics; ``OUT/history.json`` lists every epoch. Each checkpoint is also
+calibrated on its own validation scores (:class:`~fakelens.models.calibration.Calibration`: the
+equal-error-rate threshold → ½, temperature by maximum likelihood), so the detector used on its own shows
+calibrated probabilities and decides at ½.
 
 On CUDA the loop uses automatic mixed precision (bf16 where supported, else fp16 with a gradient scaler) and
 ``channels_last``; on the CPU it runs in float32. ``aux_mask`` adds a 1×1 convolution on the detector's
@@ -56,6 +59,7 @@ from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.io import sha256_file
 from fakelens.models.base import Detector, ResizeMode
+from fakelens.models.calibration import Calibration
 from fakelens.models.checkpoint import (
     WEIGHTS_NAME,
     load_checkpoint,
@@ -65,7 +69,7 @@ from fakelens.models.checkpoint import (
 )
 from fakelens.models.fold import inference_logits
 from fakelens.models.registry import MODELS, create_model, seeded_init
-from fakelens.train.metrics import binary_metrics, json_safe
+from fakelens.train.metrics import binary_metrics, calibration_metrics, eer, json_safe
 
 __all__ = [
     "AuxMaskHead",
@@ -881,7 +885,8 @@ def _train(
                 y, s, _, _ = score_loader(
                     detector, batches, device, amp_dtype=amp_dtype, channels_last=channels_last
                 )
-                val = binary_metrics(y, s)
+                val = binary_metrics(y, s) | calibration_metrics(y, s)
+                detector.calibration = _calibration(y, s)  # saved with this epoch's weights
                 record["val"] = val
                 record["val_seconds"] = round(time.perf_counter() - t0, 3)
                 auc = val["auc"]
@@ -900,6 +905,9 @@ def _train(
                 stopped = early or out_of_time
                 prov = {**provenance_base, "epoch": epoch, "timings": _timings(history, t_start)}
                 metrics = {"val": val, "epoch": epoch, "train_loss": record["loss"]}
+                if detector.calibration is not None:
+                    shown = detector.calibration(torch.from_numpy(s)).double().numpy()
+                    metrics["val_calibrated"] = binary_metrics(y, shown) | calibration_metrics(y, shown)
                 if improved:
 
                     def write_best(
@@ -989,6 +997,13 @@ def _initial_detector(cfg: TrainConfig) -> tuple[Detector, dict[str, Any] | None
         "data": prov.get("data"),
         **({"init": prov["init"]} if prov.get("init") else {}),
     }
+
+
+def _calibration(labels: np.ndarray, scores: np.ndarray) -> Calibration | None:
+    """Temperature scaling about the validation equal-error-rate threshold (``None`` without both classes):
+    a detector used on its own then shows calibrated probabilities and decides at ½."""
+    threshold = eer(labels, scores)[1]
+    return Calibration.fit(labels, scores, threshold) if math.isfinite(threshold) else None
 
 
 def _fmt(v: float | None) -> str:
