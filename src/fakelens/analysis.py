@@ -177,10 +177,16 @@ def analyze_images(
             ma.threshold = ens.member_threshold(j)
             ma.verdict = "fake" if ma.fake_probability >= ma.threshold else "real"
             models.append(ma)
-        calibrated = ens.calibration is not None
         out.append(
             Analysis(
-                img.width, img.height, v.fake_probability, v.verdict, v.threshold, v.rule, models, calibrated
+                img.width,
+                img.height,
+                v.fake_probability,
+                v.verdict,
+                v.threshold,
+                v.rule,
+                models,
+                ens.calibrated,
             )
         )
     return out

@@ -33,3 +33,15 @@ def test_default_ensemble_scores_a_bundled_photo() -> None:
     photo = next(p for p in demo_images() if p.name == "grace_hopper.jpg")
     [verdict] = ens.predict([load_image(photo)])
     assert 0.0 <= verdict.fake_probability <= 1.0 and len(verdict.members) == 2
+
+
+def test_default_ensemble_is_calibrated_on_its_validation_photos() -> None:
+    """Each member and the combination are calibrated (their fitted operating points → ½), as the record
+    of the fit says; the raw operating points sit high, where the members were overconfident."""
+    ens = load_detector("default")
+    assert isinstance(ens, Ensemble) and ens.calibrated and ens.threshold == 0.5
+    config = json.loads((default_ensemble_path() / "ensemble.json").read_text())
+    assert ens.calibration_dict() == config["calibration"] == config["provenance"]["fit"]["calibration"]
+    for cal in ens.calibrations:
+        assert cal is not None and cal.threshold > 0.8 and 0.2 < cal.scale < 1.0
+    assert config["metrics"]["val"]["ece"] < 0.1

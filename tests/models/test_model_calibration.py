@@ -32,13 +32,15 @@ def test_threshold_maps_to_one_half_and_ranking_is_kept() -> None:
     assert torch.all(q[1:] > q[:-1])  # monotone
     assert cal.center == pytest.approx(math.log(9))
     assert torch.allclose(cal.logits(p), 0.5 * (torch.logit(p) - math.log(9)), atol=1e-5)
-    # saturated scores keep their order, in either precision: only exact 0 and 1 are clamped (to their
-    # nearest representable neighbours, here not in the list)
+    # saturated float32 scores keep their order, in float32 or float64: only exact 0 and 1 are clamped (to
+    # their float32 neighbours, here not in the list), and the fit reads them the same way
+    eps = torch.finfo(torch.float32).eps
+    near32 = torch.tensor([0.0, 1e-30, 1e-9, 1 - 4 * eps, 1 - eps, 1.0])
     for dtype in (torch.float32, torch.float64):
-        eps = torch.finfo(dtype).eps
-        near = torch.tensor([0.0, 1e-30, 1e-9, 1 - 4 * eps, 1 - eps, 1.0], dtype=dtype)
-        out = cal.logits(near)
+        out = cal.logits(near32.to(dtype))
         assert out.dtype == dtype and bool(torch.all(out[1:] > out[:-1])) and torch.isfinite(out).all()
+    fitted = Calibration.fit([0, 0, 0, 1, 1, 1], near32.double().numpy(), 0.9)
+    assert torch.allclose(fitted.logits(near32.double()), fitted.logits(near32).double(), rtol=1e-6)
 
 
 def test_fit_recovers_the_temperature_and_matches_sklearn() -> None:

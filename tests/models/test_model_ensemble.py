@@ -124,6 +124,8 @@ def test_subset_and_with_threshold_keep_what_still_holds(members: list[Detector]
     assert torch.allclose(whole.combine(PROBS.flip(1)), ens.combine(PROBS))
     one = ens.subset([1])
     assert one.calibration is None and one.threshold == 0.5 and one.calibrations == (cals[1],)
+    assert ens.calibrated and one.calibrated  # one calibrated member alone: its probability is calibrated
+    assert not Ensemble(members).calibrated and not Ensemble(members, calibrations=cals).calibrated
     assert torch.allclose(one.combine(PROBS[:, 1:]), cals[1](PROBS[:, 1]))
     raw = Ensemble(members, threshold=0.9).subset([0])
     assert raw.threshold == 0.9  # uncalibrated: the ensemble's threshold

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import safetensors.torch
@@ -260,29 +261,15 @@ def test_tiny_cnn_learns_upsampling_forgeries(tmp_path: Path, tiny_pool: Path) -
         progress=False,
     )
     assert res.best is not None
-    rep = evaluate(
-        load_checkpoint(res.best),
-        forgeries=tiny_pool,
-        recipes=["upsample:global"],
-        pairs=128,
-        forgery_size=64,
-        split_fractions=FRACTIONS,
-        seed=1,
-    )
+    test: dict[str, Any] = {"forgeries": tiny_pool, "recipes": ["upsample:global"], "pairs": 128}
+    test |= {"forgery_size": 64, "split_fractions": FRACTIONS, "seed": 1}
+    rep = evaluate(load_checkpoint(res.best), **test)
     assert rep["data"]["split"] == "test"
     assert rep["overall"]["auc"] > 0.8, rep["overall"]
     # evaluate shows the detector's calibrated probabilities: better calibrated on photos it never saw
     raw = load_checkpoint(res.best)
     raw.calibration = None
-    plain = evaluate(
-        raw,
-        forgeries=tiny_pool,
-        recipes=["upsample:global"],
-        pairs=128,
-        forgery_size=64,
-        split_fractions=FRACTIONS,
-        seed=1,
-    )
+    plain = evaluate(raw, **test)
     assert plain["overall"]["auc"] == pytest.approx(rep["overall"]["auc"])
     assert rep["overall"]["nll"] < plain["overall"]["nll"], (rep["overall"], plain["overall"])
 

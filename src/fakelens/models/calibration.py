@@ -29,10 +29,15 @@ __all__ = ["Calibration", "fit_scale"]
 _EPS = 1e-6
 _MIN_SCALE = 1e-3
 _MAX_SCALE = 100.0  # perfectly separated scores have no finite maximum-likelihood scale: a step, near enough
+# Detectors' probabilities are float32: only exact 0 and 1 are clamped, to their float32 neighbours, the same
+# way when fitting (numpy, float64) and when applying (torch, any dtype), so every distinct score stays
+# distinct and fitted and applied log-odds agree.
+_LO = float(np.finfo(np.float32).tiny)
+_HI = 1.0 - float(np.finfo(np.float32).eps) / 2
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _EPS, 1 - _EPS)
+    q = np.clip(p, _LO, _HI)
     return np.log(q) - np.log1p(-q)
 
 
@@ -77,12 +82,11 @@ class Calibration:
         return math.log(self.threshold) - math.log1p(-self.threshold)
 
     def logits(self, probs: Tensor) -> Tensor:
-        """Calibrated log-odds of fake probabilities, in their own floating dtype. Only exact 0 and 1 are
-        clamped (to the nearest representable neighbours), so distinct scores stay distinct and the
-        ranking — hence the AUC — is unchanged."""
-        p = probs if probs.is_floating_point() else probs.float()
-        info = torch.finfo(p.dtype)
-        return self.scale * (torch.logit(p.clamp(info.tiny, 1 - info.eps / 2)) - self.center)
+        """Calibrated log-odds of fake probabilities, in their own floating dtype (float32 at least). Only
+        exact 0 and 1 are clamped (to their float32 neighbours), so the ranking — hence the AUC — of
+        float32 scores is unchanged."""
+        p = probs if probs.is_floating_point() and probs.dtype != torch.float16 else probs.float()
+        return self.scale * (torch.logit(p.clamp(_LO, _HI)) - self.center)
 
     def __call__(self, probs: Tensor) -> Tensor:
         """Calibrated fake probabilities (same shape)."""

@@ -153,6 +153,12 @@ class Ensemble:
             m.eval()
         return self
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the combined probability is calibrated: the ensemble's own calibration, or one calibrated
+        member alone."""
+        return self.calibration is not None or (len(self.members) == 1 and self.calibrations[0] is not None)
+
     def member_threshold(self, index: int) -> float:
         """The probability at which member ``index``'s own verdict turns fake (½ when it is calibrated)."""
         return 0.5 if self.calibrations[index] is not None else self.threshold

@@ -21,7 +21,8 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,28 @@ def summarize_scores(
     }
 
 
+@contextmanager
+def _png(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """``plt.subplots(**subplots)`` to draw on; on leaving, the figure is laid out, written atomically to
+    ``path`` as a PNG and closed (closed also when drawing fails)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from fakelens.io import atomic_write_bytes
+
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_roc(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -213,16 +236,11 @@ def plot_roc(
     eer: tuple[float, float] | None = None,
 ) -> Path:
     """Write a ROC plot (PNG): the overall curve, one curve per recipe (its fakes vs all reals), the EER."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from fakelens.io import atomic_write_bytes
     from fakelens.train.metrics import roc_auc
 
-    fig, ax = plt.subplots(figsize=(6.4, 6.0), dpi=110)
-    try:
+    with _png(path, figsize=(6.4, 6.0), dpi=110) as (_, ax):
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance")
         rec = np.asarray(list(recipes), dtype=object)
         kinds = sorted({r for r, y in zip(rec.tolist(), labels.tolist(), strict=True) if y == 1})
@@ -245,12 +263,7 @@ def plot_roc(
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
 
 
 def plot_reliability(
@@ -264,17 +277,10 @@ def plot_reliability(
     """Write a reliability diagram (PNG): per curve, the fraction of fakes against the mean p(fake) in each of
     ``bins`` equal-width bins (marker area ∝ images in the bin), the diagonal of perfect calibration, and
     below it how the images spread over p(fake)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from fakelens.io import atomic_write_bytes
-
-    fig, (ax, hist) = plt.subplots(
-        2, 1, figsize=(6.0, 6.8), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    try:
+    layout = {"nrows": 2, "sharex": True, "gridspec_kw": {"height_ratios": [3, 1]}}
+    with _png(path, figsize=(6.0, 6.8), dpi=110, **layout) as (_, (ax, hist)):
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.5", label="perfectly calibrated")
         colours = plt.get_cmap("tab10")
         for i, (name, s) in enumerate(curves.items()):
@@ -294,12 +300,7 @@ def plot_reliability(
         hist.set_xlabel("p(fake)")
         hist.set_ylabel("images")
         hist.grid(alpha=0.3)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
 
 
 def _scores_csv(rows: list[dict[str, Any]]) -> str:

@@ -168,7 +168,8 @@
     $("ens-fill").style.width = `${100 * analysis.score}%`;
     $("ens-thr").style.left = `calc(${100 * analysis.threshold}% - 1px)`;
     $("ens-rule").textContent =
-      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${analysis.threshold.toFixed(2)}`;
+      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${analysis.threshold.toFixed(2)}` +
+      (analysis.calibrated ? " · p(fake) calibrated on validation photos" : "");
 
     const meta = $("image-meta");
     meta.replaceChildren();
