@@ -42,6 +42,8 @@ def test_default_ensemble_is_calibrated_on_its_validation_photos() -> None:
     assert isinstance(ens, Ensemble) and ens.calibrated and ens.threshold == 0.5
     config = json.loads((default_ensemble_path() / "ensemble.json").read_text())
     assert ens.calibration_dict() == config["calibration"] == config["provenance"]["fit"]["calibration"]
-    for cal in ens.calibrations:
+    for cal, member in zip(ens.calibrations, config["members"], strict=True):
         assert cal is not None and cal.threshold > 0.8 and 0.2 < cal.scale < 1.0
+        alone = load_detector(default_ensemble_path() / member["path"])  # a member used on its own
+        assert alone.calibration == cal
     assert config["metrics"]["val"]["ece"] < 0.1
