@@ -173,7 +173,7 @@ def fit_ensemble(
         ece_raw = {
             n: calibration_metrics(y, probs[:, j].double().numpy())["ece"] for j, n in enumerate(names)
         }
-        ece_raw["ensemble"] = calibration_metrics(y, scores)["ece"]
+        ece_raw["ensemble"] = calibration_metrics(y, scores)["ece"]  # calibrated members, raw combination
         ensemble.calibration = Calibration.fit(y, scores, threshold)
         ensemble.threshold = 0.5
         scores = ensemble.combine(probs).double().numpy()
