@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fakelens.cli.data import app
@@ -101,3 +102,18 @@ def test_help_texts() -> None:
     for cmd in ("build-pool", "synth", "contact-sheet"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "--json" in res.output
+
+
+def test_build_pool_says_when_it_fell_back_to_haar_faces(
+    photo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without facenet-pytorch, ``auto`` means Haar: the forgeries then differ from the shipped pool's, and
+    the command says so (not when Haar was asked for)."""
+    import fakelens.data.pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "available_detectors", lambda: ["haar"])
+    res = runner.invoke(app, ["build-pool", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "facenet-pytorch is not installed" in " ".join(res.output.split())
+    res = runner.invoke(app, ["build-pool", "--out", str(tmp_path / "q"), "--detector", "haar"])
+    assert res.exit_code == 0 and "facenet-pytorch" not in res.output
