@@ -1,8 +1,8 @@
 """Where Quantus implements the same metric, our number must equal Quantus's on the same inputs.
 
-Quantus is a test-only dependency (``pip install quantus``; note that it pulls ``opencv-python``, which
-shadows ``opencv-python-headless``'s ``cv2``: reinstall the headless wheel afterwards, or install quantus with
-``--no-deps``). Compared: pointing game, relevance mass accuracy, relevance rank accuracy, AUC (pixel
+Quantus is a test-only dependency, installed with ``pip install --no-deps quantus==0.6.0 cachetools`` (as
+``.ci/run`` does): its own requirements pull ``opencv-python`` 5, which shadows ``opencv-python-headless``'s
+``cv2``. Compared: pointing game, relevance mass accuracy, relevance rank accuracy, AUC (pixel
 AUROC), pixel flipping (our deletion curve with a black baseline), ROAD's noisy linear imputation, and the
 cascading model-parameter randomisation test (MPRT, Spearman and SSIM per layer).
 
@@ -20,7 +20,9 @@ import pytest
 import torch
 from torch import nn
 
-quantus = pytest.importorskip("quantus", reason="Quantus is a test-only peer: pip install quantus")
+quantus = pytest.importorskip(
+    "quantus", reason="Quantus is a test-only peer: pip install --no-deps quantus==0.6.0 cachetools"
+)
 
 from fakelens.explain.engine import explain  # noqa: E402
 from fakelens.models.base import Detector  # noqa: E402
