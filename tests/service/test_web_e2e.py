@@ -107,6 +107,8 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
         text = cards.nth(i).inner_text().lower()
         assert "%" in text and ("fake" in text or "real" in text)
     assert page.inner_text("#ens-pill").lower() in ("fake", "real")
+    verdicts = {cards.nth(i).locator(".pill").inner_text().lower() for i in range(2)}
+    assert ("models disagree" in page.inner_text("#ens-rule")) == (len(verdicts) > 1)
     assert page.locator("#badge-grade").inner_text().lower() in ("ok", "check")
 
     # the slider changes the overlay's opacity

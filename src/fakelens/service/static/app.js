@@ -169,7 +169,8 @@
     $("ens-thr").style.left = `calc(${100 * analysis.threshold}% - 1px)`;
     $("ens-rule").textContent =
       `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${analysis.threshold.toFixed(2)}` +
-      (analysis.calibrated ? " · p(fake) calibrated on validation photos" : "");
+      (analysis.calibrated ? " · p(fake) calibrated on validation photos" : "") +
+      (new Set(analysis.models.map((m) => m.verdict)).size > 1 ? " · the models disagree: a weak verdict" : "");
 
     const meta = $("image-meta");
     meta.replaceChildren();
