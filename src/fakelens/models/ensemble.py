@@ -177,7 +177,10 @@ class Ensemble:
 
     def combine(self, member_probs: Tensor) -> Tensor:
         """``(B, M)`` raw member fake probabilities → ``(B,)`` combined fake probability."""
-        p = self.calibrate(member_probs)
+        return self._combine(self.calibrate(member_probs))
+
+    def _combine(self, p: Tensor) -> Tensor:
+        """The rule and the combined calibration over already calibrated member probabilities."""
         w = self.weights.to(p.device)
         if self.rule == "mean":
             out = p @ w
@@ -190,8 +193,9 @@ class Ensemble:
     def verdicts(self, member_probs: Tensor) -> list[EnsembleVerdict]:
         """``(B, M)`` raw member fake probabilities → one :class:`EnsembleVerdict` per image (members'
         probabilities calibrated)."""
-        combined = self.combine(member_probs).tolist()
-        rows = self.calibrate(member_probs).tolist()
+        shown = self.calibrate(member_probs)
+        combined = self._combine(shown).tolist()
+        rows = shown.tolist()
         return [
             EnsembleVerdict(
                 members=tuple(MemberScore(n, float(p)) for n, p in zip(self.names, row, strict=True)),

@@ -38,6 +38,7 @@ from fakelens.models.checkpoint import training_photos
 from fakelens.models.ensemble import Ensemble
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.evaluate import score_dataset
+from fakelens.train.loop import eer_calibration
 from fakelens.train.metrics import auc_bootstrap, binary_metrics, calibration_metrics, eer
 
 __all__ = ["MAX_GRID", "fit_ensemble", "photo_bootstrap_se", "simplex_grid", "validation_photos"]
@@ -146,7 +147,7 @@ def fit_ensemble(
     probs = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
     ensemble.calibration = None
     ensemble.calibrations = tuple(
-        Calibration.fit(y, col, eer(y, col)[1]) if calibrate else None for col in probs.T.double().numpy()
+        eer_calibration(y, col) if calibrate else None for col in probs.T.double().numpy()
     )
 
     def combined(w: np.ndarray) -> np.ndarray:

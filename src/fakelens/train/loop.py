@@ -76,6 +76,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "classification_loss",
+    "eer_calibration",
     "head_parameter_names",
     "load_run_config",
     "make_loader",
@@ -886,7 +887,7 @@ def _train(
                     detector, batches, device, amp_dtype=amp_dtype, channels_last=channels_last
                 )
                 val = binary_metrics(y, s) | calibration_metrics(y, s)
-                detector.calibration = _calibration(y, s)  # saved with this epoch's weights
+                detector.calibration = eer_calibration(y, s)  # saved with this epoch's weights
                 record["val"] = val
                 record["val_seconds"] = round(time.perf_counter() - t0, 3)
                 auc = val["auc"]
@@ -999,7 +1000,7 @@ def _initial_detector(cfg: TrainConfig) -> tuple[Detector, dict[str, Any] | None
     }
 
 
-def _calibration(labels: np.ndarray, scores: np.ndarray) -> Calibration | None:
+def eer_calibration(labels: Any, scores: Any) -> Calibration | None:
     """Temperature scaling about the validation equal-error-rate threshold (``None`` without both classes):
     a detector used on its own then shows calibrated probabilities and decides at ½."""
     threshold = eer(labels, scores)[1]
