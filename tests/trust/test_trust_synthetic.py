@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fakelens.models.base import Detector
@@ -84,6 +84,7 @@ def test_good_methods_follow_the_planted_patch_under_every_transform(planted: De
 
 
 @settings(max_examples=12, deadline=None)
+@example(seed=498, cx=0.75, cy=0.5, which="hflip")  # one pixel on the numerical-zero cut (below)
 @given(
     seed=st.integers(0, 10_000),
     cx=st.floats(0.25, 0.75),
@@ -107,7 +108,10 @@ def test_equivariance_is_one_on_an_equivariant_model_under_exact_transforms(
     for m in ("gradcam", "hirescam"):
         vm = sw.view_metrics(m)
         assert float(vm["eq_cosine"][1]) > 0.9999
-        assert float(vm["eq_spearman"][1]) > 0.999
+        # ranks are fragile where ~80 % of the pixels tie at zero: one pixel whose float noise puts it just
+        # above the 1e-6-of-peak cut in one map and below it in the other leaves the tie and moves the
+        # Spearman correlation of two otherwise identical maps to 0.9990 (the example above)
+        assert float(vm["eq_spearman"][1]) > 0.995
         assert float(vm["eq_iou"][1]) > 0.99
 
 
