@@ -238,6 +238,9 @@ def test_valid_input_is_the_letterbox_content(
     valid = g.valid_input()
     ch, cw = g.content_size
     assert int(valid.sum()) == ch * cw
+    if mode == "native":
+        assert g.pixel_fraction == pytest.approx(float(valid.float().mean()))
+    assert g.pixel_fraction == pytest.approx(min(1.0, h0 * w0 / (size[0] * size[1]))) or g.crops
     left, top, right, bottom = g.content_box
     assert bool(valid[top:bottom, left:right].all())
     if mode in ("resize", "center_crop"):

@@ -49,7 +49,8 @@ class ModelAnalysis:
     """One member's answer: its fake probability (calibrated when the ensemble is), its verdict at its own
     ``threshold`` (½ when calibrated, else the ensemble's) and its heatmaps; ``scale``: the model's input
     pixels per original pixel (< 1: the image was shrunk to fit its input); ``tiles``: how many native tiles
-    it read (1: one view of the whole image)."""
+    it read (1: one view of the whole image); ``pixel_fraction``: the image's own pixels it read per input
+    pixel, at most 1 (mean over its tiles; below 1 when a small image was padded or enlarged to fit)."""
 
     name: str
     fake_probability: float
@@ -59,6 +60,7 @@ class ModelAnalysis:
     scale: float = 1.0
     tiles: int = 1
     threshold: float = 0.5
+    pixel_fraction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class ModelAnalysis:
             "threshold": self.threshold,
             "scale": self.scale,
             "tiles": self.tiles,
+            "pixel_fraction": self.pixel_fraction,
             "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
             "errors": dict(self.errors),
         }
@@ -88,6 +91,13 @@ class Analysis:
     models: list[ModelAnalysis]
     calibrated: bool = False
 
+    @property
+    def pixel_fraction(self) -> float:
+        """The smallest :attr:`ModelAnalysis.pixel_fraction` of any member: below :data:`SMALL_IMAGE` the
+        image gave a member under half the pixels of the crops it learnt from, and the verdict rests on
+        little evidence."""
+        return min((m.pixel_fraction for m in self.models), default=1.0)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers)."""
         return {
@@ -99,6 +109,9 @@ class Analysis:
             "calibrated": self.calibrated,
             "models": [m.to_dict() for m in self.models],
         }
+
+
+SMALL_IMAGE = 0.5  # below this pixel fraction (image pixels per input pixel) a verdict is flagged as weak
 
 
 def as_ensemble(model: Detector | Ensemble) -> Ensemble:
@@ -160,10 +173,17 @@ def analyze_images(
                     where = {"tile": list(view.source_box)} if res.tiles else {}
                     for m, badge in badges.items():
                         heatmaps[m].robustness = badge | where
-                scale = min(res.geometry.scale)
+                views = res.tiles or [res.geometry]
                 rows.append(
                     ModelAnalysis(
-                        member.name, float("nan"), "", heatmaps, dict(errors), scale, max(1, len(res.tiles))
+                        member.name,
+                        float("nan"),
+                        "",
+                        heatmaps,
+                        dict(errors),
+                        scale=min(res.geometry.scale),
+                        tiles=len(views),
+                        pixel_fraction=sum(g.pixel_fraction for g in views) / len(views),
                     )
                 )
         per_member.append(rows)

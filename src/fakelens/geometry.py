@@ -214,6 +214,14 @@ class Geometry:
         return bottom - top, right - left
 
     @property
+    def pixel_fraction(self) -> float:
+        """Original pixels shown per input pixel, at most 1: below 1 the view holds fewer of the image's own
+        pixels than the input has (a small image padded, or enlarged, to fit)."""
+        sl, st, sr, sb = self.source_box
+        h, w = self.input_size
+        return min(1.0, (sr - sl) * (sb - st) / (h * w))
+
+    @property
     def scale(self) -> tuple[float, float]:
         """``(sy, sx)``: input pixels per original pixel along each axis (exact, from the integer box)."""
         left, top, right, bottom = self.content_box

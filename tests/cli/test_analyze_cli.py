@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fakelens.cli.main import app
+from fakelens.models import create_model
+from fakelens.models.checkpoint import save_checkpoint
 
 runner = CliRunner()
 TINY = ["--model", "tiny-cnn,tiny-vit"]
@@ -75,6 +78,27 @@ def test_table_without_robustness(tmp_path: Path, photos: list[Path]) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "wide.png" in res.output and "tiny-cnn" in res.output and "ensemble" in res.output
+    assert "small" not in res.output  # 37 × 91 enlarged to fit 64 × 64: 82 % as many pixels
+
+
+def test_an_image_much_smaller_than_the_input_is_marked_small(tmp_path: Path) -> None:
+    det = create_model("tiny-cnn")
+    det.input_spec = replace(det.input_spec, mode="native")  # pads a small image, as the shipped members do
+    ckpt = save_checkpoint(det, tmp_path / "native")
+    thumb, photo = tmp_path / "thumb.png", tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(thumb)
+    Image.fromarray(rng.integers(0, 255, (64, 70, 3), dtype=np.uint8)).save(photo)
+    args = ["analyze", str(thumb), str(photo), "--model", str(ckpt), "--no-robustness", "--no-faces"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = {line.split()[1]: line for line in res.output.splitlines() if ".png" in line}
+    assert "small" in rows["thumb.png"] and "small" not in rows["photo.png"]
+    assert "small = under half as many pixels as a model's input" in " ".join(res.output.split())
+    res = runner.invoke(app, [*args, "--json"])
+    thumb_rec, photo_rec = json.loads(res.stdout)["images"]
+    assert thumb_rec["models"][0]["pixel_fraction"] == pytest.approx(20 * 30 / 64**2)
+    assert photo_rec["models"][0]["pixel_fraction"] == 1.0
 
 
 def test_method_options_reach_heatmaps_and_badges(

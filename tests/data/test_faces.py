@@ -87,6 +87,15 @@ def test_mtcnn_finds_the_astronaut_with_landmarks() -> None:
     assert le[0] < re_[0] and abs(le[1] - re_[1]) < 10  # eyes level, left before right
 
 
+@pytest.mark.parametrize("detector", ["auto", "haar", "mtcnn"])
+@pytest.mark.parametrize("shape", [(16, 16, 3), (1, 300, 3), (300, 11, 3)])
+def test_no_face_fits_in_a_tiny_image(detector: str, shape: tuple[int, int, int]) -> None:
+    if detector != "auto" and detector not in available_detectors():
+        pytest.skip(f"{detector} is not available here")
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert detect_faces(image, detector) == []  # MTCNN used to crash: no pyramid scale fits
+
+
 def test_detect_faces_rejects_bad_input() -> None:
     with pytest.raises(ConfigError):
         detect_faces(np.zeros((10, 10), np.uint8))

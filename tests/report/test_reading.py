@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from fakelens.report.reading import focus, margin_word, pct, read_analysis
 from fakelens.report.regions import FaceRegions, region_labels
@@ -138,6 +139,16 @@ def test_a_shrunk_image_gets_a_scale_warning(make_analysis: MakeAnalysis) -> Non
     assert "shrunk" not in _text(read_analysis(a))
 
 
+def test_an_image_smaller_than_the_input_gets_a_small_evidence_warning(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.2, {"gradcam": heatmap("gradcam", blob(50, 40, 6), ok_badge("gradcam"))})})
+    assert "is small" not in _text(read_analysis(a))
+    a.models[0].pixel_fraction = 0.6  # a 200-px image in a 256-px input: most of it is image
+    assert "is small" not in _text(read_analysis(a))
+    a.models[0].pixel_fraction = 0.004
+    text = _text(read_analysis(a))
+    assert f"({W} × {H} px) is small: it gave the models only 0.4 % as many pixels" in text
+
+
 def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: MakeAnalysis) -> None:
     h = heatmap("gradcam", blob(50, 40, 6), ok_badge("gradcam"))
     a = make_analysis({"cnn": (0.2, {"gradcam": h})})
@@ -169,3 +180,9 @@ def test_analysis_records_the_scale_of_each_model() -> None:
     det.input_spec = replace(det.input_spec, mode="native")  # read at native scale, as 5 × 3 tiles
     [native] = analyze_images(det, [Image.new("RGB", (4 * side, 2 * side))], [], robustness=False)
     assert native.models[0].scale == 1.0 and native.models[0].to_dict()["tiles"] == 15
+    assert native.pixel_fraction == 1.0  # every tile full of image
+    [tiny, strip] = analyze_images(
+        det, [Image.new("RGB", (16, 16)), Image.new("RGB", (2 * side, 1))], [], robustness=False
+    )
+    assert tiny.models[0].to_dict()["pixel_fraction"] == pytest.approx(16 * 16 / side**2)
+    assert strip.models[0].tiles == 3 and strip.pixel_fraction == pytest.approx(1 / side)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import math
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from fakelens.models import Ensemble, create_model
+from fakelens.models.calibration import Calibration
+from fakelens.report.render import CALIBRATED_NOTE, UNCALIBRATED_NOTE
 from fakelens.service.store import sha256_hex
 
 from .conftest import Service, ServiceFactory, png_bytes
@@ -259,6 +264,23 @@ def test_report_is_self_contained(service: Service) -> None:
     assert "shrunk 1.5× to fit" in " ".join(html.split())
     # uncalibrated models: each judged at the ensemble's threshold, and the API says so
     assert [m["threshold"] for m in a["models"]] == [a["threshold"]] * 2 and a["calibrated"] is False
+
+
+def test_stored_report_keeps_calibration_and_flags_a_small_image(make_service: ServiceFactory) -> None:
+    cnn, vit = create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)
+    cnn.input_spec = replace(cnn.input_spec, mode="native")  # a small image is padded, not enlarged
+    cal = [Calibration(0.3, 2.0), Calibration(0.6, 0.5)]
+    svc = make_service(Ensemble([cnn, vit], calibrations=cal, calibration=Calibration(0.5, 1.0)))
+    a = svc.upload(png_bytes(w=24, h=20)).json()
+    assert a["calibrated"] is True and [m["threshold"] for m in a["models"]] == [0.5, 0.5]
+    cnn_out, vit_out = a["models"]
+    for out, det in ((cnn_out, cnn), (vit_out, vit)):  # padded (cnn) or enlarged (vit): as few pixels
+        assert out["pixel_fraction"] == pytest.approx(24 * 20 / math.prod(det.input_spec.size))
+    html = " ".join(svc.client.get(a["links"]["report"], headers=svc.h()).text.split())
+    assert CALIBRATED_NOTE in html and UNCALIBRATED_NOTE not in html  # the stored analysis stays calibrated
+    assert "(24 × 20 px) is small" in html
+    big = svc.upload(png_bytes()).json()  # 96 × 72: as many pixels as the 64² input, or more
+    assert min(m["pixel_fraction"] for m in big["models"]) == 1.0
 
 
 def test_page_served(service: Service) -> None:

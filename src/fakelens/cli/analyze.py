@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fakelens.analysis import Analysis, analyze_images
+from fakelens.analysis import SMALL_IMAGE, Analysis, analyze_images
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
@@ -243,6 +243,8 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
         names += [m.name for m in a.models if m.name not in names]
     split_any = any(len({m.verdict for m in a.models}) > 1 for a in analyses)
     notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
+    if any(a.pixel_fraction < SMALL_IMAGE for a in analyses):
+        notes.append("small = under half as many pixels as a model's input: little evidence either way")
     if analyses and analyses[0].calibrated:
         notes.append("p(fake) calibrated on validation photos; every verdict at 0.5")
     elif analyses:
@@ -262,7 +264,9 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
         ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
         table.add_row(
             p.name,
-            _verdict_cell(a.verdict, a.fake_probability) + (" [yellow]split[/]" if split else ""),
+            _verdict_cell(a.verdict, a.fake_probability)
+            + (" [yellow]split[/]" if split else "")
+            + (" [yellow]small[/]" if a.pixel_fraction < SMALL_IMAGE else ""),
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",
         )

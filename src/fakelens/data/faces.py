@@ -290,6 +290,8 @@ def detect_faces(
         )
     )
     min_px = max(20.0 * scale, min_rel_size * min(small.shape[:2]))
+    if min(small.shape[:2]) < max(12.0, min_px):
+        return []  # no face fits (and MTCNN fails on an image smaller than its smallest face)
     faces = _detect_mtcnn(small, min_px) if detector == "mtcnn" else _detect_haar(small, min_px)
     faces = [f for f in faces if f.size >= min_px and f.score >= min(min_score, min_score_group)]
     confident = max((f.size for f in faces if f.score >= min_score), default=0.0)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
+from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
 from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
 
 __all__ = [
@@ -202,6 +202,13 @@ def _scale_paragraph(a: Analysis) -> str:
                 f"The tile limit left {pct(1.0 - coverage)} of the pixels unread (shown as outside the image "
                 "in the heatmaps); raise --max-tiles to read them all."
             )
+    if a.pixel_fraction < SMALL_IMAGE:
+        parts.append(
+            f"The image ({a.width} × {a.height} px) is small: it gave the models only "
+            f"{pct(a.pixel_fraction)} as many pixels as their input holds (the rest is padding or "
+            "enlargement). They learnt from crops that fill their input, so on this little evidence their "
+            "verdict says little either way."
+        )
     if factor >= SHRUNK:
         parts.append(
             f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "

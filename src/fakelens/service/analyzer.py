@@ -177,6 +177,7 @@ class Analyzer:
                     "threshold": m.threshold,
                     "scale": m.scale,
                     "tiles": m.tiles,
+                    "pixel_fraction": m.pixel_fraction,
                     "heatmaps": heatmaps,
                     "robustness": robustness,
                     "errors": dict(m.errors),

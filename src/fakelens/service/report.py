@@ -33,9 +33,18 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
             heatmaps[method] = HeatmapResult(method, heat, valid, h["summary"], m["robustness"].get(method))
         score = m["score"] if m["score"] is not None else float("nan")
         scale = float(m.get("scale", 1.0))  # rows stored before the scale was recorded: no warning
-        tiles = int(m.get("tiles", 1))  # rows stored before native tiles: one view
         models.append(
-            ModelAnalysis(m["name"], score, m["verdict"], heatmaps, dict(m["errors"]), scale, tiles)
+            ModelAnalysis(
+                m["name"],
+                score,
+                m["verdict"],
+                heatmaps,
+                dict(m["errors"]),
+                scale,
+                tiles=int(m.get("tiles", 1)),  # rows stored before native tiles: one view
+                threshold=float(m.get("threshold", result["threshold"])),
+                pixel_fraction=float(m.get("pixel_fraction", 1.0)),
+            )
         )
     return Analysis(
         row["image"]["width"],
@@ -45,6 +54,7 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
         result["threshold"],
         result["rule"],
         models,
+        calibrated=bool(result.get("calibrated", False)),
     )
 
 

@@ -58,6 +58,12 @@ class ModelOut(BaseModel):
         description="Native tiles this model read (> 1: a large image read at its own pixel grid, tile by "
         "tile, instead of shrunk); null for analyses stored before tiling.",
     )
+    pixel_fraction: float | None = Field(
+        None,
+        description="The image's own pixels this model read per input pixel, at most 1 (mean over its tiles; "
+        "below 1 when a small image was padded or enlarged to fit; under 0.5 its verdict rests on little "
+        "evidence); null for analyses stored before it was recorded.",
+    )
     heatmaps: dict[str, str] = Field(
         description="Method → URL of the jet heatmap PNG (transparent outside the image)."
     )
