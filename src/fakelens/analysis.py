@@ -20,7 +20,7 @@ from PIL import Image
 
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods
-from fakelens.geometry import view_pixels
+from fakelens.geometry import Geometry, view_pixels
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
@@ -50,7 +50,8 @@ class ModelAnalysis:
     ``threshold`` (½ when calibrated, else the ensemble's) and its heatmaps; ``scale``: the model's input
     pixels per original pixel (< 1: the image was shrunk to fit its input); ``tiles``: how many native tiles
     it read (1: one view of the whole image); ``pixel_fraction``: the image's own pixels it read per input
-    pixel, at most 1 (mean over its tiles; below 1 when a small image was padded or enlarged to fit)."""
+    pixel, at most 1 (mean over its tiles; below 1 when a small image was padded or enlarged to fit);
+    ``view``: the one view its robustness badges grade (a tiled image's most fake-looking tile)."""
 
     name: str
     fake_probability: float
@@ -61,6 +62,7 @@ class ModelAnalysis:
     tiles: int = 1
     threshold: float = 0.5
     pixel_fraction: float = 1.0
+    view: Geometry | None = field(default=None, repr=False, compare=False)  # what its badges grade
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +113,24 @@ class Analysis:
         }
 
 
+def add_badges(
+    member: Detector, ma: ModelAnalysis, image: Image.Image, options: dict[str, dict[str, Any]] | None
+) -> None:
+    """Give each of ``ma``'s heatmaps its robustness badge, computed on ``ma.view`` of ``image`` (on a tiled
+    image the badge records that tile's box as ``tile``)."""
+    if not ma.heatmaps:
+        return
+    from fakelens.trust.badge import robustness_badges
+
+    spec = member.input_spec
+    view = ma.view if ma.view is not None else Geometry.fit((image.height, image.width), spec.size, spec.mode)
+    pixels = view_pixels(image, view, spec)
+    badges = robustness_badges(member, pixels, list(ma.heatmaps), valid=view.valid_input(), options=options)
+    where = {"tile": list(view.source_box)} if ma.tiles > 1 else {}
+    for m, badge in badges.items():
+        ma.heatmaps[m].robustness = badge | where
+
+
 SMALL_IMAGE = 0.5  # below this pixel fraction (image pixels per input pixel) a verdict is flagged as weak
 
 
@@ -141,8 +161,6 @@ def analyze_images(
     score and heatmap cover them all; the badge grades the most fake-looking tile (the view its
     robustness checks transform; its box is the badge's ``tile``).
     """
-    from fakelens.trust.badge import robustness_badges
-
     ens = as_ensemble(model)
     n = len(images)
     probs = torch.zeros(n, len(ens.members))
@@ -165,27 +183,21 @@ def analyze_images(
                     )
                     for m in usable
                 }
-                if robustness and usable:
-                    view = res.view  # a tiled image: its most fake-looking tile
-                    pixels = view_pixels(res.image, view, member.input_spec)
-                    valid = view.valid_input()
-                    badges = robustness_badges(member, pixels, usable, valid=valid, options=options)
-                    where = {"tile": list(view.source_box)} if res.tiles else {}
-                    for m, badge in badges.items():
-                        heatmaps[m].robustness = badge | where
                 views = res.tiles or [res.geometry]
-                rows.append(
-                    ModelAnalysis(
-                        member.name,
-                        float("nan"),
-                        "",
-                        heatmaps,
-                        dict(errors),
-                        scale=min(res.geometry.scale),
-                        tiles=len(views),
-                        pixel_fraction=sum(g.pixel_fraction for g in views) / len(views),
-                    )
+                ma = ModelAnalysis(
+                    member.name,
+                    float("nan"),
+                    "",
+                    heatmaps,
+                    dict(errors),
+                    scale=min(res.geometry.scale),
+                    tiles=len(views),
+                    pixel_fraction=sum(g.pixel_fraction for g in views) / len(views),
+                    view=res.view,  # a tiled image: its most fake-looking tile
                 )
+                if robustness:
+                    add_badges(member, ma, res.image, options)
+                rows.append(ma)
         per_member.append(rows)
     verdicts = ens.verdicts(probs)
     out: list[Analysis] = []

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from fakelens.analysis import analyze_images
 from fakelens.errors import ConfigError
-from fakelens.models import load_detector
+from fakelens.models import create_model, load_detector
+from fakelens.models.checkpoint import save_checkpoint
 from fakelens.scan import ScanSettings, scan
 from fakelens.scan.process import ScanProcessor
 from fakelens.scan.store import PARTS, TABLE
@@ -70,6 +73,24 @@ def test_threshold_gates_heatmaps_and_badges(corpus: Path, tmp_path: Path, cnn_c
         else:
             assert r["heatmap_files"] is None and r["badge_grade"] is None
     assert len(list((out / "heatmaps").iterdir())) == 10
+
+
+def test_badges_of_a_tiled_image_grade_the_tile_analyze_grades(tmp_path: Path) -> None:
+    det = create_model("tiny-cnn", seed=3)
+    det.input_spec = replace(det.input_spec, mode="native")  # a 150 × 200 image is read as 3 × 4 tiles
+    ckpt = save_checkpoint(det, tmp_path / "native")
+    root = tmp_path / "in"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 255, (150, 200, 3), dtype=np.uint8))
+    img.save(root / "big.png")
+    s = scan(root, tmp_path / "out", model=ckpt, settings=ScanSettings(heatmaps_above=0.0), workers=0)
+    [row] = pq.read_table(s.table).to_pylist()
+    [a] = analyze_images(load_detector(ckpt), [img])
+    [cam] = a.models[0].heatmaps.values()
+    assert a.models[0].tiles == 12 and cam.robustness is not None and cam.robustness["tile"]
+    assert row["badge_grade"] == cam.robustness["grade"]
+    assert row["badge_equivariance"] == pytest.approx(cam.robustness["equivariance"], abs=1e-6)
 
 
 def test_detect_only_matches_explained_scores(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:

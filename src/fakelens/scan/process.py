@@ -22,16 +22,14 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from fakelens.analysis import Analysis, HeatmapResult, analyze_images, as_ensemble
+from fakelens.analysis import Analysis, HeatmapResult, add_badges, analyze_images, as_ensemble
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods
-from fakelens.geometry import prepare
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
 from fakelens.scan.schema import FILES, SKIPPED, batch_schema, score_columns, to_table
 from fakelens.tiling import DEFAULT_MAX_TILES
-from fakelens.trust.badge import robustness_badges
 from fakelens.viz.overlay import CMAPS, overlay
 
 __all__ = ["ScanProcessor", "ScanSettings", "with_threshold"]
@@ -216,15 +214,9 @@ class ScanProcessor:
         return None
 
     def _add_badges(self, a: Analysis, image: Image.Image) -> None:
+        """Badges as ``analyze`` gives them: on a tiled image, of its most fake-looking tile."""
         for member, ma in zip(self.ensemble.members, a.models, strict=True):
-            usable = list(ma.heatmaps)
-            if not usable:
-                continue
-            pixels, geometry = prepare(image, member.input_spec)
-            for method, badge in robustness_badges(
-                member, pixels, usable, valid=geometry.valid_input(), options=self.settings.options
-            ).items():
-                ma.heatmaps[method].robustness = badge
+            add_badges(member, ma, image, self.settings.options)
 
     def _heatmap_files(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
