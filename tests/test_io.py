@@ -17,6 +17,7 @@ from PIL import Image, ImageFile
 import fakelens.io as fio
 from fakelens.errors import ConfigError, ImageError
 from fakelens.io import (
+    IMAGE_SUFFIXES,
     atomic_write_bytes,
     atomic_write_text,
     load_image,
@@ -24,6 +25,13 @@ from fakelens.io import (
     sniff_format,
     to_rgb,
 )
+
+
+@pytest.mark.parametrize("suffix", sorted(IMAGE_SUFFIXES))
+def test_every_image_suffix_a_folder_search_takes_loads(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"x{suffix}"
+    Image.new("RGB", (9, 7), (200, 30, 40)).save(path)  # Pillow picks the format from the suffix
+    assert load_image(path).size == (9, 7)
 
 
 def encode(img: Image.Image, fmt: str, **kw: Any) -> bytes:

@@ -41,6 +41,7 @@ from fakelens.errors import ConfigError, ImageError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMATS",
+    "IMAGE_SUFFIXES",
     "MAX_PIXELS_ENV",
     "ImageSource",
     "atomic_write_bytes",
@@ -60,6 +61,9 @@ MAX_PIXELS_ENV = "FAKELENS_MAX_PIXELS"
 
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 """Pillow format ids :func:`load_image` accepts (JPEG includes MPO, PNG includes APNG)."""
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+"""File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fakelens.errors import FakelensError
+from fakelens.io import IMAGE_SUFFIXES
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,8 +38,6 @@ MethodOptions = Annotated[
     ),
 ]
 """The ``--set`` option of the commands that explain (parsed by ``explain.engine.parse_options``)."""
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def command_line() -> str:

@@ -36,11 +36,10 @@ from torch.utils.data import Dataset, default_collate
 from fakelens.data.augment import Augment
 from fakelens.errors import FakelensError
 from fakelens.geometry import Geometry, prepare, prepare_views
-from fakelens.io import load_image
+from fakelens.io import IMAGE_SUFFIXES, load_image
 from fakelens.models.base import InputSpec
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "DatasetError",
     "DetectionDataset",
     "OnTheFlyForgeries",
@@ -55,7 +54,6 @@ __all__ = [
     "summarize",
 ]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 _CLASS_DIRS = {"real": 0, "0_real": 0, "fake": 1, "1_fake": 1}
 _GENIMAGE_DIRS = {"nature": 0, "ai": 1}

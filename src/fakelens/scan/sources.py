@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fakelens.errors import ConfigError
+from fakelens.io import IMAGE_SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "MANIFEST_SUFFIXES", "PATH_COLUMNS", "list_sources"]
+__all__ = ["MANIFEST_SUFFIXES", "PATH_COLUMNS", "list_sources"]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 """File name endings a folder or glob scan picks up (case-insensitive)."""
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".parquet"})

@@ -28,7 +28,7 @@ from torch import Tensor
 from fakelens.errors import ConfigError, ImageError
 from fakelens.explain.engine import method_names
 from fakelens.geometry import Geometry, prepare
-from fakelens.io import atomic_write_text, load_image
+from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, load_image
 from fakelens.models.base import Detector
 from fakelens.trust import metrics as M
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
@@ -41,7 +41,6 @@ from fakelens.trust.transforms import FILLS, TransformFamily
 
 __all__ = ["TrustConfig", "TrustItem", "TrustRun", "discover_items", "evaluate_image", "run_trust"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 Progress = Callable[[int, str], None]
 
 
