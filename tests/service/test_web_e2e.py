@@ -126,6 +126,7 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
     page.wait_for_selector("#overlay-image[data-model='tiny-vit'][data-method='gradcam']")
     assert page.get_attribute("#overlay-image", "src") != src_rollout
     assert page.eval_on_selector("#overlay-image", "e => e.naturalWidth") == 320
+    assert page.inner_text("#zoom-note") == ""  # 320 px wide: shown as it is
 
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     _keep_screenshot(tmp_path / "page.png")
@@ -156,6 +157,30 @@ def test_bad_file_shows_error(server: dict[str, Any], browser: Any, tmp_path: Pa
     page.click("#analyze-btn")
     page.wait_for_selector("#status.error")
     assert "not an image" in page.inner_text("#status")
+    page.close()
+
+
+def test_small_image_is_flagged(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.goto(server["url"] + "/")
+    page.fill("#api-key", server["key"])
+    page.wait_for_selector("#method-choices input")
+    thumb = tmp_path / "thumb.png"
+    Image.new("RGB", (24, 20), (120, 90, 60)).save(thumb)  # 480 pixels for 64² inputs
+    page.set_input_files("#file-input", str(thumb))
+    page.click("#analyze-btn")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert "a small image" in page.inner_text("#ens-rule")
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    # shown enlarged by a whole factor, sharp, with the overlay on exactly the same box
+    box = page.eval_on_selector("#base-image", "e => [e.clientWidth, e.clientHeight]")
+    assert box[0] >= 10 * 24 and box[0] * 20 == box[1] * 24
+    assert page.eval_on_selector("#overlay-image", "e => [e.clientWidth, e.clientHeight]") == box
+    assert f"shown {box[0] // 24}×" in page.inner_text("#zoom-note")
+    page.screenshot(path=str(tmp_path / "small.png"), full_page=True)
+    _keep_screenshot(tmp_path / "small.png")
     page.close()
 
 

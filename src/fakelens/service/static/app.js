@@ -213,9 +213,24 @@
       modelSelect.append(el("option", { value: m.key, text: m.name }));
     }
 
-    $("base-image").src = await blobUrl(img.url);
+    await showImage($("base-image"), await blobUrl(img.url));
     const first = analysis.models.find((m) => Object.keys(m.heatmaps).length) || analysis.models[0];
     await selectModel(first.key);
+  }
+
+  // A small image is shown enlarged by a whole factor with its pixels kept sharp (an analyst wants to see them),
+  // so that it fills the stage like a large one; the overlay follows the frame.
+  async function showImage(base, url) {
+    base.src = url;
+    await base.decode().catch(() => {});
+    const stage = base.closest(".stage");
+    const w = base.naturalWidth, h = base.naturalHeight;
+    const k = w && h ? Math.floor(Math.min(stage.clientWidth / w, 620 / h)) : 1;
+    const enlarged = k >= 2;
+    base.style.width = enlarged ? `${k * w}px` : "";
+    base.style.height = enlarged ? `${k * h}px` : "";
+    stage.classList.toggle("enlarged", enlarged);
+    $("zoom-note").textContent = enlarged ? `shown ${k}× (pixels enlarged)` : "";
   }
 
   async function selectModel(key) {
