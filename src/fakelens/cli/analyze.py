@@ -250,7 +250,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
     elif analyses:
         notes.append(f"ensemble verdict at p(fake) ≥ {analyses[0].threshold:.2f}")
     table = Table(title="verdict and p(fake): the ensemble and each model", caption="\n".join(notes) or None)
-    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=40)
     table.add_column("ensemble", no_wrap=True)
     for n in names:
         table.add_column(n, no_wrap=True)

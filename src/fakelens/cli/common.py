@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +16,8 @@ from rich.console import Console
 from fakelens.errors import FakelensError
 from fakelens.io import IMAGE_SUFFIXES
 
-console = Console(stderr=True)
+# Not a terminal (a log, a pipe): lay tables out 160 columns wide rather than cut their cells at Rich's 80.
+console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 MaxTiles = Annotated[
