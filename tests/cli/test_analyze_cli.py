@@ -81,6 +81,27 @@ def test_table_without_robustness(tmp_path: Path, photos: list[Path]) -> None:
     assert "small" not in res.output  # 37 × 91 enlarged to fit 64 × 64: 82 % as many pixels
 
 
+def test_each_face_is_judged_on_its_own(tmp_path: Path) -> None:
+    import skimage.data
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    args = ["analyze", str(photo), *TINY, "--no-robustness"]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    [rec] = json.loads(res.stdout)["images"]
+    [v] = rec["faces"]["verdicts"]  # one face, judged on a 128-px window (2 × its side) around it
+    x0, y0, x1, y1 = rec["faces"]["faces"][0]["box"]
+    left, top, right, bottom = v["window"]
+    assert left <= x0 and top <= y0 and right >= x1 and bottom >= y1 and right - left == bottom - top
+    assert v["verdict"] == ("fake" if v["score"] >= 0.5 else "real")
+    assert set(v["models"]) == {"tiny-cnn", "tiny-vit"}
+    res = runner.invoke(app, args)
+    assert "each face judged on its own" in res.output and "1: " in res.output
+    res = runner.invoke(app, [*args, "--no-faces", "--json"])
+    assert "faces" not in json.loads(res.stdout)["images"][0]
+
+
 def test_an_image_much_smaller_than_the_input_is_marked_small(tmp_path: Path) -> None:
     det = create_model("tiny-cnn")
     det.input_spec = replace(det.input_spec, mode="native")  # pads a small image, as the shipped members do

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.reading import focus, margin_word, pct, read_analysis
 from fakelens.report.regions import FaceRegions, region_labels
 
@@ -147,6 +148,20 @@ def test_an_image_smaller_than_the_input_gets_a_small_evidence_warning(make_anal
     a.models[0].pixel_fraction = 0.004
     text = _text(read_analysis(a))
     assert f"({W} × {H} px) is small: it gave the models only 0.4 % as many pixels" in text
+
+
+def test_faces_paragraph(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.8, {})})  # the image reads fake
+    one = [FaceVerdict((0, 0, 9, 9), (0, 0, 64, 64), 0.9, "fake", {"cnn": (0.9, "fake")})]
+    assert _text(read_analysis(a)) == _text(read_analysis(a, face_verdicts=[]))  # no faces: no paragraph
+    text = _text(read_analysis(a, face_verdicts=one))
+    assert "Judged on a window around it, face 1 fake (0.90). The face agrees with the whole image." in text
+    two = [*one, FaceVerdict((20, 0, 29, 9), (0, 0, 64, 64), 0.3, "real", {"cnn": (0.3, "real")})]
+    text = _text(read_analysis(a, face_verdicts=two))
+    assert (
+        "face 1 fake (0.90) and face 2 real (0.30). Face 2 reads real while the whole image reads fake."
+        in text
+    )
 
 
 def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: MakeAnalysis) -> None:

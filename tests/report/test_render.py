@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from fakelens.analysis import analyze_images
+from fakelens.face_verdicts import FaceVerdict
 from fakelens.models import Ensemble, create_model
 from fakelens.report import render_report
 from fakelens.report.regions import FaceRegions, region_labels
@@ -85,6 +86,28 @@ def test_the_legend_says_whether_scores_are_calibrated(make_analysis: MakeAnalys
     assert UNCALIBRATED_NOTE in plain and CALIBRATED_NOTE not in plain
     assert CALIBRATED_NOTE in calibrated and UNCALIBRATED_NOTE not in calibrated
     assert "threshold 0.50, calibrated" in calibrated
+
+
+def test_each_face_gets_its_own_verdict_numbered_on_the_picture(make_analysis: MakeAnalysis) -> None:
+    left, right = synthetic_face(cx=50.0), synthetic_face(cx=150.0)
+    regions = FaceRegions((left, right), region_labels([left, right], (H, W)))
+    a = make_analysis({"cnn": (0.2, {"gradcam": heatmap("gradcam", blob(150, 80, 8), ok_badge("gradcam"))})})
+    verdicts = [
+        FaceVerdict(left.box, (0, 0, 64, 64), 0.1, "real", {"cnn": (0.1, "real")}),
+        FaceVerdict(right.box, (118, 48, 182, 112), 0.83, "fake", {"cnn": (0.83, "fake")}),
+    ]
+    img = Image.fromarray(np.full((H, W, 3), 90, np.uint8))
+    text = " ".join(
+        render_report([a], [img], ["pair.png"], regions=[regions], face_verdicts=[verdicts]).split()
+    )
+    assert_self_contained(text)
+    assert "Each face judged on its own" in text and "x 118–182, y 48–112" in text
+    assert "face 1 real (0.10) and face 2 fake (0.83)" in text
+    assert "Face 2 reads fake while the whole image reads real" in text
+    plain = render_report([a], [img], ["pair.png"], regions=[regions])
+    assert "Each face judged on its own" not in plain  # no verdicts given: the regions only
+    with pytest.raises(ValueError, match="2 face verdict lists for 1 analyses"):
+        render_report([a], [img], ["x"], regions=[regions], face_verdicts=[verdicts, verdicts])
 
 
 def test_lengths_must_match(make_analysis: MakeAnalysis) -> None:

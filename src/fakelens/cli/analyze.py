@@ -30,6 +30,7 @@ from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
 from fakelens.explain.engine import parse_options
 from fakelens.explain.perturbation import reporting
+from fakelens.face_verdicts import FaceVerdict, face_verdicts
 from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
@@ -65,11 +66,20 @@ def _load_model(specs: list[str]) -> Detector | Ensemble:
     return Ensemble.of(loaded)
 
 
-def _record(path: Path, sha: str, a: Analysis, regions: FaceRegions | None, faces: bool) -> dict[str, Any]:
+def _record(
+    path: Path,
+    sha: str,
+    a: Analysis,
+    regions: FaceRegions | None,
+    faces: bool,
+    verdicts: list[FaceVerdict],
+) -> dict[str, Any]:
     rec = a.to_dict()
     rec["image"] = {"file": str(path), "sha256": sha, **rec["image"]}
     if faces:
         rec["faces"] = regions.to_dict() if regions is not None else None
+        if rec["faces"] is not None:
+            rec["faces"]["verdicts"] = [v.to_dict() for v in verdicts]
         if regions is not None:
             rec["regions"] = {
                 m.name: {meth: regions.shares(h.map, h.valid).to_dict() for meth, h in m.heatmaps.items()}
@@ -174,9 +184,14 @@ def analyze_cmd(
             regions, face_note = find_regions(imgs)
             if face_note:
                 console.print(f"[yellow]warning:[/] no facial regions: {face_note}", highlight=False)
+        verdicts = [
+            face_verdicts(detector, img, r.faces, max_tiles=max_tiles) if r is not None else []
+            for img, r in zip(imgs, regions, strict=True)
+        ]
     use_faces = faces and face_note is None
     records = [
-        _record(p, h, a, r, use_faces) for p, h, a, r in zip(paths, hashes, analyses, regions, strict=True)
+        _record(p, h, a, r, use_faces, v)
+        for p, h, a, r, v in zip(paths, hashes, analyses, regions, verdicts, strict=True)
     ]
     payload: dict[str, Any] = {
         "model": specs if len(specs) > 1 else specs[0],
@@ -195,6 +210,7 @@ def analyze_cmd(
             title=title,
             faces=use_faces,
             regions=regions if use_faces else None,
+            face_verdicts=verdicts if use_faces else None,
             meta={
                 "--model": ", ".join(specs),
                 "robustness": "checked (badge per heatmap)"
@@ -210,6 +226,7 @@ def analyze_cmd(
         print_json(payload)
         return
     _print_table(paths, analyses)
+    _print_faces(paths, verdicts)
     if report is not None:
         console.print(f"wrote the report to [bold]{report}[/]")
     if out is not None:
@@ -270,6 +287,29 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",
         )
+    console.print(table)
+
+
+def _print_faces(paths: list[Path], verdicts: list[list[FaceVerdict]]) -> None:
+    """Every face judged on its own window (only when some image has a face)."""
+    if not any(verdicts):
+        return
+    names = list(next(v for v in verdicts if v)[0].members)
+    table = Table(title="each face judged on its own (a window around it)")
+    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=40)
+    table.add_column("face at (x, y)", no_wrap=True)
+    table.add_column("ensemble", no_wrap=True)
+    for n in names:
+        table.add_column(n, no_wrap=True)
+    for p, vs in zip(paths, verdicts, strict=True):
+        for k, v in enumerate(vs, start=1):
+            x0, y0, x1, y1 = v.box
+            table.add_row(
+                p.name,
+                f"{k}: {(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}",
+                _verdict_cell(v.verdict, v.fake_probability),
+                *(_verdict_cell(verdict, s) for s, verdict in v.members.values()),
+            )
     console.print(table)
 
 

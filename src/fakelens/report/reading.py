@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
+from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
 
 __all__ = [
@@ -441,20 +442,44 @@ def _face_sentence(regions: FaceRegions | None, faces_checked: bool) -> str:
     return text + "."
 
 
+def _faces_paragraph(a: Analysis, verdicts: Sequence[FaceVerdict]) -> str:
+    """Each face's own verdict (numbered left to right, as in the report's face picture), and a warning when a
+    face disagrees with the image as a whole."""
+    if not verdicts:
+        return ""
+    each = [f"face {k} {v.verdict} ({prob(v.fake_probability)})" for k, v in enumerate(verdicts, start=1)]
+    text = f"Judged on a window around it, {_join(each)}."
+    odd = [k for k, v in enumerate(verdicts, start=1) if v.verdict != a.verdict]
+    if not odd:
+        subject = "Every face agrees" if len(verdicts) > 1 else "The face agrees"
+        return text + f" {subject} with the whole image."
+    which = _join([f"face {k}" for k in odd]).capitalize()
+    verb = "reads" if len(odd) == 1 else "read"
+    if a.verdict == "real":
+        return text + (
+            f" {which} {verb} fake while the whole image reads real: an edit confined to a face weighs "
+            "little in the image's score, so look closely at it."
+        )
+    return text + f" {which} {verb} real while the whole image reads fake."
+
+
 def reading_sections(
     a: Analysis,
     regions: FaceRegions | None = None,
     *,
     faces_checked: bool = False,
     shares: Mapping[ShareKey, RegionShares] | None = None,
+    face_verdicts: Sequence[FaceVerdict] = (),
 ) -> list[tuple[str, str]]:
-    """(heading, paragraph) pairs: verdict, where the maps point (with the face note), robustness, agreement
-    of the models' maps, methods that could not run; empty paragraphs left out."""
+    """(heading, paragraph) pairs: verdict, each face's own verdict, where the maps point (with the face
+    note), robustness, agreement of the models' maps, methods that could not run; empty paragraphs left
+    out."""
     sh = heatmap_shares(a, regions) if shares is None else shares
     where = " ".join(p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh)) if p)
     sections = [
         ("Verdict", _verdict_paragraph(a)),
         ("Scale", _scale_paragraph(a)),
+        ("Faces", _faces_paragraph(a, face_verdicts)),
         ("Where", where),
         ("Robustness", _trust_paragraph(a)),
         ("Agreement", _agreement_paragraph(a)),
@@ -469,6 +494,10 @@ def read_analysis(
     *,
     faces_checked: bool = False,
     shares: Mapping[ShareKey, RegionShares] | None = None,
+    face_verdicts: Sequence[FaceVerdict] = (),
 ) -> list[str]:
     """Paragraphs of plain text (see :func:`reading_sections`); ``faces_checked``: face detection ran."""
-    return [p for _, p in reading_sections(a, regions, faces_checked=faces_checked, shares=shares)]
+    sections = reading_sections(
+        a, regions, faces_checked=faces_checked, shares=shares, face_verdicts=face_verdicts
+    )
+    return [p for _, p in sections]

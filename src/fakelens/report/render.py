@@ -24,6 +24,7 @@ from PIL import Image
 from fakelens import __version__
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.errors import FakelensError
+from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.reading import ShareKey, heatmap_shares, margin_word, pct, prob, reading_sections
 from fakelens.report.regions import REGION_COLOURS, REGION_LABELS, REGIONS, FaceRegions, RegionShares
 from fakelens.trust.criteria import DEFAULT_CRITERIA
@@ -324,6 +325,7 @@ def _regions_section(
     image: Image.Image,
     regions: FaceRegions | None,
     shares: Mapping[ShareKey, RegionShares],
+    verdicts: Sequence[FaceVerdict],
     max_side: int,
 ) -> str:
     if regions is None:
@@ -334,6 +336,8 @@ def _regions_section(
         small = _small_image(image, size)
         lab = np.asarray(Image.fromarray(regions.labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
         pic = FaceRegions(regions.faces, lab).picture(small)
+    if verdicts:
+        pic = _number_faces(pic, verdicts, size[1] / image.width)
     legend = " ".join(
         f"<span class='nowrap'><span class='sw' style='background:rgb{REGION_COLOURS[r]}'></span>"
         f"{_e(REGION_LABELS[r])}</span>"
@@ -376,7 +380,7 @@ def _regions_section(
         else ""
     )
     return (
-        "<h3>Heatmap mass by facial region</h3>"
+        f"{_faces_table(verdicts)}<h3>Heatmap mass by facial region</h3>"
         f"<div class='regions'><figure><img alt='facial regions' src='{_data_uri(pic)}'>"
         f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
         f"({_e(faces)})<br>{legend}</figcaption></figure>"
@@ -387,6 +391,53 @@ def _regions_section(
         "<i>densest</i> names the region with the most mass per pixel and how many times its area's share "
         "it holds (1× = no concentration).</p>"
         f"{note}</div></div>"
+    )
+
+
+VERDICT_COLOURS = {"fake": (179, 38, 30), "real": (27, 110, 52)}  # --fake and --real of the page's CSS
+
+
+def _number_faces(pic: np.ndarray, verdicts: Sequence[FaceVerdict], scale: float) -> np.ndarray:
+    """The face picture with each face's box outlined in its verdict's colour and numbered as in the table."""
+    from PIL import ImageDraw
+
+    img = Image.fromarray(pic)
+    draw = ImageDraw.Draw(img)
+    for k, v in enumerate(verdicts, start=1):
+        x0, y0, x1, y1 = (c * scale for c in v.box)
+        colour = VERDICT_COLOURS[v.verdict]
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
+        tx, ty = x0 + 2, max(0.0, y0 - 13)
+        draw.rectangle((tx - 2, ty, tx + 8 * len(str(k)) + 2, ty + 12), fill=colour)
+        draw.text((tx, ty), str(k), fill=(255, 255, 255))
+    return np.asarray(img)
+
+
+def _faces_table(verdicts: Sequence[FaceVerdict]) -> str:
+    """Each face's own verdict: the ensemble and every member on a window around it."""
+    if not verdicts:
+        return ""
+    names = list(verdicts[0].members)
+    head = "".join(f"<th class='num'>{_e(n)}</th>" for n in names)
+    rows = []
+    for k, v in enumerate(verdicts, start=1):
+        x0, y0, x1, y1 = v.box
+        w0, t0, w1, t1 = v.window
+        cells = "".join(
+            f"<td class='num'>{_verdict_pill(verdict, p)} {prob(p)}</td>" for p, verdict in v.members.values()
+        )
+        rows.append(
+            f"<tr><th>{k}</th><td>x {x0:.0f}–{x1:.0f}, y {y0:.0f}–{y1:.0f}</td>"
+            f"<td class='muted'>x {w0}–{w1}, y {t0}–{t1}</td>"
+            f"<td class='num'>{_verdict_pill(v.verdict, v.fake_probability)} "
+            f"<b>{prob(v.fake_probability)}</b></td>{cells}</tr>"
+        )
+    return (
+        "<h3>Each face judged on its own</h3><table class='grid'><tr><th>face</th><th>box</th>"
+        f"<th>window read</th><th class='num'>ensemble</th>{head}</tr>{''.join(rows)}</table>"
+        "<p class='small muted'>The same models on a square window around each face (their input side, or "
+        "twice the face when it is larger), at the photo's own pixel grid. An edit confined to one face "
+        "weighs little in the whole image's score; here it is judged on its own.</p>"
     )
 
 
@@ -410,6 +461,7 @@ def _image_section(
     image: Image.Image,
     name: str,
     regions: FaceRegions | None,
+    verdicts: Sequence[FaceVerdict],
     faces_checked: bool,
     methods: Sequence[str],
     info: Mapping[str, str] | None,
@@ -418,7 +470,7 @@ def _image_section(
     max_side: int,
 ) -> str:
     shares = heatmap_shares(a, regions)
-    reading = reading_sections(a, regions, faces_checked=faces_checked, shares=shares)
+    reading = reading_sections(a, regions, faces_checked=faces_checked, shares=shares, face_verdicts=verdicts)
     p = a.fake_probability
     verdict = a.verdict if a.verdict in ("fake", "real") and math.isfinite(p) else "real"
     split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
@@ -446,7 +498,7 @@ def _image_section(
         + f"</div><h3>Models</h3><div class='cards'>{cards}</div>"
         "<h3>Heatmaps: where each model sees evidence for fake</h3>"
         f"{_heatmap_grid(a, image, methods, cmap, alpha, max_side)}"
-        f"{_regions_section(a, image, regions, shares, max_side)}</section>"
+        f"{_regions_section(a, image, regions, shares, verdicts, max_side)}</section>"
     )
 
 
@@ -554,6 +606,7 @@ def render_report(
     title: str | None = None,
     faces: bool = True,
     regions: Sequence[FaceRegions | None] | None = None,
+    face_verdicts: Sequence[Sequence[FaceVerdict]] | None = None,
     meta: Mapping[str, Any] | None = None,
     image_info: Sequence[Mapping[str, str] | None] | None = None,
     cmap: str = "jet",
@@ -564,7 +617,9 @@ def render_report(
 
     ``analyses``, ``images`` (the RGB images that were analysed, original size) and ``names`` run in
     parallel. ``faces`` detects faces and summarises every heatmap by facial region (or pass the
-    precomputed ``regions``, one per image, ``None`` where no face was found). ``meta`` adds key/value lines
+    precomputed ``regions``, one per image, ``None`` where no face was found); ``face_verdicts`` (one list per
+    image, in the order of its regions' faces; :mod:`fakelens.face_verdicts`) adds each face's own verdict,
+    numbered on the face picture. ``meta`` adds key/value lines
     to the header (model, methods, command), ``image_info`` per image (path, sha256). Images are stored at
     most ``max_side`` pixels on their longer side.
     """
@@ -572,6 +627,9 @@ def render_report(
         raise ValueError(f"{len(analyses)} analyses, {len(images)} images and {len(names)} names")
     if image_info is not None and len(image_info) != len(analyses):
         raise ValueError(f"{len(image_info)} image_info entries for {len(analyses)} analyses")
+    if face_verdicts is not None and len(face_verdicts) != len(analyses):
+        raise ValueError(f"{len(face_verdicts)} face verdict lists for {len(analyses)} analyses")
+    per_face = list(face_verdicts) if face_verdicts is not None else [()] * len(analyses)
     face_note: str | None = None
     if regions is not None:
         if len(regions) != len(analyses):
@@ -619,6 +677,7 @@ def render_report(
             img,
             name,
             reg,
+            faces,
             faces_checked,
             methods,
             image_info[k - 1] if image_info else None,
@@ -626,7 +685,9 @@ def render_report(
             alpha,
             max_side,
         )
-        for k, (a, img, name, reg) in enumerate(zip(analyses, images, names, regs, strict=True), start=1)
+        for k, (a, img, name, reg, faces) in enumerate(
+            zip(analyses, images, names, regs, per_face, strict=True), start=1
+        )
     ]
     n_fake = sum(1 for a in analyses if a.verdict == "fake")
     return (

@@ -1,0 +1,102 @@
+"""Per-face verdicts: every detected face judged on its own, as the platforms that check group photos do.
+
+A face swap or a blend in a group photo changes one face; the image's score averages it with everything else
+(the mean log-odds of a native member's tiles). Here each face gets the verdict of the same ensemble on a
+square window centred on it — the models' input side, or twice the face's longer side when that is larger (so
+a close-up keeps its chin and hairline) — shifted to lie inside the image. Each member reads the window as its
+input spec says (a ``native`` member: at the photo's own pixel grid, in tiles when the window is larger than
+its input), so the face's pixels are never resampled before a model sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from fakelens.analysis import as_ensemble
+from fakelens.data.faces import Face
+from fakelens.models.base import Detector
+from fakelens.models.ensemble import Ensemble
+from fakelens.tiling import DEFAULT_MAX_TILES
+
+__all__ = ["FaceVerdict", "face_verdicts", "face_window"]
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    """One face's verdict: ``box`` the face and ``window`` what the models read (``(left, top, right,
+    bottom)`` in original pixels); ``members``: each member's fake probability (calibrated, when the
+    ensemble is) and its verdict at its own threshold."""
+
+    box: Box
+    window: tuple[int, int, int, int]
+    fake_probability: float
+    verdict: str
+    members: dict[str, tuple[float, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(v, 2) for v in self.box],
+            "window": list(self.window),
+            "score": self.fake_probability,
+            "verdict": self.verdict,
+            "models": {n: {"score": p, "verdict": v} for n, (p, v) in self.members.items()},
+        }
+
+
+def face_window(box: Box, width: int, height: int, side: int) -> tuple[int, int, int, int]:
+    """The square window of side ``max(side, 2 × the box's longer side)`` centred on ``box``, shifted to lie
+    inside a ``width`` × ``height`` image (cut to it along a side the image is shorter than)."""
+    x0, y0, x1, y1 = box
+    s = max(side, round(2 * max(x1 - x0, y1 - y0)))
+
+    def axis(c: float, n: int) -> tuple[int, int]:
+        if s >= n:
+            return 0, n
+        start = min(max(0, round(c - s / 2)), n - s)
+        return start, start + s
+
+    left, right = axis((x0 + x1) / 2, width)
+    top, bottom = axis((y0 + y1) / 2, height)
+    return left, top, right, bottom
+
+
+def face_verdicts(
+    model: Detector | Ensemble,
+    image: Image.Image,
+    faces: Sequence[Face],
+    *,
+    max_tiles: int = DEFAULT_MAX_TILES,
+    batch_size: int = 8,
+) -> list[FaceVerdict]:
+    """The ensemble's verdict on a window around each face of ``image`` (see the module docstring), in the
+    order of ``faces``."""
+    if not faces:
+        return []
+    ens = as_ensemble(model)
+    side = max(max(m.input_spec.size) for m in ens.members)
+    windows = [face_window(f.box, image.width, image.height, side) for f in faces]
+    probs = ens.member_probabilities(
+        [image.crop(w) for w in windows], batch_size=batch_size, max_tiles=max_tiles
+    )
+    return [
+        FaceVerdict(
+            box=f.box,
+            window=w,
+            fake_probability=v.fake_probability,
+            verdict=v.verdict,
+            members={
+                m.name: (
+                    m.fake_probability,
+                    "fake" if m.fake_probability >= ens.member_threshold(j) else "real",
+                )
+                for j, m in enumerate(v.members)
+            },
+        )
+        for f, w, v in zip(faces, windows, ens.verdicts(probs), strict=True)
+    ]
