@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fakelens.data.faces import Face, template_landmarks
-from fakelens.face_verdicts import face_verdicts, face_window
+from fakelens.face_verdicts import FaceVerdict, face_verdicts, face_window
 from fakelens.models import Ensemble, create_model
 from fakelens.models.calibration import Calibration
 
@@ -54,4 +54,5 @@ def test_face_verdicts_are_the_ensemble_on_each_window() -> None:
         assert d_vit == ("fake" if p_vit >= 0.45 else "real")  # uncalibrated: the ensemble's threshold
         d = v.to_dict()
         assert d["models"]["tiny-cnn"] == {"score": p_cnn, "verdict": d_cnn} and d["window"] == list(v.window)
+        assert FaceVerdict.from_dict(d) == v  # as the service stores and reads it back
     assert face_verdicts(ens, image, []) == []

@@ -48,6 +48,19 @@ class FaceVerdict:
             "models": {n: {"score": p, "verdict": v} for n, (p, v) in self.members.items()},
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FaceVerdict:
+        """The inverse of :meth:`to_dict` (the box as rounded there)."""
+        x0, y0, x1, y1 = (float(v) for v in d["box"])
+        left, top, right, bottom = (int(v) for v in d["window"])
+        return cls(
+            box=(x0, y0, x1, y1),
+            window=(left, top, right, bottom),
+            fake_probability=float(d["score"]),
+            verdict=str(d["verdict"]),
+            members={n: (float(m["score"]), str(m["verdict"])) for n, m in d["models"].items()},
+        )
+
 
 def face_window(box: Box, width: int, height: int, side: int) -> tuple[int, int, int, int]:
     """The square window of side ``max(side, 2 × the box's longer side)`` centred on ``box``, shifted to lie

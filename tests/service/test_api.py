@@ -283,6 +283,26 @@ def test_stored_report_keeps_calibration_and_flags_a_small_image(make_service: S
     assert min(m["pixel_fraction"] for m in big["models"]) == 1.0
 
 
+def test_each_face_is_judged_on_its_own_and_reported(make_service: ServiceFactory) -> None:
+    import skimage.data
+
+    buf = io.BytesIO()
+    Image.fromarray(skimage.data.astronaut()).save(buf, "PNG")
+    svc = make_service(report_faces=True)
+    a = svc.upload(buf.getvalue(), name="astronaut.png").json()
+    [face] = a["faces"]
+    x0, y0, x1, y1 = face["box"]
+    left, top, right, bottom = face["window"]
+    assert left <= x0 < x1 <= right and top <= y0 < y1 <= bottom
+    assert face["verdict"] == ("fake" if face["score"] >= a["threshold"] else "real")
+    assert set(face["models"]) == {"tiny-cnn", "tiny-vit"}
+    assert svc.client.get(f"/v1/analyses/{a['id']}", headers=svc.h()).json()["faces"] == a["faces"]
+    html = " ".join(svc.client.get(a["links"]["report"], headers=svc.h()).text.split())
+    assert "Each face judged on its own" in html and f"face 1 {face['verdict']}" in html
+    off = make_service().upload(buf.getvalue()).json()  # faces off (the fixture's default)
+    assert off["faces"] is None
+
+
 def test_page_served(service: Service) -> None:
     c = service.client
     page = c.get("/")

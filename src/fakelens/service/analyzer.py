@@ -21,8 +21,10 @@ import numpy as np
 from PIL import Image
 
 from fakelens.analysis import Analysis, analyze_images, as_ensemble
-from fakelens.errors import ImageError
+from fakelens.data.faces import detect_faces
+from fakelens.errors import ConfigError, ImageError
 from fakelens.explain.engine import check_methods
+from fakelens.face_verdicts import face_verdicts
 from fakelens.io import load_image, sniff_format
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
@@ -138,8 +140,20 @@ class Analyzer:
             sub, [image], req.methods, robustness=self.settings.robustness, max_tiles=self.settings.max_tiles
         )
         draft = self._draft(req, image, analysis, [self.keys[i] for i in idx])
+        draft.result["faces"] = self._faces(sub, image)
         draft.result["duration_ms"] = round(1000 * (time.perf_counter() - start), 1)
         return draft
+
+    def _faces(self, ens: Ensemble, image: Image.Image) -> list[dict[str, Any]] | None:
+        """Each face's own verdict (:mod:`fakelens.face_verdicts`); None when faces are off or no face
+        detector is installed."""
+        if not self.settings.report_faces:
+            return None
+        try:
+            faces = detect_faces(np.asarray(image))
+        except ConfigError:
+            return None
+        return [v.to_dict() for v in face_verdicts(ens, image, faces, max_tiles=self.settings.max_tiles)]
 
     def _draft(self, req: AnalysisRequest, image: Image.Image, a: Analysis, keys: list[str]) -> Draft:
         original = sha256_hex(req.data)

@@ -90,6 +90,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "calibrated": r.get("calibrated", False),
         "methods": r["methods"],
         "models": models,
+        "faces": r.get("faces"),
         "image": {
             "width": row.width,
             "height": row.height,

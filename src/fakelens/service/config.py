@@ -99,7 +99,8 @@ class Settings:
     read_rate_burst: int = field(default_factory=_env("read_rate_burst", 120))
     preview_max_side: int = field(default_factory=_env("preview_max_side", 2048))
     report_faces: bool = field(default_factory=_env("report_faces", True))
-    """Reports summarise heatmaps by facial region when a face is found (needs a face detector)."""
+    """Faces are found in every upload and each is judged on its own (``faces`` of an analysis), and reports
+    summarise heatmaps by facial region (needs a face detector; without one ``faces`` is null)."""
     gc_on_start: bool = field(default_factory=_env("gc_on_start", True))
     commit_delay_s: float = field(default_factory=_env("commit_delay_s", 0.0))
     """Fault injection for the crash test only: sleep between writing the files and committing the row."""

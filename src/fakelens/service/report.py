@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
+from fakelens.face_verdicts import FaceVerdict
 from fakelens.io import load_image
 
 __all__ = ["REPORT_CSP", "render_analysis_report"]
@@ -63,16 +64,27 @@ def render_analysis_report(
 ) -> str:
     """Self-contained HTML of one stored analysis (``out`` is its API JSON, ``result`` its stored result)."""
     from fakelens.report import render_report
+    from fakelens.report.render import find_regions
 
     image = load_image(read(out["image"]["sha256"]), max_pixels=max_pixels)
     analysis = stored_analysis(result, out, read)
     name = out["image"]["filename"] or f"analysis {out['id']}"
+    regions, verdicts = None, None
+    if faces:
+        found, note = find_regions([image])
+        if note is None:  # the same detector on the same pixels finds the faces the analysis judged
+            regions = found
+            stored = [FaceVerdict.from_dict(d) for d in result.get("faces") or []]
+            if len(stored) == (len(found[0].faces) if found[0] is not None else 0):
+                verdicts = [stored]
     return render_report(
         [analysis],
         [image],
         [name],
         title=f"fakelens report: {name}",
         faces=faces,
+        regions=regions,
+        face_verdicts=verdicts,
         meta={"analysis": out["id"], "created": out["created_at"]},
         image_info=[
             {"sha256": out["image"]["sha256"], "size": f"{out['image']['width']}×{out['image']['height']}"}

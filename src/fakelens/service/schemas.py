@@ -80,6 +80,16 @@ class ModelOut(BaseModel):
     errors: dict[str, str] = Field(description="Methods that cannot run on this model, with the reason.")
 
 
+class FaceOut(BaseModel):
+    box: list[float] = Field(description="The face, `[left, top, right, bottom]` in original pixels.")
+    window: list[int] = Field(
+        description="The square window around it that the models read, `[left, top, right, bottom]`."
+    )
+    score: float = Field(description="The ensemble's fake probability for this face's window.")
+    verdict: str
+    models: dict[str, dict[str, Any]] = Field(description="Model name → its `score` and `verdict` here.")
+
+
 class AnalysisOut(BaseModel):
     id: str
     status: str = Field(description="`done`: an analysis is stored complete or not at all.")
@@ -94,6 +104,12 @@ class AnalysisOut(BaseModel):
     )
     methods: list[str]
     models: list[ModelOut]
+    faces: list[FaceOut] | None = Field(
+        None,
+        description="Every face found, left to right, judged on its own (an edit confined to one face weighs "
+        "little in the whole image's score); null when face detection is off or unavailable, or for "
+        "analyses stored before it.",
+    )
     image: ImageOut
     created_at: datetime
     duration_ms: float | None = None

@@ -214,6 +214,7 @@
     }
 
     await showImage($("base-image"), await blobUrl(img.url));
+    renderFaces(analysis);
     const first = analysis.models.find((m) => Object.keys(m.heatmaps).length) || analysis.models[0];
     await selectModel(first.key);
   }
@@ -231,6 +232,31 @@
     base.style.height = enlarged ? `${k * h}px` : "";
     stage.classList.toggle("enlarged", enlarged);
     $("zoom-note").textContent = enlarged ? `shown ${k}× (pixels enlarged)` : "";
+  }
+
+  // Every face judged on its own: numbered boxes on the image and a verdict per face under the ensemble's.
+  function renderFaces(analysis) {
+    const frame = document.querySelector(".stage .frame");
+    for (const b of frame.querySelectorAll(".face-box")) b.remove();
+    const list = $("ens-faces");
+    list.replaceChildren();
+    const faces = analysis.faces || [];
+    list.hidden = faces.length === 0;
+    if (!faces.length) return;
+    list.append(el("span", { class: "muted", text: "each face on its own:" }));
+    const { width: w, height: h } = analysis.image;
+    faces.forEach((f, i) => {
+      const [x0, y0, x1, y1] = f.box;
+      const label = `face ${i + 1}: ${f.verdict} ${pct(f.score)}`;
+      const box = el("div", { class: `face-box ${f.verdict}`, title: label }, el("span", { text: String(i + 1) }));
+      Object.assign(box.style, {
+        left: `${(100 * x0) / w}%`, top: `${(100 * y0) / h}%`,
+        width: `${(100 * (x1 - x0)) / w}%`, height: `${(100 * (y1 - y0)) / h}%`,
+      });
+      frame.append(box);
+      list.append(el("span", { class: "face-item", title: label }, el("b", { text: `${i + 1}` }), " ",
+        el("span", { class: `pill ${f.verdict}`, text: f.verdict }), ` ${pct(f.score)}`));
+    });
   }
 
   async function selectModel(key) {
