@@ -257,6 +257,9 @@
       list.append(el("span", { class: "face-item", title: label }, el("b", { text: `${i + 1}` }), " ",
         el("span", { class: `pill ${f.verdict}`, text: f.verdict }), ` ${pct(f.score)}`));
     });
+    if (analysis.verdict === "real" && faces.some((f) => f.verdict === "fake")) {
+      list.append(el("span", { class: "face-warning", text: "a face reads fake while the image reads real: look closely at it" }));
+    }
   }
 
   async function selectModel(key) {
