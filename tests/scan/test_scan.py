@@ -93,6 +93,34 @@ def test_badges_of_a_tiled_image_grade_the_tile_analyze_grades(tmp_path: Path) -
     assert row["badge_equivariance"] == pytest.approx(cam.robustness["equivariance"], abs=1e-6)
 
 
+def test_faces_are_judged_on_their_own(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    import skimage.data
+
+    from fakelens.data.faces import detect_faces
+    from fakelens.face_verdicts import face_verdicts
+
+    root = tmp_path / "in"
+    root.mkdir()
+    astronaut = skimage.data.astronaut()
+    Image.fromarray(astronaut).save(root / "astronaut.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(
+        root / "noise.png"
+    )
+    settings = ScanSettings(explain=False, faces=True)
+    s = scan(root, tmp_path / "out", model=cnn_checkpoint, settings=settings, workers=0)
+    rows = rows_by_path(pq.read_table(s.table))
+    face_row, noise_row = (rows[str(root / n)] for n in ("astronaut.png", "noise.png"))
+    assert s.fake_faces == int(face_row["face_verdict"] == "fake")
+    [v] = face_verdicts(load_detector(cnn_checkpoint), Image.fromarray(astronaut), detect_faces(astronaut))
+    assert face_row["faces"] == 1 and face_row["face_verdict"] == v.verdict
+    assert face_row["face_score"] == pytest.approx(v.fake_probability, abs=1e-6)
+    assert noise_row["faces"] == 0 and noise_row["face_score"] is None and noise_row["face_verdict"] is None
+    plain = scan(
+        root, tmp_path / "plain", model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0
+    )
+    assert all(r["faces"] is None for r in pq.read_table(plain.table).to_pylist())  # off by default
+
+
 def test_detect_only_matches_explained_scores(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
     a = scan(corpus, tmp_path / "a", model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
     b = scan(

@@ -82,6 +82,14 @@ def scan_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     set_: MethodOptions = None,
     max_tiles: MaxTiles = DEFAULT_MAX_TILES,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces/--no-faces",
+            help="Also find faces and judge each on its own: columns faces, face_score and face_verdict (the "
+            "most fake-looking face). An edit confined to one face weighs little in the image's score.",
+        ),
+    ] = False,
     ray: Annotated[
         bool, typer.Option("--ray", help="Run on Ray: a local instance, or the cluster of $RAY_ADDRESS.")
     ] = False,
@@ -115,6 +123,7 @@ def scan_cmd(
         save_raw=save_raw,
         batch_size=batch_size,
         max_tiles=max_tiles,
+        faces=faces,
     )
     address = ray_address or ("local" if ray else None)
     with Progress(
@@ -152,6 +161,7 @@ def scan_cmd(
         ("scanned now", summary.scanned),
         ("errors", summary.errors),
         ("verdict fake", summary.fake),
+        *((("a face reads fake", summary.fake_faces),) if faces else ()),
         ("with heatmaps", summary.flagged),
         ("rows in table", summary.rows),
         ("speed", f"{summary.images_per_second:.1f} images/s ({summary.engine})"),

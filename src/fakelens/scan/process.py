@@ -23,8 +23,10 @@ import torch
 from PIL import Image
 
 from fakelens.analysis import Analysis, HeatmapResult, add_badges, analyze_images, as_ensemble
+from fakelens.data.faces import available_detectors, detect_faces
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods
+from fakelens.face_verdicts import face_verdicts
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
@@ -54,6 +56,7 @@ class ScanSettings:
     cmap: str = "jet"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method (--set), JSON-safe
     max_tiles: int = DEFAULT_MAX_TILES  # native tiles per image (models with input mode "native")
+    faces: bool = False  # each face judged on its own: columns faces, face_score, face_verdict
 
     def __post_init__(self) -> None:
         if self.explain and not self.methods:
@@ -70,6 +73,10 @@ class ScanSettings:
             raise ConfigError(f"max tiles must be at least 1, not {self.max_tiles}")
         if self.cmap not in CMAPS:
             raise ConfigError(f"unknown colormap {self.cmap!r} (choose from {', '.join(CMAPS)})")
+        if self.faces and not available_detectors():
+            raise ConfigError(
+                "--faces needs a face detector: pip install --no-deps facenet-pytorch, or opencv<5"
+            )
 
     def record(self) -> dict[str, Any]:
         """The settings that give rows their meaning (a resumed scan must match them)."""
@@ -132,6 +139,10 @@ class ScanProcessor:
                     self._score_one(img, sha, stem)
                     for img, sha, stem in zip(images, shas, stems, strict=True)
                 ]
+            if self.settings.faces:
+                for result, img in zip(results, images, strict=True):
+                    if "error" not in result:
+                        result.update(self._faces(img))
             for i, result in zip(todo, results, strict=True):
                 rows[i].update(result)
         return to_table(rows, self.schema)
@@ -171,6 +182,17 @@ class ScanProcessor:
             self._explained_row(a, img, sha, stem)
             for a, img, sha, stem in zip(analyses, images, shas, stems, strict=True)
         ]
+
+    def _faces(self, image: Image.Image) -> dict[str, Any]:
+        """How many faces, and the most fake-looking one's score and verdict (each judged on its own)."""
+        found = detect_faces(np.asarray(image))
+        verdicts = face_verdicts(self.ensemble, image, found, max_tiles=self.settings.max_tiles)
+        top = max(verdicts, key=lambda v: v.fake_probability, default=None)
+        return {
+            "faces": len(found),
+            "face_score": None if top is None else top.fake_probability,
+            "face_verdict": None if top is None else top.verdict,
+        }
 
     def _explained_row(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> dict[str, Any]:
         row: dict[str, Any] = {c: m.fake_probability for c, m in zip(self.columns, a.models, strict=True)}

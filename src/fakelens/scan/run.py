@@ -36,6 +36,7 @@ class ScanSummary:
     errors: int
     flagged: int
     fake: int
+    fake_faces: int
     rows: int
     seconds: float
     images_per_second: float
@@ -134,6 +135,7 @@ def scan(
         errors=counts.errors,
         flagged=counts.flagged,
         fake=counts.fake,
+        fake_faces=counts.fake_faces,
         rows=table.num_rows,
         seconds=round(seconds, 3),
         images_per_second=round(counts.rows / seconds, 2) if seconds > 0 else 0.0,

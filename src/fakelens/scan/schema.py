@@ -30,6 +30,9 @@ _HEAD: tuple[tuple[str, pa.DataType], ...] = (
 _TAIL: tuple[tuple[str, pa.DataType], ...] = (
     ("score", pa.float64()),
     ("verdict", pa.string()),
+    ("faces", pa.int32()),
+    ("face_score", pa.float64()),
+    ("face_verdict", pa.string()),
     ("heatmap_model", pa.string()),
     ("heatmap_method", pa.string()),
     ("heatmap_max", pa.float64()),

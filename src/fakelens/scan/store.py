@@ -43,13 +43,15 @@ FORMAT = 1
 
 @dataclass
 class BatchCounts:
-    """What one batch added: rows written, items skipped as done before, error rows, rows with heatmaps."""
+    """What one batch added: rows written, items skipped as done before, error rows, rows with heatmaps,
+    fake verdicts, and images whose most fake-looking face reads fake."""
 
     rows: int = 0
     skipped: int = 0
     errors: int = 0
     flagged: int = 0
     fake: int = 0
+    fake_faces: int = 0
 
     def __iadd__(self, other: BatchCounts) -> BatchCounts:
         self.rows += other.rows
@@ -57,6 +59,7 @@ class BatchCounts:
         self.errors += other.errors
         self.flagged += other.flagged
         self.fake += other.fake
+        self.fake_faces += other.fake_faces
         return self
 
 
@@ -173,6 +176,7 @@ class ScanStore:
             errors=rows.num_rows - rows.column("error").null_count,
             flagged=sum(1 for f in rows.column("heatmap_files").to_pylist() if f),
             fake=sum(1 for v in rows.column("verdict").to_pylist() if v == "fake"),
+            fake_faces=sum(1 for v in rows.column("face_verdict").to_pylist() if v == "fake"),
         )
         if rows.num_rows:
             self._buffer.append(rows)
