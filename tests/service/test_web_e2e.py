@@ -33,9 +33,9 @@ if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The real app under uvicorn on a loopback port, in a thread, with tiny models and badges on."""
+    """The real app under uvicorn on a loopback port, in a thread, with tiny models, badges and faces on."""
     data = tmp_path_factory.mktemp("e2e") / "data"
-    settings = Settings(data_dir=data, robustness=True, report_faces=False, rate_per_minute=0.0)
+    settings = Settings(data_dir=data, robustness=True, report_faces=True, rate_per_minute=0.0)
     key = create_key(Database(settings.db_url), "acme")[1]
     port = free_port()
     config = uvicorn.Config(
@@ -181,6 +181,35 @@ def test_small_image_is_flagged(server: dict[str, Any], browser: Any, tmp_path: 
     assert f"shown {box[0] // 24}×" in page.inner_text("#zoom-note")
     page.screenshot(path=str(tmp_path / "small.png"), full_page=True)
     _keep_screenshot(tmp_path / "small.png")
+    page.close()
+
+
+def test_faces_are_boxed_and_judged(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    import skimage.data
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.goto(server["url"] + "/")
+    page.fill("#api-key", server["key"])
+    page.wait_for_selector("#method-choices input")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    page.set_input_files("#file-input", str(photo))
+    page.click("#analyze-btn")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    page.wait_for_selector(".frame .face-box")
+    assert page.locator(".frame .face-box").count() == 1
+    # the box sits on the face: MTCNN's box is about x 181–268, y 62–172 of the 512-px image
+    left, top, width = page.eval_on_selector(
+        ".frame .face-box",
+        "e => [e.offsetLeft / e.parentElement.clientWidth, e.offsetTop / "
+        "e.parentElement.clientHeight, e.offsetWidth / e.parentElement.clientWidth]",
+    )
+    assert abs(left - 181 / 512) < 0.03 and abs(top - 62 / 512) < 0.03 and abs(width - 87 / 512) < 0.03
+    text = page.inner_text("#ens-faces")
+    assert "each face on its own" in text and ("fake" in text.lower() or "real" in text.lower())
+    page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
+    _keep_screenshot(tmp_path / "faces.png")
     page.close()
 
 
