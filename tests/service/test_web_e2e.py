@@ -160,18 +160,24 @@ def test_bad_file_shows_error(server: dict[str, Any], browser: Any, tmp_path: Pa
     page.close()
 
 
-def test_small_image_is_flagged(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
-    from PIL import Image
-
+def _analyse(server: dict[str, Any], browser: Any, path: Path) -> Any:
+    """A page that uploaded ``path`` with the default methods and shows the result."""
     page = browser.new_page(viewport={"width": 1360, "height": 1000})
     page.goto(server["url"] + "/")
     page.fill("#api-key", server["key"])
     page.wait_for_selector("#method-choices input")
-    thumb = tmp_path / "thumb.png"
-    Image.new("RGB", (24, 20), (120, 90, 60)).save(thumb)  # 480 pixels for 64² inputs
-    page.set_input_files("#file-input", str(thumb))
+    page.set_input_files("#file-input", str(path))
     page.click("#analyze-btn")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    return page
+
+
+def test_small_image_is_flagged(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    thumb = tmp_path / "thumb.png"
+    Image.new("RGB", (24, 20), (120, 90, 60)).save(thumb)  # 480 pixels for 64² inputs
+    page = _analyse(server, browser, thumb)
     assert "a small image" in page.inner_text("#ens-rule")
     page.wait_for_selector("#overlay-image[data-method='gradcam']")
     # shown enlarged by a whole factor, sharp, with the overlay on exactly the same box
@@ -188,15 +194,9 @@ def test_faces_are_boxed_and_judged(server: dict[str, Any], browser: Any, tmp_pa
     import skimage.data
     from PIL import Image
 
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
-    page.goto(server["url"] + "/")
-    page.fill("#api-key", server["key"])
-    page.wait_for_selector("#method-choices input")
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)
-    page.set_input_files("#file-input", str(photo))
-    page.click("#analyze-btn")
-    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    page = _analyse(server, browser, photo)
     page.wait_for_selector(".frame .face-box")
     assert page.locator(".frame .face-box").count() == 1
     # the box sits on the face: MTCNN's box is about x 181–268, y 62–172 of the 512-px image
