@@ -56,3 +56,24 @@ def test_face_verdicts_are_the_ensemble_on_each_window() -> None:
         assert d["models"]["tiny-cnn"] == {"score": p_cnn, "verdict": d_cnn} and d["window"] == list(v.window)
         assert FaceVerdict.from_dict(d) == v  # as the service stores and reads it back
     assert face_verdicts(ens, image, []) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "mapped"), [("gradcam", {"tiny-cnn", "tiny-vit"}), ("rollout", {"tiny-vit"})]
+)
+def test_face_maps_cover_each_window(method: str, mapped: set[str]) -> None:
+    ens = Ensemble([create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)])
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (150, 260, 3), dtype=np.uint8))
+    faces = [face(20, 30, 50, 70), face(150, 10, 250, 110)]  # the second one's window is 200 px
+    plain = face_verdicts(ens, image, faces)
+    with_maps = face_verdicts(ens, image, faces, method=method)
+    assert [v.fake_probability for v in with_maps] == [
+        v.fake_probability for v in plain
+    ]  # maps change nothing
+    assert all(not v.heatmaps for v in plain)
+    for v in with_maps:
+        left, top, right, bottom = v.window
+        assert set(v.heatmaps) == mapped  # a CNN has no attention to roll out: left out
+        for heat, valid in v.heatmaps.values():
+            assert heat.shape == valid.shape == (bottom - top, right - left)
+            assert valid.all() and heat.min() >= 0.0 and heat.max() <= 1.0

@@ -11,15 +11,18 @@ its input), so the face's pixels are never resampled before a model sees them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from fakelens.analysis import as_ensemble
 from fakelens.data.faces import Face
+from fakelens.errors import FakelensError
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
+from fakelens.pipeline import explain_images
 from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["FaceVerdict", "face_verdicts", "face_window"]
@@ -31,13 +34,17 @@ Box = tuple[float, float, float, float]
 class FaceVerdict:
     """One face's verdict: ``box`` the face and ``window`` what the models read (``(left, top, right,
     bottom)`` in original pixels); ``members``: each member's fake probability (calibrated, when the
-    ensemble is) and its verdict at its own threshold."""
+    ensemble is) and its verdict at its own threshold; ``heatmaps``: when asked for, each member's map and
+    validity mask on the window's pixels (not serialised)."""
 
     box: Box
     window: tuple[int, int, int, int]
     fake_probability: float
     verdict: str
     members: dict[str, tuple[float, str]]
+    heatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,17 +93,29 @@ def face_verdicts(
     *,
     max_tiles: int = DEFAULT_MAX_TILES,
     batch_size: int = 8,
+    method: str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[FaceVerdict]:
     """The ensemble's verdict on a window around each face of ``image`` (see the module docstring), in the
-    order of ``faces``."""
+    order of ``faces``; with ``method`` (e.g. ``"gradcam"``) also each member's map of the window, on its
+    pixels (members the method cannot run on are left out; ``options`` as for
+    :func:`~fakelens.pipeline.explain_images`)."""
     if not faces:
         return []
     ens = as_ensemble(model)
     side = max(max(m.input_spec.size) for m in ens.members)
     windows = [face_window(f.box, image.width, image.height, side) for f in faces]
-    probs = ens.member_probabilities(
-        [image.crop(w) for w in windows], batch_size=batch_size, max_tiles=max_tiles
-    )
+    crops = [image.crop(w) for w in windows]
+    probs = ens.member_probabilities(crops, batch_size=batch_size, max_tiles=max_tiles)
+    maps: list[dict[str, tuple[np.ndarray, np.ndarray]]] = [{} for _ in faces]
+    if method is not None:
+        for member in ens.members:
+            try:
+                results = explain_images(member, crops, [method], options=options, max_tiles=max_tiles)
+            except FakelensError:  # e.g. an attention method on a CNN
+                continue
+            for k, r in enumerate(results):
+                maps[k][member.name] = (r.map(method).float().cpu().numpy(), r.valid(method).cpu().numpy())
     return [
         FaceVerdict(
             box=f.box,
@@ -110,6 +129,7 @@ def face_verdicts(
                 )
                 for j, m in enumerate(v.members)
             },
+            heatmaps=h,
         )
-        for f, w, v in zip(faces, windows, ens.verdicts(probs), strict=True)
+        for f, w, v, h in zip(faces, windows, ens.verdicts(probs), maps, strict=True)
     ]

@@ -96,8 +96,11 @@ def test_each_face_is_judged_on_its_own(tmp_path: Path) -> None:
     assert left <= x0 and top <= y0 and right >= x1 and bottom >= y1 and right - left == bottom - top
     assert v["verdict"] == ("fake" if v["score"] >= 0.5 else "real")
     assert set(v["models"]) == {"tiny-cnn", "tiny-vit"}
-    res = runner.invoke(app, args)
+    res = runner.invoke(app, [*args, "--report", str(tmp_path / "r.html")])
     assert "each face judged on its own" in res.output and "1: " in res.output
+    report = (tmp_path / "r.html").read_text()
+    assert "Each face judged on its own" in report and "tiny-vit " in report  # the face's window and maps
+    assert report.count("<figcaption>face 1</figcaption>") == 1
     res = runner.invoke(app, [*args, "--no-faces", "--json"])
     assert "faces" not in json.loads(res.stdout)["images"][0]
 

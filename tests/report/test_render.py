@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
@@ -104,6 +105,14 @@ def test_each_face_gets_its_own_verdict_numbered_on_the_picture(make_analysis: M
     assert "Each face judged on its own" in text and "x 118–182, y 48–112" in text
     assert "face 1 real (0.10) and face 2 fake (0.83)" in text
     assert "Face 2 reads fake while the whole image reads real" in text
+    assert "class='facemaps'" not in text  # verdicts without maps: no face pictures
+    mapped = [
+        replace(v, heatmaps={"cnn": (np.ones((64, 64), np.float32), np.ones((64, 64), bool))})
+        for v in verdicts
+    ]
+    text = render_report([a], [img], ["pair.png"], regions=[regions], face_verdicts=[mapped])
+    assert_self_contained(text)
+    assert text.count("<figcaption>face ") == 2 and "cnn 0.83</figcaption>" in text  # each window and its map
     plain = render_report([a], [img], ["pair.png"], regions=[regions])
     assert "Each face judged on its own" not in plain  # no verdicts given: the regions only
     with pytest.raises(ValueError, match="2 face verdict lists for 1 analyses"):

@@ -184,8 +184,11 @@ def analyze_cmd(
             regions, face_note = find_regions(imgs)
             if face_note:
                 console.print(f"[yellow]warning:[/] no facial regions: {face_note}", highlight=False)
+        face_method = methods[0] if report is not None and methods else None  # the report shows its maps
         verdicts = [
-            face_verdicts(detector, img, r.faces, max_tiles=max_tiles) if r is not None else []
+            face_verdicts(detector, img, r.faces, max_tiles=max_tiles, method=face_method, options=options)
+            if r is not None
+            else []
             for img, r in zip(imgs, regions, strict=True)
         ]
     use_faces = faces and face_note is None

@@ -96,6 +96,8 @@ ul.flags{margin:4px 0 0;padding-left:16px;font-size:11.5px;color:var(--check)}
 .legendbar img{height:12px;width:260px;border:1px solid var(--line)}
 .regions{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
 .regions figure{margin:0;width:240px}.regions figure img{width:100%;border-radius:4px}
+.facemaps{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}.facemaps figure{margin:0;width:160px}
+.facemaps img{width:100%;border-radius:4px}.facemaps figcaption{font-size:12px;color:var(--muted)}
 .sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
 td.top{font-weight:700}
 .legend{border-top:2px solid var(--ink);margin-top:40px;padding-top:10px;font-size:13px}
@@ -327,6 +329,8 @@ def _regions_section(
     shares: Mapping[ShareKey, RegionShares],
     verdicts: Sequence[FaceVerdict],
     max_side: int,
+    cmap: str,
+    alpha: float,
 ) -> str:
     if regions is None:
         return ""
@@ -380,7 +384,7 @@ def _regions_section(
         else ""
     )
     return (
-        f"{_faces_table(verdicts)}<h3>Heatmap mass by facial region</h3>"
+        f"{_faces_table(verdicts, image, cmap, alpha)}<h3>Heatmap mass by facial region</h3>"
         f"<div class='regions'><figure><img alt='facial regions' src='{_data_uri(pic)}'>"
         f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
         f"({_e(faces)})<br>{legend}</figcaption></figure>"
@@ -413,8 +417,28 @@ def _number_faces(pic: np.ndarray, verdicts: Sequence[FaceVerdict], scale: float
     return np.asarray(img)
 
 
-def _faces_table(verdicts: Sequence[FaceVerdict]) -> str:
-    """Each face's own verdict: the ensemble and every member on a window around it."""
+def _face_maps(v: FaceVerdict, k: int, image: Image.Image, cmap: str, alpha: float, side: int = 200) -> str:
+    """Face ``k``'s window and each member's map of it, when the verdicts carry maps."""
+    if not v.heatmaps:
+        return ""
+    crop = image.crop(v.window)
+    size = _fit(crop.height, crop.width, side)
+    small = _small_image(crop, size)
+    tiles = [
+        f"<figure><img alt='face {k}' src='{_data_uri(small)}'><figcaption>face {k}</figcaption></figure>"
+    ]
+    for name, (heat, valid) in v.heatmaps.items():
+        ov = overlay(small, _small_map(heat, size), alpha=alpha, cmap=cmap, valid=_small_map(valid, size))
+        tiles.append(
+            f"<figure><img alt='{_e(name)} on face {k}' src='{_data_uri(ov)}'>"
+            f"<figcaption>{_e(name)} {prob(v.members[name][0])}</figcaption></figure>"
+        )
+    return "".join(tiles)
+
+
+def _faces_table(verdicts: Sequence[FaceVerdict], image: Image.Image, cmap: str, alpha: float) -> str:
+    """Each face's own verdict: the ensemble and every member on a window around it, and, when the
+    verdicts carry them, each member's map of the window (why it reads the face as it does)."""
     if not verdicts:
         return ""
     names = list(verdicts[0].members)
@@ -432,10 +456,12 @@ def _faces_table(verdicts: Sequence[FaceVerdict]) -> str:
             f"<td class='num'>{_verdict_pill(v.verdict, v.fake_probability)} "
             f"<b>{prob(v.fake_probability)}</b></td>{cells}</tr>"
         )
+    maps = "".join(_face_maps(v, k, image, cmap, alpha) for k, v in enumerate(verdicts, start=1))
     return (
         "<h3>Each face judged on its own</h3><table class='grid'><tr><th>face</th><th>box</th>"
         f"<th>window read</th><th class='num'>ensemble</th>{head}</tr>{''.join(rows)}</table>"
-        "<p class='small muted'>The same models on a square window around each face (their input side, or "
+        + (f"<div class='facemaps'>{maps}</div>" if maps else "")
+        + "<p class='small muted'>The same models on a square window around each face (their input side, or "
         "twice the face when it is larger), at the photo's own pixel grid. An edit confined to one face "
         "weighs little in the whole image's score; here it is judged on its own.</p>"
     )
@@ -498,7 +524,7 @@ def _image_section(
         + f"</div><h3>Models</h3><div class='cards'>{cards}</div>"
         "<h3>Heatmaps: where each model sees evidence for fake</h3>"
         f"{_heatmap_grid(a, image, methods, cmap, alpha, max_side)}"
-        f"{_regions_section(a, image, regions, shares, verdicts, max_side)}</section>"
+        f"{_regions_section(a, image, regions, shares, verdicts, max_side, cmap, alpha)}</section>"
     )
 
 
