@@ -14,6 +14,8 @@ from PIL import Image
 from fakelens.models import Ensemble, create_model
 from fakelens.models.calibration import Calibration
 from fakelens.report.render import CALIBRATED_NOTE, UNCALIBRATED_NOTE
+from fakelens.service.api import analysis_out
+from fakelens.service.report import render_analysis_report
 from fakelens.service.store import sha256_hex
 
 from .conftest import Service, ServiceFactory, png_bytes
@@ -299,6 +301,14 @@ def test_each_face_is_judged_on_its_own_and_reported(make_service: ServiceFactor
     assert svc.client.get(f"/v1/analyses/{a['id']}", headers=svc.h()).json()["faces"] == a["faces"]
     html = " ".join(svc.client.get(a["links"]["report"], headers=svc.h()).text.split())
     assert "Each face judged on its own" in html and f"face 1 {face['verdict']}" in html
+    assert "<figcaption>face 1</figcaption>" in html and "tiny-vit " in html  # the window and its maps
+    # a report rendered without the analysis's models (no longer served): the stored verdicts, no maps
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+    row = next(r for tenant in (1, 2) if (r := state.repo.get(tenant, a["id"])) is not None)
+    stored = render_analysis_report(
+        analysis_out(row), row.result, state.repo.read_file, max_pixels=10**8, faces=True
+    )
+    assert "Each face judged on its own" in stored and "<figcaption>face 1</figcaption>" not in stored
     off = make_service().upload(buf.getvalue()).json()  # faces off (the fixture's default)
     assert off["faces"] is None
 

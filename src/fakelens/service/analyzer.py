@@ -127,6 +127,12 @@ class Analyzer:
             )
         return chosen, picked
 
+    def subset(self, replica: Ensemble, keys: Sequence[str]) -> Ensemble | None:
+        """The ensemble of ``replica``'s members with these keys (None when one is not served any more)."""
+        if any(k not in self.keys for k in keys):
+            return None
+        return replica.subset([self.keys.index(k) for k in keys])
+
     def run(self, replica: Ensemble, req: AnalysisRequest) -> Draft:
         """Decode, analyse and render one upload with ``replica`` (the calling worker's own model copy)."""
         start = time.perf_counter()
@@ -134,12 +140,12 @@ class Analyzer:
             image = load_image(req.data, max_pixels=self.settings.max_pixels)
         except ImageError as exc:
             raise _image_error(exc, req) from None
-        idx = [self.keys.index(k) for k in req.models]
-        sub = replica.subset(idx)
+        sub = self.subset(replica, req.models)
+        assert sub is not None  # check_options accepted the keys
         (analysis,) = analyze_images(
             sub, [image], req.methods, robustness=self.settings.robustness, max_tiles=self.settings.max_tiles
         )
-        draft = self._draft(req, image, analysis, [self.keys[i] for i in idx])
+        draft = self._draft(req, image, analysis, list(req.models))
         draft.result["faces"] = self._faces(sub, image)
         draft.result["duration_ms"] = round(1000 * (time.perf_counter() - start), 1)
         return draft

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
+from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest
 from fakelens.service.db import Analysis
 from fakelens.service.deps import Reader, State, Submitter
@@ -261,11 +262,17 @@ async def get_report(state: State, who: Reader, analysis_id: str) -> Response:
     """A self-contained HTML report (images inlined, no script): verdicts, overlays per model and method,
     robustness badges, facial regions when a face is found. Rendered by the (bounded) workers."""
     row = await asyncio.to_thread(_owned, state, who, analysis_id)
-    out, result, repo, s = analysis_out(row), row.result, state.repo, state.settings
+    out, result, repo, s, analyzer = analysis_out(row), row.result, state.repo, state.settings, state.analyzer
 
-    def render(_replica: object) -> str:
+    def render(replica: Ensemble) -> str:
         return render_analysis_report(
-            out, result, repo.read_file, max_pixels=s.max_pixels, faces=s.report_faces
+            out,
+            result,
+            repo.read_file,
+            max_pixels=s.max_pixels,
+            faces=s.report_faces,
+            model=analyzer.subset(replica, [m["key"] for m in out["models"]]),
+            max_tiles=s.max_tiles,
         )
 
     try:

@@ -12,8 +12,10 @@ import numpy as np
 from PIL import Image
 
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
-from fakelens.face_verdicts import FaceVerdict
+from fakelens.face_verdicts import FaceVerdict, face_verdicts
 from fakelens.io import load_image
+from fakelens.models.ensemble import Ensemble
+from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["REPORT_CSP", "render_analysis_report"]
 
@@ -60,9 +62,18 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
 
 
 def render_analysis_report(
-    out: dict[str, Any], result: dict[str, Any], read: Callable[[str], bytes], *, max_pixels: int, faces: bool
+    out: dict[str, Any],
+    result: dict[str, Any],
+    read: Callable[[str], bytes],
+    *,
+    max_pixels: int,
+    faces: bool,
+    model: Ensemble | None = None,
+    max_tiles: int = DEFAULT_MAX_TILES,
 ) -> str:
-    """Self-contained HTML of one stored analysis (``out`` is its API JSON, ``result`` its stored result)."""
+    """Self-contained HTML of one stored analysis (``out`` is its API JSON, ``result`` its stored result).
+    With the analysis's ``model`` each face is judged again with its map of the window (the first method);
+    without it (a model no longer served) the stored face verdicts are shown without maps."""
     from fakelens.report import render_report
     from fakelens.report.render import find_regions
 
@@ -74,8 +85,12 @@ def render_analysis_report(
         found, note = find_regions([image])
         if note is None:  # the same detector on the same pixels finds the faces the analysis judged
             regions = found
+            seen = found[0].faces if found[0] is not None else ()
             stored = [FaceVerdict.from_dict(d) for d in result.get("faces") or []]
-            if len(stored) == (len(found[0].faces) if found[0] is not None else 0):
+            if model is not None:
+                method = out["methods"][0] if out["methods"] else None
+                verdicts = [face_verdicts(model, image, seen, method=method, max_tiles=max_tiles)]
+            elif len(stored) == len(seen):
                 verdicts = [stored]
     return render_report(
         [analysis],
