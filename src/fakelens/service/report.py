@@ -86,11 +86,10 @@ def render_analysis_report(
         if note is None:  # the same detector on the same pixels finds the faces the analysis judged
             regions = found
             seen = found[0].faces if found[0] is not None else ()
-            stored = [FaceVerdict.from_dict(d) for d in result.get("faces") or []]
             if model is not None:
                 method = out["methods"][0] if out["methods"] else None
                 verdicts = [face_verdicts(model, image, seen, method=method, max_tiles=max_tiles)]
-            elif len(stored) == len(seen):
+            elif len(stored := [FaceVerdict.from_dict(d) for d in result.get("faces") or []]) == len(seen):
                 verdicts = [stored]
     return render_report(
         [analysis],
