@@ -280,9 +280,9 @@ def test_stored_report_keeps_calibration_and_flags_a_small_image(make_service: S
         assert out["pixel_fraction"] == pytest.approx(24 * 20 / math.prod(det.input_spec.size))
     html = " ".join(svc.client.get(a["links"]["report"], headers=svc.h()).text.split())
     assert CALIBRATED_NOTE in html and UNCALIBRATED_NOTE not in html  # the stored analysis stays calibrated
-    assert "(24 × 20 px) is small" in html
+    assert "(24 × 20 px) is small" in html and a["small"] is True
     big = svc.upload(png_bytes()).json()  # 96 × 72: as many pixels as the 64² input, or more
-    assert min(m["pixel_fraction"] for m in big["models"]) == 1.0
+    assert min(m["pixel_fraction"] for m in big["models"]) == 1.0 and big["small"] is False
 
 
 def test_each_face_is_judged_on_its_own_and_reported(make_service: ServiceFactory) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
+from fakelens.analysis import SMALL_IMAGE
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest
 from fakelens.service.db import Analysis
@@ -89,6 +90,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "threshold": r["threshold"],
         "rule": r["rule"],
         "calibrated": r.get("calibrated", False),
+        "small": min((m.get("pixel_fraction", 1.0) for m in r["models"]), default=1.0) < SMALL_IMAGE,
         "methods": r["methods"],
         "models": models,
         "faces": r.get("faces"),

@@ -102,6 +102,11 @@ class AnalysisOut(BaseModel):
         description="The scores are calibrated on validation photos (p(fake) ≈ frequency of fakes among "
         "validation images so scored; every verdict at 0.5).",
     )
+    small: bool = Field(
+        False,
+        description="A model read under half as many of the image's own pixels as its input holds (see "
+        "`models[].pixel_fraction`): the verdict rests on little evidence either way.",
+    )
     methods: list[str]
     models: list[ModelOut]
     faces: list[FaceOut] | None = Field(

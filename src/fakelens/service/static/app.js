@@ -171,7 +171,7 @@
       `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${analysis.threshold.toFixed(2)}` +
       (analysis.calibrated ? " · p(fake) calibrated on validation photos" : "") +
       (new Set(analysis.models.map((m) => m.verdict)).size > 1 ? " · the models disagree: a weak verdict" : "") +
-      (Math.min(...analysis.models.map((m) => m.pixel_fraction ?? 1)) < 0.5
+      (analysis.small
         ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "");
 
     const meta = $("image-meta");
