@@ -207,7 +207,7 @@ def analyze_images(
             ma = rows[i]
             ma.fake_probability = v.members[j].fake_probability
             ma.threshold = ens.member_threshold(j)
-            ma.verdict = "fake" if ma.fake_probability >= ma.threshold else "real"
+            ma.verdict = ens.member_verdict(j, ma.fake_probability)
             models.append(ma)
         out.append(
             Analysis(

@@ -123,10 +123,7 @@ def face_verdicts(
             fake_probability=v.fake_probability,
             verdict=v.verdict,
             members={
-                m.name: (
-                    m.fake_probability,
-                    "fake" if m.fake_probability >= ens.member_threshold(j) else "real",
-                )
+                m.name: (m.fake_probability, ens.member_verdict(j, m.fake_probability))
                 for j, m in enumerate(v.members)
             },
             heatmaps=h,

@@ -107,6 +107,8 @@ def test_calibrated_members_decide_at_their_own_threshold(members: list[Detector
     shown = ens.calibrate(PROBS)
     assert torch.allclose(shown[:, 0], cal(PROBS[:, 0])) and torch.equal(shown[:, 1], PROBS[:, 1])
     assert (ens.member_threshold(0), ens.member_threshold(1)) == (0.5, 0.6)
+    assert [ens.member_verdict(0, p) for p in (0.49, 0.5)] == ["real", "fake"]
+    assert [ens.member_verdict(1, p) for p in (0.59, 0.6)] == ["real", "fake"]
     out = ens.verdicts(PROBS)
     assert out[1].members[0].fake_probability == pytest.approx(cal(torch.tensor(0.9)).item())
     plain = Ensemble(members, rule="logit_mean")

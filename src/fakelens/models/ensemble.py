@@ -163,6 +163,10 @@ class Ensemble:
         """The probability at which member ``index``'s own verdict turns fake (½ when it is calibrated)."""
         return 0.5 if self.calibrations[index] is not None else self.threshold
 
+    def member_verdict(self, index: int, fake_probability: float) -> Verdict:
+        """Member ``index``'s own verdict for its (shown) fake probability: fake at its threshold or above."""
+        return "fake" if fake_probability >= self.member_threshold(index) else "real"
+
     def calibrate(self, member_probs: Tensor) -> Tensor:
         """``(B, M)`` raw member fake probabilities → the members' calibrated ones (as shown to users)."""
         if member_probs.ndim != 2 or member_probs.shape[1] != len(self.members):
