@@ -55,14 +55,14 @@ def scan_cmd(
         typer.Option("--explain/--no-explain", help="Heatmap statistics for every image (or scores only)."),
     ] = True,
     threshold: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="Verdict threshold [default: the model's own].")
+        float | None, typer.Option(min=0.0, max=1.0, help="Verdict threshold (default: the model's own).")
     ] = None,
     heatmaps_above: Annotated[
         float | None,
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Images scoring above this get badges and heatmap files (1 = none) [default: --threshold].",
+            help="Images scoring above this get badges and heatmap files (1 = none; default: --threshold).",
         ),
     ] = None,
     badges: Annotated[
@@ -76,7 +76,7 @@ def scan_cmd(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Decoding processes (local) or model replicas (Ray) [default: from the machine]."
+            min=0, help="Decoding processes (local) or model replicas (Ray); default: from the machine."
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

@@ -18,7 +18,8 @@ keys_app = typer.Typer(no_args_is_help=True)
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="Folder of the database and stored files [env FAKELENS_DATA_DIR; ./fakelens-data]."
+        "--data-dir",
+        help="Folder of the database and stored files (env FAKELENS_DATA_DIR; default ./fakelens-data).",
     ),
 ]
 DatabaseUrl = Annotated[
@@ -66,7 +67,8 @@ def serve_cmd(
         float | None, typer.Option("--rate", help="Analyses per minute and API key, 0 = no limit [30].")
     ] = None,
     methods: Annotated[
-        str | None, typer.Option("--methods", help="Default methods, comma-separated [gradcam,hirescam].")
+        str | None,
+        typer.Option("--methods", help="Default methods, comma-separated (default: gradcam,hirescam)."),
     ] = None,
     robustness: Annotated[
         bool | None, typer.Option("--robustness/--no-robustness", help="Grade every heatmap with a badge.")

@@ -1,0 +1,31 @@
+"""Every ``--help`` text reaches the user whole: Rich renders help as markup, so ``[default: x]`` or
+``[env VAR]`` in a help string would vanish from the screen (leaving "… files ." behind)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+
+from fakelens.cli.main import app
+
+# Rich's markup tag (rich.markup.RE_TAGS): a "[" not escaped, starting with a lower-case letter, #, / or @
+RICH_TAG = re.compile(r"(?<!\\)\[[a-z#/@][^\[]*?\]")
+
+
+def _commands(cmd: Any, path: str = "fakelens") -> Iterator[tuple[str, Any]]:
+    """Every command and sub-command (Typer ships its own click: groups are known by their ``commands``)."""
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_no_help_text_is_swallowed_as_rich_markup() -> None:
+    swallowed, seen = [], 0
+    for path, cmd in _commands(typer.main.get_command(app)):
+        texts = [("", cmd.help or "")] + [(p.name or "", getattr(p, "help", None) or "") for p in cmd.params]
+        swallowed += [f"{path} {name}: {m.group()}" for name, t in texts for m in RICH_TAG.finditer(t)]
+        seen += 1
+    assert seen > 15 and not swallowed
