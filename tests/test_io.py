@@ -353,6 +353,29 @@ def test_truncated_header_and_corrupt_data() -> None:
         load_image(bytes(broken))
 
 
+def _sof_height(data: bytes, height: int) -> bytes:
+    """The JPEG with its frame header (SOF0) declaring ``height`` rows."""
+    out = bytearray(data)
+    sof = out.index(b"\xff\xc0")
+    out[sof + 5 : sof + 7] = struct.pack(">H", height)
+    return bytes(out)
+
+
+def test_jpeg_declaring_more_rows_than_its_data_is_corrupt() -> None:
+    """libjpeg fills the rows its data does not reach with grey and only warns: 64 rows of data declared
+    as 256 would be analysed as an image that is three quarters grey."""
+    data = encode(Image.fromarray(_noise(64, 64)), "JPEG")
+    with pytest.raises(ImageError, match=r"corrupt JPEG data: .* bottom 1[6-9]\d of its 256 rows with grey"):
+        load_image(_sof_height(data, 256))
+    assert load_image(_sof_height(data, 64)).size == (64, 64)
+    # grey is an image: all of it, or a band too thin to be the decoder's filling
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    assert load_image(encode(Image.fromarray(flat), "JPEG")).size == (64, 64)
+    footer = _noise(256, 64)
+    footer[-16:] = 128
+    assert load_image(encode(Image.fromarray(footer), "JPEG")).size == (64, 256)
+
+
 def test_zero_size_header() -> None:
     with pytest.raises(ImageError, match="zero-size image"):
         load_image(png_header_only(0, 10))

@@ -327,9 +327,26 @@ def _decode_failure(name: str, fmt: str, exc: BaseException, data: bytes) -> Ima
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, EOFError) or "truncated" in detail.lower() or _declared_short(data):
         return ImageError(
-            f"{name}: truncated {fmt} data: the file ends before the image is complete ({detail})"
+            f"{name}: truncated or corrupt {fmt} data: the image data ends early or is damaged ({detail})"
         )
     return ImageError(f"{name}: corrupt {fmt} data: {detail}")
+
+
+def _jpeg_filled_rows(img: Image.Image) -> int:
+    """Rows at the bottom of a decoded JPEG that libjpeg filled with mid-grey because the compressed data
+    ended before the image its header declares (it warns; Pillow does not say). 0 unless the grey run is a
+    real share of the image (at least 16 rows and an eighth of it) below content: a flat grey footer of a
+    few rows, or an all-grey picture, is an image."""
+    if img.mode not in ("L", "RGB") or img.height < 16:
+        return 0
+    a = np.asarray(img).reshape(img.height, -1)
+    if not (a[-1] == 128).all():
+        return 0
+    content = np.flatnonzero((a != 128).any(axis=1))
+    if not len(content):
+        return 0
+    filled = img.height - 1 - int(content[-1])
+    return filled if filled >= max(16, img.height // 8) else 0
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -456,6 +473,11 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
         except Exception as exc:
             raise _decode_failure(name, fmt, exc, data) from exc
     _check_pixels(name, *img.size, limit)  # a GIF frame may be larger than its screen
+    if fmt == "JPEG" and (filled := _jpeg_filled_rows(img)):
+        raise ImageError(
+            f"{name}: corrupt JPEG data: the compressed data ends early, and the decoder filled the bottom "
+            f"{filled} of its {img.height} rows with grey"
+        )
 
     try:
         oriented = ImageOps.exif_transpose(img)

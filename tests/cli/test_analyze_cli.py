@@ -151,7 +151,7 @@ def test_method_options_reach_heatmaps_and_badges(
     ("args", "message"),
     [
         (["{missing}", "--model", "tiny-cnn"], "no such file or folder"),
-        (["{corrupt}", "--model", "tiny-cnn"], "truncated JPEG"),
+        (["{corrupt}", "--model", "tiny-cnn"], "truncated or corrupt JPEG"),
         (["{ok}", "--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
         (["{ok}", "--model", "tiny-cnn", "-m", "rise", "--set", "rise.nmasks=2"], "rise has no option"),
         (["{ok}", "--model", "{badmodel}"], "no config.json next to it"),

@@ -106,6 +106,13 @@ def test_options_are_checked(service: Service) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_model"
     r = service.upload(models="tiny-vit")
     assert [m["key"] for m in r.json()["models"]] == ["tiny-vit"]
+    # attention maps need a transformer: asked of the CNN alone, nothing could be shown, nothing is stored
+    total = service.client.get("/v1/analyses", headers=service.h()).json()["total"]
+    r = service.upload(methods="attention", models="tiny-cnn")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_heatmap" and "tiny-cnn" in r.text
+    assert service.client.get("/v1/analyses", headers=service.h()).json()["total"] == total
+    r = service.upload(methods="attention")  # the ViT can: stored, the CNN's reason kept
+    assert r.status_code == 201 and r.json()["models"][0]["errors"].keys() == {"attention"}
 
 
 def test_auth_required(service: Service) -> None:
@@ -129,6 +136,9 @@ def test_upload_limits(make_service: ServiceFactory) -> None:
     big = buf.getvalue()  # 120 000 pixels: a small file, too many pixels
     r = svc.upload(big)
     assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large", r.text
+    assert (
+        "refused before decoding)" in r.text and "max_pixels" not in r.text
+    )  # no advice meant for the operator
     r = svc.upload(b"")
     assert r.status_code == 422 and "empty" in r.json()["error"]["message"]
     r = svc.upload(b"%PDF-1.4 not an image", name="photo.png")  # the bytes decide, not the name or header
@@ -281,6 +291,7 @@ def test_stored_report_keeps_calibration_and_flags_a_small_image(make_service: S
     html = " ".join(svc.client.get(a["links"]["report"], headers=svc.h()).text.split())
     assert CALIBRATED_NOTE in html and UNCALIBRATED_NOTE not in html  # the stored analysis stays calibrated
     assert "(24 × 20 px) is small" in html and a["small"] is True
+    assert html.count("small image</span>") == 1 and "a small image: little evidence either way" in html
     big = svc.upload(png_bytes()).json()  # 96 × 72: as many pixels as the 64² input, or more
     assert min(m["pixel_fraction"] for m in big["models"]) == 1.0 and big["small"] is False
 

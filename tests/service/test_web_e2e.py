@@ -160,9 +160,9 @@ def test_bad_file_shows_error(server: dict[str, Any], browser: Any, tmp_path: Pa
     page.close()
 
 
-def _analyse(server: dict[str, Any], browser: Any, path: Path) -> Any:
-    """A page that uploaded ``path`` with the default methods and shows the result."""
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+def _analyse(server: dict[str, Any], browser: Any, path: Path, width: int = 1360) -> Any:
+    """A page ``width`` px wide that uploaded ``path`` with the default methods and shows the result."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(server["url"] + "/")
     page.fill("#api-key", server["key"])
     page.wait_for_selector("#method-choices input")
@@ -179,6 +179,10 @@ def test_small_image_is_flagged(server: dict[str, Any], browser: Any, tmp_path: 
     Image.new("RGB", (24, 20), (120, 90, 60)).save(thumb)  # 480 pixels for 64² inputs
     page = _analyse(server, browser, thumb)
     assert "a small image" in page.inner_text("#ens-rule")
+    # on the verdict itself, and in the history list, not only in the small print
+    assert "small image" in page.inner_text("#ens-pill").lower()
+    assert "small-image" in page.get_attribute("#ens-pill", "class")
+    page.wait_for_selector("#history li .pill.small-image")
     page.wait_for_selector("#overlay-image[data-method='gradcam']")
     # shown enlarged by a whole factor, sharp, with the overlay on exactly the same box
     box = page.eval_on_selector("#base-image", "e => [e.clientWidth, e.clientHeight]")
@@ -210,6 +214,16 @@ def test_faces_are_boxed_and_judged(server: dict[str, Any], browser: Any, tmp_pa
     assert "each face on its own" in text and ("fake" in text.lower() or "real" in text.lower())
     page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
     _keep_screenshot(tmp_path / "faces.png")
+    page.close()
+
+
+def test_phone_width_has_no_sideways_scroll(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    photo = _face_like_png(tmp_path / "face.png")
+    page = _analyse(server, browser, photo, width=375)
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    _keep_screenshot(tmp_path / "phone.png")
     page.close()
 
 

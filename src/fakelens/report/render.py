@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from fakelens import __version__
-from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
+from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
 from fakelens.errors import FakelensError
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.reading import ShareKey, heatmap_shares, margin_word, pct, prob, reading_sections
@@ -57,6 +57,7 @@ text-transform:uppercase}
 .pill.fake{background:var(--fake);color:#fff}.pill.real{background:var(--real);color:#fff}
 .pill.ok{background:var(--ok);color:#fff}.pill.check{background:var(--check);color:#fff}
 .pill.na{background:#8a939b;color:#fff}
+.pill.small{background:#fff;color:var(--check);border:1px solid var(--check)}
 section.image{border-top:1px solid var(--line);margin-top:34px;padding-top:18px;break-before:page}
 .imghead{display:flex;align-items:baseline;gap:12px;flex-wrap:wrap}
 .banner{display:flex;align-items:center;gap:18px;border-radius:6px;padding:12px 16px;margin:12px 0;
@@ -171,6 +172,13 @@ def _verdict_pill(verdict: str, p: float) -> str:
     if not math.isfinite(p) or verdict not in ("fake", "real"):
         return "<span class='pill na'>n/a</span>"
     return f"<span class='pill {verdict}'>{verdict}</span>"
+
+
+def _small_tag(a: Analysis) -> str:
+    """A tag beside the verdict of an image too small to carry much evidence (see the reading)."""
+    if a.pixel_fraction >= SMALL_IMAGE:
+        return ""
+    return " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
 
 
 def _bar(p: float, threshold: float, verdict: str) -> str:
@@ -502,6 +510,8 @@ def _image_section(
     split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
     members = f"{len(a.models)} model{'s' if len(a.models) > 1 else ''}"
     qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
+    if a.pixel_fraction < SMALL_IMAGE:
+        qualifier = " · ".join(filter(None, [qualifier, "a small image: little evidence either way"]))
     info_html = (
         "<dl class='meta'>"
         + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())
@@ -556,7 +566,7 @@ def _summary_table(analyses: Sequence[Analysis], names: Sequence[str]) -> str:
         split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
         rows.append(
             f"<tr><td class='num'>{k}</td><td><a href='#img-{k}'>{_e(name)}</a></td>"
-            f"<td>{_verdict_pill(a.verdict, a.fake_probability)}</td>"
+            f"<td>{_verdict_pill(a.verdict, a.fake_probability)}{_small_tag(a)}</td>"
             f"<td class='num'><b>{prob(a.fake_probability)}</b></td>{cells}"
             f"<td>{'split' if split else 'agree'}</td>"
             f"<td class='num'>{f'{ok} / {total}' if checked else 'not checked'}</td></tr>"

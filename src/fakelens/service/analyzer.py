@@ -145,6 +145,16 @@ class Analyzer:
         (analysis,) = analyze_images(
             sub, [image], req.methods, robustness=self.settings.robustness, max_tiles=self.settings.max_tiles
         )
+        if req.methods and not any(m.heatmaps for m in analysis.models):
+            reasons = "; ".join(
+                f"{m.name}: {e}" for m in analysis.models for e in list(m.errors.values())[:1]
+            )
+            raise ApiError(
+                400,
+                "no_heatmap",
+                f"none of the methods {', '.join(req.methods)} can run on the chosen model(s) ({reasons}); "
+                "choose another method or model",
+            )
         draft = self._draft(req, image, analysis, list(req.models))
         draft.result["faces"] = self._faces(sub, image)
         draft.result["duration_ms"] = round(1000 * (time.perf_counter() - start), 1)

@@ -26,6 +26,7 @@ _HTTP_CODES = {
     413: "upload_too_large",
 }
 _TOO_BIG = re.compile(r"exceeds the limit|decompression bomb")
+_OPERATOR_HINT = re.compile(r"; raise max_pixels or \$\w+ to allow it")
 
 
 class ApiError(Exception):
@@ -51,8 +52,10 @@ def image_error(exc: ImageError, data: bytes) -> ApiError:
     message = str(exc)
     if sniff_format(data) is None:
         return ApiError(415, "unsupported_media_type", message)
-    if _TOO_BIG.search(message):
-        return ApiError(413, "image_too_large", message)
+    if _TOO_BIG.search(
+        message
+    ):  # the library's hint on raising the limit is for the operator, not the client
+        return ApiError(413, "image_too_large", _OPERATOR_HINT.sub("", message))
     return ApiError(422, "invalid_image", message)
 
 

@@ -38,6 +38,9 @@
   showKeyState();
   const apiKey = () => keyInput.value.trim();
 
+  // The verdict as shown: a small image's verdict rests on few pixels, so it says so on the pill itself.
+  const verdictText = (a) => (a.small ? `${a.verdict} · small image` : a.verdict);
+
   async function api(path, options = {}) {
     const headers = Object.assign({ "X-API-Key": apiKey() }, options.headers || {});
     const res = await fetch(path, Object.assign({}, options, { headers }));
@@ -48,7 +51,7 @@
         if (body && body.error) message = body.error.message;
       } catch (_) { /* not JSON */ }
       const retry = res.headers.get("Retry-After");
-      if (retry) message += ` (retry in ${retry} s)`;
+      if (retry && !message.includes("retry in")) message += ` (retry in ${retry} s)`;
       const err = new Error(message);
       err.status = res.status;
       throw err;
@@ -161,8 +164,9 @@
 
     const ens = $("ensemble");
     ens.className = `ensemble ${analysis.verdict}`;
-    $("ens-pill").className = `pill ${analysis.verdict}`;
-    $("ens-pill").textContent = analysis.verdict;
+    $("ens-pill").className = `pill ${analysis.verdict}${analysis.small ? " small-image" : ""}`;
+    $("ens-pill").textContent = verdictText(analysis);
+    $("ens-pill").title = analysis.small ? "a small image: little evidence either way" : "";
     $("ens-score").textContent = `p(fake) ${pct(analysis.score)}`;
     $("ens-fill").className = `fill ${analysis.verdict}`;
     $("ens-fill").style.width = `${100 * analysis.score}%`;
@@ -195,9 +199,10 @@
       const thr = el("div", { class: "thr" });
       thr.style.left = `calc(${100 * (m.threshold ?? analysis.threshold)}% - 1px)`;
       const grades = Object.values(m.robustness || {}).filter(Boolean).map((b) => b.grade).filter(Boolean);
-      const foot = grades.length
-        ? `${Object.keys(m.heatmaps).length} heatmap(s) · robustness ${grades.includes("check") ? "check" : "ok"}`
-        : `${Object.keys(m.heatmaps).length} heatmap(s)`;
+      const na = Object.keys(m.errors || {});
+      const foot = `${Object.keys(m.heatmaps).length} heatmap(s)` +
+        (grades.length ? ` · robustness ${grades.includes("check") ? "check" : "ok"}` : "") +
+        (na.length ? ` · ${na.join(", ")}: cannot run on this model` : "");
       const card = el(
         "div",
         { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button" },
@@ -205,7 +210,7 @@
           el("span", { class: `pill ${m.verdict}`, text: m.verdict })),
         el("div", { class: "card-score" }, pct(m.score), el("span", { class: "unit", text: "p(fake)" })),
         el("div", { class: "bar" }, fill, thr),
-        el("div", { class: "card-foot", text: foot }),
+        el("div", { class: "card-foot", text: foot, title: Object.entries(m.errors || {}).map(([k, v]) => `${k}: ${v}`).join("\n") }),
       );
       card.addEventListener("click", () => selectModel(m.key));
       card.addEventListener("keydown", (e) => { if (e.key === "Enter") selectModel(m.key); });
@@ -392,7 +397,7 @@
       for (const a of page.items) {
         const li = el("li", { "data-id": a.id },
           el("span", { class: "hname", text: a.image.filename || a.id, title: a.image.filename || a.id }),
-          el("span", { class: `pill ${a.verdict}`, text: a.verdict }));
+          el("span", { class: `pill ${a.verdict}${a.small ? " small-image" : ""}`, text: verdictText(a) }));
         li.addEventListener("click", () => show(a));
         list.append(li);
       }
