@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
 from fakelens.face_verdicts import FaceVerdict
+from fakelens.report import reading
 from fakelens.report.reading import focus, margin_word, pct, read_analysis
 from fakelens.report.regions import FaceRegions, region_labels
 
@@ -127,6 +129,20 @@ def test_small_helpers() -> None:
     assert focus(np.zeros((H, W))) is None
     uniform = focus(np.ones((H, W)))
     assert uniform is not None and abs(uniform.area50 - 0.5) < 0.01
+
+
+def test_focus_of_a_large_map_matches_its_full_resolution() -> None:
+    """A 16-MP map is read block-averaged (FOCUS_MAX_PIXELS): same words, same area share within 1 %."""
+    small = cv2.resize(blob(180, 140, 25).astype(np.float32), (1000, 800), interpolation=cv2.INTER_LINEAR)
+    valid = np.ones(small.shape, bool)
+    valid[:, :120] = False  # a letterbox bar
+    exact = focus(small, valid)
+    big = cv2.resize(small, (5000, 4000), interpolation=cv2.INTER_LINEAR)
+    big_valid = cv2.resize(valid.astype(np.uint8), (5000, 4000), interpolation=cv2.INTER_NEAREST) > 0
+    assert big.size > 16 * reading.FOCUS_MAX_PIXELS > 16 * small.size
+    approx = focus(big, big_valid)
+    assert exact is not None and approx is not None and approx.where == exact.where
+    assert abs(approx.area50 - exact.area50) < 0.01
 
 
 def test_a_shrunk_image_gets_a_scale_warning(make_analysis: MakeAnalysis) -> None:

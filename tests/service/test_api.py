@@ -14,6 +14,7 @@ from PIL import Image
 from fakelens.models import Ensemble, create_model
 from fakelens.models.calibration import Calibration
 from fakelens.report.render import CALIBRATED_NOTE, UNCALIBRATED_NOTE
+from fakelens.service.analyzer import MAP_LEVELS, load_map, map_npy, map_png
 from fakelens.service.api import analysis_out
 from fakelens.service.report import render_analysis_report
 from fakelens.service.store import sha256_hex
@@ -352,3 +353,48 @@ def test_two_workers_each_own_model(make_service: ServiceFactory) -> None:
         t.join(60)
     assert codes == [201] * 4
     assert svc.client.get("/v1/analyses", headers=svc.h()).json()["total"] == 4
+
+
+def test_files_are_stored_compactly_and_revalidate(make_service: ServiceFactory) -> None:
+    """Raw maps are kept as 16-bit PNGs and served as float32 .npy; overlays are for looking, at the
+    preview's size (a 16-MP upload stored 316 MB before, 36 MB after); a cached file revalidates to 304."""
+    svc = make_service(preview_max_side=48)
+    a = svc.upload(models="tiny-cnn", methods="gradcam").json()  # 96 × 72
+    (m,) = a["models"]
+    h = svc.h()
+    heat = Image.open(io.BytesIO(svc.client.get(m["heatmaps"]["gradcam"], headers=h).content))
+    over = Image.open(io.BytesIO(svc.client.get(m["overlays"]["gradcam"], headers=h).content))
+    prev = Image.open(io.BytesIO(svc.client.get(a["image"]["url"], headers=h).content))
+    assert heat.size == (96, 72) and over.size == prev.size == (48, 36)
+    raw = svc.client.get(m["maps"]["gradcam"], headers=h)
+    served = np.load(io.BytesIO(raw.content), allow_pickle=False)
+    assert served.shape == (72, 96) and served.dtype == np.float32
+    assert raw.headers["content-disposition"].endswith('.gradcam.map.npy"')
+    levels = served * MAP_LEVELS
+    assert np.abs(levels - np.rint(levels)).max() < 1e-2 and served.max() == 1.0  # 16-bit steps, max kept
+    etag = raw.headers["etag"]
+    again = svc.client.get(m["maps"]["gradcam"], headers={**h, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert svc.client.get(m["maps"]["gradcam"], headers={**h, "If-None-Match": '"other"'}).status_code == 200
+
+
+def test_stored_maps_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    m = rng.random((30, 40)).astype(np.float32)
+    m[0, 0], m[0, 1] = 0.0, 1.0
+    back = load_map(map_png(m))
+    assert back.dtype == np.float32 and np.abs(back - m).max() <= 0.5 / MAP_LEVELS + 1e-7
+    legacy = io.BytesIO()  # analyses stored before: the float32 .npy itself
+    np.save(legacy, m)
+    assert np.array_equal(load_map(legacy.getvalue()), m) and map_npy(legacy.getvalue()) == legacy.getvalue()
+    assert np.array_equal(np.load(io.BytesIO(map_npy(map_png(m)))), back)
+
+
+def test_head_answers_like_get_without_a_body(service: Service) -> None:
+    a = service.upload(models="tiny-cnn", methods="gradcam").json()
+    for url, headers in (("/", {}), (a["models"][0]["heatmaps"]["gradcam"], service.h())):
+        get, head = service.client.get(url, headers=headers), service.client.head(url, headers=headers)
+        assert head.status_code == get.status_code == 200 and head.content == b""
+        for name in ("content-type", "content-length", "etag"):
+            assert head.headers.get(name) == get.headers.get(name)
+    assert service.client.head(f"/v1/analyses/{a['id']}").status_code == 401  # still guarded

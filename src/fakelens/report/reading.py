@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
@@ -102,9 +103,20 @@ _ROWS = ("upper", "middle", "lower")
 _COLS = ("left", "centre", "right")
 
 
+FOCUS_MAX_PIXELS = 1 << 20
+"""A larger map is block-averaged to about this many pixels before :func:`focus` (which sorts every value): a
+heatmap is upsampled from a coarse grid, so its area share and mass centre in words do not change, and a
+16-MP image's report took 18 s more without it."""
+
+
 def focus(heatmap: np.ndarray, valid: np.ndarray | None = None) -> Focus | None:
     """The :class:`Focus` of a non-negative map; ``None`` when it has no mass."""
     v = np.ones(heatmap.shape, bool) if valid is None else np.asarray(valid, bool)
+    if heatmap.size > FOCUS_MAX_PIXELS:
+        f = math.ceil(math.sqrt(heatmap.size / FOCUS_MAX_PIXELS))
+        size = (max(1, heatmap.shape[1] // f), max(1, heatmap.shape[0] // f))
+        heatmap = cv2.resize(np.nan_to_num(heatmap.astype(np.float32)), size, interpolation=cv2.INTER_AREA)
+        v = cv2.resize(v.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
     vals = np.clip(np.nan_to_num(heatmap.astype(np.float64)), 0, None)[v]
     total = float(vals.sum())
     if total <= 0 or vals.size == 0:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -36,8 +37,10 @@ from fakelens.viz.overlay import PNG_COMPRESS_LEVEL, colorize, overlay
 __all__ = ["AnalysisRequest", "Analyzer", "Draft", "member_keys"]
 
 FILE_KINDS = ("heatmap", "overlay", "map")
-"""Files stored per model and method: jet heatmap PNG (transparent where the model saw nothing), overlay
-PNG (jet over the image at α = 0.5) and the raw map as float32 ``.npy`` on the original pixel grid."""
+"""Files stored per model and method: jet heatmap PNG on the original pixel grid (transparent where the model
+saw nothing), overlay PNG (jet over the preview image at α = 0.5, at the preview's size: it is for looking)
+and the raw map on the original pixel grid as a 16-bit greyscale PNG (:func:`map_png`; served as float32
+``.npy`` by :func:`map_npy`; analyses stored before 2026-11-27 hold the ``.npy`` itself)."""
 
 
 def member_keys(names: Sequence[str]) -> list[str]:
@@ -184,8 +187,9 @@ class Analyzer:
             result={},
         )
         draft.blobs[original] = req.data
-        preview = draft.add(_preview_jpeg(image, self.settings.preview_max_side))
-        pixels = np.asarray(image)
+        small = _thumbnail(image, self.settings.preview_max_side)
+        preview = draft.add(_jpeg(small))
+        pixels = np.asarray(small)
         models = []
         for key, m in zip(keys, a.models, strict=True):
             heatmaps: dict[str, Any] = {}
@@ -193,8 +197,8 @@ class Analyzer:
             for method, h in m.heatmaps.items():
                 files = {
                     "heatmap": draft.add(_heatmap_png(h.map, h.valid)),
-                    "overlay": draft.add(_png(overlay(pixels, h.map, alpha=0.5, valid=h.valid))),
-                    "map": draft.add(_npy(h.map)),
+                    "overlay": draft.add(_overlay_png(pixels, h.map, h.valid)),
+                    "map": draft.add(map_png(h.map)),
                 }
                 heatmaps[method] = {"summary": _jsonable(h.summary), "files": files}
                 robustness[method] = _jsonable(h.robustness) if h.robustness is not None else None
@@ -275,18 +279,52 @@ def _heatmap_png(m: np.ndarray, valid: np.ndarray) -> bytes:
     return _png(rgba)
 
 
-def _npy(m: np.ndarray) -> bytes:
+def _overlay_png(pixels: np.ndarray, m: np.ndarray, valid: np.ndarray) -> bytes:
+    """Jet over ``pixels`` (the preview) at α = 0.5; the map and its valid mask brought to that size."""
+    size = (pixels.shape[1], pixels.shape[0])
+    if m.shape != pixels.shape[:2]:
+        m = cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        valid = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return _png(overlay(pixels, m, alpha=0.5, valid=valid))
+
+
+MAP_LEVELS = 65535
+"""A stored raw map's steps: values in [0, 1] kept to 1/65535 (16-bit PNG, about 5× smaller than float32)."""
+
+
+def map_png(m: np.ndarray) -> bytes:
+    """A raw map in [0, 1] as a 16-bit greyscale PNG, ``round(m · 65535)`` (see :func:`load_map`)."""
+    q = np.rint(np.clip(np.nan_to_num(np.asarray(m, dtype=np.float64)), 0.0, 1.0) * MAP_LEVELS)
+    return _png(q.astype(np.uint16))
+
+
+def load_map(data: bytes) -> np.ndarray:
+    """A stored raw map as float32 (H, W): a 16-bit PNG from :func:`map_png`, or an older ``.npy``."""
+    if data.startswith(b"\x93NUMPY"):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    with Image.open(io.BytesIO(data)) as png:
+        return np.asarray(png, dtype=np.uint16).astype(np.float32) / MAP_LEVELS
+
+
+def map_npy(data: bytes) -> bytes:
+    """A stored raw map as the ``.npy`` file the API serves (float32 (H, W) in [0, 1])."""
+    if data.startswith(b"\x93NUMPY"):
+        return data
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(m, dtype=np.float32), allow_pickle=False)
+    np.save(buf, load_map(data), allow_pickle=False)
     return buf.getvalue()
 
 
-def _preview_jpeg(image: Image.Image, max_side: int) -> bytes:
-    """The decoded, upright image as JPEG (q 90), at most ``max_side`` pixels on its long side."""
-    img = image
-    if max(img.size) > max_side:
-        img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+def _thumbnail(image: Image.Image, max_side: int) -> Image.Image:
+    """The decoded, upright image at most ``max_side`` pixels on its long side (the preview's size)."""
+    if max(image.size) <= max_side:
+        return image
+    img = image.copy()
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return img
+
+
+def _jpeg(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
     return buf.getvalue()

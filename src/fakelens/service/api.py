@@ -4,15 +4,16 @@ tenant only (another tenant's analysis answers 404, as if it did not exist)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE
 from fakelens.models.ensemble import Ensemble
-from fakelens.service.analyzer import AnalysisRequest
+from fakelens.service.analyzer import AnalysisRequest, map_npy
 from fakelens.service.db import Analysis
 from fakelens.service.deps import Reader, State, Submitter
 from fakelens.service.errors import ApiError
@@ -202,11 +203,25 @@ def delete_analysis(state: State, who: Reader, analysis_id: str) -> Response:
     return Response(status_code=204)
 
 
-def _file(state: ServiceState, sha: str, media_type: str, filename: str | None = None) -> Response:
-    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha}"'}
+def _file(
+    state: ServiceState,
+    request: Request,
+    sha: str,
+    media_type: str,
+    filename: str | None = None,
+    convert: Callable[[bytes], bytes] | None = None,
+) -> Response:
+    """A stored file (content-addressed: its ETag never changes); ``convert`` turns the stored bytes into
+    the served ones. A client revalidating with ``If-None-Match`` gets 304 and no body."""
+    etag = f'"{sha}"'
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": etag}
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return Response(state.repo.read_file(sha), media_type=media_type, headers=headers)
+    wanted = request.headers.get("if-none-match", "")
+    if wanted.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in wanted.split(",")):
+        return Response(status_code=304, headers=headers)
+    data = state.repo.read_file(sha)
+    return Response(convert(data) if convert else data, media_type=media_type, headers=headers)
 
 
 @router.get(
@@ -215,10 +230,10 @@ def _file(state: ServiceState, sha: str, media_type: str, filename: str | None =
     response_class=Response,
     tags=["files"],
 )
-def get_image(state: State, who: Reader, analysis_id: str) -> Response:
+def get_image(state: State, who: Reader, request: Request, analysis_id: str) -> Response:
     """The decoded, upright image (JPEG preview) that the heatmaps lie on."""
     row = _owned(state, who, analysis_id)
-    return _file(state, row.result["image"]["preview"], "image/jpeg")
+    return _file(state, request, row.result["image"]["preview"], "image/jpeg")
 
 
 @router.get(
@@ -227,11 +242,11 @@ def get_image(state: State, who: Reader, analysis_id: str) -> Response:
     response_class=Response,
     tags=["files"],
 )
-def get_original(state: State, who: Reader, analysis_id: str) -> Response:
+def get_original(state: State, who: Reader, request: Request, analysis_id: str) -> Response:
     """The uploaded bytes, unchanged (their SHA-256 is `image.sha256`)."""
     row = _owned(state, who, analysis_id)
     fmt = row.result["image"]["format"] or "bin"
-    return _file(state, row.image_sha256, "application/octet-stream", f"{row.id}.{fmt}")
+    return _file(state, request, row.image_sha256, "application/octet-stream", f"{row.id}.{fmt}")
 
 
 @router.get(
@@ -241,7 +256,7 @@ def get_original(state: State, who: Reader, analysis_id: str) -> Response:
     tags=["files"],
 )
 def get_map_file(
-    state: State, who: Reader, analysis_id: str, model: str, method: str, name: FileName
+    state: State, who: Reader, request: Request, analysis_id: str, model: str, method: str, name: FileName
 ) -> Response:
     """A model's heatmap PNG, overlay PNG or raw map (`.npy`, float32 (H, W) in [0, 1]) for one method."""
     row = _owned(state, who, analysis_id)
@@ -249,8 +264,11 @@ def get_map_file(
     for m in row.result["models"]:
         if m["key"] == model and method in m["heatmaps"]:
             stem = name.split(".")[0]
-            fname = f"{row.id}.{model}.{method}.{stem}.npy" if kind == "map" else None
-            return _file(state, m["heatmaps"][method]["files"][kind], media, fname)
+            sha = m["heatmaps"][method]["files"][kind]
+            if kind == "map":  # stored as a 16-bit PNG, served as the float32 .npy it stands for
+                fname = f"{row.id}.{model}.{method}.{stem}.npy"
+                return _file(state, request, sha, media, fname, convert=map_npy)
+            return _file(state, request, sha, media)
     raise ApiError(404, "not_found", f"analysis {analysis_id!r} has no {method!r} map for model {model!r}")
 
 

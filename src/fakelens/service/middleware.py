@@ -1,5 +1,5 @@
-"""ASGI middleware: the upload size limit (checked while the body streams in, before any parsing) and
-security headers on every answer."""
+"""ASGI middleware: the upload size limit (checked while the body streams in, before any parsing),
+security headers on every answer, and HEAD answered as GET without the body."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from fakelens.service.errors import error_body
 
-__all__ = ["BodySizeLimit", "SecurityHeaders"]
+__all__ = ["BodySizeLimit", "HeadAsGet", "SecurityHeaders"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -111,3 +111,25 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+class HeadAsGet:
+    """``HEAD`` on any route: the ``GET`` answer's status and headers (Content-Length, ETag, type) with no
+    body, as RFC 9110 §9.3.2 asks (FastAPI routes declared with ``GET`` alone answer ``HEAD`` with 405)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -15,6 +15,7 @@ from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.face_verdicts import FaceVerdict, face_verdicts
 from fakelens.io import load_image
 from fakelens.models.ensemble import Ensemble
+from fakelens.service.analyzer import load_map
 from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["REPORT_CSP", "render_analysis_report"]
@@ -30,7 +31,7 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
         heatmaps = {}
         for method, h in m["heatmaps"].items():
             files = h["files"]
-            heat = np.load(io.BytesIO(read(files["map"])), allow_pickle=False)
+            heat = load_map(read(files["map"]))
             with Image.open(io.BytesIO(read(files["heatmap"]))) as png:
                 valid = np.asarray(png.convert("RGBA"))[..., 3] > 0
             heatmaps[method] = HeatmapResult(method, heat, valid, h["summary"], m["robustness"].get(method))
