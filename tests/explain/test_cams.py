@@ -123,8 +123,16 @@ def test_unknown_method_and_layer_give_clear_errors() -> None:
     det = create_model("tiny-cnn")
     with pytest.raises(UnknownNameError, match="gradcam"):
         explain(det, model_input(det), ["gradcan"])
-    with pytest.raises(UnknownNameError, match="no layer"):
-        explain(det, model_input(det), ["gradcam"], layers=["net.nope"])
+    with pytest.raises(UnknownNameError, match="no layer 'nope'"):
+        explain(det, model_input(det), ["gradcam"], layers=["nope"])
+
+
+def test_layers_may_be_named_relative_to_the_wrapped_network() -> None:
+    """As ``wrap_model(cam_layers=…)`` accepts them: ``features.2`` is the detector's ``net.features.2``."""
+    det = create_model("tiny-cnn")
+    x = model_input(det)
+    short = explain(det, x, ["gradcam"], layers=["features.2"])["gradcam"].raw
+    torch.testing.assert_close(short, explain(det, x, ["gradcam"], layers=["net.features.2"])["gradcam"].raw)
 
 
 def test_eigen_projection_matches_svd_and_sign_is_fixed() -> None:

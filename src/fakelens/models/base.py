@@ -153,11 +153,14 @@ class Detector(nn.Module):
         return self._adapter(self.net(x))
 
     def layer(self, name: str) -> nn.Module:
-        """The submodule at ``name`` (a dotted path relative to the detector)."""
-        try:
-            return self.get_submodule(name)
-        except AttributeError:
-            raise UnknownNameError(f"model {self.name!r} has no layer {name!r}") from None
+        """The submodule at ``name``: a dotted path relative to the detector (``net.layer4``) or, as
+        :func:`~fakelens.models.wrap_model` accepts it, to the wrapped network (``layer4``)."""
+        for path in (name, f"net.{name}" if name else "net"):
+            try:
+                return self.get_submodule(path)
+            except AttributeError:
+                continue
+        raise UnknownNameError(f"model {self.name!r} has no layer {name!r}")
 
     @property
     def device(self) -> torch.device:
