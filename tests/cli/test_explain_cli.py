@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -131,3 +132,82 @@ def test_bad_images_are_one_line(tmp_path: Path) -> None:
 def test_help_explains() -> None:
     res = runner.invoke(app, ["explain", "--help"])
     assert res.exit_code == 0 and "--method" in res.output and "fake" in res.output
+
+
+def test_explain_shows_an_ensembles_calibrated_verdicts(tmp_path: Path, photos: list[Path]) -> None:
+    """Each member's p(fake) as analyze shows it (its calibration, its own threshold) and the ensemble's
+    verdict per image — not the members' raw probabilities judged at 0.5."""
+    from fakelens.models import Calibration, Ensemble, create_model, save_checkpoint
+
+    cnn, vit = create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)
+    cal = [Calibration(0.9, 2.0), None]
+    ens = Ensemble([cnn, vit], rule="logit_mean", threshold=0.6, calibrations=cal)
+    save_checkpoint(ens, tmp_path / "ens")
+    args = ["explain", str(photos[0]), "--model", str(tmp_path / "ens"), "-m", "gradcam", "--json"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    analysed = json.loads(
+        runner.invoke(
+            app,
+            [
+                "analyze",
+                str(photos[0]),
+                "--model",
+                str(tmp_path / "ens"),
+                "-m",
+                "gradcam",
+                "--no-robustness",
+                "--no-faces",
+                "--json",
+            ],
+        ).stdout
+    )["images"][0]
+    shown = {m["name"]: (m["score"], m["verdict"]) for m in analysed["models"]}
+    for rec in payload["images"]:
+        assert (rec["fake_probability"], rec["verdict"]) == pytest.approx(shown[rec["model"]])
+        assert "fake_probability" not in rec["methods"]["gradcam"]  # a map has no probability of its own
+    assert [r["threshold"] for r in payload["images"]] == [0.5, 0.6]
+    (e,) = payload["ensemble"]
+    assert (e["fake_probability"], e["verdict"]) == (
+        pytest.approx(analysed["score"]),
+        analysed["verdict"],
+    )
+
+
+def test_explain_writes_nothing_when_an_input_is_bad(tmp_path: Path, photos: list[Path]) -> None:
+    bad = tmp_path / "text.jpg"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["explain", *map(str, photos), str(bad), "--model", "tiny-cnn", "--out", str(out)]
+    )
+    assert res.exit_code == 2 and "text.jpg" in res.output and "Traceback" not in res.output
+    assert not out.exists()  # not even an empty folder
+
+
+@pytest.mark.parametrize("command", ["explain", "analyze"])
+def test_an_unwritable_output_fails_before_any_work(tmp_path: Path, photos: list[Path], command: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    option = "--out" if command == "explain" else "--report"
+    res = runner.invoke(
+        app, [command, str(photos[0]), "--model", "tiny-cnn", option, str(blocker / "x" / "r.html")]
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"cannot write to {option}" in res.output and "is not a folder" in res.output
+
+
+def test_file_system_refusals_are_one_line(tmp_path: Path) -> None:
+    """A read-only file system (EROFS: no PermissionError subclass) met mid-command is one error line."""
+    import errno
+
+    from fakelens.cli.common import user_errors
+
+    @user_errors
+    def write() -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "r.html"))
+
+    with pytest.raises(typer.Exit) as info:
+        write()
+    assert info.value.exit_code == 2

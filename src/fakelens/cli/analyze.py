@@ -17,6 +17,7 @@ from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
     check_method_names,
+    check_writable,
     console,
     expand_images,
     fail,
@@ -146,10 +147,10 @@ def analyze_cmd(
     paths = expand_images(images or []) + (demo_images() if demo else [])
     if not paths:
         fail("no images given: pass image files or folders, or --demo for the bundled photos")
-    if report is not None and report.is_dir():
-        fail(f"--report must be a file, but {report} is a folder")
-    if out is not None and out.exists() and not out.is_dir():
-        fail(f"--out must be a folder, but {out} is a file")
+    if report is not None:
+        check_writable(report, "--report", folder=False)
+    if out is not None:
+        check_writable(out, "--out")
     dev = resolve_device(device)
     imgs = [load_image(p) for p in paths]  # every input checked before any model runs
     hashes = [sha256_file(p) for p in paths]

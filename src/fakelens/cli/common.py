@@ -58,7 +58,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def user_errors(fn: F) -> F:
-    """Turn user mistakes (FakelensError, unreadable/unwritable paths) into one line and exit code 2."""
+    """Turn user mistakes (FakelensError, paths the file system refuses) into one line and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -66,12 +66,38 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except FakelensError as e:
             fail(str(e))
-        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+        except OSError as e:  # a path the file system refused (read-only, missing folder, no space…)
+            if e.filename is None:
+                raise
             fail(f"{e.strerror or type(e).__name__}: {e.filename}")
         except KeyboardInterrupt:
             fail("interrupted", code=130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_writable(path: Path, option: str, *, folder: bool = True) -> None:
+    """Fail at once, before any work, when ``path`` (a folder, or with ``folder=False`` a file) cannot be
+    written: it is the wrong kind of thing, or its nearest existing folder is read-only. Creates nothing."""
+    if folder and path.exists() and not path.is_dir():
+        fail(f"{option} {path} exists and is not a folder")
+    if not folder and path.is_dir():
+        fail(f"{option} must be a file, but {path} is a folder")
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        fail(f"cannot write to {option} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only(probe) else "permission denied"
+        fail(f"cannot write to {option} {path}: {reason} ({probe})")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def print_json(payload: Any) -> None:
@@ -100,13 +126,18 @@ def check_method_names(methods: Iterable[str]) -> None:
 def expand_images(paths: Iterable[Path]) -> list[Path]:
     """Files as given, folders searched recursively for images (sorted); missing paths are an error."""
     out: list[Path] = []
+    folders: list[Path] = []
     for p in paths:
         if p.is_dir():
+            folders.append(p)
             out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
         elif p.exists():
             out.append(p)
         else:
             raise FakelensError(f"no such file or folder: {p}")
+    if folders and not out:
+        where = ", ".join(map(str, folders))
+        raise FakelensError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {where}")
     return out
 
 

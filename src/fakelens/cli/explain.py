@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fakelens.analysis import as_ensemble
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
     check_method_names,
+    check_writable,
     console,
     expand_images,
     fail,
@@ -28,9 +31,7 @@ from fakelens.devices import resolve_device
 from fakelens.explain.engine import parse_options
 from fakelens.explain.perturbation import reporting
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
-from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
-from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, explain_images
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.viz.overlay import CMAPS, panel, save_overlays, save_png
@@ -54,9 +55,15 @@ def _caption(s: dict[str, Any]) -> str:
 
 
 def _write_outputs(
-    r: ImageResult, stem: str, out: Path, alpha: float, cmap: str, save_raw: bool, model_name: str
+    r: ImageResult,
+    summary: dict[str, Any],
+    stem: str,
+    out: Path,
+    alpha: float,
+    cmap: str,
+    save_raw: bool,
+    model_name: str,
 ) -> dict[str, Any]:
-    summary = r.summary()
     files: dict[str, str] = {}
     maps = {}
     overlays: dict[Path, tuple[Any, Any]] = {}
@@ -99,8 +106,12 @@ def explain_cmd(
     ] = None,
     model: Annotated[
         str,
-        typer.Option("--model", help="A registered detector name (see `fakelens models`) or a checkpoint."),
-    ] = "effnet-lite0-imagenet",
+        typer.Option(
+            "--model",
+            help="'default' (the shipped ensemble: each member is explained), a registered model (see "
+            "`fakelens models`; effnet-lite0-imagenet explains a plain ImageNet classifier) or a checkpoint.",
+        ),
+    ] = "default",
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -141,11 +152,13 @@ def explain_cmd(
     paths = expand_images(images or []) + (demo_images() if demo else [])
     if not paths:
         fail("no images given: pass image files or folders, or --demo for the bundled photos")
+    check_writable(out, "--out")
     dev = resolve_device(device)
-    loaded = load_detector(model)
-    members: list[Detector] = list(loaded.members) if isinstance(loaded, Ensemble) else [loaded]
-    out.mkdir(parents=True, exist_ok=True)
+    imgs = {p: load_image(p) for p in paths}  # every input checked before anything is written
+    ens = as_ensemble(load_detector(model))
+    members = list(ens.members)
     records: list[dict[str, Any]] = []
+    raw = torch.full((len(paths), len(members)), float("nan"))  # members' own fake probabilities
     used: set[str] = set()
     stems = {p: unique_stem(p, used) for p in paths}
     with Progress(
@@ -164,14 +177,14 @@ def explain_cmd(
             progress.update(forwards, description=f"{method} forwards", completed=done, total=planned)
             progress.update(forwards, visible=True)
 
-        for det in members:
+        for j, det in enumerate(members):
             det.to(dev)
-            for chunk in batched(paths, batch_size):
-                imgs = [load_image(p) for p in chunk]
+            starts = range(0, len(paths), batch_size)
+            for start, chunk in zip(starts, batched(paths, batch_size), strict=True):
                 with reporting(show):
                     results = explain_images(
                         det,
-                        imgs,
+                        [imgs[p] for p in chunk],
                         methods,
                         target=target,
                         layers=layer,
@@ -179,24 +192,38 @@ def explain_cmd(
                         options=options,
                         max_tiles=max_tiles,
                     )
-                for p, r in zip(chunk, results, strict=True):
+                for k, (p, r) in enumerate(zip(chunk, results, strict=True)):
                     stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
-                    rec = _write_outputs(r, stem, out, alpha, cmap, save_raw, det.name)
+                    summary = r.summary()
+                    if r.fake_probability is not None:  # shown as the ensemble shows it: calibrated
+                        raw[start + k, j] = own = r.fake_probability
+                        cal = ens.calibrations[j]
+                        shown = float(cal(torch.tensor(own))) if cal is not None else own
+                        summary["fake_probability"] = shown
+                        summary["verdict"] = ens.member_verdict(j, shown)
+                        summary["threshold"] = ens.member_threshold(j)
+                    rec = _write_outputs(r, summary, stem, out, alpha, cmap, save_raw, det.name)
                     records.append({"image": str(p), "model": det.name, **rec})
                 progress.advance(task, len(chunk))
-    payload = {
+    payload: dict[str, Any] = {
         "model": model,
         "methods": methods,
         "options": options,
         "target": target,
+        "calibrated": any(c is not None for c in ens.calibrations),
         "out": str(out),
         "images": records,
     }
+    if len(members) > 1 and not raw.isnan().any():
+        payload["ensemble"] = [
+            {"image": str(p), "rule": v.rule, "fake_probability": v.fake_probability, "verdict": v.verdict}
+            for p, v in zip(paths, ens.verdicts(raw), strict=True)
+        ]
     atomic_write_text(out / "summary.json", json.dumps(payload, indent=2))
     if json_out:
         print_json(payload)
         return
-    _print_table(records, methods)
+    _print_table(records + [{**e, "model": "ensemble"} for e in payload.get("ensemble", [])], methods)
     console.print(f"wrote overlays, panels and summary.json to [bold]{out}[/]")
 
 
@@ -220,6 +247,8 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             verdict = f"{top['label']} ({top['probability']:.2f})"
         cells = [
             f"{r['methods'][m]['stats']['peak_to_mean']:.1f}" + (" flat" if r["methods"][m]["flat"] else "")
+            if m in r.get("methods", {})
+            else ""
             for m in methods
         ]
         row = [Path(r["image"]).name] + ([r["model"]] if len(models) > 1 else []) + [verdict, *cells]

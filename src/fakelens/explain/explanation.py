@@ -98,14 +98,14 @@ class Explanation:
         return torch.stack(self.maps)
 
     def summary(self, i: int) -> dict[str, Any]:
-        """JSON-safe summary of image ``i``: method, layers, score, probability, stats, flat flag."""
+        """JSON-safe summary of image ``i``: method, layers, target score, stats, flat flag (the model's own
+        probability belongs to the model, not to a map: :class:`~fakelens.pipeline.ImageResult`)."""
         stats = {k: float(v[i]) for k, v in self.stats.items()}
         return {
             "method": self.method,
             "layers": list(self.layers),
             "target": self.target,
             "score": float(self.scores[i]),
-            "fake_probability": float(self.probabilities[i]),
             "raw_shape": list(self.raw.shape[1:]),
             "stats": stats,
             "flat": bool(stats["max"] <= 0 or stats["entropy"] > 0.995),

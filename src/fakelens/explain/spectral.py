@@ -156,7 +156,6 @@ class SpectralAttribution:
         """JSON-safe summary of image ``i``."""
         out: dict[str, Any] = {
             "score": float(self.scores[i]),
-            "fake_probability": float(self.probabilities[i]),
             "radial_edges": [float(v) for v in self.radial_edges],
             "orientation_edges": [float(v) for v in self.orientation_edges],
             "radial": [float(v) for v in self.radial[i]],
