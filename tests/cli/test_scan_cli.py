@@ -72,7 +72,7 @@ def test_scan_detect_only_from_a_glob(corpus: Path, tmp_path: Path) -> None:
         (["{corpus}", "--device", "tpu"], "unknown device"),
         (
             ["{corpus}", "--threshold", "0.3", "--heatmaps-above", "0.2", "--out", "{corpus}/img001.png"],
-            "is a file",
+            "is not a folder",
         ),
     ],
 )

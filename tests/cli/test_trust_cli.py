@@ -88,6 +88,7 @@ def test_trust_human_output_and_limit(tmp_path: Path, photos: tuple[Path, Path])
         (["--fills", "black,white"], "unknown fill 'white'"),
         (["--layer", "net.nope"], "no layer 'net.nope'"),
         (["--manifest", "nope.csv", "--masks", "m"], "either --masks or --manifest"),
+        (["--target", "nosuch"], "nosuch"),
     ],
 )
 def test_user_errors_are_one_line(
@@ -96,6 +97,23 @@ def test_user_errors_are_one_line(
     res = runner.invoke(app, _args(photos[0], tmp_path / "o", *extra))
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()  # nothing written that a corrected command would trip on
+
+
+def test_unreadable_images_are_named_and_none_readable_is_an_error(
+    tmp_path: Path, photos: tuple[Path, Path]
+) -> None:
+    imgs = photos[0]
+    (imgs / "notes.jpg").write_text("not an image")
+    res = runner.invoke(app, _args(imgs, tmp_path / "o", "-m", "gradcam"))
+    assert res.exit_code == 0, res.output
+    assert "skipping" in res.output and "notes.jpg: not an image" in res.output and "2 images" in res.output
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "notes.jpg").write_text("not an image")
+    res = runner.invoke(app, _args(only_bad, tmp_path / "o2", "-m", "gradcam"))
+    assert res.exit_code == 2 and "none of the 1 image(s) can be read" in res.output
+    assert not (tmp_path / "o2").exists()
 
 
 def test_missing_inputs(tmp_path: Path) -> None:

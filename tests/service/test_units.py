@@ -38,6 +38,8 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         Settings(workers=0)
     with pytest.raises(ConfigError, match="max_tiles must be at least 1"):
         Settings(max_tiles=0)
+    with pytest.raises(ConfigError, match="nosuch not among the allowed"):  # else every request would fail
+        Settings(methods=("gradcam", "nosuch"))
 
 
 def test_keys_hashed_at_rest(tmp_path: Path) -> None:
@@ -70,6 +72,26 @@ def test_keys_cli(tmp_path: Path) -> None:
     assert res.exit_code == 0 and '"tenant": "acme"' in res.stdout and key not in res.stdout
     res = runner.invoke(cli, ["keys", "revoke", "nosuch", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2
+    typo = tmp_path / "typo"  # listing or revoking creates no database in a mistyped folder
+    for args in (["list"], ["revoke", "k1"]):
+        res = runner.invoke(cli, ["keys", *args, "--data-dir", str(typo)])
+        assert res.exit_code == 2 and "no key database in" in res.output and not typo.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "65535"),
+        (["--max-upload-mb", "-5"], "0.001"),
+        (["--methods", "nosuch"], "nosuch not among the allowed"),
+        (["--data-dir", "{file}/data"], "cannot write to --data-dir"),
+    ],
+)
+def test_serve_refuses_bad_settings_before_starting(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "file").write_text("")
+    args = [a.replace("{file}", str(tmp_path / "file")) for a in args]
+    res = CliRunner().invoke(cli, ["serve", "--model", "tiny-cnn", "--data-dir", str(tmp_path / "d"), *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
 
 
 def test_rate_limiter_token_bucket() -> None:

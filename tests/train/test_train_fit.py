@@ -124,6 +124,22 @@ def test_fit_keeps_even_weights_when_the_difference_is_noise(
     rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.1)
     assert rec["weights"] == [0.5, 0.5]
     assert rec["best_auc"] - rec["val"]["auc"] <= rec["auc_se"]
+    assert rec["val"]["auc"] == rec["val_auc_equal_weights"]  # the fitted AUC is that of the chosen weights
+
+
+def test_fitted_auc_survives_a_flattening_calibration(
+    tiny_pool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members that know nothing get the flattest calibration (scale 0.001): every calibrated probability
+    rounds to ½ in float32 and ties. The reported AUC is still the chosen weights' ranking, not the ties'."""
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 4)
+    a, b = rng.uniform(0.3, 0.7, (2, y.size))  # members that know nothing, as untrained ones
+    _stub_scores(monkeypatch, y, a, b)
+    ens = Ensemble([create_model("tiny-cnn"), create_model("tiny-vit")], rule="logit_mean")
+    rec = fit_ensemble(ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, step=0.5)
+    chosen = {(0.5, 0.5): rec["val_auc_equal_weights"]}.get(tuple(rec["weights"]), rec["best_auc"])
+    assert rec["val"]["auc"] == pytest.approx(chosen)
 
 
 def test_fit_scores_native_members_as_inference_reads_them(tiny_pool: Path) -> None:

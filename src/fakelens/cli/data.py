@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fakelens.cli.common import check_writable, user_errors
 from fakelens.data.faces import Detector
 from fakelens.errors import FakelensError
 
@@ -54,6 +55,7 @@ def _emit_json(obj: Any) -> None:
 
 
 @app.command("build-pool")
+@user_errors
 def build_pool_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", help="Pool directory (created; re-runs verify and skip).")
@@ -121,6 +123,7 @@ HAAR_FALLBACK = (
 
 
 @app.command("synth")
+@user_errors
 def synth_cmd(
     pool: Annotated[Path, typer.Option("--pool", help="Pool directory (or its manifest.json).")],
     out: Annotated[Path, typer.Option("--out", help="Output directory for images, masks and manifest.csv.")],
@@ -172,6 +175,7 @@ def synth_cmd(
 
 
 @app.command("contact-sheet")
+@user_errors
 def contact_sheet_cmd(
     data: Annotated[Path, typer.Option("--data", help="A folder written by 'fakelens data synth'.")],
     out: Annotated[
@@ -184,6 +188,8 @@ def contact_sheet_cmd(
     """Draw real / fake / mask / seam 4M(1-M) / |difference|×k for each recipe, as one PNG."""
     from fakelens.forgery.dataset import contact_sheet
 
+    if out is not None:
+        check_writable(out, "--out", folder=False)
     path = _guard(lambda: contact_sheet(data, out, per_recipe=per_recipe, k=k))
     if as_json:
         _emit_json({"contact_sheet": str(path)})

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fakelens.cli.common import command_line, console, print_json, user_errors
+from fakelens.cli.common import check_writable, command_line, console, print_json, user_errors
 from fakelens.explain.cams import CAMS
 from fakelens.explain.engine import EXPLAINERS, method_options
 from fakelens.models import MODELS
@@ -149,6 +149,7 @@ def ensemble_cmd(
     from fakelens.models import Detector, Ensemble, load_detector, save_checkpoint
     from fakelens.models.checkpoint import CONFIG_NAME, read_json
 
+    check_writable(out, "--out")
     loaded: list[Detector] = []
     records = []
     for spec in members:

@@ -19,7 +19,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from fakelens.cli.common import MaxTiles, MethodOptions, console, fail, print_json, split_csv, user_errors
+from fakelens.cli.common import (
+    MaxTiles,
+    MethodOptions,
+    check_writable,
+    console,
+    fail,
+    print_json,
+    split_csv,
+    user_errors,
+)
 from fakelens.explain.engine import parse_options
 from fakelens.tiling import DEFAULT_MAX_TILES
 
@@ -112,6 +121,7 @@ def scan_cmd(
         from fakelens.scan import ScanSettings, scan
     except ImportError:
         fail("fakelens scan needs pyarrow: pip install 'fakelens[scan]'")
+    check_writable(out, "--out")
     chosen = tuple(split_csv(methods) or ["gradcam"])
     settings = ScanSettings(
         methods=chosen,

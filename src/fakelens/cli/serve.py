@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fakelens.cli.common import console, fail, print_json, user_errors
+from fakelens.cli.common import check_writable, console, fail, print_json, user_errors
 
 if TYPE_CHECKING:
     from fakelens.service.config import Settings
@@ -48,23 +48,24 @@ def serve_cmd(
         ),
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Inference threads, one model copy each [1].")
+        int | None, typer.Option("--workers", min=1, help="Inference threads, one model copy each [1].")
     ] = None,
     queue: Annotated[
-        int | None, typer.Option("--queue", help="Requests that may wait; beyond: 503 [8].")
+        int | None, typer.Option("--queue", min=0, help="Requests that may wait; beyond: 503 [8].")
     ] = None,
     max_upload_mb: Annotated[
-        float | None, typer.Option("--max-upload-mb", help="Largest upload in MiB [20].")
+        float | None, typer.Option("--max-upload-mb", min=0.001, help="Largest upload in MiB [20].")
     ] = None,
     max_pixels: Annotated[
-        int | None, typer.Option("--max-pixels", help="Largest image, width × height [40e6].")
+        int | None, typer.Option("--max-pixels", min=1, help="Largest image, width × height [40e6].")
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", help="Analyses per minute and API key, 0 = no limit [30].")
+        float | None,
+        typer.Option("--rate", min=0, help="Analyses per minute and API key, 0 = no limit [30]."),
     ] = None,
     methods: Annotated[
         str | None,
@@ -95,6 +96,8 @@ def serve_cmd(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None,
         robustness=robustness,
     )
+    if not settings.database_url:
+        check_writable(settings.data_dir, "--data-dir")
     detector = load_model(settings.model)  # fail here, with one line, before the server starts
     console.print(
         f"fakelens serve: model {settings.model}, data {settings.data_dir}, "
@@ -117,6 +120,8 @@ def keys_create(
     from fakelens.service.keys import create_key
 
     s = _settings(data_dir=data_dir, database_url=database_url)
+    if not s.database_url:
+        check_writable(s.data_dir, "--data-dir")
     key_id, key = create_key(Database(s.db_url), tenant)
     if json_out:
         print_json({"tenant": tenant, "key_id": key_id, "key": key})
@@ -136,8 +141,7 @@ def keys_list(
     from fakelens.service.db import Database
     from fakelens.service.keys import list_keys
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
-    print_json(list_keys(Database(s.db_url), tenant))
+    print_json(list_keys(Database(_existing_db(data_dir, database_url)), tenant))
 
 
 @keys_app.command("revoke")
@@ -151,7 +155,15 @@ def keys_revoke(
     from fakelens.service.db import Database
     from fakelens.service.keys import revoke_key
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
-    if not revoke_key(Database(s.db_url), key_id):
+    if not revoke_key(Database(_existing_db(data_dir, database_url)), key_id):
         fail(f"no API key with id {key_id!r}")
     console.print(f"revoked {key_id}", highlight=False)
+
+
+def _existing_db(data_dir: Path | None, database_url: str | None) -> str:
+    """The key database's URL for commands that only read or change keys: a SQLite file must exist (they
+    must not create an empty database in a mistyped folder)."""
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    if not s.database_url and not (s.data_dir / "fakelens.db").exists():
+        fail(f"no key database in {s.data_dir} (create a key first: fakelens keys create --data-dir …)")
+    return s.db_url

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from fakelens.cli.common import MaxTiles, command_line, console, print_json, split_csv, user_errors
+from fakelens.cli.common import (
+    MaxTiles,
+    check_writable,
+    command_line,
+    console,
+    print_json,
+    split_csv,
+    user_errors,
+)
 from fakelens.errors import ConfigError
 from fakelens.tiling import DEFAULT_MAX_TILES
 
@@ -297,6 +305,8 @@ def evaluate_cmd(
 
     if threads:
         torch.set_num_threads(threads)
+    if out is not None:
+        check_writable(out, "--out")
     det = load_detector(model)
     if threshold is None:
         threshold = det.threshold if isinstance(det, Ensemble) else 0.5

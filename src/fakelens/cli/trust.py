@@ -106,7 +106,7 @@ def trust_cmd(
     from fakelens.devices import resolve_device
     from fakelens.models.base import Detector
     from fakelens.models.checkpoint import load_detector
-    from fakelens.trust.runner import TrustConfig, discover_items, run_trust
+    from fakelens.trust.runner import TrustConfig, discover_items, run_trust, unreadable_items
 
     load_explainers()
     if model is None:
@@ -128,6 +128,12 @@ def trust_cmd(
     items = discover_items(images or [], masks=masks, manifest=manifest)
     if not items:
         fail("no images: pass --images DIR (or files), or --manifest M")
+    bad = unreadable_items(items)
+    if len(bad) == len(items):
+        fail(f"none of the {len(items)} image(s) can be read: " + "; ".join(list(bad.values())[:3]))
+    for reason in bad.values():
+        console.print(f"[yellow]warning:[/] skipping {reason}", highlight=False, soft_wrap=True)
+    items = [it for it in items if it.key not in bad]
     loaded = load_detector(model)
     if not isinstance(loaded, Detector):
         fail("trust runs on one detector, not an ensemble: pass one of its members")

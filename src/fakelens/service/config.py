@@ -122,6 +122,16 @@ class Settings:
             raise ConfigError("rate limits must be ≥ 0 (0 turns a limit off)")
         if not self.methods:
             raise ConfigError("at least one default method is needed")
+        not_allowed = [m for m in self.methods if m not in self.allowed_methods]
+        if not_allowed:  # else every request without methods would be refused
+            raise ConfigError(
+                f"default method(s) {', '.join(not_allowed)} not among the allowed ones: "
+                f"{', '.join(self.allowed_methods)}"
+            )
+        if len(self.methods) > self.max_methods:
+            raise ConfigError(
+                f"{len(self.methods)} default methods, but at most {self.max_methods} are allowed"
+            )
 
     @property
     def db_url(self) -> str:

@@ -166,6 +166,8 @@ def fit_ensemble(
     # the most even weights within one standard error; among those, the best AUC
     w = grid[max(near, key=lambda i: (round(float(grid[i].min()), 9), aucs[i]))]
     scores = combined(w)  # also leaves these weights set on the ensemble
+    ranking = binary_metrics(y, scores, 0.5)  # AUC, AP: before the final (monotone) calibration, whose
+    # float32 probabilities tie when it is very flat (members that know nothing) or very steep
     threshold = float(np.clip(eer(y, scores)[1], 0.0, 1.0))
     record: dict[str, Any] = {}
     if calibrate:
@@ -188,6 +190,7 @@ def fit_ensemble(
     else:
         ensemble.threshold = threshold
     fitted = binary_metrics(y, scores, ensemble.threshold) | calibration_metrics(y, scores)
+    fitted |= {"auc": ranking["auc"], "ap": ranking["ap"]}
     return {
         "pool": str(pool),
         "photos": len(photos),

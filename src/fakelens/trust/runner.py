@@ -27,8 +27,9 @@ from torch import Tensor
 
 from fakelens.errors import ConfigError, ImageError
 from fakelens.explain.engine import method_names
+from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
-from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, load_image
+from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, load_image, sniff_format
 from fakelens.models.base import Detector
 from fakelens.trust import metrics as M
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
@@ -446,6 +447,22 @@ def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
         )
 
 
+def unreadable_items(items: Sequence[TrustItem]) -> dict[str, str]:
+    """The items that cannot be images, by key, with the reason: missing files and files whose first bytes
+    are no image format we read (a header check: nothing is decoded, so this is cheap up front)."""
+    bad: dict[str, str] = {}
+    for item in items:
+        try:
+            with open(item.path, "rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            bad[item.key] = f"{item.path}: {exc.strerror or exc}"
+            continue
+        if sniff_format(head) is None:
+            bad[item.key] = f"{item.path}: not an image (JPEG, PNG, GIF, WebP, BMP or TIFF)"
+    return bad
+
+
 def run_trust(
     detector: Detector,
     items: Sequence[TrustItem],
@@ -473,6 +490,7 @@ def run_trust(
     for ls in layer_sets:
         for name in ls or ():
             detector.layer(name)
+    resolve_target(cfg.target, detector)  # a bad target fails before the run folder exists
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, detector, cfg)
     cases_dir = out / "cases"
