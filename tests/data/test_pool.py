@@ -82,6 +82,9 @@ def test_sources_filter_and_errors(photo_source: Path, tmp_path: Path) -> None:
     assert [s.name for s in rep.sources] == ["ok"]
     with pytest.raises(ConfigError, match="unknown pool source"):
         build_pool(out, ["nope"], detect=False, progress=False)
+    with pytest.raises(ConfigError, match="unknown pool source"):
+        build_pool(tmp_path / "new", ["nope"], detect=False, progress=False)
+    assert not (tmp_path / "new").exists()  # a refused request leaves no empty pool folder behind
     with pytest.raises(ConfigError, match="no pool manifest"):
         load_pool(tmp_path / "missing")
     (tmp_path / "bad").mkdir()

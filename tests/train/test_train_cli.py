@@ -90,6 +90,12 @@ def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
     return [
         ([*base, "--data", str(tmp_path / "nope")], "no such dataset file or folder"),
         ([*base, "--data", str(folder_data), "--model", "resnet9000"], "unknown model 'resnet9000'"),
+        ([*base, "--data", str(folder_data), "--model", "default"], "'default' is the shipped ensemble"),
+        (["evaluate", "--model", "nope", "--data", str(folder_data)], "or 'default' (the shipped ensemble)"),
+        (
+            ["evaluate", "--model", "tiny-cnn", "--data", str(folder_data), "--out", str(blocker / "ev")],
+            "cannot write to --out",
+        ),
         (["train", "--out", str(blocker / "sub"), "--data", str(folder_data)], "cannot write to --out"),
         ([*base, "--data", str(tmp_path / "single")], "only real images (1)"),
         ([*base], "give exactly one data source"),

@@ -47,7 +47,9 @@ def trust_cmd(
     ] = None,
     images: Annotated[
         list[Path] | None,
-        typer.Option("--images", "-i", help="Image files or folders (searched recursively)."),
+        typer.Option(
+            "--images", "-i", help="An image file or folder (searched recursively); repeat -i for more."
+        ),
     ] = None,
     masks: Annotated[
         Path | None,

@@ -664,7 +664,6 @@ def build_pool(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     out = Path(out).absolute()  # the fetchers run tools in their cache folder: relative paths would break
-    out.mkdir(parents=True, exist_ok=True)
     wanted = {s.name: s for s in SOURCES}
     names = list(wanted) if sources is None else list(sources)
     unknown = [n for n in names if n not in wanted]
@@ -678,6 +677,7 @@ def build_pool(
         if det_name is not None and det_name not in avail:
             raise ConfigError(f"face detector {det_name!r} is not available (available: {avail})")
         det_id = None if det_name is None else f"{det_name}/rules-{FACE_RULES}"
+    out.mkdir(parents=True, exist_ok=True)  # only once the request is known to be sound
     doc = _read_manifest(out)
     old = [PoolEntry.from_dict(e) for e in doc["entries"]]
     by_sha: dict[str, PoolEntry] = {e.sha256: e for e in old}

@@ -452,7 +452,9 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
         MODELS.get(text)
     except UnknownNameError as exc:
         hint = str(exc)
-    raise UnknownNameError(f"{hint}; nor is {text!r} a checkpoint path")
+    raise UnknownNameError(
+        f"{hint}, or {DEFAULT_MODEL!r} (the shipped ensemble); nor is {text!r} a checkpoint path"
+    )
 
 
 def _member_configs(root: Path) -> list[Path]:

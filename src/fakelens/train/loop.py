@@ -172,6 +172,11 @@ class TrainConfig:
         """Raise :class:`ConfigError` for an impossible setting (one line)."""
         if (self.data is None) == (self.forgeries is None):
             raise ConfigError("give exactly one data source: --data ROOT|MANIFEST or --forgeries POOL")
+        if self.model == "default":
+            raise ConfigError(
+                "'default' is the shipped ensemble, not an architecture: train each member (e.g. --model "
+                "effnet-lite0) and combine them with `fakelens ensemble` (scripts/train_default.sh does both)"
+            )
         if self.model not in MODELS:
             MODELS.get(self.model)  # raises UnknownNameError with suggestions
         accepted = inspect.signature(MODELS.get(self.model)).parameters
