@@ -167,6 +167,9 @@ def test_explain_shows_an_ensembles_calibrated_verdicts(tmp_path: Path, photos: 
     for rec in payload["images"]:
         assert (rec["fake_probability"], rec["verdict"]) == pytest.approx(shown[rec["model"]])
         assert "fake_probability" not in rec["methods"]["gradcam"]  # a map has no probability of its own
+        top = rec["top_labels"][0]
+        assert top["label"] == rec["verdict"] or rec["threshold"] != 0.5  # ranked by the shown p(fake)
+        assert {t["label"]: t["probability"] for t in rec["top_labels"]}["fake"] == rec["fake_probability"]
     assert [r["threshold"] for r in payload["images"]] == [0.5, 0.6]
     (e,) = payload["ensemble"]
     assert (e["fake_probability"], e["verdict"]) == (

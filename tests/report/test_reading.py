@@ -126,6 +126,9 @@ def test_small_helpers() -> None:
     assert margin_word(0.7, 0.5) == "a moderate margin" and margin_word(0.95, 0.5) == "a clear margin"
     f = focus(blob(180, 140, 4))
     assert f is not None and f.where == "lower right" and f.area50 < 0.05
+    # two hot spots: both named, not the empty middle between them (their mass centre)
+    two = focus(blob(20, 20, 4) + 0.9 * blob(W - 20, H - 20, 4))
+    assert two is not None and two.where == "upper left and the lower right"
     assert focus(np.zeros((H, W))) is None
     uniform = focus(np.ones((H, W)))
     assert uniform is not None and abs(uniform.area50 - 0.5) < 0.01

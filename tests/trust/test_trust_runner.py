@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,12 @@ def test_run_writes_everything_a_person_needs(
     }
     report = (out / "report.md").read_text()
     assert "fakelens trust …" in report and "### Equivariance" in report and "| 1 |" in report
+    assert "### Randomisation" in report and "± half the width" in report and "-0.000" not in report
+    rows = [ln for ln in report.splitlines() if ln.startswith("|")]
+    pairs = [(h, rule) for h, rule in itertools.pairwise(rows) if rule.startswith("|---")]
+    assert len(pairs) >= 5
+    for header, rule in pairs:  # as many cells as the rule below: a literal | in a cell must be escaped
+        assert len(re.split(r"(?<!\\)\|", header)) == rule.count("|") + 1, header
     gallery = (out / "gallery.html").read_text()
     assert "data:image/png;base64," in gallery and "src='http" not in gallery and 'src="http' not in gallery
 

@@ -31,6 +31,7 @@ from fakelens.devices import resolve_device
 from fakelens.explain.engine import parse_options
 from fakelens.explain.perturbation import reporting
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
+from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.pipeline import ImageResult, batched, explain_images
 from fakelens.tiling import DEFAULT_MAX_TILES
@@ -88,6 +89,15 @@ def _write_outputs(
         files["panel"] = save_png(img, out / f"{stem}.panel.png").name
     summary["files"] = files
     return summary
+
+
+def _detector_labels(det: Detector, fake_probability: float) -> list[dict[str, Any]]:
+    """A detector's labels ranked by the probabilities shown (the calibrated fake probability), so that
+    ``top_labels`` agrees with the verdict rather than with the raw logits of one tile."""
+    probs = {det.labels[det.fake_index]: fake_probability}
+    probs |= {lab: 1.0 - fake_probability for lab in det.labels if lab not in probs}
+    ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+    return [{"label": lab, "probability": p} for lab, p in ranked]
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -201,6 +211,7 @@ def explain_cmd(
                         shown = float(cal(torch.tensor(own))) if cal is not None else own
                         summary["fake_probability"] = shown
                         summary["verdict"] = ens.member_verdict(j, shown)
+                        summary["top_labels"] = _detector_labels(det, shown)
                         summary["threshold"] = ens.member_threshold(j)
                     rec = _write_outputs(r, summary, stem, out, alpha, cmap, save_raw, det.name)
                     records.append({"image": str(p), "model": det.name, **rec})

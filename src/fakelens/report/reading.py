@@ -93,7 +93,8 @@ def heatmap_shares(a: Analysis, regions: FaceRegions | None) -> dict[ShareKey, R
 @dataclass(frozen=True)
 class Focus:
     """Where one map puts half of its mass: the share of the valid pixels that holds it (``area50``: 0.5 for
-    a uniform map, small for a concentrated one) and the position of their mass centre in words."""
+    a uniform map, small for a concentrated one) and where in the image they lie, in words (one place, or up
+    to three for a map with separate hot spots)."""
 
     area50: float
     where: str
@@ -128,13 +129,27 @@ def focus(heatmap: np.ndarray, valid: np.ndarray | None = None) -> Focus | None:
     top[order[:k]] = True
     ys, xs = np.nonzero(v)
     w = vals * top
-    cy = float((ys * w).sum() / w.sum()) / heatmap.shape[0]
-    cx = float((xs * w).sum() / w.sum()) / heatmap.shape[1]
-    r, c = _ROWS[min(2, int(cy * 3))], _COLS[min(2, int(cx * 3))]
-    where = "centre" if (r, c) == ("middle", "centre") else f"{r} {c}" if r != "middle" else f"{c} side"
-    if r != "middle" and c == "centre":
-        where = f"{r} centre"
-    return Focus(k / vals.size, where)
+    # the top half of the mass by ninths of the image: the fewest ninths that hold most of it, named (a
+    # mass centre would name the empty middle of two hot spots)
+    cells = np.zeros(9)
+    np.add.at(cells, (ys * 3 // heatmap.shape[0]) * 3 + xs * 3 // heatmap.shape[1], w)
+    cells /= cells.sum()
+    order = np.argsort(cells)[::-1]
+    picked = order[: int(np.searchsorted(np.cumsum(cells[order]), WHERE_SHARE)) + 1][:3]
+    names = [_cell_name(int(i) // 3, int(i) % 3) for i in sorted(picked, key=lambda i: -cells[i])]
+    return Focus(k / vals.size, " and the ".join(names))
+
+
+WHERE_SHARE = 0.6
+""":func:`focus` names the fewest ninths of the image (at most 3) that hold this share of the top half of the
+mass."""
+
+
+def _cell_name(row: int, col: int) -> str:
+    r, c = _ROWS[row], _COLS[col]
+    if r == "middle":
+        return "centre" if c == "centre" else f"{c} side"
+    return f"{r} {c}"
 
 
 def map_correlation(a: HeatmapResult, b: HeatmapResult) -> float | None:
@@ -182,7 +197,8 @@ def _verdict_paragraph(a: Analysis) -> str:
     rule = {"mean": "weighted mean", "logit_mean": "mean log-odds", "max": "maximum"}.get(a.rule, a.rule)
     return (
         f"The models disagree: {fake_part} {verb_f} it fake, {real_part} {verb_r} it real. "
-        f"The ensemble ({rule} of the scores) gives {prob(a.fake_probability)} against {thr}, "
+        f"The ensemble ({rule} of the scores{', then calibrated' if a.calibrated else ''}) gives "
+        f"{prob(a.fake_probability)} against {thr}, "
         f"{margin_word(a.fake_probability, a.threshold)}, so its verdict is {a.verdict} — "
         "with the members split, treat this verdict as weak."
     )

@@ -308,8 +308,9 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
 def _cell(v: dict[str, float] | None, metric: Metric) -> str:
     if v is None or math.isnan(float(v["mean"])):
         return "–"
-    x = float(v["mean"])
+    x = float(v["mean"]) + 0.0  # + 0.0: no "-0.000"
     s = f"{100 * x:.1f} %" if metric.percent else f"{x:.3f}"
+    s = s.replace("-0.000", "0.000").replace("-0.0 %", "0.0 %")
     ci = float(v.get("ci", math.nan))
     if not math.isnan(ci):
         s += f" ± {100 * ci:.1f}" if metric.percent else f" ± {ci:.3f}"
@@ -345,7 +346,11 @@ def family_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str
 
 
 def markdown_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> str:
-    lines: list[str] = []
+    lines: list[str] = [
+        "Cells: mean over the images ± half the width of a normal 95 % interval, 1.96·s/√n (none for one "
+        "image; wide for a few); n: images; ↑/↓: which way is better.",
+        "",
+    ]
     for fam, metrics in FAMILIES.items():
         ordered = rank(agg, fam)
         if not ordered:
@@ -357,7 +362,7 @@ def markdown_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> str:
             + [mt.label + ("" if mt.higher is None else (" ↑" if mt.higher else " ↓")) for mt in metrics]
             + ["n"]
         )
-        lines.append("| " + " | ".join(head) + " |")
+        lines.append("| " + " | ".join(h.replace("|", "\\|") for h in head) + " |")  # |Spearman| is no cell
         lines.append("|" + "---|" * len(head))
         for i, ((m, layer), _) in enumerate(ordered, start=1):
             a = agg[(m, layer)]
@@ -526,7 +531,7 @@ def plot_border(records: Sequence[Record], path: Path) -> Path | None:
         ]
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("fill area fraction |V_T^c| / N")
+        ax.set_xlabel("share of the view that is black fill")
         ax.set_ylabel("share of the map's mass on the fill")
         ax.set_title("Border mass vs fill area per transform (mean over images)", fontsize=10)
         ax.text(0.04, 0.96, "leaking: more mass than area", fontsize=8, color="#a33", va="top")
@@ -544,8 +549,10 @@ def _bars(
     metrics: Sequence[Metric],
     title: str,
     path: Path,
+    ylabel: str,
     ylim: tuple[float, float] | None = (0, 1),
 ) -> Path | None:
+    """Bars of each candidate's mean per metric, with 95 % intervals (1.96·s/√n over images) as whiskers."""
     cands = [c for c in sorted(agg) if any(not math.isnan(_value(agg[c], mt.key)) for mt in metrics)]
     if not cands:
         return None
@@ -575,7 +582,9 @@ def _bars(
         if ylim:
             ax.set_ylim(*ylim)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        n = max(int(agg[c].get(metrics[0].key, {}).get("n", 0)) for c in cands)
+        ax.set_title(f"{title} (n ≤ {n} images; whiskers: 95 % interval of the mean)", fontsize=10)
         ax.legend(fontsize=7, ncol=min(4, len(cands)), loc="upper right")
         ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()
@@ -673,12 +682,15 @@ def write_report(
             FAMILIES["localisation"],
             "Localisation against the ground-truth masks",
             plots_dir / "localisation.png",
+            "score in [0, 1] (pixel AUROC: ½ = chance)",
+            ylim=(0, 1.05),
         ),
         _bars(
             agg,
             FAMILIES["faithfulness"][1:5],
             "Deletion / insertion AUC of p(fake)",
             plots_dir / "faithfulness.png",
+            "area under the p(fake) curve",
         ),
         plot_randomisation(records, plots_dir / "randomisation.png"),
     ]
