@@ -226,6 +226,11 @@ def _png(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any, A
     atomic_write_bytes(path, buf.getvalue())
 
 
+FEW = 5
+"""Fewer images than this (a recipe's fakes in a ROC curve, a reliability bin) are marked as too few to read a
+curve from."""
+
+
 def plot_roc(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -246,14 +251,20 @@ def plot_roc(
         kinds = sorted({r for r, y in zip(rec.tolist(), labels.tolist(), strict=True) if y == 1})
         if len(kinds) > 1:
             cmap = plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")
+            styles = ("-", "--", ":", "-.")  # curves that coincide (e.g. several at AUC 1) stay apart
             for i, k in enumerate(kinds[:MAX_CURVES]):
-                pick = ((rec == k) & (labels == 1)) | (labels == 0)
+                fakes = (rec == k) & (labels == 1)
+                pick = fakes | (labels == 0)
                 fpr, tpr, _ = roc_curve(labels[pick], scores[pick])
                 auc = roc_auc(labels[pick], scores[pick])
-                ax.plot(fpr, tpr, lw=1.2, color=cmap(i), label=f"{k or '-'}  AUC {auc:.3f}")
+                nf = int(fakes.sum())
+                few = " — too few to judge" if nf < FEW else ""
+                label = f"{k or '-'}  AUC {auc:.3f}  ({nf} fake{'s' if nf != 1 else ''}{few})"
+                ax.plot(fpr, tpr, lw=1.4, ls=styles[i % 4], color=cmap(i), label=label)
         fpr, tpr, _ = roc_curve(labels, scores)
         auc = roc_auc(labels, scores)
-        ax.plot(fpr, tpr, lw=2.4, color="black", label=f"overall  AUC {auc:.3f}")
+        counts = f"{int((labels == 1).sum())} fakes, {int((labels == 0).sum())} reals"
+        ax.plot(fpr, tpr, lw=2.4, color="black", label=f"overall  AUC {auc:.3f}  ({counts})")
         if eer is not None and math.isfinite(eer[0]):
             ax.plot([eer[0]], [1 - eer[0]], "o", color="crimson", label=f"EER {eer[0]:.3f}")
         ax.set_xlim(0, 1)
@@ -288,7 +299,8 @@ def plot_reliability(
             used = n > 0
             ece = calibration_metrics(labels, s, bins)["ece"]
             c = colours(i % 10)
-            ax.plot(mean_p[used], frac[used], "-", lw=1.4, color=c, label=f"{name}  ECE {ece:.3f}")
+            solid = n >= FEW  # a bin of one or two images says little: a dot, not part of the line
+            ax.plot(mean_p[solid], frac[solid], "-", lw=1.4, color=c, label=f"{name}  ECE {ece:.3f}")
             ax.scatter(mean_p[used], frac[used], s=12 + 240 * n[used] / n.sum(), color=c, alpha=0.8, lw=0)
             hist.hist(np.clip(s, 0, 1), bins=bins, range=(0, 1), histtype="step", lw=1.4, color=c)
         ax.set_xlim(0, 1)
@@ -296,7 +308,12 @@ def plot_reliability(
         ax.set_ylabel("fraction of fakes among these images")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(
+            loc="upper left",
+            fontsize=7,
+            title=f"dot area ∝ images in the bin; line: bins of ≥ {FEW}",
+            title_fontsize=7,
+        )
         hist.set_xlabel("p(fake)")
         hist.set_ylabel("images")
         hist.grid(alpha=0.3)
@@ -474,7 +491,10 @@ def evaluate(
         )
         plot_roc(y, s, res["recipes"], od / "roc.png", title=title, eer=(ov["eer"], ov["eer_threshold"]))
         curves = {"ensemble" if "members" in res else "model": s, **res.get("members", {})}
-        plot_reliability(y, curves, od / "reliability.png", title=title)
+        where = (
+            f"{report['model']} on {Path(str(data or forgeries)).name} ({source['split']}), n={report['n']}"
+        )
+        plot_reliability(y, curves, od / "reliability.png", title=where)
         rows = []
         for i in range(y.size):
             row: dict[str, Any] = {
