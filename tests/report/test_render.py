@@ -73,6 +73,10 @@ def test_synthetic_report_is_complete_and_self_contained(make_analysis: MakeAnal
     assert text.count("Heatmap mass by facial region") == 1  # only the image with regions
     assert "The models disagree" in text and "robust" in text and "check" in text
     assert "mean equivariance cosine 0.45 &lt; 0.80" in text  # the badge's flag reason
+    assert "graded on one native tile" not in text  # no tile on these badges
+    tiled = heatmap("gradcam", blob(100, 80, 8), {**ok_badge("gradcam"), "tile": [256.0, 0.0, 512.0, 256.0]})
+    one = render_report([make_analysis({"cnn": (0.9, {"gradcam": tiled})})], [img], ["big.png"], faces=False)
+    assert "graded on one native tile, x 256–512, y 0–256 (the most fake-looking)" in one
 
 
 def test_the_legend_says_whether_scores_are_calibrated(make_analysis: MakeAnalysis) -> None:

@@ -50,7 +50,7 @@ table.grid{width:100%;font-size:13px}
 table.grid th,table.grid td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;
 vertical-align:top}
 table.grid th{background:var(--panel);font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.nowrap{white-space:nowrap}
 .pill{display:inline-block;border-radius:10px;padding:0 9px;font-weight:700;font-size:12px;
 letter-spacing:.04em;
 text-transform:uppercase}
@@ -241,7 +241,14 @@ def _badge_html(b: Mapping[str, Any] | None) -> str:
         for k, v, bad, tip in rows
     )
     fl = "".join(f"<li>{_e(reason)}</li>" for reason in flags.values())
-    return f"<table class='badge'>{body}</table>" + (f"<ul class='flags'>{fl}</ul>" if fl else "")
+    tile = b.get("tile")
+    where = (
+        f"<div class='small muted'>graded on one native tile, x {tile[0]:.0f}–{tile[2]:.0f}, "
+        f"y {tile[1]:.0f}–{tile[3]:.0f} (the most fake-looking)</div>"
+        if isinstance(tile, (list, tuple)) and len(tile) == 4
+        else ""
+    )
+    return f"<table class='badge'>{body}</table>" + (f"<ul class='flags'>{fl}</ul>" if fl else "") + where
 
 
 def _grade_pill(b: Mapping[str, Any] | None) -> str:
