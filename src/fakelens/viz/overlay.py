@@ -107,8 +107,9 @@ def panel(
     names: Sequence[str] = list(maps)
     n = len(names) + 1
     h, w = img.shape[:2]
-    tile = min(3.2, max_width_px / 100 / n)
-    fig, axes = plt.subplots(1, n, figsize=(tile * n, tile * h / w + 0.9), dpi=100, squeeze=False)
+    dpi = 150  # captions stay readable (8 pt ≈ 17 px) when the panel is viewed at its own size
+    tile = min(3.2, max_width_px / dpi / n)
+    fig, axes = plt.subplots(1, n, figsize=(tile * n, tile * h / w + 0.9), dpi=dpi, squeeze=False)
     try:
         axes[0, 0].imshow(img)
         axes[0, 0].set_title("image", fontsize=9)
@@ -116,7 +117,7 @@ def panel(
             ax.imshow(overlay(img, maps[name], alpha=alpha, cmap=cmap, valid=valid))
             ax.set_title(name, fontsize=9)
             if captions and name in captions:
-                ax.set_xlabel(captions[name], fontsize=7)
+                ax.set_xlabel(captions[name], fontsize=8)
         for ax in axes[0]:
             ax.set_xticks([])
             ax.set_yticks([])
