@@ -185,7 +185,8 @@ def contact_sheet_cmd(
     k: Annotated[float, typer.Option("--k", help="Gain of the |fake - real| column.")] = 4.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Draw real / fake / mask / seam 4M(1-M) / |difference|×k for each recipe, as one PNG."""
+    """Draw real / fake / mask / seam (as the localisation metrics score it) / |difference|×k per recipe, as
+    one PNG."""
     from fakelens.forgery.dataset import contact_sheet
 
     if out is not None:

@@ -382,7 +382,7 @@ def synth(
 
 
 # --------------------------------------------------------------------------------------- contact sheet
-COLUMNS = ("real", "fake", "mask M", "seam 4M(1-M)", "|fake-real|")
+COLUMNS = ("real", "fake", "mask M", "seam (as scored)", "|fake-real|")
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -402,7 +402,12 @@ def _tile(a: np.ndarray, tile: int) -> Image.Image:
 def contact_sheet_image(
     rows: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray]], k: float = 4.0, tile: int = 192
 ) -> Image.Image:
-    """A grid with one row per ``(label, real, fake, mask)``: real / fake / mask / seam 4M(1−M) / |diff|×k."""
+    """A grid with one row per ``(label, real, fake, mask)``: real / fake / mask / the seam the localisation
+    metrics score (4M(1−M), hard masks blurred first: :func:`fakelens.trust.metrics.mask_seam`) / |diff|×k."""
+    import torch
+
+    from fakelens.trust.metrics import mask_seam
+
     rows = list(rows)
     if not rows:
         raise ConfigError("nothing to put on the contact sheet")
@@ -418,7 +423,7 @@ def contact_sheet_image(
     for i, (label, real, fake, mask) in enumerate(rows):
         y = head_h + i * (tile + pad)
         m = np.clip(mask.astype(np.float32), 0, 1)
-        seam = 4.0 * m * (1.0 - m)
+        seam = mask_seam(torch.from_numpy(m)).numpy()  # what energy (seam) scores: hard masks get an edge
         diff = np.clip(np.abs(fake.astype(np.float32) - real.astype(np.float32)) * k, 0, 255).astype(np.uint8)
         tiles = [real, fake, (m * 255).round().astype(np.uint8), (seam * 255).round().astype(np.uint8), diff]
         for j, t in enumerate(tiles):

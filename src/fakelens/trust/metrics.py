@@ -340,6 +340,17 @@ def seam_target(m: Tensor) -> Tensor:
     return 4 * mm * (1 - mm)
 
 
+def mask_seam(mask: Tensor) -> Tensor:
+    """The seam ``(H, W)`` the localisation metrics score for a ground-truth mask: :func:`seam_target` of
+    the mask, a hard {0, 1} mask (a splice, a rectangle) first blurred with σ = 1 % of the diagonal (at
+    least 1 px) so that its edge has a seam at all."""
+    if torch.unique(mask).numel() > 2:
+        return seam_target(mask)
+    h, w = mask.shape
+    sigma = max(1.0, 0.01 * math.hypot(h, w))
+    return seam_target(gaussian_blur(mask[None, None].double(), sigma)[0, 0].clamp(0, 1))
+
+
 # ------------------------------------------------------------------------------------------ faithfulness
 
 

@@ -211,15 +211,6 @@ def _rec(
     return Record(model, image, method, layer, t.name, t.kind, t.strength, fill, metric, float(value))
 
 
-def _soft_target(mask: Tensor) -> Tensor:
-    """A soft mask for the seam: hard {0, 1} masks are blurred (σ = 1 % of the diagonal, at least 1 px)."""
-    if torch.unique(mask).numel() > 2:
-        return mask.double()
-    h, w = mask.shape
-    sigma = max(1.0, 0.01 * float(np.hypot(h, w)))
-    return M.gaussian_blur(mask[None, None].double(), sigma)[0, 0].clamp(0, 1)
-
-
 def _view_records(
     sweep: Sweep, plan: Sequence[ViewSpec], base: dict[str, str], criteria: Criteria
 ) -> list[Record]:
@@ -246,7 +237,7 @@ def _localisation(
     soft = mask.double().clamp(0, 1) * v
     mx = float(soft.max())
     g = soft >= config.mask_threshold * mx if mx > 0 else torch.zeros_like(v)
-    seam = M.seam_target(_soft_target(mask)) * v
+    seam = M.mask_seam(mask) * v
     for m in sweep.methods:
         raw = sweep.explanations[m].raw[:1].detach().float().clamp_min(0)
         s = geom.to_original(raw.cpu())[0]
