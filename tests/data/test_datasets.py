@@ -202,6 +202,16 @@ def test_holdout_keeps_groups_whole_and_is_deterministic(tmp_path: Path) -> None
         holdout(samples, 1.5)
 
 
+def test_holdout_is_stratified_so_a_small_dataset_validates_on_both_classes(tmp_path: Path) -> None:
+    """10 reals and 10 fakes at 0.15: 2 of each held out (a lottery per image held out 1, of one class)."""
+    samples = [Sample(tmp_path / f"{c}{i}.png", int(c == "f")) for c in "rf" for i in range(10)]
+    for seed in range(5):
+        keep, held = holdout(samples, 0.15, seed=seed)
+        assert sorted(s.label for s in held) == [0, 0, 1, 1] and len(keep) == 16
+    one_each = [Sample(tmp_path / "r.png", 0), Sample(tmp_path / "f.png", 1)]
+    assert holdout(one_each, 0.5)[1] == []  # a class with one image stays in training
+
+
 def test_sha256_ignores_order_and_location(tmp_path: Path) -> None:
     a = [Sample(tmp_path / "x" / "a.png", 0), Sample(tmp_path / "x" / "b.png", 1, recipe="r")]
     moved = [Sample(Path("/elsewhere/b.png"), 1, recipe="r"), Sample(Path("/elsewhere/a.png"), 0)]

@@ -44,6 +44,11 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     code, stdout, stderr = invoke("train", "--out", str(out), "--resume", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["epochs_run"] == 2
+    # a setting that would change what it learns is refused, not silently dropped; repeating one is fine
+    code, _, stderr = invoke("train", "--out", str(out), "--resume", "--lr", "0.1")
+    assert code == 2 and "cannot resume" in stderr and "--lr 0.1" in stderr and "0.001" in stderr
+    code, _, stderr = invoke("train", "--out", str(out), "--resume", "--model", "tiny-cnn", "--workers", "0")
+    assert code == 0, stderr
     ev = tmp_path / "ev"
     code, stdout, stderr = invoke(
         "evaluate",

@@ -294,13 +294,17 @@ def test_every_checkpoint_carries_its_validation_calibration(tmp_path: Path, fol
 
 
 def test_time_limit_stops_and_resume_goes_on(tmp_path: Path, folder_data: Path) -> None:
-    """A time limit ends the run after the epoch in progress (validated and saved); --resume continues."""
+    """A time limit stops the run between whole epochs (validated and saved); --resume then trains exactly
+    what one uninterrupted run would have."""
     res = train(cfg(tmp_path / "run", folder_data, epochs=3, time_limit=1e-6), progress=False)
     assert res.epochs_run == 1 and not res.stopped_early
-    assert res.history[0]["stopped"] == "time limit" and res.history[0]["steps"] <= 1
+    whole = train(cfg(tmp_path / "whole", folder_data, epochs=3), progress=False)
+    assert res.history[0]["stopped"] == "time limit" and res.history[0]["steps"] == whole.history[0]["steps"]
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     more = train(cfg(tmp_path / "run", folder_data, epochs=3, resume=True), progress=False)
     assert more.epochs_run == 3
+    weights = [(tmp_path / d / "last" / "model.safetensors").read_bytes() for d in ("run", "whole")]
+    assert weights[0] == weights[1]
     with pytest.raises(ConfigError, match="time-limit"):
         cfg(tmp_path / "x", folder_data, time_limit=0).check()
 

@@ -14,6 +14,7 @@ from fakelens.cli.common import (
     check_writable,
     command_line,
     console,
+    fail,
     print_json,
     split_csv,
     user_errors,
@@ -22,6 +23,29 @@ from fakelens.errors import ConfigError
 from fakelens.tiling import DEFAULT_MAX_TILES
 
 app = typer.Typer()
+
+
+RESUME_OVERRIDES = frozenset({"out", "resume", "workers", "device", "threads", "time_limit", "json_out"})
+"""What `train --out DIR --resume` may change: where and how fast it runs, never what it learns."""
+
+
+def _refuse_changed_settings(ctx: typer.Context, cfg: Any, out: Path) -> None:
+    """A setting given on the command line of a resumed run must equal the run's own: resuming with another
+    learning rate, seed or model would silently train something else under the old name."""
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name in RESUME_OVERRIDES or source is None or source.name != "COMMANDLINE":
+            continue
+        saved = getattr(cfg, name, None)
+        if isinstance(saved, (tuple, list)) and isinstance(value, (tuple, list)):
+            saved, value = list(saved), list(value)
+        if saved is None or saved != value:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"cannot resume {out} with {flag} {value}: the run was started with "
+                f"{'another setting' if saved is None else saved}; drop {flag}, or start a new run in "
+                "another --out"
+            )
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -43,6 +67,7 @@ def _f(v: Any) -> str:
 @app.command("train")
 @user_errors
 def train_cmd(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: last/, best/ and history.json.")],
     data: Annotated[
         Path | None,
@@ -152,7 +177,8 @@ def train_cmd(
         float | None,
         typer.Option(
             min=0.01,
-            help="Stop after this many minutes (ends the epoch, validates, saves; --resume goes on).",
+            help="Stop at the end of the last epoch that should finish within this many minutes (estimated "
+            "from the epoch before; at least one epoch runs); --resume goes on, as if never stopped.",
         ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last/.")] = False,
@@ -167,6 +193,7 @@ def train_cmd(
     command = command_line()
     if resume and data is None and forgeries is None:
         cfg = load_run_config(out)
+        _refuse_changed_settings(ctx, cfg, out)
         cfg.resume, cfg.workers, cfg.device, cfg.threads = True, workers, device, threads
         cfg.time_limit = time_limit
         cfg.out = str(out)
@@ -213,7 +240,17 @@ def train_cmd(
 
     if cfg.augment not in PRESETS:
         raise ConfigError(f"unknown --augment {cfg.augment!r} (known: {', '.join(PRESETS)})")
-    result = train(cfg, progress=not json_out, console=console, log=None if json_out else console.print)
+    try:
+        result = train(cfg, progress=not json_out, console=console, log=None if json_out else console.print)
+    except KeyboardInterrupt:
+        saved = (out / "last").is_dir()
+        fail(
+            f"interrupted; {out}/last holds the last whole epoch: `fakelens train --out {out} --resume` "
+            "goes on"
+            if saved
+            else "interrupted before the first epoch was saved",
+            code=130,
+        )
     payload = result.to_dict()
     if json_out:
         print_json(payload)

@@ -404,18 +404,30 @@ def _unit_hash(key: str, seed: int) -> float:
 
 
 def holdout(samples: Sequence[Sample], fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
-    """Split ``samples`` into ``(keep, held_out)`` with about ``fraction`` held out, deterministically.
+    """Split ``samples`` into ``(keep, held_out)``: ``fraction`` of the groups held out, deterministically.
 
-    Whole groups (``group``, else each image) go to one side, decided by a hash of ``(seed, group)``, so a
-    video or source photo never straddles the two.
+    Whole groups (``group``, else each image) go to one side, so a video or source photo never straddles
+    the two. Stratified: the groups of each kind (only reals, only fakes, both) are ordered by a hash of
+    ``(seed, group)`` and the first ``round(fraction · n)`` of them, at least one when there are two or more,
+    are held out — so a small dataset still gets reals and fakes on both sides (a lottery per group held out
+    1 image of 20, of one class).
     """
     if not 0.0 < fraction < 1.0:
         raise DatasetError(f"the validation fraction must be in (0, 1), got {fraction}")
-    keep: list[Sample] = []
-    held: list[Sample] = []
+    groups: dict[str, list[Sample]] = {}
     for s in samples:
-        key = s.group or s.path.as_posix()
-        (held if _unit_hash(key, seed) < fraction else keep).append(s)
+        groups.setdefault(s.group or s.path.as_posix(), []).append(s)
+    strata: dict[tuple[int, ...], list[str]] = {}
+    for key, members in groups.items():
+        strata.setdefault(tuple(sorted({m.label for m in members})), []).append(key)
+    held_keys: set[str] = set()
+    for keys in strata.values():
+        keys.sort(key=lambda k: _unit_hash(k, seed))
+        n = len(keys)
+        k = min(n - 1, max(1, round(fraction * n))) if n >= 2 else 0
+        held_keys.update(keys[:k])
+    keep = [s for s in samples if (s.group or s.path.as_posix()) not in held_keys]
+    held = [s for s in samples if (s.group or s.path.as_posix()) in held_keys]
     return keep, held
 
 

@@ -503,10 +503,10 @@ def evaluate(
                 "label": int(y[i]),
                 "recipe": res["recipes"][i],
                 "source": res["sources"][i],
-                "score": round(float(s[i]), 6),
+                "score": float(s[i]),  # exact (repr): the metrics can be recomputed from this file
             }
             for n, ms in res.get("members", {}).items():
-                row[f"score:{n}"] = round(float(ms[i]), 6)
+                row[f"score:{n}"] = float(ms[i])
             rows.append(row)
         atomic_write_text(od / "scores.csv", _scores_csv(rows))
         report["files"] = {

@@ -193,7 +193,7 @@ def fit_ensemble(
     fitted |= {"auc": ranking["auc"], "ap": ranking["ap"]}
     return {
         "pool": str(pool),
-        "photos": len(photos),
+        "photos": len(set(res["sources"])) if res.get("sources") else len(photos),  # scored, not dealt
         "pairs": pairs,
         "seed": seed,
         "step": step,

@@ -622,7 +622,10 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     if not train:
         raise DatasetError(f"{cfg.data}: no training images (splits found: {', '.join(sorted(has_splits))})")
     check_both_classes(train, f"{cfg.data} (training images)")
-    check_both_classes(val, f"validation set ({how})")
+    try:
+        check_both_classes(val, f"validation set ({how})")
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}; give --val-data, or a dataset with a val split") from None
     root = Path(cfg.data)
     base = root if root.is_dir() else root.parent
     info = {
@@ -862,6 +865,7 @@ def _train(
             for epoch in range(start_epoch, end):
                 if stopped:
                     break
+                t_epoch = time.perf_counter()
                 record = _run_epoch(
                     epoch,
                     cfg,
@@ -878,7 +882,6 @@ def _train(
                     steps,
                     bar,
                     best_auc,
-                    deadline,
                 )
                 t0 = time.perf_counter()
                 batches = (
@@ -904,7 +907,10 @@ def _train(
                 record["best_auc"] = best_auc
                 history.append(json_safe(record))
                 early = bool(cfg.patience) and bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs
-                out_of_time = time.perf_counter() >= deadline and epoch + 1 < cfg.epochs
+                # another epoch only if it should end in time (this one's length as the estimate): every
+                # recorded epoch is whole, so a --resume later trains exactly what one run would have
+                epoch_seconds = time.perf_counter() - t_epoch
+                out_of_time = time.perf_counter() + epoch_seconds > deadline and epoch + 1 < cfg.epochs
                 if out_of_time:  # a later --resume continues; an early stop is final
                     record["stopped"] = "time limit"
                     history[-1] = json_safe(record)
@@ -1074,10 +1080,8 @@ def _run_epoch(
     steps: int,
     bar: Any,
     best_auc: float | None,
-    deadline: float = math.inf,
 ) -> dict[str, Any]:
-    """One epoch of optimisation → its record (loss, aux loss, lr, images/s, seconds); it ends early at
-    ``deadline`` (a ``time.perf_counter()`` value: the run's time limit)."""
+    """One whole epoch of optimisation → its record (loss, aux loss, lr, images/s, seconds)."""
     set_epoch = getattr(data.train, "set_epoch", None)
     if callable(set_epoch):
         set_epoch(epoch)
@@ -1106,7 +1110,7 @@ def _run_epoch(
     n_images = 0
     t0 = time.perf_counter()
     for step, batch in enumerate(loader):
-        if step >= steps or time.perf_counter() >= deadline:
+        if step >= steps:
             break
         x, y, m = batch[0], batch[1], batch[2]
         y = torch.as_tensor(y).to(device, non_blocking=True)
