@@ -168,6 +168,12 @@ def _errors_cases(tmp_path: Path) -> list[tuple[Path, str]]:
     single = tmp_path / "single"
     img(single / "real" / "a.png")
     (single / "fake").mkdir()
+    both = tmp_path / "both.csv"
+    both.write_text("path,label\nx.png,real\n./x.png,fake\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("path,label\nx.png,fake\n./x.png,fake\n")
+    no_rows = tmp_path / "norows.csv"
+    no_rows.write_text("path,label\n")
     return [
         (tmp_path / "does-not-exist", "no such dataset file or folder"),
         (unknown, "unknown dataset layout; expected real/ and fake/"),
@@ -178,6 +184,9 @@ def _errors_cases(tmp_path: Path) -> list[tuple[Path, str]]:
         (empty, "no images found"),
         (single, "only real images (1); training and evaluation need both"),
         (tmp_path / "x.png", "is not a dataset manifest"),
+        (both, "both.csv line 3: ./x.png is listed as both real and fake (first on line 2)"),
+        (twice, "twice.csv line 3: ./x.png is listed twice (first on line 2)"),
+        (no_rows, "has no rows"),
     ]
 
 

@@ -106,6 +106,11 @@ def test_synth_errors(tiny_pool: Path, tmp_path: Path) -> None:
         synth(tiny_pool, tmp_path / "x", n=2, fmt="gif", progress=False)
     with pytest.raises(ConfigError, match="no pool manifest"):
         synth(tmp_path / "nowhere", tmp_path / "x", n=2, progress=False)
+    assert not (tmp_path / "x").exists()
+    used = tmp_path / "used"
+    synth(tiny_pool, used, n=2, size=48, progress=False, sheet=False)
+    with pytest.raises(ConfigError, match="is not empty"):  # a smaller second run would leave old pairs
+        synth(tiny_pool, used, n=1, size=48, progress=False, sheet=False)
 
 
 def test_contact_sheet(tiny_pool: Path, tmp_path: Path) -> None:

@@ -182,7 +182,7 @@ def contact_sheet_cmd(
         Path | None, typer.Option("--out", help="PNG to write (default DATA/contact_sheet.png).")
     ] = None,
     per_recipe: Annotated[int, typer.Option("--per-recipe", help="Rows per recipe.")] = 1,
-    k: Annotated[float, typer.Option("--k", help="Gain of the |fake - real| column.")] = 4.0,
+    k: Annotated[float, typer.Option("--k", min=0.0, help="Gain of the |fake - real| column.")] = 4.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Draw real / fake / mask / seam (as the localisation metrics score it) / |difference|×k per recipe, as

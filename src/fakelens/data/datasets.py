@@ -358,9 +358,12 @@ def _read_manifest(path: Path) -> list[Sample]:
                 else ""
             )
             raise DatasetError(f"{path} lacks the column {col!r} (has: {', '.join(columns) or 'none'}){hint}")
+    if not rows:
+        raise DatasetError(f"the manifest {path} has no rows")
     base = path.parent
     out: list[Sample] = []
     missing: list[tuple[int, str]] = []
+    seen: dict[Path, tuple[int, int]] = {}  # resolved file → (line, label) of its first row
     for line, r in rows:
         where = f"{path.name} line {line}"
         raw = str(r.get("path") or "").strip()
@@ -371,6 +374,10 @@ def _read_manifest(path: Path) -> list[Sample]:
             missing.append((line, raw))
             continue
         label = _parse_label(r.get("label"), where)
+        first = seen.setdefault(f.resolve(), (line, label))
+        if first[0] != line:  # one image twice: counted twice, or (labels differ) both real and fake
+            how = "as both real and fake" if first[1] != label else "twice"
+            raise DatasetError(f"{where}: {raw} is listed {how} (first on line {first[0]})")
         mraw = str(r.get("mask_path") or "").strip()
         mask = None
         if mraw:

@@ -292,6 +292,8 @@ def synth(
         raise ConfigError(f"the pool at {pool_dir} has no photographs")
     splits = pool_splits(entries, split_fractions, split_seed)
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()):  # old pairs would outlive a smaller run, off its manifest
+        raise ConfigError(f"{out} is not empty; write the dataset to a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     cfg = _Config(
         str(pool_dir),
