@@ -170,6 +170,12 @@ def test_faithfulness_orders_a_perfect_map_above_its_reverse() -> None:
     assert float(di["curve_deletion_black"][0, -1]) == 0.0
     rd = road(_texture_score, x, sal, valid, percentages=(20, 50, 80), noise=0.0)
     assert float(rd["combined"][0]) > 0 > float(rd["combined"][1])
+    # with noise, a map scores the same alone as beside others: every map meets the same noise
+    pair = road(_texture_score, x, sal, valid, percentages=(20, 50), noise=0.05)
+    alone = road(_texture_score, x, sal[1:], valid, percentages=(20, 50), noise=0.05)
+    torch.testing.assert_close(pair["curve_morf"][1], alone["curve_morf"][0])
+    twice = road(_texture_score, x, torch.stack([good, good]), valid, percentages=(20, 50), noise=0.05)
+    assert float(twice["combined"][0]) == float(twice["combined"][1])
     order = relevance_order(sal, valid)
     assert set(order[0, :64].tolist()) == {i * 16 + j for i in range(8) for j in range(8)}
 

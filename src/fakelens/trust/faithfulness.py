@@ -151,7 +151,8 @@ def road(
 
     For each ``p``: remove the most (MoRF) or least (LeRF) relevant ``p %`` of the valid pixels and impute
     them by noisy linear imputation (:func:`~fakelens.trust.metrics.noisy_linear_imputation`, one sparse
-    system per removal, noise seeded from ``seed``). ``morf``/``lerf`` are the mean confidence *drops*
+    system per removal, noise seeded from ``seed``, the order and ``p`` only: the same for every map).
+    ``morf``/``lerf`` are the mean confidence *drops*
     ``score(x) − score(x̃)`` over ``p``; ``combined = mean_p (LeRF_p − MoRF_p) / 2`` in confidences, i.e.
     ``(morf − lerf) / 2`` — higher is better. Also returns the curves ``curve_morf``/``curve_lerf``
     ``(M, len(p))`` of confidences.
@@ -161,16 +162,18 @@ def road(
     order = relevance_order(saliency, valid, seed)
     m, n_valid = order.shape
     img = x.detach().double().cpu().numpy()
-    rng = np.random.default_rng(seed)
     batch: list[Tensor] = []
     for i in range(m):
         o = order[i].cpu().numpy()
         for most in (True, False):
-            for p in percentages:
+            for j, p in enumerate(percentages):
                 k = int(n_valid * p / 100)
                 sel = o[:k] if most else o[n_valid - k :]
                 rem = np.zeros(h * w, dtype=bool)
                 rem[sel] = True
+                # common random numbers: every map gets the same noise at the same (order, p), whichever
+                # maps share the call, so methods are compared under one noise, and a map scores alike alone
+                rng = np.random.default_rng([seed, int(most), j])
                 imp = noisy_linear_imputation(img, rem, noise=noise, rng=rng)
                 batch.append(torch.from_numpy(np.clip(imp, 0.0, 1.0)).to(x.dtype))
     scores = score_fn(torch.stack(batch)).view(m, 2, len(percentages))
