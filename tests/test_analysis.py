@@ -79,3 +79,31 @@ def test_default_missing_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setattr(ckpt, "default_ensemble_path", lambda: tmp_path / "nothing")
     with pytest.raises(CheckpointError, match="default ensemble is not installed"):
         load_detector("default")
+
+
+def test_api_mistakes_are_clear_errors_before_any_model_runs(images: list[Image.Image]) -> None:
+    """What a notebook user gets wrong: one precise error naming it, not an AttributeError from inside."""
+    from fakelens.errors import ConfigError
+
+    det = create_model("tiny-cnn")
+    one = images[0]
+    cases: list[tuple[dict[str, object], type[Exception], str]] = [
+        ({"images": np.asarray(one)}, TypeError, "list of PIL images, not ndarray"),
+        ({"images": [np.asarray(one)]}, TypeError, "got ndarray"),
+        ({"images": ["photo.jpg"]}, TypeError, "fakelens.io.load_image"),
+        ({"images": []}, TypeError, "an empty list"),
+        ({"model": "tiny-cnn"}, TypeError, "must be a Detector or an Ensemble, not str"),
+        ({"device": "gpu"}, ConfigError, "unknown device 'gpu'"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"methods": "gradcam,nosuch"}, UnknownNameError, "nosuch"),
+        ({"options": {"gradcam": {"foo": 1}}}, ConfigError, "gradcam has no option 'foo'"),
+        ({"methods": ["rise"], "options": {"rise": {"n_masks": "abc"}}}, ConfigError, "bad option for rise"),
+        ({"options": {"gradkam": {}}}, ConfigError, "not among the methods asked for"),
+    ]
+    for change, error, message in cases:
+        kwargs: dict[str, object] = {"model": det, "images": [one], "methods": ["gradcam"], **change}
+        with pytest.raises(error, match=message):
+            analyze_images(kwargs.pop("model"), kwargs.pop("images"), robustness=False, **kwargs)  # type: ignore[arg-type]
+    # a single image and a comma-separated string are what they look like, not letters
+    (a,) = analyze_images(det, one, "gradcam,hirescam", robustness=False)  # type: ignore[arg-type]
+    assert list(a.models[0].heatmaps) == ["gradcam", "hirescam"]

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fakelens.devices import as_device
 from fakelens.errors import FakelensError
-from fakelens.explain.engine import check_methods
+from fakelens.explain.engine import check_methods, check_options, method_list
 from fakelens.geometry import Geometry, view_pixels
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
-from fakelens.pipeline import ImageResult, batched, explain_images
+from fakelens.pipeline import ImageResult, batched, check_images, explain_images
 from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["Analysis", "HeatmapResult", "ModelAnalysis", "analyze_images", "as_ensemble"]
@@ -137,7 +138,14 @@ SMALL_IMAGE = 0.5  # below this pixel fraction (image pixels per input pixel) a 
 def as_ensemble(model: Detector | Ensemble) -> Ensemble:
     """An ensemble as given, or a single detector as an ensemble of one (weight 1, rule ``mean``, its own
     calibration if it has one)."""
-    return model if isinstance(model, Ensemble) else Ensemble.of([model])
+    if isinstance(model, Ensemble):
+        return model
+    if not isinstance(model, Detector):
+        raise TypeError(
+            f"model must be a Detector or an Ensemble, not {type(model).__name__} (load a name or a "
+            "checkpoint with fakelens.models.load_detector)"
+        )
+    return Ensemble.of([model])
 
 
 def analyze_images(
@@ -162,12 +170,18 @@ def analyze_images(
     robustness checks transform; its box is the badge's ``tile``).
     """
     ens = as_ensemble(model)
+    images, methods = check_images(images), method_list(methods)
+    check_methods(methods)
+    options = check_options(options, methods)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
+    dev = as_device(device) if device is not None else None
     n = len(images)
     probs = torch.zeros(n, len(ens.members))
     per_member: list[list[ModelAnalysis]] = []
     for j, member in enumerate(ens.members):
-        if device is not None:
-            member.to(device)
+        if dev is not None:
+            member.to(dev)
         rows: list[ModelAnalysis] = []
         for start, chunk in zip(range(0, n, batch_size), batched(images, batch_size), strict=True):
             results, usable, errors = _explain_member(member, chunk, methods, options, max_tiles)

@@ -16,7 +16,13 @@ def resolve_device(device: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
+        raise ConfigError(f"device {device!r} was asked for, but no CUDA device is available")
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {device!r} (use auto, cpu, cuda, cuda:N)")
     return dev
+
+
+def as_device(device: torch.device | str) -> torch.device:
+    """A checked ``torch.device`` from a device or its name (``auto``, ``cpu``, ``cuda``, ``cuda:N``): an
+    unknown name or an absent GPU is one :class:`ConfigError`, not torch's error from deep in a call."""
+    return resolve_device(str(device))

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from fakelens.explain.engine import explain
+from fakelens.devices import as_device
+from fakelens.explain.engine import check_methods, check_options, explain, method_list
 from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
@@ -89,6 +90,23 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+def check_images(images: Any) -> list[Image.Image]:
+    """``images`` as a list of PIL images (one image is a list of one); a clear TypeError for anything else,
+    e.g. arrays, tensors or paths (read those with :func:`fakelens.io.load_image`)."""
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise TypeError(f"images must be a list of PIL images, not {type(images).__name__}")
+    bad = next((im for im in images if not isinstance(im, Image.Image)), None)
+    if bad is not None or not images:
+        what = "an empty list" if not images else type(bad).__name__
+        raise TypeError(
+            f"images must be a non-empty list of PIL images, got {what} (read files and arrays with "
+            "fakelens.io.load_image or PIL.Image.fromarray)"
+        )
+    return list(images)
+
+
 def explain_images(
     detector: Detector,
     images: Sequence[Image.Image],
@@ -105,7 +123,12 @@ def explain_images(
     method keyword options (see :func:`fakelens.explain.engine.parse_options`). Images a ``native`` detector
     reads as several tiles are explained ``tile_batch`` tiles at a time and stitched (:mod:`fakelens.tiling`);
     the others share one batch."""
-    dev = torch.device(device) if device is not None else detector.device
+    images, methods = check_images(images), method_list(methods)
+    check_methods(methods)
+    options = check_options(options, methods)
+    dev = as_device(device) if device is not None else detector.device
+    if max_tiles is not None and (not isinstance(max_tiles, int) or max_tiles < 1):
+        raise ValueError(f"max_tiles must be a whole number ≥ 1 (or None), not {max_tiles!r}")
     detector.to(dev)
     views = [prepare_views(img, detector.input_spec, max_tiles=max_tiles) for img in images]
     single = [i for i, (_, g) in enumerate(views) if len(g) == 1]

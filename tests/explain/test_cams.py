@@ -127,6 +127,18 @@ def test_unknown_method_and_layer_give_clear_errors() -> None:
         explain(det, model_input(det), ["gradcam"], layers=["nope"])
 
 
+def test_explain_checks_its_input_tensor() -> None:
+    det = create_model("tiny-cnn")
+    x = model_input(det)
+    with pytest.raises(TypeError, match="not ndarray"):
+        explain(det, x.numpy(), ["gradcam"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"expected a \(B, C, H, W\) input"):
+        explain(det, x[0], ["gradcam"])
+    with pytest.raises(ValueError, match=r"torch\.float64 on cpu but 'tiny-cnn' is torch\.float32"):
+        explain(det, x.double(), ["gradcam"])
+    assert set(explain(det, x, "gradcam")) == {"gradcam"}  # a string is one method, not six letters
+
+
 def test_layers_may_be_named_relative_to_the_wrapped_network() -> None:
     """As ``wrap_model(cam_layers=…)`` accepts them: ``features.2`` is the detector's ``net.features.2``."""
     det = create_model("tiny-cnn")

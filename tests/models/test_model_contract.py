@@ -55,3 +55,22 @@ def test_forward_gives_finite_logits_and_layers_resolve(name: str) -> None:
 
 def test_timm_models_are_registered() -> None:
     assert {"effnet-lite0", "vit-small-reg4", "tiny-cnn", "tiny-vit"} <= set(MODELS.names())
+
+
+def test_a_wrong_wrap_is_refused() -> None:
+    """An ImageNet network wrapped under two labels would be read as real/fake from two of its 1000 logits."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+    det = Detector(net, labels=("real", "fake"))
+    with pytest.raises(ValueError, match="outputs 10 logits but has 2 labels"):
+        det(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="'fake' appears more than once"):
+        Detector(net, labels=("fake", "fake"))
+
+
+def test_ensemble_members_must_be_detectors() -> None:
+    from fakelens.models import Ensemble
+
+    det = create_model("tiny-cnn")
+    for odd in ("tiny-cnn", Ensemble([det])):
+        with pytest.raises(TypeError, match="ensemble members must be Detectors"):
+            Ensemble([det, odd])  # type: ignore[list-item]

@@ -97,17 +97,59 @@ def parse_options(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dic
             raise ConfigError(f"option {spec!r} is not METHOD.OPTION=VALUE (e.g. rise.n_masks=2000)")
         if method not in methods:
             raise ConfigError(f"option {spec!r} is for {method!r}, which is not among the methods asked for")
-        known = method_options(method)
-        if name not in known:
-            have = ", ".join(known) if known else "none (gradient CAMs have no options)"
-            raise ConfigError(f"{method} has no option {name!r} (its options: {have})")
         options.setdefault(method, {})[name] = _option_value(text.strip())
+    return check_options(options, methods)
+
+
+def check_options(
+    options: dict[str, dict[str, Any]] | None, methods: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``options`` (``{"rise": {"n_masks": 2000}}``) checked against ``methods`` before any model runs: each
+    key a method asked for, each name one of its options (:func:`method_options`), each value accepted by
+    building the method once; one :class:`ConfigError` otherwise (a misspelt option is never ignored)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(f"options must be a dict of method → dict of options, not {type(options).__name__}")
     for method, kwargs in options.items():
+        if method not in methods:
+            raise ConfigError(f"options given for {method!r}, which is not among the methods asked for")
+        known = method_options(method)
+        for name in kwargs:
+            if name not in known:
+                have = ", ".join(known) if known else "none (gradient CAMs have no options)"
+                raise ConfigError(f"{method} has no option {name!r} (its options: {have})")
         try:
             EXPLAINERS.create(method, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad option for {method}: {exc}") from None
     return options
+
+
+def method_list(methods: str | Sequence[str]) -> list[str]:
+    """Method names from a list, or from one string (``"gradcam"`` or ``"gradcam,hirescam"``): a plain
+    string is never read letter by letter."""
+    if isinstance(methods, str):
+        return [m.strip() for m in methods.split(",") if m.strip()]
+    return list(methods)
+
+
+def check_input(detector: Detector, x: Any) -> None:
+    """``x`` must be the detector's normalised input: a ``(B, C, H, W)`` tensor in its parameters' dtype and
+    on their device — one clear error, not torch's own from deep inside a convolution."""
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"explain needs a (B, C, H, W) tensor, not {type(x).__name__} "
+            "(for PIL images use fakelens.pipeline.explain_images)"
+        )
+    if x.dim() != 4:
+        raise ValueError(f"expected a (B, C, H, W) input for {detector.name!r}, got {tuple(x.shape)}")
+    p = next(detector.parameters(), None)
+    if p is not None and (x.dtype != p.dtype or x.device != p.device):
+        raise ValueError(
+            f"the input is {x.dtype} on {x.device} but {detector.name!r} is {p.dtype} on {p.device}: "
+            "move one to the other (x.to(detector.device, detector_dtype))"
+        )
 
 
 def explain_targets(
@@ -127,7 +169,10 @@ def explain_targets(
     :func:`~fakelens.explain.explanation.fuse_layers`. ``options`` maps a method of
     :data:`EXPLAINERS` to the keyword arguments of its factory, e.g. ``{"rise": {"n_masks": 500}}``.
     """
+    methods = method_list(methods)
     check_methods(methods)
+    options = check_options(options, methods)
+    check_input(detector, x)
     layer_names = tuple(layers or detector.cam_layers)
     resolved = [resolve_target(t, detector) for t in targets]
     cam_methods = [m for m in methods if m in CAMS]

@@ -140,6 +140,8 @@ class Detector(nn.Module):
         # on its own shows and decides with (an ensemble carries its own per-member calibrations)
         self.calibration: Calibration | None = None
         self._adapter = adapter or _default_adapter
+        if self.labels.count(fake_label) > 1:  # which of them would be "fake"? (ImageNet repeats others)
+            raise ValueError(f"the label {fake_label!r} appears more than once in {list(self.labels)[:8]}")
         if len(self.labels) == 1:
             self.fake_index = 0
         elif fake_label in self.labels:
@@ -150,7 +152,15 @@ class Detector(nn.Module):
             self.layer(layer)  # fail early on a wrong layer name
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._adapter(self.net(x))
+        """Logits ``(B, len(labels))``; a network whose output has another width is a wrong wrap (e.g.
+        ImageNet's 1000 logits under two labels), refused rather than read as real/fake."""
+        out = self._adapter(self.net(x))
+        if out.dim() == 2 and out.shape[1] != len(self.labels):
+            raise ValueError(
+                f"{self.name!r} outputs {out.shape[1]} logits but has {len(self.labels)} labels "
+                f"{list(self.labels)[:4]}{'…' if len(self.labels) > 4 else ''}: give one label per output"
+            )
+        return out
 
     def layer(self, name: str) -> nn.Module:
         """The submodule at ``name``: a dotted path relative to the detector (``net.layer4``) or, as

@@ -94,6 +94,12 @@ class Ensemble:
     ) -> None:
         if not members:
             raise ConfigError("an ensemble needs at least one member")
+        odd = next((m for m in members if not isinstance(m, Detector)), None)
+        if odd is not None:
+            raise TypeError(
+                f"ensemble members must be Detectors, not {type(odd).__name__} (a nested ensemble: pass "
+                "its .members; a name or a path: load it with fakelens.models.load_detector)"
+            )
         if rule not in get_args(CombineRule):
             raise ConfigError(
                 f"unknown ensemble rule {rule!r}; use one of {', '.join(get_args(CombineRule))}"
