@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakelens.devices import as_device
+from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
 from fakelens.geometry import Geometry, view_pixels
@@ -175,7 +175,7 @@ def analyze_images(
     options = check_options(options, methods)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
-    dev = as_device(device) if device is not None else None
+    dev = resolve_device(str(device)) if device is not None else None
     n = len(images)
     probs = torch.zeros(n, len(ens.members))
     per_member: list[list[ModelAnalysis]] = []

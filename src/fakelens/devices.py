@@ -21,8 +21,3 @@ def resolve_device(device: str) -> torch.device:
         raise ConfigError(f"unsupported device {device!r} (use auto, cpu, cuda, cuda:N)")
     return dev
 
-
-def as_device(device: torch.device | str) -> torch.device:
-    """A checked ``torch.device`` from a device or its name (``auto``, ``cpu``, ``cuda``, ``cuda:N``): an
-    unknown name or an absent GPU is one :class:`ConfigError`, not torch's error from deep in a call."""
-    return resolve_device(str(device))

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from fakelens.devices import as_device
+from fakelens.devices import resolve_device
 from fakelens.explain.engine import check_methods, check_options, explain, method_list
 from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, prepare_views
@@ -98,10 +98,9 @@ def check_images(images: Any) -> list[Image.Image]:
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
         raise TypeError(f"images must be a list of PIL images, not {type(images).__name__}")
     bad = next((im for im in images if not isinstance(im, Image.Image)), None)
-    if bad is not None or not images:
-        what = "an empty list" if not images else type(bad).__name__
+    if bad is not None:
         raise TypeError(
-            f"images must be a non-empty list of PIL images, got {what} (read files and arrays with "
+            f"images must be a list of PIL images, got {type(bad).__name__} (read files and arrays with "
             "fakelens.io.load_image or PIL.Image.fromarray)"
         )
     return list(images)
@@ -126,7 +125,7 @@ def explain_images(
     images, methods = check_images(images), method_list(methods)
     check_methods(methods)
     options = check_options(options, methods)
-    dev = as_device(device) if device is not None else detector.device
+    dev = resolve_device(str(device)) if device is not None else detector.device
     if max_tiles is not None and (not isinstance(max_tiles, int) or max_tiles < 1):
         raise ValueError(f"max_tiles must be a whole number ≥ 1 (or None), not {max_tiles!r}")
     detector.to(dev)
