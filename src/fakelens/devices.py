@@ -20,4 +20,3 @@ def resolve_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {device!r} (use auto, cpu, cuda, cuda:N)")
     return dev
-

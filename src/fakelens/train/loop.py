@@ -881,7 +881,6 @@ def _train(
                     head,
                     steps,
                     bar,
-                    best_auc,
                 )
                 t0 = time.perf_counter()
                 batches = (
@@ -899,6 +898,8 @@ def _train(
                 record["val"] = val
                 record["val_seconds"] = round(time.perf_counter() - t0, 3)
                 auc = val["auc"]
+                if bar.tasks:  # this epoch's own validation AUC on its bar
+                    bar.update(bar.tasks[-1].id, auc=_fmt(auc))
                 improved = best_auc is None or (math.isfinite(auc) and auc > best_auc + cfg.min_delta)
                 if improved:
                     best_auc, best_epoch, bad_epochs = auc, epoch, 0
@@ -1079,7 +1080,6 @@ def _run_epoch(
     head: set[str],
     steps: int,
     bar: Any,
-    best_auc: float | None,
 ) -> dict[str, Any]:
     """One whole epoch of optimisation → its record (loss, aux loss, lr, images/s, seconds)."""
     set_epoch = getattr(data.train, "set_epoch", None)
@@ -1103,7 +1103,7 @@ def _run_epoch(
         drop_last=True,
         pin_memory=device.type == "cuda",
     )
-    task = bar.add_task("train", total=steps, epoch=f"{epoch + 1}/{cfg.epochs}", loss="-", auc=_fmt(best_auc))
+    task = bar.add_task("train", total=steps, epoch=f"{epoch + 1}/{cfg.epochs}", loss="-", auc="…")
     input_hw = detector.input_spec.size
     losses: list[float] = []
     aux_losses: list[float] = []
