@@ -147,6 +147,29 @@ def test_imputation_reproduces_linear_ramps_and_is_seeded() -> None:
         M.noisy_linear_imputation(img, np.ones((h, w), dtype=bool))
 
 
+def test_imputation_ignores_letterbox_padding() -> None:
+    """A flat 0.8 image behind a black 4-px bar: pixels removed next to the bar are imputed from the image
+    (0.8), not pulled towards the padding (0.24–0.69 before); a hole cut off from every known pixel gets the
+    known pixels' mean."""
+    h, w = 10, 16
+    img = np.full((3, h, w), 0.8)
+    img[:, :, :4] = 0.0  # letterbox
+    known = np.ones((h, w), dtype=bool)
+    known[:, :4] = False
+    rem = np.zeros((h, w), dtype=bool)
+    rem[:, 4:8] = True
+    out = M.noisy_linear_imputation(img, rem, noise=0.0, known=known)
+    np.testing.assert_allclose(out[:, rem], 0.8, atol=1e-6)
+    assert out[:, :, :4].max() == 0.0  # the padding itself is left alone
+    island = np.zeros((h, w), dtype=bool)
+    island[:, 4:] = True  # every known pixel removed but one column…
+    island[:, -1] = False
+    island_known = known.copy()
+    island_known[:, 8] = False  # …and the removed part split off from it by an unknown column
+    out = M.noisy_linear_imputation(img, island & island_known, noise=0.0, known=island_known)
+    assert np.isfinite(out).all() and np.allclose(out[:, :, 4:8], 0.8, atol=1e-6)
+
+
 def _region_score(pixels: torch.Tensor) -> torch.Tensor:
     """A toy 'detector': mean brightness of the top-left quarter."""
     return pixels[:, :, :8, :8].mean(dim=(1, 2, 3)).double()

@@ -162,6 +162,7 @@ def road(
     order = relevance_order(saliency, valid, seed)
     m, n_valid = order.shape
     img = x.detach().double().cpu().numpy()
+    known = valid.reshape(-1).bool().cpu().numpy()  # padding informs no imputation
     batch: list[Tensor] = []
     for i in range(m):
         o = order[i].cpu().numpy()
@@ -174,7 +175,7 @@ def road(
                 # common random numbers: every map gets the same noise at the same (order, p), whichever
                 # maps share the call, so methods are compared under one noise, and a map scores alike alone
                 rng = np.random.default_rng([seed, int(most), j])
-                imp = noisy_linear_imputation(img, rem, noise=noise, rng=rng)
+                imp = noisy_linear_imputation(img, rem, noise=noise, rng=rng, known=known)
                 batch.append(torch.from_numpy(np.clip(imp, 0.0, 1.0)).to(x.dtype))
     scores = score_fn(torch.stack(batch)).view(m, 2, len(percentages))
     base = score_fn(x[None])[0]

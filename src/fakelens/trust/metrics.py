@@ -394,9 +394,14 @@ def noisy_linear_imputation(
     *,
     noise: float = 0.01,
     rng: np.random.Generator | None = None,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""ROAD's noisy linear imputation (Rong et al., ICML 2022) of the ``removed`` pixels of
     ``image (C, H, W)``.
+
+    ``known`` (default: every pixel not removed) limits which kept pixels may inform the imputation: a
+    letterbox's black padding is not image content, so its neighbours are dropped as if outside the image
+    (and a removed region that touches no known pixel gets the known pixels' mean, through a 1e-9 pull).
 
     Each removed pixel is the weighted mean of its in-image 8-neighbours (edge 1/6, diagonal 1/12; weights of
     neighbours outside the image dropped and the rest renormalised), removed neighbours being unknowns too:
@@ -423,9 +428,12 @@ def noisy_linear_imputation(
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
+    usable = None if known is None else (np.asarray(known, dtype=bool).reshape(-1) | rem.reshape(-1))
     for dy, dx, wt in _NEIGHBOURS:
         yy, xx = ys + dy, xs + dx
         inb = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        if usable is not None:
+            inb[inb] = usable[yy[inb] * w + xx[inb]]
         i = ids[inb]
         j = yy[inb] * w + xx[inb]
         diag[i] += wt
@@ -434,6 +442,11 @@ def noisy_linear_imputation(
         cols.append(var[j[unknown]])
         vals.append(np.full(int(unknown.sum()), -wt))
         rhs[i[~unknown]] += wt * out[:, j[~unknown]].T
+    if usable is not None:  # regions cut off from every known pixel: the known pixels' mean
+        kept = usable & ~rem.reshape(-1)
+        pull = 1e-9
+        diag += pull
+        rhs += pull * (out[:, kept].mean(axis=1) if kept.any() else 0.0)
     rows.append(ids)
     cols.append(ids)
     vals.append(diag)
