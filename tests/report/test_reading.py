@@ -220,3 +220,14 @@ def test_analysis_records_the_scale_of_each_model() -> None:
     )
     assert tiny.models[0].to_dict()["pixel_fraction"] == pytest.approx(16 * 16 / side**2)
     assert strip.models[0].tiles == 3 and strip.pixel_fraction == pytest.approx(1 / side)
+
+
+def test_the_reading_says_when_most_evidence_is_not_drawn(make_analysis: MakeAnalysis) -> None:
+    """A map whose signed mass is mostly evidence for real: the colours hide that, the text says it."""
+    h = heatmap("gradcam", blob(50, 40, 6), ok_badge("gradcam"))
+    a = make_analysis({"cnn": (0.2, {"gradcam": h})})
+    assert "not drawn" not in _text(read_analysis(a))
+    h.summary["stats"]["negative_mass"] = 0.83
+    assert "Most of the signed evidence in cnn's gradcam map (83 %) points to real and is not drawn" in _text(
+        read_analysis(a)
+    )

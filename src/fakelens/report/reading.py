@@ -328,6 +328,15 @@ def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares]) -> st
             sentences.append(f"The {first} map of {m.name} {described[first]}{rest}.")
         else:
             sentences.append(f"For {m.name}, {'; '.join(clauses)}.")
+        negative = {
+            k: float(h.summary.get("stats", {}).get("negative_mass", 0.0)) for k, h in m.heatmaps.items()
+        }
+        most = max(negative, key=lambda k: negative[k], default=None)
+        if most is not None and negative[most] >= 0.5:  # the colours leave the larger part out
+            sentences.append(
+                f"Most of the signed evidence in {m.name}'s {most} map ({pct(negative[most])}) points to "
+                "real and is not drawn: the colours show only its evidence for fake."
+            )
     if not sentences:
         return ""
     text = " ".join(sentences)
