@@ -248,3 +248,37 @@ def test_killed_scan_resumes(tmp_path: Path, cnn_checkpoint: Path) -> None:
     whole = scan(src, tmp_path / "whole", model=cnn_checkpoint, settings=settings, workers=0)
     assert_same_rows(pq.read_table(out / TABLE), pq.read_table(whole.table))
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_small_and_split_flags_match_analyze(
+    tmp_path: Path, ensemble_checkpoint: Path, explain: bool
+) -> None:
+    """The warnings analyze prints beside a verdict are columns too: a 16-px image is small, and the members'
+    disagreement is a weak verdict — in the explained and in the detect-only scan."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, side in (("thumb.png", 16), ("photo.png", 96), ("other.png", 80)):
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / name)
+    ens = load_detector(ensemble_checkpoint)
+    s = scan(folder, tmp_path / "out", model=ens, settings=ScanSettings(explain=explain, heatmaps_above=1.0))
+    rows = {Path(r["path"]).name: r for r in pq.read_table(s.table).to_pylist()}
+    for name, r in rows.items():
+        (a,) = analyze_images(ens, [Image.open(folder / name).convert("RGB")], robustness=False)
+        assert r["small"] == (a.pixel_fraction < 0.5) and r["split"] == (
+            len({m.verdict for m in a.models}) > 1
+        )
+    assert rows["thumb.png"]["small"] and not rows["photo.png"]["small"]
+
+
+def test_tables_from_before_a_column_was_added_still_merge() -> None:
+    import pyarrow as pa
+
+    from fakelens.scan.schema import conform, table_schema
+
+    schema = table_schema(["score_tiny_cnn"])
+    old = pa.table({"path": ["a.png"], "sha256": ["00"], "verdict": ["fake"]})
+    new = conform(old, schema)
+    assert new.schema == schema and new.column("split").to_pylist() == [None]
+    assert new.column("verdict").to_pylist() == ["fake"]

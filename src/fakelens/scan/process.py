@@ -22,11 +22,12 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from fakelens.analysis import Analysis, HeatmapResult, add_badges, analyze_images, as_ensemble
+from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, add_badges, analyze_images, as_ensemble
 from fakelens.data.faces import available_detectors, detect_faces
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods
 from fakelens.face_verdicts import face_verdicts
+from fakelens.geometry import Geometry
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
@@ -160,13 +161,17 @@ class ScanProcessor:
             probs = self.ensemble.member_probabilities(
                 images, batch_size=len(images), max_tiles=self.settings.max_tiles
             )
+            ens = self.ensemble
             return [
                 {
                     **dict(zip(self.columns, (m.fake_probability for m in v.members), strict=True)),
                     "score": v.fake_probability,
                     "verdict": v.verdict,
+                    "split": len({ens.member_verdict(j, m.fake_probability) for j, m in enumerate(v.members)})
+                    > 1,
+                    "small": self._small(img),
                 }
-                for v in self.ensemble.verdicts(probs)
+                for v, img in zip(ens.verdicts(probs), images, strict=True)
             ]
         analyses = analyze_images(
             self.ensemble,
@@ -183,6 +188,14 @@ class ScanProcessor:
             for a, img, sha, stem in zip(analyses, images, shas, stems, strict=True)
         ]
 
+    def _small(self, image: Image.Image) -> bool:
+        """As :attr:`fakelens.analysis.Analysis.pixel_fraction` would say, from the image's size alone."""
+        fractions = (
+            Geometry.fit((image.height, image.width), m.input_spec.size, m.input_spec.mode).pixel_fraction
+            for m in self.ensemble.members
+        )
+        return min(fractions) < SMALL_IMAGE
+
     def _faces(self, image: Image.Image) -> dict[str, Any]:
         """How many faces, and the most fake-looking one's score and verdict (each judged on its own)."""
         found = detect_faces(np.asarray(image))
@@ -196,7 +209,12 @@ class ScanProcessor:
 
     def _explained_row(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> dict[str, Any]:
         row: dict[str, Any] = {c: m.fake_probability for c, m in zip(self.columns, a.models, strict=True)}
-        row.update(score=a.fake_probability, verdict=a.verdict)
+        row.update(
+            score=a.fake_probability,
+            verdict=a.verdict,
+            split=len({m.verdict for m in a.models}) > 1,
+            small=a.pixel_fraction < SMALL_IMAGE,
+        )
         flagged = a.fake_probability > self.heatmaps_above
         if flagged and self.settings.badges:
             self._add_badges(a, image)

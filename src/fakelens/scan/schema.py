@@ -30,6 +30,8 @@ _HEAD: tuple[tuple[str, pa.DataType], ...] = (
 _TAIL: tuple[tuple[str, pa.DataType], ...] = (
     ("score", pa.float64()),
     ("verdict", pa.string()),
+    ("split", pa.bool_()),  # the members' own verdicts disagree: a weak verdict
+    ("small", pa.bool_()),  # a member read under half as many image pixels as its input holds
     ("faces", pa.int32()),
     ("face_score", pa.float64()),
     ("face_verdict", pa.string()),
@@ -63,6 +65,15 @@ def score_columns(member_names: Sequence[str]) -> list[str]:
             col = f"{base}_{k}"
         out.append(col)
     return out
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: a table written before a column was added gets that column as nulls (scans
+    made by an earlier fakelens still resume and merge)."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table.select(schema.names).cast(schema)
 
 
 def table_schema(score_cols: Sequence[str]) -> pa.Schema:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from fakelens.errors import ConfigError
 from fakelens.io import atomic_write_bytes, atomic_write_text
-from fakelens.scan.schema import FILES, KEY, SKIPPED, table_schema
+from fakelens.scan.schema import FILES, KEY, SKIPPED, conform, table_schema
 
 __all__ = ["BatchCounts", "ScanStore"]
 
@@ -203,7 +203,7 @@ class ScanStore:
         """Merge ``scan.parquet`` and the parts into ``scan.parquet``: the latest row per path, by path."""
         self.commit()
         sources = self._sources()
-        tables = [pq.read_table(src).cast(self.schema) for src in sources]
+        tables = [conform(pq.read_table(src), self.schema) for src in sources]
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()
         if table.num_rows:
             order = pa.array(range(table.num_rows), pa.int64())
