@@ -197,13 +197,25 @@ def test_missing_files_are_error_rows_tried_again(corpus: Path, tmp_path: Path, 
 
 def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
     out = tmp_path / "out"
-    scan(corpus, out, model=cnn_checkpoint, workers=0)
+    everything = ScanSettings(heatmaps_above=0.0)  # every image gets an overlay
+    first = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
     victim = corpus / "img002.jpg"
+    old_files = rows_by_path(pq.read_table(out / TABLE))[str(victim)]["heatmap_files"]
     Image.new("RGB", (30, 20), (200, 10, 10)).save(victim)
-    s = scan(corpus, out, model=cnn_checkpoint, workers=0)
+    s = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
     assert s.scanned == 1 and s.skipped == 11  # only the changed file
     rows = rows_by_path(pq.read_table(out / TABLE))
     assert len(rows) == 12 and (rows[str(victim)]["width"], rows[str(victim)]["height"]) == (30, 20)
+    assert old_files and not any((out / f).exists() for f in old_files)  # its old overlays went with it
+    # the summary counts the table, not only what this call scanned
+    fakes = sum(1 for r in rows.values() if r["verdict"] == "fake")
+    assert (s.fake, s.flagged, s.errors) == (fakes, 9, 3) and first.flagged == 9
+    (corpus / "img001.png").unlink()  # a file that is gone loses its row: one row per file
+    gone = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
+    rows = rows_by_path(pq.read_table(out / TABLE))
+    assert gone.rows == gone.found == 11 and str(corpus / "img001.png") not in rows
+    named = {f for r in rows.values() for f in r["heatmap_files"] or ()}
+    assert {p.relative_to(out).as_posix() for p in (out / "heatmaps").rglob("*.png")} == named
 
 
 def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:

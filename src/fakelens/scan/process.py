@@ -31,13 +31,11 @@ from fakelens.geometry import Geometry
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
-from fakelens.scan.schema import FILES, SKIPPED, batch_schema, score_columns, to_table
+from fakelens.scan.schema import FILES, HEATMAP_DIR, SKIPPED, batch_schema, score_columns, to_table
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.viz.overlay import CMAPS, overlay
 
 __all__ = ["ScanProcessor", "ScanSettings", "with_threshold"]
-
-HEATMAP_DIR = "heatmaps"
 
 
 @dataclass(frozen=True)

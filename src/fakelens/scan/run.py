@@ -25,7 +25,8 @@ __all__ = ["ScanSummary", "default_workers", "scan"]
 
 @dataclass
 class ScanSummary:
-    """The outcome of one ``scan()`` call (``skipped`` were done by an earlier run)."""
+    """The outcome of one ``scan()`` call: ``scanned`` now, ``skipped`` as done by an earlier run; ``errors``,
+    ``flagged``, ``fake`` and ``fake_faces`` count the whole table (one row per file found)."""
 
     source: str
     out: str
@@ -124,7 +125,8 @@ def scan(
             progress=progress,
         )
     seconds = time.perf_counter() - t0
-    table = store.compact()
+    table = store.compact(found=paths)
+    column = table.column
     summary = ScanSummary(
         source=os.fspath(source),
         out=os.fspath(out),
@@ -132,10 +134,10 @@ def scan(
         found=len(paths),
         skipped=counts.skipped,
         scanned=counts.rows,
-        errors=counts.errors,
-        flagged=counts.flagged,
-        fake=counts.fake,
-        fake_faces=counts.fake_faces,
+        errors=table.num_rows - column("error").null_count,
+        flagged=sum(1 for f in column("heatmap_files").to_pylist() if f),
+        fake=sum(1 for v in column("verdict").to_pylist() if v == "fake"),
+        fake_faces=sum(1 for v in column("face_verdict").to_pylist() if v == "fake"),
         rows=table.num_rows,
         seconds=round(seconds, 3),
         images_per_second=round(counts.rows / seconds, 2) if seconds > 0 else 0.0,

@@ -17,6 +17,9 @@ __all__ = ["FILES", "KEY", "SKIPPED", "batch_schema", "score_columns", "table_sc
 
 FILES = "_files"
 SKIPPED = "_skipped"
+HEATMAP_DIR = "heatmaps"
+"""The folder under the scan's output that holds the overlays (and raw maps) its rows name."""
+
 KEY = ("path", "sha256")
 """The columns that identify a done item: the same path with the same bytes is not scanned again."""
 

@@ -20,7 +20,7 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from fakelens.errors import ConfigError
 from fakelens.io import atomic_write_bytes, atomic_write_text
-from fakelens.scan.schema import FILES, KEY, SKIPPED, conform, table_schema
+from fakelens.scan.schema import FILES, HEATMAP_DIR, KEY, SKIPPED, conform, table_schema
 
 __all__ = ["BatchCounts", "ScanStore"]
 
@@ -107,7 +107,7 @@ class ScanStore:
     def _clear(self) -> None:
         for name in (TABLE, MANIFEST):
             (self.out / name).unlink(missing_ok=True)
-        for name in (PARTS, "heatmaps"):
+        for name in (PARTS, HEATMAP_DIR):
             shutil.rmtree(self.out / name, ignore_errors=True)
 
     def _read_manifest(self) -> dict[str, Any] | None:
@@ -199,20 +199,36 @@ class ScanStore:
         self._buffer.clear()
         self._buffered = 0
 
-    def compact(self) -> pa.Table:
-        """Merge ``scan.parquet`` and the parts into ``scan.parquet``: the latest row per path, by path."""
+    def compact(self, found: Collection[str] | None = None) -> pa.Table:
+        """Merge ``scan.parquet`` and the parts into ``scan.parquet``: the latest row per path, by path.
+
+        With ``found`` (the paths the source lists now), rows of files that are gone are dropped: one row per
+        file. Heatmap files no row names any more (a changed file's old overlays, a gone file's) are removed.
+        """
         self.commit()
         sources = self._sources()
         tables = [conform(pq.read_table(src), self.schema) for src in sources]
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        before = table.num_rows
         if table.num_rows:
             order = pa.array(range(table.num_rows), pa.int64())
             last = table.append_column("__i", order).group_by("path").aggregate([("__i", "max")])
             table = table.take(last.column("__i_max")).sort_by("path")
-        if len(sources) != 1 or sources[0] != self.table_path:
+        if found is not None:
+            table = table.filter(pc.is_in(table.column("path"), value_set=pa.array(list(found), pa.string())))
+        if len(sources) != 1 or sources[0] != self.table_path or table.num_rows != before:
             atomic_write_bytes(self.table_path, _parquet_bytes(table))
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+        self._remove_unnamed_heatmaps(table)
         return table
+
+    def _remove_unnamed_heatmaps(self, table: pa.Table) -> None:
+        named = {n for files in table.column("heatmap_files").to_pylist() for n in files or ()}
+        folder = self.out / HEATMAP_DIR
+        if folder.is_dir():
+            for f in folder.rglob("*"):
+                if f.is_file() and f.relative_to(self.out).as_posix() not in named:
+                    f.unlink()
 
     def finish(self, summary: dict[str, Any]) -> None:
         self._write_manifest("complete", summary)
