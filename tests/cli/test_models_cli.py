@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from fakelens.cli.main import app
+from fakelens.io import sha256_file
 from fakelens.models import Ensemble, create_model, load_detector, save_checkpoint
 
 runner = CliRunner()
@@ -24,7 +25,14 @@ def test_ensemble_command_builds_a_loadable_half_precision_ensemble(tmp_path: Pa
     assert isinstance(ens, Ensemble) and ens.names == ("tiny-cnn", "tiny-vit")
     assert ens.weights.tolist() == [0.75, 0.25] and ens.rule == "logit_mean"
     config = json.loads((out / "ensemble.json").read_text())
-    assert config["provenance"]["members"] == [{"source": str(tmp_path / n)} for n in ("a", "b")]
+    assert config["provenance"]["members"] == [
+        {
+            "source": str(tmp_path / n),
+            "path": str((tmp_path / n).resolve()),
+            "weights_sha256": sha256_file(tmp_path / n / "model.safetensors"),
+        }
+        for n in ("a", "b")
+    ]
     member = json.loads((out / "member-00-tiny-cnn" / "config.json").read_text())
     assert member["stored_dtype"] == "float16"
     assert member["provenance"] == {"seed": 1}  # each member keeps its own training record

@@ -92,6 +92,19 @@ def _method_detail(name: str, json_out: bool) -> None:
     console.print(table)
 
 
+def _member_source(spec: str) -> dict[str, str]:
+    """Where a member came from: as typed, and for a checkpoint its absolute path and weights' sha256 (a path
+    as typed says little once the run folder moved)."""
+    from fakelens.io import sha256_file
+    from fakelens.models.checkpoint import WEIGHTS_NAME
+
+    out = {"source": spec}
+    weights = Path(spec) / WEIGHTS_NAME
+    if weights.is_file():
+        out |= {"path": str(Path(spec).resolve()), "weights_sha256": sha256_file(weights)}
+    return out
+
+
 @app.command("ensemble")
 @user_errors
 def ensemble_cmd(
@@ -170,7 +183,7 @@ def ensemble_cmd(
         )
     ens = Ensemble.of(loaded, weights=w, rule=rule, threshold=0.5 if threshold is None else threshold)
     provenance: dict[str, object] = {
-        "members": [{"source": spec} for spec in members],
+        "members": [_member_source(spec) for spec in members],
         "command": command_line(),
     }
     metrics: dict[str, object] = {}

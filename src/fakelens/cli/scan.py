@@ -79,7 +79,11 @@ def scan_cmd(
         typer.Option("--badges/--no-badges", help="Robustness badges for images above the heatmap score."),
     ] = True,
     save_raw: Annotated[
-        bool, typer.Option("--save-raw", help="Also save raw maps as .npy (float32).")
+        bool,
+        typer.Option(
+            "--save-raw",
+            help="Also save each overlay's map as .npy: float32 (H, W) in [0, 1] on the image's pixels.",
+        ),
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
     workers: Annotated[
