@@ -364,3 +364,13 @@ def test_on_the_fly_splits_are_the_ones_synth_writes(pool: Path, tmp_path: Path)
         assert dealt == {
             p for p, s in pool_mod.pool_splits(pool_mod.load_pool(pool), FRACTIONS).items() if s == split
         }
+
+
+def test_a_mask_of_another_shape_is_refused(tmp_path: Path) -> None:
+    from fakelens.data.datasets import _load_mask
+
+    img(tmp_path / "half.png", hw=(32, 32), value=255)
+    img(tmp_path / "wide.png", hw=(20, 30), value=255)
+    assert _load_mask(tmp_path / "half.png", (64, 64)).shape == (64, 64)  # half resolution: resized
+    with pytest.raises(DatasetError, match="30×20 px but its image is 64×64"):
+        _load_mask(tmp_path / "wide.png", (64, 64))
