@@ -24,3 +24,8 @@ class UnknownNameError(FakelensError, KeyError):
 
 class ConfigError(FakelensError, ValueError):
     """An option or configuration value is invalid."""
+
+
+class ExplanationError(FakelensError):
+    """A method's map came out unusable: non-finite values (e.g. a model with NaN weights, or an overflow).
+    Reported for that method, never scored: a metric would read it as empty or flat."""

@@ -199,3 +199,24 @@ def test_a_model_that_views_its_activations_is_explained(method: str) -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     e = explain(det, x, [method])[method]
     assert e.raw.shape[0] == 2 and torch.isfinite(e.raw).all()
+
+
+def test_a_map_with_non_finite_values_is_an_error_not_a_score() -> None:
+    """One NaN activation pixel would make mass metrics read the map as empty and rank metrics score it;
+    the method is reported instead (analyze keeps the others)."""
+    from fakelens.errors import ExplanationError
+
+    det = create_model("tiny-cnn")
+    x = model_input(det)
+
+    def poison(_m: torch.nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[:, :, 0, 0] = float("nan")
+        return out
+
+    handle = det.layer("net.features.3").register_forward_hook(poison)
+    try:
+        with pytest.raises(ExplanationError, match="gradcam produced non-finite values"):
+            explain(det, x, ["gradcam"])
+    finally:
+        handle.remove()

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fakelens.errors import ExplanationError
+
 if TYPE_CHECKING:
     from fakelens.geometry import Geometry
 
@@ -134,6 +136,10 @@ def build_explanations(
     kernels instead of a handful per method.
     """
     n_m, b = raws.shape[:2]
+    finite = torch.isfinite(raws).flatten(1).all(1).tolist()
+    if not all(finite):
+        bad = ", ".join(m for m, ok in zip(methods, finite, strict=True) if not ok)
+        raise ExplanationError(f"{bad} produced non-finite values (NaN or infinity): no map to show or score")
     pos = raws.clamp_min(0).float()
     maps: list[list[Tensor]] = [[] for _ in range(n_m)]
     valids: list[Tensor] = []
