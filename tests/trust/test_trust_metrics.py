@@ -121,6 +121,13 @@ def test_localisation_golden() -> None:
     assert float(M.pointing_game(s, g, tolerance=15)[0]) == 1.0
     assert float(M.pointing_game(s, g, tolerance=5)[0]) == 0.0
     assert math.isnan(float(M.pointing_game(s, torch.zeros_like(g))[0]))
+    # ties: the share of the tied maxima that hit, wherever the mask sits (not the first in row-major order)
+    two = torch.zeros(1, 50, 50)
+    two[0, 5, 5] = two[0, 45, 45] = 1.0
+    for corner in ((0, 10), (40, 50)):
+        gc = torch.zeros(1, 50, 50, dtype=torch.bool)
+        gc[0, corner[0] : corner[1], corner[0] : corner[1]] = True
+        assert float(M.pointing_game(two, gc, tolerance=2)[0]) == 0.5
     g2 = torch.zeros(1, 50, 50, dtype=torch.bool)
     g2[0, 30:40, 30:40] = True
     assert float(M.relevance_mass_accuracy(s, g2)[0]) == pytest.approx(50 / 51)

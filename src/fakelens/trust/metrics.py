@@ -258,21 +258,26 @@ def flatness(raw: Tensor) -> dict[str, Tensor]:
 def pointing_game(s: Tensor, g: Tensor, valid: Tensor | None = None, tolerance: float = 15.0) -> Tensor:
     r"""Pointing game (Zhang et al., ECCV 2016): 1 if ``argmax S`` (over valid pixels) lies within
     ``tolerance`` pixels of the mask ``G``, else 0; NaN where ``G`` is empty. A map with no positive value
-    points nowhere (0). Ties: the first maximum in row-major order."""
+    points nowhere (0). Ties: the share of the tied maxima that hit — the expected hit of a random tie-break,
+    so the score does not depend on where the mask sits (a flat map scores the share of the image near G,
+    i.e. chance; a first-in-row-major rule gave it 1 with G at the top left and 0 elsewhere)."""
     s2 = s[None] if s.dim() == 2 else s
     g2 = (g[None] if g.dim() == 2 else g).bool()
     n, h, w = s2.shape
     fs = _flat(s2).double()
     m = _mask_like(valid, fs)
     fg = _flat(g2) & m
-    idx = fs.masked_fill(~m, -math.inf).argmax(1)
-    y0, x0 = (idx // w).double(), (idx % w).double()
-    ys = torch.arange(h, device=s.device, dtype=torch.float64).view(1, h, 1)
-    xs = torch.arange(w, device=s.device, dtype=torch.float64).view(1, 1, w)
-    d2 = (ys - y0.view(n, 1, 1)) ** 2 + (xs - x0.view(n, 1, 1)) ** 2
-    near = (d2.reshape(n, -1) <= tolerance**2) & fg
-    hit = near.any(1).double()
-    hit = torch.where(fs.masked_fill(~m, -math.inf).amax(1) > 0, hit, torch.zeros_like(hit))
+    top = fs.masked_fill(~m, -math.inf)
+    peak = top.amax(1, keepdim=True)
+    tied = top == peak
+    r = math.floor(tolerance)
+    yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    disc = ((yy**2 + xx**2) <= tolerance**2).to(device=s.device, dtype=torch.float32)
+    near_g = (
+        F.conv2d(fg.view(n, 1, h, w).float(), disc[None, None], padding=r)[:, 0] > 0
+    )  # G grown by tolerance
+    hit = (tied & near_g.reshape(n, -1)).sum(1).double() / tied.sum(1).clamp_min(1).double()
+    hit = torch.where(peak[:, 0] > 0, hit, torch.zeros_like(hit))
     return torch.where(fg.any(1), hit, torch.full_like(hit, math.nan))
 
 
