@@ -52,9 +52,8 @@ def image_error(exc: ImageError, data: bytes) -> ApiError:
     message = str(exc)
     if sniff_format(data) is None:
         return ApiError(415, "unsupported_media_type", message)
-    if _TOO_BIG.search(
-        message
-    ):  # the library's hint on raising the limit is for the operator, not the client
+    if _TOO_BIG.search(message):
+        # the library's hint on raising the limit is for the operator, not the client
         return ApiError(413, "image_too_large", _OPERATOR_HINT.sub("", message))
     return ApiError(422, "invalid_image", message)
 
