@@ -547,3 +547,20 @@ def test_save_image_atomic(tmp_path: Path) -> None:
     with pytest.raises(OSError):  # RGBA cannot be JPEG: encoding fails before anything is written
         save_image_atomic(Image.new("RGBA", (2, 2)), tmp_path / "f.jpg")
     assert _listing(tmp_path) == ["a.png", "b.jpg", "c.bin"]
+
+
+def test_find_images_follows_folder_links_once(tmp_path: Path) -> None:
+    """A photo library linked into the scanned folder is searched; a link back up ends (each folder once)."""
+    from fakelens.io import find_images
+
+    outside = tmp_path / "library"
+    outside.mkdir()
+    Image.new("RGB", (4, 4)).save(outside / "linked.JPG")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "sub" / "a.png")
+    (root / "notes.txt").write_text("x")
+    (root / "lib").symlink_to(outside, target_is_directory=True)
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "gone.png").symlink_to(tmp_path / "missing.png")
+    assert [p.relative_to(root).as_posix() for p in find_images(root)] == ["lib/linked.JPG", "sub/a.png"]

@@ -46,6 +46,7 @@ __all__ = [
     "ImageSource",
     "atomic_write_bytes",
     "atomic_write_text",
+    "find_images",
     "load_image",
     "max_pixels_limit",
     "save_image_atomic",
@@ -64,6 +65,22 @@ FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`) under ``folder``, sorted; symlinked folders are followed
+    (a photo library is often a link farm), each real folder once, so a link loop ends."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
+
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 

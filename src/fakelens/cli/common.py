@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from fakelens.errors import FakelensError
-from fakelens.io import IMAGE_SUFFIXES
+from fakelens.io import IMAGE_SUFFIXES, find_images
 
 # Not a terminal (a log, a pipe): lay tables out 160 columns wide rather than cut their cells at Rich's 80.
 console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
@@ -130,7 +130,7 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
     for p in paths:
         if p.is_dir():
             folders.append(p)
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+            out.extend(find_images(p))
         elif p.exists():
             out.append(p)
         else:

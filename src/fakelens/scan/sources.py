@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fakelens.errors import ConfigError
-from fakelens.io import IMAGE_SUFFIXES
+from fakelens.io import IMAGE_SUFFIXES, find_images
 
 __all__ = ["MANIFEST_SUFFIXES", "PATH_COLUMNS", "list_sources"]
 
@@ -36,9 +36,7 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
     text = os.fspath(source)
     p = Path(text).expanduser()
     if p.is_dir():
-        paths = sorted(
-            _absolute(q) for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()
-        )
+        paths = sorted(_absolute(q) for q in find_images(p))
         if not paths:
             raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {p}")
         return paths

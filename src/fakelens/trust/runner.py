@@ -29,7 +29,7 @@ from fakelens.errors import ConfigError, ImageError
 from fakelens.explain.engine import method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
-from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, load_image, sniff_format
+from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, load_image, sniff_format
 from fakelens.models.base import Detector
 from fakelens.trust import metrics as M
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
@@ -149,7 +149,7 @@ def discover_items(
     paths: list[Path] = []
     for p in images:
         if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            paths += find_images(p)
         elif p.is_file():
             paths.append(p)
         else:
