@@ -374,3 +374,18 @@ def test_a_mask_of_another_shape_is_refused(tmp_path: Path) -> None:
     assert _load_mask(tmp_path / "half.png", (64, 64)).shape == (64, 64)  # half resolution: resized
     with pytest.raises(DatasetError, match="30×20 px but its image is 64×64"):
         _load_mask(tmp_path / "wide.png", (64, 64))
+
+
+def test_a_real_image_with_a_forged_region_in_its_mask_is_refused(tmp_path: Path) -> None:
+    from fakelens.data.datasets import DetectionDataset
+    from fakelens.models.base import InputSpec
+
+    img(tmp_path / "r.png")
+    img(tmp_path / "full.png", value=255)
+    img(tmp_path / "none.png", value=0)
+    spec = InputSpec(size=(16, 16))
+    fine = DetectionDataset([Sample(tmp_path / "r.png", 0, mask_path=tmp_path / "none.png")], spec)
+    assert fine[0][1] == 0  # an empty mask on a real is what "real" means
+    bad = DetectionDataset([Sample(tmp_path / "r.png", 0, mask_path=tmp_path / "full.png")], spec)
+    with pytest.raises(DatasetError, match="labelled real, but its mask"):
+        bad[0]

@@ -593,6 +593,10 @@ class DetectionDataset(Dataset[tuple[Any, ...]]):
         mask = None
         if s.mask_path is not None and self.load_masks:
             mask = _load_mask(s.mask_path, (img.height, img.width))
+            if s.label == 0 and float(mask.max()) > 0.5:  # a manipulated region in a real image?
+                raise DatasetError(
+                    f"{s.path} is labelled real, but its mask {s.mask_path} marks a forged region"
+                )
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment is not None else None
         known = s.label == 0 or mask is not None
         pixels, m = _fit(img, mask, self.spec, self.augment, rng, known, self.max_tiles)
