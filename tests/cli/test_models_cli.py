@@ -55,3 +55,14 @@ def test_models_lists_every_registered_detector() -> None:
     r = runner.invoke(app, ["models", "--json"])
     names = {row["name"] for row in json.loads(r.stdout)}
     assert {"tiny-cnn", "tiny-vit", "effnet-lite0", "vit-small-reg4", "vit-tiny-reg4"} <= names
+
+
+def test_two_runs_of_one_architecture_get_distinct_names(tmp_path: Path) -> None:
+    """Two tiny-cnn runs (seeds) form an ensemble whose members analyze and explain can tell apart."""
+    for seed in (1, 2):
+        save_checkpoint(create_model("tiny-cnn", seed=seed), tmp_path / f"run{seed}")
+    out = tmp_path / "ens"
+    r = runner.invoke(app, ["ensemble", str(tmp_path / "run1"), str(tmp_path / "run2"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    ens = load_detector(out)
+    assert isinstance(ens, Ensemble) and ens.names == ("tiny-cnn", "tiny-cnn-2")

@@ -216,6 +216,9 @@ def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpo
     assert gone.rows == gone.found == 11 and str(corpus / "img001.png") not in rows
     named = {f for r in rows.values() for f in r["heatmap_files"] or ()}
     assert {p.relative_to(out).as_posix() for p in (out / "heatmaps").rglob("*.png")} == named
+    # a scan of some of the files into the same folder keeps the others' rows: they are not gone
+    part = scan(str(corpus / "img00*.jpg"), out, model=cnn_checkpoint, workers=0, settings=everything)
+    assert part.rows == 11 and len(rows_by_path(pq.read_table(out / TABLE))) == 11
 
 
 def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:

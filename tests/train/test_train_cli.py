@@ -49,6 +49,8 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert code == 2 and "cannot resume" in stderr and "--lr 0.1" in stderr and "0.001" in stderr
     code, _, stderr = invoke("train", "--out", str(out), "--resume", "--model", "tiny-cnn", "--workers", "0")
     assert code == 0, stderr
+    code, _, stderr = invoke("train", "--out", str(out), "--resume", "--split-fractions", "0.7,0.15,0.15")
+    assert code == 0, stderr
     ev = tmp_path / "ev"
     code, stdout, stderr = invoke(
         "evaluate",

@@ -164,7 +164,8 @@ def explain_cmd(
         fail("no images given: pass image files or folders, or --demo for the bundled photos")
     check_writable(out, "--out")
     dev = resolve_device(device)
-    imgs = {p: load_image(p) for p in paths}  # every input checked before anything is written
+    for p in paths:  # every input checked before anything is written, then read again batch by batch:
+        load_image(p).close()  # memory stays that of one batch, whatever the number of images
     ens = as_ensemble(load_detector(model))
     members = list(ens.members)
     records: list[dict[str, Any]] = []
@@ -194,7 +195,7 @@ def explain_cmd(
                 with reporting(show):
                     results = explain_images(
                         det,
-                        [imgs[p] for p in chunk],
+                        [load_image(p) for p in chunk],
                         methods,
                         target=target,
                         layers=layer,
@@ -240,8 +241,9 @@ def explain_cmd(
 
 def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
     models = sorted({r["model"] for r in records})
+    explained = [m for m in models if m != "ensemble"]
     table = Table(
-        title=f"{', '.join(models)}: verdict and peak-to-mean ratio of each heatmap",
+        title=f"{', '.join(explained)}: verdict and peak-to-mean ratio of each heatmap",
         caption="'flat' = near-uniform map: weak evidence, do not read it as a location",
     )
     table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=22)

@@ -169,6 +169,10 @@ def ensemble_cmd(
         det = load_detector(spec)
         if not isinstance(det, Detector):
             raise ConfigError(f"{spec} is an ensemble already; give its member checkpoints")
+        taken, base, k = {d.name for d in loaded}, det.name, 1
+        while det.name in taken:  # two runs of one architecture: the names key their scores, files, cards
+            k += 1
+            det.name = f"{base}-{k}"
         loaded.append(det)
         cfg = Path(spec) / CONFIG_NAME
         info = read_json(cfg) if cfg.is_file() else {}

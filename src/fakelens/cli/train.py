@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,20 +33,31 @@ RESUME_OVERRIDES = frozenset({"out", "resume", "workers", "device", "threads", "
 def _refuse_changed_settings(ctx: typer.Context, cfg: Any, out: Path) -> None:
     """A setting given on the command line of a resumed run must equal the run's own: resuming with another
     learning rate, seed or model would silently train something else under the old name."""
+    parse: dict[str, Callable[[Any], Any]] = {
+        "split_fractions": _fractions,
+        "recipes": lambda v: split_csv(v) or None,
+    }
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)
         if name in RESUME_OVERRIDES or source is None or source.name != "COMMANDLINE":
             continue
-        saved = getattr(cfg, name, None)
-        if isinstance(saved, (tuple, list)) and isinstance(value, (tuple, list)):
-            saved, value = list(saved), list(value)
-        if saved is None or saved != value:
+        saved = _plain(getattr(cfg, name, None))
+        if saved is None or saved != _plain(parse.get(name, lambda v: v)(value)):
             flag = "--" + name.replace("_", "-")
             raise ConfigError(
                 f"cannot resume {out} with {flag} {value}: the run was started with "
                 f"{'another setting' if saved is None else saved}; drop {flag}, or start a new run in "
                 "another --out"
             )
+
+
+def _plain(value: Any) -> Any:
+    """A setting as the run config stores it: paths as strings, tuples as lists."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _fractions(text: str) -> tuple[float, float, float]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Collection, Sequence
@@ -202,8 +203,9 @@ class ScanStore:
     def compact(self, found: Collection[str] | None = None) -> pa.Table:
         """Merge ``scan.parquet`` and the parts into ``scan.parquet``: the latest row per path, by path.
 
-        With ``found`` (the paths the source lists now), rows of files that are gone are dropped: one row per
-        file. Heatmap files no row names any more (a changed file's old overlays, a gone file's) are removed.
+        With ``found`` (the paths the source lists now), rows of files that are gone — neither listed nor on
+        disk any more — are dropped: one row per file (rows of other sources scanned into the same folder
+        stay). Heatmap files no row names any more (a changed file's old overlays, a gone file's) are removed.
         """
         self.commit()
         sources = self._sources()
@@ -215,7 +217,9 @@ class ScanStore:
             last = table.append_column("__i", order).group_by("path").aggregate([("__i", "max")])
             table = table.take(last.column("__i_max")).sort_by("path")
         if found is not None:
-            table = table.filter(pc.is_in(table.column("path"), value_set=pa.array(list(found), pa.string())))
+            listed = set(found)
+            keep = [p in listed or os.path.exists(p) for p in table.column("path").to_pylist()]
+            table = table.filter(pa.array(keep, pa.bool_()))
         if len(sources) != 1 or sources[0] != self.table_path or table.num_rows != before:
             atomic_write_bytes(self.table_path, _parquet_bytes(table))
         shutil.rmtree(self.parts_dir, ignore_errors=True)
