@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from fakelens.devices import resolve_device
-from fakelens.explain.engine import check_methods, check_options, explain, method_list
+from fakelens.explain.engine import explain, method_list
 from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
@@ -122,9 +122,7 @@ def explain_images(
     method keyword options (see :func:`fakelens.explain.engine.parse_options`). Images a ``native`` detector
     reads as several tiles are explained ``tile_batch`` tiles at a time and stitched (:mod:`fakelens.tiling`);
     the others share one batch."""
-    images, methods = check_images(images), method_list(methods)
-    check_methods(methods)
-    options = check_options(options, methods)
+    images, methods = check_images(images), method_list(methods)  # names and options: checked by explain
     dev = resolve_device(str(device)) if device is not None else detector.device
     if max_tiles is not None and (not isinstance(max_tiles, int) or max_tiles < 1):
         raise ValueError(f"max_tiles must be a whole number ≥ 1 (or None), not {max_tiles!r}")

@@ -308,9 +308,9 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
 def _cell(v: dict[str, float] | None, metric: Metric) -> str:
     if v is None or math.isnan(float(v["mean"])):
         return "–"
-    x = float(v["mean"]) + 0.0  # + 0.0: no "-0.000"
+    x = float(v["mean"])
     s = f"{100 * x:.1f} %" if metric.percent else f"{x:.3f}"
-    s = s.replace("-0.000", "0.000").replace("-0.0 %", "0.0 %")
+    s = s.replace("-0.000", "0.000").replace("-0.0 %", "0.0 %")  # a tiny negative mean is no sign
     ci = float(v.get("ci", math.nan))
     if not math.isnan(ci):
         s += f" ± {100 * ci:.1f}" if metric.percent else f" ± {ci:.3f}"
