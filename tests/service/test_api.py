@@ -398,3 +398,77 @@ def test_head_answers_like_get_without_a_body(service: Service) -> None:
         for name in ("content-type", "content-length", "etag"):
             assert head.headers.get(name) == get.headers.get(name)
     assert service.client.head(f"/v1/analyses/{a['id']}").status_code == 401  # still guarded
+
+
+def test_report_rendered_once_then_served_from_the_store(make_service: ServiceFactory) -> None:
+    svc = make_service(rate_per_minute=1.0, rate_burst=3)  # two uploads and one rendering within the burst
+    a = svc.upload(models="tiny-cnn", methods="gradcam").json()
+    b = svc.upload(models="tiny-cnn", methods="gradcam").json()
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+    first = svc.client.get(a["links"]["report"], headers=svc.h())
+    assert first.status_code == 200 and first.headers["content-security-policy"].startswith(
+        "default-src 'none'"
+    )
+    assert "attachment" in first.headers["content-disposition"]
+    row = state.repo.get(1, a["id"]) or state.repo.get(2, a["id"])
+    assert row.result["files"]["report"] == first.headers["etag"].strip('"') == sha256_hex(first.content)
+    # the analysis rate is spent, yet the stored report is served again, unchanged, and revalidates
+    again = svc.client.get(a["links"]["report"], headers=svc.h())
+    assert again.status_code == 200 and again.content == first.content
+    etag = {"If-None-Match": first.headers["etag"], **svc.h()}
+    assert svc.client.get(a["links"]["report"], headers=etag).status_code == 304
+    # a report not yet rendered costs an analysis: over the rate it is 429, not a free render on the workers
+    assert svc.client.get(b["links"]["report"], headers=svc.h()).status_code == 429
+    # the report is one of the analysis's files: deleting the analysis removes it
+    assert svc.client.delete(f"/v1/analyses/{a['id']}", headers=svc.h()).status_code == 204
+    assert not state.repo.store.exists(row.result["files"]["report"])
+
+
+def test_files_of_a_deleted_analysis_answer_404_not_500(service: Service) -> None:
+    """A delete between a request's lookup and its read of the files (a report waiting for a worker)."""
+    a = service.upload(models="tiny-cnn", methods="gradcam").json()
+    state = service.client.app.state.service  # type: ignore[attr-defined]
+    state.repo.store.delete(a["image"]["sha256"])  # as if deleted while the report waited
+    r = service.client.get(a["links"]["report"], headers=service.h())
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = service.client.get(a["image"]["original_url"], headers=service.h())
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_one_image_per_request_and_short_error_echoes(service: Service) -> None:
+    files = [
+        ("image", ("a.png", png_bytes(), "image/png")),
+        ("image", ("b.png", png_bytes(seed=1), "image/png")),
+    ]
+    r = service.client.post("/v1/analyses", files=files, headers=service.h())
+    assert r.status_code == 400 and "several 'image' parts" in r.json()["error"]["message"]
+    r = service.client.get("/v1/analyses/" + "x" * 5000, headers=service.h())
+    assert r.status_code == 404 and len(r.json()["error"]["message"]) < 100
+
+
+def test_docs_page_off_by_default_and_pinned_when_on(make_service: ServiceFactory) -> None:
+    assert make_service().client.get("/docs").status_code == 404
+    c = make_service(docs=True).client
+    page = c.get("/docs")
+    assert page.status_code == 200
+    scripts = [s for s in page.text.split("<script")[1:] if "https://" in s]
+    links = [s for s in page.text.split("<link")[1:] if "https://" in s]
+    for tag in scripts + links:  # every file from the CDN is one exact version with its hash
+        assert "swagger-ui-dist@5.35.0/" in tag and 'integrity="sha384-' in tag
+    csp = page.headers["content-security-policy"]
+    assert (
+        "script-src 'self' https://cdn.jsdelivr.net;" in csp
+        and "unsafe-inline" not in csp.split("style-src")[0]
+    )
+    assert c.get("/static/docs.js").status_code == 200
+
+
+def test_openapi_documents_the_error_body_and_file_types(service: Service) -> None:
+    spec = service.client.get("/openapi.json").json()
+    ref = "#/components/schemas/ErrorOut"
+    listing = spec["paths"]["/v1/analyses"]["get"]["responses"]
+    assert listing["422"]["content"]["application/json"]["schema"]["$ref"] == ref
+    files = spec["paths"]["/v1/analyses/{analysis_id}/models/{model}/{method}/{name}"]["get"]["responses"]
+    assert set(files["200"]["content"]) == {"image/png", "application/octet-stream"} and "304" in files
+    created = spec["paths"]["/v1/analyses"]["post"]["responses"]["201"]
+    assert "Location" in created["headers"]

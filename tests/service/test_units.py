@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fakelens.service.config import Settings
 from fakelens.service.db import ApiKey, Database
 from fakelens.service.keys import create_key, hash_key, list_keys, revoke_key, verify_key
 from fakelens.service.ratelimit import RateLimiter
+from fakelens.service.repository import DataDirLock
 from fakelens.service.store import BlobStore, sha256_hex
 from fakelens.service.workqueue import QueueFull, WorkQueue
 
@@ -69,7 +71,10 @@ def test_keys_cli(tmp_path: Path) -> None:
     key = res.stdout.strip().splitlines()[-1]
     assert verify_key(Database(Settings(data_dir=tmp_path).db_url), key) is not None
     res = runner.invoke(cli, ["keys", "list", "--data-dir", str(tmp_path)])
-    assert res.exit_code == 0 and '"tenant": "acme"' in res.stdout and key not in res.stdout
+    assert res.exit_code == 0 and "acme" in res.output and key not in res.output
+    res = runner.invoke(cli, ["keys", "list", "--json", "--data-dir", str(tmp_path)])
+    [listed] = json.loads(res.stdout)
+    assert listed["tenant"] == "acme" and listed["revoked"] is False and key not in res.stdout
     res = runner.invoke(cli, ["keys", "revoke", "nosuch", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2
     typo = tmp_path / "typo"  # listing or revoking creates no database in a mistyped folder
@@ -92,6 +97,17 @@ def test_serve_refuses_bad_settings_before_starting(tmp_path: Path, args: list[s
     args = [a.replace("{file}", str(tmp_path / "file")) for a in args]
     res = CliRunner().invoke(cli, ["serve", "--model", "tiny-cnn", "--data-dir", str(tmp_path / "d"), *args])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_serve_refuses_a_data_dir_in_use_in_one_line(tmp_path: Path) -> None:
+    lock = DataDirLock(tmp_path)  # another server holds it
+    lock.acquire()
+    try:
+        res = CliRunner().invoke(cli, ["serve", "--model", "tiny-cnn", "--data-dir", str(tmp_path)])
+    finally:
+        lock.release()
+    assert res.exit_code == 2 and "in use by another fakelens server" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_rate_limiter_token_bucket() -> None:

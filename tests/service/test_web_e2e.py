@@ -106,9 +106,17 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
     for i in range(2):
         text = cards.nth(i).inner_text().lower()
         assert "%" in text and ("fake" in text or "real" in text)
-    assert page.inner_text("#ens-pill").lower() in ("fake", "real")
-    verdicts = {cards.nth(i).locator(".pill").inner_text().lower() for i in range(2)}
+    [ens] = page.evaluate(
+        "fetch('/v1/analyses?limit=1', {headers: {'X-API-Key': document.getElementById('api-key').value}})"
+        ".then(r => r.json())"
+    )["items"]
+    pill = page.inner_text("#ens-pill").lower().split(" · ")
+    assert pill[0] == ens["verdict"] and ("close call" in pill) == (
+        abs(ens["score"] - ens["threshold"]) < 0.1
+    )
+    verdicts = {cards.nth(i).locator(".pill").inner_text().lower().split(" · ")[0] for i in range(2)}
     assert ("models disagree" in page.inner_text("#ens-rule")) == (len(verdicts) > 1)
+    assert "not calibrated odds" in page.inner_text("#ens-rule")  # the tiny models are not calibrated
     assert page.locator("#badge-grade").inner_text().lower() in ("ok", "check")
 
     # the slider changes the overlay's opacity
@@ -144,6 +152,28 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
     assert all(u.startswith((server["url"], "blob:", "data:")) for u in requests), requests
     assert not errors, errors
     page.close()
+
+
+def test_key_kept_for_the_tab_unless_remembered_and_forgotten_on_request(
+    server: dict[str, Any], browser: Any
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server["url"] + "/")
+    stored = "() => [localStorage.getItem('fakelens.apiKey'), sessionStorage.getItem('fakelens.apiKey')]"
+    page.fill("#api-key", server["key"])
+    assert page.evaluate(stored) == [None, server["key"]] and "until this tab closes" in page.inner_text(
+        "#key-state"
+    )
+    page.check("#key-remember")
+    assert page.evaluate(stored) == [server["key"], None]
+    again = context.new_page()  # another tab of the same browser finds the remembered key
+    again.goto(server["url"] + "/")
+    assert again.input_value("#api-key") == server["key"] and again.is_checked("#key-remember")
+    again.click("#key-forget")
+    assert again.evaluate(stored) == [None, None] and again.input_value("#api-key") == ""
+    assert "enter an API key" in again.inner_text("#history")
+    context.close()
 
 
 def test_bad_file_shows_error(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:

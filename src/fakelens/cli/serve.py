@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
 from fakelens.cli.common import check_writable, console, fail, print_json, user_errors
 
@@ -74,6 +76,14 @@ def serve_cmd(
     robustness: Annotated[
         bool | None, typer.Option("--robustness/--no-robustness", help="Grade every heatmap with a badge.")
     ] = None,
+    docs: Annotated[
+        bool | None,
+        typer.Option(
+            "--docs/--no-docs",
+            help="Serve Swagger UI at /docs (its scripts come from a CDN, pinned and integrity-checked) "
+            "[off; the schema is always at /openapi.json].",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API and web page (uvicorn); Ctrl-C stops it."""
@@ -95,16 +105,32 @@ def serve_cmd(
         rate_per_minute=rate,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None,
         robustness=robustness,
+        docs=docs,
     )
     if not settings.database_url:
         check_writable(settings.data_dir, "--data-dir")
+    _check_data_dir_free(settings.data_dir)
     detector = load_model(settings.model)  # fail here, with one line, before the server starts
     console.print(
         f"fakelens serve: model {settings.model}, data {settings.data_dir}, "
         f"{settings.workers} worker(s), queue {settings.queue}, http://{host}:{port}/",
         highlight=False,
     )
-    uvicorn.run(create_app(settings, detector), host=host, port=port, log_level=log_level)
+    logging = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)  # the service's own lines (ready, clean-up) too
+    logging["loggers"]["fakelens"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    uvicorn.run(create_app(settings, detector), host=host, port=port, log_level=log_level, log_config=logging)
+
+
+def _check_data_dir_free(data_dir: Path) -> None:
+    """One line, before the model loads, when another server holds the data directory (else uvicorn would
+    print the error as a traceback from the app's start-up)."""
+    from fakelens.service.repository import DataDirLock
+
+    if not data_dir.exists():
+        return
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    lock.release()
 
 
 @keys_app.command("create")
@@ -136,12 +162,22 @@ def keys_list(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List key ids, tenants and whether they are revoked (never the keys)."""
     from fakelens.service.db import Database
     from fakelens.service.keys import list_keys
 
-    print_json(list_keys(Database(_existing_db(data_dir, database_url)), tenant))
+    keys = list_keys(Database(_existing_db(data_dir, database_url)), tenant)
+    if json_out:
+        print_json(keys)
+        return
+    table = Table("key id", "tenant", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            str(k["key_id"]), str(k["tenant"]), str(k["created_at"]), "yes" if k["revoked"] else "no"
+        )
+    console.print(table if keys else "no API keys" + (f" for tenant {tenant!r}" if tenant else ""))
 
 
 @keys_app.command("revoke")

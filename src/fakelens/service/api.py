@@ -15,7 +15,7 @@ from fakelens.analysis import SMALL_IMAGE
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest, map_npy
 from fakelens.service.db import Analysis
-from fakelens.service.deps import Reader, State, Submitter
+from fakelens.service.deps import Reader, State, Submitter, charge
 from fakelens.service.errors import ApiError
 from fakelens.service.keys import Principal
 from fakelens.service.report import REPORT_CSP, render_analysis_report
@@ -30,10 +30,16 @@ router = APIRouter(prefix="/v1")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or invalid API key."},
     404: {"model": ErrorOut, "description": "No such analysis for this tenant."},
+    422: {"model": ErrorOut, "description": "A parameter out of range or of the wrong type."},
     429: {"model": ErrorOut, "description": "Rate limit of the API key; see `Retry-After`."},
+    503: {"model": ErrorOut, "description": "The service is starting (see `Retry-After`)."},
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "Unknown method or model, too many methods."},
+    400: {
+        "model": ErrorOut,
+        "description": "Unknown method or model, too many methods, no method that runs on the chosen "
+        "models, or more than one image part.",
+    },
     401: _ERRORS[401],
     413: {"model": ErrorOut, "description": "Upload over the byte limit, or image over the pixel limit."},
     415: {
@@ -42,9 +48,14 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     422: {"model": ErrorOut, "description": "Missing file, empty, truncated or corrupt image."},
     429: _ERRORS[429],
-    503: {"model": ErrorOut, "description": "All workers busy and the queue full; see `Retry-After`."},
+    503: {
+        "model": ErrorOut,
+        "description": "All workers busy and the queue full, or the service starting; see `Retry-After`.",
+    },
 }
-_PNG: dict[str, Any] = {"content": {"image/png": {}}}
+_NOT_MODIFIED: dict[str, Any] = {
+    "description": "Not modified: `If-None-Match` named this file's `ETag` (files never change)."
+}
 FileName = Literal["heatmap.png", "overlay.png", "map.npy"]
 _FILES: dict[str, tuple[str, str]] = {
     "heatmap.png": ("heatmap", "image/png"),
@@ -111,10 +122,15 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
     }
 
 
+def _shown(value: str, limit: int = 64) -> str:
+    """A caller's value quoted for an error message, cut to ``limit`` characters (never echoed whole)."""
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
+
+
 def _owned(state: ServiceState, who: Principal, analysis_id: str) -> Analysis:
     row = state.repo.get(who.tenant_id, analysis_id)
     if row is None:
-        raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+        raise ApiError(404, "not_found", f"no analysis {_shown(analysis_id)}")
     return row
 
 
@@ -135,11 +151,22 @@ def info(state: State) -> dict[str, Any]:
 
 
 @router.post(
-    "/analyses", status_code=201, response_model=AnalysisOut, responses=_UPLOAD_ERRORS, tags=["analyses"]
+    "/analyses",
+    status_code=201,
+    response_model=AnalysisOut,
+    responses={
+        201: {
+            "description": "Stored; `Location` names the new analysis.",
+            "headers": {"Location": {"description": "`/v1/analyses/{id}`", "schema": {"type": "string"}}},
+        },
+        **_UPLOAD_ERRORS,
+    },
+    tags=["analyses"],
 )
 async def create_analysis(
     state: State,
     who: Submitter,
+    request: Request,
     image: Annotated[UploadFile, File(description="The image; its bytes decide its type, not its name.")],
     methods: Annotated[
         str | None, Form(description="Comma-separated explanation methods (default: the server's).")
@@ -152,6 +179,8 @@ async def create_analysis(
 
     Answers when the analysis is stored (complete or not at all). Over capacity: 503 with `Retry-After`.
     """
+    if len((await request.form()).getlist("image")) > 1:  # which one was meant? never guess
+        raise ApiError(400, "invalid_request", "one image per request: the form has several 'image' parts")
     limit = state.settings.max_upload_bytes
     data = await image.read(limit + 1)
     if len(data) > limit:
@@ -199,7 +228,7 @@ def get_analysis(state: State, who: Reader, analysis_id: str) -> dict[str, Any]:
 def delete_analysis(state: State, who: Reader, analysis_id: str) -> Response:
     """Delete an analysis and the files no other analysis uses."""
     if not state.repo.delete(who.tenant_id, analysis_id):
-        raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+        raise ApiError(404, "not_found", f"no analysis {_shown(analysis_id)}")
     return Response(status_code=204)
 
 
@@ -210,23 +239,27 @@ def _file(
     media_type: str,
     filename: str | None = None,
     convert: Callable[[bytes], bytes] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """A stored file (content-addressed: its ETag never changes); ``convert`` turns the stored bytes into
     the served ones. A client revalidating with ``If-None-Match`` gets 304 and no body."""
     etag = f'"{sha}"'
-    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": etag}
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": etag, **(headers or {})}
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     wanted = request.headers.get("if-none-match", "")
     if wanted.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in wanted.split(",")):
         return Response(status_code=304, headers=headers)
-    data = state.repo.read_file(sha)
+    try:
+        data = state.repo.read_file(sha)
+    except FileNotFoundError:  # the analysis was deleted between its lookup and this read
+        raise ApiError(404, "not_found", "the analysis was deleted") from None
     return Response(convert(data) if convert else data, media_type=media_type, headers=headers)
 
 
 @router.get(
     "/analyses/{analysis_id}/image",
-    responses={**_ERRORS, 200: {"content": {"image/jpeg": {}}}},
+    responses={**_ERRORS, 200: {"content": {"image/jpeg": {}}}, 304: _NOT_MODIFIED},
     response_class=Response,
     tags=["files"],
 )
@@ -238,7 +271,7 @@ def get_image(state: State, who: Reader, request: Request, analysis_id: str) -> 
 
 @router.get(
     "/analyses/{analysis_id}/original",
-    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}, 304: _NOT_MODIFIED},
     response_class=Response,
     tags=["files"],
 )
@@ -251,7 +284,14 @@ def get_original(state: State, who: Reader, request: Request, analysis_id: str) 
 
 @router.get(
     "/analyses/{analysis_id}/models/{model}/{method}/{name}",
-    responses={**_ERRORS, 200: _PNG},
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {"image/png": {}, "application/octet-stream": {}},
+            "description": "`heatmap.png` and `overlay.png` as PNG; `map.npy` as a NumPy float32 array.",
+        },
+        304: _NOT_MODIFIED,
+    },
     response_class=Response,
     tags=["files"],
 )
@@ -269,42 +309,63 @@ def get_map_file(
                 fname = f"{row.id}.{model}.{method}.{stem}.npy"
                 return _file(state, request, sha, media, fname, convert=map_npy)
             return _file(state, request, sha, media)
-    raise ApiError(404, "not_found", f"analysis {analysis_id!r} has no {method!r} map for model {model!r}")
+    raise ApiError(
+        404,
+        "not_found",
+        f"analysis {_shown(analysis_id)} has no {_shown(method)} map for model {_shown(model)}",
+    )
 
 
 @router.get(
     "/analyses/{analysis_id}/report",
-    responses={**_ERRORS, 200: {"content": {"text/html": {}}}, 503: _UPLOAD_ERRORS[503]},
+    responses={
+        **_ERRORS,
+        200: {"content": {"text/html": {}}},
+        304: _NOT_MODIFIED,
+        429: {
+            "model": ErrorOut,
+            "description": "Rate limit of the API key; a report not yet rendered counts as an analysis.",
+        },
+        503: _UPLOAD_ERRORS[503],
+    },
     response_class=Response,
     tags=["files"],
 )
-async def get_report(state: State, who: Reader, analysis_id: str) -> Response:
+async def get_report(state: State, who: Reader, request: Request, analysis_id: str) -> Response:
     """A self-contained HTML report (images inlined, no script): verdicts, overlays per model and method,
-    robustness badges, facial regions when a face is found. Rendered by the (bounded) workers."""
+    robustness badges, facial regions when a face is found.
+
+    Rendered once by the (bounded) workers, which costs about as much as an analysis and counts against the
+    key's analysis rate; then kept with the analysis and served from the store."""
     row = await asyncio.to_thread(_owned, state, who, analysis_id)
-    out, result, repo, s, analyzer = analysis_out(row), row.result, state.repo, state.settings, state.analyzer
+    headers = {"Content-Security-Policy": REPORT_CSP}
+    filename = f"fakelens-report-{row.id}.html"
+    sha = row.result.get("files", {}).get("report")
+    if sha is None:
+        charge(state.submit_limit, who)
+        out, result, repo, s = analysis_out(row), row.result, state.repo, state.settings
+        analyzer = state.analyzer
 
-    def render(replica: Ensemble) -> str:
-        return render_analysis_report(
-            out,
-            result,
-            repo.read_file,
-            max_pixels=s.max_pixels,
-            faces=s.report_faces,
-            model=analyzer.subset(replica, [m["key"] for m in out["models"]]),
-            max_tiles=s.max_tiles,
-        )
+        def render(replica: Ensemble) -> str | None:
+            try:
+                html = render_analysis_report(
+                    out,
+                    result,
+                    repo.read_file,
+                    max_pixels=s.max_pixels,
+                    faces=s.report_faces,
+                    model=analyzer.subset(replica, [m["key"] for m in out["models"]]),
+                    max_tiles=s.max_tiles,
+                )
+            except FileNotFoundError:  # deleted while this job waited
+                return None
+            return repo.attach(who.tenant_id, row.id, "report", html.encode())
 
-    try:
-        fut = state.queue.submit(render)
-    except QueueFull as exc:
-        raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-    html = await asyncio.wrap_future(fut)
-    return Response(
-        html,
-        media_type="text/html; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="fakelens-report-{row.id}.html"',
-            "Content-Security-Policy": REPORT_CSP,
-        },
-    )
+        try:
+            fut = state.queue.submit(render)
+        except QueueFull as exc:
+            raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        sha = await asyncio.wrap_future(fut)
+        if sha is None:
+            raise ApiError(404, "not_found", "the analysis was deleted")
+    return _file(state, request, sha, "text/html; charset=utf-8", filename, headers=headers)

@@ -95,6 +95,8 @@ def create_app(settings: Settings | None = None, model: Detector | Ensemble | No
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # our own /docs (pinned, integrity-checked) when settings.docs; no ReDoc
+        redoc_url=None,
         openapi_tags=[
             {"name": "analyses", "description": "Analyse images and manage stored analyses."},
             {"name": "files", "description": "Heatmaps, overlays, raw maps, images and reports."},
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None, model: Detector | Ensemble | No
     app.include_router(api.router)
     app.include_router(health.router)
     app.include_router(web.router)
+    if settings.docs:
+        app.include_router(web.docs_router)
     app.mount("/static", web.static_files(), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)

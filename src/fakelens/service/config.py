@@ -101,6 +101,10 @@ class Settings:
     report_faces: bool = field(default_factory=_env("report_faces", True))
     """Faces are found in every upload and each is judged on its own (``faces`` of an analysis), and reports
     summarise heatmaps by facial region (needs a face detector; without one ``faces`` is null)."""
+    docs: bool = field(default_factory=_env("docs", False))
+    """Interactive API docs (Swagger UI) at ``/docs``. Off by default: that page runs Swagger UI's scripts
+    from a CDN (pinned and integrity-checked) on the origin where the web page keeps API keys; the schema
+    itself is always at ``/openapi.json``."""
     gc_on_start: bool = field(default_factory=_env("gc_on_start", True))
     commit_delay_s: float = field(default_factory=_env("commit_delay_s", 0.0))
     """Fault injection for the crash test only: sleep between writing the files and committing the row."""

@@ -12,7 +12,7 @@ from fakelens.service.keys import Principal, verify_key
 from fakelens.service.ratelimit import RateLimiter
 from fakelens.service.state import ServiceState
 
-__all__ = ["Reader", "State", "Submitter"]
+__all__ = ["Reader", "State", "Submitter", "charge"]
 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (`fakelens keys create`).")
 _bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
@@ -47,7 +47,8 @@ def _authenticate(
     return who
 
 
-def _limit(limiter: RateLimiter, who: Principal) -> None:
+def charge(limiter: RateLimiter, who: Principal) -> None:
+    """Take one request from ``who``'s allowance on ``limiter``, or answer 429 with ``Retry-After``."""
     wait = limiter.acquire(who.key_id)
     if wait > 0:
         after = RateLimiter.retry_after(wait)
@@ -66,7 +67,7 @@ def reader(
 ) -> Principal:
     """An authenticated caller within the read rate limit."""
     who = _authenticate(state, header, bearer)
-    _limit(state.read_limit, who)
+    charge(state.read_limit, who)
     return who
 
 
@@ -77,7 +78,7 @@ def submitter(
 ) -> Principal:
     """An authenticated caller within the analysis rate limit."""
     who = _authenticate(state, header, bearer)
-    _limit(state.submit_limit, who)
+    charge(state.submit_limit, who)
     return who
 
 

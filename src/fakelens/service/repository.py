@@ -110,7 +110,24 @@ class Repository:
                 self.store.delete(sha)
             return True
 
+    def attach(self, tenant_id: int, analysis_id: str, name: str, data: bytes) -> str | None:
+        """Store ``data`` as the analysis's file ``name`` (``result["files"][name]``, e.g. its rendered
+        report) and return its hash; ``None``, storing nothing, if the analysis was deleted meanwhile."""
+        with self._lock:
+            with self.db.session() as s:
+                row = s.scalar(
+                    select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
+                )
+                if row is None:
+                    return None
+                sha = self.store.put(data)
+                if sha not in {b.sha256 for b in row.blobs}:
+                    row.blobs.append(BlobRef(sha256=sha))
+                row.result = {**row.result, "files": {**row.result.get("files", {}), name: sha}}
+            return sha
+
     def read_file(self, sha: str) -> bytes:
+        """A stored file's bytes (``FileNotFoundError`` once its analysis was deleted)."""
         return self.store.read(sha)
 
     def gc(self) -> dict[str, int]:

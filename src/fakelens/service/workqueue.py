@@ -111,7 +111,7 @@ class WorkQueue(Generic[R]):
             took = time.perf_counter() - start
             with self._lock:  # free the slot before the caller hears back, so it may submit again at once
                 self._running -= 1
-                if live:
+                if live and error is None:  # a refused upload fails at once: not a job's typical time
                     self._ema_s = 0.8 * self._ema_s + 0.2 * took
             if live:
                 if error is not None:

@@ -20,13 +20,32 @@
   const state = { info: null, file: null, analysis: null, model: null, method: null, urls: new Map() };
 
   // ---------------------------------------------------------------- API key
+  // The key lives in this tab only (sessionStorage) unless "remember" keeps it in the browser (localStorage);
+  // "forget" removes it from both.
   const keyInput = $("api-key");
-  keyInput.value = localStorage.getItem(KEY_STORAGE) || "";
-  const showKeyState = () => { $("key-state").textContent = keyInput.value ? "saved in this browser" : ""; };
-  keyInput.addEventListener("input", () => {
-    localStorage.setItem(KEY_STORAGE, keyInput.value.trim());
+  const remember = $("key-remember");
+  remember.checked = localStorage.getItem(KEY_STORAGE) !== null;
+  keyInput.value = (remember.checked ? localStorage : sessionStorage).getItem(KEY_STORAGE) || "";
+  const showKeyState = () => {
+    $("key-state").textContent = !keyInput.value ? "" : remember.checked ? "kept in this browser" : "kept until this tab closes";
+  };
+  const storeKey = () => {
+    const [keep, drop] = remember.checked ? [localStorage, sessionStorage] : [sessionStorage, localStorage];
+    drop.removeItem(KEY_STORAGE);
+    if (keyInput.value.trim()) keep.setItem(KEY_STORAGE, keyInput.value.trim());
+    else keep.removeItem(KEY_STORAGE);
+    showKeyState();
+  };
+  keyInput.addEventListener("input", () => { storeKey(); updateButton(); });
+  remember.addEventListener("change", storeKey);
+  $("key-forget").addEventListener("click", () => {
+    keyInput.value = "";
+    remember.checked = false;
+    localStorage.removeItem(KEY_STORAGE);
+    sessionStorage.removeItem(KEY_STORAGE);
     showKeyState();
     updateButton();
+    loadHistory();
   });
   keyInput.addEventListener("change", () => loadHistory());
   $("key-form").addEventListener("submit", (e) => e.preventDefault());
@@ -39,7 +58,11 @@
   const apiKey = () => keyInput.value.trim();
 
   // The verdict as shown: a small image's verdict rests on few pixels, so it says so on the pill itself.
-  const verdictText = (a) => (a.small ? `${a.verdict} · small image` : a.verdict);
+  // A score within CLOSE of its threshold is a close call (the report's wording: fakelens.report.reading).
+  const CLOSE = 0.10;
+  const isClose = (score, threshold) => score !== null && score !== undefined && Math.abs(score - threshold) < CLOSE;
+  const verdictText = (a) =>
+    [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.small ? "small image" : ""].filter(Boolean).join(" · ");
 
   async function api(path, options = {}) {
     const headers = Object.assign({ "X-API-Key": apiKey() }, options.headers || {});
@@ -154,6 +177,13 @@
 
   // ---------------------------------------------------------------- result
   const pct = (p) => (p === null || p === undefined ? "–" : `${(100 * p).toFixed(1)}%`);
+  // A score next to its threshold gets the digits that show which side it is on (49.99% is not "50.0%").
+  const pctVs = (p, t) => {
+    if (p === null || p === undefined) return "–";
+    let d = 1;
+    while (d < 4 && p !== t && (100 * p).toFixed(d) === (100 * t).toFixed(d)) d += 1;
+    return `${(100 * p).toFixed(d)}%`;
+  };
   const num = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 
   async function show(analysis) {
@@ -167,13 +197,16 @@
     $("ens-pill").className = `pill ${analysis.verdict}${analysis.small ? " small-image" : ""}`;
     $("ens-pill").textContent = verdictText(analysis);
     $("ens-pill").title = analysis.small ? "a small image: little evidence either way" : "";
-    $("ens-score").textContent = `p(fake) ${pct(analysis.score)}`;
+    $("ens-score").textContent = `p(fake) ${pctVs(analysis.score, analysis.threshold)}`;
     $("ens-fill").className = `fill ${analysis.verdict}`;
     $("ens-fill").style.width = `${100 * analysis.score}%`;
     $("ens-thr").style.left = `calc(${100 * analysis.threshold}% - 1px)`;
     $("ens-rule").textContent =
-      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${analysis.threshold.toFixed(2)}` +
-      (analysis.calibrated ? " · p(fake) calibrated on validation photos" : "") +
+      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${pct(analysis.threshold)}` +
+      (isClose(analysis.score, analysis.threshold) ? " · close to the threshold: weak evidence either way" : "") +
+      (analysis.calibrated
+        ? " · p(fake) calibrated on validation photos"
+        : " · scores are model outputs, not calibrated odds that the image was manipulated") +
       (new Set(analysis.models.map((m) => m.verdict)).size > 1 ? " · the models disagree: a weak verdict" : "") +
       (analysis.small
         ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "");
@@ -196,8 +229,9 @@
     for (const m of analysis.models) {
       const fill = el("div", { class: `fill ${m.verdict}` });
       fill.style.width = `${100 * (m.score || 0)}%`;
+      const thr0 = m.threshold ?? analysis.threshold;
       const thr = el("div", { class: "thr" });
-      thr.style.left = `calc(${100 * (m.threshold ?? analysis.threshold)}% - 1px)`;
+      thr.style.left = `calc(${100 * thr0}% - 1px)`;
       const grades = Object.values(m.robustness || {}).filter(Boolean).map((b) => b.grade).filter(Boolean);
       const na = Object.keys(m.errors || {});
       const foot = `${Object.keys(m.heatmaps).length} heatmap(s)` +
@@ -208,7 +242,8 @@
         { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button" },
         el("div", { class: "card-head" }, el("span", { class: "card-name", text: m.name, title: m.name }),
           el("span", { class: `pill ${m.verdict}`, text: m.verdict })),
-        el("div", { class: "card-score" }, pct(m.score), el("span", { class: "unit", text: "p(fake)" })),
+        el("div", { class: "card-score" }, pctVs(m.score, thr0), el("span", { class: "unit", text: "p(fake)" })),
+        el("div", { class: "card-thr", text: `threshold ${pct(thr0)}${isClose(m.score, thr0) ? " · close call" : ""}` }),
         el("div", { class: "bar" }, fill, thr),
         el("div", { class: "card-foot", text: foot, title: Object.entries(m.errors || {}).map(([k, v]) => `${k}: ${v}`).join("\n") }),
       );
