@@ -25,7 +25,7 @@ from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import explain_images
 from fakelens.tiling import DEFAULT_MAX_TILES
 
-__all__ = ["FaceVerdict", "face_verdicts", "face_window"]
+__all__ = ["FaceVerdict", "face_verdicts", "face_window", "fake_faces_in_real"]
 
 Box = tuple[float, float, float, float]
 
@@ -130,3 +130,11 @@ def face_verdicts(
         )
         for f, w, v, h in zip(faces, windows, ens.verdicts(probs), maps, strict=True)
     ]
+
+
+def fake_faces_in_real(image_verdict: str, verdicts: Sequence[FaceVerdict]) -> list[int]:
+    """The faces (numbered from 1) that read fake in an image that reads real: an edit confined to a face
+    weighs little in the whole image's score, so these must be shown wherever the verdict is."""
+    if image_verdict != "real":
+        return []
+    return [k for k, v in enumerate(verdicts, start=1) if v.verdict == "fake"]

@@ -105,6 +105,25 @@ def test_each_face_is_judged_on_its_own(tmp_path: Path) -> None:
     assert "faces" not in json.loads(res.stdout)["images"][0]
 
 
+def test_a_fake_face_in_a_real_image_is_marked_in_the_main_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit confined to a face weighs little in the image's score: the face's own verdict must show beside
+    the image's, not only in the face table below it."""
+    from fakelens.analysis import analyze_images
+    from fakelens.cli import analyze as analyze_cli
+    from fakelens.face_verdicts import FaceVerdict
+    from fakelens.models import Ensemble
+
+    [a] = analyze_images(Ensemble.of([create_model("tiny-cnn")]), [Image.new("RGB", (64, 64))], [])
+    face = FaceVerdict((0, 0, 9, 9), (0, 0, 64, 64), 0.93, "fake", {"tiny-cnn": (0.93, "fake")})
+    paths = [Path("real.png"), Path("fake.png")]
+    with analyze_cli.console.capture() as cap:
+        both = [replace(a, verdict="real"), replace(a, verdict="fake")]
+        analyze_cli._print_table(paths, both, [[face], [face]])
+    rows = {line.split()[1]: line for line in cap.get().splitlines() if ".png" in line}
+    assert "face 1 fake" in rows["real.png"] and "face 1 fake" not in rows["fake.png"]
+    assert "judged on its own, reads fake" in cap.get()
+
+
 def test_an_image_much_smaller_than_the_input_is_marked_small(tmp_path: Path) -> None:
     det = create_model("tiny-cnn")
     det.input_spec = replace(det.input_spec, mode="native")  # pads a small image, as the shipped members do

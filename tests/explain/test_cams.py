@@ -165,6 +165,14 @@ def test_eigen_projection_matches_svd_and_sign_is_fixed() -> None:
         ).sum(1)
         assert (corr >= 0).all()
         torch.testing.assert_close(first_component_projection(x.flip(1)), proj, atol=1e-5, rtol=1e-4)
+        # float64 features keep float64 precision (not float32's, cast back)
+        proj64 = first_component_projection(x.double())
+        xm64 = x.double().flatten(2).transpose(1, 2)
+        xm64 = xm64 - xm64.mean(1, keepdim=True)
+        ref64 = (xm64 @ torch.linalg.svd(xm64)[2][:, 0, :, None]).squeeze(-1).view(4, hw, hw)
+        assert proj64.dtype == torch.float64
+        err = (proj64 - ref64 * torch.sign((proj64 * ref64).flatten(1).sum(1))[:, None, None]).abs().max()
+        assert err / ref64.abs().max() < 1e-10
 
 
 def test_gradcam_golden_values_on_hand_weighted_model() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import forgery_helpers as helpers
@@ -53,6 +54,15 @@ def test_synth_writes_pairs_masks_and_manifest(tiny_pool: Path, tmp_path: Path) 
             assert np.array_equal(decode(rb)[mask == 0], decode(fb)[mask == 0])
         else:
             assert Path(f["path"]).suffix == ".jpg"
+        params = json.loads(f["params"])  # what was drawn, to reproduce or score by it
+        assert r["params"] == "" and params == json.loads(json.dumps(params))
+        if f["recipe"] == "double_jpeg":
+            assert 0 < params["q1"] <= 100 and len(params["shift"]) == 2
+        if f["recipe"].startswith("cross_blend"):
+            assert (tiny_pool / params["donor"]).is_file()  # a pool photo of the same split
+    meta = json.loads((out / "synth.json").read_text())
+    jpegs = sum(1 for f in fakes if f["path"].endswith(".jpg"))
+    assert meta["counts"]["formats"] == {"png": len(fakes) - jpegs, "jpeg": jpegs}
     # a photo never appears in two splits
     split_of: dict[str, set[str]] = {}
     for r in rows:

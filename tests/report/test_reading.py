@@ -12,7 +12,7 @@ import pytest
 
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.report import reading
-from fakelens.report.reading import focus, margin_word, pct, read_analysis
+from fakelens.report.reading import focus, margin_word, pct, prob, read_analysis
 from fakelens.report.regions import FaceRegions, region_labels
 
 from .conftest import H, MakeAnalysis, W, bad_badge, blob, heatmap, ok_badge, synthetic_face
@@ -107,6 +107,27 @@ def test_mixed_grades_name_the_passing_map(make_analysis: MakeAnalysis) -> None:
     assert "Read the flagged maps with care" in text
 
 
+def test_a_leak_is_quoted_with_its_rate_and_worst_view(make_analysis: MakeAnalysis) -> None:
+    """The mean over views can sit below the fill's area while a third of the views leak: quote those."""
+    flag = {"leaks-into-fill": "more mass on the black fill than its area in 50% of the views (…)"}
+    new = ok_badge("gradcam") | {
+        "grade": "check",
+        "flags": flag,
+        "border_mass": 0.16,
+        "fill_fraction": 0.22,
+        "leak_rate": 0.5,
+        "leak_worst": {"view": "scale(0.8)", "border_mass": 0.61, "fill_fraction": 0.36},
+    }
+    old = ok_badge("gradcam") | {"grade": "check", "flags": flag, "border_mass": 0.16, "fill_fraction": 0.22}
+    for badge, words in (
+        (new, "in 50 % of the shifted views (worst, scale(0.8): 61 % of the mass on 36 % of the pixels)"),
+        (old, "leaned on the black fill (more mass on the black fill than its area in 50% of the views"),
+    ):
+        a = make_analysis({"cnn": (0.8, {"gradcam": heatmap("gradcam", blob(100, 80, 10), badge)})})
+        text = _text(read_analysis(a))
+        assert words in text and "16 % of the mass" not in text
+
+
 def test_facial_region_reading(make_analysis: MakeAnalysis) -> None:
     face = synthetic_face()
     regions = FaceRegions((face,), region_labels([face], (H, W)))
@@ -118,6 +139,15 @@ def test_facial_region_reading(make_analysis: MakeAnalysis) -> None:
     assert re.search(r"concentrates on the mouth \((9\d|100) % of the mass", text)
     none = _text(read_analysis(a, None, faces_checked=True))
     assert "No face was found" in none and "mouth" not in none
+    # two faces: a map's shares are of both faces together, and the words say so
+    left, right = synthetic_face(cx=50.0), synthetic_face(cx=150.0)
+    two = FaceRegions((left, right), region_labels([left, right], (H, W)))
+    ones = heatmap("gradcam", np.ones((H, W)), ok_badge("gradcam"))
+    text = _text(read_analysis(make_analysis({"cnn": (0.9, {"gradcam": ones})}), two, faces_checked=True))
+    assert "the 2 faces together get 49 % of the mass" in text and "the face gets" not in text
+    corner = heatmap("gradcam", blob(100, 150, 4), ok_badge("gradcam"))
+    text = _text(read_analysis(make_analysis({"cnn": (0.9, {"gradcam": corner})}), two, faces_checked=True))
+    assert "concentrates outside the faces (100 % of the mass" in text
 
 
 def test_small_helpers() -> None:
@@ -167,6 +197,8 @@ def test_an_image_smaller_than_the_input_gets_a_small_evidence_warning(make_anal
     a.models[0].pixel_fraction = 0.004
     text = _text(read_analysis(a))
     assert f"({W} × {H} px) is small: it gave the models only 0.4 % as many pixels" in text
+    thin = replace(a, width=4000, height=60)  # many pixels, but a 60-px strip of each tile
+    assert "(4000 × 60 px) is thin: it gave the models only" in _text(read_analysis(thin))
 
 
 def test_faces_paragraph(make_analysis: MakeAnalysis) -> None:
@@ -231,3 +263,12 @@ def test_the_reading_says_when_most_evidence_is_not_drawn(make_analysis: MakeAna
     assert "Most of the signed evidence in cnn's gradcam map (83 %) points to real and is not drawn" in _text(
         read_analysis(a)
     )
+
+
+def test_numbers_next_to_their_cut_off_keep_the_digits_that_show_the_side() -> None:
+    from fakelens.trust.criteria import DEFAULT_CRITERIA
+
+    assert prob(0.4994) == "0.499" and prob(0.5) == "0.50" and prob(0.52) == "0.52"
+    assert prob(0.9355, threshold=0.936) == "0.935" and prob(0.4994, threshold=0.9) == "0.50"
+    flag = DEFAULT_CRITERIA.flags({"eq_cosine": 0.796})["not-equivariant"]
+    assert flag == "mean equivariance cosine 0.796 < 0.80"

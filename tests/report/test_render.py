@@ -109,6 +109,14 @@ def test_each_face_gets_its_own_verdict_numbered_on_the_picture(make_analysis: M
     assert "Each face judged on its own" in text and "x 118–182, y 48–112" in text
     assert "face 1 real (0.10) and face 2 fake (0.83)" in text
     assert "Face 2 reads fake while the whole image reads real" in text
+    # and where the verdict is, not only in the paragraph further down: the header, the summary, the banner
+    assert "(1 of them with a face that reads fake on its own)" in text
+    assert text.count("face 2 reads fake</span>") == 1
+    assert "but face 2 reads fake on its own: look at it" in text
+    assert "class='facefake'" not in text and "pill facefake" in text
+    assert "reads fake on its own" not in " ".join(
+        render_report([a], [img], ["pair.png"], regions=[regions], face_verdicts=[verdicts[:1]]).split()
+    )
     assert "class='facemaps'" not in text  # verdicts without maps: no face pictures
     mapped = [
         replace(v, heatmaps={"cnn": (np.ones((64, 64), np.float32), np.ones((64, 64), bool))})
@@ -141,3 +149,11 @@ def test_report_from_a_real_analysis_with_face_detection() -> None:
         assert name in text
     assert "facial regions per heatmap" in text or "not analysed" in text
     assert "Heatmap mass by facial region" not in text  # no face in noise
+
+
+def test_a_small_image_keeps_its_pixels_sharp_when_enlarged(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.9, {"gradcam": heatmap("gradcam", blob(100, 80, 8), ok_badge("gradcam"))})})
+    wide = replace(a, width=640, height=480)
+    big = render_report([wide], [Image.new("RGB", (640, 480))], ["x"], faces=False)
+    tiny = render_report([replace(a, width=8, height=8)], [Image.new("RGB", (8, 8))], ["t.png"], faces=False)
+    assert "class='maps px'" in tiny and "class='maps px'" not in big

@@ -25,6 +25,10 @@ def test_badge_grades_the_synthetic_models(planted: Detector, corner: Detector, 
     assert bad["grade"] == "check" and bad["corner_argmax"] and "corner-peaks" in bad["flags"]
     leak = robustness_badge(padding, img, "gradcam")
     assert "leaks-into-fill" in leak["flags"] and leak["border_ratio"] > 3
+    worst = leak["leak_worst"]  # the view quoted with the rate: the one that leaned on its fill the most
+    assert leak["leak_rate"] > 0.25 and worst["view"] in leak["views"]
+    assert worst["border_mass"] - worst["fill_fraction"] >= leak["border_mass"] - leak["fill_fraction"]
+    assert f"worst {worst['border_mass']:.1%}" in leak["flags"]["leaks-into-fill"]
 
 
 def test_badge_is_one_batch_and_one_capture(planted: Detector) -> None:
@@ -48,3 +52,12 @@ def test_badge_on_a_letterboxed_tiny_model_and_unsupported_methods() -> None:
     b = robustness_badges(det, x, ["gradcam", "attention"], valid=valid)
     assert "error" in b["attention"] and "equivariance" in b["gradcam"]
     assert b["gradcam"]["fill_fraction"] > 0.3
+
+
+def test_a_flat_map_is_flagged_flat_only() -> None:
+    """A zero map has no movement to judge: it is 'flat', not also 'not-equivariant' (its cosine is 0)."""
+    det = create_model("tiny-cnn")
+    with torch.no_grad():
+        det.net.head.weight.zero_()  # no gradient reaches the features: every CAM is 0
+    b = robustness_badge(det, torch.rand(3, 64, 64), "gradcam")
+    assert b["flat"] and b["equivariance"] == 0.0 and set(b["flags"]) == {"flat"}

@@ -31,11 +31,12 @@ from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
 from fakelens.explain.engine import parse_options
 from fakelens.explain.perturbation import reporting
-from fakelens.face_verdicts import FaceVerdict, face_verdicts
+from fakelens.face_verdicts import FaceVerdict, face_verdicts, fake_faces_in_real
 from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
+from fakelens.report.reading import prob
 from fakelens.report.regions import FaceRegions
 from fakelens.tiling import DEFAULT_MAX_TILES
 
@@ -81,6 +82,7 @@ def _record(
         rec["faces"] = regions.to_dict() if regions is not None else None
         if rec["faces"] is not None:
             rec["faces"]["verdicts"] = [v.to_dict() for v in verdicts]
+            rec["faces"]["fake_in_real"] = fake_faces_in_real(a.verdict, verdicts)
         if regions is not None:
             rec["regions"] = {
                 m.name: {meth: regions.shares(h.map, h.valid).to_dict() for meth, h in m.heatmaps.items()}
@@ -229,7 +231,7 @@ def analyze_cmd(
     if json_out:
         print_json(payload)
         return
-    _print_table(paths, analyses)
+    _print_table(paths, analyses, verdicts)
     _print_faces(paths, verdicts)
     if report is not None:
         console.print(f"wrote the report to [bold]{report}[/]")
@@ -258,7 +260,7 @@ def _write_out(
     atomic_write_text(out / "analysis.json", json.dumps(payload, indent=2))
 
 
-def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
+def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:
     names: list[str] = []
     for a in analyses:
         names += [m.name for m in a.models if m.name not in names]
@@ -266,6 +268,9 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
     notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
     if any(a.pixel_fraction < SMALL_IMAGE for a in analyses):
         notes.append("small = under half as many pixels as a model's input: little evidence either way")
+    odd = [fake_faces_in_real(a.verdict, v) for a, v in zip(analyses, verdicts, strict=True)]
+    if any(odd):
+        notes.append("face N fake = that face, judged on its own, reads fake (see the table of faces)")
     if analyses and analyses[0].calibrated:
         notes.append("p(fake) calibrated on validation photos; every verdict at 0.5")
     elif analyses:
@@ -276,18 +281,22 @@ def _print_table(paths: list[Path], analyses: list[Analysis]) -> None:
     for n in names:
         table.add_column(n, no_wrap=True)
     table.add_column("robust", justify="right", no_wrap=True, min_width=6)
-    for p, a in zip(paths, analyses, strict=True):
+    for p, a, faces in zip(paths, analyses, odd, strict=True):
         by = {m.name: m for m in a.models}
-        cells = [_verdict_cell(by[n].verdict, by[n].fake_probability) if n in by else "–" for n in names]
+        cells = [
+            _verdict_cell(by[n].verdict, by[n].fake_probability, by[n].threshold) if n in by else "–"
+            for n in names
+        ]
         split = len({m.verdict for m in a.models}) > 1
         heat = [h for m in a.models for h in m.heatmaps.values()]
         checked = [h for h in heat if h.robustness and "grade" in h.robustness]
         ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
         table.add_row(
             p.name,
-            _verdict_cell(a.verdict, a.fake_probability)
+            _verdict_cell(a.verdict, a.fake_probability, a.threshold)
             + (" [yellow]split[/]" if split else "")
-            + (" [yellow]small[/]" if a.pixel_fraction < SMALL_IMAGE else ""),
+            + (" [yellow]small[/]" if a.pixel_fraction < SMALL_IMAGE else "")
+            + "".join(f" [bold red]face {f} fake[/]" for f in faces),
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",
         )
@@ -317,8 +326,8 @@ def _print_faces(paths: list[Path], verdicts: list[list[FaceVerdict]]) -> None:
     console.print(table)
 
 
-def _verdict_cell(verdict: str, p: float) -> str:
+def _verdict_cell(verdict: str, p: float, threshold: float = 0.5) -> str:
     if not math.isfinite(p):
         return "n/a"
     colour = "red" if verdict == "fake" else "green"
-    return f"[bold {colour}]{verdict}[/] {p:.2f}"
+    return f"[bold {colour}]{verdict}[/] {prob(p, threshold)}"

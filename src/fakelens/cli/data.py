@@ -137,7 +137,15 @@ def synth_cmd(
     ] = 0,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
     size: Annotated[int, typer.Option("--size", help="Side of the square crops in pixels.")] = 256,
-    fmt: Annotated[str, typer.Option("--format", help="Final common format: png or jpeg.")] = "png",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Final common format of each pair: png (pixels outside the mask unchanged) or jpeg (the "
+            "encoding also changes the 8×8 blocks at and next to the mask). Double-JPEG pairs are always "
+            "JPEG.",
+        ),
+    ] = "png",
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality of the final pass.")] = 90,
     no_sheet: Annotated[bool, typer.Option("--no-sheet", help="Do not write contact_sheet.png.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -80,8 +80,8 @@ def serve_cmd(
         bool | None,
         typer.Option(
             "--docs/--no-docs",
-            help="Serve Swagger UI at /docs (its scripts come from a CDN, pinned and integrity-checked) "
-            "[off; the schema is always at /openapi.json].",
+            help="Serve Swagger UI at /docs (its scripts come from a CDN, pinned and integrity-checked; "
+            "default off). The schema is always at /openapi.json.",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",

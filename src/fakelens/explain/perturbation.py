@@ -1378,8 +1378,8 @@ class Occlusion(Perturbation):
 
     .. math:: S(p) = \frac{1}{|\{W \ni p\}|} \sum_{W \ni p} \big(f(x) - f(x_{W \leftarrow b})\big)
 
-    The score drop of each window position is spread evenly over the pixels it covers and averaged where
-    windows overlap (as captum's ``Occlusion``); the map has the input's resolution. ``fill``: black pixels
+    Every pixel a window covers gets that window's whole score drop, averaged over the windows that cover it
+    (as captum's ``Occlusion``); the map has the input's resolution. ``fill``: black pixels
     (default), the normalisation mean, or a Gaussian blur. ``window`` defaults to 1/7 of the shorter side,
     ``stride`` (the budget) to half the window; a last window flush with each far edge covers every pixel.
     """

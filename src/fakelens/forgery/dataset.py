@@ -7,11 +7,16 @@ when the pool has faces), its fake, and the mask; both images pass through the s
 
     real/000000.png  fake/000000.png  mask/000000.png  ...  manifest.csv  synth.json  contact_sheet.png
 
-``manifest.csv`` has the columns ``path,label,recipe,mask_path,source,split,pair`` (paths relative to
+``manifest.csv`` has the columns ``path,label,recipe,mask_path,source,split,pair,params`` (paths relative to
 ``out``; ``label`` is ``real`` or ``fake``; ``recipe`` is empty for reals; ``source`` is the pool path of the
 photograph; ``split`` comes from :func:`fakelens.data.pool.pool_splits`, so people and photos never cross
-splits, and cross-image donors are drawn from the same split). Masks are 8-bit PNGs: ``round(255·M)``, with
-every nonzero weight stored as at least 1, so a stored 0 means the pixel was not touched before encoding.
+splits, and cross-image donors are drawn from the same split; ``params``, on fake rows, is the JSON of the
+recipe's drawn parameters — e.g. ``q1`` and ``shift`` of a double JPEG — with ``donor``, the pool path of a
+cross-image donor). The images of a pair share one format: ``synth.json``'s ``format``, except the
+double-JPEG pairs, which are always JPEG (``counts.formats`` counts the pairs per format). With JPEG output
+the final encoding also changes pixels outside the mask, within the 8×8 blocks that touch it and their
+neighbours. Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as at least 1, so a
+stored 0 means the pixel was not touched before encoding.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ __all__ = [
     "synth",
 ]
 
-MANIFEST_COLUMNS = ("path", "label", "recipe", "mask_path", "source", "split", "pair")
+MANIFEST_COLUMNS = ("path", "label", "recipe", "mask_path", "source", "split", "pair", "params")
 MAX_SIDE = 1536  # pool photos are downscaled to this on load: crops at 256 px never need more
 
 
@@ -214,14 +219,13 @@ def _make(index: int) -> Sample:
             cands = [e for e in same if e.path != entry.path or many] or same
         else:
             cands = [e for e in same if e.group != entry.group] or same
-        _, donor, donor_faces, _ = _pick(rng, cands, centred, cfg)
+        donor_entry, donor, donor_faces, _ = _pick(rng, cands, centred, cfg)
     forgery = recipe.apply(
         real, rng, faces=faces if recipe.uses_faces else None, donor=donor, donor_faces=donor_faces
     )
     fmt = recipe.final_format or cfg.fmt
-    return Sample(
-        index, real, forgery.fake, forgery.mask, forgery.recipe, entry.path, split, fmt, forgery.params
-    )
+    params = {**forgery.params, **({"donor": donor_entry.path} if recipe.uses_donor else {})}
+    return Sample(index, real, forgery.fake, forgery.mask, forgery.recipe, entry.path, split, fmt, params)
 
 
 def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
@@ -234,10 +238,25 @@ def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
     atomic_write_bytes(out / paths["fake"], fake_b)
     atomic_write_bytes(out / paths["mask"], mask_to_png(sample.mask))
     base = {"source": sample.source, "split": sample.split, "pair": str(sample.index)}
+    params = json.dumps(sample.params, sort_keys=True, default=_plain)
     return [
-        {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base},
-        {"path": paths["fake"], "label": "fake", "recipe": sample.recipe, "mask_path": paths["mask"], **base},
+        {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base, "params": ""},
+        {
+            "path": paths["fake"],
+            "label": "fake",
+            "recipe": sample.recipe,
+            "mask_path": paths["mask"],
+            **base,
+            "params": params,
+        },
     ]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays in a recipe's parameters, as JSON values."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def _run_chunk(indices: list[int]) -> list[dict[str, str]]:
@@ -359,10 +378,13 @@ def synth(
     atomic_write_bytes(manifest, buf.getvalue().encode())
     per_recipe: dict[str, int] = {}
     per_split: dict[str, int] = {}
+    per_format: dict[str, int] = {}
     for r in rows:
         if r["label"] == "fake":
             per_recipe[r["recipe"]] = per_recipe.get(r["recipe"], 0) + 1
             per_split[r["split"]] = per_split.get(r["split"], 0) + 1
+            fmt_of = "jpeg" if r["path"].endswith(".jpg") else Path(r["path"]).suffix.lstrip(".")
+            per_format[fmt_of] = per_format.get(fmt_of, 0) + 1
     meta = {
         "pool": str(pool_dir),
         "n": n,
@@ -374,7 +396,7 @@ def synth(
         "split_fractions": list(split_fractions),
         "split_seed": split_seed,
         "face_prob": face_prob,
-        "counts": {"recipes": per_recipe, "splits": per_split},
+        "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format},
     }
     atomic_write_bytes(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
     result = SynthResult(out, manifest, n, dict(sorted(per_recipe.items())), dict(sorted(per_split.items())))

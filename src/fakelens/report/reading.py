@@ -32,6 +32,7 @@ import numpy as np
 from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
+from fakelens.trust.criteria import against
 
 __all__ = [
     "LIFT",
@@ -63,8 +64,9 @@ def pct(x: float) -> str:
     return f"{v:.1f} %" if 0 < v < 9.95 else f"{v:.0f} %"
 
 
-def prob(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:.2f}"
+def prob(x: float, threshold: float = 0.5) -> str:
+    """A probability to 2 decimals, more where it would round to its ``threshold`` (0.4994 is not '0.50')."""
+    return "n/a" if not math.isfinite(x) else against(x, threshold)
 
 
 def margin_word(p: float, threshold: float) -> str:
@@ -171,14 +173,14 @@ def _verdict_paragraph(a: Analysis) -> str:
         return "No model gave a fake probability (none is a real/fake detector), so there is no verdict."
     fakes = [m for m in scored if m.verdict == "fake"]
     reals = [m for m in scored if m.verdict != "fake"]
-    ens = f"ensemble {prob(a.fake_probability)}"
+    ens = f"ensemble {prob(a.fake_probability, a.threshold)}"
     if len(scored) == 1:
         m = scored[0]
         return (
-            f"{m.name} calls this image {m.verdict} (p(fake) {prob(m.fake_probability)} against a threshold "
-            f"of {m.threshold:.2f}, {margin_word(m.fake_probability, m.threshold)})."
+            f"{m.name} calls this image {m.verdict} (p(fake) {prob(m.fake_probability, m.threshold)} "
+            f"against a threshold of {m.threshold:.2f}, {margin_word(m.fake_probability, m.threshold)})."
         )
-    each = ", ".join(f"{m.name} {prob(m.fake_probability)}" for m in scored)
+    each = ", ".join(f"{m.name} {prob(m.fake_probability, m.threshold)}" for m in scored)
     if not fakes or not reals:
         who = "Both models" if len(scored) == 2 else f"All {len(scored)} models"
         text = f"{who} call this image {a.verdict} ({each}; {ens} against {thr})."
@@ -190,15 +192,15 @@ def _verdict_paragraph(a: Analysis) -> str:
         ):
             text += " Each model is clear of the threshold."
         return text
-    fake_part = ", ".join(f"{m.name} ({prob(m.fake_probability)})" for m in fakes)
-    real_part = ", ".join(f"{m.name} ({prob(m.fake_probability)})" for m in reals)
+    fake_part = ", ".join(f"{m.name} ({prob(m.fake_probability, m.threshold)})" for m in fakes)
+    real_part = ", ".join(f"{m.name} ({prob(m.fake_probability, m.threshold)})" for m in reals)
     verb_f = "calls" if len(fakes) == 1 else "call"
     verb_r = "calls" if len(reals) == 1 else "call"
     rule = {"mean": "weighted mean", "logit_mean": "mean log-odds", "max": "maximum"}.get(a.rule, a.rule)
     return (
         f"The models disagree: {fake_part} {verb_f} it fake, {real_part} {verb_r} it real. "
         f"The ensemble ({rule} of the scores{', then calibrated' if a.calibrated else ''}) gives "
-        f"{prob(a.fake_probability)} against {thr}, "
+        f"{prob(a.fake_probability, a.threshold)} against {thr}, "
         f"{margin_word(a.fake_probability, a.threshold)}, so its verdict is {a.verdict} — "
         "with the members split, treat this verdict as weak."
     )
@@ -232,8 +234,9 @@ def _scale_paragraph(a: Analysis) -> str:
                 "in the heatmaps); raise --max-tiles to read them all."
             )
     if a.pixel_fraction < SMALL_IMAGE:
+        shape = "thin" if 4 * min(a.width, a.height) <= max(a.width, a.height) else "small"
         parts.append(
-            f"The image ({a.width} × {a.height} px) is small: it gave the models only "
+            f"The image ({a.width} × {a.height} px) is {shape}: it gave the models only "
             f"{pct(a.pixel_fraction)} as many pixels as their input holds (the rest is padding or "
             "enlargement). They learnt from crops that fill their input, so on this little evidence their "
             "verdict says little either way."
@@ -264,8 +267,9 @@ def _coverage(m: ModelAnalysis) -> float:
     return 1.0
 
 
-def _describe_map(h: HeatmapResult, shares: RegionShares | None) -> tuple[str, str]:
-    """(grouping key, clause) saying where one map puts its mass."""
+def _describe_map(h: HeatmapResult, shares: RegionShares | None, faces: int = 1) -> tuple[str, str]:
+    """(grouping key, clause) saying where one map puts its mass (``faces``: how many the shares cover)."""
+    the_face = "the face" if faces <= 1 else f"the {faces} faces together"
     if h.summary.get("flat"):
         return "flat", "is flat (near-uniform), so it points nowhere"
     if shares is not None and shares.mass is not None:
@@ -273,14 +277,16 @@ def _describe_map(h: HeatmapResult, shares: RegionShares | None) -> tuple[str, s
         assert top is not None
         if (shares.lift(top) or 0.0) >= LIFT and shares.mass[top] >= MIN_MASS:
             nums = f"{pct(shares.mass[top])} of the mass on {pct(shares.area[top])} of the pixels"
+            if top == "outside":
+                return top, f"concentrates outside the face{'s' if faces > 1 else ''} ({nums})"
             return top, f"concentrates on the {REGION_LABELS[top]} ({nums})"
         fm, fa = 1.0 - shares.mass["outside"], 1.0 - shares.area["outside"]
         face = [r for r in shares.mass if r != "outside" and shares.area[r] > 0]
         best = max(face, key=lambda r: shares.mass[r] if shares.mass else 0.0, default=None)
         if best is not None and fa > 0 and fm / fa >= LIFT and fm >= MIN_MASS:
             return "face", (
-                f"concentrates on the face ({pct(fm)} of the mass on {pct(fa)} of the pixels), most of it on "
-                f"the {REGION_LABELS[best]} ({pct(shares.mass[best])} of the mass)"
+                f"concentrates on {the_face} ({pct(fm)} of the mass on {pct(fa)} of the pixels), most of it "
+                f"on the {REGION_LABELS[best]} ({pct(shares.mass[best])} of the mass)"
             )
     f = focus(h.map, h.valid)
     if f is None:
@@ -295,7 +301,8 @@ def _describe_map(h: HeatmapResult, shares: RegionShares | None) -> tuple[str, s
         lift = fm / fa if fa > 0 else 1.0
         rel = "more than" if lift >= LIFT else "less than" if lift <= 1 / LIFT else "about"
         rel += " its area's share"
-        clause += f"; the face gets {pct(fm)} of the mass on {pct(fa)} of the pixels, {rel}"
+        gets = "gets" if faces <= 1 else "get"
+        clause += f"; {the_face} {gets} {pct(fm)} of the mass on {pct(fa)} of the pixels, {rel}"
     return key, clause
 
 
@@ -311,7 +318,7 @@ def _likewise(methods: Sequence[str]) -> str:
     return f"; likewise the {_join(rest)} map{'s' if len(rest) > 1 else ''}"
 
 
-def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares]) -> str:
+def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares], faces: int = 1) -> str:
     sentences: list[str] = []
     for m in a.models:
         if not m.heatmaps:
@@ -319,7 +326,7 @@ def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares]) -> st
         groups: dict[str, list[str]] = {}
         described: dict[str, str] = {}
         for meth, h in m.heatmaps.items():
-            key, described[meth] = _describe_map(h, shares.get((m.name, meth)))
+            key, described[meth] = _describe_map(h, shares.get((m.name, meth)), faces)
             groups.setdefault(key, []).append(meth)
         clauses = [f"the {ms[0]} map {described[ms[0]]}{_likewise(ms)}" for ms in groups.values()]
         if len(clauses) == 1:
@@ -364,11 +371,16 @@ def _reasons(badge: Mapping[str, Any]) -> str:
             words.append(
                 f"did not move with the image (equivariance {eq:.2f}, worst under {badge.get('worst_view')})"
             )
-        elif f == "leaks-into-fill":
+        elif f == "leaks-into-fill" and badge.get("leak_worst"):
+            w = badge["leak_worst"]
+            mass, area = pct(float(w["border_mass"])), pct(float(w["fill_fraction"]))
             words.append(
-                f"leaned on the black fill of the shifted views ({pct(float(badge['border_mass']))} of the "
-                f"mass on {pct(float(badge['fill_fraction']))} of the pixels)"
+                f"put more of its mass on the black fill than the fill's area in "
+                f"{pct(float(badge['leak_rate']))} of the shifted views (worst, {w['view']}: "
+                f"{mass} of the mass on {area} of the pixels)"
             )
+        elif f == "leaks-into-fill":  # a badge stored before the rate was kept: its flag's own words
+            words.append(f"leaned on the black fill ({flags[f]})")
         else:
             words.append(_FLAG_WORDS.get(str(f), f"was flagged {f}"))
     return " and ".join(words)
@@ -512,7 +524,10 @@ def reading_sections(
     note), robustness, agreement of the models' maps, methods that could not run; empty paragraphs left
     out."""
     sh = heatmap_shares(a, regions) if shares is None else shares
-    where = " ".join(p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh)) if p)
+    n_faces = len(regions.faces) if regions is not None else 1
+    where = " ".join(
+        p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh, n_faces)) if p
+    )
     sections = [
         ("Verdict", _verdict_paragraph(a)),
         ("Scale", _scale_paragraph(a)),

@@ -24,7 +24,7 @@ from PIL import Image
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
 from fakelens.errors import FakelensError
-from fakelens.face_verdicts import FaceVerdict
+from fakelens.face_verdicts import FaceVerdict, fake_faces_in_real
 from fakelens.report.reading import ShareKey, heatmap_shares, margin_word, pct, prob, reading_sections
 from fakelens.report.regions import REGION_COLOURS, REGION_LABELS, REGIONS, FaceRegions, RegionShares
 from fakelens.trust.criteria import DEFAULT_CRITERIA
@@ -58,6 +58,7 @@ text-transform:uppercase}
 .pill.ok{background:var(--ok);color:#fff}.pill.check{background:var(--check);color:#fff}
 .pill.na{background:#8a939b;color:#fff}
 .pill.small{background:#fff;color:var(--check);border:1px solid var(--check)}
+.pill.facefake{background:#fff;color:var(--fake);border:1px solid var(--fake)}
 section.image{border-top:1px solid var(--line);margin-top:34px;padding-top:18px;break-before:page}
 .imghead{display:flex;align-items:baseline;gap:12px;flex-wrap:wrap}
 .banner{display:flex;align-items:center;gap:18px;border-radius:6px;padding:12px 16px;margin:12px 0;
@@ -81,7 +82,7 @@ border:1px solid var(--line);border-radius:5px;margin:6px 0 2px}
 .scale{display:flex;justify-content:space-between;font-size:10px;color:var(--muted)}
 .maps{display:grid;gap:10px;align-items:start}
 .tile{border:1px solid var(--line);border-radius:6px;padding:6px;background:#fff}
-.tile img{width:100%;display:block;border-radius:3px}
+.tile img{width:100%;display:block;border-radius:3px}.maps.px img{image-rendering:pixelated}
 .tile .cap{display:flex;justify-content:space-between;align-items:center;gap:6px;margin:5px 0 3px}
 .tile .cap b{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
 .rowlabel{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:700;text-align:center;
@@ -181,6 +182,19 @@ def _small_tag(a: Analysis) -> str:
     return " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
 
 
+def _faces_tag(a: Analysis, verdicts: Sequence[FaceVerdict]) -> str:
+    """A tag beside a *real* verdict when a face, judged on its own, reads fake (see the reading)."""
+    odd = fake_faces_in_real(a.verdict, verdicts)
+    if not odd:
+        return ""
+    which = f"face {odd[0]}" if len(odd) == 1 else f"{len(odd)} faces"
+    verb = "reads" if len(odd) == 1 else "read"
+    return (
+        " <span class='pill facefake' title='judged on a window around it; an edit confined to a face weighs "
+        f"little in the whole image'>{which} {verb} fake</span>"
+    )
+
+
 def _bar(p: float, threshold: float, verdict: str) -> str:
     if not math.isfinite(p):
         return ""
@@ -264,7 +278,12 @@ def _model_card(m: ModelAnalysis, threshold: float) -> str:
     p = m.fake_probability
     n_ok = sum(1 for h in m.heatmaps.values() if h.robustness and h.robustness.get("grade") == "ok")
     checked = sum(1 for h in m.heatmaps.values() if h.robustness and "grade" in h.robustness)
-    maps = f"{n_ok} of {checked} heatmaps robust" if checked else f"{len(m.heatmaps)} heatmaps, not checked"
+    n_maps = len(m.heatmaps)
+    maps = (
+        f"{n_ok} of {checked} heatmap{'s' if checked != 1 else ''} robust"
+        if checked
+        else f"{n_maps} heatmap{'s' if n_maps != 1 else ''}, not checked"
+    )
     err = "".join(
         f"<div class='small muted'>{_e(k)}: could not run ({_e(v.split('; ')[0])})</div>"
         for k, v in m.errors.items()
@@ -272,7 +291,7 @@ def _model_card(m: ModelAnalysis, threshold: float) -> str:
     margin = margin_word(p, threshold) if math.isfinite(p) else "no fake probability"
     return (
         f"<div class='card'><div class='name'>{_e(m.name)}</div>"
-        f"<div>{_verdict_pill(m.verdict, p)} <span class='p'>{prob(p)}</span> "
+        f"<div>{_verdict_pill(m.verdict, p)} <span class='p'>{prob(p, threshold)}</span> "
         f"<span class='small muted'>p(fake)</span></div>"
         f"{_bar(p, threshold, m.verdict)}"
         f"<div class='small muted'>{_e(margin)} · {_e(maps)}</div>{err}</div>"
@@ -309,7 +328,9 @@ def _heatmap_grid(
     ncols = max(1, len(methods))
     rows = len(a.models)
     parts = [
-        f"<div class='maps' style='grid-template-columns:22px repeat({ncols + 1},minmax(0,1fr))'>",
+        # a small image is enlarged by the browser: its pixels kept sharp, as an analyst wants to see them
+        f"<div class='maps{' px' if size[1] < 240 else ''}' "
+        f"style='grid-template-columns:22px repeat({ncols + 1},minmax(0,1fr))'>",
         f"<div style='grid-row:1 / span {rows};grid-column:2' class='tile'>"
         f"<img alt='original' src='{orig}'><div class='cap'><b>original</b></div>"
         f"<div class='small muted'>{a.width}×{a.height} px</div></div>",
@@ -519,6 +540,9 @@ def _image_section(
     qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
     if a.pixel_fraction < SMALL_IMAGE:
         qualifier = " · ".join(filter(None, [qualifier, "a small image: little evidence either way"]))
+    if odd := fake_faces_in_real(a.verdict, verdicts):
+        faces_word = f"face {odd[0]} reads" if len(odd) == 1 else f"faces {', '.join(map(str, odd))} read"
+        qualifier = " · ".join(filter(None, [qualifier, f"but {faces_word} fake on its own: look at it"]))
     info_html = (
         "<dl class='meta'>"
         + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())
@@ -528,7 +552,7 @@ def _image_section(
     )
     banner = (
         f"<div class='banner {verdict}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
-        f"<div class='score'>ensemble p(fake) <b>{prob(p)}</b> · threshold {a.threshold:.2f} · "
+        f"<div class='score'>ensemble p(fake) <b>{prob(p, a.threshold)}</b> · threshold {a.threshold:.2f} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
     )
     cards = "".join(_model_card(m, m.threshold) for m in a.models)
@@ -545,7 +569,9 @@ def _image_section(
     )
 
 
-def _summary_table(analyses: Sequence[Analysis], names: Sequence[str]) -> str:
+def _summary_table(
+    analyses: Sequence[Analysis], names: Sequence[str], per_face: Sequence[Sequence[FaceVerdict]]
+) -> str:
     model_names: list[str] = []
     for a in analyses:
         for m in a.models:
@@ -553,11 +579,11 @@ def _summary_table(analyses: Sequence[Analysis], names: Sequence[str]) -> str:
                 model_names.append(m.name)
     head = "".join(f"<th class='num'>{_e(n)}</th>" for n in model_names)
     rows = []
-    for k, (a, name) in enumerate(zip(analyses, names, strict=True), start=1):
+    for k, (a, name, faces) in enumerate(zip(analyses, names, per_face, strict=True), start=1):
         by = {m.name: m for m in a.models}
         cells = "".join(
             f"<td class='num'>{_verdict_pill(by[n].verdict, by[n].fake_probability)} "
-            f"{prob(by[n].fake_probability)}</td>"
+            f"{prob(by[n].fake_probability, by[n].threshold)}</td>"
             if n in by
             else "<td class='num'>–</td>"
             for n in model_names
@@ -573,8 +599,8 @@ def _summary_table(analyses: Sequence[Analysis], names: Sequence[str]) -> str:
         split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
         rows.append(
             f"<tr><td class='num'>{k}</td><td><a href='#img-{k}'>{_e(name)}</a></td>"
-            f"<td>{_verdict_pill(a.verdict, a.fake_probability)}{_small_tag(a)}</td>"
-            f"<td class='num'><b>{prob(a.fake_probability)}</b></td>{cells}"
+            f"<td>{_verdict_pill(a.verdict, a.fake_probability)}{_small_tag(a)}{_faces_tag(a, faces)}</td>"
+            f"<td class='num'><b>{prob(a.fake_probability, a.threshold)}</b></td>{cells}"
             f"<td>{'split' if split else 'agree'}</td>"
             f"<td class='num'>{f'{ok} / {total}' if checked else 'not checked'}</td></tr>"
         )
@@ -733,15 +759,17 @@ def render_report(
         )
     ]
     n_fake = sum(1 for a in analyses if a.verdict == "fake")
+    n_face = sum(1 for a, v in zip(analyses, per_face, strict=True) if fake_faces_in_real(a.verdict, v))
+    faces_fake = f" ({n_face} of them with a face that reads fake on its own)" if n_face else ""
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
         f"<header><h1>{_e(title)}</h1><div class='muted'>{len(analyses)} image"
         f"{'s' if len(analyses) != 1 else ''} analysed: {n_fake} called fake, "
-        f"{len(analyses) - n_fake} called real by the ensemble</div><dl "
+        f"{len(analyses) - n_fake} called real by the ensemble{faces_fake}</div><dl "
         f"class='meta'>{meta_html}</dl></header>"
-        f"<h3>Summary</h3>{_summary_table(analyses, names)}"
+        f"<h3>Summary</h3>{_summary_table(analyses, names, per_face)}"
         + "".join(sections)
         + _legend(cmap, any(r is not None for r in regs), bool(analyses) and analyses[0].calibrated)
         + "<footer>Generated offline by fakelens; this file contains no scripts and loads nothing from the "

@@ -35,6 +35,8 @@ def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRI
     cell = sweep.cell(method)
     chance = corner_chance(sweep.hw, cell)
     e = sweep.explanations[method]
+    excess = (bm - fill).masked_fill(~has_fill, -float("inf"))
+    w = int(excess.argmax())  # the view that leaned on its fill the most (quoted with the leak rate)
     border = float(bm[has_fill].mean()) if bool(has_fill.any()) else 0.0
     fill_mean = float(fill[has_fill].mean()) if bool(has_fill.any()) else 0.0
     summary = {
@@ -42,11 +44,15 @@ def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRI
         "leak_rate": float(leak[has_fill].double().mean()) if bool(has_fill.any()) else 0.0,
         "border_mass": border,
         "fill_fraction": fill_mean,
+        "leak_worst_mass": float(bm[w]) if bool(has_fill.any()) else 0.0,
+        "leak_worst_fill": float(fill[w]) if bool(has_fill.any()) else 0.0,
         "corner_argmax_rate": float(vm["corner_argmax"].mean()),
         "corner_chance": chance,
         "flat_rate": float(vm["flat"][:1].mean()),
     }
     flags = criteria.flags(summary)
+    if "flat" in flags:  # a flat map has no movement to judge: its cosine of 0 would be a second, false flag
+        flags.pop("not-equivariant", None)
     worst = int(eq.argmin()) + 1
     return {
         "method": method,
@@ -59,6 +65,14 @@ def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRI
         "border_mass": round(border, 4),
         "fill_fraction": round(fill_mean, 4),
         "border_ratio": round(border / fill_mean, 3) if fill_mean > 0 else None,
+        "leak_rate": round(summary["leak_rate"], 4),
+        "leak_worst": {
+            "view": names[w],
+            "border_mass": round(summary["leak_worst_mass"], 4),
+            "fill_fraction": round(summary["leak_worst_fill"], 4),
+        }
+        if bool(has_fill.any())
+        else None,
         "corner_argmax": bool(vm["corner_argmax"][0] > 0),
         "corner_mass": round(float(vm["corner_mass"][0]), 4),
         "corner_chance": round(chance, 4),

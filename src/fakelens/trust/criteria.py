@@ -22,6 +22,14 @@ from typing import Any
 __all__ = ["DEFAULT_CRITERIA", "Criteria"]
 
 
+def against(value: float, cut: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, or more (up to 4) where it would round to ``cut``: 0.796 against
+    0.80 reads '0.796', never '0.80 < 0.80'."""
+    while digits < 4 and value != cut and f"{value:.{digits}f}" == f"{cut:.{digits}f}":
+        digits += 1
+    return f"{value:.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Criteria:
     """Flag thresholds (see the module docstring)."""
@@ -40,14 +48,21 @@ class Criteria:
         out: dict[str, str] = {}
         eq = s.get("eq_cosine")
         if eq is not None and eq < self.min_equivariance:
-            out["not-equivariant"] = f"mean equivariance cosine {eq:.2f} < {self.min_equivariance:.2f}"
+            out["not-equivariant"] = (
+                f"mean equivariance cosine {against(eq, self.min_equivariance)} < {self.min_equivariance:.2f}"
+            )
         leak = s.get("leak_rate")
         if leak is not None and leak > self.max_leak_rate:
+            # the worst view where known (a badge): a mean over views can sit below the fill's area
+            worst = "leak_worst_mass" in s
+            mass, area = (
+                (s["leak_worst_mass"], s.get("leak_worst_fill", math.nan))
+                if worst
+                else (s.get("border_mass", math.nan), s.get("fill_fraction", math.nan))
+            )
             out["leaks-into-fill"] = (
                 f"more mass on the black fill than its area in {leak:.0%} of the views "
-                f"(mean {s.get('border_mass', math.nan):.1%} of the mass on "
-                f"{s.get('fill_fraction', math.nan):.1%} "
-                "of the pixels)"
+                f"({'worst' if worst else 'mean'} {mass:.1%} of the mass on {area:.1%} of the pixels)"
             )
         rate = s.get("corner_argmax_rate")
         chance = s.get("corner_chance", 0.0)
@@ -59,7 +74,8 @@ class Criteria:
         rnd = s.get("rand_spearman")
         if rnd is not None and abs(rnd) > self.max_randomisation:
             out["ignores-weights"] = (
-                f"Spearman {rnd:.2f} with the map of the randomised model (should collapse towards 0)"
+                f"Spearman {against(rnd, self.max_randomisation)} with the map of the randomised model "
+                "(should collapse towards 0)"
             )
         return out
 
