@@ -96,7 +96,7 @@ def test_api_mistakes_are_clear_errors_before_any_model_runs(images: list[Image.
         ({"batch_size": 0}, ValueError, "batch_size"),
         ({"methods": "gradcam,nosuch"}, UnknownNameError, "nosuch"),
         ({"options": {"gradcam": {"foo": 1}}}, ConfigError, "gradcam has no option 'foo'"),
-        ({"methods": ["rise"], "options": {"rise": {"n_masks": "abc"}}}, ConfigError, "bad option for rise"),
+        ({"methods": ["rise"], "options": {"rise": {"n_masks": "abc"}}}, ConfigError, "n_masks must be int"),
         ({"options": {"gradkam": {}}}, ConfigError, "not among the methods asked for"),
     ]
     for change, error, message in cases:

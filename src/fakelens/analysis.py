@@ -10,6 +10,7 @@ graded by :func:`fakelens.trust.badge.robustness_badges` (four transformed views
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,7 @@ class ModelAnalysis:
     threshold: float = 0.5
     pixel_fraction: float = 1.0
     view: Geometry | None = field(default=None, repr=False, compare=False)  # what its badges grade
+    untrained: bool = False  # a registered architecture with a random real/fake head: its score means nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class ModelAnalysis:
             "scale": self.scale,
             "tiles": self.tiles,
             "pixel_fraction": self.pixel_fraction,
+            "untrained": self.untrained,
             "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
             "errors": dict(self.errors),
         }
@@ -101,8 +104,19 @@ class Analysis:
         little evidence."""
         return min((m.pixel_fraction for m in self.models), default=1.0)
 
+    @property
+    def small(self) -> bool:
+        """Some member read under :data:`SMALL_IMAGE` of its input's pixels from the image: weak evidence."""
+        return self.pixel_fraction < SMALL_IMAGE
+
+    @property
+    def split(self) -> bool:
+        """The members' verdicts differ: the ensemble's verdict is weak."""
+        return len({m.verdict for m in self.models if math.isfinite(m.fake_probability)}) > 1
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers)."""
+        """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers); ``split`` and
+        ``small`` are the warnings the table and the report show."""
         return {
             "image": {"width": self.width, "height": self.height},
             "score": self.fake_probability,
@@ -110,6 +124,8 @@ class Analysis:
             "threshold": self.threshold,
             "rule": self.rule,
             "calibrated": self.calibrated,
+            "split": self.split,
+            "small": self.small,
             "models": [m.to_dict() for m in self.models],
         }
 
@@ -208,6 +224,7 @@ def analyze_images(
                     tiles=len(views),
                     pixel_fraction=sum(g.pixel_fraction for g in views) / len(views),
                     view=res.view,  # a tiled image: its most fake-looking tile
+                    untrained=getattr(member, "untrained", False),
                 )
                 if robustness:
                     add_badges(member, ma, res.image, options)

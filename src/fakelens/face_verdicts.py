@@ -46,12 +46,18 @@ class FaceVerdict:
         default_factory=dict, repr=False, compare=False
     )
 
+    @property
+    def split(self) -> bool:
+        """The members' verdicts on this face differ: its verdict is weak."""
+        return len({v for _, v in self.members.values()}) > 1
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "box": [round(v, 2) for v in self.box],
             "window": list(self.window),
             "score": self.fake_probability,
             "verdict": self.verdict,
+            "split": self.split,
             "models": {n: {"score": p, "verdict": v} for n, (p, v) in self.members.items()},
         }
 

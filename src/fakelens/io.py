@@ -43,6 +43,7 @@ __all__ = [
     "FORMATS",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS_ENV",
+    "FolderLock",
     "ImageSource",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -608,3 +609,45 @@ def save_image_atomic(
     buf = io.BytesIO()
     pil.save(buf, format=format, **save_kwargs)
     return atomic_write_bytes(target, buf.getvalue())
+
+
+class FolderLock:
+    """An exclusive lock on a file in a folder (``flock``), so that two processes never write one output
+    folder at once; released by the kernel when the process dies, even by ``kill -9``. ``busy`` is the
+    error when another process holds it. A no-op without ``fcntl`` (Windows)."""
+
+    def __init__(self, path: Path, busy: str) -> None:
+        self.path = path
+        self.busy = busy
+        self._file: BinaryIO | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.path.open("a+b")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise ConfigError(self.busy) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()).encode())
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -74,11 +74,26 @@ def test_report_json_and_out(tmp_path: Path, photos: list[Path]) -> None:
 
 def test_table_without_robustness(tmp_path: Path, photos: list[Path]) -> None:
     res = runner.invoke(
-        app, ["analyze", str(photos[0]), "--model", "tiny-cnn", "--no-robustness", "--no-faces"]
+        app,
+        [
+            "analyze",
+            str(photos[0]),
+            "--model",
+            "tiny-cnn",
+            "-m",
+            "gradcam,rollout",
+            "--no-robustness",
+            "--no-faces",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "wide.png" in res.output and "tiny-cnn" in res.output and "ensemble" in res.output
     assert "small" not in res.output  # 37 × 91 enlarged to fit 64 × 64: 82 % as many pixels
+    # named by architecture: a random real/fake head, said before the table and on its column
+    text = " ".join(res.output.split())
+    assert "warning: tiny-cnn is an architecture without trained real/fake weights" in text
+    assert "tiny-cnn (untrained)" in text and "untrained = a random real/fake head" in text
+    assert "no rollout map from tiny-cnn: cannot capture the attention" in text  # said, not only in JSON
 
 
 def test_each_face_is_judged_on_its_own(tmp_path: Path) -> None:
@@ -142,6 +157,9 @@ def test_an_image_much_smaller_than_the_input_is_marked_small(tmp_path: Path) ->
     thumb_rec, photo_rec = json.loads(res.stdout)["images"]
     assert thumb_rec["models"][0]["pixel_fraction"] == pytest.approx(20 * 30 / 64**2)
     assert photo_rec["models"][0]["pixel_fraction"] == 1.0
+    # the table's warnings are in the JSON too; a checkpoint is trained, so no untrained warning
+    assert (thumb_rec["small"], photo_rec["small"]) == (True, False) and thumb_rec["split"] is False
+    assert thumb_rec["models"][0]["untrained"] is False and "warning" not in res.output
 
 
 def test_method_options_reach_heatmaps_and_badges(
@@ -171,7 +189,7 @@ def test_method_options_reach_heatmaps_and_badges(
     [
         (["{missing}", "--model", "tiny-cnn"], "no such file or folder"),
         (["{corrupt}", "--model", "tiny-cnn"], "truncated or corrupt JPEG"),
-        (["{ok}", "--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
+        (["{ok}", "--model", "tiny-cnn", "-m", "gradcan"], "method 'gradcan'; did you mean gradcam"),
         (["{ok}", "--model", "tiny-cnn", "-m", "rise", "--set", "rise.nmasks=2"], "rise has no option"),
         (["{ok}", "--model", "{badmodel}"], "no config.json next to it"),
         (["{ok}", "--model", "nope"], "unknown model 'nope'"),

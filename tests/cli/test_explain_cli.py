@@ -104,7 +104,7 @@ def test_methods_detail_lists_options() -> None:
         (["--model", "tiny-cnn", "-m", "gradcam", "--set", "rise.n_masks=3"], "not among the methods"),
         (["--model", "tiny-cnn", "-m", "gradcam", "--set", "gradcam.k=3"], "gradient CAMs have no options"),
         (["--model", "tiny-cnn", "-m", "rise", "--set", "n_masks"], "is not METHOD.OPTION=VALUE"),
-        (["--model", "tiny-cnn", "-m", "gradcan"], "unknown method 'gradcan'"),
+        (["--model", "tiny-cnn", "-m", "gradcan"], "method 'gradcan'; did you mean gradcam"),
         (["--model", "nope"], "unknown model 'nope'"),
         (["--model", "tiny-cnn", "--cmap", "rainbow"], "unknown colormap"),
         (["--model", "tiny-cnn", "--target", "banana"], "unknown target 'banana'"),

@@ -82,11 +82,12 @@ def test_trust_human_output_and_limit(tmp_path: Path, photos: tuple[Path, Path])
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["-m", "gradcan"], "unknown method 'gradcan'"),
+        (["-m", "gradcan"], "method 'gradcan'; did you mean gradcam"),
         (["--skip", "beauty"], "unknown family 'beauty'"),
         (["--transforms", "wobbly"], "unknown transform family 'wobbly'"),
         (["--fills", "black,white"], "unknown fill 'white'"),
         (["--layer", "net.nope"], "no layer 'net.nope'"),
+        (["--layer", "net.head"], "layer 'net.head' of 'tiny-cnn' gives shape (1, 2), not a feature map"),
         (["--manifest", "nope.csv", "--masks", "m"], "either --masks or --manifest"),
         (["--target", "nosuch"], "nosuch"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fakelens.errors import ConfigError
@@ -38,3 +40,17 @@ def test_values_are_json_else_text() -> None:
     }
     with pytest.raises(ConfigError, match="bad option for occlusion"):
         parse_options(["occlusion.fill=purple"], ["occlusion"])
+    # a value of the wrong plain type is named with the type wanted, not with Python's comparison error
+    for arg, message in (
+        ("rise.n_masks=abc", "rise.n_masks must be int, not 'abc'"),
+        ("rise.n_masks=true", "rise.n_masks must be int, not True"),
+        ("rise.p=high", "rise.p must be float, not 'high'"),
+        ("scorecam.top_k=x", "scorecam.top_k must be int or null, not 'x'"),
+        ("scorecam.weights=foo", "scorecam.weights must be one of difference, softmax, not 'foo'"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_options([arg], [arg.split(".")[0]])
+    assert parse_options(["rise.p=1", "scorecam.top_k=null"], ["rise", "scorecam"]) == {
+        "rise": {"p": 1},
+        "scorecam": {"top_k": None},
+    }

@@ -157,3 +157,15 @@ def test_a_small_image_keeps_its_pixels_sharp_when_enlarged(make_analysis: MakeA
     big = render_report([wide], [Image.new("RGB", (640, 480))], ["x"], faces=False)
     tiny = render_report([replace(a, width=8, height=8)], [Image.new("RGB", (8, 8))], ["t.png"], faces=False)
     assert "class='maps px'" in tiny and "class='maps px'" not in big
+
+
+def test_an_untrained_model_is_flagged_on_its_card_and_first_in_the_reading(
+    make_analysis: MakeAnalysis,
+) -> None:
+    a = make_analysis({"cnn": (0.9, {}), "vit": (0.8, {})})
+    a.models[0].untrained = True
+    text = " ".join(render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False).split())
+    assert text.count("pill untrained") == 1
+    assert "<b>Verdict.</b> cnn is an untrained architecture (a random real/fake head, never trained)" in text
+    plain = render_report([make_analysis({"cnn": (0.9, {})})], [Image.new("RGB", (W, H))], ["x"], faces=False)
+    assert "pill untrained" not in plain and "untrained architecture" not in plain

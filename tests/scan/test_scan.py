@@ -17,10 +17,12 @@ from PIL import Image
 
 from fakelens.analysis import analyze_images
 from fakelens.errors import ConfigError
+from fakelens.io import FolderLock
 from fakelens.models import create_model, load_detector
 from fakelens.models.checkpoint import save_checkpoint
 from fakelens.scan import ScanSettings, scan
 from fakelens.scan.process import ScanProcessor
+from fakelens.scan.run import LOCK
 from fakelens.scan.store import PARTS, TABLE
 
 from .conftest import assert_same_rows, make_corpus, rows_by_path
@@ -228,6 +230,18 @@ def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_check
         scan(corpus, out, model=cnn_checkpoint, workers=0)
     s = scan(corpus, out, model=cnn_checkpoint, workers=0, overwrite=True)
     assert s.skipped == 0 and s.rows == 12
+
+
+def test_a_second_scan_into_a_folder_being_written_is_refused(
+    corpus: Path, tmp_path: Path, cnn_checkpoint: Path
+) -> None:
+    """Two scans into one folder would each compact away the other's uncommitted overlays."""
+    out = tmp_path / "out"
+    busy = pytest.raises(ConfigError, match="being written by another fakelens scan")
+    with FolderLock(out / LOCK, "held"), busy:  # another scan is writing out/
+        scan(corpus, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
+    assert not (out / TABLE).exists()
+    assert scan(corpus, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0).rows == 12
 
 
 _KILL_SCRIPT = """

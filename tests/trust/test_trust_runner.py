@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import json
@@ -9,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from fakelens.errors import ConfigError
 from fakelens.models import create_model
@@ -135,8 +137,14 @@ def test_resume_refuses_another_model_or_other_settings(
         methods=("gradcam",), family="quick", fills=("black",), faithfulness=False, randomisation=False
     )
     run_trust(planted, items, tmp_path, cfg)
-    with pytest.raises(ConfigError, match="model 'synthetic-planted-patch'"):
+    with pytest.raises(ConfigError, match=r"another model \('synthetic-planted-patch'"):
         run_trust(create_model("tiny-cnn"), items, tmp_path, cfg)
+    # the same architecture and name with other weights (another checkpoint) is another model too
+    other = copy.deepcopy(planted)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(ConfigError, match="another model"):
+        run_trust(other, items, tmp_path, cfg)
     with pytest.raises(ConfigError, match="other settings"):
         run_trust(
             planted, items, tmp_path, TrustConfig(methods=("gradcam",), family="standard", fills=("black",))

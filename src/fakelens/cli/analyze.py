@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fakelens.analysis import SMALL_IMAGE, Analysis, analyze_images
+from fakelens.analysis import Analysis, analyze_images
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
@@ -24,7 +24,9 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     unique_stem,
+    untrained_members,
     user_errors,
+    warn_untrained,
 )
 from fakelens.cli.explain import demo_images
 from fakelens.devices import resolve_device
@@ -157,6 +159,7 @@ def analyze_cmd(
     imgs = [load_image(p) for p in paths]  # every input checked before any model runs
     hashes = [sha256_file(p) for p in paths]
     detector = _load_model(specs)
+    warn_untrained(untrained_members(detector))
     n_members = len(detector.members) if isinstance(detector, Ensemble) else 1
     message = (
         f"analysing {len(paths)} image{'s' if len(paths) > 1 else ''} with {n_members} "
@@ -264,9 +267,9 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     names: list[str] = []
     for a in analyses:
         names += [m.name for m in a.models if m.name not in names]
-    split_any = any(len({m.verdict for m in a.models}) > 1 for a in analyses)
+    split_any = any(a.split for a in analyses)
     notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
-    if any(a.pixel_fraction < SMALL_IMAGE for a in analyses):
+    if any(a.small for a in analyses):
         notes.append("small = under half as many pixels as a model's input: little evidence either way")
     odd = [fake_faces_in_real(a.verdict, v) for a, v in zip(analyses, verdicts, strict=True)]
     if any(odd):
@@ -275,11 +278,21 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
         notes.append("p(fake) calibrated on validation photos; every verdict at 0.5")
     elif analyses:
         notes.append(f"ensemble verdict at p(fake) ≥ {analyses[0].threshold:.2f}")
+    not_run = {
+        (meth, m.name): why.split("; ")[0]
+        for a in analyses
+        for m in a.models
+        for meth, why in m.errors.items()
+    }
+    notes += [f"no {meth} map from {name}: {why}" for (meth, name), why in not_run.items()]
+    untrained = {m.name for a in analyses for m in a.models if m.untrained}
+    if untrained:
+        notes.append("untrained = a random real/fake head: its verdicts mean nothing")
     table = Table(title="verdict and p(fake): the ensemble and each model", caption="\n".join(notes) or None)
     table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=40)
     table.add_column("ensemble", no_wrap=True)
     for n in names:
-        table.add_column(n, no_wrap=True)
+        table.add_column(f"{n} (untrained)" if n in untrained else n, no_wrap=True)
     table.add_column("robust", justify="right", no_wrap=True, min_width=6)
     for p, a, faces in zip(paths, analyses, odd, strict=True):
         by = {m.name: m for m in a.models}
@@ -287,7 +300,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             _verdict_cell(by[n].verdict, by[n].fake_probability, by[n].threshold) if n in by else "–"
             for n in names
         ]
-        split = len({m.verdict for m in a.models}) > 1
+        split = a.split
         heat = [h for m in a.models for h in m.heatmaps.values()]
         checked = [h for h in heat if h.robustness and "grade" in h.robustness]
         ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
@@ -295,7 +308,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             p.name,
             _verdict_cell(a.verdict, a.fake_probability, a.threshold)
             + (" [yellow]split[/]" if split else "")
-            + (" [yellow]small[/]" if a.pixel_fraction < SMALL_IMAGE else "")
+            + (" [yellow]small[/]" if a.small else "")
             + "".join(f" [bold red]face {f} fake[/]" for f in faces),
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",
@@ -320,7 +333,7 @@ def _print_faces(paths: list[Path], verdicts: list[list[FaceVerdict]]) -> None:
             table.add_row(
                 p.name,
                 f"{k}: {(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}",
-                _verdict_cell(v.verdict, v.fake_probability),
+                _verdict_cell(v.verdict, v.fake_probability) + (" [yellow]split[/]" if v.split else ""),
                 *(_verdict_cell(verdict, s) for s, verdict in v.members.values()),
             )
     console.print(table)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -51,10 +54,50 @@ def command_line() -> str:
     return " ".join([head, *sys.argv[1:]])
 
 
+def warn_untrained(names: Iterable[str]) -> None:
+    """A warning line for detectors named by architecture: their real/fake head is random, so their verdicts
+    mean nothing (:attr:`fakelens.models.Detector.untrained`)."""
+    names = list(names)
+    if not names:
+        return
+    which = ", ".join(names)
+    verb = "is an architecture" if len(names) == 1 else "are architectures"
+    console.print(
+        f"[bold yellow]warning:[/] {which} {verb} without trained real/fake weights (a random head): "
+        "the verdicts below mean nothing. Train one with `fakelens train`, or use --model default.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def untrained_members(model: Any) -> list[str]:
+    """Names of a detector's or an ensemble's members built by architecture name (untrained)."""
+    members = getattr(model, "members", None) or [model]
+    return [m.name for m in members if getattr(m, "untrained", False)]
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one clear error line to stderr and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as SIGINT does, so that what commits on Ctrl-C (a scan's rows, a
+    training's checkpoint, a trust run's records) commits on a polite kill too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def user_errors(fn: F) -> F:
@@ -63,7 +106,8 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_as_interrupt():  # `timeout`, systemd, Kubernetes: stop as cleanly as on Ctrl-C
+                return fn(*args, **kwargs)
         except FakelensError as e:
             fail(str(e))
         except OSError as e:  # a path the file system refused (read-only, missing folder, no space…)
@@ -115,12 +159,12 @@ def _json_default(o: Any) -> Any:
 
 def check_method_names(methods: Iterable[str]) -> None:
     """One error line for the first name that is no explanation method, listing the known ones."""
-    from fakelens.explain.engine import method_names
+    from fakelens.explain.engine import check_methods
 
-    known = method_names()
-    for m in methods:
-        if m not in known:
-            fail(f"unknown method {m!r} (known: {', '.join(known)})")
+    try:
+        check_methods(list(methods))
+    except FakelensError as exc:
+        fail(str(exc))
 
 
 def expand_images(paths: Iterable[Path]) -> list[Path]:

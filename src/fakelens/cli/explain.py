@@ -25,7 +25,9 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     unique_stem,
+    untrained_members,
     user_errors,
+    warn_untrained,
 )
 from fakelens.devices import resolve_device
 from fakelens.explain.engine import parse_options
@@ -135,7 +137,7 @@ def explain_cmd(
         list[str] | None,
         typer.Option("--layer", help="Layer(s) to explain; default: the model's CAM layers."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("fakelens-out"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("fakelens-explain"),
     demo: Annotated[bool, typer.Option("--demo", help="Explain the photos bundled with fakelens.")] = False,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
     cmap: Annotated[str, typer.Option(help=f"Colormap: {', '.join(CMAPS)}.")] = "jet",
@@ -167,6 +169,7 @@ def explain_cmd(
     for p in paths:  # every input checked before anything is written, then read again batch by batch:
         load_image(p).close()  # memory stays that of one batch, whatever the number of images
     ens = as_ensemble(load_detector(model))
+    warn_untrained(untrained_members(ens))
     members = list(ens.members)
     records: list[dict[str, Any]] = []
     raw = torch.full((len(paths), len(members)), float("nan"))  # members' own fake probabilities
@@ -214,7 +217,10 @@ def explain_cmd(
                         summary["verdict"] = ens.member_verdict(j, shown)
                         summary["top_labels"] = _detector_labels(det, shown)
                         summary["threshold"] = ens.member_threshold(j)
-                    rec = _write_outputs(r, summary, stem, out, alpha, cmap, save_raw, det.name)
+                    if det.untrained:
+                        summary["untrained"] = True  # a random real/fake head: its verdict means nothing
+                    shown_name = f"{det.name} (untrained)" if det.untrained else det.name
+                    rec = _write_outputs(r, summary, stem, out, alpha, cmap, save_raw, shown_name)
                     records.append({"image": str(p), "model": det.name, **rec})
                 progress.advance(task, len(chunk))
     payload: dict[str, Any] = {
@@ -254,7 +260,9 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
         table.add_column(m, justify="right", min_width=min(len(m), 8))
     for r in records:
         if "verdict" in r:
-            verdict = f"{r['verdict']} (p={r['fake_probability']:.2f})"
+            verdict = f"{r['verdict']} (p={r['fake_probability']:.2f})" + (
+                " [yellow]untrained[/]" if r.get("untrained") else ""
+            )
         else:
             top = r["top_labels"][0]
             verdict = f"{top['label']} ({top['probability']:.2f})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from fakelens import __version__
@@ -49,6 +51,18 @@ def _root(
 
 app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")
 app.add_typer(serve_cli.keys_app, name="keys", help="API keys of the HTTP service, per tenant.")
+
+
+def _unwrapped(doc: str) -> str:
+    """A docstring as ``--help`` text: each paragraph's source line breaks joined (Typer keeps them after
+    the first paragraph, so sentences broke mid-line), paragraphs kept apart."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+for _typer in (app, data_cli.app, serve_cli.keys_app):
+    for _command in _typer.registered_commands:
+        if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+            _command.help = _unwrapped(_command.callback.__doc__)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -13,13 +14,18 @@ from fakelens.cli.common import check_writable, command_line, console, print_jso
 from fakelens.explain.cams import CAMS
 from fakelens.explain.engine import EXPLAINERS, method_options
 from fakelens.models import MODELS
+from fakelens.models.checkpoint import DEFAULT_MODEL
+from fakelens.models.registry import PLAIN_CLASSIFIERS
 
 app = typer.Typer()
 
 
 def _first_line(obj: object) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The docstring's first paragraph as one line, reST roles and literals as plain text."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    first = " ".join(doc.split("\n\n")[0].split())
+    first = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", first)  # :class:`~a.b.C` → C
+    return first.replace("``", "")
 
 
 def _listed(values: list[float]) -> str:
@@ -31,12 +37,27 @@ def _listed(values: list[float]) -> str:
 def models_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the registered detectors (use a name, or a checkpoint folder, with --model)."""
-    rows = [{"name": n, "summary": _first_line(MODELS.get(n))} for n in MODELS.names()]
+    """List the shipped ensemble and the registered architectures (use a name, or a checkpoint folder, with
+    --model)."""
+    rows = [
+        {
+            "name": DEFAULT_MODEL,
+            "summary": "The shipped ensemble, trained: effnet-lite0 + vit-tiny-reg4-npr, calibrated (the "
+            "default of every command; model card in its folder).",
+        }
+    ]
+    rows += [
+        {
+            "name": n,
+            "summary": _first_line(MODELS.get(n))
+            + ("" if n in PLAIN_CLASSIFIERS else " Untrained real/fake head: train it first."),
+        }
+        for n in MODELS.names()
+    ]
     if json_out:
         print_json(rows)
         return
-    table = Table("model", "description", title="registered detectors")
+    table = Table("model", "description", title="models for --model (or a checkpoint folder)")
     for r in rows:
         table.add_row(r["name"], r["summary"])
     console.print(table)
@@ -207,6 +228,7 @@ def ensemble_cmd(
             calibrate=calibrate,
             device=resolve_device(device),
             workers=workers,
+            progress=True,
         )
         provenance["fit"] = json_safe({k: v for k, v in fit.items() if k != "val"})
         metrics["val"] = json_safe(fit["val"])

@@ -28,6 +28,7 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     user_errors,
+    warn_untrained,
 )
 from fakelens.explain.engine import parse_options
 from fakelens.tiling import DEFAULT_MAX_TILES
@@ -140,6 +141,13 @@ def scan_cmd(
         faces=faces,
     )
     address = ray_address or ("local" if ray else None)
+    from fakelens.models.registry import MODELS, PLAIN_CLASSIFIERS
+
+    def started(n: int) -> None:
+        if model in MODELS and model not in PLAIN_CLASSIFIERS:  # loaded by name: an untrained architecture
+            warn_untrained([model])
+        progress.update(task, total=n)
+
     with Progress(
         TextColumn("[bold]scan"),
         BarColumn(),
@@ -162,7 +170,7 @@ def scan_cmd(
             device=device,
             ray_address=address,
             overwrite=overwrite,
-            on_start=lambda n: progress.update(task, total=n),
+            on_start=started,
             progress=lambda c: progress.advance(task, c.rows + c.skipped),
         )
     if json_out:

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from fakelens.cli.common import check_writable, console, fail, print_json, user_errors
+from fakelens.cli.common import (
+    check_writable,
+    console,
+    fail,
+    print_json,
+    untrained_members,
+    user_errors,
+    warn_untrained,
+)
 
 if TYPE_CHECKING:
     from fakelens.service.config import Settings
@@ -111,6 +119,7 @@ def serve_cmd(
         check_writable(settings.data_dir, "--data-dir")
     _check_data_dir_free(settings.data_dir)
     detector = load_model(settings.model)  # fail here, with one line, before the server starts
+    warn_untrained(untrained_members(detector))
     console.print(
         f"fakelens serve: model {settings.model}, data {settings.data_dir}, "
         f"{settings.workers} worker(s), queue {settings.queue}, http://{host}:{port}/",

@@ -383,6 +383,7 @@ def evaluate_cmd(
         exclude_photos=frozenset().union(*(t.sha256 for t in seen.values())),
         max_tiles=max_tiles,
         bootstrap=bootstrap,
+        progress=True,
     )
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:

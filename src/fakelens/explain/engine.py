@@ -7,6 +7,8 @@ attention) register in :data:`EXPLAINERS` and run after it.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import inspect
 import json
 from collections.abc import Sequence
@@ -47,8 +49,11 @@ def check_methods(methods: Sequence[str]) -> None:
     """Raise :class:`UnknownNameError` (with close matches) for a name that is no explanation method."""
     for m in methods:
         if m not in CAMS and m not in EXPLAINERS:
-            CAMS.get(m) if not len(EXPLAINERS) else None  # raises with close matches
-            raise UnknownNameError(f"unknown explanation method {m!r} (known: {', '.join(method_names())})")
+            close = difflib.get_close_matches(m, method_names(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownNameError(
+                f"unknown explanation method {m!r}{hint} (known: {', '.join(method_names())})"
+            )
 
 
 def method_options(method: str) -> dict[str, inspect.Parameter]:
@@ -71,6 +76,34 @@ def method_options(method: str) -> dict[str, inspect.Parameter]:
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
     return found
+
+
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "None": (type(None),),
+}
+
+
+def _check_option_type(method: str, name: str, value: Any, annotation: Any) -> None:
+    """Refuse a value of the wrong plain type (``rise.n_masks=abc``) with the option's type in words; other
+    annotations (literals, tuples, tensors) are left to the method's own checks."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if text.startswith("Literal[") and text.endswith("]"):
+        choices = ast.literal_eval(f"({text[8:-1]},)")
+        if value not in choices:
+            raise ConfigError(f"{method}.{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        return
+    parts = [p.strip() for p in text.split("|")]
+    if not parts or any(p not in _SIMPLE_TYPES for p in parts):
+        return
+    allowed = tuple(t for p in parts for t in _SIMPLE_TYPES[p])
+    # True is an int to Python, not to a user
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        words = " or ".join({"None": "null"}.get(p, p) for p in parts)
+        raise ConfigError(f"{method}.{name} must be {words}, not {value!r}")
 
 
 def _option_value(text: str) -> Any:
@@ -115,10 +148,11 @@ def check_options(
         if method not in methods:
             raise ConfigError(f"options given for {method!r}, which is not among the methods asked for")
         known = method_options(method)
-        for name in kwargs:
+        for name, value in kwargs.items():
             if name not in known:
                 have = ", ".join(known) if known else "none (gradient CAMs have no options)"
                 raise ConfigError(f"{method} has no option {name!r} (its options: {have})")
+            _check_option_type(method, name, value, known[name].annotation)
         try:
             EXPLAINERS.create(method, **kwargs)
         except (TypeError, ValueError) as exc:

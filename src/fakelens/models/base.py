@@ -139,6 +139,9 @@ class Detector(nn.Module):
         # fitted on validation scores by ``fakelens train``, kept in the checkpoint: what a detector used
         # on its own shows and decides with (an ensemble carries its own per-member calibrations)
         self.calibration: Calibration | None = None
+        # a registered architecture built by name, not loaded from a checkpoint: its real/fake head is
+        # random, so its scores mean nothing (set by load_detector; shown beside every verdict)
+        self.untrained = False
         self._adapter = adapter or _default_adapter
         if self.labels.count(fake_label) > 1:  # which of them would be "fake"? (ImageNet repeats others)
             raise ValueError(f"the label {fake_label!r} appears more than once in {list(self.labels)[:8]}")

@@ -29,7 +29,7 @@ from fakelens.errors import CheckpointError, FakelensError, UnknownNameError
 from fakelens.models.base import Detector, InputSpec, LogitsAdapter, TokenLayout
 from fakelens.models.calibration import Calibration
 from fakelens.models.ensemble import Ensemble
-from fakelens.models.registry import MODELS, create_model
+from fakelens.models.registry import MODELS, PLAIN_CLASSIFIERS, create_model
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -424,8 +424,8 @@ def is_ensemble_checkpoint(path: PathLike) -> bool:
 
 
 def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Detector | Ensemble:
-    """``"default"`` (the shipped ensemble), a registered model name (built with its defaults) or a checkpoint
-    path (detector or ensemble).
+    """``"default"`` (the shipped ensemble), a registered model name (built with its defaults, its real/fake
+    head untrained: ``untrained`` is set) or a checkpoint path (detector or ensemble).
 
     A registered name wins over a same-named path in the working directory; write ``./name`` for the path.
     """
@@ -439,7 +439,9 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
             )
         return load_ensemble(path, device=device)
     if text in MODELS:
-        return create_model(text).to(device)
+        det = create_model(text).to(device)
+        det.untrained = text not in PLAIN_CLASSIFIERS  # an architecture: its real/fake head never trained
+        return det
     p = Path(text)
     if is_ensemble_checkpoint(p):
         return load_ensemble(p, device=device)

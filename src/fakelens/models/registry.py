@@ -12,6 +12,10 @@ from fakelens.registry import Registry
 MODELS: Registry[Detector] = Registry("model")
 register_model = MODELS.register
 
+PLAIN_CLASSIFIERS: frozenset[str] = frozenset({"effnet-lite0-imagenet"})
+"""Registered models that are trained classifiers of other things (ImageNet), not real/fake detectors: every
+other registered name is an architecture whose real/fake head is untrained until ``fakelens train``."""
+
 
 def create_model(name: str, **kwargs: Any) -> Detector:
     """Build the registered detector ``name`` in eval mode."""

@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
+from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
 from fakelens.trust.criteria import against
@@ -166,6 +166,18 @@ def map_correlation(a: HeatmapResult, b: HeatmapResult) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------- sentences
+def _untrained_sentence(a: Analysis) -> str:
+    """A warning first, when a member is an architecture with a random real/fake head."""
+    names = [m.name for m in a.models if m.untrained]
+    if not names:
+        return ""
+    verb = "is an untrained architecture" if len(names) == 1 else "are untrained architectures"
+    return (
+        f"{_join(names)} {verb} (a random real/fake head, never trained): "
+        f"{'its' if len(names) == 1 else 'their'} scores below mean nothing. "
+    )
+
+
 def _verdict_paragraph(a: Analysis) -> str:
     scored = [m for m in a.models if math.isfinite(m.fake_probability)]
     thr = f"a threshold of {a.threshold:.2f}"
@@ -233,7 +245,7 @@ def _scale_paragraph(a: Analysis) -> str:
                 f"The tile limit left {pct(1.0 - coverage)} of the pixels unread (shown as outside the image "
                 "in the heatmaps); raise --max-tiles to read them all."
             )
-    if a.pixel_fraction < SMALL_IMAGE:
+    if a.small:
         shape = "thin" if 4 * min(a.width, a.height) <= max(a.width, a.height) else "small"
         parts.append(
             f"The image ({a.width} × {a.height} px) is {shape}: it gave the models only "
@@ -529,7 +541,7 @@ def reading_sections(
         p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh, n_faces)) if p
     )
     sections = [
-        ("Verdict", _verdict_paragraph(a)),
+        ("Verdict", _untrained_sentence(a) + _verdict_paragraph(a)),
         ("Scale", _scale_paragraph(a)),
         ("Faces", _faces_paragraph(a, face_verdicts)),
         ("Where", where),

@@ -59,6 +59,7 @@ text-transform:uppercase}
 .pill.na{background:#8a939b;color:#fff}
 .pill.small{background:#fff;color:var(--check);border:1px solid var(--check)}
 .pill.facefake{background:#fff;color:var(--fake);border:1px solid var(--fake)}
+.pill.untrained{background:var(--check);color:#fff}
 section.image{border-top:1px solid var(--line);margin-top:34px;padding-top:18px;break-before:page}
 .imghead{display:flex;align-items:baseline;gap:12px;flex-wrap:wrap}
 .banner{display:flex;align-items:center;gap:18px;border-radius:6px;padding:12px 16px;margin:12px 0;
@@ -223,7 +224,8 @@ def _badge_html(b: Mapping[str, Any] | None) -> str:
     rows = [
         (
             "equivariance",
-            f"{_fmt(b.get('equivariance'))} (min {_fmt(b.get('equivariance_min'))})",
+            f"{_fmt(b.get('equivariance'))} (worst view {_fmt(b.get('equivariance_min'))}; "
+            f"needs ≥ {c.min_equivariance:.2f})",
             "not-equivariant" in flags,
             f"mean cosine between the map and the maps of 4 transformed views carried back; "
             f"≥ {c.min_equivariance:.2f} passes; worst view: {b.get('worst_view')}",
@@ -290,7 +292,13 @@ def _model_card(m: ModelAnalysis, threshold: float) -> str:
     )
     margin = margin_word(p, threshold) if math.isfinite(p) else "no fake probability"
     return (
-        f"<div class='card'><div class='name'>{_e(m.name)}</div>"
+        f"<div class='card'><div class='name'>{_e(m.name)}"
+        + (
+            " <span class='pill untrained' title='a random real/fake head'>untrained</span>"
+            if m.untrained
+            else ""
+        )
+        + "</div>"
         f"<div>{_verdict_pill(m.verdict, p)} <span class='p'>{prob(p, threshold)}</span> "
         f"<span class='small muted'>p(fake)</span></div>"
         f"{_bar(p, threshold, m.verdict)}"
@@ -490,7 +498,7 @@ def _faces_table(verdicts: Sequence[FaceVerdict], image: Image.Image, cmap: str,
             f"<tr><th>{k}</th><td>x {x0:.0f}–{x1:.0f}, y {y0:.0f}–{y1:.0f}</td>"
             f"<td class='muted'>x {w0}–{w1}, y {t0}–{t1}</td>"
             f"<td class='num'>{_verdict_pill(v.verdict, v.fake_probability)} "
-            f"<b>{prob(v.fake_probability)}</b></td>{cells}</tr>"
+            f"<b>{prob(v.fake_probability)}</b>{' split' if v.split else ''}</td>{cells}</tr>"
         )
     maps = "".join(_face_maps(v, k, image, cmap, alpha) for k, v in enumerate(verdicts, start=1))
     return (
@@ -535,10 +543,10 @@ def _image_section(
     reading = reading_sections(a, regions, faces_checked=faces_checked, shares=shares, face_verdicts=verdicts)
     p = a.fake_probability
     verdict = a.verdict if a.verdict in ("fake", "real") and math.isfinite(p) else "real"
-    split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
+    split = a.split
     members = f"{len(a.models)} model{'s' if len(a.models) > 1 else ''}"
     qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
-    if a.pixel_fraction < SMALL_IMAGE:
+    if a.small:
         qualifier = " · ".join(filter(None, [qualifier, "a small image: little evidence either way"]))
     if odd := fake_faces_in_real(a.verdict, verdicts):
         faces_word = f"face {odd[0]} reads" if len(odd) == 1 else f"faces {', '.join(map(str, odd))} read"
@@ -596,7 +604,7 @@ def _summary_table(
         )
         total = sum(len(m.heatmaps) for m in a.models)
         checked = any(h.robustness for m in a.models for h in m.heatmaps.values())
-        split = len({m.verdict for m in a.models if math.isfinite(m.fake_probability)}) > 1
+        split = a.split
         rows.append(
             f"<tr><td class='num'>{k}</td><td><a href='#img-{k}'>{_e(name)}</a></td>"
             f"<td>{_verdict_pill(a.verdict, a.fake_probability)}{_small_tag(a)}{_faces_tag(a, faces)}</td>"

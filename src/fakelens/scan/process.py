@@ -210,8 +210,8 @@ class ScanProcessor:
         row.update(
             score=a.fake_probability,
             verdict=a.verdict,
-            split=len({m.verdict for m in a.models}) > 1,
-            small=a.pixel_fraction < SMALL_IMAGE,
+            split=a.split,
+            small=a.small,
         )
         flagged = a.fake_probability > self.heatmaps_above
         if flagged and self.settings.badges:

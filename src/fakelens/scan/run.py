@@ -13,6 +13,7 @@ import torch
 
 from fakelens.devices import resolve_device
 from fakelens.errors import ConfigError
+from fakelens.io import FolderLock
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
@@ -50,6 +51,10 @@ class ScanSummary:
 def default_workers() -> int:
     """Decoding processes for the local pipeline: one per core beyond the first, at most 4, at least 1."""
     return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+LOCK = ".scan.lock"
+"""Held by the scan writing a folder (see :class:`~fakelens.io.FolderLock`)."""
 
 
 def scan(
@@ -100,32 +105,39 @@ def scan(
         "weights": [round(w, 6) for w in ens.weights.tolist()],
         "rule": ens.rule,
     }
-    store = ScanStore(Path(out), processor.columns, record, overwrite=overwrite, commit_every=commit_every)
-    done = store.done_keys()
-    if on_start is not None:
-        on_start(len(paths))
-    t0 = time.perf_counter()
-    if ray_address is None:
-        from fakelens.scan.local import run_local
-
-        n_workers = default_workers() if workers is None else workers
-        counts = run_local(paths, done, processor, store, workers=n_workers, progress=progress)
-    else:
-        from fakelens.scan.distributed import run_ray
-
-        counts = run_ray(
-            paths,
-            done,
-            os.fspath(model) if isinstance(model, (str, os.PathLike)) else ens,
-            settings,
-            store,
-            address=ray_address,
-            workers=workers,
-            use_gpu=device != "cpu",
-            progress=progress,
+    lock = FolderLock(
+        Path(out) / LOCK,
+        f"{os.fspath(out)} is being written by another fakelens scan: wait for it, or use another --out",
+    )
+    with lock:  # two scans into one folder would delete each other's uncommitted overlays
+        store = ScanStore(
+            Path(out), processor.columns, record, overwrite=overwrite, commit_every=commit_every
         )
-    seconds = time.perf_counter() - t0
-    table = store.compact(found=paths)
+        done = store.done_keys()
+        if on_start is not None:
+            on_start(len(paths))
+        t0 = time.perf_counter()
+        if ray_address is None:
+            from fakelens.scan.local import run_local
+
+            n_workers = default_workers() if workers is None else workers
+            counts = run_local(paths, done, processor, store, workers=n_workers, progress=progress)
+        else:
+            from fakelens.scan.distributed import run_ray
+
+            counts = run_ray(
+                paths,
+                done,
+                os.fspath(model) if isinstance(model, (str, os.PathLike)) else ens,
+                settings,
+                store,
+                address=ray_address,
+                workers=workers,
+                use_gpu=device != "cpu",
+                progress=progress,
+            )
+        seconds = time.perf_counter() - t0
+        table = store.compact(found=paths)
     column = table.column
     summary = ScanSummary(
         source=os.fspath(source),

@@ -212,6 +212,7 @@ class Analyzer:
                     "scale": m.scale,
                     "tiles": m.tiles,
                     "pixel_fraction": m.pixel_fraction,
+                    "untrained": m.untrained,
                     "heatmaps": heatmaps,
                     "robustness": robustness,
                     "errors": dict(m.errors),

@@ -86,6 +86,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
                 "scale": m.get("scale"),
                 "tiles": m.get("tiles"),
                 "pixel_fraction": m.get("pixel_fraction"),
+                "untrained": m.get("untrained", False),
                 "heatmaps": {k: f"{mb}/{k}/heatmap.png" for k in hm},
                 "overlays": {k: f"{mb}/{k}/overlay.png" for k in hm},
                 "maps": {k: f"{mb}/{k}/map.npy" for k in hm},

@@ -8,19 +8,16 @@ time (see :class:`DataDirLock`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import func, select
 
-from fakelens.errors import ConfigError
-from fakelens.io import sha256_file
+from fakelens.io import FolderLock, sha256_file
 from fakelens.service.analyzer import Draft
 from fakelens.service.db import Analysis, BlobRef, Database
 from fakelens.service.store import BlobStore
@@ -154,36 +151,11 @@ class Repository:
         return {"analyses": rows, "missing": missing, "damaged": damaged, "orphans": orphans}
 
 
-class DataDirLock:
+class DataDirLock(FolderLock):
     """An exclusive lock on ``data_dir/server.lock`` so that two servers never share (and garbage-collect) one
-    store. Released by the kernel when the process dies, even by ``kill -9``. A no-op without ``fcntl``."""
+    store."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "server.lock"
-        self._file: IO[str] | None = None
-
-    def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("a+")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise ConfigError(
-                f"the data directory {self.path.parent} is in use by another fakelens server"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        self._file = f
-
-    def release(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+        super().__init__(
+            data_dir / "server.lock", f"the data directory {data_dir} is in use by another fakelens server"
+        )

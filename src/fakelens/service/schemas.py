@@ -64,6 +64,11 @@ class ModelOut(BaseModel):
         "below 1 when a small image was padded or enlarged to fit; under 0.5 its verdict rests on little "
         "evidence); null for analyses stored before it was recorded.",
     )
+    untrained: bool = Field(
+        False,
+        description="An architecture served by name, its real/fake head never trained: its score means "
+        "nothing.",
+    )
     heatmaps: dict[str, str] = Field(
         description="Method → URL of the jet heatmap PNG (transparent outside the image)."
     )
@@ -87,6 +92,7 @@ class FaceOut(BaseModel):
     )
     score: float = Field(description="The ensemble's fake probability for this face's window.")
     verdict: str
+    split: bool = Field(False, description="The models' verdicts on this face differ: a weak verdict.")
     models: dict[str, dict[str, Any]] = Field(description="Model name → its `score` and `verdict` here.")
 
 

@@ -21,7 +21,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,29 +85,48 @@ def score_dataset(
     batch_size: int = 32,
     workers: int = 0,
     device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Score a dataset built per input spec by ``make_dataset`` (items with recipe and source).
+    """Score a dataset built per input spec by ``make_dataset`` (items with recipe and source); ``progress``
+    shows a bar per member on stderr.
 
     Returns ``labels``, ``scores`` (combined for an ensemble), ``recipes``, ``sources`` and, for an ensemble,
     ``members``: each member's scores by name.
     """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     dev = torch.device(device)
     members = list(model.members) if isinstance(model, Ensemble) else [model]
     cols: list[np.ndarray] = []
     labels = np.zeros(0, np.int64)
     recipes: list[str] = []
     sources: list[str] = []
-    for i, det in enumerate(members):
-        det.to(dev).eval()
-        collate = collate_views if det.input_spec.mode == "native" else None
-        dataset = make_dataset(det.input_spec)
-        loader = make_loader(dataset, batch_size, shuffle=False, seed=0, workers=workers, collate_fn=collate)
-        y, s, r, src = score_loader(det, loader, dev)
-        if i == 0:
-            labels, recipes, sources = y, r, src
-        elif not np.array_equal(y, labels):  # pragma: no cover - datasets are deterministic
-            raise RuntimeError("ensemble members saw different datasets")
-        cols.append(s)
+    bar = Progress(
+        TextColumn("scoring {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),  # stdout stays for JSON
+        disable=not progress,
+        transient=True,
+    )
+    with bar:
+        for i, det in enumerate(members):
+            det.to(dev).eval()
+            collate = collate_views if det.input_spec.mode == "native" else None
+            dataset = make_dataset(det.input_spec)
+            loader = make_loader(
+                dataset, batch_size, shuffle=False, seed=0, workers=workers, collate_fn=collate
+            )
+            size = len(dataset) if isinstance(dataset, Sized) else None
+            task = bar.add_task(f"{det.name} ({i + 1}/{len(members)})", total=size)
+            y, s, r, src = score_loader(det, _counted(loader, bar, task), dev)
+            if i == 0:
+                labels, recipes, sources = y, r, src
+            elif not np.array_equal(y, labels):  # pragma: no cover - datasets are deterministic
+                raise RuntimeError("ensemble members saw different datasets")
+            cols.append(s)
     if isinstance(model, Ensemble):
         probs = torch.from_numpy(np.stack(cols, axis=1)).float()
         combined = model.combine(probs).double().numpy()
@@ -120,6 +139,13 @@ def score_dataset(
             "members": dict(zip(_unique(names), cols, strict=True)),
         }
     return {"labels": labels, "scores": cols[0], "recipes": recipes, "sources": sources}
+
+
+def _counted(loader: Iterable[Any], bar: Any, task: Any) -> Iterator[Any]:
+    """The loader's batches, advancing ``task`` by each batch's size."""
+    for batch in loader:
+        bar.advance(task, len(batch[1]))
+        yield batch
 
 
 def _unique(names: Sequence[str]) -> list[str]:
@@ -348,6 +374,7 @@ def evaluate(
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     model_name: str = "",
     exclude_photos: Collection[str] = (),
+    progress: bool = False,
     max_tiles: int = DEFAULT_MAX_TILES,
     bootstrap: int = 1000,
 ) -> dict[str, Any]:
@@ -446,7 +473,7 @@ def evaluate(
             )
 
     source["max_tiles"] = max_tiles  # native members read larger images as up to this many tiles
-    res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev)
+    res = score_dataset(model, make, batch_size=batch_size, workers=workers, device=dev, progress=progress)
     if isinstance(model, Detector) and model.calibration is not None:  # as shown when used on its own
         res["scores"] = model.calibration(torch.from_numpy(res["scores"])).double().numpy()
     y, s = res["labels"], res["scores"]

@@ -112,6 +112,7 @@ def fit_ensemble(
     device: torch.device | str = "cpu",
     bootstrap: int = 200,
     calibrate: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Set ``ensemble.weights`` and ``ensemble.threshold`` (and with ``calibrate`` its calibrations) from
     forgeries of the validation photos (in place).
@@ -142,7 +143,9 @@ def fit_ensemble(
             max_tiles=DEFAULT_MAX_TILES,  # a native member reads its tiles, as inference does
         )
 
-    res = score_dataset(ensemble, make, batch_size=batch_size, workers=workers, device=device)
+    res = score_dataset(
+        ensemble, make, batch_size=batch_size, workers=workers, device=device, progress=progress
+    )
     y = res["labels"]
     probs = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
     ensemble.calibration = None

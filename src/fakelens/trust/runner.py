@@ -417,6 +417,53 @@ def evaluate_image(
 # ------------------------------------------------------------------------------------------------ the run
 
 
+def _check_layers(detector: Detector, names: Sequence[str]) -> None:
+    """Every ``--layer`` exists and gives a feature map (or tokens the detector can lay out): checked on one
+    blank input before the run folder exists, so a head or pooling layer is one clear error."""
+    if not names:
+        return
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(_m: Any, _a: Any, out: Any) -> None:  # returns None: the output is left as it is
+            if torch.is_tensor(out):
+                shapes.setdefault(name, tuple(out.shape))
+
+        return hook
+
+    handles = [detector.layer(n).register_forward_hook(record(n)) for n in names]
+    try:
+        p = next(detector.parameters(), None)
+        x = torch.zeros(1, 3, *detector.input_spec.size, device=p.device if p is not None else "cpu")
+        with torch.no_grad():
+            detector(x)
+    finally:
+        for h in handles:
+            h.remove()
+    for n in names:
+        shape = shapes.get(n)
+        ok = shape is not None and (
+            len(shape) == 4 or (len(shape) == 3 and detector.token_layout is not None)
+        )
+        if not ok:
+            gives = "no tensor" if shape is None else f"shape {shape}"
+            raise ConfigError(
+                f"layer {n!r} of {detector.name!r} gives {gives}, "
+                "not a feature map (B, C, h, w) or tokens (B, N, C): choose a convolutional or transformer "
+                "block (the default is the model's own CAM layer)"
+            )
+
+
+def weights_digest(detector: Detector) -> str:
+    """SHA-256 of the detector's parameters and buffers (names, dtypes, shapes, values): what tells two
+    checkpoints of one architecture apart."""
+    h = hashlib.sha256()
+    for name, t in sorted(detector.state_dict().items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
     run_file = out / "run.json"
     if not (config.resume and run_file.exists() and (out / "records.csv").exists()):
@@ -425,10 +472,13 @@ def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
         prev = json.loads(run_file.read_text())
     except (OSError, ValueError):
         return
-    if prev.get("model") != detector.name:
+    if prev.get("model") != detector.name or prev.get("weights", weights_digest(detector)) != weights_digest(
+        detector
+    ):  # same name, other weights: another checkpoint of one architecture
         raise ConfigError(
-            f"{out} holds a trust run of model {prev.get('model')!r}, not {detector.name!r}: "
-            "use another --out or --no-resume"
+            f"{out} holds a trust run of another model ({prev.get('model')!r}, weights "
+            f"{str(prev.get('weights', '?'))[:12]}), not this {detector.name!r} (weights "
+            f"{weights_digest(detector)[:12]}): use another --out or --no-resume"
         )
     if prev.get("numbers") != config.numbers_key():
         diff = [k for k, v in config.numbers_key().items() if prev.get("numbers", {}).get(k) != v]
@@ -478,9 +528,7 @@ def run_trust(
         raise ConfigError(f"unknown fill {bad_fills[0]!r} (use {', '.join(FILLS)})")
     family = TransformFamily.named(cfg.family)
     layer_sets: list[tuple[str, ...] | None] = list(cfg.layer_sets) if cfg.layer_sets else [None]
-    for ls in layer_sets:
-        for name in ls or ():
-            detector.layer(name)
+    _check_layers(detector, sorted({name for ls in layer_sets for name in ls or ()}))
     resolve_target(cfg.target, detector)  # a bad target fails before the run folder exists
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, detector, cfg)
@@ -489,6 +537,7 @@ def run_trust(
     records = RecordFile(out / "records.csv", resume=cfg.resume)
     run_info = {
         "model": detector.name,
+        "weights": weights_digest(detector),
         "describe": detector.describe(),
         "numbers": cfg.numbers_key(),
         "config": cfg.to_dict(),

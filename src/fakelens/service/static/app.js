@@ -241,6 +241,7 @@
         "div",
         { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button" },
         el("div", { class: "card-head" }, el("span", { class: "card-name", text: m.name, title: m.name }),
+          m.untrained ? el("span", { class: "pill untrained", text: "untrained", title: "a random real/fake head: this score means nothing" }) : "",
           el("span", { class: `pill ${m.verdict}`, text: m.verdict })),
         el("div", { class: "card-score" }, pctVs(m.score, thr0), el("span", { class: "unit", text: "p(fake)" })),
         el("div", { class: "card-thr", text: `threshold ${pct(thr0)}${isClose(m.score, thr0) ? " · close call" : ""}` }),

@@ -1,0 +1,33 @@
+"""Shared CLI plumbing: how a command stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import typer
+
+from fakelens.cli.common import user_errors
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does() -> None:
+    """`timeout`, systemd and Kubernetes send SIGTERM: the command stops through the same path as Ctrl-C (what
+    commits on an interrupt commits), with one line and exit code 130."""
+    reached: list[str] = []
+
+    @user_errors
+    def command() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            reached.append("interrupt")
+            raise
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(typer.Exit) as exit_info:
+        command()
+    assert exit_info.value.exit_code == 130 and reached == ["interrupt"]
+    assert signal.getsignal(signal.SIGTERM) == before  # restored after the command
