@@ -131,3 +131,22 @@ def test_missing_inputs(tmp_path: Path) -> None:
 def test_help() -> None:
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "--masks" in res.output and "--limit" in res.output
+
+
+def test_method_options_set_a_budget_and_are_part_of_the_run(
+    tmp_path: Path, photos: tuple[Path, Path]
+) -> None:
+    """--set reaches the perturbation method (a small budget), is recorded, and resuming with another is
+    refused."""
+    args = _args(
+        photos[0], tmp_path / "o", "--limit", "1", "-m", "occlusion", "--skip", "faithfulness,randomisation"
+    )
+    res = runner.invoke(app, [*args, "--set", "occlusion.window=16", "--set", "occlusion.stride=16"])
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["numbers"]["options"] == {"occlusion": {"window": 16, "stride": 16}}
+    assert "--set occlusion.window=16" in run["command"]
+    res = runner.invoke(app, [*args, "--set", "occlusion.window=8"])
+    assert res.exit_code == 2 and "other settings (options)" in res.output
+    res = runner.invoke(app, [*args, "--set", "occlusion.windw=8"])
+    assert res.exit_code == 2 and "occlusion has no option 'windw'" in res.output

@@ -195,3 +195,30 @@ def test_limit_layers_and_manifest(tmp_path: Path, blob_dir: tuple[Path, Path]) 
     }
     with pytest.raises(ConfigError, match="unknown method"):
         run_trust(det, items, tmp_path / "o2", TrustConfig(methods=("gradcan",)))
+
+
+def test_whole_image_masks_score_no_localisation_and_misshapen_masks_are_refused(
+    tmp_path: Path, blob_dir: tuple[Path, Path], planted: Detector
+) -> None:
+    """A global manipulation's mask covers every pixel: every map would 'hit' it, so it is not scored; a
+    mask of another aspect ratio would be stretched onto the wrong pixels: its image is skipped, with why."""
+    import numpy as np
+    from PIL import Image
+
+    img_dir, _ = blob_dir
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    names = sorted(p.name for p in img_dir.iterdir())
+    w, h = Image.open(img_dir / names[0]).size
+    Image.new("L", (w, h), 255).save(masks / names[0])  # the whole image
+    Image.new("L", (w, h // 2), 255).save(masks / names[1])  # another aspect ratio
+    Image.fromarray((np.arange(w)[None, :].repeat(h, 0) < w // 3).astype(np.uint8) * 255).save(
+        masks / names[2]
+    )
+    cfg = TrustConfig(
+        methods=("gradcam",), family="quick", fills=("black",), faithfulness=False, randomisation=False
+    )
+    run = run_trust(planted, discover_items([img_dir], masks=masks), tmp_path / "o", cfg)
+    assert run.evaluated == 2 and "another aspect ratio" in next(iter(run.skipped_images.values()))
+    scored = {r.image for r in read_records(tmp_path / "o" / "records.csv") if r.metric == "pointing_game"}
+    assert scored == {str(img_dir / names[2])}  # only the mask that points at a region

@@ -16,8 +16,16 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fakelens.cli.common import check_method_names, console, fail, print_json, split_csv, user_errors
-from fakelens.explain.engine import method_names
+from fakelens.cli.common import (
+    MethodOptions,
+    check_method_names,
+    console,
+    fail,
+    print_json,
+    split_csv,
+    user_errors,
+)
+from fakelens.explain.engine import method_names, parse_options
 
 app = typer.Typer()
 
@@ -102,6 +110,7 @@ def trust_cmd(
     seed: Annotated[int, typer.Option(help="Seed for ROAD noise, tie-breaking and randomisation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON to stdout.")] = False,
+    option: MethodOptions = None,
 ) -> None:
     """Test whether heatmaps can be trusted: equivariance under black-fill transforms, border and corner mass,
     localisation, faithfulness and randomisation; a ranked report, plots and a gallery of the worst cases."""
@@ -118,6 +127,7 @@ def trust_cmd(
     if wanted == ["all"]:
         wanted = method_names()
     check_method_names(wanted)
+    options = parse_options(option or [], wanted)
     skipped = split_csv([skip])
     for s in skipped:
         if s not in FAMILIES:
@@ -157,10 +167,11 @@ def trust_cmd(
         seed=seed,
         limit=limit,
         resume=resume,
+        options=options,
     )
     command = _command(
         model, images, masks, manifest, wanted, layer, out, transforms, fill_list, skipped, limit
-    )
+    ) + "".join(f" --set {o}" for o in option or [])
     total = min(len(items), limit) if limit else len(items)
     with Progress(
         TextColumn("[bold]trust"),

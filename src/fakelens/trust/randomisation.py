@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,7 @@ def cascading_randomisation(
     valid: Tensor | None = None,
     stages: int | None = 4,
     seed: int = 42,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[RandomisationStage]:
     """Randomise a copy of ``detector`` from the head downward and re-explain the normalised batch ``x``.
 
@@ -111,7 +113,7 @@ def cascading_randomisation(
         else valid.to(x.device).bool().reshape(x.shape[0], *hw)
     )
     if original is None:
-        original = explain(detector, x, methods, target=target, layers=layers, valid=v)
+        original = explain(detector, x, methods, target=target, layers=layers, valid=v, options=options)
     raws = {m: (e.raw if isinstance(e, Explanation) else e).detach() for m, e in original.items()}
     model = copy.deepcopy(detector)
     names = randomisation_layers(model)
@@ -125,7 +127,7 @@ def cascading_randomisation(
         if i not in counts:
             continue
         stage = RandomisationStage(name, i, i / len(names))
-        rand = explain(model, x, methods, target=target, layers=layers, valid=v)
+        rand = explain(model, x, methods, target=target, layers=layers, valid=v, options=options)
         for m in methods:
             stage.scores[m] = compare_maps(raws[m], rand[m].raw, hw, v)
         out.append(stage)

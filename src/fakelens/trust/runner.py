@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from fakelens.errors import ConfigError, ImageError
-from fakelens.explain.engine import method_names
+from fakelens.explain.engine import check_options, method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
 from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, load_image, sniff_format
@@ -81,6 +81,8 @@ class TrustConfig:
     resume: bool = True
     batch_size: int = 32
     criteria: Criteria = field(default_factory=lambda: DEFAULT_CRITERIA)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Method options (``--set``), e.g. a perturbation method's budget; checked before the run starts."""
 
     def numbers_key(self) -> dict[str, Any]:
         """The settings that change the numbers: a resumed run must match them."""
@@ -94,6 +96,7 @@ class TrustConfig:
             "pointing_tolerance": self.pointing_tolerance,
             "mask_threshold": self.mask_threshold,
             "seed": self.seed,
+            "options": self.options,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,11 +167,22 @@ def discover_items(
     return items
 
 
+MAX_MASK_SHARE = 0.9
+"""Masks marking more of an image's valid pixels than this (a global manipulation) are not used for
+localisation: every map would land on them."""
+
+
 def load_mask(path: Path, size: tuple[int, int]) -> Tensor:
     """A ground-truth mask as ``(H0, W0)`` float in [0, 1] on the image's grid (resized bilinearly if
-    needed)."""
+    needed); a mask of another aspect ratio is an :class:`ImageError` (it would be stretched onto the
+    wrong pixels)."""
     img = load_image(path)
     a = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    if abs(a.shape[1] / a.shape[0] - size[1] / size[0]) > 0.01 * size[1] / size[0]:
+        raise ImageError(
+            f"{path}: mask {a.shape[1]}×{a.shape[0]} has another aspect ratio than its image "
+            f"{size[1]}×{size[0]}"
+        )
     if a.shape != size:
         a = (
             np.asarray(
@@ -237,6 +251,9 @@ def _localisation(
     soft = mask.double().clamp(0, 1) * v
     mx = float(soft.max())
     g = soft >= config.mask_threshold * mx if mx > 0 else torch.zeros_like(v)
+    share = float(g.sum()) / max(1.0, float(v.sum()))
+    if not 0 < share <= MAX_MASK_SHARE:  # a whole-image (global) or empty mask points at no region:
+        return out  # every map would score perfectly, or not at all
     seam = M.mask_seam(mask) * v
     for m in sweep.methods:
         raw = sweep.explanations[m].raw[:1].detach().float().clamp_min(0)
@@ -299,6 +316,7 @@ def _randomisation(
         valid=valid[None],
         stages=config.randomisation_stages,
         seed=42 + config.seed,
+        options=config.options,
     )
     out: list[Record] = []
     for st in stages:
@@ -401,7 +419,9 @@ def evaluate_image(
     valid = geom.valid_input()
     layer = "+".join(layers or detector.cam_layers)
     base = {"model": detector.name, "image": key, "layer": layer}
-    sweep = run_sweep(detector, pixels, plan, methods, valid=valid, layers=layers, target=cfg.target)
+    sweep = run_sweep(
+        detector, pixels, plan, methods, valid=valid, layers=layers, target=cfg.target, options=cfg.options
+    )
     recs = _view_records(sweep, plan, base, cfg.criteria)
     if cfg.localisation and mask is not None:
         recs += _localisation(sweep, geom, mask, base, cfg)
@@ -530,6 +550,7 @@ def run_trust(
     layer_sets: list[tuple[str, ...] | None] = list(cfg.layer_sets) if cfg.layer_sets else [None]
     _check_layers(detector, sorted({name for ls in layer_sets for name in ls or ()}))
     resolve_target(cfg.target, detector)  # a bad target fails before the run folder exists
+    check_options(cfg.options, cfg.methods)
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, detector, cfg)
     cases_dir = out / "cases"
