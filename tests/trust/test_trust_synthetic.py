@@ -201,3 +201,19 @@ def test_randomisation_collapses_the_planted_maps(planted: Detector) -> None:
         assert float(last.scores[m]["ssim"][0]) < 0.5
     # the original detector is untouched
     assert float(planted.net.head.weight.detach()[1, 0]) == pytest.approx(100.0)
+
+
+def test_intervals_are_over_images_not_views() -> None:
+    """Eight views of one image are not eight samples: n counts images and the interval is over the images'
+    own means (a pooled interval over views would be far too narrow)."""
+    import statistics
+
+    recs = [
+        Record("m", img, "gradcam", "L", f"rotate({k})", "rotate", k, "black", "eq_cosine", v + 0.001 * k)
+        for img, v in (("a.png", 0.2), ("b.png", 0.8))
+        for k in range(8)
+    ]
+    eq = aggregate(recs)[("gradcam", "L")]["eq_cosine"]
+    assert eq["n"] == 2 and abs(eq["mean"] - (0.2 + 0.8 + 0.007) / 2) < 1e-9
+    per_image = [0.2035, 0.8035]
+    assert abs(eq["ci"] - 1.96 * statistics.stdev(per_image) / 2**0.5) < 1e-9

@@ -127,7 +127,11 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
             fills[(r.image, r.method, r.layer, r.transform, r.fill)] = r.value
         elif r.metric == "peak_to_mean" and r.value == 0:
             empty.add((r.image, r.method, r.layer, r.transform, r.fill))
-    vals: dict[Candidate, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    # values per candidate, metric and image: views of one image are not independent samples, so each image
+    # is averaged first and the mean and its interval are taken over images
+    vals: dict[Candidate, dict[str, dict[str, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     per_transform: dict[Candidate, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     last_stage: dict[tuple[str, str, str, str], tuple[float, float]] = {}
     faith: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
@@ -136,43 +140,46 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
         black = r.fill == "black"
         view = (r.image, r.method, r.layer, r.transform, r.fill)
         if r.metric.startswith("eq_") and black and r.kind != "identity":
-            vals[c][r.metric].append(r.value)
+            vals[c][r.metric][r.image].append(r.value)
             if r.metric == "eq_cosine":
                 per_transform[c][r.transform].append(r.value)
         elif r.metric in ("border_mass", "fill_fraction", "border_excess", "leak") and black:
             if fills.get(view, 0.0) > 0.01 and view not in empty:
-                vals[c]["leak_rate" if r.metric == "leak" else r.metric].append(r.value)
+                vals[c]["leak_rate" if r.metric == "leak" else r.metric][r.image].append(r.value)
         elif r.metric in ("corner_argmax", "corner_mass") and black and view not in empty:
-            vals[c]["corner_argmax_rate" if r.metric == "corner_argmax" else r.metric].append(r.value)
+            vals[c]["corner_argmax_rate" if r.metric == "corner_argmax" else r.metric][r.image].append(
+                r.value
+            )
         elif r.metric == "corner_chance":
-            vals[c][r.metric].append(r.value)
+            vals[c][r.metric][r.image].append(r.value)
         elif r.metric in ("flat", "entropy", "peak_to_mean") and black and r.kind == "identity":
-            vals[c]["flat_rate" if r.metric == "flat" else r.metric].append(r.value)
+            vals[c]["flat_rate" if r.metric == "flat" else r.metric][r.image].append(r.value)
         elif r.kind == "randomise":
             key = (r.image, r.method, r.layer, r.metric)
             if key not in last_stage or r.strength >= last_stage[key][0]:
                 last_stage[key] = (r.strength, r.value)
         elif r.fill == "none":
-            vals[c][r.metric].append(r.value)
+            vals[c][r.metric][r.image].append(r.value)
             faith[(r.image, r.method, r.layer)][r.metric] = r.value
-    for (_, m, layer, metric), (_, v) in last_stage.items():
-        vals[(m, layer)][metric].append(abs(v) if metric.startswith("rand_spearman") else v)
-    for (_, m, layer), fd in faith.items():
+    for (image, m, layer, metric), (_, v) in last_stage.items():
+        vals[(m, layer)][metric][image].append(abs(v) if metric.startswith("rand_spearman") else v)
+    for (image, m, layer), fd in faith.items():
         if "insertion_blur" in fd and "deletion_blur" in fd:
-            vals[(m, layer)]["gap_blur"].append(fd["insertion_blur"] - fd["deletion_blur"])
+            vals[(m, layer)]["gap_blur"][image].append(fd["insertion_blur"] - fd["deletion_blur"])
     out: dict[Candidate, dict[str, dict[str, float]]] = {}
     for c, series in vals.items():
         row: dict[str, dict[str, float]] = {}
-        for k, xs in series.items():
+        for k, by_image in series.items():
             if k == "peak_to_mean":
-                finite = [x for x in xs if not math.isnan(x)]
+                finite = [x for xs in by_image.values() for x in xs if not math.isnan(x)]
                 row[k] = {
                     "mean": float(np.median(finite)) if finite else math.nan,
                     "ci": math.nan,
-                    "n": len(finite),
+                    "n": len({i for i, xs in by_image.items() if any(not math.isnan(x) for x in xs)}),
                 }
             else:
-                row[k] = {"mean": _mean(xs), "ci": _ci(xs), "n": sum(1 for x in xs if not math.isnan(x))}
+                per_image = [m for m in (_mean(xs) for xs in by_image.values()) if not math.isnan(m)]
+                row[k] = {"mean": _mean(per_image), "ci": _ci(per_image), "n": len(per_image)}
         pt = {t: _mean(xs) for t, xs in per_transform.get(c, {}).items()}
         if pt:
             worst = min(pt, key=lambda t: pt[t])
@@ -347,7 +354,8 @@ def family_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str
 
 def markdown_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> str:
     lines: list[str] = [
-        "Cells: mean over the images ± half the width of a normal 95 % interval, 1.96·s/√n (none for one "
+        "Cells: mean over the images (each image's views and faithfulness steps averaged first, since they "
+        "are not independent) ± half the width of a normal 95 % interval, 1.96·s/√n (none for one "
         "image; wide for a few); n: images; ↑/↓: which way is better.",
         "",
     ]
