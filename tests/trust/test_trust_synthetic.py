@@ -217,3 +217,32 @@ def test_intervals_are_over_images_not_views() -> None:
     assert eq["n"] == 2 and abs(eq["mean"] - (0.2 + 0.8 + 0.007) / 2) < 1e-9
     per_image = [0.2035, 0.8035]
     assert abs(eq["ci"] - 1.96 * statistics.stdev(per_image) / 2**0.5) < 1e-9
+
+
+def test_equal_methods_tie_and_a_faithfulness_gap_within_noise_is_no_evidence() -> None:
+    from fakelens.trust.report import overall_table
+
+    def recs(method: str, eq: float, deletion: float, insertion: float) -> list[Record]:
+        out = []
+        for img in ("a.png", "b.png", "c.png"):
+            out.append(Record("m", img, method, "L", "rotate(10)", "rotate", 10, "black", "eq_cosine", eq))
+            out += [
+                Record("m", img, method, "L", "", "faithfulness", 0, "none", "deletion_blur", deletion),
+                Record("m", img, method, "L", "", "faithfulness", 0, "none", "insertion_blur", insertion),
+            ]
+        return out
+
+    agg = aggregate(
+        recs("gradcam", 0.9, 0.40, 0.41)
+        + recs("hirescam", 0.9 + 1e-9, 0.40, 0.41)  # the same maps, but for float noise
+        + recs("layercam", 0.85, 0.30, 0.60)
+    )
+    rec = recommend(agg, DEFAULT_CRITERIA)
+    ranks = {o["method"]: o["mean_rank"] for o in rec["order"]}
+    assert ranks["gradcam"] == ranks["hirescam"]  # a tie, not an order decided by 1e-9
+    table = overall_table(agg, rec)
+    assert table.startswith("### Overall") and table.count("\n| ") == 4  # header + 3 candidates
+    # gradcam's insertion − deletion gap is 0.01 on every image: no interval, but no noise either; a
+    # negative or zero gap is never called faithful
+    flat = aggregate(recs("rise", 0.9, 0.5, 0.5))
+    assert "no evidence that it is faithful" in recommend(flat, DEFAULT_CRITERIA)["text"]

@@ -201,17 +201,28 @@ def rank(agg: dict[Candidate, dict[str, dict[str, float]]], family: str) -> list
     return sorted(rows, key=lambda cv: (-cv[1] if primary.higher else cv[1], cv[0]))
 
 
-def _mean_ranks(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[Candidate, float]:
-    ranks: dict[Candidate, list[float]] = defaultdict(list)
+def _family_ranks(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str, dict[Candidate, float]]:
+    """Each family's rank of each candidate (1 = best), for families that rank two or more. Values equal but
+    for float noise (two methods that give the same maps, e.g. GradCAM and HiResCAM under a pooled linear
+    head) share their average rank."""
+    out: dict[str, dict[Candidate, float]] = {}
     for fam in FAMILIES:
         ordered = rank(agg, fam)
         if len(ordered) < 2:
             continue
         values = [v for _, v in ordered]
+        out[fam] = {}
         for c, v in ordered:
-            # average rank over ties
-            pos = [i + 1 for i, w in enumerate(values) if w == v]
-            ranks[c].append(sum(pos) / len(pos))
+            pos = [i + 1 for i, w in enumerate(values) if abs(w - v) <= 1e-6 * max(1.0, abs(v))]
+            out[fam][c] = sum(pos) / len(pos)
+    return out
+
+
+def _mean_ranks(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[Candidate, float]:
+    ranks: dict[Candidate, list[float]] = defaultdict(list)
+    for by_candidate in _family_ranks(agg).values():
+        for c, r in by_candidate.items():
+            ranks[c].append(r)
     return {c: (sum(r) / len(r) if r else math.inf) for c, r in ((c, ranks.get(c, [])) for c in agg)}
 
 
@@ -292,10 +303,16 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
         )
     de, ins = _value(a, "deletion_blur"), _value(a, "insertion_blur")
     if not math.isnan(de):
-        parts.append(
+        gap = a.get("gap_blur", {})
+        g, g_ci = float(gap.get("mean", math.nan)), float(gap.get("ci", math.nan))
+        numbers = (
             f"deletion AUC {de:.3f} vs insertion AUC {ins:.3f} (blur baseline), "
             f"ROAD {_value(a, 'road_combined'):+.3f}"
         )
+        if not g > (g_ci if not math.isnan(g_ci) else 0.0):  # no gap, a negative one, or one within noise
+            parts.append(f"no evidence that it is faithful: {numbers}")
+        else:
+            parts.append(numbers)
     rs = _value(a, "rand_spearman")
     if not math.isnan(rs):
         verb = "collapse" if rs <= 0.5 else "survive"
@@ -350,6 +367,32 @@ def family_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str
             "note": FAMILY_NOTES[fam],
         }
     return out
+
+
+def overall_table(agg: dict[Candidate, dict[str, dict[str, float]]], rec: dict[str, Any]) -> str:
+    """How the pick is made, in one table: candidates without flags first, then by their mean rank over the
+    metric families (ties averaged), with each family's rank and the flags."""
+    ranks = _family_ranks(agg)
+    fams = list(ranks)
+    head = ["#", "method", "layer", "mean rank", *fams, "flags"]
+    lines = [
+        "### Overall",
+        "",
+        "The pick: methods without flags first, then the lowest mean rank over the families (1 = best in a "
+        "family; equal values share their rank).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for k, o in enumerate(rec.get("order", []), start=1):
+        c = (o["method"], o["layer"])
+        cells = [f"{ranks[f][c]:g}" if c in ranks[f] else "–" for f in fams]
+        flags = ", ".join(o["flags"]) or "none"
+        mean = f"{o['mean_rank']:.2f}" if math.isfinite(o["mean_rank"]) else "–"
+        lines.append(
+            f"| {k} | {o['method']} | `{o['layer']}` | {mean} | " + " | ".join(cells) + f" | {flags} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> str:
@@ -738,6 +781,7 @@ def write_report(
         "",
         *rec["text"].split("\n"),
         "",
+        overall_table(agg, rec),
         "## Ranked tables",
         "",
         markdown_tables(agg),
