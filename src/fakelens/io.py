@@ -68,9 +68,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
 
-def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+def find_images(folder: str | os.PathLike[str], *, broken_links: bool = False) -> list[Path]:
     """The image files (:data:`IMAGE_SUFFIXES`) under ``folder``, sorted; symlinked folders are followed
-    (a photo library is often a link farm), each real folder once, so a link loop ends."""
+    (a photo library is often a link farm), each real folder once, so a link loop ends. With
+    ``broken_links``, links to missing files are listed too (a scan reports them as error rows)."""
     found: list[Path] = []
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
@@ -80,7 +81,7 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
             continue
         seen.add(real)
         found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(p for p in found if p.is_file())
+    return sorted(p for p in found if p.is_file() or (broken_links and p.is_symlink() and not p.exists()))
 
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO

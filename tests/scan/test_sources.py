@@ -75,3 +75,21 @@ def test_missing_and_empty_sources(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no image files"):
         list_sources(tmp_path / "empty")
+
+
+def test_one_file_reached_through_links_is_listed_once_and_a_broken_link_is_listed(
+    images: list[Path], tmp_path: Path
+) -> None:
+    """Scanning photos/ and then link-to-photos/ must name the same files (one row per file), and a link to
+    a file that is gone becomes an error row rather than silently nothing."""
+    root = images[0].parent
+    alias = tmp_path / "alias"
+    alias.symlink_to(root, target_is_directory=True)
+    assert list_sources(alias) == list_sources(root)
+    (root / "twin.png").symlink_to(images[0])  # a second name for one file
+    (root / "gone.png").symlink_to(tmp_path / "deleted.png")
+    listed = list_sources(root)
+    assert listed.count(os.path.realpath(images[0])) == 1 and str(root / "twin.png") not in listed
+    assert str(tmp_path / "deleted.png") in listed  # the broken link, resolved
+    (root / "twin.png").unlink()
+    (root / "gone.png").unlink()

@@ -79,7 +79,7 @@ def scan(
     ``progress`` the counts of each batch.
     """
     settings = settings or ScanSettings()
-    inside_out = os.path.join(os.path.abspath(out), "")
+    inside_out = os.path.join(os.path.realpath(out), "")
     paths = [p for p in list_sources(source) if not p.startswith(inside_out)]  # never scan our own heatmaps
     if not paths:
         raise ConfigError(

@@ -27,8 +27,9 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 def list_sources(source: str | os.PathLike[str]) -> list[str]:
-    """Absolute paths of the files to scan, in a stable order (sorted for folders and globs, as listed for
-    manifests; relative manifest entries are taken relative to the manifest's folder).
+    """Real (absolute, symlinks resolved) paths of the files to scan, each once, in a stable order (sorted for
+    folders and globs, as listed for manifests; relative manifest entries are taken relative to the
+    manifest's folder). A broken symlink in a folder is listed, to become an error row.
 
     Raises :class:`ConfigError` when the source does not exist, matches nothing, or is a manifest without a
     path column. Listed files that are missing are *not* an error here: they become error rows.
@@ -36,7 +37,7 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
     text = os.fspath(source)
     p = Path(text).expanduser()
     if p.is_dir():
-        paths = sorted(_absolute(q) for q in find_images(p))
+        paths = sorted(_unique(_absolute(q) for q in find_images(p, broken_links=True)))
         if not paths:
             raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {p}")
         return paths
@@ -46,9 +47,11 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
         return [_absolute(p)]
     if _GLOB_CHARS & set(text):
         hits = sorted(
-            _absolute(Path(h))
-            for h in glob.glob(os.path.expanduser(text), recursive=True)
-            if Path(h).suffix.lower() in IMAGE_SUFFIXES and Path(h).is_file()
+            {
+                _absolute(Path(h))
+                for h in glob.glob(os.path.expanduser(text), recursive=True)
+                if Path(h).suffix.lower() in IMAGE_SUFFIXES and Path(h).is_file()
+            }
         )
         if not hits:
             raise ConfigError(f"the pattern {text!r} matches no image files")
@@ -116,7 +119,9 @@ def _parquet_paths(path: Path) -> list[str]:
 
 
 def _absolute(p: Path) -> str:
-    return os.path.abspath(os.path.expanduser(p))
+    """The real path: a file reached through a symlinked folder, a mount alias or two links is one file,
+    with one row (a scan of ``photos/`` and then of ``link-to-photos/`` must not double the table)."""
+    return os.path.realpath(os.path.expanduser(p))
 
 
 def _unique(paths: Iterable[str]) -> list[str]:
