@@ -121,7 +121,7 @@ def test_wrapped_model_needs_its_module(tmp_path: Path) -> None:
     torch.manual_seed(0)
     det = wrap_model(Plain(), labels=("real", "fake"), cam_layers=["body"], input_spec=InputSpec(size=(8, 8)))
     out = save_checkpoint(det, tmp_path / "w")
-    one_error(out, "pass the module it was saved from")
+    one_error(out, "in Python with the module it was saved from")
     loaded = load_checkpoint(out, net=Plain())
     assert torch.equal(logits(loaded), logits(det))
     assert loaded.cam_layers == ("net.body",) and loaded.input_spec.size == (8, 8)

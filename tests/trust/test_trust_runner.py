@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,10 @@ def test_limit_layers_and_manifest(tmp_path: Path, blob_dir: tuple[Path, Path]) 
     assert {(o["method"], o["layer"]) for o in order} == {
         (m, lay) for m in ("gradcam", "layercam") for lay in ("net.features.2", "net.features.3")
     }
+    # a method that reads no layer runs once, under "input", not once per --layer
+    run = run_trust(det, items, tmp_path / "o3", replace(cfg, methods=("gradcam", "occlusion")))
+    pairs = {(o["method"], o["layer"]) for o in run.summary["recommendation"]["order"]}
+    assert pairs == {("gradcam", "net.features.2"), ("gradcam", "net.features.3"), ("occlusion", "input")}
     with pytest.raises(ConfigError, match="unknown method"):
         run_trust(det, items, tmp_path / "o2", TrustConfig(methods=("gradcan",)))
 

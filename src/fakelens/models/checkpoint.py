@@ -331,8 +331,9 @@ def load_checkpoint(
     if arch is None:
         if net is None:
             raise CheckpointError(
-                f"{config_path} holds a wrapped custom model; pass the module it was saved from: "
-                "load_checkpoint(path, net=module)"
+                f"{config_path} holds a wrapped custom model, which the command line cannot rebuild: load "
+                "it in Python with the module it was saved from, load_checkpoint(path, net=module), and pass "
+                "the detector to analyze_images, explain or run_trust (docs/trust/README.md shows run_trust)"
             )
         try:
             base = Detector(

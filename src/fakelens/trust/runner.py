@@ -26,7 +26,8 @@ from PIL import Image
 from torch import Tensor
 
 from fakelens.errors import ConfigError, ImageError
-from fakelens.explain.engine import check_options, method_names
+from fakelens.explain.cams import CAMS
+from fakelens.explain.engine import EXPLAINERS, check_options, method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
 from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, load_image, sniff_format
@@ -409,15 +410,17 @@ def evaluate_image(
     config: TrustConfig | None = None,
     plan: Sequence[ViewSpec] | None = None,
     cases_dir: Path | None = None,
+    label: str | None = None,
 ) -> ImageOutcome:
-    """Every trust metric of one image for ``methods`` on one layer set → tidy records (+ ``_done`` rows)."""
+    """Every trust metric of one image for ``methods`` on one layer set → tidy records (+ ``_done`` rows);
+    ``label``: the layer column of the records (default: the layers joined by ``+``)."""
     cfg = config or TrustConfig()
     if plan is None:
         fills = tuple(f for f in FILLS if f in cfg.fills)
         plan = view_plan(TransformFamily.named(cfg.family), fills)
     pixels, geom = prepare(image, detector.input_spec)
     valid = geom.valid_input()
-    layer = "+".join(layers or detector.cam_layers)
+    layer = label or "+".join(layers or detector.cam_layers)
     base = {"model": detector.name, "image": key, "layer": layer}
     sweep = run_sweep(
         detector, pixels, plan, methods, valid=valid, layers=layers, target=cfg.target, options=cfg.options
@@ -435,6 +438,17 @@ def evaluate_image(
 
 
 # ------------------------------------------------------------------------------------------------ the run
+
+
+INPUT_LAYER = "input"
+"""The layer column of a method that reads no layer (perturbation of the input, attention of every block)."""
+
+
+def uses_layers(method: str) -> bool:
+    """Whether ``method`` explains a layer (the gradient CAMs, Score-CAM, Ablation-CAM) or the whole model."""
+    if method in CAMS:
+        return True
+    return bool(getattr(EXPLAINERS.get(method), "uses_layers", True))
 
 
 def _check_layers(detector: Detector, names: Sequence[str]) -> None:
@@ -570,19 +584,20 @@ def run_trust(
     todo = list(items)[: cfg.limit] if cfg.limit is not None else list(items)
     run = TrustRun(out, {})
     methods = list(cfg.methods)
+    # methods that read no layer (occlusion, RISE, attention rollout …) run once, under the label "input",
+    # not once per --layer with a layer they never used
+    layered = [m for m in methods if uses_layers(m)]
+    free = [m for m in methods if not uses_layers(m)]
     for item in todo:
-        label_sets = [(ls, "+".join(ls or detector.cam_layers)) for ls in layer_sets]
+        label_sets = [(ls, "+".join(ls or detector.cam_layers), layered) for ls in layer_sets]
+        label_sets.append((layer_sets[0], INPUT_LAYER, free))
         pending = [
             (
                 ls,
                 lab,
-                [
-                    m
-                    for m in methods
-                    if m not in run.skipped_methods and not records.is_done(item.key, m, lab)
-                ],
+                [m for m in ms if m not in run.skipped_methods and not records.is_done(item.key, m, lab)],
             )
-            for ls, lab in label_sets
+            for ls, lab, ms in label_sets
         ]
         pending = [p for p in pending if p[2]]
         if not pending:
@@ -597,7 +612,7 @@ def run_trust(
             if progress:
                 progress(1, f"{item.path.name} (unreadable)")
             continue
-        for ls, _lab, ms in pending:
+        for ls, lab, ms in pending:
             res = evaluate_image(
                 detector,
                 image,
@@ -608,6 +623,7 @@ def run_trust(
                 config=cfg,
                 plan=plan,
                 cases_dir=cases_dir,
+                label=lab,
             )
             run.skipped_methods.update(res.errors)
             records.append(res.records)
