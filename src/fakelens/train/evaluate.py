@@ -246,7 +246,7 @@ def _png(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any, A
         yield fig, axes
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        fig.savefig(buf, format="png", bbox_inches="tight")  # a legend beside the axes is kept whole
     finally:
         plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
@@ -271,7 +271,8 @@ def plot_roc(
 
     from fakelens.train.metrics import roc_auc
 
-    with _png(path, figsize=(6.4, 6.0), dpi=110) as (_, ax):
+    with _png(path, figsize=(9.6, 5.6), dpi=110) as (_, ax):
+        ax.set_box_aspect(1)  # a square ROC space, the legend beside it
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance")
         rec = np.asarray(list(recipes), dtype=object)
         kinds = sorted({r for r, y in zip(rec.tolist(), labels.tolist(), strict=True) if y == 1})
@@ -299,7 +300,7 @@ def plot_roc(
         ax.set_ylabel("true positive rate (fakes caught)")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)  # beside: it hid curves inside
     return Path(path)
 
 

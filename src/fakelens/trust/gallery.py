@@ -191,12 +191,13 @@ def write_gallery(
     for cat, (title, desc) in CATEGORIES.items():
         total = sum(1 for c in cases if c["category"] == cat)
         rows = [c for c in shown if c["category"] == cat]
+        if not total:
+            parts.append(f"<h2>{html.escape(title)}: none found</h2>")
+            continue
         parts.append(
             f"<h2>{html.escape(title)} ({total} cases, worst {len(rows)} shown)</h2>"
             f"<p>{html.escape(desc)}.</p>"
         )
-        if not rows:
-            parts.append("<p><em>none found</em></p>")
         for c in rows:
             data = _b64(out / "cases" / c["file"])
             if data is None:

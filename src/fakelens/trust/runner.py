@@ -197,6 +197,12 @@ def load_mask(path: Path, size: tuple[int, int]) -> Tensor:
     return torch.from_numpy(a)
 
 
+def _short(path: str) -> str:
+    """The file and its folder (``fake/000002.png``): the name alone is ambiguous in a synth layout."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def _safe(s: str, n: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s.replace("+", "p"))[-n:].strip("-.") or "x"
 
@@ -378,10 +384,11 @@ def _cases(
             eq_i = float(vm["eq_cosine"][i]) if i else 1.0
             peak = "yes" if vm["corner_argmax"][i] else "no"
             caption = [
-                f"{m} @ {base['layer']} | {Path(base['image']).name} | {t.name} ({fill} fill)",
+                f"{m} @ {base['layer']} | {_short(base['image'])} | {t.name} ({fill} fill)",
                 f"eq cos {eq_i:.2f}  border {float(vm['border_mass'][i]):.1%} "
                 f"vs fill {float(vm['fill_fraction'][i]):.1%}  corner peak {peak}"
-                f"  entropy {float(vm['entropy'][i]):.2f}  score {float(vm['score'][i]):+.2f}",
+                f"  entropy {float(vm['entropy'][i]):.2f}"
+                f"  explained score (log-odds) {float(vm['score'][i]):+.2f}",
             ]
             png = render_case(
                 sweep.views.pixels[i].cpu(),
