@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from fakelens.io import FolderLock, sha256_file
 from fakelens.service.analyzer import Draft
@@ -33,6 +33,11 @@ class Page:
     total: int
     limit: int
     offset: int
+
+
+def _owned(tenant_id: int, analysis_id: str) -> Select[Analysis]:
+    """The tenant's analysis ``analysis_id`` (another tenant's is never found)."""
+    return select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
 
 
 class Repository:
@@ -71,9 +76,7 @@ class Repository:
     def get(self, tenant_id: int, analysis_id: str) -> Analysis | None:
         """The tenant's analysis, or ``None`` (also when it belongs to another tenant)."""
         with self.db.session() as s:
-            return s.scalar(
-                select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
-            )
+            return s.scalar(_owned(tenant_id, analysis_id))
 
     def list(self, tenant_id: int, limit: int, offset: int) -> Page:
         """The tenant's analyses, newest first."""
@@ -94,9 +97,7 @@ class Repository:
         """Delete the tenant's analysis and every file no other analysis uses; ``False`` if not found."""
         with self._lock:
             with self.db.session() as s:
-                row = s.scalar(
-                    select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
-                )
+                row = s.scalar(_owned(tenant_id, analysis_id))
                 if row is None:
                     return False
                 hashes = [b.sha256 for b in row.blobs]
@@ -112,9 +113,7 @@ class Repository:
         report) and return its hash; ``None``, storing nothing, if the analysis was deleted meanwhile."""
         with self._lock:
             with self.db.session() as s:
-                row = s.scalar(
-                    select(Analysis).where(Analysis.id == analysis_id, Analysis.tenant_id == tenant_id)
-                )
+                row = s.scalar(_owned(tenant_id, analysis_id))
                 if row is None:
                     return None
                 sha = self.store.put(data)
