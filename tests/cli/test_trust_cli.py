@@ -88,6 +88,10 @@ def test_trust_human_output_and_limit(tmp_path: Path, photos: tuple[Path, Path])
         (["--fills", "black,white"], "unknown fill 'white'"),
         (["--layer", "net.nope"], "no layer 'net.nope'"),
         (["--layer", "net.head"], "layer 'net.head' of 'tiny-cnn' gives shape (1, 2), not a feature map"),
+        (
+            ["--layer", "net.pool"],
+            "layer 'net.pool' of 'tiny-cnn' gives shape (1, 64, 1, 1), not a feature map",
+        ),
         (["--manifest", "nope.csv", "--masks", "m"], "either --masks or --manifest"),
         (["--target", "nosuch"], "nosuch"),
     ],

@@ -317,3 +317,17 @@ def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path: Path) ->
     x = torch.rand(2, 3, *det.input_spec.size)
     with torch.no_grad():
         assert torch.allclose(back(x), det.eval()(x), atol=1e-2)
+
+
+def test_an_untrained_architecture_stays_untrained_when_saved(tmp_path: Path) -> None:
+    """Saving random weights does not train them: the mark survives a checkpoint and an ensemble of it."""
+    from fakelens.models import Ensemble, load_detector
+
+    det = load_detector("tiny-cnn")
+    assert det.untrained
+    path = save_checkpoint(det, tmp_path / "random")
+    assert load_checkpoint(path).untrained
+    ens = save_checkpoint(Ensemble.of([load_checkpoint(path)]), tmp_path / "ens")
+    assert all(m.untrained for m in load_detector(ens).members)
+    trained = create_model("tiny-cnn")  # what `fakelens train` builds and saves
+    assert not load_checkpoint(save_checkpoint(trained, tmp_path / "trained")).untrained

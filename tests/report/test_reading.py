@@ -12,7 +12,7 @@ import pytest
 
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.report import reading
-from fakelens.report.reading import focus, margin_word, pct, prob, read_analysis
+from fakelens.report.reading import focus, margin_word, pct, prob, read_analysis, threshold_text
 from fakelens.report.regions import FaceRegions, region_labels
 
 from .conftest import H, MakeAnalysis, W, bad_badge, blob, heatmap, ok_badge, synthetic_face
@@ -269,6 +269,8 @@ def test_numbers_next_to_their_cut_off_keep_the_digits_that_show_the_side() -> N
     from fakelens.trust.criteria import DEFAULT_CRITERIA
 
     assert prob(0.4994) == "0.499" and prob(0.5) == "0.50" and prob(0.52) == "0.52"
+    assert prob(0.49996) == "0.49996" and prob(0.50004) == "0.50004"  # never two sides as one number
+    assert threshold_text(0.5) == "0.50" and threshold_text(0.533) == "0.533"  # a threshold as it is
     assert prob(0.9355, threshold=0.936) == "0.935" and prob(0.4994, threshold=0.9) == "0.50"
     flag = DEFAULT_CRITERIA.flags({"eq_cosine": 0.796})["not-equivariant"]
     assert flag == "mean equivariance cosine 0.796 < 0.80"

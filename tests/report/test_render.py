@@ -165,7 +165,8 @@ def test_an_untrained_model_is_flagged_on_its_card_and_first_in_the_reading(
     a = make_analysis({"cnn": (0.9, {}), "vit": (0.8, {})})
     a.models[0].untrained = True
     text = " ".join(render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False).split())
-    assert text.count("pill untrained") == 1
+    assert text.count("pill untrained") == 1 and "cnn (untrained)</th>" in text  # card, summary, banner
+    assert "untrained: cnn (its score means nothing)" in text
     assert "<b>Verdict.</b> cnn is an untrained architecture (a random real/fake head, never trained)" in text
     plain = render_report([make_analysis({"cnn": (0.9, {})})], [Image.new("RGB", (W, H))], ["x"], faces=False)
     assert "pill untrained" not in plain and "untrained architecture" not in plain

@@ -472,3 +472,33 @@ def test_openapi_documents_the_error_body_and_file_types(service: Service) -> No
     assert set(files["200"]["content"]) == {"image/png", "application/octet-stream"} and "304" in files
     created = spec["paths"]["/v1/analyses"]["post"]["responses"]["201"]
     assert "Location" in created["headers"]
+
+
+def test_two_first_requests_for_one_report_render_it_once(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fakelens.service.api as api_mod
+
+    svc = make_service(workers=2, queue=2, rate_per_minute=1.0, rate_burst=2)  # one upload + one rendering
+    a = svc.upload(models="tiny-cnn").json()
+    calls: list[int] = []
+    real = api_mod.render_analysis_report
+
+    def slow(*args: object, **kwargs: object) -> str:
+        calls.append(1)
+        threading.Event().wait(0.5)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api_mod, "render_analysis_report", slow)
+    got: list[tuple[int, bytes]] = []
+
+    def fetch() -> None:
+        r = svc.client.get(a["links"]["report"], headers=svc.h())
+        got.append((r.status_code, r.content))
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(calls) == 1 and [c for c, _ in got] == [200, 200] and got[0][1] == got[1][1]

@@ -225,5 +225,6 @@ def test_whole_image_masks_score_no_localisation_and_misshapen_masks_are_refused
     )
     run = run_trust(planted, discover_items([img_dir], masks=masks), tmp_path / "o", cfg)
     assert run.evaluated == 2 and "another aspect ratio" in next(iter(run.skipped_images.values()))
+    assert "another aspect ratio" in (tmp_path / "o" / "report.md").read_text()  # the reason, in the report
     scored = {r.image for r in read_records(tmp_path / "o" / "records.csv") if r.metric == "pointing_game"}
     assert scored == {str(img_dir / names[2])}  # only the mask that points at a region

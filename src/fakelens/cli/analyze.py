@@ -38,7 +38,7 @@ from fakelens.io import atomic_write_text, load_image, sha256_file
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
-from fakelens.report.reading import prob
+from fakelens.report.reading import prob, threshold_text
 from fakelens.report.regions import FaceRegions
 from fakelens.tiling import DEFAULT_MAX_TILES
 
@@ -235,7 +235,7 @@ def analyze_cmd(
         print_json(payload)
         return
     _print_table(paths, analyses, verdicts)
-    _print_faces(paths, verdicts)
+    _print_faces(paths, analyses, verdicts)
     if report is not None:
         console.print(f"wrote the report to [bold]{report}[/]")
     if out is not None:
@@ -277,7 +277,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     if analyses and analyses[0].calibrated:
         notes.append("p(fake) calibrated on validation photos; every verdict at 0.5")
     elif analyses:
-        notes.append(f"ensemble verdict at p(fake) ≥ {analyses[0].threshold:.2f}")
+        notes.append(f"ensemble verdict at p(fake) ≥ {threshold_text(analyses[0].threshold)}")
     not_run = {
         (meth, m.name): why.split("; ")[0]
         for a in analyses
@@ -316,7 +316,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     console.print(table)
 
 
-def _print_faces(paths: list[Path], verdicts: list[list[FaceVerdict]]) -> None:
+def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:
     """Every face judged on its own window (only when some image has a face)."""
     if not any(verdicts):
         return
@@ -327,19 +327,21 @@ def _print_faces(paths: list[Path], verdicts: list[list[FaceVerdict]]) -> None:
     table.add_column("ensemble", no_wrap=True)
     for n in names:
         table.add_column(n, no_wrap=True)
-    for p, vs in zip(paths, verdicts, strict=True):
+    for p, a, vs in zip(paths, analyses, verdicts, strict=True):
+        own = {m.name: m.threshold for m in a.models}
         for k, v in enumerate(vs, start=1):
             x0, y0, x1, y1 = v.box
             table.add_row(
                 p.name,
                 f"{k}: {(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}",
-                _verdict_cell(v.verdict, v.fake_probability) + (" [yellow]split[/]" if v.split else ""),
-                *(_verdict_cell(verdict, s) for s, verdict in v.members.values()),
+                _verdict_cell(v.verdict, v.fake_probability, a.threshold)
+                + (" [yellow]split[/]" if v.split else ""),
+                *(_verdict_cell(vd, s, own.get(n, a.threshold)) for n, (s, vd) in v.members.items()),
             )
     console.print(table)
 
 
-def _verdict_cell(verdict: str, p: float, threshold: float = 0.5) -> str:
+def _verdict_cell(verdict: str, p: float, threshold: float) -> str:
     if not math.isfinite(p):
         return "n/a"
     colour = "red" if verdict == "fake" else "green"

@@ -91,6 +91,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(_signum: int, _frame: Any) -> None:
+        # `timeout` signals the whole process group: a second SIGTERM during the clean-up is ignored
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)

@@ -36,6 +36,7 @@ from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.pipeline import ImageResult, batched, explain_images
+from fakelens.report.reading import prob
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.viz.overlay import CMAPS, panel, save_overlays, save_png
 
@@ -260,7 +261,7 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
         table.add_column(m, justify="right", min_width=min(len(m), 8))
     for r in records:
         if "verdict" in r:
-            verdict = f"{r['verdict']} (p={r['fake_probability']:.2f})" + (
+            verdict = f"{r['verdict']} (p={prob(r['fake_probability'], r.get('threshold', 0.5))})" + (
                 " [yellow]untrained[/]" if r.get("untrained") else ""
             )
         else:

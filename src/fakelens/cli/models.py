@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fakelens.cli.common import check_writable, command_line, console, print_json, user_errors
@@ -59,7 +60,7 @@ def models_cmd(
         return
     table = Table("model", "description", title="models for --model (or a checkpoint folder)")
     for r in rows:
-        table.add_row(r["name"], r["summary"])
+        table.add_row(r["name"], escape(r["summary"]))  # "fakelens[pretrained]" is text, not markup
     console.print(table)
 
 
@@ -84,7 +85,7 @@ def methods_cmd(
         return
     table = Table("method", "family", "reference", title="explanation methods")
     for r in rows:
-        table.add_row(r["name"], r["family"], r["summary"])
+        table.add_row(r["name"], r["family"], escape(r["summary"]))
     console.print(table)
     console.print("options of a method: [bold]fakelens methods NAME[/]; set with --set METHOD.OPTION=VALUE")
 
@@ -103,13 +104,13 @@ def _method_detail(name: str, json_out: bool) -> None:
     if json_out:
         print_json({"name": name, "description": inspect.getdoc(factory) or "", "options": rows})
         return
-    console.print(f"[bold]{name}[/]: {inspect.getdoc(factory) or ''}\n", markup=True, highlight=False)
+    console.print(f"[bold]{name}[/]: {escape(inspect.getdoc(factory) or '')}\n", markup=True, highlight=False)
     if not rows:
         console.print("no options: gradient CAMs are computed from the one shared forward+backward pass.")
         return
     table = Table("option", "default", "type", title=f"options of {name} (--set {name}.OPTION=VALUE)")
     for r in rows:
-        table.add_row(r["option"], repr(r["default"]), r["type"])
+        table.add_row(r["option"], escape(repr(r["default"])), escape(str(r["type"])))
     console.print(table)
 
 
@@ -184,6 +185,8 @@ def ensemble_cmd(
     from fakelens.models.checkpoint import CONFIG_NAME, read_json
 
     check_writable(out, "--out")
+    from fakelens.cli.common import untrained_members, warn_untrained
+
     loaded: list[Detector] = []
     records = []
     for spec in members:
@@ -195,6 +198,7 @@ def ensemble_cmd(
             k += 1
             det.name = f"{base}-{k}"
         loaded.append(det)
+        warn_untrained(untrained_members(det))  # it stays marked untrained in the ensemble
         cfg = Path(spec) / CONFIG_NAME
         info = read_json(cfg) if cfg.is_file() else {}
         records.append({"provenance": info.get("provenance", {}), "metrics": info.get("metrics", {})})

@@ -92,6 +92,7 @@ def detector_config(detector: Detector) -> dict[str, Any]:
         "token_layout": detector.token_layout.to_dict() if detector.token_layout else None,
         "weights": WEIGHTS_NAME,
         **({"calibration": detector.calibration.to_dict()} if detector.calibration else {}),
+        **({"untrained": True} if detector.untrained else {}),  # saving random weights does not train them
     }
 
 
@@ -370,6 +371,7 @@ def load_checkpoint(
     except (FakelensError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
     det.calibration = calibration
+    det.untrained = config.get("untrained") is True
     return det.to(device).eval()
 
 

@@ -64,6 +64,13 @@ def pct(x: float) -> str:
     return f"{v:.1f} %" if 0 < v < 9.95 else f"{v:.0f} %"
 
 
+def threshold_text(t: float) -> str:
+    """A threshold with the decimals it has (0.5 → '0.50', 0.533 → '0.533'), so that a score shown beside it
+    is never on the wrong side of what is printed."""
+    two = f"{t:.2f}"
+    return two if float(two) == t else f"{t:.6f}".rstrip("0")
+
+
 def prob(x: float, threshold: float = 0.5) -> str:
     """A probability to 2 decimals, more where it would round to its ``threshold`` (0.4994 is not '0.50')."""
     return "n/a" if not math.isfinite(x) else against(x, threshold)
@@ -180,7 +187,7 @@ def _untrained_sentence(a: Analysis) -> str:
 
 def _verdict_paragraph(a: Analysis) -> str:
     scored = [m for m in a.models if math.isfinite(m.fake_probability)]
-    thr = f"a threshold of {a.threshold:.2f}"
+    thr = f"a threshold of {threshold_text(a.threshold)}"
     if not scored:
         return "No model gave a fake probability (none is a real/fake detector), so there is no verdict."
     fakes = [m for m in scored if m.verdict == "fake"]
@@ -190,7 +197,8 @@ def _verdict_paragraph(a: Analysis) -> str:
         m = scored[0]
         return (
             f"{m.name} calls this image {m.verdict} (p(fake) {prob(m.fake_probability, m.threshold)} "
-            f"against a threshold of {m.threshold:.2f}, {margin_word(m.fake_probability, m.threshold)})."
+            f"against a threshold of {threshold_text(m.threshold)}, "
+            f"{margin_word(m.fake_probability, m.threshold)})."
         )
     each = ", ".join(f"{m.name} {prob(m.fake_probability, m.threshold)}" for m in scored)
     if not fakes or not reals:
@@ -312,7 +320,7 @@ def _describe_map(h: HeatmapResult, shares: RegionShares | None, faces: int = 1)
         fm, fa = 1.0 - shares.mass["outside"], 1.0 - shares.area["outside"]
         lift = fm / fa if fa > 0 else 1.0
         rel = "more than" if lift >= LIFT else "less than" if lift <= 1 / LIFT else "about"
-        rel += " its area's share"
+        rel += " their area's share" if faces > 1 else " its area's share"
         gets = "gets" if faces <= 1 else "get"
         clause += f"; {the_face} {gets} {pct(fm)} of the mass on {pct(fa)} of the pixels, {rel}"
     return key, clause
@@ -508,7 +516,10 @@ def _faces_paragraph(a: Analysis, verdicts: Sequence[FaceVerdict]) -> str:
     face disagrees with the image as a whole."""
     if not verdicts:
         return ""
-    each = [f"face {k} {v.verdict} ({prob(v.fake_probability)})" for k, v in enumerate(verdicts, start=1)]
+    each = [
+        f"face {k} {v.verdict} ({prob(v.fake_probability, a.threshold)})"
+        for k, v in enumerate(verdicts, start=1)
+    ]
     text = f"Judged on a window around it, {_join(each)}."
     odd = [k for k, v in enumerate(verdicts, start=1) if v.verdict != a.verdict]
     if not odd:

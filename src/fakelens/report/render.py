@@ -25,7 +25,15 @@ from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
 from fakelens.errors import FakelensError
 from fakelens.face_verdicts import FaceVerdict, fake_faces_in_real
-from fakelens.report.reading import ShareKey, heatmap_shares, margin_word, pct, prob, reading_sections
+from fakelens.report.reading import (
+    ShareKey,
+    heatmap_shares,
+    margin_word,
+    pct,
+    prob,
+    reading_sections,
+    threshold_text,
+)
 from fakelens.report.regions import REGION_COLOURS, REGION_LABELS, REGIONS, FaceRegions, RegionShares
 from fakelens.trust.criteria import DEFAULT_CRITERIA
 from fakelens.viz.overlay import colorize, overlay
@@ -200,7 +208,7 @@ def _bar(p: float, threshold: float, verdict: str) -> str:
     if not math.isfinite(p):
         return ""
     return (
-        f"<div class='bar' title='p(fake) {p:.3f}; threshold {threshold:.2f}'>"
+        f"<div class='bar' title='p(fake) {prob(p, threshold)}; threshold {threshold_text(threshold)}'>"
         f"<div class='fill {_e(verdict)}' style='width:{100 * p:.1f}%'></div>"
         f"<div class='thr' style='left:calc({100 * threshold:.1f}% - 1px)'></div></div>"
         "<div class='scale'><span>0 real</span><span>threshold</span><span>1 fake</span></div>"
@@ -428,7 +436,7 @@ def _regions_section(
         else ""
     )
     return (
-        f"{_faces_table(verdicts, image, cmap, alpha)}<h3>Heatmap mass by facial region</h3>"
+        f"{_faces_table(verdicts, image, cmap, alpha, a)}<h3>Heatmap mass by facial region</h3>"
         f"<div class='regions'><figure><img alt='facial regions' src='{_data_uri(pic)}'>"
         f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
         f"({_e(faces)})<br>{legend}</figcaption></figure>"
@@ -480,25 +488,29 @@ def _face_maps(v: FaceVerdict, k: int, image: Image.Image, cmap: str, alpha: flo
     return "".join(tiles)
 
 
-def _faces_table(verdicts: Sequence[FaceVerdict], image: Image.Image, cmap: str, alpha: float) -> str:
+def _faces_table(
+    verdicts: Sequence[FaceVerdict], image: Image.Image, cmap: str, alpha: float, a: Analysis
+) -> str:
     """Each face's own verdict: the ensemble and every member on a window around it, and, when the
     verdicts carry them, each member's map of the window (why it reads the face as it does)."""
     if not verdicts:
         return ""
     names = list(verdicts[0].members)
+    thresholds = {m.name: m.threshold for m in a.models}
     head = "".join(f"<th class='num'>{_e(n)}</th>" for n in names)
     rows = []
     for k, v in enumerate(verdicts, start=1):
         x0, y0, x1, y1 = v.box
         w0, t0, w1, t1 = v.window
         cells = "".join(
-            f"<td class='num'>{_verdict_pill(verdict, p)} {prob(p)}</td>" for p, verdict in v.members.values()
+            f"<td class='num'>{_verdict_pill(verdict, p)} {prob(p, thresholds.get(n, a.threshold))}</td>"
+            for n, (p, verdict) in v.members.items()
         )
         rows.append(
             f"<tr><th>{k}</th><td>x {x0:.0f}–{x1:.0f}, y {y0:.0f}–{y1:.0f}</td>"
             f"<td class='muted'>x {w0}–{w1}, y {t0}–{t1}</td>"
             f"<td class='num'>{_verdict_pill(v.verdict, v.fake_probability)} "
-            f"<b>{prob(v.fake_probability)}</b>{' split' if v.split else ''}</td>{cells}</tr>"
+            f"<b>{prob(v.fake_probability, a.threshold)}</b>{' split' if v.split else ''}</td>{cells}</tr>"
         )
     maps = "".join(_face_maps(v, k, image, cmap, alpha) for k, v in enumerate(verdicts, start=1))
     return (
@@ -548,9 +560,17 @@ def _image_section(
     qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
     if a.small:
         qualifier = " · ".join(filter(None, [qualifier, "a small image: little evidence either way"]))
+    if untrained := [m.name for m in a.models if m.untrained]:
+        qualifier = " · ".join(
+            filter(None, [qualifier, f"untrained: {', '.join(untrained)} (its score means nothing)"])
+        )
     if odd := fake_faces_in_real(a.verdict, verdicts):
-        faces_word = f"face {odd[0]} reads" if len(odd) == 1 else f"faces {', '.join(map(str, odd))} read"
-        qualifier = " · ".join(filter(None, [qualifier, f"but {faces_word} fake on its own: look at it"]))
+        said = (
+            f"face {odd[0]} reads fake on its own: look at it"
+            if len(odd) == 1
+            else f"faces {', '.join(map(str, odd))} read fake on their own: look at them"
+        )
+        qualifier = " · ".join(filter(None, [qualifier, f"but {said}"]))
     info_html = (
         "<dl class='meta'>"
         + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())
@@ -560,7 +580,8 @@ def _image_section(
     )
     banner = (
         f"<div class='banner {verdict}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
-        f"<div class='score'>ensemble p(fake) <b>{prob(p, a.threshold)}</b> · threshold {a.threshold:.2f} · "
+        f"<div class='score'>ensemble p(fake) <b>{prob(p, a.threshold)}</b> · "
+        f"threshold {threshold_text(a.threshold)} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
     )
     cards = "".join(_model_card(m, m.threshold) for m in a.models)
@@ -585,7 +606,10 @@ def _summary_table(
         for m in a.models:
             if m.name not in model_names:
                 model_names.append(m.name)
-    head = "".join(f"<th class='num'>{_e(n)}</th>" for n in model_names)
+    untrained = {m.name for a in analyses for m in a.models if m.untrained}
+    head = "".join(
+        f"<th class='num'>{_e(n)}{' (untrained)' if n in untrained else ''}</th>" for n in model_names
+    )
     rows = []
     for k, (a, name, faces) in enumerate(zip(analyses, names, per_face, strict=True), start=1):
         by = {m.name: m for m in a.models}
@@ -735,8 +759,9 @@ def render_report(
         "methods": ", ".join(methods) or "–",
     }
     if analyses:
-        header_meta["ensemble"] = f"rule {analyses[0].rule}, threshold {analyses[0].threshold:.2f}" + (
-            ", calibrated" if analyses[0].calibrated else ""
+        header_meta["ensemble"] = (
+            f"rule {analyses[0].rule}, threshold {threshold_text(analyses[0].threshold)}"
+            + (", calibrated" if analyses[0].calibrated else "")
         )
     header_meta["faces"] = (
         "facial regions per heatmap where a face is found"

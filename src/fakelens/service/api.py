@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -343,30 +344,54 @@ async def get_report(state: State, who: Reader, request: Request, analysis_id: s
     filename = f"fakelens-report-{row.id}.html"
     sha = row.result.get("files", {}).get("report")
     if sha is None:
-        charge(state.submit_limit, who)
-        out, result, repo, s = analysis_out(row), row.result, state.repo, state.settings
-        analyzer = state.analyzer
-
-        def render(replica: Ensemble) -> str | None:
-            try:
-                html = render_analysis_report(
-                    out,
-                    result,
-                    repo.read_file,
-                    max_pixels=s.max_pixels,
-                    faces=s.report_faces,
-                    model=analyzer.subset(replica, [m["key"] for m in out["models"]]),
-                    max_tiles=s.max_tiles,
-                )
-            except FileNotFoundError:  # deleted while this job waited
-                return None
-            return repo.attach(who.tenant_id, row.id, "report", html.encode())
-
-        try:
-            fut = state.queue.submit(render)
-        except QueueFull as exc:
-            raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-        sha = await asyncio.wrap_future(fut)
-        if sha is None:
-            raise ApiError(404, "not_found", "the analysis was deleted")
+        sha = await _rendered_report(state, who, row)
     return _file(state, request, sha, "text/html; charset=utf-8", filename, headers=headers)
+
+
+async def _rendered_report(state: ServiceState, who: Principal, row: Analysis) -> str:
+    """Render the report of ``row`` on the workers once, store it with the analysis and return its hash; a
+    request that finds the same report rendering waits for that render (one render, one charge)."""
+    with state.renders_lock:
+        fut = state.renders.get(row.id)
+        first = fut is None
+        if first:
+            charge(state.submit_limit, who)
+            fut = _submit_render(state, who, row)
+            state.renders[row.id] = fut
+            fut.add_done_callback(lambda _f: _forget_render(state, row.id))
+    assert fut is not None
+    sha = await asyncio.wrap_future(fut)
+    if sha is None:
+        raise ApiError(404, "not_found", "the analysis was deleted")
+    return sha
+
+
+def _forget_render(state: ServiceState, analysis_id: str) -> None:
+    with state.renders_lock:
+        state.renders.pop(analysis_id, None)
+
+
+def _submit_render(state: ServiceState, who: Principal, row: Analysis) -> Future[str | None]:
+    """Queue the rendering of ``row``'s report (503 when the queue is full); its future gives the stored
+    report's hash, or ``None`` if the analysis was deleted meanwhile."""
+    out, result, repo, s, analyzer = analysis_out(row), row.result, state.repo, state.settings, state.analyzer
+
+    def render(replica: Ensemble) -> str | None:
+        try:
+            html = render_analysis_report(
+                out,
+                result,
+                repo.read_file,
+                max_pixels=s.max_pixels,
+                faces=s.report_faces,
+                model=analyzer.subset(replica, [m["key"] for m in out["models"]]),
+                max_tiles=s.max_tiles,
+            )
+        except FileNotFoundError:  # deleted while this job waited
+            return None
+        return repo.attach(who.tenant_id, row.id, "report", html.encode())
+
+    try:
+        return state.queue.submit(render)
+    except QueueFull as exc:
+        raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

@@ -110,12 +110,15 @@ class Repository:
 
     def attach(self, tenant_id: int, analysis_id: str, name: str, data: bytes) -> str | None:
         """Store ``data`` as the analysis's file ``name`` (``result["files"][name]``, e.g. its rendered
-        report) and return its hash; ``None``, storing nothing, if the analysis was deleted meanwhile."""
+        report) and return its hash; the hash of the file already stored under ``name``, if any; ``None``,
+        storing nothing, if the analysis was deleted meanwhile."""
         with self._lock:
             with self.db.session() as s:
                 row = s.scalar(_owned(tenant_id, analysis_id))
                 if row is None:
                     return None
+                if (kept := row.result.get("files", {}).get(name)) is not None:
+                    return str(kept)  # stored by an earlier call: one file per name, its ETag never changes
                 sha = self.store.put(data)
                 if sha not in {b.sha256 for b in row.blobs}:
                     row.blobs.append(BlobRef(sha256=sha))

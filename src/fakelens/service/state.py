@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import Analyzer
@@ -25,6 +27,10 @@ class ServiceState:
     submit_limit: RateLimiter
     read_limit: RateLimiter
     lock: DataDirLock
+    renders: dict[str, Future[str | None]] = field(default_factory=dict)
+    """Report renders in flight, by analysis id: a second request for one report waits for the first."""
+    renders_lock: threading.RLock = field(default_factory=threading.RLock)
+    """Guards ``renders`` (re-entrant: a render already done runs its callback at once, under the lock)."""
 
     def close(self) -> None:
         self.queue.close()

@@ -51,8 +51,6 @@ def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRI
         "flat_rate": float(vm["flat"][:1].mean()),
     }
     flags = criteria.flags(summary)
-    if "flat" in flags:  # a flat map has no movement to judge: its cosine of 0 would be a second, false flag
-        flags.pop("not-equivariant", None)
     worst = int(eq.argmin()) + 1
     return {
         "method": method,

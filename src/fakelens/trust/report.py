@@ -277,6 +277,11 @@ def _fmt_pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
 
+MIN_FAITHFUL_GAP = 0.01
+"""The smallest insertion − deletion AUC gap read as evidence of faithfulness: below it the model's score
+barely depends on which pixels the map ranks first, whatever the interval says."""
+
+
 def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str]) -> str:
     m, layer = c
     parts: list[str] = []
@@ -309,7 +314,7 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
             f"deletion AUC {de:.3f} vs insertion AUC {ins:.3f} (blur baseline), "
             f"ROAD {_value(a, 'road_combined'):+.3f}"
         )
-        if not g > (g_ci if not math.isnan(g_ci) else 0.0):  # no gap, a negative one, or one within noise
+        if not g > max(MIN_FAITHFUL_GAP, g_ci if not math.isnan(g_ci) else 0.0):  # none, negative or noise
             parts.append(f"no evidence that it is faithful: {numbers}")
         else:
             parts.append(numbers)
@@ -792,7 +797,11 @@ def write_report(
         md += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in made] + [""]
     md += [f"Worst cases for a person to look at: [{gallery.name}]({gallery.name}).", ""]
     if summary["skipped_images"]:
-        md += ["Unreadable images: " + ", ".join(summary["skipped_images"]), ""]
+        md += (
+            ["Skipped images:", ""]
+            + [f"- `{k}`: {why}" for k, why in summary["skipped_images"].items()]
+            + [""]
+        )
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
     out_summary: dict[str, Any] = _jsonable(summary)

@@ -483,9 +483,8 @@ def _check_layers(detector: Detector, names: Sequence[str]) -> None:
             h.remove()
     for n in names:
         shape = shapes.get(n)
-        ok = shape is not None and (
-            len(shape) == 4 or (len(shape) == 3 and detector.token_layout is not None)
-        )
+        spatial = shape is not None and len(shape) == 4 and shape[-1] * shape[-2] > 1  # not a pooled 1×1
+        ok = shape is not None and (spatial or (len(shape) == 3 and detector.token_layout is not None))
         if not ok:
             gives = "no tensor" if shape is None else f"shape {shape}"
             raise ConfigError(
@@ -521,8 +520,9 @@ def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
             f"{str(prev.get('weights', '?'))[:12]}), not this {detector.name!r} (weights "
             f"{weights_digest(detector)[:12]}): use another --out or --no-resume"
         )
-    if prev.get("numbers") != config.numbers_key():
-        diff = [k for k, v in config.numbers_key().items() if prev.get("numbers", {}).get(k) != v]
+    now = json.loads(json.dumps(config.numbers_key()))  # as stored: tuples of options are lists there
+    if prev.get("numbers") != now:
+        diff = [k for k, v in now.items() if prev.get("numbers", {}).get(k) != v]
         raise ConfigError(
             f"{out} holds a trust run with other settings ({', '.join(diff)}): "
             "use another --out or --no-resume"
@@ -617,7 +617,7 @@ def run_trust(
         except (ImageError, OSError) as exc:
             run.skipped_images[item.key] = str(exc)
             if progress:
-                progress(1, f"{item.path.name} (unreadable)")
+                progress(1, f"{item.path.name} (skipped)")
             continue
         for ls, lab, ms in pending:
             res = evaluate_image(

@@ -208,6 +208,7 @@
         ? " · p(fake) calibrated on validation photos"
         : " · scores are model outputs, not calibrated odds that the image was manipulated") +
       (new Set(analysis.models.map((m) => m.verdict)).size > 1 ? " · the models disagree: a weak verdict" : "") +
+      (analysis.models.some((m) => m.untrained) ? " · untrained models (a random real/fake head): this verdict means nothing" : "") +
       (analysis.small
         ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "");
 
