@@ -224,7 +224,7 @@ def analyze_images(
                     tiles=len(views),
                     pixel_fraction=sum(g.pixel_fraction for g in views) / len(views),
                     view=res.view,  # a tiled image: its most fake-looking tile
-                    untrained=getattr(member, "untrained", False),
+                    untrained=member.untrained,
                 )
                 if robustness:
                     add_badges(member, ma, res.image, options)

@@ -300,14 +300,13 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             _verdict_cell(by[n].verdict, by[n].fake_probability, by[n].threshold) if n in by else "–"
             for n in names
         ]
-        split = a.split
         heat = [h for m in a.models for h in m.heatmaps.values()]
         checked = [h for h in heat if h.robustness and "grade" in h.robustness]
         ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
         table.add_row(
             p.name,
             _verdict_cell(a.verdict, a.fake_probability, a.threshold)
-            + (" [yellow]split[/]" if split else "")
+            + (" [yellow]split[/]" if a.split else "")
             + (" [yellow]small[/]" if a.small else "")
             + "".join(f" [bold red]face {f} fake[/]" for f in faces),
             *cells,

@@ -16,7 +16,7 @@ from fakelens.explain.cams import CAMS
 from fakelens.explain.engine import EXPLAINERS, method_options
 from fakelens.models import MODELS
 from fakelens.models.checkpoint import DEFAULT_MODEL
-from fakelens.models.registry import PLAIN_CLASSIFIERS
+from fakelens.models.registry import untrained_by_name
 
 app = typer.Typer()
 
@@ -51,7 +51,7 @@ def models_cmd(
         {
             "name": n,
             "summary": _first_line(MODELS.get(n))
-            + ("" if n in PLAIN_CLASSIFIERS else " Untrained real/fake head: train it first."),
+            + (" Untrained real/fake head: train it first." if untrained_by_name(n) else ""),
         }
         for n in MODELS.names()
     ]

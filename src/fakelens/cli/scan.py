@@ -141,10 +141,10 @@ def scan_cmd(
         faces=faces,
     )
     address = ray_address or ("local" if ray else None)
-    from fakelens.models.registry import MODELS, PLAIN_CLASSIFIERS
+    from fakelens.models.registry import untrained_by_name
 
     def started(n: int) -> None:
-        if model in MODELS and model not in PLAIN_CLASSIFIERS:  # loaded by name: an untrained architecture
+        if untrained_by_name(model):  # the scan loads it by name below
             warn_untrained([model])
         progress.update(task, total=n)
 

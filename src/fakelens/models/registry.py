@@ -17,6 +17,12 @@ PLAIN_CLASSIFIERS: frozenset[str] = frozenset({"effnet-lite0-imagenet"})
 other registered name is an architecture whose real/fake head is untrained until ``fakelens train``."""
 
 
+def untrained_by_name(name: str) -> bool:
+    """Whether ``--model name`` builds an architecture with a random real/fake head (a registered name that
+    is no :data:`PLAIN_CLASSIFIERS` entry), not a trained detector."""
+    return name in MODELS and name not in PLAIN_CLASSIFIERS
+
+
 def create_model(name: str, **kwargs: Any) -> Detector:
     """Build the registered detector ``name`` in eval mode."""
     det = MODELS.create(name, **kwargs)

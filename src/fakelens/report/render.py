@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from fakelens import __version__
-from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, ModelAnalysis
+from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.errors import FakelensError
 from fakelens.face_verdicts import FaceVerdict, fake_faces_in_real
 from fakelens.report.reading import (
@@ -186,7 +186,7 @@ def _verdict_pill(verdict: str, p: float) -> str:
 
 def _small_tag(a: Analysis) -> str:
     """A tag beside the verdict of an image too small to carry much evidence (see the reading)."""
-    if a.pixel_fraction >= SMALL_IMAGE:
+    if not a.small:
         return ""
     return " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
 

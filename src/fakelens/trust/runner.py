@@ -504,7 +504,7 @@ def weights_digest(detector: Detector) -> str:
     return h.hexdigest()
 
 
-def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
+def _check_run(out: Path, detector: Detector, weights: str, config: TrustConfig) -> None:
     run_file = out / "run.json"
     if not (config.resume and run_file.exists() and (out / "records.csv").exists()):
         return
@@ -512,13 +512,12 @@ def _check_run(out: Path, detector: Detector, config: TrustConfig) -> None:
         prev = json.loads(run_file.read_text())
     except (OSError, ValueError):
         return
-    if prev.get("model") != detector.name or prev.get("weights", weights_digest(detector)) != weights_digest(
-        detector
-    ):  # same name, other weights: another checkpoint of one architecture
+    # same name, other weights: another checkpoint of one architecture (a run without a digest: name only)
+    if prev.get("model") != detector.name or prev.get("weights", weights) != weights:
         raise ConfigError(
             f"{out} holds a trust run of another model ({prev.get('model')!r}, weights "
             f"{str(prev.get('weights', '?'))[:12]}), not this {detector.name!r} (weights "
-            f"{weights_digest(detector)[:12]}): use another --out or --no-resume"
+            f"{weights[:12]}): use another --out or --no-resume"
         )
     now = json.loads(json.dumps(config.numbers_key()))  # as stored: tuples of options are lists there
     if prev.get("numbers") != now:
@@ -573,13 +572,14 @@ def run_trust(
     resolve_target(cfg.target, detector)  # a bad target fails before the run folder exists
     check_options(cfg.options, cfg.methods)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, detector, cfg)
+    weights = weights_digest(detector)
+    _check_run(out, detector, weights, cfg)
     cases_dir = out / "cases"
     cases_dir.mkdir(exist_ok=True)
     records = RecordFile(out / "records.csv", resume=cfg.resume)
     run_info = {
         "model": detector.name,
-        "weights": weights_digest(detector),
+        "weights": weights,
         "describe": detector.describe(),
         "numbers": cfg.numbers_key(),
         "config": cfg.to_dict(),
