@@ -51,6 +51,18 @@ def test_scan_writes_table_and_resumes(corpus: Path, tmp_path: Path) -> None:
     assert len(pq.read_table(out / "scan.parquet")) == 8
 
 
+def test_scan_warns_about_an_untrained_checkpoint_and_caps_overlays(corpus: Path, tmp_path: Path) -> None:
+    from fakelens.models import load_detector, save_checkpoint
+
+    ckpt = save_checkpoint(load_detector("tiny-cnn"), tmp_path / "ckpt")  # untrained, saved as a checkpoint
+    out = tmp_path / "out"
+    args = [str(corpus), "--out", str(out), "--model", str(ckpt), "--workers", "0"]
+    code, _, stderr = _scan(*args, "--heatmaps-above", "0", "--overlay-max-side", "20")
+    assert code == 0 and "tiny-cnn is an architecture without trained real/fake weights" in stderr
+    pngs = list((out / "heatmaps").glob("*.png"))
+    assert pngs and all(max(Image.open(p).size) <= 20 for p in pngs)
+
+
 def test_scan_detect_only_from_a_glob(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, stdout, _ = _scan(

@@ -145,11 +145,16 @@ def test_method_options_set_a_budget_and_are_part_of_the_run(
     args = _args(
         photos[0], tmp_path / "o", "--limit", "1", "-m", "occlusion", "--skip", "faithfulness,randomisation"
     )
-    res = runner.invoke(app, [*args, "--set", "occlusion.window=16", "--set", "occlusion.stride=16"])
+    res = runner.invoke(
+        app, [*args, "--set", "occlusion.window=16", "--set", "occlusion.stride=16", "--seed", "3"]
+    )
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert run["numbers"]["options"] == {"occlusion": {"window": 16, "stride": 16}}
-    assert "--set occlusion.window=16" in run["command"]
+    # "Made with" reproduces every setting that changes the numbers, defaults left out
+    assert "--set occlusion.window=16" in run["command"] and "--seed 3" in run["command"]
+    assert "--steps" not in run["command"] and "--target" not in run["command"]
+    args += ["--seed", "3"]
     res = runner.invoke(app, [*args, "--set", "occlusion.window=8"])
     assert res.exit_code == 2 and "other settings (options)" in res.output
     res = runner.invoke(app, [*args, "--set", "occlusion.windw=8"])

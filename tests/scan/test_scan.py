@@ -77,6 +77,37 @@ def test_threshold_gates_heatmaps_and_badges(corpus: Path, tmp_path: Path, cnn_c
     assert len(list((out / "heatmaps").iterdir())) == 10
 
 
+def test_overlays_can_be_capped_and_old_scans_still_resume(
+    corpus: Path, tmp_path: Path, cnn_checkpoint: Path
+) -> None:
+    """--overlay-max-side shrinks the overlay PNGs (aspect kept; the table's statistics and the raw maps stay
+    on the original pixels); a scan without it records nothing new, so scans made before it resume."""
+    assert "overlay_max_side" not in ScanSettings().record()
+    out = tmp_path / "out"
+    settings = ScanSettings(heatmaps_above=0.0, save_raw=True, overlay_max_side=32)
+    scan(corpus, out, model=cnn_checkpoint, settings=settings, workers=0)
+    for r in pq.read_table(out / TABLE).to_pylist():
+        if r["error"]:
+            continue
+        png, npy = (out / f for f in r["heatmap_files"])
+        w, h = Image.open(png).size
+        assert max(w, h) == min(32, max(r["width"], r["height"]))
+        assert abs(w / h - r["width"] / r["height"]) < 0.1
+        assert np.load(npy).shape == (r["height"], r["width"])
+    with pytest.raises(ConfigError, match="overlay_max_side"):
+        scan(corpus, out, model=cnn_checkpoint, settings=replace(settings, overlay_max_side=64), workers=0)
+    with pytest.raises(ConfigError, match="at least 16"):
+        ScanSettings(overlay_max_side=8)
+
+
+def test_the_summary_names_untrained_members(tmp_path: Path) -> None:
+    """A checkpoint of an architecture saved without training stays marked untrained in the summary."""
+    ckpt = save_checkpoint(load_detector("tiny-cnn"), tmp_path / "ckpt")
+    make_corpus(tmp_path / "c", 2, bad=False)
+    s = scan(tmp_path / "c", tmp_path / "out", model=ckpt, settings=ScanSettings(explain=False), workers=0)
+    assert s.untrained == ["tiny-cnn"]
+
+
 def test_badges_of_a_tiled_image_grade_the_tile_analyze_grades(tmp_path: Path) -> None:
     det = create_model("tiny-cnn", seed=3)
     det.input_spec = replace(det.input_spec, mode="native")  # a 150 × 200 image is read as 3 × 4 tiles

@@ -219,6 +219,28 @@ def test_intervals_are_over_images_not_views() -> None:
     assert abs(eq["ci"] - 1.96 * statistics.stdev(per_image) / 2**0.5) < 1e-9
 
 
+def test_a_rate_over_few_images_keeps_its_interval_inside_zero_to_one() -> None:
+    """One flat map in five images: the normal interval (0.2 ± 0.39) would reach below 0, which no rate can;
+    it is cut to the range and shown as (low–high), while a symmetric interval keeps its ±."""
+    from fakelens.trust.report import FAMILIES, _cell
+
+    recs = [
+        Record("m", img, "gradcam", "L", "identity", "identity", 0, "black", "flat", float(img == "a.png"))
+        for img in ("a.png", "b.png", "c.png", "d.png", "e.png")
+    ]
+    recs += [
+        Record("m", img, "gradcam", "L", "rotate(10)", "rotate", 10, "black", "eq_cosine", v)
+        for img, v in (("a.png", 0.5), ("b.png", 0.6))
+    ]
+    agg = aggregate(recs)[("gradcam", "L")]
+    flat = agg["flat_rate"]
+    assert flat["mean"] == pytest.approx(0.2) and flat["mean"] - flat["ci"] < 0
+    assert flat["lo"] == 0.0 and flat["hi"] == pytest.approx(0.2 + flat["ci"])
+    metric = {mt.key: mt for fam in FAMILIES.values() for mt in fam}
+    assert _cell(flat, metric["flat_rate"]) == f"20.0 % (0.0–{100 * flat['hi']:.1f})"
+    assert " ± " in _cell(agg["eq_cosine"], metric["eq_cosine"])
+
+
 def test_equal_methods_tie_and_a_faithfulness_gap_within_noise_is_no_evidence() -> None:
     from fakelens.trust.report import overall_table
 

@@ -24,7 +24,6 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     unique_stem,
-    untrained_members,
     user_errors,
     warn_untrained,
 )
@@ -159,6 +158,8 @@ def analyze_cmd(
     imgs = [load_image(p) for p in paths]  # every input checked before any model runs
     hashes = [sha256_file(p) for p in paths]
     detector = _load_model(specs)
+    from fakelens.models.registry import untrained_members
+
     warn_untrained(untrained_members(detector))
     n_members = len(detector.members) if isinstance(detector, Ensemble) else 1
     message = (

@@ -70,12 +70,6 @@ def warn_untrained(names: Iterable[str]) -> None:
     )
 
 
-def untrained_members(model: Any) -> list[str]:
-    """Names of a detector's or an ensemble's members built by architecture name (untrained)."""
-    members = getattr(model, "members", None) or [model]
-    return [m.name for m in members if getattr(m, "untrained", False)]
-
-
 def fail(message: str, code: int = 2) -> None:
     """Print one clear error line to stderr and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

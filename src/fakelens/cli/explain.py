@@ -25,7 +25,6 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     unique_stem,
-    untrained_members,
     user_errors,
     warn_untrained,
 )
@@ -170,6 +169,8 @@ def explain_cmd(
     for p in paths:  # every input checked before anything is written, then read again batch by batch:
         load_image(p).close()  # memory stays that of one batch, whatever the number of images
     ens = as_ensemble(load_detector(model))
+    from fakelens.models.registry import untrained_members
+
     warn_untrained(untrained_members(ens))
     members = list(ens.members)
     records: list[dict[str, Any]] = []

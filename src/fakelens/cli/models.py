@@ -185,7 +185,8 @@ def ensemble_cmd(
     from fakelens.models.checkpoint import CONFIG_NAME, read_json
 
     check_writable(out, "--out")
-    from fakelens.cli.common import untrained_members, warn_untrained
+    from fakelens.cli.common import warn_untrained
+    from fakelens.models.registry import untrained_members
 
     loaded: list[Detector] = []
     records = []

@@ -86,6 +86,15 @@ def scan_cmd(
             help="Also save each overlay's map as .npy: float32 (H, W) in [0, 1] on the image's pixels.",
         ),
     ] = False,
+    overlay_max_side: Annotated[
+        int | None,
+        typer.Option(
+            min=16,
+            metavar="PIXELS",
+            help="Shrink overlay PNGs to this long side (default: the image's own pixels, exact but large "
+            "for big photos; the table's statistics are always computed on the original pixels).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
     workers: Annotated[
         int | None,
@@ -136,6 +145,7 @@ def scan_cmd(
         heatmaps_above=heatmaps_above,
         badges=badges,
         save_raw=save_raw,
+        overlay_max_side=overlay_max_side,
         batch_size=batch_size,
         max_tiles=max_tiles,
         faces=faces,
@@ -143,8 +153,10 @@ def scan_cmd(
     address = ray_address or ("local" if ray else None)
     from fakelens.models.registry import untrained_by_name
 
+    warned = untrained_by_name(model)  # the scan loads it by name below
+
     def started(n: int) -> None:
-        if untrained_by_name(model):  # the scan loads it by name below
+        if warned:
             warn_untrained([model])
         progress.update(task, total=n)
 
@@ -176,6 +188,8 @@ def scan_cmd(
     if json_out:
         print_json(summary.to_dict())
         return
+    if not warned:  # a checkpoint or an ensemble that holds an untrained member
+        warn_untrained(summary.untrained)
     table = Table(title=f"scan of {source}", show_header=False)
     for label, value in (
         ("files found", summary.found),

@@ -14,7 +14,6 @@ from fakelens.cli.common import (
     console,
     fail,
     print_json,
-    untrained_members,
     user_errors,
     warn_untrained,
 )
@@ -119,6 +118,8 @@ def serve_cmd(
         check_writable(settings.data_dir, "--data-dir")
     _check_data_dir_free(settings.data_dir)
     detector = load_model(settings.model)  # fail here, with one line, before the server starts
+    from fakelens.models.registry import untrained_members
+
     warn_untrained(untrained_members(detector))
     console.print(
         f"fakelens serve: model {settings.model}, data {settings.data_dir}, "

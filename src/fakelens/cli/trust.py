@@ -171,7 +171,17 @@ def trust_cmd(
     )
     command = _command(
         model, images, masks, manifest, wanted, layer, out, transforms, fill_list, skipped, limit
-    ) + "".join(f" --set {o}" for o in option or [])
+    )
+    # every setting that changes the numbers and is not at its default, so "Made with" reproduces them
+    base = TrustConfig()
+    extra = [
+        ("--target", target, base.target),
+        ("--steps", steps, base.steps),
+        ("--stages", stages, base.randomisation_stages),
+        ("--seed", seed, base.seed),
+    ]
+    command += "".join(f" {flag} {shlex.quote(str(v))}" for flag, v, default in extra if v != default)
+    command += "".join(f" --set {shlex.quote(o)}" for o in option or [])
     total = min(len(items), limit) if limit else len(items)
     with Progress(
         TextColumn("[bold]trust"),

@@ -23,6 +23,13 @@ def untrained_by_name(name: str) -> bool:
     return name in MODELS and name not in PLAIN_CLASSIFIERS
 
 
+def untrained_members(model: Any) -> list[str]:
+    """Names of a detector's or an ensemble's members whose real/fake head is random
+    (:attr:`Detector.untrained`)."""
+    members = getattr(model, "members", None) or [model]
+    return [m.name for m in members if getattr(m, "untrained", False)]
+
+
 def create_model(name: str, **kwargs: Any) -> Detector:
     """Build the registered detector ``name`` in eval mode."""
     det = MODELS.create(name, **kwargs)

@@ -36,7 +36,7 @@ from fakelens.report.reading import (
 )
 from fakelens.report.regions import REGION_COLOURS, REGION_LABELS, REGIONS, FaceRegions, RegionShares
 from fakelens.trust.criteria import DEFAULT_CRITERIA
-from fakelens.viz.overlay import colorize, overlay
+from fakelens.viz.overlay import colorize, fit_size, overlay, shrink_image, shrink_map
 
 __all__ = ["find_regions", "render_report"]
 
@@ -129,30 +129,6 @@ def _data_uri(arr: np.ndarray, fmt: str = "JPEG") -> str:
         img.save(buf, format="PNG", optimize=True)
         mime = "image/png"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
-
-
-def _fit(h: int, w: int, max_side: int) -> tuple[int, int]:
-    s = min(1.0, max_side / max(h, w))
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def _small_image(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    img = image.convert("RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.Resampling.LANCZOS)
-    return np.asarray(img)
-
-
-def _small_map(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    h, w = size
-    if a.shape == (h, w):
-        return a
-    if a.dtype == bool:
-        im = Image.fromarray(a.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
-        return np.asarray(im) > 127
-    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), mode))
 
 
 def _colour_bar(cmap: str = "jet") -> str:
@@ -317,8 +293,8 @@ def _model_card(m: ModelAnalysis, threshold: float) -> str:
 def _heatmap_tile(
     method: str, h: HeatmapResult, small: np.ndarray, size: tuple[int, int], cmap: str, alpha: float
 ) -> str:
-    m = _small_map(h.map, size)
-    v = _small_map(h.valid, size)
+    m = shrink_map(h.map, size)
+    v = shrink_map(h.valid, size)
     uri = _data_uri(overlay(small, m, alpha=alpha, cmap=cmap, valid=v))
     st = h.summary.get("stats", {})
     note = " · flat" if h.summary.get("flat") else ""
@@ -338,8 +314,8 @@ def _heatmap_tile(
 def _heatmap_grid(
     a: Analysis, image: Image.Image, methods: Sequence[str], cmap: str, alpha: float, max_side: int
 ) -> str:
-    size = _fit(image.height, image.width, max_side)
-    small = _small_image(image, size)
+    size = fit_size(image.height, image.width, max_side)
+    small = shrink_image(image, size)
     orig = _data_uri(small)
     ncols = max(1, len(methods))
     rows = len(a.models)
@@ -386,10 +362,10 @@ def _regions_section(
 ) -> str:
     if regions is None:
         return ""
-    size = _fit(image.height, image.width, max_side)
-    pic = regions.picture(_small_image(image, size)) if size == regions.labels.shape else None
+    size = fit_size(image.height, image.width, max_side)
+    pic = regions.picture(shrink_image(image, size)) if size == regions.labels.shape else None
     if pic is None:
-        small = _small_image(image, size)
+        small = shrink_image(image, size)
         lab = np.asarray(Image.fromarray(regions.labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
         pic = FaceRegions(regions.faces, lab).picture(small)
     if verdicts:
@@ -474,13 +450,13 @@ def _face_maps(v: FaceVerdict, k: int, image: Image.Image, cmap: str, alpha: flo
     if not v.heatmaps:
         return ""
     crop = image.crop(v.window)
-    size = _fit(crop.height, crop.width, side)
-    small = _small_image(crop, size)
+    size = fit_size(crop.height, crop.width, side)
+    small = shrink_image(crop, size)
     tiles = [
         f"<figure><img alt='face {k}' src='{_data_uri(small)}'><figcaption>face {k}</figcaption></figure>"
     ]
     for name, (heat, valid) in v.heatmaps.items():
-        ov = overlay(small, _small_map(heat, size), alpha=alpha, cmap=cmap, valid=_small_map(valid, size))
+        ov = overlay(small, shrink_map(heat, size), alpha=alpha, cmap=cmap, valid=shrink_map(valid, size))
         tiles.append(
             f"<figure><img alt='{_e(name)} on face {k}' src='{_data_uri(ov)}'>"
             f"<figcaption>{_e(name)} {prob(v.members[name][0])}</figcaption></figure>"

@@ -33,7 +33,7 @@ from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
 from fakelens.scan.schema import FILES, HEATMAP_DIR, SKIPPED, batch_schema, score_columns, to_table
 from fakelens.tiling import DEFAULT_MAX_TILES
-from fakelens.viz.overlay import CMAPS, overlay
+from fakelens.viz.overlay import CMAPS, fit_size, overlay, shrink_image, shrink_map
 
 __all__ = ["ScanProcessor", "ScanSettings", "with_threshold"]
 
@@ -56,6 +56,7 @@ class ScanSettings:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method (--set), JSON-safe
     max_tiles: int = DEFAULT_MAX_TILES  # native tiles per image (models with input mode "native")
     faces: bool = False  # each face judged on its own: columns faces, face_score, face_verdict
+    overlay_max_side: int | None = None  # overlay PNGs shrunk to this long side (None: the image's pixels)
 
     def __post_init__(self) -> None:
         if self.explain and not self.methods:
@@ -70,6 +71,8 @@ class ScanSettings:
             raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
         if self.max_tiles < 1:
             raise ConfigError(f"max tiles must be at least 1, not {self.max_tiles}")
+        if self.overlay_max_side is not None and self.overlay_max_side < 16:
+            raise ConfigError(f"overlay max side must be at least 16 pixels, not {self.overlay_max_side}")
         if self.cmap not in CMAPS:
             raise ConfigError(f"unknown colormap {self.cmap!r} (choose from {', '.join(CMAPS)})")
         if self.faces and not available_detectors():
@@ -83,6 +86,8 @@ class ScanSettings:
         d["methods"] = list(self.methods) if self.explain else []
         d["options"] = json.loads(json.dumps(self.options)) if self.explain else {}
         del d["batch_size"]
+        if self.overlay_max_side is None:  # as scans made before the option recorded it
+            del d["overlay_max_side"]
         return d
 
 
@@ -258,11 +263,21 @@ class ScanProcessor:
 
     def _heatmap_files(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
+        size = (image.height, image.width)
+        if self.settings.overlay_max_side is not None:
+            size = fit_size(*size, self.settings.overlay_max_side)
+        pixels = shrink_image(image, size)
         for col, ma in zip(self.columns, a.models, strict=True):
             member = col.removeprefix("score_")
             for method, h in ma.heatmaps.items():
                 base = f"{HEATMAP_DIR}/{stem}-{sha[:12]}.{member}.{method}"
-                ov = overlay(image, h.map, alpha=self.settings.alpha, cmap=self.settings.cmap, valid=h.valid)
+                ov = overlay(
+                    pixels,
+                    shrink_map(h.map, size),
+                    alpha=self.settings.alpha,
+                    cmap=self.settings.cmap,
+                    valid=shrink_map(h.valid, size),
+                )
                 files.append({"name": f"{base}.png", "data": _png_bytes(ov)})
                 if self.settings.save_raw:
                     files.append({"name": f"{base}.npy", "data": _npy_bytes(h.map)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from fakelens.io import FolderLock
 from fakelens.models.base import Detector
 from fakelens.models.checkpoint import load_detector
 from fakelens.models.ensemble import Ensemble
+from fakelens.models.registry import untrained_members
 from fakelens.scan.process import ScanProcessor, ScanSettings
 from fakelens.scan.sources import list_sources
 from fakelens.scan.store import TABLE, BatchCounts, ScanStore
@@ -43,6 +44,8 @@ class ScanSummary:
     seconds: float
     images_per_second: float
     engine: str
+    untrained: list[str] = field(default_factory=list)
+    """Members built by architecture name: their real/fake head is random, so their verdicts mean nothing."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +157,7 @@ def scan(
         seconds=round(seconds, 3),
         images_per_second=round(counts.rows / seconds, 2) if seconds > 0 else 0.0,
         engine="local" if ray_address is None else f"ray ({ray_address})",
+        untrained=untrained_members(ens),
     )
     store.finish(summary.to_dict())
     return summary

@@ -37,23 +37,26 @@ Candidate = tuple[str, str]  # (method, layer)
 
 @dataclass(frozen=True)
 class Metric:
-    """A column of a family table: ``higher`` True/False says which way is better (None: context only)."""
+    """A column of a family table: ``higher`` True/False says which way is better (None: context only);
+    ``lowest``/``highest``: its range, where its interval is cut off."""
 
     key: str
     label: str
     higher: bool | None
     percent: bool = False
+    lowest: float = 0.0
+    highest: float = 1.0
 
 
 FAMILIES: dict[str, tuple[Metric, ...]] = {
     "equivariance": (
         Metric("eq_cosine", "cosine", True),
-        Metric("eq_spearman", "Spearman", True),
+        Metric("eq_spearman", "Spearman", True, lowest=-1.0),
         Metric("eq_iou", "top-10% IoU", True),
         Metric("eq_worst", "worst transform cosine", True),
     ),
     "border": (
-        Metric("border_excess", "mass on fill − fill area", False, True),
+        Metric("border_excess", "mass on fill − fill area", False, True, lowest=-1.0),
         Metric("leak_rate", "views leaking", False, True),
         Metric("border_mass", "mass on fill", None, True),
         Metric("fill_fraction", "fill area", None, True),
@@ -66,7 +69,7 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
     "flatness": (
         Metric("flat_rate", "flat maps", False, True),
         Metric("entropy", "entropy", None),
-        Metric("peak_to_mean", "peak/mean (median)", None),
+        Metric("peak_to_mean", "peak/mean (median)", None, lowest=1.0, highest=math.inf),
     ),
     "localisation": (
         Metric("pointing_game", "pointing game", True),
@@ -77,17 +80,17 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("pixel_auroc", "pixel AUROC", True),
     ),
     "faithfulness": (
-        Metric("gap_blur", "insertion − deletion (blur)", True),
+        Metric("gap_blur", "insertion − deletion (blur)", True, lowest=-1.0),
         Metric("deletion_black", "deletion (black)", False),
         Metric("insertion_black", "insertion (black)", True),
         Metric("deletion_blur", "deletion (blur)", False),
         Metric("insertion_blur", "insertion (blur)", True),
-        Metric("road_combined", "ROAD (LeRF−MoRF)/2", True),
+        Metric("road_combined", "ROAD (LeRF−MoRF)/2", True, lowest=-1.0),
     ),
     "randomisation": (
         Metric("rand_spearman", "|Spearman| signed maps", False),
         Metric("rand_spearman_abs", "|Spearman| of |maps|", False),
-        Metric("rand_ssim", "SSIM", False),
+        Metric("rand_ssim", "SSIM", False, lowest=-1.0),
     ),
 }
 
@@ -104,6 +107,9 @@ FAMILY_NOTES = {
     "ROAD with noisy linear imputation.",
     "randomisation": "After re-initialising every layer from the head down; should collapse towards 0.",
 }
+
+
+RANGES = {mt.key: (mt.lowest, mt.highest) for metrics in FAMILIES.values() for mt in metrics}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -179,7 +185,16 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
                 }
             else:
                 per_image = [m for m in (_mean(xs) for xs in by_image.values()) if not math.isnan(m)]
-                row[k] = {"mean": _mean(per_image), "ci": _ci(per_image), "n": len(per_image)}
+                mean, ci = _mean(per_image), _ci(per_image)
+                low, high = RANGES.get(k, (-math.inf, math.inf))
+                # the normal interval cut to the metric's range: a rate over a few images is no less than 0
+                row[k] = {
+                    "mean": mean,
+                    "ci": ci,
+                    "lo": math.nan if math.isnan(ci) else max(low, mean - ci),
+                    "hi": math.nan if math.isnan(ci) else min(high, mean + ci),
+                    "n": len(per_image),
+                }
         pt = {t: _mean(xs) for t, xs in per_transform.get(c, {}).items()}
         if pt:
             worst = min(pt, key=lambda t: pt[t])
@@ -340,9 +355,12 @@ def _cell(v: dict[str, float] | None, metric: Metric) -> str:
     x = float(v["mean"])
     s = f"{100 * x:.1f} %" if metric.percent else f"{x:.3f}"
     s = s.replace("-0.000", "0.000").replace("-0.0 %", "0.0 %")  # a tiny negative mean is no sign
-    ci = float(v.get("ci", math.nan))
-    if not math.isnan(ci):
-        s += f" ± {100 * ci:.1f}" if metric.percent else f" ± {ci:.3f}"
+    ci, lo, hi = (float(v.get(k, math.nan)) for k in ("ci", "lo", "hi"))
+    scale, digits = (100, 1) if metric.percent else (1, 3)
+    if not math.isnan(ci) and (lo > x - ci or hi < x + ci):  # cut to the range: no longer symmetric
+        s += f" ({scale * lo:.{digits}f}–{scale * hi:.{digits}f})"
+    elif not math.isnan(ci):
+        s += f" ± {scale * ci:.{digits}f}"
     if metric.key == "eq_worst" and "transform" in v:
         s += f" ({v['transform']})"
     return s
@@ -404,7 +422,8 @@ def markdown_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> str:
     lines: list[str] = [
         "Cells: mean over the images (each image's views and faithfulness steps averaged first, since they "
         "are not independent) ± half the width of a normal 95 % interval, 1.96·s/√n (none for one "
-        "image; wide for a few); n: images; ↑/↓: which way is better.",
+        "image; wide for a few), given as (low–high) where the metric's range cuts it; n: images; ↑/↓: "
+        "which way is better.",
         "",
     ]
     for fam, metrics in FAMILIES.items():
@@ -619,14 +638,19 @@ def _bars(
     try:
         for j, (c, col) in enumerate(zip(cands, cols, strict=True)):
             ys = [_value(agg[c], mt.key) for mt in metrics]
-            es = [float(agg[c].get(mt.key, {}).get("ci", math.nan)) for mt in metrics]
+            lows = [float(agg[c].get(mt.key, {}).get("lo", math.nan)) for mt in metrics]
+            highs = [float(agg[c].get(mt.key, {}).get("hi", math.nan)) for mt in metrics]
+            es = [
+                [0 if math.isnan(lo) else y - lo for y, lo in zip(ys, lows, strict=True)],
+                [0 if math.isnan(hi) else hi - y for y, hi in zip(ys, highs, strict=True)],
+            ]
             ax.bar(
                 np.arange(len(metrics)) + j * width,
                 ys,
                 width,
                 color=col,
                 label=_label(c, layers),
-                yerr=[0 if math.isnan(e) else e for e in es],
+                yerr=es,
                 capsize=2,
                 error_kw={"lw": 0.7},
             )

@@ -60,6 +60,33 @@ def colorize(saliency: Any, cmap: str = "jet") -> np.ndarray:
     return np.take(lut, idx, axis=0)
 
 
+def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """``(h, w)`` scaled down (never up) so the longer side is at most ``max_side``; at least 1 × 1."""
+    s = min(1.0, max_side / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def shrink_image(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """The image as RGB ``uint8`` of ``size = (h, w)`` (Lanczos; unchanged when already that size)."""
+    h, w = size
+    img = image.convert("RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def shrink_map(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """A heatmap (bilinear, or nearest) or a boolean mask (always nearest) resampled to ``size = (h, w)``."""
+    h, w = size
+    if a.shape == (h, w):
+        return a
+    if a.dtype == bool:
+        im = Image.fromarray(a.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
+        return np.asarray(im) > 127
+    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), mode))
+
+
 def overlay(
     image: Image.Image | np.ndarray,
     saliency: Any,
