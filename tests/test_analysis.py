@@ -107,3 +107,56 @@ def test_api_mistakes_are_clear_errors_before_any_model_runs(images: list[Image.
     (a,) = analyze_images(det, one, "gradcam,hirescam", robustness=False)  # type: ignore[arg-type]
     assert list(a.models[0].heatmaps) == ["gradcam", "hirescam"]
     assert analyze_images(det, [], robustness=False) == []  # nothing to do is no mistake
+
+
+def test_a_method_failing_on_one_image_costs_only_its_heatmaps(images: list[Image.Image]) -> None:
+    """A method that fails on the second image only, or returns maps of the wrong shape, is reported in the
+    member's errors; the other methods' heatmaps and the verdicts stay."""
+    from fakelens.explain import CAMS, GradientCAM, register_cam
+
+    @register_cam("test-nan-on-second")
+    class NanOnSecond(GradientCAM):
+        def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            w = grads.mean(dim=(2, 3))
+            return w * torch.tensor([1.0] + [float("nan")] * (len(w) - 1))[:, None]
+
+    @register_cam("test-wrong-shape")
+    class WrongShape(GradientCAM):
+        def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            return acts  # (B, C, h, w), not (B, h, w)
+
+    try:
+        det = create_model("tiny-cnn")
+        methods = ["gradcam", "test-nan-on-second", "test-wrong-shape"]
+        out = analyze_images(det, images, methods, robustness=False, batch_size=2)
+        for a in out:
+            (m,) = a.models
+            assert list(m.heatmaps) == ["gradcam"]
+            assert "non-finite" in m.errors["test-nan-on-second"]
+            assert "test-wrong-shape returned maps of shape" in m.errors["test-wrong-shape"]
+    finally:
+        CAMS._items.pop("test-nan-on-second", None)
+        CAMS._items.pop("test-wrong-shape", None)
+
+
+def test_an_ensemble_where_one_detector_is_needed_is_a_clear_type_error() -> None:
+    from fakelens.explain import explain
+    from fakelens.pipeline import explain_images
+    from fakelens.trust import robustness_badge
+    from fakelens.trust.runner import run_trust
+
+    ens = Ensemble([create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)])
+    x = torch.rand(1, 3, 64, 64)
+    for call in (
+        lambda: explain(ens, x),  # type: ignore[arg-type]
+        lambda: explain_images(ens, [Image.new("RGB", (32, 32))]),  # type: ignore[arg-type]
+        lambda: robustness_badge(ens, x[0], "gradcam"),  # type: ignore[arg-type]
+        lambda: run_trust(ens, [], None),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match=r"not an ensemble: pass one of its members.*tiny-cnn, tiny-vit"):
+            call()
+    det = create_model("tiny-cnn")
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
+        robustness_badge(det, x[0] * 255, "gradcam")
+    with pytest.raises(ValueError, match=r"one prepared image \(3, H, W\)"):
+        robustness_badge(det, x, "gradcam")

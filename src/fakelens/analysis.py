@@ -262,8 +262,9 @@ def _explain_member(
     options: dict[str, dict[str, Any]] | None = None,
     max_tiles: int | None = DEFAULT_MAX_TILES,
 ) -> tuple[list[ImageResult], list[str], dict[str, str]]:
-    """All methods from one capture; if that fails, each method alone, so one unsuitable method (e.g. rollout
-    on a CNN) costs only its own heatmap. Unknown method names are the caller's mistake and raise."""
+    """All methods from one capture; if that fails, each method alone on every image, so one unsuitable
+    method (e.g. rollout on a CNN, or one that fails on a single image) costs only its own heatmap. Unknown
+    method names are the caller's mistake and raise."""
     check_methods(methods)
     try:
         return (
@@ -271,14 +272,23 @@ def _explain_member(
             list(methods),
             {},
         )
-    except FakelensError:
-        pass  # find out which methods fail below
+    except Exception:  # find out which methods fail below, each on its own
+        pass
+    results: list[ImageResult] | None = None
     usable: list[str] = []
     errors: dict[str, str] = {}
     for m in methods:
         try:
-            explain_images(member, images[:1], [m], options=options, max_tiles=1)
-            usable.append(m)
-        except FakelensError as exc:
-            errors[m] = str(exc)
-    return explain_images(member, images, usable, options=options, max_tiles=max_tiles), usable, errors
+            alone = explain_images(member, images, [m], options=options, max_tiles=max_tiles)
+        except Exception as exc:  # a method's failure is reported, not fatal
+            errors[m] = str(exc) if isinstance(exc, FakelensError) else f"{type(exc).__name__}: {exc}"
+            continue
+        if results is None:
+            results = alone
+        else:
+            for into, r in zip(results, alone, strict=True):
+                into.explanations.update(r.explanations)
+        usable.append(m)
+    if results is None:  # no method ran: the verdicts alone
+        results = explain_images(member, images, [], options=options, max_tiles=max_tiles)
+    return results, usable, errors

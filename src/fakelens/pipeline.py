@@ -20,7 +20,7 @@ from fakelens.devices import resolve_device
 from fakelens.explain.engine import explain, method_list
 from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, prepare_views
-from fakelens.models.base import Detector
+from fakelens.models.base import Detector, require_detector
 from fakelens.models.fold import inference_logits
 from fakelens.tiling import DEFAULT_MAX_TILES, stitch
 
@@ -122,6 +122,7 @@ def explain_images(
     method keyword options (see :func:`fakelens.explain.engine.parse_options`). Images a ``native`` detector
     reads as several tiles are explained ``tile_batch`` tiles at a time and stitched (:mod:`fakelens.tiling`);
     the others share one batch."""
+    require_detector(detector, "explain_images")
     images, methods = check_images(images), method_list(methods)  # names and options: checked by explain
     dev = resolve_device(str(device)) if device is not None else detector.device
     if max_tiles is not None and (not isinstance(max_tiles, int) or max_tiles < 1):

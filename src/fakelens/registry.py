@@ -11,10 +11,15 @@ from fakelens.errors import UnknownNameError
 T = TypeVar("T")
 
 
+def _origin(factory: Callable[..., object]) -> tuple[str, str]:
+    return getattr(factory, "__module__", ""), getattr(factory, "__qualname__", repr(factory))
+
+
 class Registry(Generic[T]):
     """Maps names to factories (classes or functions) of one kind of thing.
 
-    Duplicate names raise at import time; unknown names raise :class:`UnknownNameError` naming the
+    Duplicate names raise at import time, except that the same factory (same module and qualified name, as
+    when a notebook cell runs again) replaces itself; unknown names raise :class:`UnknownNameError` naming the
     closest registered names, so a typo on the command line gets a useful one-line message.
     """
 
@@ -24,7 +29,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._items:
+            old = self._items.get(name)
+            if old is not None and _origin(old) != _origin(factory):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = factory
             return factory

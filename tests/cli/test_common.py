@@ -31,3 +31,13 @@ def test_sigterm_stops_a_command_as_ctrl_c_does() -> None:
         command()
     assert exit_info.value.exit_code == 130 and reached == ["interrupt"]
     assert signal.getsignal(signal.SIGTERM) == before  # restored after the command
+
+
+def test_an_error_line_keeps_its_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    """An install hint's [extra] and a path's brackets are text, not Rich markup that vanishes."""
+    from fakelens.cli.common import fail
+
+    with pytest.raises(typer.Exit):
+        fail("the service needs its extra: pip install 'fakelens[service]' (see /tmp/[x]/y)")
+    err = capsys.readouterr().err
+    assert "pip install 'fakelens[service]'" in err and "/tmp/[x]/y" in err

@@ -29,3 +29,15 @@ def test_no_help_text_is_swallowed_as_rich_markup() -> None:
         swallowed += [f"{path} {name}: {m.group()}" for name, t in texts for m in RICH_TAG.finditer(t)]
         seen += 1
     assert seen > 15 and not swallowed
+
+
+def test_python_dash_m_fakelens_is_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    from fakelens import __version__
+
+    res = subprocess.run(
+        [sys.executable, "-m", "fakelens", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and res.stdout.strip() == f"fakelens {__version__}", res.stderr

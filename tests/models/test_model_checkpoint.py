@@ -329,5 +329,33 @@ def test_an_untrained_architecture_stays_untrained_when_saved(tmp_path: Path) ->
     assert load_checkpoint(path).untrained
     ens = save_checkpoint(Ensemble.of([load_checkpoint(path)]), tmp_path / "ens")
     assert all(m.untrained for m in load_detector(ens).members)
-    trained = create_model("tiny-cnn")  # what `fakelens train` builds and saves
+    assert create_model("tiny-cnn").untrained  # however it is built
+    trained = create_model("tiny-cnn")
+    trained.untrained = False  # what `fakelens train` does once it trains it
     assert not load_checkpoint(save_checkpoint(trained, tmp_path / "trained")).untrained
+
+
+def test_a_model_registered_from_outside_saves_and_loads_by_name(tmp_path: Path) -> None:
+    """A factory built on wrap_model records no arch: create_model records its name and keyword arguments,
+    so the checkpoint loads by name; ``trained=True`` (the factory loads trained weights) is not marked."""
+    from fakelens.models import MODELS, load_detector, register_model, wrap_model
+    from fakelens.models.registry import _TRAINED
+
+    @register_model("test-outside", trained=True)
+    def outside(width: int = 4) -> Any:
+        net = nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return wrap_model(
+            nn.Sequential(net, nn.Linear(width, 2)), labels=("real", "fake"), cam_layers=("net.0.0",)
+        )
+
+    try:
+        det = load_detector("test-outside")
+        assert not det.untrained and det.config == {"arch": "test-outside"}
+        wide = create_model("test-outside", width=6)
+        back = load_detector(save_checkpoint(wide, tmp_path / "c"))
+        assert back.config == {"arch": "test-outside", "width": 6} and not back.untrained
+        for a, b in zip(wide.state_dict().values(), back.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    finally:
+        MODELS._items.pop("test-outside", None)
+        _TRAINED.discard("test-outside")

@@ -228,3 +228,19 @@ def test_whole_image_masks_score_no_localisation_and_misshapen_masks_are_refused
     assert "another aspect ratio" in (tmp_path / "o" / "report.md").read_text()  # the reason, in the report
     scored = {r.image for r in read_records(tmp_path / "o" / "records.csv") if r.metric == "pointing_game"}
     assert scored == {str(img_dir / names[2])}  # only the mask that points at a region
+
+
+def test_masks_beside_their_images_are_found_and_not_tested_as_images(tmp_path: Path) -> None:
+    """The bundled demo layout: x.jpg beside x_mask.png, with or without --masks naming that folder; a
+    string path works as a Path does; nothing to test is an error, not an empty report."""
+
+    demo = Path(__file__).parents[2] / "src" / "fakelens" / "assets" / "demo"
+    for items in (discover_items([demo]), discover_items([demo], masks=demo), discover_items(str(demo))):
+        assert len(items) == 7 and not any("_mask" in it.path.name for it in items)
+        masked = {it.path.name: it.mask.name for it in items if it.mask is not None}
+        assert masked == {
+            f"{s}.jpg": f"{s}_mask.png"
+            for s in ("astronaut_fake_self_blend", "coffee_fake_upsample", "grace_hopper_fake_cross_blend")
+        }
+    with pytest.raises(ConfigError, match="no images to test"):
+        run_trust(create_model("tiny-cnn"), [], tmp_path / "o")

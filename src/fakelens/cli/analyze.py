@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fakelens.analysis import Analysis, analyze_images
@@ -190,7 +191,7 @@ def analyze_cmd(
 
             regions, face_note = find_regions(imgs)
             if face_note:
-                console.print(f"[yellow]warning:[/] no facial regions: {face_note}", highlight=False)
+                console.print(f"[yellow]warning:[/] no facial regions: {escape(face_note)}", highlight=False)
         face_method = methods[0] if report is not None and methods else None  # the report shows its maps
         verdicts = [
             face_verdicts(detector, img, r.faces, max_tiles=max_tiles, method=face_method, options=options)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fakelens.errors import FakelensError
 from fakelens.io import IMAGE_SUFFIXES, find_images
@@ -60,7 +61,7 @@ def warn_untrained(names: Iterable[str]) -> None:
     names = list(names)
     if not names:
         return
-    which = ", ".join(names)
+    which = escape(", ".join(names))
     verb = "is an architecture" if len(names) == 1 else "are architectures"
     console.print(
         f"[bold yellow]warning:[/] {which} {verb} without trained real/fake weights (a random head): "
@@ -71,8 +72,9 @@ def warn_untrained(names: Iterable[str]) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one clear error line to stderr and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one clear error line to stderr and exit non-zero (the message is text, not Rich markup: an
+    install hint keeps its ``[extra]``, a path its brackets)."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

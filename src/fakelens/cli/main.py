@@ -47,6 +47,14 @@ def _root(
     ),
 ) -> None:
     """fakelens command line."""
+    from fakelens.cli.common import fail
+    from fakelens.errors import FakelensError
+    from fakelens.plugins import load_plugins
+
+    try:  # methods and models registered from outside fakelens (see fakelens.plugins)
+        load_plugins()
+    except FakelensError as exc:
+        fail(str(exc))
 
 
 app.add_typer(data_cli.app, name="data", help="Real-photo pool and forgeries with ground-truth masks.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fakelens.cli.common import (
@@ -61,7 +62,11 @@ def trust_cmd(
     ] = None,
     masks: Annotated[
         Path | None,
-        typer.Option("--masks", help="Folder of ground-truth masks matched to images by file stem."),
+        typer.Option(
+            "--masks",
+            help="Folder of ground-truth masks matched to images by file stem (x.png or x_mask.png); "
+            "without it, x_mask.png beside x.jpg is its mask (and not an image to test).",
+        ),
     ] = None,
     manifest: Annotated[
         Path | None,
@@ -144,7 +149,7 @@ def trust_cmd(
     if len(bad) == len(items):
         fail(f"none of the {len(items)} image(s) can be read: " + "; ".join(list(bad.values())[:3]))
     for reason in bad.values():
-        console.print(f"[yellow]warning:[/] skipping {reason}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] skipping {escape(reason)}", highlight=False, soft_wrap=True)
     items = [it for it in items if it.key not in bad]
     loaded = load_detector(model)
     if not isinstance(loaded, Detector):

@@ -1,8 +1,15 @@
 r"""Gradient and activation CAMs computed from one :class:`~fakelens.explain.capture.Capture`.
 
 Every method maps a layer's activations ``A`` ``(B, C, h, w)`` and the gradients ``g = ∂y/∂A`` of the
-explained score ``y`` to a *signed* raw map ``(B, h, w)``; the heatmap shown to people is its ReLU. A method
-overrides ``weights`` (channel weights ``w_k``, map ``Σ_k w_k A^k``) or ``combine`` (anything else).
+explained score ``y`` to a *signed* raw map ``(B, h, w)``; the heatmap shown to people is its ReLU. A new
+method is one small class: subclass :class:`GradientCAM` and override ``weights`` (channel weights ``w_k``,
+map ``Σ_k w_k A^k``), or subclass :class:`CAMMethod` and override ``combine`` (anything else); register it
+with ``@register_cam("name")`` (set ``uses_gradients = False`` when it reads activations only)::
+
+    @register_cam("absgradcam")
+    class AbsGradCAM(GradientCAM):
+        def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
+            return grads.abs().mean(dim=(2, 3))
 """
 
 from __future__ import annotations
@@ -16,14 +23,17 @@ from fakelens.registry import Registry
 
 
 class CAMMethod:
-    """Base class: ``combine(acts, grads) -> (B, h, w)`` signed raw map."""
+    """Base class: ``combine(acts, grads) -> (B, h, w)`` signed raw map (for ``Σ_k w_k A^k`` maps, subclass
+    :class:`GradientCAM` and give ``weights`` instead)."""
 
     name: ClassVar[str] = ""
     uses_gradients: ClassVar[bool] = True
     eps: float = 1e-7
 
     def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} overrides neither combine() nor, as a GradientCAM, weights()"
+        )
 
     def __call__(self, acts: Tensor, grads: Tensor | None) -> Tensor:
         if self.uses_gradients and grads is None:
@@ -48,7 +58,7 @@ class GradientCAM(CAMMethod):
 
     def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
         """``(B, C, h, w)`` activations and gradients → ``(B, C)`` channel weights."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not override weights()")
 
     def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
         return torch.einsum("bc,bchw->bhw", self.weights(acts, grads), acts)

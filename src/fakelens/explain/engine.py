@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import Tensor
 
-from fakelens.errors import ConfigError, UnknownNameError
+from fakelens.errors import ConfigError, ExplanationError, UnknownNameError
 from fakelens.explain.cams import CAMS
 from fakelens.explain.capture import capture
 from fakelens.explain.explanation import Explanation, build_explanation, build_explanations, fuse_layers
 from fakelens.explain.targets import Target, resolve_target
-from fakelens.models.base import Detector
+from fakelens.models.base import Detector, require_detector
 from fakelens.registry import Registry
 
 if TYPE_CHECKING:
@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 
 
 class Explainer(Protocol):
-    """A method that runs passes of its own: returns raw ``(B, h, w)`` signed maps and metadata."""
+    """A method that runs passes of its own: returns raw ``(B, h, w)`` signed maps and metadata.
+
+    The metadata must hold ``scores`` (the target's score per image, ``(B,)``) and ``probabilities`` (the
+    fake probability per image, ``(B,)``); it may hold ``logits`` ``(B, K)``, ``layers`` (the layers it read;
+    default: those it was given) and anything else JSON-like, which lands in ``Explanation.meta``.
+    """
 
     def __call__(
         self, detector: Detector, x: Tensor, target: Target, layers: Sequence[str]
@@ -171,6 +176,7 @@ def method_list(methods: str | Sequence[str]) -> list[str]:
 def check_input(detector: Detector, x: Any) -> None:
     """``x`` must be the detector's normalised input: a ``(B, C, H, W)`` tensor in its parameters' dtype and
     on their device — one clear error, not torch's own from deep inside a convolution."""
+    require_detector(detector, "explain")
     if not isinstance(x, Tensor):
         raise TypeError(
             f"explain needs a (B, C, H, W) tensor, not {type(x).__name__} "
@@ -184,6 +190,14 @@ def check_input(detector: Detector, x: Any) -> None:
             f"the input is {x.dtype} on {x.device} but {detector.name!r} is {p.dtype} on {p.device}: "
             "move one to the other (x.to(detector.device, detector_dtype))"
         )
+
+
+def _checked_raw(method: str, raw: Any, batch: int) -> Tensor:
+    """A method's raw maps must be ``(B, h, w)``: one clear error naming the method, not torch's own later."""
+    if not isinstance(raw, Tensor) or raw.dim() != 3 or raw.shape[0] != batch:
+        shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
+        raise ExplanationError(f"{method} returned maps of shape {shape}, not ({batch}, h, w)")
+    return raw
 
 
 def explain_targets(
@@ -217,8 +231,14 @@ def explain_targets(
         probs = detector.fake_probability(cap.logits)
         for t in resolved:
             grads = cap.gradients.get(t.name, {})
+            batch = int(x.shape[0])
             raws = [
-                fuse_layers([CAMS.create(m)(cap.activations[n], grads.get(n)) for n in layer_names])
+                fuse_layers(
+                    [
+                        _checked_raw(m, CAMS.create(m)(cap.activations[n], grads.get(n)), batch)
+                        for n in layer_names
+                    ]
+                )
                 for m in cam_methods
             ]
             built = build_explanations(
@@ -240,6 +260,12 @@ def explain_targets(
         explainer = EXPLAINERS.create(m, **(options or {}).get(m, {}))
         for t in resolved:
             raw, meta = explainer(detector, x, t, layer_names)
+            raw = _checked_raw(m, raw, int(x.shape[0]))
+            missing = [k for k in ("scores", "probabilities") if k not in meta]
+            if missing:
+                raise ExplanationError(
+                    f"{m} returned no {' or '.join(missing)} in its metadata (see fakelens.explain.Explainer)"
+                )
             scores = meta.pop("scores")
             probs = meta.pop("probabilities")
             logits = meta.pop("logits", None)
@@ -271,6 +297,7 @@ def explain(
     options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Explanation]:
     """``explain_targets`` for one target: ``result[method]``."""
+    require_detector(detector, "explain")
     t = resolve_target(target, detector)
     return explain_targets(
         detector, x, methods, (t,), layers=layers, geometries=geometries, valid=valid, options=options

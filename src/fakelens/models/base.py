@@ -108,6 +108,21 @@ def _default_adapter(out: Any) -> Tensor:
     raise TypeError(f"cannot find logits in a model output of type {type(out).__name__}")
 
 
+def require_detector(model: Any, what: str) -> None:
+    """``model`` must be one :class:`Detector`: an ensemble (or anything else) gets a TypeError that says
+    what to pass instead."""
+    if isinstance(model, Detector):
+        return
+    members = getattr(model, "members", None)
+    if members is not None:
+        names = ", ".join(getattr(m, "name", "?") for m in members)
+        raise TypeError(
+            f"{what} works on one detector, not an ensemble: pass one of its members, "
+            f"e.g. ensemble.members[0] (members: {names})"
+        )
+    raise TypeError(f"{what} needs a fakelens Detector, not {type(model).__name__} (see fakelens.wrap_model)")
+
+
 class Detector(nn.Module):
     """A classifier with the metadata fakelens needs to prepare inputs and explain decisions.
 

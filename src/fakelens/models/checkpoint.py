@@ -29,7 +29,7 @@ from fakelens.errors import CheckpointError, FakelensError, UnknownNameError
 from fakelens.models.base import Detector, InputSpec, LogitsAdapter, TokenLayout
 from fakelens.models.calibration import Calibration
 from fakelens.models.ensemble import Ensemble
-from fakelens.models.registry import MODELS, create_model, untrained_by_name
+from fakelens.models.registry import MODELS, create_model
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -442,9 +442,7 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
             )
         return load_ensemble(path, device=device)
     if text in MODELS:
-        det = create_model(text).to(device)
-        det.untrained = untrained_by_name(text)
-        return det
+        return create_model(text).to(device)
     p = Path(text)
     if is_ensemble_checkpoint(p):
         return load_ensemble(p, device=device)

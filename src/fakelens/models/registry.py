@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,17 +11,26 @@ from fakelens.models.base import Detector
 from fakelens.registry import Registry
 
 MODELS: Registry[Detector] = Registry("model")
-register_model = MODELS.register
 
-PLAIN_CLASSIFIERS: frozenset[str] = frozenset({"effnet-lite0-imagenet"})
-"""Registered models that are trained classifiers of other things (ImageNet), not real/fake detectors: every
-other registered name is an architecture whose real/fake head is untrained until ``fakelens train``."""
+_TRAINED: set[str] = set()
+
+
+def register_model(
+    name: str, *, trained: bool = False
+) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
+    """Register a factory returning a :class:`Detector` under ``name``. ``trained=True``: the factory loads
+    trained weights (e.g. an ImageNet classifier, or your detector's own), so what it builds is not marked
+    :attr:`~Detector.untrained`; every other registered name is an architecture whose real/fake head is
+    random until ``fakelens train``."""
+    if trained:
+        _TRAINED.add(name)
+    return MODELS.register(name)
 
 
 def untrained_by_name(name: str) -> bool:
-    """Whether ``--model name`` builds an architecture with a random real/fake head (a registered name that
-    is no :data:`PLAIN_CLASSIFIERS` entry), not a trained detector."""
-    return name in MODELS and name not in PLAIN_CLASSIFIERS
+    """Whether ``--model name`` builds an architecture with a random real/fake head (a registered name not
+    registered ``trained=True``), not a trained detector."""
+    return name in MODELS and name not in _TRAINED
 
 
 def untrained_members(model: Any) -> list[str]:
@@ -31,9 +41,15 @@ def untrained_members(model: Any) -> list[str]:
 
 
 def create_model(name: str, **kwargs: Any) -> Detector:
-    """Build the registered detector ``name`` in eval mode."""
+    """Build the registered detector ``name`` in eval mode, marked :attr:`~Detector.untrained` unless it was
+    registered ``trained=True``. A factory that records no ``config["arch"]`` gets ``{"arch": name,
+    **kwargs}``, so its checkpoints load by name: on loading, every ``config`` key but ``arch`` is passed
+    back to the factory."""
     det = MODELS.create(name, **kwargs)
     det.name = name if det.name == "custom" else det.name
+    if det.config.get("arch") is None:  # e.g. built by wrap_model: rebuilt from the registry on loading
+        det.config = {"arch": name, **kwargs}
+    det.untrained = untrained_by_name(name)
     return det.eval()
 
 

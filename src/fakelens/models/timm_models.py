@@ -346,7 +346,7 @@ def vit_tiny_reg4_npr(
     return _hybrid("vit-tiny-reg4-npr", pretrained, seed, num_classes, input_size, npr=True)
 
 
-@register_model("effnet-lite0-imagenet")
+@register_model("effnet-lite0-imagenet", trained=True)
 def effnet_lite0_imagenet(pretrained: bool = True, seed: int = 0, num_classes: int = 1000) -> Detector:
     """EfficientNet-Lite0 with its 1000-class ImageNet head (a plain classifier, not a deepfake detector):
     explains each image's top ImageNet class. Needs ``fakelens[pretrained]``."""

@@ -989,7 +989,9 @@ def _initial_detector(cfg: TrainConfig) -> tuple[Detector, dict[str, Any] | None
             kwargs.setdefault("pretrained", cfg.pretrained)
         if "seed" in params:
             kwargs.setdefault("seed", cfg.seed)
-        return create_model(cfg.model, **kwargs), None
+        detector = create_model(cfg.model, **kwargs)
+        detector.untrained = False  # training it is what this run is for
+        return detector, None
     config_path = member_checkpoint(cfg.init, cfg.model)
     detector = load_checkpoint(config_path).train()
     for k, v in cfg.model_kwargs.items():

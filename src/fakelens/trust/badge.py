@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
-from fakelens.models.base import Detector
+from fakelens.models.base import Detector, require_detector
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
 from fakelens.trust.metrics import corner_chance
 from fakelens.trust.sweep import Sweep, run_sweep, view_plan
@@ -99,6 +99,15 @@ def robustness_badges(
 
     Methods that cannot run on the detector get ``{"error": reason}``; ``options`` as for ``explain``.
     """
+    require_detector(detector, "a robustness badge")
+    if not isinstance(pixels, Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
+        shape = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
+        raise ValueError(f"a robustness badge needs one prepared image (3, H, W), not {shape}")
+    if pixels.numel() and (float(pixels.min()) < -1e-3 or float(pixels.max()) > 1 + 1e-3):
+        raise ValueError(
+            f"a robustness badge needs pixels in [0, 1], not [{float(pixels.min()):g}, "
+            f"{float(pixels.max()):g}] (divide 0–255 images by 255; not normalised)"
+        )
     plan = view_plan(family or TransformFamily.badge(), ("black",))
     sweep = run_sweep(
         detector, pixels, plan, methods, valid=valid, layers=layers, target=target, options=options

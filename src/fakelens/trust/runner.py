@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -31,7 +32,7 @@ from fakelens.explain.engine import EXPLAINERS, check_options, method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
 from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, load_image, sniff_format
-from fakelens.models.base import Detector
+from fakelens.models.base import Detector, require_detector
 from fakelens.trust import metrics as M
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
 from fakelens.trust.faithfulness import deletion_insertion, probability_fn, road
@@ -120,21 +121,27 @@ class TrustRun:
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _find_mask(stem: str, masks: Path) -> Path | None:
+MASK_SUFFIXES = (".mask", "_mask", "-mask")
+"""A mask beside its image (or in ``--masks``) is named ``x.mask.png``, ``x_mask.png`` or ``x-mask.png``."""
+
+
+def _find_mask(stem: str, masks: Path, *, same_stem: bool = True) -> Path | None:
+    names = {f"{stem}{suffix}" for suffix in MASK_SUFFIXES} | ({stem} if same_stem else set())
     for cand in sorted(masks.iterdir()):
-        if cand.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        s = cand.stem
-        if s == stem or s in (f"{stem}.mask", f"{stem}_mask", f"{stem}-mask"):
+        if cand.suffix.lower() in IMAGE_SUFFIXES and cand.stem in names and cand.is_file():
             return cand
     return None
 
 
 def discover_items(
-    images: Sequence[Path] = (), *, masks: Path | None = None, manifest: Path | None = None
+    images: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+    *,
+    masks: Path | None = None,
+    manifest: Path | None = None,
 ) -> list[TrustItem]:
     """Images from files/folders (folders searched recursively, sorted), masks matched by file stem
-    (``x.png`` ↔ ``masks/x.png``, ``x.mask.png``, ``x_mask.png``), or a CSV manifest with columns
+    (``x.png`` ↔ ``masks/x.png``, ``masks/x_mask.png``, or ``x_mask.png`` beside the image without
+    ``masks``; such masks are not tested as images), or a CSV manifest with columns
     ``path[,label][,mask_path]`` (paths relative to the manifest; the layout ``fakelens data synth``
     writes)."""
     items: list[TrustItem] = []
@@ -150,21 +157,30 @@ def discover_items(
                 p = root / row["path"]
                 mp = (row.get("mask_path") or "").strip()
                 items.append(TrustItem(p, root / mp if mp else None, (row.get("label") or None)))
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
     paths: list[Path] = []
-    for p in images:
+    for p in map(Path, images):
         if p.is_dir():
             paths += find_images(p)
         elif p.is_file():
             paths.append(p)
         else:
             raise ConfigError(f"no such file or folder: {p}")
-    if masks is not None and not masks.is_dir():
+    if masks is not None and not Path(masks).is_dir():
         raise ConfigError(f"--masks must be a folder: {masks}")
-    mask_root = masks.resolve() if masks is not None else None
+    mask_root = Path(masks).resolve() if masks is not None else None
+    # --masks naming a folder of --images itself means masks beside the images (x.jpg, x_mask.png)
+    beside = mask_root is None or any(Path(p).resolve() == mask_root for p in images)
+    found: list[tuple[Path, Path | None]] = []
     for p in paths:
-        if mask_root is not None and p.resolve().is_relative_to(mask_root):
-            continue  # the masks folder inside the images folder
-        items.append(TrustItem(p, _find_mask(p.stem, masks) if masks is not None else None))
+        if beside:
+            found.append((p, _find_mask(p.stem, p.parent, same_stem=False)))
+        elif mask_root is not None and not p.resolve().is_relative_to(mask_root):
+            found.append((p, _find_mask(p.stem, mask_root)))
+        # else: a file of the masks folder inside the images folder
+    used = {m.resolve() for _, m in found if m is not None}
+    items += [TrustItem(p, m) for p, m in found if p.resolve() not in used]  # a mask is no image to test
     return items
 
 
@@ -557,6 +573,10 @@ def run_trust(
     ``report.md``, ``plots/*.png``, ``cases/*.png`` and ``gallery.html``. Resumable (see
     :class:`RecordFile`)."""
     from fakelens.trust.report import write_report
+
+    require_detector(detector, "the trust benchmark")
+    if not items:
+        raise ConfigError("the trust benchmark has no images to test (see discover_items)")
 
     cfg = config or TrustConfig()
     known = method_names()

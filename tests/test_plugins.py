@@ -1,0 +1,68 @@
+"""Plugins: methods registered from outside fakelens reach the command line; a broken one is one line."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fakelens.cli.main import app
+from fakelens.explain import CAMS, GradientCAM, register_cam
+
+runner = CliRunner()
+
+PLUGIN = '''
+from torch import Tensor
+from fakelens.explain import GradientCAM, register_cam
+
+@register_cam("test-absgradcam")
+class AbsGradCAM(GradientCAM):
+    """|g|-weighted CAM, registered by a plugin."""
+
+    def weights(self, acts: Tensor, grads: Tensor) -> Tensor:
+        return grads.abs().mean(dim=(2, 3))
+'''
+
+
+def test_a_module_named_in_the_environment_registers_its_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "fl_test_plugin_ok.py").write_text(textwrap.dedent(PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        res = runner.invoke(app, ["methods"], env={"FAKELENS_PLUGINS": "fl_test_plugin_ok"})
+        assert res.exit_code == 0, res.output
+        assert "test-absgradcam" in res.output
+    finally:  # the rest of the session sees only fakelens's own methods
+        CAMS._items.pop("test-absgradcam", None)
+        sys.modules.pop("fl_test_plugin_ok", None)
+
+
+def test_a_broken_plugin_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "fl_test_plugin_bad.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("fl_test_plugin_bad", "fl_test_no_such_module"):
+        res = runner.invoke(app, ["methods"], env={"FAKELENS_PLUGINS": name})
+        assert res.exit_code == 2 and f"cannot load the fakelens plugin '{name}'" in res.output
+        assert "Traceback" not in res.output
+    sys.modules.pop("fl_test_plugin_bad", None)
+
+
+def test_running_a_notebook_cell_again_replaces_its_method_but_a_clash_still_raises() -> None:
+    def define() -> type[GradientCAM]:
+        class Twice(GradientCAM):
+            def weights(self, acts, grads):  # type: ignore[no-untyped-def]
+                return grads.mean(dim=(2, 3))
+
+        return Twice
+
+    try:
+        register_cam("test-twice")(define())
+        register_cam("test-twice")(define())  # the same class again: replaced
+        with pytest.raises(ValueError, match="registered twice"):
+            register_cam("gradcam")(define())
+    finally:
+        CAMS._items.pop("test-twice", None)
