@@ -13,7 +13,7 @@ from rich.table import Table
 
 from fakelens.cli.common import check_writable, command_line, console, print_json, user_errors
 from fakelens.explain.cams import CAMS
-from fakelens.explain.engine import EXPLAINERS, method_options
+from fakelens.explain.engine import EXPLAINERS, class_agnostic, method_options
 from fakelens.models import MODELS
 from fakelens.models.checkpoint import DEFAULT_MODEL
 from fakelens.models.registry import untrained_by_name
@@ -80,12 +80,15 @@ def methods_cmd(
         {"name": n, "family": "gradient CAM (one shared capture)", "summary": _first_line(CAMS.get(n))}
         for n in CAMS.names()
     ] + [{"name": n, "family": "own passes", "summary": _first_line(EXPLAINERS.get(n))} for n in EXPLAINERS]
+    for r in rows:
+        r["class_agnostic"] = class_agnostic(r["name"])
     if json_out:
         print_json(rows)
         return
-    table = Table("method", "family", "reference", title="explanation methods")
+    table = Table("method", "family", "shows", "reference", title="explanation methods")
     for r in rows:
-        table.add_row(r["name"], r["family"], escape(r["summary"]))
+        shows = "where the model is active (any class)" if r["class_agnostic"] else "evidence for the target"
+        table.add_row(r["name"], r["family"], shows, escape(r["summary"]))
     console.print(table)
     console.print("options of a method: [bold]fakelens methods NAME[/]; set with --set METHOD.OPTION=VALUE")
 

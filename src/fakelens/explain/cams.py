@@ -28,6 +28,9 @@ class CAMMethod:
 
     name: ClassVar[str] = ""
     uses_gradients: ClassVar[bool] = True
+    class_agnostic: ClassVar[bool] = False
+    """True when the map ignores the explained target (e.g. a principal component of the activations): it
+    shows where the model is active, not evidence for fake."""
     eps: float = 1e-7
 
     def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
@@ -195,6 +198,7 @@ class EigenCAM(CAMMethod):
     Class-agnostic (no gradients). Sign fixed to correlate positively with the mean |activation|.
     """
 
+    class_agnostic = True
     uses_gradients = False
 
     def combine(self, acts: Tensor, grads: Tensor) -> Tensor:

@@ -50,6 +50,13 @@ def method_names() -> list[str]:
     return CAMS.names() + EXPLAINERS.names()
 
 
+def class_agnostic(method: str) -> bool:
+    """Whether a method's map ignores the explained target (Eigen-CAM, raw attention, rollout): it shows
+    where the model is active, not evidence for one class."""
+    factory = CAMS.get(method) if method in CAMS else EXPLAINERS.get(method)
+    return bool(getattr(factory, "class_agnostic", False))
+
+
 def check_methods(methods: Sequence[str]) -> None:
     """Raise :class:`UnknownNameError` (with close matches) for a name that is no explanation method."""
     for m in methods:

@@ -252,6 +252,7 @@ class TransformerExplainer:
 
     name: ClassVar[str] = ""
     uses_layers: ClassVar[bool] = False  # every block is used; the CAM layers are ignored
+    class_agnostic: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -323,6 +324,8 @@ class ClassAttention(TransformerExplainer):
     r"""Raw attention of the class token in the last layer, heads averaged: ``mean_h(A_L)[cls, patches]``
     (mean over patch queries for models without a class-token readout)."""
 
+    class_agnostic = True  # attention alone: the same map whatever the target
+
     name = "attention"
 
     def capture(self, detector: Detector, x: Tensor, target: Target) -> AttentionCapture:
@@ -339,6 +342,8 @@ class ClassAttention(TransformerExplainer):
 class AttentionRollout(TransformerExplainer):
     r"""Attention rollout (Abnar & Zuidema, ACL 2020): ``R = Â_L ⋯ Â_1``, ``Â_l = ½ mean_h(A_l) + ½ I``;
     map ``R[cls, patches]``. Option ``residual`` (½) is the identity's weight."""
+
+    class_agnostic = True  # attention alone: the same map whatever the target
 
     name = "rollout"
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE
+from fakelens.explain.engine import class_agnostic
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest, map_npy
 from fakelens.service.db import Analysis
@@ -145,6 +146,7 @@ def info(state: State) -> dict[str, Any]:
         "models": state.analyzer.members,
         "methods": list(s.methods),
         "allowed_methods": list(s.allowed_methods),
+        "class_agnostic_methods": [m for m in s.allowed_methods if class_agnostic(m)],
         "max_methods": s.max_methods,
         "max_upload_bytes": s.max_upload_bytes,
         "max_pixels": s.max_pixels,

@@ -150,6 +150,10 @@ class ServiceInfo(BaseModel):
     models: list[dict[str, str]]
     methods: list[str] = Field(description="Methods run when a request names none.")
     allowed_methods: list[str]
+    class_agnostic_methods: list[str] = Field(
+        description="Allowed methods whose map ignores the target (where the model is active, not evidence "
+        "for fake)."
+    )
     max_methods: int
     max_upload_bytes: int
     max_pixels: int
