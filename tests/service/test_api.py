@@ -6,6 +6,7 @@ import io
 import math
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,8 +147,9 @@ def test_upload_limits(make_service: ServiceFactory) -> None:
     assert r.status_code == 415 and "PDF" in r.json()["error"]["message"]
     r = svc.upload(png_bytes()[:200])
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_image"
-    r = svc.client.post("/v1/analyses", json={"image": "x"}, headers=svc.h())
-    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    for kind, body in (("application/json", b'{"image": "x"}'), ("image/png", png_bytes())):
+        r = svc.client.post("/v1/analyses", content=body, headers={**svc.h(), "Content-Type": kind})
+        assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]["message"]
 
 
 def test_body_limit_streamed_without_content_length(make_service: ServiceFactory) -> None:
@@ -198,6 +200,47 @@ def test_rate_limit_429(make_service: ServiceFactory) -> None:
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert svc.upload(tenant="globex", models="tiny-cnn").status_code == 201  # per key
+
+
+def test_requests_refused_before_any_work_cost_no_token(make_service: ServiceFactory) -> None:
+    """A bad form, an unknown method or a full queue gives the request's token back; only work is charged."""
+    svc = make_service(rate_per_minute=1.0, rate_burst=1)
+    for _ in range(3):
+        assert svc.upload(b"").status_code == 422
+        assert svc.upload(methods="nosuch").status_code == 400
+        r = svc.client.post("/v1/analyses", content=b"{}", headers={**svc.h(), "Content-Type": "text/plain"})
+        assert r.status_code == 415
+    assert svc.upload(models="tiny-cnn").status_code == 201  # the one token is still there
+    assert svc.upload(models="tiny-cnn").status_code == 429
+
+
+def test_a_caller_without_a_valid_key_is_refused_before_the_upload_is_read(service: Service) -> None:
+    """FastAPI reads a form before its dependencies run: the key is checked first, so an anonymous client
+    cannot make the server read the upload limit's worth of bytes."""
+    read: list[int] = []
+
+    def body():  # type: ignore[no-untyped-def]
+        for _ in range(50):
+            read.append(1)
+            yield b"\0" * 10_000
+
+    for headers in ({}, {"X-API-Key": "nope"}):
+        r = service.client.post(
+            "/v1/analyses",
+            content=body(),
+            headers={**headers, "Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert len(read) <= 2  # at most what the client had sent before the answer
+
+
+def test_split_verdicts_and_no_slash_redirects(service: Service) -> None:
+    a = service.upload().json()
+    verdicts = {m["verdict"] for m in a["models"]}
+    assert a["split"] is (len(verdicts) > 1)
+    assert a["created_at"].endswith("Z") and len(a["created_at"]) == len("2026-11-27T16:26:57.683Z")
+    r = service.client.post("/v1/analyses/", headers=service.h(), follow_redirects=False)
+    assert r.status_code in (404, 405) and "location" not in r.headers
 
 
 def test_over_capacity_503(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -502,3 +545,19 @@ def test_two_first_requests_for_one_report_render_it_once(
     for t in threads:
         t.join(60)
     assert len(calls) == 1 and [c for c, _ in got] == [200, 200] and got[0][1] == got[1][1]
+
+
+def test_every_error_code_the_service_can_answer_is_in_the_schema_enum() -> None:
+    """A typed client generated from /openapi.json knows every code (ApiError, error_body, the HTTP map)."""
+    import re
+    import typing
+
+    import fakelens.service as pkg
+    from fakelens.service.schemas import ErrorCode
+
+    src = "\n".join(p.read_text() for p in Path(pkg.__file__).parent.glob("*.py"))
+    used = set(re.findall(r'ApiError\(\s*\d+,\s*"(\w+)"', src)) | set(
+        re.findall(r'error_body\(\s*"(\w+)"', src)
+    )
+    used |= set(re.findall(r'\d{3}: "(\w+)"', src))  # the status → code map
+    assert used and used <= set(typing.get_args(ErrorCode)), used - set(typing.get_args(ErrorCode))

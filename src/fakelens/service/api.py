@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE
+from fakelens.errors import FakelensError
 from fakelens.explain.engine import class_agnostic
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest, map_npy
@@ -21,7 +22,7 @@ from fakelens.service.deps import Reader, State, Submitter, charge
 from fakelens.service.errors import ApiError
 from fakelens.service.keys import Principal
 from fakelens.service.report import REPORT_CSP, render_analysis_report
-from fakelens.service.schemas import AnalysisOut, AnalysisPage, ErrorOut, ServiceInfo
+from fakelens.service.schemas import AnalysisOut, AnalysisPage, ErrorOut, ServiceInfo, utc_iso
 from fakelens.service.state import ServiceState
 from fakelens.service.workqueue import QueueFull
 
@@ -106,6 +107,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "rule": r["rule"],
         "calibrated": r.get("calibrated", False),
         "small": min((m.get("pixel_fraction", 1.0) for m in r["models"]), default=1.0) < SMALL_IMAGE,
+        "split": len({m["verdict"] for m in r["models"] if m["score"] is not None}) > 1,
         "methods": r["methods"],
         "models": models,
         "faces": r.get("faces"),
@@ -119,7 +121,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
             "url": f"{base}/image",
             "original_url": f"{base}/original",
         },
-        "created_at": row.created_at.isoformat() + "Z",
+        "created_at": utc_iso(row.created_at),
         "duration_ms": r.get("duration_ms"),
         "links": {"self": base, "report": f"{base}/report", "image": f"{base}/image"},
     }
@@ -183,21 +185,27 @@ async def create_analysis(
 
     Answers when the analysis is stored (complete or not at all). Over capacity: 503 with `Retry-After`.
     """
-    if len((await request.form()).getlist("image")) > 1:  # which one was meant? never guess
-        raise ApiError(400, "invalid_request", "one image per request: the form has several 'image' parts")
-    limit = state.settings.max_upload_bytes
-    data = await image.read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, "upload_too_large", f"upload larger than the limit of {limit} bytes")
-    if not data:
-        raise ApiError(422, "invalid_image", "the uploaded file is empty (0 bytes)")
-    chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
-    req = AnalysisRequest(data, image.filename or "", chosen, picked)
-    analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id
-    try:
-        fut = state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
-    except QueueFull as exc:
-        raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    try:  # refused before any work: the request's token is given back
+        if len((await request.form()).getlist("image")) > 1:  # which one was meant? never guess
+            raise ApiError(
+                400, "invalid_request", "one image per request: the form has several 'image' parts"
+            )
+        limit = state.settings.max_upload_bytes
+        data = await image.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, "upload_too_large", f"upload larger than the limit of {limit} bytes")
+        if not data:
+            raise ApiError(422, "invalid_image", "the uploaded file is empty (0 bytes)")
+        chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
+        req = AnalysisRequest(data, image.filename or "", chosen, picked)
+        analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id
+        try:
+            fut = state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
+        except QueueFull as exc:
+            raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except (ApiError, FakelensError):
+        state.submit_limit.refund(who.key_id)
+        raise
     row = await asyncio.wrap_future(fut)
     body = analysis_out(row)
     return JSONResponse(body, 201, headers={"Location": body["links"]["self"]})

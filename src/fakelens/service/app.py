@@ -16,7 +16,7 @@ from fakelens.service.analyzer import Analyzer
 from fakelens.service.config import Settings
 from fakelens.service.db import Database
 from fakelens.service.errors import install_handlers
-from fakelens.service.middleware import BodySizeLimit, HeadAsGet, SecurityHeaders
+from fakelens.service.middleware import BodySizeLimit, EarlyAuth, HeadAsGet, SecurityHeaders
 from fakelens.service.ratelimit import RateLimiter
 from fakelens.service.repository import DataDirLock, Repository
 from fakelens.service.state import ServiceState
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, model: Detector | Ensemble | No
         lifespan=lifespan,
         docs_url=None,  # our own /docs (pinned, integrity-checked) when settings.docs; no ReDoc
         redoc_url=None,
+        redirect_slashes=False,  # a 307 to an absolute http:// URL behind a TLS proxy, a POST sent twice
         openapi_tags=[
             {"name": "analyses", "description": "Analyse images and manage stored analyses."},
             {"name": "files", "description": "Heatmaps, overlays, raw maps, images and reports."},
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, model: Detector | Ensemble | No
         app.include_router(web.docs_router)
     app.mount("/static", web.static_files(), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(EarlyAuth)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HeadAsGet)
     return app

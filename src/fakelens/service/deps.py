@@ -12,7 +12,7 @@ from fakelens.service.keys import Principal, verify_key
 from fakelens.service.ratelimit import RateLimiter
 from fakelens.service.state import ServiceState
 
-__all__ = ["Reader", "State", "Submitter", "charge"]
+__all__ = ["Reader", "State", "Submitter", "authenticate_key", "charge", "key_from_headers"]
 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (`fakelens keys create`).")
 _bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
@@ -31,7 +31,19 @@ State = Annotated[ServiceState, Depends(get_state)]
 def _authenticate(
     state: ServiceState, header: str | None, bearer: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    key = header or (bearer.credentials if bearer is not None else None)
+    return authenticate_key(state, header or (bearer.credentials if bearer is not None else None))
+
+
+def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
+    """The API key of raw ASGI headers (lower-case names): ``X-API-Key``, else a bearer token."""
+    if b"x-api-key" in headers:
+        return headers[b"x-api-key"].decode("latin-1")
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticate_key(state: ServiceState, key: str | None) -> Principal:
+    """The caller of ``key``, or 401."""
     if not key:
         raise ApiError(
             401,
@@ -73,10 +85,15 @@ def reader(
 
 def submitter(
     state: State,
+    request: Request,
     header: Annotated[str | None, Depends(_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """An authenticated caller within the analysis rate limit."""
+    """An authenticated caller within the analysis rate limit (checked and charged by
+    :class:`~fakelens.service.middleware.EarlyAuth` before the upload was read, when it runs)."""
+    early: Principal | None = getattr(request.state, "principal", None)
+    if early is not None:
+        return early
     who = _authenticate(state, header, bearer)
     charge(state.submit_limit, who)
     return who

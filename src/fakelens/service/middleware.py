@@ -7,11 +7,13 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio.to_thread
 from starlette.exceptions import HTTPException
 
-from fakelens.service.errors import error_body
+from fakelens.service.deps import authenticate_key, charge, key_from_headers
+from fakelens.service.errors import ApiError, error_body
 
-__all__ = ["BodySizeLimit", "HeadAsGet", "SecurityHeaders"]
+__all__ = ["BodySizeLimit", "EarlyAuth", "HeadAsGet", "SecurityHeaders"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,13 +101,56 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+class EarlyAuth:
+    """``POST /v1/analyses``: the API key is checked and charged, and the body's type checked, before the
+    upload is read (FastAPI reads a form before it runs any dependency): a caller without a valid key, over
+    its rate, or sending no multipart form is answered at once instead of after up to the upload limit."""
+
+    def __init__(self, app: ASGIApp, path: str = "/v1/analyses") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = getattr(getattr(scope.get("app"), "state", None), "service", None)
+        ours = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path
+        if not ours or state is None:
+            await self.app(scope, receive, send)  # a starting service answers 503 from its dependency
+            return
+        headers = dict(scope.get("headers") or [])
+        try:
+            who = await anyio.to_thread.run_sync(authenticate_key, state, key_from_headers(headers))
+            charge(state.submit_limit, who)
+        except ApiError as exc:
+            await _send_json(send, exc.status, error_body(exc.code, exc.message), exc.headers)
+            return
+        if not headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
+            state.submit_limit.refund(who.key_id)
+            await _send_json(
+                send,
+                415,
+                error_body(
+                    "unsupported_media_type",
+                    "send the image as multipart/form-data, in a file field named 'image'",
+                ),
+            )
+            return
+        scope.setdefault("state", {})["principal"] = who
+        await self.app(scope, receive, send)
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
     data = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": data})

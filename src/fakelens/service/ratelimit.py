@@ -34,6 +34,15 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
+    def refund(self, key: str) -> None:
+        """Give back the token of a request that was refused before any work (a bad form, a full queue)."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            if key in self._buckets:
+                tokens, last = self._buckets[key]
+                self._buckets[key] = (min(float(self.burst), tokens + 1.0), last)
+
     @staticmethod
     def retry_after(wait_s: float) -> int:
         """Whole seconds for a ``Retry-After`` header (at least 1)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 __all__ = [
     "AnalysisOut",
@@ -19,9 +19,41 @@ __all__ = [
 ]
 
 
+def utc_iso(when: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a ``Z``, whether the database gave a naive (UTC) or an aware
+    datetime."""
+    aware = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return aware.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+ErrorCode = Literal[
+    "invalid_request",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "upload_too_large",
+    "image_too_large",
+    "unsupported_media_type",
+    "invalid_image",
+    "rate_limited",
+    "busy",
+    "starting",
+    "no_heatmap",
+    "unknown_method",
+    "too_many_methods",
+    "unknown_model",
+    "http_error",
+    "internal_error",
+]
+Verdict = Literal["fake", "real"]
+
+
 class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable machine-readable reason, e.g. `upload_too_large`, `busy`.")
+    code: ErrorCode = Field(description="Stable machine-readable reason, e.g. `upload_too_large`, `busy`.")
     message: str = Field(description="One sentence for a person.")
+    details: list[dict[str, Any]] | None = Field(
+        None, description="422 only: each invalid field, `{loc, msg}`."
+    )
 
 
 class ErrorOut(BaseModel):
@@ -43,7 +75,7 @@ class ModelOut(BaseModel):
     key: str = Field(description="URL-safe key of the model in file URLs.")
     name: str
     score: float | None = Field(description="This model's fake probability.")
-    verdict: str
+    verdict: Verdict
     threshold: float = Field(
         description="Where this model's own verdict turns fake (0.5 when it is calibrated; analyses stored "
         "before it was recorded: the ensemble's threshold)."
@@ -77,7 +109,8 @@ class ModelOut(BaseModel):
     )
     maps: dict[str, str] = Field(description="Method → URL of the raw map, float32 `.npy` (H, W) in [0, 1].")
     summaries: dict[str, dict[str, Any]] = Field(
-        description="Method → map statistics (flat maps are flagged)."
+        description="Method → map statistics (flat maps are flagged; `score` there is the explained "
+        "target's raw score, by default the fake log-odds, not a probability)."
     )
     robustness: dict[str, dict[str, Any] | None] = Field(
         description="Method → robustness badge (grade `ok`/`check`, equivariance, border/corner mass, flags)."
@@ -91,15 +124,15 @@ class FaceOut(BaseModel):
         description="The square window around it that the models read, `[left, top, right, bottom]`."
     )
     score: float = Field(description="The ensemble's fake probability for this face's window.")
-    verdict: str
+    verdict: Verdict
     split: bool = Field(False, description="The models' verdicts on this face differ: a weak verdict.")
     models: dict[str, dict[str, Any]] = Field(description="Model name → its `score` and `verdict` here.")
 
 
 class AnalysisOut(BaseModel):
     id: str
-    status: str = Field(description="`done`: an analysis is stored complete or not at all.")
-    verdict: str = Field(description="The ensemble's verdict: `fake` or `real`.")
+    status: Literal["done"] = Field(description="`done`: an analysis is stored complete or not at all.")
+    verdict: Verdict = Field(description="The ensemble's verdict.")
     score: float = Field(description="The ensemble's fake probability.")
     threshold: float
     rule: str = Field(description="How the models' probabilities were combined.")
@@ -113,6 +146,9 @@ class AnalysisOut(BaseModel):
         description="A model read under half as many of the image's own pixels as its input holds (see "
         "`models[].pixel_fraction`): the verdict rests on little evidence either way.",
     )
+    split: bool = Field(
+        False, description="The models' verdicts differ: the ensemble's verdict is weak (look at each model)."
+    )
     methods: list[str]
     models: list[ModelOut]
     faces: list[FaceOut] | None = Field(
@@ -122,9 +158,13 @@ class AnalysisOut(BaseModel):
         "analyses stored before it.",
     )
     image: ImageOut
-    created_at: datetime
+    created_at: datetime = Field(description="When it was stored, UTC, e.g. `2026-11-27T16:26:57.683Z`.")
     duration_ms: float | None = None
     links: dict[str, str]
+
+    @field_serializer("created_at")
+    def _created_at(self, when: datetime) -> str:
+        return utc_iso(when)
 
 
 class AnalysisPage(BaseModel):
