@@ -1,9 +1,10 @@
 """Worst cases for a person to look at: one strip per case, and a self-contained HTML gallery.
 
-A case strip shows, left to right: the transformed view (the valid region outlined in cyan, so the black fill
-is visible as such); the method's map on that view, scaled by its maximum over the *whole* grid, fill included
-(so leakage onto the fill is visible, not hidden by normalising within the valid region); the map of the
-untransformed image; and the view's map carried back by the inverse warp (pixels not comparable dimmed).
+A case strip shows, left to right: the transformed view (the valid region outlined in magenta, a colour
+jet never uses, so the black fill is visible as such); the method's map on that view, scaled by its maximum
+over the *whole* grid, fill included (so leakage onto the fill is visible, not hidden by normalising within
+the valid region); the map of the untransformed image; and the view's map carried back by the inverse warp
+(pixels not comparable dimmed).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ CATEGORIES = {
 }
 
 TILE = 176
-CYAN = np.array([0, 255, 255], dtype=np.uint8)
+OUTLINE = np.array([255, 0, 255], dtype=np.uint8)  # magenta: a colour jet never uses, so never read as heat
 
 
 def _font(size: int = 12) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -65,7 +66,7 @@ def _resize(a: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray:
 
 
 def _outline(img: np.ndarray, valid: Tensor) -> np.ndarray:
-    """Draw the boundary of ``valid`` (upscaled to ``img``) in cyan."""
+    """Draw the boundary of ``valid`` (upscaled to ``img``) in magenta."""
     h, w = img.shape[:2]
     v = _resize(valid.numpy().astype(np.uint8) * 255, h, w, nearest=True) > 127
     inner = v.copy()
@@ -75,7 +76,7 @@ def _outline(img: np.ndarray, valid: Tensor) -> np.ndarray:
     inner[:, :-1] &= v[:, 1:]
     edge = v & ~inner
     out = img.copy()
-    out[edge] = CYAN
+    out[edge] = OUTLINE
     return out
 
 
@@ -155,6 +156,22 @@ def _b64(path: Path) -> str | None:
         return None
 
 
+_PLOTS = {
+    "equivariance_vs_strength": "Equivariance cosine against transform strength, per method",
+    "border_vs_fill": "Map mass on the fill against the fill's share of the view",
+    "localisation": "Localisation metrics against the ground-truth masks",
+    "faithfulness": "Deletion and insertion: faithfulness of the maps",
+    "randomisation": "Cascading randomisation: |Spearman| with the original map",
+}
+
+
+def _scale_png() -> str:
+    ramp = np.tile(np.linspace(0.0, 1.0, 256)[None], (8, 1))
+    buf = io.BytesIO()
+    Image.fromarray(colorize(ramp)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def write_gallery(
     out: Path,
     cases: Sequence[dict[str, Any]],
@@ -166,26 +183,34 @@ def write_gallery(
     """Write ``out/gallery.html``: the recommendation, the plots and the worst ``per_category`` cases of each
     category, every image inlined (base64), so the file can be mailed or attached to an issue."""
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>fakelens trust gallery</title>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<title>fakelens trust gallery</title>",
         "<style>body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}"
         "figure{margin:12px 0;border:1px solid #ddd;padding:6px;display:inline-block}"
         "figcaption{font-size:12px;color:#555}img{max-width:100%}h2{margin-top:32px}"
-        ".rec{background:#f3f7ff;border-left:4px solid #36c;padding:8px 12px;white-space:pre-wrap}</style>",
+        ".rec{background:#f3f7ff;border-left:4px solid #36c;padding:8px 12px;white-space:pre-wrap}"
+        ".scale{display:flex;align-items:center;gap:8px;font-size:13px;color:#444}"
+        ".scale img{width:240px;height:12px}</style>",
         "</head><body>",
         f"<h1>Trust gallery: {html.escape(str(summary.get('model', '')))}</h1>",
         f"<p>{summary.get('images', 0)} images; methods: "
         f"{html.escape(', '.join(summary.get('methods', [])))}. "
-        "Each strip: the transformed view (valid region outlined in cyan), the map on the view scaled by its "
-        "maximum over the whole grid (fill included), the map of the untransformed image, and the view's map "
-        "carried back by the inverse warp (pixels not comparable dimmed).</p>",
+        "Each strip: the transformed view (valid region outlined in magenta), the map on the view scaled by "
+        "its maximum over the whole grid (fill included), the map of the untransformed image, and the view's "
+        "map carried back by the inverse warp (pixels not comparable dimmed).</p>",
+        f"<p class='scale'><span>0</span><img alt='colour scale: jet, from blue (0) to red (the map's peak)' "
+        f"src='data:image/png;base64,{_scale_png()}'><span>each map's own peak (jet, α = 0.5 over the "
+        "image)</span></p>",
         f"<div class='rec'>{html.escape(str(summary.get('recommendation', {}).get('text', '')))}</div>",
     ]
     for p in plots:
         data = _b64(p)
         if data:
             parts.append(
-                f"<figure><img alt='{html.escape(p.stem)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{html.escape(p.stem)}</figcaption></figure>"
+                f"<figure><img alt='{html.escape(_PLOTS.get(p.stem, p.stem))}' "
+                f"src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(_PLOTS.get(p.stem, p.stem))}</figcaption></figure>"
             )
     shown = select_cases(cases, per_category)
     for cat, (title, desc) in CATEGORIES.items():
@@ -195,7 +220,8 @@ def write_gallery(
             parts.append(f"<h2>{html.escape(title)}: none found</h2>")
             continue
         parts.append(
-            f"<h2>{html.escape(title)} ({total} cases, worst {len(rows)} shown)</h2>"
+            f"<h2>{html.escape(title)} ({total} case{'s' if total != 1 else ''}, worst {len(rows)} "
+            "shown)</h2>"
             f"<p>{html.escape(desc)}.</p>"
         )
         for c in rows:
@@ -207,7 +233,8 @@ def write_gallery(
                 f"severity {c['severity']:.3f}"
             )
             parts.append(
-                f"<figure><img alt='case' src='data:image/png;base64,{data}'>"
+                f"<figure><img alt='{html.escape(title)}: {html.escape(cap)}' "
+                f"src='data:image/png;base64,{data}'>"
                 f"<figcaption>{html.escape(cap)}</figcaption></figure>"
             )
     parts.append("</body></html>")

@@ -488,6 +488,31 @@ def _label(c: Candidate, layers: set[str]) -> str:
     return c[0] if len(layers) == 1 else f"{c[0]} @ {c[1]}"
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINES = ("-", "--", "-.", ":")
+
+
+def _style(k: int) -> dict[str, Any]:
+    """Candidate ``k``'s marker and line style, so that series drawn on top of each other stay visible."""
+    return {"marker": _MARKERS[k % len(_MARKERS)], "ls": _LINES[(k // 2) % len(_LINES)]}
+
+
+def _twins(series: dict[Candidate, list[float]], layers: set[str]) -> dict[Candidate, str]:
+    """Legend suffixes for candidates whose plotted values equal an earlier one's (they hide under it)."""
+    out: dict[Candidate, str] = {}
+    seen: list[tuple[Candidate, np.ndarray]] = []
+    for c, ys in series.items():
+        v = np.asarray(ys, dtype=float)
+        twin = next(
+            (o for o, w in seen if w.shape == v.shape and np.allclose(v, w, atol=1e-6, equal_nan=True)), None
+        )
+        if twin is not None:
+            out[c] = f" (= {_label(twin, layers)}, under it)"
+        else:
+            seen.append((c, v))
+    return out
+
+
 def plot_equivariance(records: Sequence[Record], path: Path) -> Path | None:
     """Equivariance cosine vs transform strength per method (one panel per kind), black fill."""
     acc: dict[Candidate, dict[tuple[str, str, float], list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -510,19 +535,26 @@ def plot_equivariance(records: Sequence[Record], path: Path) -> Path | None:
         ("rotate", "angle (degrees)"),
         ("translate", "shift (fraction of size)"),
     ]
+    curves: dict[Candidate, dict[str, tuple[list[float], list[float]]]] = defaultdict(dict)
+    for c in cands:
+        for kind, _ in kinds:
+            by_s: dict[float, list[float]] = defaultdict(list)
+            for (k, _t, s), vs in acc[c].items():
+                if k == kind:
+                    by_s[s].extend(vs)
+            if by_s:
+                by_s.setdefault(neutral[kind], [1.0])  # the identity: the reference itself
+                xs = sorted(by_s)
+                curves[c][kind] = (xs, [_mean(by_s[x]) for x in xs])
+    twins = _twins({c: [y for k in sorted(curves[c]) for y in curves[c][k][1]] for c in cands}, layers)
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), dpi=110)
     try:
         for ax, (kind, xlabel) in zip(axes[:3], kinds, strict=True):
-            for c, col in zip(cands, cols, strict=True):
-                by_s: dict[float, list[float]] = defaultdict(list)
-                for (k, _t, s), vs in acc[c].items():
-                    if k == kind:
-                        by_s[s].extend(vs)
-                if not by_s:
-                    continue
-                by_s.setdefault(neutral[kind], [1.0])  # the identity: the reference itself
-                xs = sorted(by_s)
-                ax.plot(xs, [_mean(by_s[x]) for x in xs], "o-", color=col, label=names[c], ms=3, lw=1.3)
+            for j, (c, col) in enumerate(zip(cands, cols, strict=True)):
+                if kind in curves[c]:
+                    xs, ys = curves[c][kind]
+                    label = names[c] + twins.get(c, "")
+                    ax.plot(xs, ys, color=col, label=label, ms=4, lw=1.3, mfc="none", **_style(j))
             ax.set_title(kind)
             ax.set_xlabel(xlabel)
             ax.set_ylim(-0.05, 1.05)
@@ -606,7 +638,7 @@ def plot_border(records: Sequence[Record], path: Path) -> Path | None:
         ]
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("share of the view that is black fill")
+        ax.set_xlabel("share of the view that is fill (black, mean or reflect: see the markers)")
         ax.set_ylabel("share of the map's mass on the fill")
         ax.set_title("Border mass vs fill area per transform (mean over images)", fontsize=10)
         ax.text(0.04, 0.96, "leaking: more mass than area", fontsize=8, color="#a33", va="top")
@@ -683,12 +715,14 @@ def plot_randomisation(records: Sequence[Record], path: Path) -> Path | None:
         return None
     cands = sorted(acc)
     layers = {c[1] for c in cands}
+    series = {c: [1.0] + [_mean(acc[c][x]) for x in sorted(acc[c])] for c in cands}
+    twins = _twins(series, layers)
     fig, ax = plt.subplots(figsize=(6.8, 4.4), dpi=110)
     try:
-        for c, col in zip(cands, _colours(len(cands)), strict=True):
+        for k, (c, col) in enumerate(zip(cands, _colours(len(cands)), strict=True)):
             xs = [0.0, *sorted(acc[c])]
-            ys = [1.0] + [_mean(acc[c][x]) for x in xs[1:]]
-            ax.plot(xs, ys, "o-", color=col, label=_label(c, layers), ms=3)
+            label = _label(c, layers) + twins.get(c, "")
+            ax.plot(xs, series[c], color=col, label=label, ms=4, mfc="none", **_style(k))
         ax.set_xlabel("fraction of layers re-initialised (from the head down)")
         ax.set_ylabel("|Spearman| with the original map")
         ax.set_ylim(-0.02, 1.02)
