@@ -564,3 +564,45 @@ def test_find_images_follows_folder_links_once(tmp_path: Path) -> None:
     (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
     (root / "gone.png").symlink_to(tmp_path / "missing.png")
     assert [p.relative_to(root).as_posix() for p in find_images(root)] == ["lib/linked.JPG", "sub/a.png"]
+
+
+def test_a_named_pipe_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "p.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match=r"p\.jpg: is a named pipe \(FIFO\), not an image file"):
+        load_image(fifo)
+
+
+def test_a_full_disk_is_reported_with_the_file_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write() on a full disk raises ENOSPC without a file name: the error names the target, and neither it
+    nor a temporary file is left behind."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "out" / "x.npy"
+    with pytest.raises(OSError, match="No space left on device") as err:
+        fio.atomic_write_bytes(target, b"data")
+    assert err.value.filename == os.fspath(target) and err.value.errno == errno.ENOSPC
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_mask_with_a_transparent_background_marks_only_its_opaque_region(tmp_path: Path) -> None:
+    """Transparent is "not manipulated" whatever its colour: a photo's alpha goes onto white, a mask's not."""
+    from fakelens.io import load_mask
+
+    rgba = np.zeros((20, 40, 4), dtype=np.uint8)  # transparent black
+    rgba[5:10, 10:20] = (255, 255, 255, 255)  # an opaque white region: 50 of 800 pixels
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "m.png")
+    m = load_mask(tmp_path / "m.png")
+    assert m.shape == (20, 40) and m.dtype == np.float32
+    assert m.sum() == 50 and m[5:10, 10:20].min() == 1.0
+    Image.fromarray(rgba[..., 0]).save(tmp_path / "grey.png")  # the same mask without transparency
+    assert np.array_equal(load_mask(tmp_path / "grey.png"), m)

@@ -28,6 +28,7 @@ import io
 import os
 import re
 import secrets
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "atomic_write_text",
     "find_images",
     "load_image",
+    "load_mask",
     "max_pixels_limit",
     "save_image_atomic",
     "sniff_format",
@@ -68,13 +70,24 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
 
-def find_images(folder: str | os.PathLike[str], *, broken_links: bool = False) -> list[Path]:
+def find_images(
+    folder: str | os.PathLike[str],
+    *,
+    broken_links: bool = False,
+    unreadable: list[Path] | None = None,
+) -> list[Path]:
     """The image files (:data:`IMAGE_SUFFIXES`) under ``folder``, sorted; symlinked folders are followed
     (a photo library is often a link farm), each real folder once, so a link loop ends. With
-    ``broken_links``, links to missing files are listed too (a scan reports them as error rows)."""
+    ``broken_links``, links to missing files are listed too (a scan reports them as error rows); folders
+    that cannot be listed (permission denied) are appended to ``unreadable`` when it is given."""
     found: list[Path] = []
     seen: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+
+    def skipped(exc: OSError) -> None:
+        if unreadable is not None and exc.filename is not None:
+            unreadable.append(Path(exc.filename))
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=skipped):
         real = os.path.realpath(root)
         if real in seen:
             dirs.clear()
@@ -299,6 +312,12 @@ def _read_source(source: ImageSource, name: str) -> bytes:
         return bytes(source)
     if isinstance(source, (str, os.PathLike)):
         try:
+            kind = os.stat(source).st_mode
+            if stat.S_ISDIR(kind) and not os.access(source, os.R_OK | os.X_OK):
+                raise ImageError(f"{name}: a folder that cannot be read (permission denied)")
+            if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):  # open() on a FIFO waits for a writer forever
+                what = "a named pipe (FIFO)" if stat.S_ISFIFO(kind) else "a socket"
+                raise ImageError(f"{name}: is {what}, not an image file")
             with open(source, "rb") as f:
                 return _read_stream(f, name)
         except FileNotFoundError:
@@ -443,8 +462,9 @@ def _unidentified(name: str, data: bytes, sniffed: str | None) -> ImageError:
     return ImageError(f"{name}: not an image: looks like {what} (supported: {supported})")
 
 
-def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.Image:
-    """Read an image file, bytes or binary stream into an RGB ``PIL.Image`` (EXIF orientation applied).
+def load_image(source: ImageSource, *, max_pixels: int | None = None, as_mask: bool = False) -> Image.Image:
+    """Read an image file, bytes or binary stream into an RGB ``PIL.Image`` (EXIF orientation applied);
+    with ``as_mask``, a ground-truth mask as an ``L`` image (see :func:`load_mask`).
 
     ``max_pixels`` (default ``$FAKELENS_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`) bounds width × height; it
     is checked from the header before decoding. The whole file is read into memory (compressed data is small
@@ -503,6 +523,10 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     except Exception as exc:  # a damaged EXIF block must not make the pixels unreadable
         warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({exc})", stacklevel=2)
         oriented = img
+    if as_mask:
+        mask = _mask_image(oriented)
+        img.close()
+        return mask
     try:
         rgb = to_rgb(oriented)
     except ImageError as exc:
@@ -511,6 +535,24 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
         rgb = img.copy()  # detach from the file object and the multi-frame state
     img.close()
     return rgb
+
+
+def _mask_image(img: Image.Image) -> Image.Image:
+    """Grey level times opacity: a transparent background is "not manipulated" whatever its colour (it is
+    not composited onto white, as a photo is)."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode in ("P", "L", "RGB") and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        grey = np.asarray(rgba.convert("L"), dtype=np.uint16)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint16)
+        return Image.fromarray(((grey * alpha + 127) // 255).astype(np.uint8), mode="L")
+    return to_rgb(img).convert("L") if img.mode not in ("L", "1") else img.convert("L")
+
+
+def load_mask(source: ImageSource, *, max_pixels: int | None = None) -> np.ndarray:
+    """A ground-truth mask file as float32 ``(H, W)`` in [0, 1] (1 = manipulated): its grey level, times its
+    opacity where it has transparency; checked and oriented as :func:`load_image` does."""
+    img = load_image(source, max_pixels=max_pixels, as_mask=True)
+    return np.asarray(img, dtype=np.float32) / np.float32(255.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -564,9 +606,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file: name ours
+            raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(target)) from exc
         raise
     _fsync_dir(directory)
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import typer
@@ -41,3 +42,38 @@ def test_an_error_line_keeps_its_brackets(capsys: pytest.CaptureFixture[str]) ->
         fail("the service needs its extra: pip install 'fakelens[service]' (see /tmp/[x]/y)")
     err = capsys.readouterr().err
     assert "pip install 'fakelens[service]'" in err and "/tmp/[x]/y" in err
+
+
+def test_a_full_disk_anywhere_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC from a writer that names no file (pyarrow, torch.save) is still one line, not a traceback."""
+    import errno
+
+    @user_errors
+    def writes() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(typer.Exit) as exit_:
+        writes()
+    assert exit_.value.exit_code == 2
+    assert "No space left on device while writing the output" in capsys.readouterr().err
+
+
+def test_an_unreadable_folder_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from fakelens.cli.common import expand_images
+
+    (tmp_path / "locked").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "ok.png")
+    scandir = os.scandir
+
+    def refusing(path: object = ".") -> object:
+        if os.fspath(path).endswith("locked"):  # type: ignore[call-overload]
+            raise PermissionError(13, "Permission denied", os.fspath(path))  # type: ignore[call-overload]
+        return scandir(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    assert expand_images([tmp_path]) == [tmp_path / "ok.png"]
+    assert "cannot read the folder" in capsys.readouterr().err

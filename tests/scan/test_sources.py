@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -90,6 +91,27 @@ def test_one_file_reached_through_links_is_listed_once_and_a_broken_link_is_list
     (root / "gone.png").symlink_to(tmp_path / "deleted.png")
     listed = list_sources(root)
     assert listed.count(os.path.realpath(images[0])) == 1 and str(root / "twin.png") not in listed
-    assert str(tmp_path / "deleted.png") in listed  # the broken link, resolved
+    # the broken link under its own name, so its error row says which file in the folder is broken
+    assert os.path.join(os.path.realpath(root), "gone.png") in listed
+    assert str(tmp_path / "deleted.png") not in listed
     (root / "twin.png").unlink()
     (root / "gone.png").unlink()
+
+
+def test_a_folder_that_cannot_be_read_is_listed_to_become_an_error_row(
+    images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = images[0].parent
+    locked = root / "locked"
+    locked.mkdir()
+    (locked / "x.png").write_bytes(images[0].read_bytes())
+    scandir = os.scandir
+
+    def refusing(path: Any = ".") -> Any:  # chmod 000 as a non-root user sees it (tests may run as root)
+        if os.path.realpath(path) == os.path.realpath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    listed = list_sources(root)
+    assert os.path.realpath(locked) in listed and os.path.realpath(locked / "x.png") not in listed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -98,6 +99,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
 def user_errors(fn: F) -> F:
     """Turn user mistakes (FakelensError, paths the file system refuses) into one line and exit code 2."""
 
@@ -109,9 +113,11 @@ def user_errors(fn: F) -> F:
         except FakelensError as e:
             fail(str(e))
         except OSError as e:  # a path the file system refused (read-only, missing folder, no space…)
-            if e.filename is None:
-                raise
-            fail(f"{e.strerror or type(e).__name__}: {e.filename}")
+            if e.filename is not None:
+                fail(f"{e.strerror or type(e).__name__}: {e.filename}")
+            if e.errno in _STORAGE_ERRORS:  # a full disk or quota, wherever the write was
+                fail(f"{os.strerror(e.errno or 0)} while writing the output")
+            raise
         except KeyboardInterrupt:
             fail("interrupted", code=130)
 
@@ -169,14 +175,22 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
     """Files as given, folders searched recursively for images (sorted); missing paths are an error."""
     out: list[Path] = []
     folders: list[Path] = []
+    unreadable: list[Path] = []
     for p in paths:
         if p.is_dir():
             folders.append(p)
-            out.extend(find_images(p))
+            out.extend(find_images(p, unreadable=unreadable))
         elif p.exists():
             out.append(p)
         else:
             raise FakelensError(f"no such file or folder: {p}")
+    for folder in unreadable:
+        console.print(
+            f"[yellow]warning:[/] cannot read the folder {escape(str(folder))} (permission denied): "
+            "its images are left out",
+            highlight=False,
+            soft_wrap=True,
+        )
     if folders and not out:
         where = ", ".join(map(str, folders))
         raise FakelensError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {where}")

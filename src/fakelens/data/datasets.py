@@ -36,7 +36,7 @@ from torch.utils.data import Dataset, default_collate
 from fakelens.data.augment import Augment
 from fakelens.errors import FakelensError
 from fakelens.geometry import Geometry, prepare, prepare_views
-from fakelens.io import IMAGE_SUFFIXES, load_image
+from fakelens.io import IMAGE_SUFFIXES, load_image, load_mask
 from fakelens.models.base import InputSpec
 
 __all__ = [
@@ -493,8 +493,7 @@ def fit_mask(mask: np.ndarray | None, geom: Geometry, *, known: bool = True) -> 
 def _load_mask(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
     """A grey mask file as float32 in [0, 1] at ``size_hw`` (resized when the file's size differs, e.g. a
     half-resolution mask; a mask of another shape belongs to another image and is an error)."""
-    img = load_image(path)
-    m = np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255.0)
+    m = load_mask(path)
     if abs(m.shape[0] * size_hw[1] - m.shape[1] * size_hw[0]) > 0.02 * m.shape[1] * size_hw[0]:
         raise DatasetError(
             f"the mask {path} is {m.shape[1]}×{m.shape[0]} px but its image is {size_hw[1]}×{size_hw[0]}: "

@@ -42,7 +42,7 @@ from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, pool_split
 from fakelens.errors import ConfigError
 from fakelens.forgery.encode import decode, encode_pair, extension
 from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
-from fakelens.io import atomic_write_bytes
+from fakelens.io import atomic_write_bytes, load_mask
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -482,8 +482,7 @@ def contact_sheet(
         for r in lst:
             real = decode((data / reals[r["pair"]]["path"]).read_bytes())
             fake = decode((data / r["path"]).read_bytes())
-            with Image.open(data / r["mask_path"]) as im:
-                mask = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            mask = load_mask(data / r["mask_path"])
             items.append((label, real, fake, mask))
     path = Path(out) if out is not None else data / "contact_sheet.png"
     buf = io.BytesIO()

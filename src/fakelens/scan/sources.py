@@ -37,7 +37,9 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
     text = os.fspath(source)
     p = Path(text).expanduser()
     if p.is_dir():
-        paths = sorted(_unique(_absolute(q) for q in find_images(p, broken_links=True)))
+        unreadable: list[Path] = []  # folders that cannot be listed: one error row each
+        found = find_images(p, broken_links=True, unreadable=unreadable)
+        paths = sorted(_unique(_absolute(q) for q in [*found, *unreadable]))
         if not paths:
             raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {p}")
         return paths
@@ -120,8 +122,12 @@ def _parquet_paths(path: Path) -> list[str]:
 
 def _absolute(p: Path) -> str:
     """The real path: a file reached through a symlinked folder, a mount alias or two links is one file,
-    with one row (a scan of ``photos/`` and then of ``link-to-photos/`` must not double the table)."""
-    return os.path.realpath(os.path.expanduser(p))
+    with one row (a scan of ``photos/`` and then of ``link-to-photos/`` must not double the table). A broken
+    link keeps its own name (in its folder's real path), so its error row says which file is broken."""
+    p = Path(os.path.expanduser(p))
+    if p.is_symlink() and not p.exists():
+        return os.path.join(os.path.realpath(p.parent), p.name)
+    return os.path.realpath(p)
 
 
 def _unique(paths: Iterable[str]) -> list[str]:

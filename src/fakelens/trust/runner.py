@@ -32,6 +32,7 @@ from fakelens.explain.engine import EXPLAINERS, check_options, method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
 from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, load_image, sniff_format
+from fakelens.io import load_mask as read_mask
 from fakelens.models.base import Detector, require_detector
 from fakelens.trust import metrics as M
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
@@ -193,8 +194,7 @@ def load_mask(path: Path, size: tuple[int, int]) -> Tensor:
     """A ground-truth mask as ``(H0, W0)`` float in [0, 1] on the image's grid (resized bilinearly if
     needed); a mask of another aspect ratio is an :class:`ImageError` (it would be stretched onto the
     wrong pixels)."""
-    img = load_image(path)
-    a = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    a = read_mask(path)
     if abs(a.shape[1] / a.shape[0] - size[1] / size[0]) > 0.01 * size[1] / size[0]:
         raise ImageError(
             f"{path}: mask {a.shape[1]}×{a.shape[0]} has another aspect ratio than its image "
