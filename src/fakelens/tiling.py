@@ -25,16 +25,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.explain.explanation import Explanation, map_stats, normalize_within
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
 from fakelens.models.fold import inference_logits
 
 __all__ = ["DEFAULT_MAX_TILES", "image_logits", "stitch"]
-
-DEFAULT_MAX_TILES = 32
-"""Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
-spread over the image with gaps (what they miss is marked not valid)."""
 
 
 def image_logits(

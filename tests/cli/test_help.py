@@ -41,3 +41,16 @@ def test_python_dash_m_fakelens_is_the_command_line() -> None:
         [sys.executable, "-m", "fakelens", "--version"], capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0 and res.stdout.strip() == f"fakelens {__version__}", res.stderr
+
+
+def test_the_command_line_loads_no_heavy_library_before_a_command_runs() -> None:
+    """``fakelens --help`` and ``--version`` answer at once: the command modules import torch, timm,
+    matplotlib, OpenCV, SciPy, FastAPI and pyarrow inside the commands, not when the CLI is built."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "timm", "matplotlib", "cv2", "scipy", "fastapi", "pyarrow")
+    code = f"import sys, fakelens.cli.main; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", f"imported by fakelens.cli.main: {res.stdout.strip()}"

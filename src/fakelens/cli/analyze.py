@@ -7,13 +7,12 @@ import json
 import math
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fakelens.analysis import Analysis, analyze_images
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
@@ -29,26 +28,33 @@ from fakelens.cli.common import (
     warn_untrained,
 )
 from fakelens.cli.explain import demo_images
-from fakelens.devices import resolve_device
+from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError
-from fakelens.explain.engine import parse_options
-from fakelens.explain.perturbation import reporting
-from fakelens.face_verdicts import FaceVerdict, face_verdicts, fake_faces_in_real
 from fakelens.io import atomic_write_text, load_image, sha256_file
-from fakelens.models.base import Detector
-from fakelens.models.checkpoint import load_detector
-from fakelens.models.ensemble import Ensemble
-from fakelens.report.reading import prob, threshold_text
-from fakelens.report.regions import FaceRegions
-from fakelens.tiling import DEFAULT_MAX_TILES
+
+if TYPE_CHECKING:  # torch, timm, matplotlib, cv2: imported by the command when it runs, not by `--help`
+    from fakelens.analysis import Analysis
+    from fakelens.face_verdicts import FaceVerdict
+    from fakelens.models.base import Detector
+    from fakelens.models.ensemble import Ensemble
+    from fakelens.report.regions import FaceRegions
 
 app = typer.Typer()
 
 DEFAULT_METHODS = "gradcam"
 
 
+def load_detector(spec: str) -> Detector | Ensemble:
+    """:func:`fakelens.models.checkpoint.load_detector`, imported on first use (it brings torch and timm)."""
+    from fakelens.models.checkpoint import load_detector as load
+
+    return load(spec)
+
+
 def _load_model(specs: list[str]) -> Detector | Ensemble:
     """One spec as loaded; several specs (each a detector or an ensemble) as one ensemble of their members."""
+    from fakelens.models.ensemble import Ensemble
+
     loaded = [load_detector(s) for s in specs]
     members: list[Detector] = []
     for m in loaded:
@@ -78,6 +84,8 @@ def _record(
     faces: bool,
     verdicts: list[FaceVerdict],
 ) -> dict[str, Any]:
+    from fakelens.face_verdicts import fake_faces_in_real
+
     rec = a.to_dict()
     rec["image"] = {"file": str(path), "sha256": sha, **rec["image"]}
     if faces:
@@ -144,6 +152,13 @@ def analyze_cmd(
     overlays of every model and method, their robustness badges, the heatmaps' mass by facial region and a
     plain-language reading. Nothing is written unless the whole analysis succeeds.
     """
+    from fakelens.analysis import analyze_images
+    from fakelens.devices import resolve_device
+    from fakelens.explain.engine import parse_options
+    from fakelens.explain.perturbation import reporting
+    from fakelens.face_verdicts import face_verdicts
+    from fakelens.models.ensemble import Ensemble
+
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
     check_method_names(methods)
     options = parse_options(set_ or [], methods)
@@ -266,6 +281,9 @@ def _write_out(
 
 
 def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:
+    from fakelens.face_verdicts import fake_faces_in_real
+    from fakelens.report.reading import threshold_text
+
     names: list[str] = []
     for a in analyses:
         names += [m.name for m in a.models if m.name not in names]
@@ -343,6 +361,8 @@ def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
 
 
 def _verdict_cell(verdict: str, p: float, threshold: float) -> str:
+    from fakelens.report.reading import prob
+
     if not math.isfinite(p):
         return "n/a"
     colour = "red" if verdict == "fake" else "green"

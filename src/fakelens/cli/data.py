@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -18,8 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from fakelens.cli.common import check_writable, user_errors
-from fakelens.data.faces import Detector
 from fakelens.errors import FakelensError
+
+if TYPE_CHECKING:
+    from fakelens.data.faces import Detector  # cv2: imported by `data build-pool` when it runs
 
 app = typer.Typer(
     name="data",
@@ -95,7 +97,7 @@ def build_pool_cmd(
             out,
             names,
             detect=not no_faces,
-            detector=cast(Detector, detector),
+            detector=cast("Detector", detector),
             progress=not as_json and err.is_terminal,
             log=None if as_json else (lambda m: err.print(m)),
         )

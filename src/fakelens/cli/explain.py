@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fakelens.analysis import as_ensemble
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
@@ -28,16 +26,12 @@ from fakelens.cli.common import (
     user_errors,
     warn_untrained,
 )
-from fakelens.devices import resolve_device
-from fakelens.explain.engine import parse_options
-from fakelens.explain.perturbation import reporting
+from fakelens.constants import CMAPS, DEFAULT_MAX_TILES
 from fakelens.io import atomic_write_bytes, atomic_write_text, load_image
-from fakelens.models.base import Detector
-from fakelens.models.checkpoint import load_detector
-from fakelens.pipeline import ImageResult, batched, explain_images
-from fakelens.report.reading import prob
-from fakelens.tiling import DEFAULT_MAX_TILES
-from fakelens.viz.overlay import CMAPS, panel, save_overlays, save_png
+
+if TYPE_CHECKING:  # torch, timm, matplotlib: imported by the command when it runs, not by `--help`
+    from fakelens.models.base import Detector
+    from fakelens.pipeline import ImageResult
 
 app = typer.Typer()
 
@@ -67,6 +61,8 @@ def _write_outputs(
     save_raw: bool,
     model_name: str,
 ) -> dict[str, Any]:
+    from fakelens.viz.overlay import panel, save_overlays, save_png
+
     files: dict[str, str] = {}
     maps = {}
     overlays: dict[Path, tuple[Any, Any]] = {}
@@ -155,6 +151,14 @@ def explain_cmd(
     Writes one overlay PNG per image and method, a side-by-side panel per image, and summary.json with
     the verdicts and each map's statistics (a flat map is flagged, not stretched into false confidence).
     """
+    import torch
+
+    from fakelens.analysis import as_ensemble
+    from fakelens.devices import resolve_device
+    from fakelens.explain.engine import parse_options
+    from fakelens.explain.perturbation import reporting
+    from fakelens.models.checkpoint import load_detector
+    from fakelens.pipeline import batched, explain_images
 
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
     check_method_names(methods)
@@ -248,6 +252,8 @@ def explain_cmd(
 
 
 def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
+    from fakelens.report.reading import prob
+
     models = sorted({r["model"] for r in records})
     explained = [m for m in models if m != "ensemble"]
     table = Table(

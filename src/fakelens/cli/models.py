@@ -5,18 +5,13 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from fakelens.cli.common import check_writable, command_line, console, print_json, user_errors
-from fakelens.explain.cams import CAMS
-from fakelens.explain.engine import EXPLAINERS, class_agnostic, method_options
-from fakelens.models import MODELS
-from fakelens.models.checkpoint import DEFAULT_MODEL
-from fakelens.models.registry import untrained_by_name
 
 app = typer.Typer()
 
@@ -40,6 +35,10 @@ def models_cmd(
 ) -> None:
     """List the shipped ensemble and the registered architectures (use a name, or a checkpoint folder, with
     --model)."""
+    from fakelens.models import MODELS
+    from fakelens.models.checkpoint import DEFAULT_MODEL
+    from fakelens.models.registry import untrained_by_name
+
     rows = [
         {
             "name": DEFAULT_MODEL,
@@ -73,10 +72,13 @@ def methods_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the explanation methods (gradient CAMs share one forward+backward), or one method's options."""
+    from fakelens.explain.cams import CAMS
+    from fakelens.explain.engine import EXPLAINERS, class_agnostic
+
     if name is not None:
         _method_detail(name, json_out)
         return
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": n, "family": "gradient CAM (one shared capture)", "summary": _first_line(CAMS.get(n))}
         for n in CAMS.names()
     ] + [{"name": n, "family": "own passes", "summary": _first_line(EXPLAINERS.get(n))} for n in EXPLAINERS]
@@ -94,6 +96,9 @@ def methods_cmd(
 
 
 def _method_detail(name: str, json_out: bool) -> None:
+    from fakelens.explain.cams import CAMS
+    from fakelens.explain.engine import EXPLAINERS, method_options
+
     options = method_options(name)
     factory = CAMS.get(name) if name in CAMS else EXPLAINERS.get(name)
     rows = [

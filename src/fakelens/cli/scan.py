@@ -30,8 +30,7 @@ from fakelens.cli.common import (
     user_errors,
     warn_untrained,
 )
-from fakelens.explain.engine import parse_options
-from fakelens.tiling import DEFAULT_MAX_TILES
+from fakelens.constants import DEFAULT_MAX_TILES
 
 app = typer.Typer()
 
@@ -135,6 +134,8 @@ def scan_cmd(
         from fakelens.scan import ScanSettings, scan
     except ImportError:
         fail("fakelens scan needs pyarrow: pip install 'fakelens[scan]'")
+    from fakelens.explain.engine import parse_options
+
     check_writable(out, "--out")
     chosen = tuple(split_csv(methods) or ["gradcam"])
     settings = ScanSettings(

@@ -20,8 +20,8 @@ from fakelens.cli.common import (
     split_csv,
     user_errors,
 )
+from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError
-from fakelens.tiling import DEFAULT_MAX_TILES
 
 app = typer.Typer()
 

@@ -26,7 +26,6 @@ from fakelens.cli.common import (
     split_csv,
     user_errors,
 )
-from fakelens.explain.engine import method_names, parse_options
 
 app = typer.Typer()
 
@@ -120,6 +119,7 @@ def trust_cmd(
     """Test whether heatmaps can be trusted: equivariance under black-fill transforms, border and corner mass,
     localisation, faithfulness and randomisation; a ranked report, plots and a gallery of the worst cases."""
     from fakelens.devices import resolve_device
+    from fakelens.explain.engine import method_names, parse_options
     from fakelens.models.base import Detector
     from fakelens.models.checkpoint import load_detector
     from fakelens.trust.runner import TrustConfig, discover_items, run_trust, unreadable_items

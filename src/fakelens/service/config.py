@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError
-from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["DEFAULT_METHODS", "SERVICE_METHODS", "Settings"]
 

@@ -20,9 +20,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from PIL import Image
 
+from fakelens.constants import CMAPS  # re-exported: its home imports nothing, for the CLI's --help
 from fakelens.errors import ConfigError
-
-CMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
 
 
 def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:

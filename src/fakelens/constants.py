@@ -1,0 +1,13 @@
+"""Defaults shared by the command line and the modules that use them, in a module that imports nothing:
+``fakelens --help`` shows them without loading torch or matplotlib."""
+
+from __future__ import annotations
+
+__all__ = ["CMAPS", "DEFAULT_MAX_TILES"]
+
+DEFAULT_MAX_TILES = 32
+"""Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
+spread over the image with gaps (what they miss is marked not valid)."""
+
+CMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
+"""The colormaps of heatmap overlays (``--cmap``)."""
