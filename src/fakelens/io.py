@@ -49,6 +49,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "find_images",
+    "header_problem",
     "load_image",
     "load_mask",
     "max_pixels_limit",
@@ -460,6 +461,24 @@ def _unidentified(name: str, data: bytes, sniffed: str | None) -> ImageError:
     if what is None:
         return ImageError(f"{name}: not an image (unrecognised data; supported: {supported})")
     return ImageError(f"{name}: not an image: looks like {what} (supported: {supported})")
+
+
+def header_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the file at ``path`` cannot be an image we read, from its first bytes alone (nothing is decoded:
+    cheap up front), or None when it may be one. The reason is what :func:`load_image` would say, without
+    the file's name."""
+    name = os.fspath(path)
+    try:
+        _read_source(path, name)  # stats first: a FIFO, socket or unreadable folder is refused unopened
+    except ImageError as exc:
+        return str(exc).removeprefix(f"{name}: ")
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if not head:
+        return "empty file (0 bytes), not an image"
+    if sniff_format(head) is None:
+        return str(_unidentified(name, head, None)).removeprefix(f"{name}: ")
+    return None
 
 
 def load_image(source: ImageSource, *, max_pixels: int | None = None, as_mask: bool = False) -> Image.Image:

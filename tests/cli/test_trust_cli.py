@@ -110,9 +110,20 @@ def test_unreadable_images_are_named_and_none_readable_is_an_error(
 ) -> None:
     imgs = photos[0]
     (imgs / "notes.jpg").write_text("not an image")
+    (imgs / "empty.jpg").write_bytes(b"")
     res = runner.invoke(app, _args(imgs, tmp_path / "o", "-m", "gradcam"))
     assert res.exit_code == 0, res.output
-    assert "skipping" in res.output and "notes.jpg: not an image" in res.output and "2 images" in res.output
+    out = " ".join(res.output.split())
+    assert "skipped" in out and "notes.jpg: not an image" in out and "2 images" in out
+    assert "empty.jpg: empty file (0 bytes)" in out
+    # every skipped image is in summary.json and report.md, named once with its reason
+    skipped = json.loads((tmp_path / "o" / "summary.json").read_text())["skipped_images"]
+    assert {Path(k).name: v for k, v in skipped.items()} == {
+        "empty.jpg": "empty file (0 bytes), not an image",
+        "notes.jpg": skipped[str(imgs / "notes.jpg")],
+    }
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert f"- `{imgs / 'empty.jpg'}`: empty file (0 bytes)" in report
     only_bad = tmp_path / "bad"
     only_bad.mkdir()
     (only_bad / "notes.jpg").write_text("not an image")

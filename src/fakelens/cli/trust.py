@@ -145,12 +145,12 @@ def trust_cmd(
     items = discover_items(images or [], masks=masks, manifest=manifest)
     if not items:
         fail("no images: pass --images DIR (or files), or --manifest M")
-    bad = unreadable_items(items)
+    bad = unreadable_items(items)  # the run skips and reports them; none readable: nothing to run
     if len(bad) == len(items):
-        fail(f"none of the {len(items)} image(s) can be read: " + "; ".join(list(bad.values())[:3]))
-    for reason in bad.values():
-        console.print(f"[yellow]warning:[/] skipping {escape(reason)}", highlight=False, soft_wrap=True)
-    items = [it for it in items if it.key not in bad]
+        fail(
+            f"none of the {len(items)} image(s) can be read: "
+            + "; ".join(f"{k}: {why}" for k, why in list(bad.items())[:3])
+        )
     loaded = load_detector(model)
     if not isinstance(loaded, Detector):
         fail("trust runs on one detector, not an ensemble: pass one of its members")
@@ -210,6 +210,9 @@ def trust_cmd(
     if json_out:
         print_json(run.summary)
         return
+    for key, why in run.skipped_images.items():
+        warning = f"[yellow]warning:[/] skipped {escape(key)}: {escape(why)}"
+        console.print(warning, highlight=False, soft_wrap=True)
     console.print(run.summary["recommendation"]["text"], highlight=False, soft_wrap=True)
     console.print(
         f"{run.summary['images']} images; wrote records.csv, report.md, summary.json, plots/ and "

@@ -31,7 +31,7 @@ from fakelens.explain.cams import CAMS
 from fakelens.explain.engine import EXPLAINERS, check_options, method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
-from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, load_image, sniff_format
+from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, header_problem, load_image
 from fakelens.io import load_mask as read_mask
 from fakelens.models.base import Detector, require_detector
 from fakelens.trust import metrics as M
@@ -545,18 +545,17 @@ def _check_run(out: Path, detector: Detector, weights: str, config: TrustConfig)
 
 
 def unreadable_items(items: Sequence[TrustItem]) -> dict[str, str]:
-    """The items that cannot be images, by key, with the reason: missing files and files whose first bytes
-    are no image format we read (a header check: nothing is decoded, so this is cheap up front)."""
+    """The items that cannot be images, by key, with the reason (as ``load_image`` words it, without the
+    path): missing files, pipes, and files whose first bytes are no image format we read (a header check:
+    nothing is decoded, so this is cheap up front)."""
     bad: dict[str, str] = {}
     for item in items:
         try:
-            with open(item.path, "rb") as f:
-                head = f.read(16)
+            why = header_problem(item.path)
         except OSError as exc:
-            bad[item.key] = f"{item.path}: {exc.strerror or exc}"
-            continue
-        if sniff_format(head) is None:
-            bad[item.key] = f"{item.path}: not an image (JPEG, PNG, GIF, WebP, BMP or TIFF)"
+            why = exc.strerror or str(exc)
+        if why is not None:
+            bad[item.key] = why
     return bad
 
 
@@ -610,12 +609,17 @@ def run_trust(
     plan = view_plan(family, tuple(f for f in FILLS if f in cfg.fills))
     todo = list(items)[: cfg.limit] if cfg.limit is not None else list(items)
     run = TrustRun(out, {})
+    run.skipped_images.update(unreadable_items(todo))  # a header check: nothing is decoded
     methods = list(cfg.methods)
     # methods that read no layer (occlusion, RISE, attention rollout …) run once, under the label "input",
     # not once per --layer with a layer they never used
     layered = [m for m in methods if uses_layers(m)]
     free = [m for m in methods if not uses_layers(m)]
     for item in todo:
+        if item.key in run.skipped_images:
+            if progress:
+                progress(1, f"{item.path.name} (skipped)")
+            continue
         label_sets = [(ls, "+".join(ls or detector.cam_layers), layered) for ls in layer_sets]
         label_sets.append((layer_sets[0], INPUT_LAYER, free))
         pending = [
@@ -634,8 +638,8 @@ def run_trust(
         try:
             image = load_image(item.path)
             mask = load_mask(item.mask, (image.height, image.width)) if item.mask is not None else None
-        except (ImageError, OSError) as exc:
-            run.skipped_images[item.key] = str(exc)
+        except (ImageError, OSError) as exc:  # the reason without the path the report already names
+            run.skipped_images[item.key] = str(exc).removeprefix(f"{item.path}: ")
             if progress:
                 progress(1, f"{item.path.name} (skipped)")
             continue
