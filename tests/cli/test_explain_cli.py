@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -187,6 +188,38 @@ def test_explain_writes_nothing_when_an_input_is_bad(tmp_path: Path, photos: lis
     )
     assert res.exit_code == 2 and "text.jpg" in res.output and "Traceback" not in res.output
     assert not out.exists()  # not even an empty folder
+
+
+def test_an_interrupted_explain_leaves_the_output_folder_as_it_was(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C on the second batch: the first batch's overlays never reach --out (they wait in a hidden
+    folder, moved in when every image is done), and an earlier run's files stay untouched."""
+    import fakelens.pipeline as pipeline
+
+    def args_for(out: Path) -> list[str]:
+        return ["explain", *map(str, photos), "--model", "tiny-cnn", "--out", str(out), "--batch-size", "1"]
+
+    out = tmp_path / "out"
+    args = args_for(out)
+    assert runner.invoke(app, args).exit_code == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    real, calls = pipeline.explain_images, []
+
+    def interrupted(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "explain_images", interrupted)
+    res = runner.invoke(app, [*args, "--cmap", "viridis"])
+    assert res.exit_code == 130 and "interrupted" in res.output
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no hidden folder, nothing changed
+    fresh = tmp_path / "fresh"
+    calls.clear()
+    res = runner.invoke(app, args_for(fresh))
+    assert res.exit_code == 130 and not fresh.exists()
 
 
 @pytest.mark.parametrize("command", ["explain", "analyze"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -181,69 +183,88 @@ def explain_cmd(
     raw = torch.full((len(paths), len(members)), float("nan"))  # members' own fake probabilities
     used: set[str] = set()
     stems = {p: unique_stem(p, used) for p in paths}
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=json_out,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("explain", total=len(paths) * len(members))
-        forwards = progress.add_task("", total=None, visible=False)
+    # written into a hidden folder inside --out and moved in only when every image is done: an interrupted
+    # or failed run leaves --out as it was, not half of a new set of overlays beside an old summary.json
+    existed = out.exists()
+    stage = out / f".partial-{os.getpid()}"
+    stage.mkdir(parents=True, exist_ok=True)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=json_out,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("explain", total=len(paths) * len(members))
+            forwards = progress.add_task("", total=None, visible=False)
 
-        def show(method: str, done: int, planned: int) -> None:
-            progress.update(forwards, description=f"{method} forwards", completed=done, total=planned)
-            progress.update(forwards, visible=True)
+            def show(method: str, done: int, planned: int) -> None:
+                progress.update(forwards, description=f"{method} forwards", completed=done, total=planned)
+                progress.update(forwards, visible=True)
 
-        for j, det in enumerate(members):
-            det.to(dev)
-            starts = range(0, len(paths), batch_size)
-            for start, chunk in zip(starts, batched(paths, batch_size), strict=True):
-                with reporting(show):
-                    results = explain_images(
-                        det,
-                        [load_image(p) for p in chunk],
-                        methods,
-                        target=target,
-                        layers=layer,
-                        device=dev,
-                        options=options,
-                        max_tiles=max_tiles,
-                    )
-                for k, (p, r) in enumerate(zip(chunk, results, strict=True)):
-                    stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
-                    summary = r.summary()
-                    if r.fake_probability is not None:  # shown as the ensemble shows it: calibrated
-                        raw[start + k, j] = own = r.fake_probability
-                        cal = ens.calibrations[j]
-                        shown = float(cal(torch.tensor(own))) if cal is not None else own
-                        summary["fake_probability"] = shown
-                        summary["verdict"] = ens.member_verdict(j, shown)
-                        summary["top_labels"] = _detector_labels(det, shown)
-                        summary["threshold"] = ens.member_threshold(j)
-                    if det.untrained:
-                        summary["untrained"] = True  # a random real/fake head: its verdict means nothing
-                    shown_name = f"{det.name} (untrained)" if det.untrained else det.name
-                    rec = _write_outputs(r, summary, stem, out, alpha, cmap, save_raw, shown_name)
-                    records.append({"image": str(p), "model": det.name, **rec})
-                progress.advance(task, len(chunk))
-    payload: dict[str, Any] = {
-        "model": model,
-        "methods": methods,
-        "options": options,
-        "target": target,
-        "calibrated": any(c is not None for c in ens.calibrations),
-        "out": str(out),
-        "images": records,
-    }
-    if len(members) > 1 and not raw.isnan().any():
-        payload["ensemble"] = [
-            {"image": str(p), "rule": v.rule, "fake_probability": v.fake_probability, "verdict": v.verdict}
-            for p, v in zip(paths, ens.verdicts(raw), strict=True)
-        ]
-    atomic_write_text(out / "summary.json", json.dumps(payload, indent=2))
+            for j, det in enumerate(members):
+                det.to(dev)
+                starts = range(0, len(paths), batch_size)
+                for start, chunk in zip(starts, batched(paths, batch_size), strict=True):
+                    with reporting(show):
+                        results = explain_images(
+                            det,
+                            [load_image(p) for p in chunk],
+                            methods,
+                            target=target,
+                            layers=layer,
+                            device=dev,
+                            options=options,
+                            max_tiles=max_tiles,
+                        )
+                    for k, (p, r) in enumerate(zip(chunk, results, strict=True)):
+                        stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
+                        summary = r.summary()
+                        if r.fake_probability is not None:  # shown as the ensemble shows it: calibrated
+                            raw[start + k, j] = own = r.fake_probability
+                            cal = ens.calibrations[j]
+                            shown = float(cal(torch.tensor(own))) if cal is not None else own
+                            summary["fake_probability"] = shown
+                            summary["verdict"] = ens.member_verdict(j, shown)
+                            summary["top_labels"] = _detector_labels(det, shown)
+                            summary["threshold"] = ens.member_threshold(j)
+                        if det.untrained:
+                            summary["untrained"] = True  # a random real/fake head: its verdict means nothing
+                        shown_name = f"{det.name} (untrained)" if det.untrained else det.name
+                        rec = _write_outputs(r, summary, stem, stage, alpha, cmap, save_raw, shown_name)
+                        records.append({"image": str(p), "model": det.name, **rec})
+                    progress.advance(task, len(chunk))
+        payload: dict[str, Any] = {
+            "model": model,
+            "methods": methods,
+            "options": options,
+            "target": target,
+            "calibrated": any(c is not None for c in ens.calibrations),
+            "out": str(out),
+            "images": records,
+        }
+        if len(members) > 1 and not raw.isnan().any():
+            payload["ensemble"] = [
+                {
+                    "image": str(p),
+                    "rule": v.rule,
+                    "fake_probability": v.fake_probability,
+                    "verdict": v.verdict,
+                }
+                for p, v in zip(paths, ens.verdicts(raw), strict=True)
+            ]
+        atomic_write_text(stage / "summary.json", json.dumps(payload, indent=2))
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == "summary.json"):  # the summary last
+            os.replace(f, out / f.name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    stage.rmdir()
     if json_out:
         print_json(payload)
         return
