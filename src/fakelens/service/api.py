@@ -196,6 +196,9 @@ async def create_analysis(
             raise ApiError(413, "upload_too_large", f"upload larger than the limit of {limit} bytes")
         if not data:
             raise ApiError(422, "invalid_image", "the uploaded file is empty (0 bytes)")
+        for name, value in (("methods", methods), ("models", models)):
+            if value is not None and value.strip() and not _csv(value):  # "," is a mistake, not the default
+                raise ApiError(400, "invalid_request", f"{name} names nothing: {_shown(value)}")
         chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
         req = AnalysisRequest(data, image.filename or "", chosen, picked)
         analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id

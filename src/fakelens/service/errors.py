@@ -58,6 +58,13 @@ def image_error(exc: ImageError, data: bytes) -> ApiError:
     return ApiError(422, "invalid_image", message)
 
 
+def _plain(msg: str) -> str:
+    """A validation message without the framework's internals (a text field where a file belongs)."""
+    if "Expected UploadFile" in msg:
+        return "expected a file (a form part with a filename), got a text field"
+    return msg
+
+
 def install_handlers(app: FastAPI) -> None:
     """Map ApiError, HTTP errors, validation errors, user errors and bugs to the JSON error shape."""
 
@@ -74,7 +81,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": _plain(str(e.get("msg", "")))} for e in exc.errors()
+        ]
         where = ", ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
         return JSONResponse(error_body("invalid_request", where or "invalid request", details=details), 422)
 
