@@ -32,17 +32,19 @@ import numpy as np
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.report.regions import REGION_LABELS, FaceRegions, RegionShares
-from fakelens.trust.criteria import against
+from fakelens.trust.criteria import DEFAULT_CRITERIA, against
 
 __all__ = [
     "LIFT",
     "SHRUNK",
     "Focus",
+    "equivariance_text",
     "focus",
     "heatmap_shares",
     "map_correlation",
     "margin_word",
     "pct",
+    "peak_to_mean_text",
     "read_analysis",
     "reading_sections",
 ]
@@ -74,6 +76,25 @@ def threshold_text(t: float) -> str:
 def prob(x: float, threshold: float = 0.5) -> str:
     """A probability to 2 decimals, more where it would round to its ``threshold`` (0.4994 is not '0.50')."""
     return "n/a" if not math.isfinite(x) else against(x, threshold)
+
+
+def equivariance_text(mean: Any, worst: Any = None, cut: float = DEFAULT_CRITERIA.min_equivariance) -> str:
+    """'mean 0.85 (passes at ≥ 0.80); worst view 0.59': the mean is what is judged against ``cut``, and
+    neither number is rounded onto the cut (0.796 is not '0.80')."""
+
+    def num(v: Any) -> str:
+        return "–" if not isinstance(v, (int, float)) or not math.isfinite(v) else against(float(v), cut)
+
+    text = f"mean {num(mean)} (passes at ≥ {threshold_text(cut)})"
+    return text if worst is None else f"{text}; worst view {num(worst)}"
+
+
+def peak_to_mean_text(value: Any, flat: bool = False) -> str:
+    """A map's peak over its mean to one decimal; 'n/a (flat)' for a map with no positive mass (its ratio is
+    0 or undefined, not a measure of concentration); a flat map with mass keeps its number, marked flat."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return "n/a (flat)"
+    return f"{value:.1f}" + (" (flat)" if flat else "")
 
 
 def margin_word(p: float, threshold: float) -> str:
@@ -355,8 +376,10 @@ def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares], faces
             sentences.append(f"The {first} map of {m.name} {described[first]}{rest}.")
         else:
             sentences.append(f"For {m.name}, {'; '.join(clauses)}.")
-        negative = {
-            k: float(h.summary.get("stats", {}).get("negative_mass", 0.0)) for k, h in m.heatmaps.items()
+        negative = {  # a class-agnostic map has no sign for fake or real
+            k: float(h.summary.get("stats", {}).get("negative_mass", 0.0))
+            for k, h in m.heatmaps.items()
+            if not _class_agnostic(k)
         }
         most = max(negative, key=lambda k: negative[k], default=None)
         if most is not None and negative[most] >= 0.5:  # the colours leave the larger part out
@@ -367,12 +390,29 @@ def _where_paragraph(a: Analysis, shares: Mapping[ShareKey, RegionShares], faces
     if not sentences:
         return ""
     text = " ".join(sentences)
-    if any(m.verdict == "real" for m in a.models if m.heatmaps):
+    agnostic = sorted({k for m in a.models for k in m.heatmaps if _class_agnostic(k)})
+    if any(m.verdict == "real" for m in a.models if any(k not in agnostic for k in m.heatmaps)):
         text += (
-            " The maps show evidence for 'fake': for a model that calls the image real they show its weaker "
-            "fake evidence, not a manipulation."
+            f" The {'class-specific ' if agnostic else ''}maps show evidence for 'fake': for a model that "
+            "calls the image real they show its weaker fake evidence, not a manipulation."
+        )
+    if agnostic:
+        many = len(agnostic) > 1
+        text += (
+            f" The {_join(agnostic)} map{'s are' if many else ' is'} class-agnostic: "
+            f"{'they show' if many else 'it shows'} where the model is active, not evidence for fake."
         )
     return text
+
+
+def _class_agnostic(method: str) -> bool:
+    """Whether ``method``'s map ignores the target (Eigen-CAM, attention, rollout); False when unknown."""
+    from fakelens.explain.engine import class_agnostic
+
+    try:
+        return class_agnostic(method)
+    except Exception:  # a method this version does not know (a stored analysis): class-specific
+        return False
 
 
 _FLAG_WORDS = {
@@ -388,8 +428,9 @@ def _reasons(badge: Mapping[str, Any]) -> str:
     for f in flags:
         if f == "not-equivariant":
             eq = float(badge.get("equivariance", math.nan))
+            eq_text = against(eq, DEFAULT_CRITERIA.min_equivariance)  # never rounded onto the cut
             words.append(
-                f"did not move with the image (equivariance {eq:.2f}, worst under {badge.get('worst_view')})"
+                f"did not move with the image (equivariance {eq_text}, worst under {badge.get('worst_view')})"
             )
         elif f == "leaks-into-fill" and badge.get("leak_worst"):
             w = badge["leak_worst"]

@@ -24,12 +24,15 @@ from PIL import Image
 from fakelens import __version__
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.errors import FakelensError
+from fakelens.explain.engine import class_agnostic
 from fakelens.face_verdicts import FaceVerdict, fake_faces_in_real
 from fakelens.report.reading import (
     ShareKey,
+    equivariance_text,
     heatmap_shares,
     margin_word,
     pct,
+    peak_to_mean_text,
     prob,
     reading_sections,
     threshold_text,
@@ -48,6 +51,7 @@ body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:va
 background:#fff}
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:0}h3{font-size:15px;margin:22px 0 8px}
+h2.summary{font-size:17px;margin:22px 0 8px}.scroll{overflow-x:auto;max-width:100%}
 a{color:#1a5fb4}.muted{color:var(--muted)}.small{font-size:12px}
 header{border-bottom:2px solid var(--ink);padding-bottom:12px;margin-bottom:18px}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:10px 0 0;font-size:13px}
@@ -59,7 +63,7 @@ table.grid th,table.grid td{border-bottom:1px solid var(--line);padding:5px 8px;
 vertical-align:top}
 table.grid th{background:var(--panel);font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.nowrap{white-space:nowrap}
-.pill{display:inline-block;border-radius:10px;padding:0 9px;font-weight:700;font-size:12px;
+.pill{display:inline-block;border-radius:10px;padding:0 9px;font-weight:700;font-size:12px;white-space:nowrap;
 letter-spacing:.04em;
 text-transform:uppercase}
 .pill.fake{background:var(--fake);color:#fff}.pill.real{background:var(--real);color:#fff}
@@ -91,7 +95,11 @@ border:1px solid var(--line);border-radius:5px;margin:6px 0 2px}
 .scale{display:flex;justify-content:space-between;font-size:10px;color:var(--muted)}
 .maps{display:grid;gap:10px;align-items:start}
 .tile{border:1px solid var(--line);border-radius:6px;padding:6px;background:#fff}
-.tile img{width:100%;display:block;border-radius:3px}.maps.px img{image-rendering:pixelated}
+.tile img{width:100%;display:block;border-radius:3px;max-height:80vh;object-fit:contain}
+.maps.px img{image-rendering:pixelated}
+.maps.wide{grid-template-columns:minmax(0,1fr)}.maps.wide table.badge,.maps.wide .cap{max-width:520px}
+.maps.wide .rowlabel{writing-mode:horizontal-tb;transform:none;text-align:left;margin-top:6px}
+.agnostic{font-size:11.5px;color:var(--check);margin:0 0 3px}
 .tile .cap{display:flex;justify-content:space-between;align-items:center;gap:6px;margin:5px 0 3px}
 .tile .cap b{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
 .rowlabel{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:700;text-align:center;
@@ -102,9 +110,10 @@ table.badge td{text-align:right;padding:1px 0;font-variant-numeric:tabular-nums}
 table.badge tr.bad td,table.badge tr.bad th{color:var(--check);font-weight:600}
 ul.flags{margin:4px 0 0;padding-left:16px;font-size:11.5px;color:var(--check)}
 .missing{color:var(--muted);font-size:12px;padding:20px 8px}
-.legendbar{display:flex;align-items:center;gap:8px;font-size:12px;color:var(--muted);margin:6px 0}
+.legendbar{display:flex;flex-wrap:wrap;align-items:center;gap:8px;font-size:12px;color:var(--muted);
+margin:6px 0}
 .legendbar span{white-space:nowrap}.legendbar span.lgtext{white-space:normal;flex:1;min-width:240px}
-.legendbar img{height:12px;width:260px;border:1px solid var(--line)}
+.legendbar img{height:12px;width:260px;max-width:60%;border:1px solid var(--line)}
 .regions{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
 .regions figure{margin:0;width:240px}.regions figure img{width:100%;border-radius:4px}
 .facemaps{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}.facemaps figure{margin:0;width:160px}
@@ -114,7 +123,19 @@ td.top{font-weight:700}
 .legend{border-top:2px solid var(--ink);margin-top:40px;padding-top:10px;font-size:13px}
 .legend h3{margin-top:14px}
 footer{margin-top:30px;font-size:12px;color:var(--muted)}
-@media print{main{max-width:none;padding:0}.tile,.card{break-inside:avoid}}
+@media screen and (max-width:700px){main{padding:14px 12px 40px}
+.maps{grid-template-columns:minmax(0,1fr)!important}.maps>*{grid-row:auto!important;grid-column:auto!important}
+.rowlabel{writing-mode:horizontal-tb;transform:none;text-align:left;margin-top:6px}
+.regions>div{min-width:0!important}.regions figure{width:100%;max-width:360px}
+.banner{flex-wrap:wrap;gap:8px}}
+.pill,.bar,.bar .fill,.bar .thr,.banner,.sw,table.grid th,.legendbar img{-webkit-print-color-adjust:exact;
+print-color-adjust:exact}
+@page{margin:12mm}
+@media print{main{max-width:none;padding:0}.scroll{overflow:visible}table.grid{font-size:11px}
+table.grid th,table.grid td{padding:3px 4px}
+h1,h2,h3,.imghead,.rowlabel{break-after:avoid;page-break-after:avoid}
+.tile,.keep,.card,.banner,.reading p,table.badge,.regions figure,.facemaps figure,.legendbar,tr{
+break-inside:avoid;page-break-inside:avoid}}
 """
 
 
@@ -208,10 +229,9 @@ def _badge_html(b: Mapping[str, Any] | None) -> str:
     rows = [
         (
             "equivariance",
-            f"{_fmt(b.get('equivariance'))} (worst view {_fmt(b.get('equivariance_min'))}; "
-            f"needs ≥ {c.min_equivariance:.2f})",
+            equivariance_text(b.get("equivariance"), b.get("equivariance_min"), c.min_equivariance),
             "not-equivariant" in flags,
-            f"mean cosine between the map and the maps of 4 transformed views carried back; "
+            f"mean cosine between the map and the maps of 4 transformed views carried back; a mean "
             f"≥ {c.min_equivariance:.2f} passes; worst view: {b.get('worst_view')}",
         ),
         (
@@ -231,7 +251,7 @@ def _badge_html(b: Mapping[str, Any] | None) -> str:
         ("flat", "yes" if b.get("flat") else "no", "flat" in flags, "near-uniform map: points nowhere"),
         (
             "peak / mean",
-            _fmt(b.get("peak_to_mean"), ".1f"),
+            peak_to_mean_text(b.get("peak_to_mean")),
             False,
             "map maximum over its mean; 1 = uniform, higher = more concentrated",
         ),
@@ -290,61 +310,126 @@ def _model_card(m: ModelAnalysis, threshold: float) -> str:
     )
 
 
+ELONGATED = 3.0
+"""An image at least this many times wider than tall is laid out one tile per row, at the full width."""
+LONG_CAP = 4
+"""The long side of an embedded picture is at most this many times ``max_side`` (see :func:`embed_size`)."""
+
+
+def embed_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """``(h, w)`` of an image's embedded pictures: never enlarged; up to 4:3 the long side at most
+    ``max_side``; a more elongated image keeps the area of a 4:3 one of that long side (``max_side² · ¾``),
+    so its short side stays readable (2000 × 200 → 1315 × 131, not 480 × 48), with its long side at most
+    :data:`LONG_CAP` × ``max_side``."""
+    long, short = max(h, w), max(1, min(h, w))
+    side = round(math.sqrt(0.75 * max_side * max_side * long / short))
+    return fit_size(h, w, min(LONG_CAP * max_side, max(max_side, side)))
+
+
+def _agnostic(method: str) -> bool:
+    """Whether ``method``'s map ignores the target (where the model is active, not evidence for fake)."""
+    try:
+        return class_agnostic(method)
+    except Exception:  # a method this version does not know (a stored analysis): class-specific
+        return False
+
+
+AGNOSTIC_NOTE = "class-agnostic: where the model is active, not evidence for fake"
+
+
 def _heatmap_tile(
-    method: str, h: HeatmapResult, small: np.ndarray, size: tuple[int, int], cmap: str, alpha: float
+    method: str,
+    h: HeatmapResult,
+    small: np.ndarray,
+    size: tuple[int, int],
+    cmap: str,
+    alpha: float,
+    model: str = "",
+    name: str = "",
 ) -> str:
     m = shrink_map(h.map, size)
     v = shrink_map(h.valid, size)
     uri = _data_uri(overlay(small, m, alpha=alpha, cmap=cmap, valid=v))
     st = h.summary.get("stats", {})
-    note = " · flat" if h.summary.get("flat") else ""
+    flat = bool(h.summary.get("flat"))
     title = f"layers: {', '.join(h.summary.get('layers', []))}; entropy {_fmt(st.get('entropy'))}"
+    alt = f"{method} overlay of {model} on {name}" if model and name else f"{method} overlay"
+    peak = peak_to_mean_text(st.get("peak_to_mean"), flat)
     return (
-        f"<div class='tile'><img alt='{_e(method)} overlay' src='{uri}'>"
+        f"<div class='tile'><img alt='{_e(alt)}' src='{uri}'>"
         f"<div class='cap' title='{_e(title)}'><b>{_e(method)}</b>{_grade_pill(h.robustness)}</div>"
-        + (
-            f"<div class='small muted'>peak/mean {_fmt(st.get('peak_to_mean'), '.1f')}{note}</div>"
-            if h.robustness is None
-            else ""
-        )
+        + (f"<div class='agnostic'>{AGNOSTIC_NOTE}</div>" if _agnostic(method) else "")
+        + (f"<div class='small muted'>peak/mean {_e(peak)}</div>" if h.robustness is None else "")
         + f"{_badge_html(h.robustness)}</div>"
     )
 
 
+def _colour_words(methods: Sequence[str]) -> str:
+    """What the overlays' colour means, true of the methods shown (class-agnostic ones included)."""
+    agnostic = [m for m in methods if _agnostic(m)]
+    if not agnostic:
+        return "colour = evidence for <b>fake</b>"
+    listed = ", ".join(_e(m) for m in agnostic)
+    if len(agnostic) == len(methods):
+        return f"colour = where the model is active (class-agnostic: {listed}), <b>not</b> evidence for fake"
+    return (
+        f"colour = evidence for <b>fake</b>; for the class-agnostic {listed}, where the model is active "
+        "(not evidence for fake)"
+    )
+
+
 def _heatmap_grid(
-    a: Analysis, image: Image.Image, methods: Sequence[str], cmap: str, alpha: float, max_side: int
+    a: Analysis,
+    image: Image.Image,
+    methods: Sequence[str],
+    cmap: str,
+    alpha: float,
+    max_side: int,
+    name: str = "",
 ) -> str:
-    size = fit_size(image.height, image.width, max_side)
+    size = embed_size(image.height, image.width, max_side)
     small = shrink_image(image, size)
     orig = _data_uri(small)
+    wide = image.width >= ELONGATED * image.height
+    # a small image is enlarged by the browser: its pixels kept sharp, as an analyst wants to see them (not
+    # a shrunk one, which the browser may shrink further)
+    px = size == (image.height, image.width) and size[1] < 240
     ncols = max(1, len(methods))
     rows = len(a.models)
-    parts = [
-        # a small image is enlarged by the browser: its pixels kept sharp, as an analyst wants to see them
-        f"<div class='maps{' px' if size[1] < 240 else ''}' "
-        f"style='grid-template-columns:22px repeat({ncols + 1},minmax(0,1fr))'>",
-        f"<div style='grid-row:1 / span {rows};grid-column:2' class='tile'>"
-        f"<img alt='original' src='{orig}'><div class='cap'><b>original</b></div>"
-        f"<div class='small muted'>{a.width}×{a.height} px</div></div>",
-    ]
+    original = (
+        f"<img alt='{_e(f'original: {name}' if name else 'original')}' src='{orig}'>"
+        f"<div class='cap'><b>original</b></div><div class='small muted'>{a.width}×{a.height} px</div></div>"
+    )
+    classes = "maps" + (" px" if px else "") + (" wide" if wide else "")
+    if wide:  # one tile per row at the full width, each model's maps under its name
+        parts = [f"<div class='{classes}'>", f"<div class='tile'>{original}"]
+    else:
+        parts = [
+            f"<div class='{classes}' style='grid-template-columns:22px repeat({ncols + 1},minmax(0,1fr))'>",
+            f"<div style='grid-row:1 / span {rows};grid-column:2' class='tile'>{original}",
+        ]
     for r, m in enumerate(a.models, start=1):
-        parts.append(f"<div class='rowlabel' style='grid-row:{r};grid-column:1'>{_e(m.name)}</div>")
+        label = "" if wide else f" style='grid-row:{r};grid-column:1'"
+        cells = [f"<div class='rowlabel'{label}>{_e(m.name)}</div>"]
         for c, meth in enumerate(methods, start=3):
-            pos = f"grid-row:{r};grid-column:{c}"
+            pos = "" if wide else f" style='grid-row:{r};grid-column:{c}'"
             if meth in m.heatmaps:
-                tile = _heatmap_tile(meth, m.heatmaps[meth], small, size, cmap, alpha)
-                parts.append(f"<div style='{pos}'>{tile}</div>")
+                tile = _heatmap_tile(meth, m.heatmaps[meth], small, size, cmap, alpha, m.name, name)
+                cells.append(f"<div{pos}>{tile}</div>")
             else:
                 why = m.errors.get(meth, "not computed").split("; ")[0]
-                parts.append(
-                    f"<div style='{pos}' class='tile'><div class='cap'><b>{_e(meth)}</b></div>"
+                cells.append(
+                    f"<div{pos} class='tile'><div class='cap'><b>{_e(meth)}</b></div>"
                     f"<div class='missing'>could not run on {_e(m.name)}: {_e(why)}</div></div>"
                 )
+        if wide:  # the model's name kept on the page of its first tile
+            cells[:2] = [f"<div class='keep'>{''.join(cells[:2])}</div>"]
+        parts += cells
     parts.append("</div>")
     bar = _colour_bar(cmap)
     parts.append(
         f"<div class='legendbar'><span>0</span><img alt='colour scale' src='{bar}'><span>1 = the map's peak"
-        "</span><span class='lgtext'>colour = evidence for <b>fake</b>, relative to each map's own maximum "
+        f"</span><span class='lgtext'>{_colour_words(methods)}, relative to each map's own maximum "
         "within the pixels the model saw; dimmed pixels were not seen by the model</span></div>"
     )
     return "".join(parts)
@@ -359,10 +444,11 @@ def _regions_section(
     max_side: int,
     cmap: str,
     alpha: float,
+    name: str = "",
 ) -> str:
     if regions is None:
         return ""
-    size = fit_size(image.height, image.width, max_side)
+    size = embed_size(image.height, image.width, max_side)
     pic = regions.picture(shrink_image(image, size)) if size == regions.labels.shape else None
     if pic is None:
         small = shrink_image(image, size)
@@ -411,13 +497,14 @@ def _regions_section(
         if regions.estimated
         else ""
     )
+    alt = f"facial regions of {name}" if name else "facial regions"
     return (
         f"{_faces_table(verdicts, image, cmap, alpha, a)}<h3>Heatmap mass by facial region</h3>"
-        f"<div class='regions'><figure><img alt='facial regions' src='{_data_uri(pic)}'>"
+        f"<div class='regions'><figure><img alt='{_e(alt)}' src='{_data_uri(pic)}'>"
         f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
         f"({_e(faces)})<br>{legend}</figcaption></figure>"
-        "<div style='flex:1;min-width:420px'><table class='grid'>"
-        f"<tr><th>share of the map's mass</th>{head}</tr>{''.join(rows)}{area_row}</table>"
+        "<div style='flex:1;min-width:min(420px,100%)'><div class='scroll'><table class='grid'>"
+        f"<tr><th>share of the map's mass</th>{head}</tr>{''.join(rows)}{area_row}</table></div>"
         "<p class='small muted'>Each row sums to 100 % over the pixels the model saw; the largest share is "
         "in bold. Compare a region's share of the mass with its share of the pixels (last row): "
         "<i>densest</i> names the region with the most mass per pixel and how many times its area's share "
@@ -490,8 +577,9 @@ def _faces_table(
         )
     maps = "".join(_face_maps(v, k, image, cmap, alpha) for k, v in enumerate(verdicts, start=1))
     return (
-        "<h3>Each face judged on its own</h3><table class='grid'><tr><th>face</th><th>box</th>"
-        f"<th>window read</th><th class='num'>ensemble</th>{head}</tr>{''.join(rows)}</table>"
+        "<h3>Each face judged on its own</h3><div class='scroll'><table class='grid'><tr><th>face</th>"
+        f"<th>box</th><th>window read</th><th class='num'>ensemble</th>{head}</tr>{''.join(rows)}"
+        "</table></div>"
         + (f"<div class='facemaps'>{maps}</div>" if maps else "")
         + "<p class='small muted'>The same models on a square window around each face (their input side, or "
         "twice the face when it is larger), at the photo's own pixel grid. An edit confined to one face "
@@ -568,9 +656,22 @@ def _image_section(
         f"{banner}<div class='reading'><b>Reading</b>"
         + "".join(f"<p><b>{_e(k_)}.</b> {_e(p_)}</p>" for k_, p_ in reading)
         + f"</div><h3>Models</h3><div class='cards'>{cards}</div>"
-        "<h3>Heatmaps: where each model sees evidence for fake</h3>"
-        f"{_heatmap_grid(a, image, methods, cmap, alpha, max_side)}"
-        f"{_regions_section(a, image, regions, shares, verdicts, max_side, cmap, alpha)}</section>"
+        f"<h3>{_heatmaps_heading(methods)}</h3>"
+        f"{_heatmap_grid(a, image, methods, cmap, alpha, max_side, name)}"
+        f"{_regions_section(a, image, regions, shares, verdicts, max_side, cmap, alpha, name)}</section>"
+    )
+
+
+def _heatmaps_heading(methods: Sequence[str]) -> str:
+    """The heatmaps' heading, true of the methods shown: class-agnostic maps are no evidence for fake."""
+    agnostic = [m for m in methods if _agnostic(m)]
+    if not agnostic:
+        return "Heatmaps: where each model sees evidence for fake"
+    if len(agnostic) == len(methods):
+        return "Heatmaps: where each model is active (class-agnostic maps, not evidence for fake)"
+    return (
+        "Heatmaps: where each model sees evidence for fake (for the class-agnostic "
+        f"{_e(', '.join(agnostic))}: where it is active)"
     )
 
 
@@ -613,10 +714,10 @@ def _summary_table(
             f"<td class='num'>{f'{ok} / {total}' if checked else 'not checked'}</td></tr>"
         )
     return (
-        "<table class='grid'><tr><th class='num'>#</th><th>image</th><th>verdict</th>"
+        "<div class='scroll'><table class='grid'><tr><th class='num'>#</th><th>image</th><th>verdict</th>"
         f"<th class='num'>ensemble p(fake)</th>{head}<th>models</th><th class='num'>robust maps</th></tr>"
         + "".join(rows)
-        + "</table>"
+        + "</table></div>"
     )
 
 
@@ -628,8 +729,16 @@ CALIBRATED_NOTE = (
 UNCALIBRATED_NOTE = "Scores are model outputs, not calibrated odds that the image was manipulated"
 
 
-def _legend(cmap: str, regions_shown: bool, calibrated: bool = False) -> str:
+def _legend(cmap: str, regions_shown: bool, calibrated: bool = False, agnostic: Sequence[str] = ()) -> str:
     c = DEFAULT_CRITERIA
+    agnostic_words = (
+        f" The class-agnostic {_e(', '.join(agnostic))} map{'s' if len(agnostic) > 1 else ''} "
+        f"ignore{'' if len(agnostic) > 1 else 's'} the target: "
+        f"{'they show' if len(agnostic) > 1 else 'it shows'} where the model is active, whichever class that "
+        f"activity supports, so {'they are' if len(agnostic) > 1 else 'it is'} <b>not</b> evidence for fake."
+        if agnostic
+        else ""
+    )
     parts = [
         "<section class='legend'><h2>How to read this report</h2>",
         "<h3>Scores and verdicts</h3><p>p(fake) is each model's probability that the image is fake; the "
@@ -644,7 +753,7 @@ def _legend(cmap: str, regions_shown: bool, calibrated: bool = False) -> str:
         "to 0–1 within the pixels the model saw (the colour bar: dark blue = none, dark red = the map's "
         "peak). Colour is relative to each map's own maximum, so compare where maps point, not how red they "
         "are; a map flagged <i>flat</i> is near-uniform and shows no location. Pixels the model never saw "
-        "(e.g. outside a centre crop) are dimmed.</p>",
+        f"(e.g. outside a centre crop) are dimmed.{agnostic_words}</p>",
         "<h3>Robustness badge</h3><p>The image and four transformed views (horizontal flip, rotation by 15°, "
         "scale 0.8 and a 10 % shift, black fill) are explained as one batch. A trustworthy map moves with "
         "the image and ignores the black fill. <b>equivariance</b>: mean cosine between the map and each "
@@ -698,7 +807,8 @@ def render_report(
     image, in the order of its regions' faces; :mod:`fakelens.face_verdicts`) adds each face's own verdict,
     numbered on the face picture. ``meta`` adds key/value lines
     to the header (model, methods, command), ``image_info`` per image (path, sha256). Images are stored at
-    most ``max_side`` pixels on their longer side.
+    most ``max_side`` pixels on their longer side, or, when more elongated than 4:3, with the area of such an
+    image (so a thin strip keeps a readable short side; :func:`embed_size`).
     """
     if not len(analyses) == len(images) == len(names):
         raise ValueError(f"{len(analyses)} analyses, {len(images)} images and {len(names)} names")
@@ -778,9 +888,14 @@ def render_report(
         f"{'s' if len(analyses) != 1 else ''} analysed: {n_fake} called fake, "
         f"{len(analyses) - n_fake} called real by the ensemble{faces_fake}</div><dl "
         f"class='meta'>{meta_html}</dl></header>"
-        f"<h3>Summary</h3>{_summary_table(analyses, names, per_face)}"
+        f"<h2 class='summary'>Summary</h2>{_summary_table(analyses, names, per_face)}"
         + "".join(sections)
-        + _legend(cmap, any(r is not None for r in regs), bool(analyses) and analyses[0].calibrated)
+        + _legend(
+            cmap,
+            any(r is not None for r in regs),
+            bool(analyses) and analyses[0].calibrated,
+            [m for m in methods if _agnostic(m)],
+        )
         + "<footer>Generated offline by fakelens; this file contains no scripts and loads nothing from the "
         "network. Heatmaps explain what the models respond to; they are evidence for an analyst to weigh, "
         "not proof of manipulation.</footer></main></body></html>"
