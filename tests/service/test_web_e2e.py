@@ -3,6 +3,9 @@ method switching, report download. Skipped when chromium or Playwright is missin
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 import shutil
 import threading
 import time
@@ -103,9 +106,10 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
     cards = page.locator(".card")
     assert cards.count() == 2
     assert {cards.nth(i).get_attribute("data-model") for i in range(2)} == {"tiny-cnn", "tiny-vit"}
-    for i in range(2):
+    for i in range(2):  # p(fake) as the report writes it: 0.43, not 43.2 %
         text = cards.nth(i).inner_text().lower()
-        assert "%" in text and ("fake" in text or "real" in text)
+        assert re.search(r"\b[01]\.\d{2,6}\b", text) and ("fake" in text or "real" in text)
+        assert "threshold 0.50" in text and "%" not in text
     [ens] = page.evaluate(
         "fetch('/v1/analyses?limit=1', {headers: {'X-API-Key': document.getElementById('api-key').value}})"
         ".then(r => r.json())"
@@ -192,12 +196,22 @@ def test_bad_file_shows_error(server: dict[str, Any], browser: Any, tmp_path: Pa
     page.close()
 
 
-def _analyse(server: dict[str, Any], browser: Any, path: Path, width: int = 1360) -> Any:
-    """A page ``width`` px wide that uploaded ``path`` with the default methods and shows the result."""
-    page = browser.new_page(viewport={"width": width, "height": 1000})
+def _analyse(
+    server: dict[str, Any],
+    browser: Any,
+    path: Path,
+    width: int = 1360,
+    height: int = 1000,
+    methods: tuple[str, ...] = (),
+) -> Any:
+    """A page ``width`` px wide that uploaded ``path`` with the default methods (and ``methods``) and shows
+    the result."""
+    page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(server["url"] + "/")
     page.fill("#api-key", server["key"])
     page.wait_for_selector("#method-choices input")
+    for m in methods:
+        page.check(f"#method-choices input[value='{m}']")
     page.set_input_files("#file-input", str(path))
     page.click("#analyze-btn")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
@@ -256,6 +270,175 @@ def test_phone_width_has_no_sideways_scroll(server: dict[str, Any], browser: Any
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     _keep_screenshot(tmp_path / "phone.png")
+    page.close()
+
+
+def _headings(page: Any) -> list[tuple[int, str]]:
+    """The rendered headings in document order, as (level, text)."""
+    return [
+        (int(tag[1]), text)
+        for tag, text in page.eval_on_selector_all(
+            "h1, h2, h3, h4, h5, h6",
+            "hs => hs.filter(h => h.getClientRects().length).map(h => [h.tagName, h.textContent.trim()])",
+        )
+    ]
+
+
+def _assert_heading_order(page: Any) -> None:
+    levels = [level for level, _ in _headings(page)]
+    assert levels and levels[0] == 1 and levels.count(1) == 1, _headings(page)
+    assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), _headings(page)  # no level skipped
+
+
+def test_phone_result_is_scrolled_to_and_focused(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    page = _analyse(server, browser, _face_like_png(tmp_path / "face.png"), width=390, height=844)
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    assert page.evaluate("document.activeElement.id") == "ens-heading"
+    assert "ensemble verdict" in page.evaluate("document.activeElement.textContent")
+    # the verdict, ~900 px below the upload form on a phone, is brought into view
+    page.wait_for_function(
+        "() => { const r = document.getElementById('ensemble').getBoundingClientRect();"
+        " return window.scrollY > 300 && r.top >= -1 && r.top < innerHeight / 2; }",
+        timeout=5_000,
+    )
+    page.screenshot(path=str(tmp_path / "phone-result.png"))
+    _keep_screenshot(tmp_path / "phone-result.png")
+    page.close()
+
+
+def test_headings_and_alt_texts(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.goto(server["url"] + "/")
+    _assert_heading_order(page)  # before a result: the h1 first, no level skipped
+    page.close()
+    page = _analyse(server, browser, _face_like_png(tmp_path / "portrait.png"))
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    _assert_heading_order(page)  # with a result shown, still one h1, first
+    assert "portrait.png" in page.get_attribute("#base-image", "alt")
+    alt = page.get_attribute("#overlay-image", "alt")
+    model = page.get_attribute("#overlay-image", "data-model")
+    assert "portrait.png" in alt and "gradcam" in alt and model in alt
+    page.close()
+
+
+def test_history_and_cards_work_from_the_keyboard(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    page = _analyse(server, browser, _face_like_png(tmp_path / "keys.png"))
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    # model cards: Space and Enter select, as on a button
+    page.focus(".card[data-model='tiny-vit']")
+    page.keyboard.press("Space")
+    page.wait_for_selector("#overlay-image[data-model='tiny-vit']")
+    assert page.get_attribute(".card[data-model='tiny-vit']", "aria-pressed") == "true"
+    page.focus(".card[data-model='tiny-cnn']")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#overlay-image[data-model='tiny-cnn']")
+    assert page.evaluate("window.scrollY") < 1000  # Space did not scroll the page away
+    page.close()
+
+    # recent analyses: focusable buttons that open with Enter or Space
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.goto(server["url"] + "/")
+    page.fill("#api-key", server["key"])
+    page.click("#refresh-history")
+    page.wait_for_selector("#history li[data-id]")
+    item = page.locator("#history li[data-id]").first
+    assert item.get_attribute("tabindex") == "0" and item.get_attribute("role") == "button"
+    page.focus("#refresh-history")
+    page.keyboard.press("Tab")  # the next stop after "refresh" is the first analysis
+    assert page.evaluate("document.activeElement.matches('#history li[data-id]')")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_function("() => document.activeElement.id === 'ens-heading'")
+    page.close()
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.goto(server["url"] + "/")
+    page.fill("#api-key", server["key"])
+    page.click("#refresh-history")
+    page.wait_for_selector("#history li[data-id]")
+    page.focus("#history li[data-id]")
+    page.keyboard.press("Space")
+    page.wait_for_selector("#result:not([hidden])")
+    page.close()
+
+
+def test_class_agnostic_methods_are_not_called_evidence_for_fake(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    info = httpx.get(server["url"] + "/v1/info").json()
+    assert "eigencam" in info["class_agnostic_methods"] and "gradcam" not in info["class_agnostic_methods"]
+    page = _analyse(server, browser, _face_like_png(tmp_path / "agnostic.png"), methods=("eigencam",))
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    assert page.is_hidden("#agnostic-note") and "evidence for “fake”" in page.inner_text(".legend")
+    page.select_option("#method-select", "eigencam")
+    page.wait_for_selector("#overlay-image[data-method='eigencam']")
+    note = page.inner_text("#agnostic-note")
+    assert "class-agnostic: where the model is active, not evidence for fake" in note
+    assert "evidence for “fake”" not in page.inner_text(".legend")
+    assert "class-agnostic" in page.inner_text("#method-select option[value='eigencam']")
+    assert "not evidence for fake" in page.get_attribute("#overlay-image", "alt")
+    page.select_option("#method-select", "gradcam")
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    assert page.is_hidden("#agnostic-note")
+    page.close()
+
+
+def test_flat_map_has_no_peak_to_mean(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    """A map with no positive part (max ≤ 0): its peak / mean of 0 is an artefact, shown as n/a. The analysis
+    is reopened from the history with its gradcam maps made flat on the way (an upload's body cannot be
+    replayed through a route in Chromium)."""
+
+    def flatten(route: Any) -> None:
+        body = route.fetch().json()
+        body["items"] = body["items"][:1]
+        for a in body["items"]:
+            a["image"]["filename"] = "flattened.png"  # this list, not one loaded before the route
+            for m in a["models"]:
+                s = m["summaries"].get("gradcam")
+                b = m["robustness"].get("gradcam")
+                if s and b:
+                    s["flat"], s["stats"]["max"], s["stats"]["peak_to_mean"] = True, 0.0, 0.0
+                    b["flat"], b["peak_to_mean"] = True, 0.0
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page = _analyse(server, browser, _face_like_png(tmp_path / "flat.png"))
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    row = page.locator("#badge tr", has_text="peak / mean")
+    assert re.fullmatch(r"\d+\.\d\d", row.locator("td.num").inner_text())  # an ordinary map keeps its number
+    page.route(re.compile(r"/v1/analyses\?limit="), flatten)
+    page.click("#refresh-history")
+    page.click("#history li[data-id]:has-text('flattened.png')")
+    page.wait_for_function("() => document.activeElement.id === 'ens-heading'")
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    assert row.locator("td.num").inner_text() == "n/a (flat)"
+    assert "This map is flat" in page.inner_text("#badge")
+    page.close()
+
+
+def test_shrunk_image_says_so_and_opens_full_size(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (200, 2000, 3), dtype=np.uint8)).save(wide)
+    page = _analyse(server, browser, wide)
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    shown = page.eval_on_selector("#base-image", "e => e.getBoundingClientRect().width")
+    assert shown < 2000
+    percent = int(100 * shown / 2000 + 0.5)  # JS rounds half up
+    assert page.inner_text("#zoom-note").replace("\u00a0", " ") == f"shown at {percent} %"
+    page.click("#zoom-toggle")
+    assert page.eval_on_selector("#base-image", "e => e.clientWidth") == 2000
+    assert page.eval_on_selector("#stage", "e => e.scrollWidth > e.clientWidth")  # it scrolls
+    assert page.eval_on_selector("#overlay-image", "e => e.clientWidth") == 2000  # the overlay follows
+    assert page.get_attribute("#zoom-toggle", "aria-pressed") == "true"
+    page.click("#zoom-toggle")
+    assert page.eval_on_selector("#base-image", "e => e.getBoundingClientRect().width") == shown
     page.close()
 
 

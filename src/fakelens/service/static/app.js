@@ -64,6 +64,10 @@
   const verdictText = (a) =>
     [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.small ? "small image" : ""].filter(Boolean).join(" · ");
 
+  // A class-agnostic method's map ignores the target: it shows where the model is active, not evidence for fake.
+  const AGNOSTIC = "class-agnostic: where the model is active, not evidence for fake";
+  const isAgnostic = (method) => ((state.info && state.info.class_agnostic_methods) || []).includes(method);
+
   async function api(path, options = {}) {
     const headers = Object.assign({ "X-API-Key": apiKey() }, options.headers || {});
     const res = await fetch(path, Object.assign({}, options, { headers }));
@@ -116,7 +120,7 @@
       const input = el("input", { type: "checkbox", value: m });
       input.checked = state.info.methods.includes(m);
       input.addEventListener("change", updateButton);
-      box.append(el("label", { class: "chip" }, input, m));
+      box.append(el("label", Object.assign({ class: "chip" }, isAgnostic(m) ? { title: AGNOSTIC } : {}), input, m));
     }
     const mb = (state.info.max_upload_bytes / 1048576).toFixed(0);
     const mp = (state.info.max_pixels / 1e6).toFixed(0);
@@ -167,6 +171,7 @@
       const analysis = await res.json();
       setStatus(`done in ${(analysis.duration_ms / 1000).toFixed(1)} s`);
       await show(analysis);
+      revealResult();
       loadHistory();
     } catch (err) {
       setStatus(err.message, "error");
@@ -177,18 +182,26 @@
 
   // ---------------------------------------------------------------- result
   const pct = (p) => (p === null || p === undefined ? "–" : `${(100 * p).toFixed(1)}%`);
-  // A score next to its threshold gets the digits that show which side it is on (49.99% is not "50.0%").
-  const pctVs = (p, t) => {
-    if (p === null || p === undefined) return "–";
-    let d = 1;
-    while (d < 4 && p !== t && (100 * p).toFixed(d) === (100 * t).toFixed(d)) d += 1;
-    return `${(100 * p).toFixed(d)}%`;
+  // Probabilities as the HTML report writes them (fakelens.report.reading.prob): 2 decimals, and a score next to
+  // its threshold gets the digits that show which side it is on (0.4994 is not "0.50").
+  const probVs = (p, t) => {
+    if (p === null || p === undefined || !Number.isFinite(p)) return "–";
+    let d = 2;
+    while (d < 6 && p !== t && p.toFixed(d) === t.toFixed(d)) d += 1;
+    return p.toFixed(d);
+  };
+  // A threshold with the decimals it has (0.5 → "0.50", 0.533 → "0.533"), as the report's threshold_text.
+  const thrText = (t) => {
+    if (t === null || t === undefined) return "–";
+    const two = t.toFixed(2);
+    return Number(two) === t ? two : t.toFixed(6).replace(/0+$/, "");
   };
   const num = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 
   async function show(analysis) {
     clearUrls();
     state.analysis = analysis;
+    state.full = false;
     $("empty").hidden = true;
     $("result").hidden = false;
 
@@ -197,12 +210,12 @@
     $("ens-pill").className = `pill ${analysis.verdict}${analysis.small ? " small-image" : ""}`;
     $("ens-pill").textContent = verdictText(analysis);
     $("ens-pill").title = analysis.small ? "a small image: little evidence either way" : "";
-    $("ens-score").textContent = `p(fake) ${pctVs(analysis.score, analysis.threshold)}`;
+    $("ens-score").textContent = `p(fake) ${probVs(analysis.score, analysis.threshold)}`;
     $("ens-fill").className = `fill ${analysis.verdict}`;
     $("ens-fill").style.width = `${100 * analysis.score}%`;
     $("ens-thr").style.left = `calc(${100 * analysis.threshold}% - 1px)`;
     $("ens-rule").textContent =
-      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${pct(analysis.threshold)}` +
+      `${analysis.models.length} model${analysis.models.length === 1 ? "" : "s"} combined by “${analysis.rule}”, threshold ${thrText(analysis.threshold)}` +
       (isClose(analysis.score, analysis.threshold) ? " · close to the threshold: weak evidence either way" : "") +
       (analysis.calibrated
         ? " · p(fake) calibrated on validation photos"
@@ -240,21 +253,21 @@
         (na.length ? ` · ${na.join(", ")}: cannot run on this model` : "");
       const card = el(
         "div",
-        { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button" },
+        { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button", "aria-pressed": "false" },
         el("div", { class: "card-head" }, el("span", { class: "card-name", text: m.name, title: m.name }),
           m.untrained ? el("span", { class: "pill untrained", text: "untrained", title: "a random real/fake head: this score means nothing" }) : "",
           el("span", { class: `pill ${m.verdict}`, text: m.verdict })),
-        el("div", { class: "card-score" }, pctVs(m.score, thr0), el("span", { class: "unit", text: "p(fake)" })),
-        el("div", { class: "card-thr", text: `threshold ${pct(thr0)}${isClose(m.score, thr0) ? " · close call" : ""}` }),
+        el("div", { class: "card-score" }, probVs(m.score, thr0), el("span", { class: "unit", text: "p(fake)" })),
+        el("div", { class: "card-thr", text: `threshold ${thrText(thr0)}${isClose(m.score, thr0) ? " · close call" : ""}` }),
         el("div", { class: "bar" }, fill, thr),
         el("div", { class: "card-foot", text: foot, title: Object.entries(m.errors || {}).map(([k, v]) => `${k}: ${v}`).join("\n") }),
       );
-      card.addEventListener("click", () => selectModel(m.key));
-      card.addEventListener("keydown", (e) => { if (e.key === "Enter") selectModel(m.key); });
+      onActivate(card, () => selectModel(m.key));
       cards.append(card);
       modelSelect.append(el("option", { value: m.key, text: m.name }));
     }
 
+    $("base-image").alt = `the analysed image, ${img.filename || "no file name"}`;
     await showImage($("base-image"), await blobUrl(img.url));
     renderFaces(analysis);
     const first = analysis.models.find((m) => Object.keys(m.heatmaps).length) || analysis.models[0];
@@ -262,18 +275,77 @@
   }
 
   // A small image is shown enlarged by a whole factor with its pixels kept sharp (an analyst wants to see them),
-  // so that it fills the stage like a large one; the overlay follows the frame.
+  // so that it fills the stage like a large one; a large one is shrunk to fit, and the note says by how much, with
+  // a toggle (the button, or a click on the image) to a full-size view that scrolls. The overlay follows the frame.
   async function showImage(base, url) {
     base.src = url;
     await base.decode().catch(() => {});
-    const stage = base.closest(".stage");
+    fitImage();
+  }
+
+  function fitImage() {
+    const base = $("base-image");
+    const stage = $("stage");
     const w = base.naturalWidth, h = base.naturalHeight;
-    const k = w && h ? Math.floor(Math.min(stage.clientWidth / w, 620 / h)) : 1;
+    const k = w && h && !state.full ? Math.floor(Math.min(stage.clientWidth / w, 620 / h)) : 1;
     const enlarged = k >= 2;
     base.style.width = enlarged ? `${k * w}px` : "";
     base.style.height = enlarged ? `${k * h}px` : "";
     stage.classList.toggle("enlarged", enlarged);
-    $("zoom-note").textContent = enlarged ? `shown ${k}× (pixels enlarged)` : "";
+    stage.classList.toggle("full", state.full);
+    const shown = w ? Math.round((100 * base.getBoundingClientRect().width) / w) : 100;
+    const shrunk = !enlarged && !state.full && shown < 100;
+    stage.classList.toggle("shrunk", shrunk);
+    if (state.full) {
+      stage.setAttribute("tabindex", "0");
+      stage.setAttribute("role", "region");
+      stage.setAttribute("aria-label", "the image at full size (scroll to see all of it)");
+    } else {
+      for (const a of ["tabindex", "role", "aria-label"]) stage.removeAttribute(a);
+    }
+    const toggle = $("zoom-toggle");
+    toggle.hidden = !(shrunk || state.full);
+    toggle.textContent = state.full ? "fit to view" : "full size";
+    toggle.setAttribute("aria-pressed", String(state.full));
+    $("zoom-note").textContent = enlarged ? `shown ${k}× (pixels enlarged)`
+      : shrunk ? `shown at ${shown}\u00a0%` : state.full ? "full size (100\u00a0%): scroll to see all of it" : "";
+  }
+
+  function toggleFull() {
+    if (!state.analysis || !(state.full || $("stage").classList.contains("shrunk"))) return;
+    state.full = !state.full;
+    fitImage();
+  }
+  $("zoom-toggle").addEventListener("click", toggleFull);
+  $("stage").addEventListener("click", toggleFull);
+  let stageWidth = 0;
+  new ResizeObserver(() => {
+    const width = $("stage").clientWidth;
+    if (width !== stageWidth && state.analysis) fitImage();
+    stageWidth = width;
+  }).observe($("stage"));
+
+  // Bring a new result into view and move focus to its verdict (on a phone it lies far below the upload form).
+  function revealResult() {
+    const heading = $("ens-heading");
+    heading.focus({ preventScroll: true });
+    const box = $("ensemble").getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) {
+      const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      $("ensemble").scrollIntoView({ block: "start", behavior: smooth ? "smooth" : "auto" });
+    }
+  }
+
+  // Enter and Space act on an element with role="button", as on a real button.
+  function onActivate(node, action) {
+    node.addEventListener("click", action);
+    node.addEventListener("keydown", (e) => {
+      if (e.target !== node || e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        action();
+      }
+    });
   }
 
   // Every face judged on its own: numbered boxes on the image and a verdict per face under the ensemble's.
@@ -289,15 +361,15 @@
     const { width: w, height: h } = analysis.image;
     faces.forEach((f, i) => {
       const [x0, y0, x1, y1] = f.box;
-      const label = `face ${i + 1}: ${f.verdict} ${pct(f.score)}`;
-      const box = el("div", { class: `face-box ${f.verdict}`, title: label }, el("span", { text: String(i + 1) }));
+      const label = `face ${i + 1}: ${f.verdict} ${probVs(f.score, analysis.threshold)}`;
+      const box = el("div", { class: "face-box", title: label }, el("span", { text: String(i + 1) }));
       Object.assign(box.style, {
         left: `${(100 * x0) / w}%`, top: `${(100 * y0) / h}%`,
         width: `${(100 * (x1 - x0)) / w}%`, height: `${(100 * (y1 - y0)) / h}%`,
       });
       frame.append(box);
       list.append(el("span", { class: "face-item", title: label }, el("b", { text: `${i + 1}` }), " ",
-        el("span", { class: `pill ${f.verdict}`, text: f.verdict }), ` ${pct(f.score)}`));
+        el("span", { class: `pill ${f.verdict}`, text: f.verdict }), ` ${probVs(f.score, analysis.threshold)}`));
     });
     if (analysis.verdict === "real" && faces.some((f) => f.verdict === "fake")) {
       list.append(el("span", { class: "face-warning", text: "a face reads fake while the image reads real: look closely at it" }));
@@ -309,10 +381,15 @@
     const m = a.models.find((x) => x.key === key);
     state.model = m;
     $("model-select").value = key;
-    for (const c of document.querySelectorAll(".card")) c.classList.toggle("selected", c.dataset.model === key);
+    for (const c of document.querySelectorAll(".card")) {
+      c.classList.toggle("selected", c.dataset.model === key);
+      c.setAttribute("aria-pressed", String(c.dataset.model === key));
+    }
     const methodSelect = $("method-select");
     methodSelect.replaceChildren();
-    for (const method of Object.keys(m.heatmaps)) methodSelect.append(el("option", { value: method, text: method }));
+    for (const method of Object.keys(m.heatmaps)) {
+      methodSelect.append(el("option", { value: method, text: isAgnostic(method) ? `${method} (class-agnostic)` : method }));
+    }
     for (const [method, why] of Object.entries(m.errors || {})) {
       methodSelect.append(el("option", { value: method, text: `${method} (n/a)`, disabled: "", title: why }));
     }
@@ -326,6 +403,10 @@
     const overlay = $("overlay-image");
     const links = $("file-links");
     links.replaceChildren();
+    const agnostic = Boolean(method) && isAgnostic(method);
+    $("legend-high").textContent = agnostic ? "high activity" : "high evidence for “fake”";
+    $("agnostic-note").hidden = !agnostic;
+    $("agnostic-note").textContent = agnostic ? `${method} is ${AGNOSTIC}` : "";
     if (!method) {
       overlay.hidden = true;
       renderBadge(null, m.errors);
@@ -336,6 +417,8 @@
     overlay.src = await blobUrl(m.heatmaps[method]);
     overlay.dataset.method = method;
     overlay.dataset.model = m.key;
+    overlay.alt = `${method} heatmap of ${m.name} on ${state.analysis.image.filename || "the image"}` +
+      (agnostic ? ` (${AGNOSTIC})` : " (evidence for fake)");
     applyOpacity();
     for (const [label, path, name] of [
       ["heatmap.png", m.heatmaps[method], `${m.key}.${method}.heatmap.png`],
@@ -361,6 +444,16 @@
   opacity.addEventListener("input", applyOpacity);
   applyOpacity();
 
+  // peak / mean of a flat map: none when the map has no positive part (its "0.0" would be an artefact), else
+  // the number, marked flat.
+  function peakToMean(b, summary) {
+    const flat = Boolean(b.flat || (summary && summary.flat));
+    const max = summary && summary.stats ? summary.stats.max : null;
+    const none = !(b.peak_to_mean > 0) || (max !== null && max !== undefined && max <= 0);
+    if (flat && none) return "n/a (flat)";
+    return flat ? `${num(b.peak_to_mean, 2)} (flat)` : num(b.peak_to_mean, 2);
+  }
+
   function renderBadge(b, errors, summary) {
     const box = $("badge");
     box.replaceChildren();
@@ -381,7 +474,7 @@
       ["equivariance, worst", `${num(b.equivariance_min)}${b.worst_view ? ` (${b.worst_view})` : ""}`],
       ["mass on black fill", `${pct(b.border_mass)} (area ${pct(b.fill_fraction)})`],
       ["corner mass", `${pct(b.corner_mass)} (chance ${pct(b.corner_chance)})`],
-      ["peak / mean", num(b.peak_to_mean, 2)],
+      ["peak / mean", peakToMean(b, summary)],
       ["entropy", num(b.entropy, 3)],
       ["score spread", num(b.score_spread, 4)],
     ];
@@ -432,10 +525,10 @@
       list.replaceChildren();
       if (!page.items.length) list.append(el("li", { class: "empty-row", text: "no analyses yet" }));
       for (const a of page.items) {
-        const li = el("li", { "data-id": a.id },
+        const li = el("li", { "data-id": a.id, tabindex: "0", role: "button" },
           el("span", { class: "hname", text: a.image.filename || a.id, title: a.image.filename || a.id }),
           el("span", { class: `pill ${a.verdict}${a.small ? " small-image" : ""}`, text: verdictText(a) }));
-        li.addEventListener("click", () => show(a));
+        onActivate(li, () => show(a).then(revealResult).catch((err) => setStatus(err.message, "error")));
         list.append(li);
       }
     } catch (err) {
