@@ -160,3 +160,16 @@ def test_an_ensemble_where_one_detector_is_needed_is_a_clear_type_error() -> Non
         robustness_badge(det, x[0] * 255, "gradcam")
     with pytest.raises(ValueError, match=r"one prepared image \(3, H, W\)"):
         robustness_badge(det, x, "gradcam")
+
+
+def test_results_print_shapes_not_tensor_dumps(images: list[Image.Image]) -> None:
+    """What a notebook shows for an analysis: shapes and numbers in a line or two, not kilobytes of arrays."""
+    from fakelens.pipeline import explain_images
+
+    det = create_model("tiny-cnn")
+    (a,) = analyze_images(det, images[:1], ["gradcam"], robustness=False)
+    text = repr(a)
+    assert len(text) < 1000 and "map=ndarray(120, 90) float32" in text and "verdict=" in text
+    (r,) = explain_images(det, images[:1], ["gradcam"])
+    assert len(repr(r)) < 1000 and "<Image RGB 90×120>" in repr(r)
+    assert "raw=Tensor(1, " in repr(r.explanations["gradcam"])

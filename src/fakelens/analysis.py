@@ -26,13 +26,14 @@ from fakelens.geometry import Geometry, view_pixels
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, check_images, explain_images
+from fakelens.reprs import CompactRepr
 from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["Analysis", "HeatmapResult", "ModelAnalysis", "analyze_images", "as_ensemble"]
 
 
-@dataclass
-class HeatmapResult:
+@dataclass(repr=False)
+class HeatmapResult(CompactRepr):
     """One method's heatmap for one image and model: ``map (H, W)`` float32 in [0, 1] on the original pixels,
     ``valid (H, W)`` bool (pixels that carried image content), the Explanation summary and the badge."""
 
@@ -46,8 +47,8 @@ class HeatmapResult:
         return {"method": self.method, **self.summary, "robustness": self.robustness}
 
 
-@dataclass
-class ModelAnalysis:
+@dataclass(repr=False)
+class ModelAnalysis(CompactRepr):
     """One member's answer: its fake probability (calibrated when the ensemble is), its verdict at its own
     ``threshold`` (½ when calibrated, else the ensemble's) and its heatmaps; ``scale``: the model's input
     pixels per original pixel (< 1: the image was shrunk to fit its input); ``tiles``: how many native tiles
@@ -82,8 +83,8 @@ class ModelAnalysis:
         }
 
 
-@dataclass
-class Analysis:
+@dataclass(repr=False)
+class Analysis(CompactRepr):
     """One image's analysis: the ensemble's score and verdict and one :class:`ModelAnalysis` per member;
     ``calibrated``: the ensemble's probability is calibrated on validation photos
     (:class:`~fakelens.models.calibration.Calibration`)."""

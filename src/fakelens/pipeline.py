@@ -22,11 +22,12 @@ from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector, require_detector
 from fakelens.models.fold import inference_logits
+from fakelens.reprs import CompactRepr
 from fakelens.tiling import DEFAULT_MAX_TILES, stitch
 
 
-@dataclass
-class ImageResult:
+@dataclass(repr=False)
+class ImageResult(CompactRepr):
     """One image's verdict and its explanations (maps on the original grid, in [0, 1])."""
 
     image: Image.Image

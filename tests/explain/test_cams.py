@@ -125,6 +125,10 @@ def test_unknown_method_and_layer_give_clear_errors() -> None:
         explain(det, model_input(det), ["gradcan"])
     with pytest.raises(UnknownNameError, match="no layer 'nope'"):
         explain(det, model_input(det), ["gradcam"], layers=["nope"])
+    from fakelens.errors import ExplanationError
+
+    with pytest.raises(ExplanationError, match=r"net.pool has a 1×1 output \(pooled\)"):
+        explain(det, model_input(det), ["gradcam"], layers=["net.pool"])  # one constant, not a map
 
 
 def test_explain_checks_its_input_tensor() -> None:

@@ -95,6 +95,16 @@ def methods_cmd(
     console.print("options of a method: [bold]fakelens methods NAME[/]; set with --set METHOD.OPTION=VALUE")
 
 
+def _type_name(annotation: Any, empty: Any) -> str:
+    """An option's annotation as written (``int``, ``int | None``), also in modules without postponed
+    annotations (where it is the type itself: ``<class 'int'>``)."""
+    if annotation is empty:
+        return ""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
 def _method_detail(name: str, json_out: bool) -> None:
     from fakelens.explain.cams import CAMS
     from fakelens.explain.engine import EXPLAINERS, method_options
@@ -105,7 +115,7 @@ def _method_detail(name: str, json_out: bool) -> None:
         {
             "option": p.name,
             "default": None if p.default is p.empty else p.default,
-            "type": "" if p.annotation is p.empty else str(p.annotation),
+            "type": _type_name(p.annotation, p.empty),
         }
         for p in options.values()
     ]

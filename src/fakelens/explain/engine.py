@@ -235,6 +235,16 @@ def explain_targets(
     if cam_methods:
         need_grads = any(CAMS.get(m).uses_gradients for m in cam_methods)  # type: ignore[attr-defined]
         cap = capture(detector, x, layer_names, resolved, gradients=need_grads)
+        flat = [
+            n
+            for n in layer_names
+            if cap.activations[n].dim() == 4 and cap.activations[n].shape[-2:] == (1, 1)
+        ]
+        if flat:  # a pooled or head layer: every CAM of it is one constant, not a map
+            raise ExplanationError(
+                f"layer {flat[0]} has a 1×1 output (pooled): a CAM needs a spatial feature map; "
+                f"choose an earlier layer (the model's CAM layers: {', '.join(detector.cam_layers)})"
+            )
         probs = detector.fake_probability(cap.logits)
         for t in resolved:
             grads = cap.gradients.get(t.name, {})

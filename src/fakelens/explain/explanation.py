@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fakelens.errors import ExplanationError
+from fakelens.reprs import CompactRepr
 
 if TYPE_CHECKING:
     from fakelens.geometry import Geometry
@@ -71,8 +72,8 @@ def fuse_layers(raws: Sequence[Tensor]) -> Tensor:
     return torch.stack(fused).mean(0)
 
 
-@dataclass
-class Explanation:
+@dataclass(repr=False)
+class Explanation(CompactRepr):
     """One method's explanation of a batch.
 
     ``raw``: ``(B, h, w)`` signed map at feature resolution; ``maps[i]``: image i's ReLU'd map on its
