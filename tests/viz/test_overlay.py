@@ -81,3 +81,14 @@ def test_panel_renders_each_method() -> None:
     one = panel(img, {"a": np.zeros((30, 40))})
     three = panel(img, {"a": np.zeros((30, 40)), "b": np.ones((30, 40)), "c": np.eye(30, 40)}, title="t")
     assert one.ndim == 3 and three.shape[1] > one.shape[1]
+
+
+def test_panel_of_a_strip_stacks_its_pictures_and_a_tall_one_stays_bounded() -> None:
+    """A 2000×200 strip side by side would be a few pixels tall: its pictures are stacked instead; a
+    200×2000 one is not metres tall."""
+    m = {"a": np.zeros((200, 2000)), "b": np.ones((200, 2000))}
+    wide = panel(np.zeros((200, 2000, 3), np.uint8), m)
+    assert wide.shape[0] > 0.4 * wide.shape[1]  # three pictures one under the other
+    t = {k: v.T.copy() for k, v in m.items()}
+    tall = panel(np.zeros((2000, 200, 3), np.uint8), t)
+    assert tall.shape[0] < 1500 and tall.shape[1] > 300  # ~6 inches high at 150 dpi, titles readable

@@ -84,7 +84,13 @@ def _write_outputs(
         else:
             lab = summary["top_labels"][0]
             head = f"{model_name}: {lab['label']} ({lab['probability']:.2f})"
-        captions = {m: _caption(summary["methods"][m]) for m in maps}
+        from fakelens.explain.engine import class_agnostic
+
+        captions = {
+            m: ("class-agnostic: where the model is active · " if class_agnostic(m) else "")
+            + _caption(summary["methods"][m])
+            for m in maps
+        }
         img = panel(r.image, maps, title=head, captions=captions, alpha=alpha, cmap=cmap)
         files["panel"] = save_png(img, out / f"{stem}.panel.png").name
     summary["files"] = files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -134,22 +135,39 @@ def panel(
     n = len(names) + 1
     h, w = img.shape[:2]
     dpi = 150  # captions stay readable (8 pt ≈ 17 px) when the panel is viewed at its own size
-    tile = min(3.2, max_width_px / dpi / n)
-    fig, axes = plt.subplots(1, n, figsize=(tile * n, tile * h / w + 0.9), dpi=dpi, squeeze=False)
+    wide = w > 3 * h  # a strip: one row per picture, or they would be a few pixels tall
+    if wide:
+        tile_w = min(9.0, max_width_px / dpi)
+        tile_h = tile_w * h / w
+        fig = plt.figure(figsize=(tile_w + 0.6, n * (tile_h + 0.6) + 0.6), dpi=dpi)
+        grid = fig.add_gridspec(n, 2, width_ratios=[1, 0.025], wspace=0.03, hspace=0.5)
+        axes = [fig.add_subplot(grid[i, 0]) for i in range(n)]
+        bar_ax = fig.add_subplot(grid[1:, 1]) if names else None
+    else:
+        # every picture the same size (the colour bar has its own axis), a tall one at most ~6 inches high
+        # but wide enough, with gaps, for its title and caption
+        tile_w = min(3.2, max_width_px / dpi / n, max(0.9, 6.0 * w / h))
+        tile_h = tile_w * h / w
+        wspace = max(0.05, 0.35 / tile_w)
+        fig = plt.figure(figsize=(tile_w * n * (1 + wspace) + 0.5, tile_h + 0.9), dpi=dpi)
+        grid = fig.add_gridspec(1, n + 1, width_ratios=[1] * n + [0.05], wspace=wspace)
+        axes = [fig.add_subplot(grid[0, i]) for i in range(n)]
+        bar_ax = fig.add_subplot(grid[0, n]) if names else None
     try:
-        axes[0, 0].imshow(img)
-        axes[0, 0].set_title("image", fontsize=9)
-        for ax, name in zip(axes[0, 1:], names, strict=True):
+        axes[0].imshow(img)
+        axes[0].set_title("image", fontsize=9)
+        for ax, name in zip(axes[1:], names, strict=True):
             ax.imshow(overlay(img, maps[name], alpha=alpha, cmap=cmap, valid=valid))
             ax.set_title(name, fontsize=9)
-            if captions and name in captions:
-                ax.set_xlabel(captions[name], fontsize=8)
-        for ax in axes[0]:
+            if captions and name in captions:  # wrapped to the picture's width (~14 characters an inch)
+                chars = max(12, int((tile_w + 0.3) * 14))
+                ax.set_xlabel(textwrap.fill(captions[name], chars), fontsize=8)
+        for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
-        if names:
+        if bar_ax is not None:
             sm = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap)
-            fig.colorbar(sm, ax=list(axes[0, 1:]), fraction=0.02, pad=0.01, label="relative evidence")
+            fig.colorbar(sm, cax=bar_ax, label="share of each map's peak")
         if title:
             fig.suptitle(title, fontsize=10)
         buf = io.BytesIO()
