@@ -202,6 +202,19 @@ def test_rate_limit_429(make_service: ServiceFactory) -> None:
     assert svc.upload(tenant="globex", models="tiny-cnn").status_code == 201  # per key
 
 
+def test_rate_limit_headers_let_a_client_pace_itself(make_service: ServiceFactory) -> None:
+    svc = make_service(rate_per_minute=6.0, rate_burst=2, read_rate_per_minute=60.0, read_rate_burst=5)
+    r = svc.upload(models="tiny-cnn")
+    assert r.status_code == 201
+    assert (r.headers["ratelimit-limit"], r.headers["ratelimit-remaining"]) == ("2", "1")
+    assert 1 <= int(r.headers["ratelimit-reset"]) <= 10  # one token back in 10 s at 6 a minute
+    r = svc.client.get("/v1/analyses", headers=svc.h())
+    assert (r.headers["ratelimit-limit"], r.headers["ratelimit-remaining"]) == ("5", "4")  # the read bucket
+    svc.upload(models="tiny-cnn")
+    r = svc.upload(models="tiny-cnn")
+    assert r.status_code == 429 and r.headers["ratelimit-remaining"] == "0" and "retry-after" in r.headers
+
+
 def test_requests_refused_before_any_work_cost_no_token(make_service: ServiceFactory) -> None:
     """A bad form, an unknown method or a full queue gives the request's token back; only work is charged."""
     svc = make_service(rate_per_minute=1.0, rate_burst=1)

@@ -16,7 +16,13 @@ from fakelens.service.analyzer import Analyzer
 from fakelens.service.config import Settings
 from fakelens.service.db import Database
 from fakelens.service.errors import install_handlers
-from fakelens.service.middleware import BodySizeLimit, EarlyAuth, HeadAsGet, SecurityHeaders
+from fakelens.service.middleware import (
+    BodySizeLimit,
+    EarlyAuth,
+    HeadAsGet,
+    RateLimitHeaders,
+    SecurityHeaders,
+)
 from fakelens.service.ratelimit import RateLimiter
 from fakelens.service.repository import DataDirLock, Repository
 from fakelens.service.state import ServiceState
@@ -114,6 +120,7 @@ def create_app(settings: Settings | None = None, model: Detector | Ensemble | No
     app.mount("/static", web.static_files(), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(EarlyAuth)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HeadAsGet)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -59,8 +59,11 @@ def authenticate_key(state: ServiceState, key: str | None) -> Principal:
     return who
 
 
-def charge(limiter: RateLimiter, who: Principal) -> None:
-    """Take one request from ``who``'s allowance on ``limiter``, or answer 429 with ``Retry-After``."""
+def charge(limiter: RateLimiter, who: Principal, scope_state: dict[str, Any] | None = None) -> None:
+    """Take one request from ``who``'s allowance on ``limiter``, or answer 429 with ``Retry-After``; with
+    the request's ``scope["state"]``, its answer gets ``RateLimit-*`` headers (:class:`RateLimitHeaders`)."""
+    if scope_state is not None:
+        scope_state["ratelimit"] = (limiter, who.key_id)
     wait = limiter.acquire(who.key_id)
     if wait > 0:
         after = RateLimiter.retry_after(wait)
@@ -68,18 +71,19 @@ def charge(limiter: RateLimiter, who: Principal) -> None:
             429,
             "rate_limited",
             f"too many requests for this API key; retry in {after} s",
-            headers={"Retry-After": str(after)},
+            headers={"Retry-After": str(after), **limiter.headers(who.key_id)},
         )
 
 
 def reader(
     state: State,
+    request: Request,
     header: Annotated[str | None, Depends(_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """An authenticated caller within the read rate limit."""
     who = _authenticate(state, header, bearer)
-    charge(state.read_limit, who)
+    charge(state.read_limit, who, request.scope.setdefault("state", {}))
     return who
 
 
@@ -95,7 +99,7 @@ def submitter(
     if early is not None:
         return early
     who = _authenticate(state, header, bearer)
-    charge(state.submit_limit, who)
+    charge(state.submit_limit, who, request.scope.setdefault("state", {}))
     return who
 
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from fakelens.service.deps import authenticate_key, charge, key_from_headers
 from fakelens.service.errors import ApiError, error_body
 
-__all__ = ["BodySizeLimit", "EarlyAuth", "HeadAsGet", "SecurityHeaders"]
+__all__ = ["BodySizeLimit", "EarlyAuth", "HeadAsGet", "RateLimitHeaders", "SecurityHeaders"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -101,6 +101,34 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class RateLimitHeaders:
+    """``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` on every answer to a rate-limited key (set by
+    :func:`~fakelens.service.deps.charge`), so a client can pace itself before it meets a 429."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            limit = (scope.get("state") or {}).get("ratelimit")
+            if message["type"] == "http.response.start" and limit is not None:
+                limiter, key = limit
+                names = {k.lower() for k, _ in message.get("headers") or []}
+                extra = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in limiter.headers(key).items()
+                    if k.lower().encode() not in names
+                ]
+                message["headers"] = [*(message.get("headers") or []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class EarlyAuth:
     """``POST /v1/analyses``: the API key is checked and charged, and the body's type checked, before the
     upload is read (FastAPI reads a form before it runs any dependency): a caller without a valid key, over
@@ -119,7 +147,7 @@ class EarlyAuth:
         headers = dict(scope.get("headers") or [])
         try:
             who = await anyio.to_thread.run_sync(authenticate_key, state, key_from_headers(headers))
-            charge(state.submit_limit, who)
+            charge(state.submit_limit, who, scope.setdefault("state", {}))
         except ApiError as exc:
             await _send_json(send, exc.status, error_body(exc.code, exc.message), exc.headers)
             return

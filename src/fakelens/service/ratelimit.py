@@ -43,6 +43,21 @@ class RateLimiter:
                 tokens, last = self._buckets[key]
                 self._buckets[key] = (min(float(self.burst), tokens + 1.0), last)
 
+    def headers(self, key: str) -> dict[str, str]:
+        """``RateLimit-*`` headers for ``key`` (IETF draft): the burst, the requests left now and the seconds
+        until the bucket is full again; none without a limit."""
+        if self.rate <= 0:
+            return {}
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        return {
+            "RateLimit-Limit": str(self.burst),
+            "RateLimit-Remaining": str(math.floor(tokens)),
+            "RateLimit-Reset": str(math.ceil((self.burst - tokens) / self.rate)),
+        }
+
     @staticmethod
     def retry_after(wait_s: float) -> int:
         """Whole seconds for a ``Retry-After`` header (at least 1)."""
