@@ -265,8 +265,10 @@ def plot_roc(
     *,
     title: str = "",
     eer: tuple[float, float] | None = None,
+    threshold: float | None = None,
 ) -> Path:
-    """Write a ROC plot (PNG): the overall curve, one curve per recipe (its fakes vs all reals), the EER."""
+    """Write a ROC plot (PNG): the overall curve, one curve per recipe (its fakes vs all reals), the EER and
+    the operating point of the verdict ``threshold`` (fake when the score is ≥ it)."""
     import matplotlib.pyplot as plt
 
     from fakelens.train.metrics import roc_auc
@@ -294,6 +296,18 @@ def plot_roc(
         ax.plot(fpr, tpr, lw=2.4, color="black", label=f"overall  AUC {auc:.3f}  ({counts})")
         if eer is not None and math.isfinite(eer[0]):
             ax.plot([eer[0]], [1 - eer[0]], "o", color="crimson", label=f"EER {eer[0]:.3f}")
+        if threshold is not None and (labels == 0).any() and (labels == 1).any():
+            op_fpr = float((scores[labels == 0] >= threshold).mean())
+            op_tpr = float((scores[labels == 1] >= threshold).mean())
+            ax.plot(
+                [op_fpr],
+                [op_tpr],
+                "s",
+                color="darkorange",
+                mec="black",
+                label=f"verdict threshold {threshold:g}: {op_tpr:.0%} of fakes caught, "
+                f"{op_fpr:.0%} of reals called fake",
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("false positive rate (reals called fake)")
@@ -338,7 +352,7 @@ def plot_reliability(
         ax.legend(
             loc="upper left",
             fontsize=7,
-            title=f"dot area ∝ images in the bin; line: bins of ≥ {FEW}",
+            title=f"dot area ∝ images in the bin ({bins} equal bins of p(fake)); line: bins of ≥ {FEW}",
             title_fontsize=7,
         )
         hist.set_xlabel("p(fake)")
@@ -517,7 +531,15 @@ def evaluate(
             f"{report['model']} on {Path(str(data or forgeries)).name} ({source['split']}): "
             f"n={report['n']}, AUC {ov['auc']:.3f}, AP {ov['ap']:.3f}"
         )
-        plot_roc(y, s, res["recipes"], od / "roc.png", title=title, eer=(ov["eer"], ov["eer_threshold"]))
+        plot_roc(
+            y,
+            s,
+            res["recipes"],
+            od / "roc.png",
+            title=title,
+            eer=(ov["eer"], ov["eer_threshold"]),
+            threshold=threshold,
+        )
         curves = {"ensemble" if "members" in res else "model": s, **res.get("members", {})}
         where = (
             f"{report['model']} on {Path(str(data or forgeries)).name} ({source['split']}), n={report['n']}"
