@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fakelens.constants import SMALL_IMAGE
 from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
@@ -149,9 +150,6 @@ def add_badges(
         ma.heatmaps[m].robustness = badge | where
 
 
-SMALL_IMAGE = 0.5  # below this pixel fraction (image pixels per input pixel) a verdict is flagged as weak
-
-
 def as_ensemble(model: Detector | Ensemble) -> Ensemble:
     """An ensemble as given, or a single detector as an ensemble of one (weight 1, rule ``mean``, its own
     calibration if it has one)."""
@@ -214,7 +212,6 @@ def analyze_images(
                     )
                     for m in usable
                 }
-                views = res.tiles or [res.geometry]
                 ma = ModelAnalysis(
                     member.name,
                     float("nan"),
@@ -222,8 +219,8 @@ def analyze_images(
                     heatmaps,
                     dict(errors),
                     scale=min(res.geometry.scale),
-                    tiles=len(views),
-                    pixel_fraction=sum(g.pixel_fraction for g in views) / len(views),
+                    tiles=len(res.tiles) or 1,
+                    pixel_fraction=res.pixel_fraction,
                     view=res.view,  # a tiled image: its most fake-looking tile
                     untrained=member.untrained,
                 )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CMAPS", "DEFAULT_MAX_TILES"]
+__all__ = ["CMAPS", "DEFAULT_MAX_TILES", "SMALL_IMAGE"]
 
 DEFAULT_MAX_TILES = 32
 """Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
@@ -11,3 +11,7 @@ spread over the image with gaps (what they miss is marked not valid)."""
 
 CMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
 """The colormaps of heatmap overlays (``--cmap``)."""
+
+SMALL_IMAGE = 0.5
+"""Below this pixel fraction (the image's own pixels per input pixel) a verdict is marked ``small``: it rests
+on little evidence either way."""

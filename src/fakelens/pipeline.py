@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from fakelens.constants import SMALL_IMAGE
 from fakelens.devices import resolve_device
 from fakelens.explain.engine import explain, method_list
 from fakelens.explain.explanation import Explanation
@@ -69,10 +70,19 @@ class ImageResult(CompactRepr):
     def valid(self, method: str) -> torch.Tensor:
         return self.explanations[method].valid[self.index]
 
+    @property
+    def pixel_fraction(self) -> float:
+        """The image's own pixels read per input pixel, mean over the views read (below
+        :data:`~fakelens.constants.SMALL_IMAGE`: a small image, little evidence either way)."""
+        views = self.tiles or [self.geometry]
+        return sum(g.pixel_fraction for g in views) / len(views)
+
     def summary(self, threshold: float = 0.5) -> dict[str, Any]:
         out: dict[str, Any] = {
             "width": self.image.width,
             "height": self.image.height,
+            "pixel_fraction": self.pixel_fraction,
+            "small": self.pixel_fraction < SMALL_IMAGE,
             "geometry": self.geometry.to_dict(),
             **({"tiles": [list(g.source_box) for g in self.tiles]} if self.tiles else {}),
             **({"lead_tile": self.lead_tile} if self.tiles and self.lead_tile is not None else {}),

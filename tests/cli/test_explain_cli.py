@@ -247,3 +247,17 @@ def test_file_system_refusals_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(typer.Exit) as info:
         write()
     assert info.value.exit_code == 2
+
+
+def test_explain_marks_a_small_image_as_analyze_does(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "gray").save(tmp_path / "thumb.png")
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["explain", str(tmp_path / "thumb.png"), "--model", "tiny-cnn", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    rec = json.loads((out / "summary.json").read_text())["images"][0]
+    assert rec["small"] is True and rec["pixel_fraction"] < 0.5
+    assert "small" in res.output.split("thumb.png", 1)[1].splitlines()[0]

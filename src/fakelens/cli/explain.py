@@ -81,6 +81,8 @@ def _write_outputs(
     if maps:
         if "fake_probability" in summary:
             head = f"{model_name}: {summary['verdict'].upper()}  p(fake) = {summary['fake_probability']:.3f}"
+            if summary.get("small"):
+                head += "  (small image: little evidence either way)"
         else:
             lab = summary["top_labels"][0]
             head = f"{model_name}: {lab['label']} ({lab['probability']:.2f})"
@@ -285,7 +287,12 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
     explained = [m for m in models if m != "ensemble"]
     table = Table(
         title=f"{', '.join(explained)}: verdict and peak-to-mean ratio of each heatmap",
-        caption="'flat' = near-uniform map: weak evidence, do not read it as a location",
+        caption="'flat' = near-uniform map: weak evidence, do not read it as a location"
+        + (
+            "; 'small' = under half as many pixels as the model's input"
+            if any(r.get("small") for r in records)
+            else ""
+        ),
     )
     table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=22)
     if len(models) > 1:
@@ -298,6 +305,7 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             verdict = f"{r['verdict']} (p={prob(r['fake_probability'], r.get('threshold', 0.5))})" + (
                 " [yellow]untrained[/]" if r.get("untrained") else ""
             )
+            verdict += " [yellow]small[/]" if r.get("small") else ""
         else:
             top = r["top_labels"][0]
             verdict = f"{top['label']} ({top['probability']:.2f})"
