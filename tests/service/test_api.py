@@ -215,6 +215,25 @@ def test_rate_limit_headers_let_a_client_pace_itself(make_service: ServiceFactor
     assert r.status_code == 429 and r.headers["ratelimit-remaining"] == "0" and "retry-after" in r.headers
 
 
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_analysis(make_service: ServiceFactory) -> None:
+    svc = make_service(rate_per_minute=1.0, rate_burst=2)
+    files = {"image": ("x.png", png_bytes(), "image/png")}
+    h = {**svc.h(), "Idempotency-Key": "job-42"}
+    first = svc.client.post("/v1/analyses", files=files, data={"models": "tiny-cnn"}, headers=h)
+    assert first.status_code == 201
+    again = svc.client.post("/v1/analyses", files=files, data={"models": "tiny-cnn"}, headers=h)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and again.headers["location"] == first.headers["location"]
+    assert svc.client.get("/v1/analyses", headers=svc.h()).json()["total"] == 1  # one analysis, not two
+    assert again.headers["ratelimit-remaining"] == "1"  # the replay cost no token
+    other = svc.client.post("/v1/analyses", files=files, data={"models": "tiny-vit"}, headers=h)
+    assert other.status_code == 422 and "used for another request" in other.json()["error"]["message"]
+    other_tenant = {**svc.h("globex"), "Idempotency-Key": "job-42"}  # keys are per tenant
+    assert svc.client.post("/v1/analyses", files=files, headers=other_tenant).status_code == 201
+    bad = {**svc.h(), "Idempotency-Key": "x" * 201}
+    assert svc.client.post("/v1/analyses", files=files, headers=bad).status_code == 400
+
+
 def test_requests_refused_before_any_work_cost_no_token(make_service: ServiceFactory) -> None:
     """A bad form, an unknown method or a full queue gives the request's token back; only work is charged."""
     svc = make_service(rate_per_minute=1.0, rate_burst=1)

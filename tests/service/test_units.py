@@ -164,3 +164,27 @@ def test_blob_store_atomic_and_gc(tmp_path: Path) -> None:
     assert store.hashes() == {a} and not store.exists(b)
     with pytest.raises(ValueError):
         store.path("../../etc/passwd")
+
+
+def test_retries_remember_a_key_for_a_day_and_forget_a_failed_analysis() -> None:
+    from concurrent.futures import Future
+
+    from fakelens.service.state import IDEMPOTENCY_TTL_S, Retries
+
+    now = [0.0]
+    retries = Retries(clock=lambda: now[0])
+    started: list[Future[int]] = []
+
+    def start() -> Future[int]:
+        started.append(Future())
+        return started[-1]
+
+    fut, fresh = retries.claim((1, "k"), "a", start)
+    assert fresh and retries.claim((1, "k"), "a", start) == (fut, False)
+    with pytest.raises(ValueError, match="another request"):
+        retries.claim((1, "k"), "b", start)
+    fut.set_exception(RuntimeError("boom"))  # a failed analysis: its retry runs again
+    assert retries.claim((1, "k"), "a", start)[1] is True
+    started[-1].set_result(7)
+    now[0] = IDEMPOTENCY_TTL_S + 1  # a day later the key is free again
+    assert retries.claim((1, "k"), "a", start)[1] is True and len(started) == 3

@@ -4,11 +4,12 @@ tenant only (another tenant's analysis answers 404, as if it did not exist)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
@@ -127,6 +128,15 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
     }
 
 
+def _idempotency_key(key: str | None) -> str | None:
+    """The request's ``Idempotency-Key`` (1–200 printable characters), or None."""
+    if key is None:
+        return None
+    if not 0 < len(key) <= 200 or not key.isprintable():
+        raise ApiError(400, "invalid_request", "Idempotency-Key must be 1 to 200 printable characters")
+    return key
+
+
 def _shown(value: str, limit: int = 64) -> str:
     """A caller's value quoted for an error message, cut to ``limit`` characters (never echoed whole)."""
     return repr(value if len(value) <= limit else value[: limit - 1] + "…")
@@ -165,6 +175,11 @@ def info(state: State) -> dict[str, Any]:
             "description": "Stored; `Location` names the new analysis.",
             "headers": {"Location": {"description": "`/v1/analyses/{id}`", "schema": {"type": "string"}}},
         },
+        200: {
+            "model": AnalysisOut,
+            "description": "A retry with an `Idempotency-Key` already used for this request: the first "
+            "request's analysis, no new work.",
+        },
         **_UPLOAD_ERRORS,
     },
     tags=["analyses"],
@@ -179,6 +194,15 @@ async def create_analysis(
     ] = None,
     models: Annotated[
         str | None, Form(description="Comma-separated model keys (default: every model).")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Any 1–200 printable characters: a retry with the same key and request gets the "
+            "first request's analysis (200, `Idempotent-Replayed: true`) instead of a second one; kept 24 h "
+            "in memory.",
+        ),
     ] = None,
 ) -> JSONResponse:
     """Analyse one image: each model's verdict and heatmaps, the ensemble's verdict, robustness badges.
@@ -202,14 +226,37 @@ async def create_analysis(
         chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
         req = AnalysisRequest(data, image.filename or "", chosen, picked)
         analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id
-        try:
-            fut = state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
-        except QueueFull as exc:
-            raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+
+        def start() -> Future[Analysis]:
+            try:
+                return state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
+            except QueueFull as exc:
+                raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+
+        retry_key = _idempotency_key(idempotency_key)
+        if retry_key is None:
+            fut, fresh = start(), True
+        else:
+            digest = hashlib.sha256(data + repr((chosen, picked)).encode()).hexdigest()
+            try:
+                fut, fresh = state.retries.claim((tenant, retry_key), digest, start)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_request", str(exc)) from None
     except (ApiError, FakelensError):
         state.submit_limit.refund(who.key_id)
         raise
     row = await asyncio.wrap_future(fut)
+    if not fresh:  # a retry: the first request's analysis, no new work
+        state.submit_limit.refund(who.key_id)
+        stored = state.repo.get(tenant, row.id)
+        if stored is None:
+            raise ApiError(
+                404, "not_found", "the analysis of this Idempotency-Key was deleted; use a new key"
+            )
+        body = analysis_out(stored)
+        return JSONResponse(
+            body, 200, headers={"Location": body["links"]["self"], "Idempotent-Replayed": "true"}
+        )
     body = analysis_out(row)
     return JSONResponse(body, 201, headers={"Location": body["links"]["self"]})
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import Analyzer
@@ -14,7 +18,55 @@ from fakelens.service.ratelimit import RateLimiter
 from fakelens.service.repository import DataDirLock, Repository
 from fakelens.service.workqueue import WorkQueue
 
-__all__ = ["ServiceState"]
+__all__ = ["Retries", "ServiceState"]
+
+
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+IDEMPOTENCY_MAX = 10_000
+
+
+class Retries:
+    """``(tenant id, Idempotency-Key)`` → (fingerprint of the request, the future of its stored analysis), in
+    memory for :data:`IDEMPOTENCY_TTL_S` (at most :data:`IDEMPOTENCY_MAX` keys, the oldest dropped first; a
+    restart forgets them). A failed analysis is forgotten, so its retry runs again."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[int, str], tuple[float, str, Future[Any]]] = OrderedDict()
+
+    def claim(
+        self, key: tuple[int, str], fingerprint: str, start: Callable[[], Future[Any]]
+    ) -> tuple[Future[Any], bool]:
+        """The future for ``key``: the earlier one (``False``), or ``start()``'s, remembered (``True``).
+        A key reused for another request (another fingerprint) is a ValueError."""
+        now = self._clock()
+        with self._lock:
+            while self._items and (
+                len(self._items) >= IDEMPOTENCY_MAX
+                or next(iter(self._items.values()))[0] < now - IDEMPOTENCY_TTL_S
+            ):
+                self._items.popitem(last=False)
+            old = self._items.get(key)
+            if old is not None:
+                if old[1] != fingerprint:
+                    raise ValueError("this Idempotency-Key was used for another request")
+                return old[2], False
+            fut = start()
+            self._items[key] = (now, fingerprint, fut)
+
+        def failed(f: Future[Any]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                self.forget(key, f)
+
+        fut.add_done_callback(failed)
+        return fut, True
+
+    def forget(self, key: tuple[int, str], fut: Future[Any] | None = None) -> None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and (fut is None or item[2] is fut):
+                del self._items[key]
 
 
 @dataclass
@@ -31,6 +83,8 @@ class ServiceState:
     """Report renders in flight, by analysis id: a second request for one report waits for the first."""
     renders_lock: threading.RLock = field(default_factory=threading.RLock)
     """Guards ``renders`` (re-entrant: a render already done runs its callback at once, under the lock)."""
+    retries: Retries = field(default_factory=lambda: Retries())
+    """Analyses by ``Idempotency-Key``: a client that retries after a timeout gets the first one."""
 
     def close(self) -> None:
         self.queue.close()
