@@ -216,7 +216,7 @@ def test_rate_limit_headers_let_a_client_pace_itself(make_service: ServiceFactor
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_first_analysis(make_service: ServiceFactory) -> None:
-    svc = make_service(rate_per_minute=1.0, rate_burst=2)
+    svc = make_service(rate_per_minute=1.0, rate_burst=5)
     files = {"image": ("x.png", png_bytes(), "image/png")}
     h = {**svc.h(), "Idempotency-Key": "job-42"}
     first = svc.client.post("/v1/analyses", files=files, data={"models": "tiny-cnn"}, headers=h)
@@ -225,7 +225,7 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_analysis(make_serv
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.json()["id"] == first.json()["id"] and again.headers["location"] == first.headers["location"]
     assert svc.client.get("/v1/analyses", headers=svc.h()).json()["total"] == 1  # one analysis, not two
-    assert again.headers["ratelimit-remaining"] == "1"  # the replay cost no token
+    assert again.headers["ratelimit-remaining"] == "3"  # a replay reads its upload: it costs a token
     other = svc.client.post("/v1/analyses", files=files, data={"models": "tiny-vit"}, headers=h)
     assert other.status_code == 422 and "used for another request" in other.json()["error"]["message"]
     other_tenant = {**svc.h("globex"), "Idempotency-Key": "job-42"}  # keys are per tenant
@@ -234,16 +234,27 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_analysis(make_serv
     assert svc.client.post("/v1/analyses", files=files, headers=bad).status_code == 400
 
 
-def test_requests_refused_before_any_work_cost_no_token(make_service: ServiceFactory) -> None:
-    """A bad form, an unknown method or a full queue gives the request's token back; only work is charged."""
-    svc = make_service(rate_per_minute=1.0, rate_burst=1)
+def test_only_requests_refused_before_the_upload_is_read_cost_no_token(make_service: ServiceFactory) -> None:
+    """A body that is no form (415) or declares too many bytes (413) is refused unread and costs nothing; a
+    form the server had to read and parse costs its token even when it is refused, so a key cannot make
+    the server parse unlimited uploads."""
+    svc = make_service(rate_per_minute=1.0, rate_burst=1, max_upload_bytes=100_000)
     for _ in range(3):
-        assert svc.upload(b"").status_code == 422
-        assert svc.upload(methods="nosuch").status_code == 400
         r = svc.client.post("/v1/analyses", content=b"{}", headers={**svc.h(), "Content-Type": "text/plain"})
         assert r.status_code == 415
-    assert svc.upload(models="tiny-cnn").status_code == 201  # the one token is still there
-    assert svc.upload(models="tiny-cnn").status_code == 429
+        r = svc.client.post(
+            "/v1/analyses",
+            content=b"x" * 300_000,
+            headers={**svc.h(), "Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert r.status_code == 413
+    r = svc.upload(methods=",")
+    assert r.status_code == 400 and "methods names nothing" in r.json()["error"]["message"]
+    assert svc.upload(models="tiny-cnn").status_code == 429  # the parsed bad form took the one token
+    svc = make_service(rate_per_minute=1.0, rate_burst=1)
+    r = svc.client.post("/v1/analyses", data={"image": "hello"}, files={"x": ("x", b"")}, headers=svc.h())
+    assert r.status_code == 422 and "expected a file" in r.json()["error"]["message"]
+    assert "UploadFile" not in r.text
 
 
 def test_a_caller_without_a_valid_key_is_refused_before_the_upload_is_read(service: Service) -> None:

@@ -188,3 +188,36 @@ def test_retries_remember_a_key_for_a_day_and_forget_a_failed_analysis() -> None
     started[-1].set_result(7)
     now[0] = IDEMPOTENCY_TTL_S + 1  # a day later the key is free again
     assert retries.claim((1, "k"), "a", start)[1] is True and len(started) == 3
+
+
+def test_retries_keep_ids_only_and_one_tenant_cannot_push_out_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    import fakelens.service.state as st
+
+    monkeypatch.setattr(st, "IDEMPOTENCY_PER_TENANT", 2)
+    retries = st.Retries()
+
+    def done(row: object) -> Future[object]:
+        f: Future[object] = Future()
+        f.set_result(row)
+        return f
+
+    retries.claim((1, "a"), "x", lambda: done(SimpleNamespace(id="id-a")))
+    assert retries.claim((1, "a"), "x", lambda: done(None))[0].result() == "id-a"  # the id, not the row
+    for k in ("b", "c", "d"):  # tenant 2 fills its own quota, and more
+        retries.claim((2, k), "x", lambda k=k: done(SimpleNamespace(id=k)))  # type: ignore[misc]
+    assert retries.claim((1, "a"), "x", lambda: done(None))[1] is False  # tenant 1's key survives
+    assert retries.claim((2, "b"), "x", lambda: done(SimpleNamespace(id="b2")))[1] is True  # its oldest went
+
+
+def test_the_early_key_check_reads_headers_as_the_routes_do() -> None:
+    from fakelens.service.deps import key_from_headers
+
+    assert key_from_headers([(b"x-api-key", b""), (b"authorization", b"Bearer tok")]) == "tok"
+    assert key_from_headers([(b"x-api-key", b"first"), (b"x-api-key", b"second")]) == "first"
+    assert key_from_headers([(b"authorization", b"Basic abc")]) is None
+    assert key_from_headers([]) is None

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE
-from fakelens.errors import FakelensError
 from fakelens.explain.engine import class_agnostic
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest, map_npy
@@ -209,46 +208,41 @@ async def create_analysis(
 
     Answers when the analysis is stored (complete or not at all). Over capacity: 503 with `Retry-After`.
     """
-    try:  # refused before any work: the request's token is given back
-        if len((await request.form()).getlist("image")) > 1:  # which one was meant? never guess
-            raise ApiError(
-                400, "invalid_request", "one image per request: the form has several 'image' parts"
-            )
-        limit = state.settings.max_upload_bytes
-        data = await image.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, "upload_too_large", f"upload larger than the limit of {limit} bytes")
-        if not data:
-            raise ApiError(422, "invalid_image", "the uploaded file is empty (0 bytes)")
-        for name, value in (("methods", methods), ("models", models)):
-            if value is not None and value.strip() and not _csv(value):  # "," is a mistake, not the default
-                raise ApiError(400, "invalid_request", f"{name} names nothing: {_shown(value)}")
-        chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
-        req = AnalysisRequest(data, image.filename or "", chosen, picked)
-        analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id
+    # the upload has been read: every answer from here on costs the request's token (but a full queue)
+    if len((await request.form()).getlist("image")) > 1:  # which one was meant? never guess
+        raise ApiError(400, "invalid_request", "one image per request: the form has several 'image' parts")
+    limit = state.settings.max_upload_bytes
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "upload_too_large", f"upload larger than the limit of {limit} bytes")
+    if not data:
+        raise ApiError(422, "invalid_image", "the uploaded file is empty (0 bytes)")
+    for name, value in (("methods", methods), ("models", models)):
+        if value is not None and value.strip() and not _csv(value):  # "," is a mistake, not the default
+            raise ApiError(400, "invalid_request", f"{name} names nothing: {_shown(value)}")
+    chosen, picked = state.analyzer.check_options(_csv(methods), _csv(models))
+    req = AnalysisRequest(data, image.filename or "", chosen, picked)
+    analyzer, repo, tenant = state.analyzer, state.repo, who.tenant_id
 
-        def start() -> Future[Analysis]:
-            try:
-                return state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
-            except QueueFull as exc:
-                raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    def start() -> Future[Analysis]:
+        try:
+            return state.queue.submit(lambda replica: repo.save(analyzer.run(replica, req), tenant))
+        except QueueFull as exc:  # too busy to take it: a client that waits Retry-After is not charged
+            state.submit_limit.refund(who.key_id)
+            raise ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
-        retry_key = _idempotency_key(idempotency_key)
-        if retry_key is None:
-            fut, fresh = start(), True
-        else:
-            digest = hashlib.sha256(data + repr((chosen, picked)).encode()).hexdigest()
-            try:
-                fut, fresh = state.retries.claim((tenant, retry_key), digest, start)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_request", str(exc)) from None
-    except (ApiError, FakelensError):
-        state.submit_limit.refund(who.key_id)
-        raise
-    row = await asyncio.wrap_future(fut)
+    retry_key = _idempotency_key(idempotency_key)
+    if retry_key is None:
+        fut, fresh = start(), True
+    else:
+        digest = hashlib.sha256(data + repr((chosen, picked)).encode()).hexdigest()
+        try:
+            fut, fresh = state.retries.claim((tenant, retry_key), digest, start)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+    done = await asyncio.wrap_future(fut)
     if not fresh:  # a retry: the first request's analysis, no new work
-        state.submit_limit.refund(who.key_id)
-        stored = state.repo.get(tenant, row.id)
+        stored = state.repo.get(tenant, done if isinstance(done, str) else done.id)
         if stored is None:
             raise ApiError(
                 404, "not_found", "the analysis of this Idempotency-Key was deleted; use a new key"
@@ -257,7 +251,7 @@ async def create_analysis(
         return JSONResponse(
             body, 200, headers={"Location": body["links"]["self"], "Idempotent-Replayed": "true"}
         )
-    body = analysis_out(row)
+    body = analysis_out(done)
     return JSONResponse(body, 201, headers={"Location": body["links"]["self"]})
 
 

@@ -118,8 +118,8 @@ def create_app(settings: Settings | None = None, model: Detector | Ensemble | No
     if settings.docs:
         app.include_router(web.docs_router)
     app.mount("/static", web.static_files(), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(EarlyAuth)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)  # a declared 413 before a charge
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HeadAsGet)

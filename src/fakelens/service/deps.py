@@ -34,11 +34,16 @@ def _authenticate(
     return authenticate_key(state, header or (bearer.credentials if bearer is not None else None))
 
 
-def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
-    """The API key of raw ASGI headers (lower-case names): ``X-API-Key``, else a bearer token."""
-    if b"x-api-key" in headers:
-        return headers[b"x-api-key"].decode("latin-1")
-    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+def key_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The API key of raw ASGI headers (lower-case names), read as the route's own dependencies read it:
+    the first non-empty ``X-API-Key``, else the first ``Authorization: Bearer`` token."""
+    first = {}
+    for name, value in headers:
+        if name in (b"x-api-key", b"authorization") and value.strip() and name not in first:
+            first[name] = value.decode("latin-1").strip()
+    if b"x-api-key" in first:
+        return first[b"x-api-key"]
+    scheme, _, token = first.get(b"authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 

@@ -1,5 +1,6 @@
-"""ASGI middleware: the upload size limit (checked while the body streams in, before any parsing),
-security headers on every answer, and HEAD answered as GET without the body."""
+"""ASGI middleware: the upload size limit (checked while the body streams in, before any parsing), the API
+key checked and charged before an upload is read (:class:`EarlyAuth`), ``RateLimit-*`` headers, security
+headers on every answer, and HEAD answered as GET without the body."""
 
 from __future__ import annotations
 
@@ -140,18 +141,23 @@ class EarlyAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = getattr(getattr(scope.get("app"), "state", None), "service", None)
-        ours = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # behind --root-path the path still carries the prefix
+            path = path[len(root) :]
+        ours = scope["type"] == "http" and scope["method"] == "POST" and path == self.path
         if not ours or state is None:
             await self.app(scope, receive, send)  # a starting service answers 503 from its dependency
             return
-        headers = dict(scope.get("headers") or [])
+        raw = list(scope.get("headers") or [])
         try:
-            who = await anyio.to_thread.run_sync(authenticate_key, state, key_from_headers(headers))
+            who = await anyio.to_thread.run_sync(authenticate_key, state, key_from_headers(raw))
             charge(state.submit_limit, who, scope.setdefault("state", {}))
         except ApiError as exc:
             await _send_json(send, exc.status, error_body(exc.code, exc.message), exc.headers)
             return
-        if not headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
+        kind = next((v for k, v in raw if k == b"content-type"), b"")  # the first, as Starlette reads it
+        if not kind.lower().startswith(b"multipart/form-data"):
             state.submit_limit.refund(who.key_id)
             await _send_json(
                 send,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,18 +22,20 @@ __all__ = ["Retries", "ServiceState"]
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600.0
-IDEMPOTENCY_MAX = 10_000
+IDEMPOTENCY_PER_TENANT = 1000
 
 
 class Retries:
-    """``(tenant id, Idempotency-Key)`` → (fingerprint of the request, the future of its stored analysis), in
-    memory for :data:`IDEMPOTENCY_TTL_S` (at most :data:`IDEMPOTENCY_MAX` keys, the oldest dropped first; a
-    restart forgets them). A failed analysis is forgotten, so its retry runs again."""
+    """``(tenant id, Idempotency-Key)`` → (fingerprint of the request, the future of its analysis; once
+    stored, of its id alone), in memory for :data:`IDEMPOTENCY_TTL_S` and at most
+    :data:`IDEMPOTENCY_PER_TENANT` keys per tenant (its oldest dropped first: one tenant cannot push out
+    another's); a restart forgets them. A failed analysis is forgotten, so its retry runs again."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple[int, str], tuple[float, str, Future[Any]]] = OrderedDict()
+        self._count: Counter[int] = Counter()
 
     def claim(
         self, key: tuple[int, str], fingerprint: str, start: Callable[[], Future[Any]]
@@ -42,31 +44,42 @@ class Retries:
         A key reused for another request (another fingerprint) is a ValueError."""
         now = self._clock()
         with self._lock:
-            while self._items and (
-                len(self._items) >= IDEMPOTENCY_MAX
-                or next(iter(self._items.values()))[0] < now - IDEMPOTENCY_TTL_S
-            ):
-                self._items.popitem(last=False)
+            while self._items and next(iter(self._items.values()))[0] < now - IDEMPOTENCY_TTL_S:
+                self._drop(next(iter(self._items)))
             old = self._items.get(key)
             if old is not None:
                 if old[1] != fingerprint:
                     raise ValueError("this Idempotency-Key was used for another request")
                 return old[2], False
+            if self._count[key[0]] >= IDEMPOTENCY_PER_TENANT:
+                self._drop(next(k for k in self._items if k[0] == key[0]))
             fut = start()
             self._items[key] = (now, fingerprint, fut)
+            self._count[key[0]] += 1
 
-        def failed(f: Future[Any]) -> None:
+        def settled(f: Future[Any]) -> None:
             if f.cancelled() or f.exception() is not None:
                 self.forget(key, f)
+                return
+            kept: Future[Any] = Future()  # the id, not the whole stored row, for a day
+            kept.set_result(getattr(f.result(), "id", f.result()))
+            with self._lock:
+                item = self._items.get(key)
+                if item is not None and item[2] is f:
+                    self._items[key] = (item[0], item[1], kept)
 
-        fut.add_done_callback(failed)
+        fut.add_done_callback(settled)
         return fut, True
 
     def forget(self, key: tuple[int, str], fut: Future[Any] | None = None) -> None:
         with self._lock:
             item = self._items.get(key)
             if item is not None and (fut is None or item[2] is fut):
-                del self._items[key]
+                self._drop(key)
+
+    def _drop(self, key: tuple[int, str]) -> None:
+        del self._items[key]
+        self._count[key[0]] -= 1
 
 
 @dataclass

@@ -126,12 +126,18 @@ MASK_SUFFIXES = (".mask", "_mask", "-mask")
 """A mask beside its image (or in ``--masks``) is named ``x.mask.png``, ``x_mask.png`` or ``x-mask.png``."""
 
 
-def _find_mask(stem: str, masks: Path, *, same_stem: bool = True) -> Path | None:
-    names = {f"{stem}{suffix}" for suffix in MASK_SUFFIXES} | ({stem} if same_stem else set())
-    for cand in sorted(masks.iterdir()):
-        if cand.suffix.lower() in IMAGE_SUFFIXES and cand.stem in names and cand.is_file():
-            return cand
-    return None
+def _mask_index(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder`` by stem (listed once: a folder of thousands is not listed per image)."""
+    found: dict[str, Path] = {}
+    for cand in sorted(folder.iterdir()):
+        if cand.suffix.lower() in IMAGE_SUFFIXES and cand.is_file():
+            found.setdefault(cand.stem, cand)
+    return found
+
+
+def _find_mask(stem: str, index: dict[str, Path], *, same_stem: bool = True) -> Path | None:
+    names = [f"{stem}{suffix}" for suffix in MASK_SUFFIXES] + ([stem] if same_stem else [])
+    return next((index[n] for n in sorted(names) if n in index), None)
 
 
 def discover_items(
@@ -174,11 +180,18 @@ def discover_items(
     # --masks naming a folder of --images itself means masks beside the images (x.jpg, x_mask.png)
     beside = mask_root is None or any(Path(p).resolve() == mask_root for p in images)
     found: list[tuple[Path, Path | None]] = []
+    indexes: dict[Path, dict[str, Path]] = {}
+
+    def index(folder: Path) -> dict[str, Path]:
+        if folder not in indexes:
+            indexes[folder] = _mask_index(folder)
+        return indexes[folder]
+
     for p in paths:
         if beside:
-            found.append((p, _find_mask(p.stem, p.parent, same_stem=False)))
+            found.append((p, _find_mask(p.stem, index(p.parent), same_stem=False)))
         elif mask_root is not None and not p.resolve().is_relative_to(mask_root):
-            found.append((p, _find_mask(p.stem, mask_root)))
+            found.append((p, _find_mask(p.stem, index(mask_root))))
         # else: a file of the masks folder inside the images folder
     used = {m.resolve() for _, m in found if m is not None}
     items += [TrustItem(p, m) for p, m in found if p.resolve() not in used]  # a mask is no image to test
