@@ -464,14 +464,18 @@ def _unidentified(name: str, data: bytes, sniffed: str | None) -> ImageError:
 
 
 def header_problem(path: str | os.PathLike[str]) -> str | None:
-    """Why the file at ``path`` cannot be an image we read, from its first bytes alone (nothing is decoded:
-    cheap up front), or None when it may be one. The reason is what :func:`load_image` would say, without
-    the file's name."""
+    """Why the file at ``path`` cannot be an image we read, from its first bytes alone (nothing is decoded
+    and only a prefix is read: cheap up front), or None when it may be one. The reason is what
+    :func:`load_image` would say, without the file's name."""
     name = os.fspath(path)
     try:
-        _read_source(path, name)  # stats first: a FIFO, socket or unreadable folder is refused unopened
-    except ImageError as exc:
-        return str(exc).removeprefix(f"{name}: ")
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    if stat.S_ISDIR(kind):
+        return "is a directory, not an image file"
+    if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):  # open() on a FIFO waits for a writer forever
+        return f"is {'a named pipe (FIFO)' if stat.S_ISFIFO(kind) else 'a socket'}, not an image file"
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
     if not head:

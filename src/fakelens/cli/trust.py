@@ -122,7 +122,7 @@ def trust_cmd(
     from fakelens.explain.engine import method_names, parse_options
     from fakelens.models.base import Detector
     from fakelens.models.checkpoint import load_detector
-    from fakelens.trust.runner import TrustConfig, discover_items, run_trust, unreadable_items
+    from fakelens.trust.runner import TrustConfig, discover_items, run_trust
 
     load_explainers()
     if model is None:
@@ -145,12 +145,6 @@ def trust_cmd(
     items = discover_items(images or [], masks=masks, manifest=manifest)
     if not items:
         fail("no images: pass --images DIR (or files), or --manifest M")
-    bad = unreadable_items(items)  # the run skips and reports them; none readable: nothing to run
-    if len(bad) == len(items):
-        fail(
-            f"none of the {len(items)} image(s) can be read: "
-            + "; ".join(f"{k}: {why}" for k, why in list(bad.items())[:3])
-        )
     loaded = load_detector(model)
     if not isinstance(loaded, Detector):
         fail("trust runs on one detector, not an ensemble: pass one of its members")

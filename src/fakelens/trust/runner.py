@@ -603,6 +603,13 @@ def run_trust(
     _check_layers(detector, sorted({name for ls in layer_sets for name in ls or ()}))
     resolve_target(cfg.target, detector)  # a bad target fails before the run folder exists
     check_options(cfg.options, cfg.methods)
+    todo = list(items)[: cfg.limit] if cfg.limit is not None else list(items)
+    bad = unreadable_items(todo)  # a header check: nothing is decoded; none readable, nothing written
+    if len(bad) == len(todo):
+        raise ConfigError(
+            f"none of the {len(todo)} image(s) can be read: "
+            + "; ".join(f"{k}: {why}" for k, why in list(bad.items())[:3])
+        )
     out.mkdir(parents=True, exist_ok=True)
     weights = weights_digest(detector)
     _check_run(out, detector, weights, cfg)
@@ -620,9 +627,8 @@ def run_trust(
     }
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str))
     plan = view_plan(family, tuple(f for f in FILLS if f in cfg.fills))
-    todo = list(items)[: cfg.limit] if cfg.limit is not None else list(items)
     run = TrustRun(out, {})
-    run.skipped_images.update(unreadable_items(todo))  # a header check: nothing is decoded
+    run.skipped_images.update(bad)
     methods = list(cfg.methods)
     # methods that read no layer (occlusion, RISE, attention rollout …) run once, under the label "input",
     # not once per --layer with a layer they never used
