@@ -253,6 +253,14 @@ def analyze_images(
     return out
 
 
+METHOD_ERRORS = (FakelensError, RuntimeError)
+"""What one method's failure raises (fakelens's own errors; torch's, e.g. a shape its hooks cannot take)."""
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, FakelensError) else f"{type(exc).__name__}: {exc}"
+
+
 def _explain_member(
     member: Detector,
     images: Sequence[Image.Image],
@@ -260,33 +268,45 @@ def _explain_member(
     options: dict[str, dict[str, Any]] | None = None,
     max_tiles: int | None = DEFAULT_MAX_TILES,
 ) -> tuple[list[ImageResult], list[str], dict[str, str]]:
-    """All methods from one capture; if that fails, each method alone on every image, so one unsuitable
-    method (e.g. rollout on a CNN, or one that fails on a single image) costs only its own heatmap. Unknown
-    method names are the caller's mistake and raise."""
+    """All methods from one capture. If that fails, a cheap probe (the first image, one tile) finds the
+    methods that cannot run on this member, and the others run together again; only if that fails too does
+    each run alone on every image — so an unsuitable method (rollout on a CNN) or one that fails on a single
+    image costs only its own heatmaps. Unknown method names are the caller's mistake and raise; errors that
+    are neither fakelens's nor torch's (a bug, memory) are raised too."""
     check_methods(methods)
+
+    def run(
+        ms: Sequence[str], imgs: Sequence[Image.Image] = images, tiles: int | None = max_tiles
+    ) -> list[ImageResult]:
+        return explain_images(member, imgs, ms, options=options, max_tiles=tiles)
+
     try:
-        return (
-            explain_images(member, images, methods, options=options, max_tiles=max_tiles),
-            list(methods),
-            {},
-        )
-    except Exception:  # find out which methods fail below, each on its own
+        return run(methods), list(methods), {}
+    except METHOD_ERRORS:
         pass
-    results: list[ImageResult] | None = None
-    usable: list[str] = []
     errors: dict[str, str] = {}
     for m in methods:
         try:
-            alone = explain_images(member, images, [m], options=options, max_tiles=max_tiles)
-        except Exception as exc:  # a method's failure is reported, not fatal
-            errors[m] = str(exc) if isinstance(exc, FakelensError) else f"{type(exc).__name__}: {exc}"
+            run([m], images[:1], 1)
+        except METHOD_ERRORS as exc:
+            errors[m] = _reason(exc)
+    usable = [m for m in methods if m not in errors]
+    try:
+        return run(usable), usable, errors
+    except METHOD_ERRORS:
+        pass
+    results: list[ImageResult] | None = None
+    kept: list[str] = []
+    for m in usable:  # one fails beyond the first image: each on its own
+        try:
+            alone = run([m])
+        except METHOD_ERRORS as exc:
+            errors[m] = _reason(exc)
             continue
         if results is None:
             results = alone
         else:
             for into, r in zip(results, alone, strict=True):
                 into.explanations.update(r.explanations)
-        usable.append(m)
-    if results is None:  # no method ran: the verdicts alone
-        results = explain_images(member, images, [], options=options, max_tiles=max_tiles)
-    return results, usable, errors
+        kept.append(m)
+    return (results if results is not None else run([])), kept, errors
