@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fakelens import plugins
 from fakelens.cli.main import app
 from fakelens.explain import CAMS, GradientCAM, register_cam
 
@@ -39,6 +40,7 @@ def test_a_module_named_in_the_environment_registers_its_method(
     finally:  # the rest of the session sees only fakelens's own methods
         CAMS._items.pop("test-absgradcam", None)
         sys.modules.pop("fl_test_plugin_ok", None)
+        plugins._loaded.discard("fl_test_plugin_ok")
 
 
 def test_a_broken_plugin_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             old = self._items.get(name)
-            if old is not None and _origin(old) != _origin(factory):
+            if old is not None and (_origin(old) != _origin(factory) or "<lambda>" in _origin(factory)[1]):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = factory
             return factory

@@ -356,6 +356,11 @@ def test_a_model_registered_from_outside_saves_and_loads_by_name(tmp_path: Path)
         assert back.config == {"arch": "test-outside", "width": 6} and not back.untrained
         for a, b in zip(wide.state_dict().values(), back.state_dict().values(), strict=True):
             assert torch.equal(a, b)
+        from fakelens.models.registry import untrained_by_name
+
+        with pytest.raises(ValueError, match="registered twice"):  # a clash changes no mark
+            register_model("tiny-cnn", trained=True)(outside)
+        assert untrained_by_name("tiny-cnn")
     finally:
         MODELS._items.pop("test-outside", None)
         _TRAINED.discard("test-outside")

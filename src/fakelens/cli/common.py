@@ -99,7 +99,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_STORAGE_ERRORS = _FULL | {errno.EROFS, errno.EIO}
 
 
 def user_errors(fn: F) -> F:
@@ -116,7 +117,9 @@ def user_errors(fn: F) -> F:
             if e.filename is not None:
                 fail(f"{e.strerror or type(e).__name__}: {e.filename}")
             if e.errno in _STORAGE_ERRORS:  # a full disk or quota, wherever the write was
-                fail(f"{os.strerror(e.errno or 0)} while writing the output")
+                fail(
+                    f"{os.strerror(e.errno or 0)}" + (" while writing the output" if e.errno in _FULL else "")
+                )
             raise
         except KeyboardInterrupt:
             fail("interrupted", code=130)

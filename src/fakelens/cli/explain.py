@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -194,8 +195,8 @@ def explain_cmd(
     # written into a hidden folder inside --out and moved in only when every image is done: an interrupted
     # or failed run leaves --out as it was, not half of a new set of overlays beside an old summary.json
     existed = out.exists()
-    stage = out / f".partial-{os.getpid()}"
-    stage.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=".partial-"))  # never one a killed run left behind
     try:
         with Progress(
             TextColumn("[bold]{task.description}"),

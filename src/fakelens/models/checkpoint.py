@@ -432,6 +432,9 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
 
     A registered name wins over a same-named path in the working directory; write ``./name`` for the path.
     """
+    from fakelens.plugins import load_plugins
+
+    load_plugins()  # models registered from outside fakelens, also where no CLI ran (Ray workers, create_app)
     text = os.fspath(spec)
     if text == DEFAULT_MODEL:
         path = default_ensemble_path()
@@ -514,6 +517,9 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
     photos can land in the test split; :func:`fakelens.train.evaluate.evaluate` leaves these out.
     A registered model name (untrained) saw nothing.
     """
+    from fakelens.plugins import load_plugins
+
+    load_plugins()  # models registered from outside fakelens, also where no CLI ran (Ray workers, create_app)
     text = os.fspath(spec)
     if text == DEFAULT_MODEL:
         path = default_ensemble_path()

@@ -22,9 +22,14 @@ def register_model(
     trained weights (e.g. an ImageNet classifier, or your detector's own), so what it builds is not marked
     :attr:`~Detector.untrained`; every other registered name is an architecture whose real/fake head is
     random until ``fakelens train``."""
-    if trained:
-        _TRAINED.add(name)
-    return MODELS.register(name)
+    register = MODELS.register(name)
+
+    def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
+        register(factory)  # a clash raises here, before the mark changes
+        (_TRAINED.add if trained else _TRAINED.discard)(name)
+        return factory
+
+    return deco
 
 
 def untrained_by_name(name: str) -> bool:

@@ -55,7 +55,10 @@ def load_model(spec: str) -> Detector | Ensemble:
 
 def open_state(settings: Settings, model: Detector | Ensemble | None = None) -> ServiceState:
     """Lock the data directory, open the database and the store, collect orphan files, load the model and
-    start the workers."""
+    start the workers (plugins first: their methods may be among the allowed ones)."""
+    from fakelens.plugins import load_plugins
+
+    load_plugins()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = DataDirLock(settings.data_dir)
     lock.acquire()

@@ -69,7 +69,7 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
     "flatness": (
         Metric("flat_rate", "flat maps", False, True),
         Metric("entropy", "entropy", None),
-        Metric("peak_to_mean", "peak/mean (median)", None, lowest=1.0, highest=math.inf),
+        Metric("peak_to_mean", "peak/mean (median)", None),
     ),
     "localisation": (
         Metric("pointing_game", "pointing game", True),
