@@ -340,29 +340,21 @@ def test_history_and_cards_work_from_the_keyboard(
     page.close()
 
     # recent analyses: focusable buttons that open with Enter or Space
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
-    page.goto(server["url"] + "/")
-    page.fill("#api-key", server["key"])
-    page.click("#refresh-history")
-    page.wait_for_selector("#history li[data-id]")
-    item = page.locator("#history li[data-id]").first
-    assert item.get_attribute("tabindex") == "0" and item.get_attribute("role") == "button"
-    page.focus("#refresh-history")
-    page.keyboard.press("Tab")  # the next stop after "refresh" is the first analysis
-    assert page.evaluate("document.activeElement.matches('#history li[data-id]')")
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#result:not([hidden])")
-    page.wait_for_function("() => document.activeElement.id === 'ens-heading'")
-    page.close()
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
-    page.goto(server["url"] + "/")
-    page.fill("#api-key", server["key"])
-    page.click("#refresh-history")
-    page.wait_for_selector("#history li[data-id]")
-    page.focus("#history li[data-id]")
-    page.keyboard.press("Space")
-    page.wait_for_selector("#result:not([hidden])")
-    page.close()
+    for key in ("Enter", "Space"):
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.goto(server["url"] + "/")
+        page.fill("#api-key", server["key"])
+        page.click("#refresh-history")
+        page.wait_for_selector("#history li[data-id]")
+        item = page.locator("#history li[data-id]").first
+        assert item.get_attribute("tabindex") == "0" and item.get_attribute("role") == "button"
+        page.focus("#refresh-history")
+        page.keyboard.press("Tab")  # the next stop after "refresh" is the first analysis
+        assert page.evaluate("document.activeElement.matches('#history li[data-id]')")
+        page.keyboard.press(key)
+        page.wait_for_selector("#result:not([hidden])")
+        page.wait_for_function("() => document.activeElement.id === 'ens-heading'")
+        page.close()
 
 
 def test_class_agnostic_methods_are_not_called_evidence_for_fake(

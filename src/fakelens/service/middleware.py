@@ -68,7 +68,31 @@ class BodySizeLimit:
         await self.app(scope, limited, send)
 
 
-class SecurityHeaders:
+class _AddHeaders:
+    """Adds :meth:`extra` headers to every HTTP answer, unless the answer sets them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def extra(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                message["headers"] = headers + [(k, v) for k, v in self.extra(scope) if k not in names]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class SecurityHeaders(_AddHeaders):
     """``nosniff``, no referrer, no framing, and a Content-Security-Policy that loads nothing from other
     origins (the web page needs no CDN), unless a response sets its own (the report, the docs page)."""
 
@@ -77,57 +101,25 @@ class SecurityHeaders:
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     )
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                names = {k.lower() for k, _ in headers}
-                extra = [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", self.CSP.encode()),  # unless the page sets its own
-                ]
-                headers += [(k, v) for k, v in extra if k not in names]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def extra(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", self.CSP.encode()),
+        ]
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(_AddHeaders):
     """``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` on every answer to a rate-limited key (set by
     :func:`~fakelens.service.deps.charge`), so a client can pace itself before it meets a 429."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            limit = (scope.get("state") or {}).get("ratelimit")
-            if message["type"] == "http.response.start" and limit is not None:
-                limiter, key = limit
-                names = {k.lower() for k, _ in message.get("headers") or []}
-                extra = [
-                    (k.lower().encode(), v.encode())
-                    for k, v in limiter.headers(key).items()
-                    if k.lower().encode() not in names
-                ]
-                message["headers"] = [*(message.get("headers") or []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+    def extra(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        limit = (scope.get("state") or {}).get("ratelimit")
+        if limit is None:
+            return []
+        limiter, key = limit
+        return [(k.lower().encode(), v.encode()) for k, v in limiter.headers(key).items()]
 
 
 class EarlyAuth:
