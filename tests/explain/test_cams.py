@@ -232,3 +232,17 @@ def test_a_map_with_non_finite_values_is_an_error_not_a_score() -> None:
             explain(det, x, ["gradcam"])
     finally:
         handle.remove()
+
+
+def test_a_near_uniform_positive_map_is_not_stretched_into_hot_spots() -> None:
+    """Attention maps are positive everywhere: 0.0193–0.0200 is ~97–100 % of the peak, not 0 to 1; a
+    ReLU'd map (minimum 0) is its share of the peak, as min-max would give."""
+    from fakelens.explain.explanation import normalize_within
+
+    g = torch.Generator().manual_seed(0)
+    near_flat = 0.0193 + 0.0007 * torch.rand(1, 8, 8, generator=g)
+    valid = torch.ones(1, 8, 8, dtype=torch.bool)
+    out = normalize_within(near_flat, valid)
+    assert float(out.min()) > 0.96 and float(out.max()) == pytest.approx(1.0)
+    relu = torch.relu(torch.randn(1, 8, 8, generator=g))
+    assert torch.allclose(normalize_within(relu, valid), relu / relu.max())

@@ -47,10 +47,13 @@ def map_stats(raw: Tensor) -> dict[str, Tensor]:
 
 
 def normalize_within(maps: Tensor, valid: Tensor) -> Tensor:
-    """Min-max normalise each map ``(..., H, W)`` over its valid pixels; 0 outside them and for flat maps."""
+    """Scale each map ``(..., H, W)`` to [0, 1] over its valid pixels, from ``min(0, its minimum)`` to its
+    peak: a ReLU'd map (minimum 0) is divided by its peak — "share of the peak", as the colour bars say —
+    and a map positive everywhere (attention, rollout) is *not* stretched from its minimum, which would
+    paint a near-uniform map as confident hot spots. 0 outside the valid pixels and for constant maps."""
     flat = maps.flatten(-2)
     v = valid.flatten(-2).expand_as(flat)
-    lo = flat.masked_fill(~v, math.inf).amin(-1, keepdim=True)
+    lo = flat.masked_fill(~v, math.inf).amin(-1, keepdim=True).clamp_max(0.0)
     hi = flat.masked_fill(~v, -math.inf).amax(-1, keepdim=True)
     span = hi - lo
     out = torch.where(span > 1e-12, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
@@ -77,8 +80,8 @@ class Explanation(CompactRepr):
     """One method's explanation of a batch.
 
     ``raw``: ``(B, h, w)`` signed map at feature resolution; ``maps[i]``: image i's ReLU'd map on its
-    original pixel grid (or the input grid when no geometry was given), min-max normalised within
-    ``valid[i]`` and 0 outside it; ``stats``: :func:`map_stats` of ``raw``; ``scores``: the explained score.
+    original pixel grid (or the input grid when no geometry was given), divided by its peak within
+    ``valid[i]`` (:func:`normalize_within`) and 0 outside it; ``stats``: :func:`map_stats` of ``raw``; ``scores``: the explained score.
     """
 
     method: str
