@@ -135,7 +135,8 @@ print-color-adjust:exact}
 table.grid th,table.grid td{padding:3px 4px}
 h1,h2,h3,.imghead,.rowlabel{break-after:avoid;page-break-after:avoid}
 .tile,.keep,.card,.banner,.reading p,table.badge,.regions figure,.facemaps figure,.legendbar,tr{
-break-inside:avoid;page-break-inside:avoid}}
+break-inside:avoid;page-break-inside:avoid}
+.maps img{max-height:110mm;object-fit:contain}.legendbar{break-before:avoid;page-break-before:avoid}}
 """
 
 

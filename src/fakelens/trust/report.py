@@ -547,7 +547,9 @@ def plot_equivariance(records: Sequence[Record], path: Path) -> Path | None:
                 xs = sorted(by_s)
                 curves[c][kind] = (xs, [_mean(by_s[x]) for x in xs])
     twins = _twins({c: [y for k in sorted(curves[c]) for y in curves[c][k][1]] for c in cands}, layers)
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), dpi=110)
+    # 2 × 2 panels: legible when a gallery or a phone shrinks the picture to its width
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8.6), dpi=110)
+    axes = list(grid.ravel())
     try:
         for ax, (kind, xlabel) in zip(axes[:3], kinds, strict=True):
             for j, (c, col) in enumerate(zip(cands, cols, strict=True)):
@@ -559,7 +561,8 @@ def plot_equivariance(records: Sequence[Record], path: Path) -> Path | None:
             ax.set_xlabel(xlabel)
             ax.set_ylim(-0.05, 1.05)
             ax.grid(alpha=0.3)
-        axes[0].set_ylabel("equivariance cosine (mean over images)")
+        for a in (axes[0], axes[2]):
+            a.set_ylabel("equivariance cosine (mean over images)")
         others = sorted(
             {t for c in cands for (k, t, _s) in acc[c] if k not in ("scale", "rotate", "translate")}
         )
@@ -582,13 +585,14 @@ def plot_equivariance(records: Sequence[Record], path: Path) -> Path | None:
                 handles, labels = a.get_legend_handles_labels()
                 if handles:
                     break
-        fig.legend(handles, labels, loc="lower center", ncol=min(8, len(cands)), fontsize=8, frameon=False)
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(cands)), fontsize=8, frameon=False)
         fig.suptitle(
             "Does the map move with the image? (black fill, inverse-warped, valid pixels only; "
             "a flat map scores high here: see flatness)",
             fontsize=11,
         )
-        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        rows = math.ceil(len(cands) / 4)
+        fig.tight_layout(rect=(0, min(0.3, 0.03 + 0.03 * rows), 1, 0.95))
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
     finally:
@@ -622,7 +626,14 @@ def plot_border(records: Sequence[Record], path: Path) -> Path | None:
             fills_seen.add(fill)
             face = cols[c] if fill == "black" else "none"
             ax.scatter(ff, bm, s=28, marker=markers.get(fill, "o"), facecolors=face, edgecolors=cols[c])
-        handles = [Line2D([], [], ls="", marker="o", color=cols[c], label=_label(c, layers)) for c in cands]
+        points: dict[Candidate, list[float]] = defaultdict(list)
+        for (c, _t, _f), d in sorted(acc.items()):
+            points[c] += [_mean(d["fill_fraction"]), _mean(d["border_mass"])]
+        twins = _twins({c: points[c] for c in cands}, layers)
+        handles = [
+            Line2D([], [], ls="", marker="o", color=cols[c], label=_label(c, layers) + twins.get(c, ""))
+            for c in cands
+        ]
         handles += [
             Line2D(
                 [],

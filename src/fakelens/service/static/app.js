@@ -293,7 +293,9 @@
     base.style.height = enlarged ? `${k * h}px` : "";
     stage.classList.toggle("enlarged", enlarged);
     stage.classList.toggle("full", state.full);
-    const shown = w ? Math.round((100 * base.getBoundingClientRect().width) / w) : 100;
+    // against the original's pixels: the image shown is a preview of at most 2048 px of a larger upload
+    const original = (state.analysis && state.analysis.image && state.analysis.image.width) || w;
+    const shown = original ? Math.round((100 * base.getBoundingClientRect().width) / original) : 100;
     const shrunk = !enlarged && !state.full && shown < 100;
     stage.classList.toggle("shrunk", shrunk);
     if (state.full) {
@@ -308,7 +310,9 @@
     toggle.textContent = state.full ? "fit to view" : "full size";
     toggle.setAttribute("aria-pressed", String(state.full));
     $("zoom-note").textContent = enlarged ? `shown ${k}× (pixels enlarged)`
-      : shrunk ? `shown at ${shown}\u00a0%` : state.full ? "full size (100\u00a0%): scroll to see all of it" : "";
+      : shrunk ? `shown at ${shown}\u00a0%`
+      : state.full ? `${shown < 100 ? `the preview at its own pixels (${shown}\u00a0% of the original)` : "full size (100\u00a0%)"}: scroll to see all of it`
+      : "";
   }
 
   function toggleFull() {
