@@ -503,7 +503,7 @@ def _regions_section(
         f"{_faces_table(verdicts, image, cmap, alpha, a)}<h3>Heatmap mass by facial region</h3>"
         f"<div class='regions'><figure><img alt='{_e(alt)}' src='{_data_uri(pic)}'>"
         f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
-        f"({_e(faces)})<br>{legend}</figcaption></figure>"
+        f"({_e(faces)})<br>{legend}<br>boxes: the faces, numbered as in the face table</figcaption></figure>"
         "<div style='flex:1;min-width:min(420px,100%)'><div class='scroll'><table class='grid'>"
         f"<tr><th>share of the map's mass</th>{head}</tr>{''.join(rows)}{area_row}</table></div>"
         "<p class='small muted'>Each row sums to 100 % over the pixels the model saw; the largest share is "
@@ -514,21 +514,19 @@ def _regions_section(
     )
 
 
-VERDICT_COLOURS = {"fake": (179, 38, 30), "real": (27, 110, 52)}  # --fake and --real of the page's CSS
-
-
 def _number_faces(pic: np.ndarray, verdicts: Sequence[FaceVerdict], scale: float) -> np.ndarray:
-    """The face picture with each face's box outlined in its verdict's colour and numbered as in the table."""
+    """The face picture with each face's box outlined white within black — no region's colour, no verdict's
+    — and numbered as in the face table."""
     from PIL import ImageDraw
 
     img = Image.fromarray(pic)
     draw = ImageDraw.Draw(img)
     for k, v in enumerate(verdicts, start=1):
         x0, y0, x1, y1 = (c * scale for c in v.box)
-        colour = VERDICT_COLOURS[v.verdict]
-        draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
+        draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), outline=(0, 0, 0), width=3)
+        draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255), width=1)
         tx, ty = x0 + 2, max(0.0, y0 - 13)
-        draw.rectangle((tx - 2, ty, tx + 8 * len(str(k)) + 2, ty + 12), fill=colour)
+        draw.rectangle((tx - 2, ty, tx + 8 * len(str(k)) + 2, ty + 12), fill=(0, 0, 0))
         draw.text((tx, ty), str(k), fill=(255, 255, 255))
     return np.asarray(img)
 
