@@ -36,6 +36,12 @@ def test_ensemble_command_builds_a_loadable_half_precision_ensemble(tmp_path: Pa
     member = json.loads((out / "member-00-tiny-cnn" / "config.json").read_text())
     assert member["stored_dtype"] == "float16"
     assert member["provenance"] == {"seed": 1}  # each member keeps its own training record
+    # a second run into the same folder would lose the first one's fit: refused unless asked for
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "holds an ensemble already: pass --overwrite" in " ".join(r.output.split())
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    r = runner.invoke(app, [*args[:-1], str(tmp_path / "a"), "--overwrite"])  # a training run's folder
+    assert r.exit_code == 2 and "holds no ensemble" in r.output
 
 
 def test_ensemble_command_errors_are_one_line(tmp_path: Path) -> None:

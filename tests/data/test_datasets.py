@@ -146,6 +146,14 @@ def test_csv_and_jsonl_manifests(tmp_path: Path) -> None:
     # a folder holding manifest.csv is read through its manifest (the synth output layout)
     (tmp_path / "manifest.csv").write_text(csv_path.read_text())
     assert detect_layout(tmp_path) == "manifest" and len(discover(tmp_path)) == 2
+    # pandas writes float labels; "dev" and "training" are splits too; a split no run reads is an error
+    floats = tmp_path / "floats.csv"
+    floats.write_text("path,label,split\nimgs/a.png,0.0,training\nimgs/b.png,1.0,dev\n")
+    f = discover(floats)
+    assert [(x.label, x.split) for x in f] == [(0, "train"), (1, "val")]
+    floats.write_text("path,label,split\nimgs/a.png,0,train\nimgs/b.png,1,holdout\n")
+    with pytest.raises(DatasetError, match="line 3: split 'holdout' is none of train, val, test"):
+        discover(floats)
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -65,6 +65,11 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert code == 0, stderr
     rep = json.loads(stdout)
     assert rep["model"] == str(out / "best") and set(rep["per_recipe"]) == {"gan", "diff"}
+    # scoring the images it trained on is allowed, and said to be optimistic
+    code, _, stderr = invoke(
+        "evaluate", "--model", str(out / "best"), "--data", str(folder_data), "--split", "train"
+    )
+    assert code == 0 and "figures are optimistic" in " ".join(stderr.split())
     # fine-tune that checkpoint; a wrong start is one line, no traceback
     tuned = tmp_path / "tuned"
     args = ["train", "--data", str(folder_data), "--out", str(tuned), "--epochs", "1", "--batch-size", "8"]
@@ -77,6 +82,33 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     )
     assert code != 0 and "holds a 'tiny-cnn' detector, not 'tiny-vit'" in stderr and "Traceback" not in stderr
     assert (ev / "roc.png").is_file() and (ev / "metrics.json").is_file()
+
+
+def test_bad_files_are_all_named_before_the_first_epoch(tmp_path: Path, folder_data: Path) -> None:
+    """A text file named .png and an empty one fail the run before it starts, both named; an archive's
+    macOS leftovers are not images at all."""
+    data = folder_data  # this test's own copy
+    first_fake = next(data.rglob("*.png"))
+    (first_fake.parent / "notes.png").write_text("not an image")
+    (first_fake.parent / "empty.png").write_bytes(b"")
+    (first_fake.parent / "._resource.png").write_bytes(b"\0\5\26\7")
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    ]
+    code, _, stderr = invoke(*args)
+    err = " ".join(stderr.split())
+    assert (
+        code == 2 and "2 file(s) of" in err and "notes.png: not an image" in err and "empty.png: empty" in err
+    )
+    assert "._resource.png" not in err and not (tmp_path / "run" / "last").exists()
 
 
 def test_evaluate_table(tmp_path: Path, folder_data: Path) -> None:

@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fakelens.cli.common import check_writable, command_line, console, print_json, user_errors
+from fakelens.cli.common import (
+    check_writable,
+    command_line,
+    console,
+    fail,
+    print_json,
+    user_errors,
+    warn_untrained,
+)
 
 app = typer.Typer()
 
@@ -193,6 +201,9 @@ def ensemble_cmd(
     ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (for --fit-on).")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes (for --fit-on).")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an ensemble already in --out (its fit is lost).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the ensemble description as JSON.")] = False,
 ) -> None:
     """Combine trained detectors into one ensemble checkpoint (use it with --model DIR)."""
@@ -200,10 +211,14 @@ def ensemble_cmd(
 
     from fakelens.errors import ConfigError
     from fakelens.models import Detector, Ensemble, load_detector, save_checkpoint
-    from fakelens.models.checkpoint import CONFIG_NAME, read_json
+    from fakelens.models.checkpoint import CONFIG_NAME, is_ensemble_checkpoint, read_json
 
     check_writable(out, "--out")
-    from fakelens.cli.common import warn_untrained
+    if out.is_dir() and any(out.iterdir()):  # never over a training run, nor silently over a fitted ensemble
+        if not is_ensemble_checkpoint(out):
+            fail(f"--out {out} is not empty and holds no ensemble: choose a new folder")
+        if not overwrite:
+            fail(f"--out {out} holds an ensemble already: pass --overwrite to replace it, or a new folder")
     from fakelens.models.registry import untrained_members
 
     loaded: list[Detector] = []

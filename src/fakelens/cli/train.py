@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
 from fakelens.cli.common import (
@@ -213,9 +214,10 @@ def train_cmd(
         cfg = TrainConfig(
             out=str(out),
             model=model,
-            data=None if data is None else str(data),
-            forgeries=None if forgeries is None else str(forgeries),
-            val_data=None if val_data is None else str(val_data),
+            # absolute, so that `--out DIR --resume` works from any folder and provenance means something
+            data=None if data is None else str(Path(data).resolve()),
+            forgeries=None if forgeries is None else str(Path(forgeries).resolve()),
+            val_data=None if val_data is None else str(Path(val_data).resolve()),
             recipes=split_csv(recipes) or None,
             epochs=epochs,
             batch_size=batch_size,
@@ -385,6 +387,16 @@ def evaluate_cmd(
         bootstrap=bootstrap,
         progress=True,
     )
+    trained_on = training_photos(model).datasets
+    used = report["data"]["split"]
+    if data is not None and str(Path(data).resolve()) in trained_on and used in ("all", "train"):
+        console.print(
+            f"[yellow]warning:[/] {escape(model)} was trained on {escape(str(data))}: its '{used}' split "
+            "holds the training images, so these figures are optimistic; evaluate --split test, or data it "
+            "never saw",
+            highlight=False,
+            soft_wrap=True,
+        )
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:
         whose = " or ".join(m for m, t in seen.items() if t.sha256)

@@ -57,7 +57,16 @@ __all__ = [
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 _CLASS_DIRS = {"real": 0, "0_real": 0, "fake": 1, "1_fake": 1}
 _GENIMAGE_DIRS = {"nature": 0, "ai": 1}
-_SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_SPLIT_DIRS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 _LABELS = {"0": 0, "real": 0, "1": 1, "fake": 1}
 _FF_STRUCTURE = {"images", "frames", "faces", "crops", "videos", "raw", "c0", "c23", "c40"}
 _UNKNOWN_MASK = -1.0
@@ -93,10 +102,14 @@ def _is_image(p: Path) -> bool:
 
 
 def _images_under(folder: Path) -> list[Path]:
+    """Image files under ``folder``, sorted; an archive's macOS leftovers (``__MACOSX/``, ``._x.png``
+    resource forks) are not images."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if _is_image(Path(f)))
+        dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
+        out.extend(
+            Path(dirpath) / f for f in sorted(filenames) if _is_image(Path(f)) and not f.startswith("._")
+        )
     return out
 
 
@@ -211,6 +224,8 @@ def discover(root_or_manifest: str | os.PathLike[str], *, require_both: bool = T
 
 def check_both_classes(samples: Sequence[Sample], what: str) -> None:
     """Raise :class:`DatasetError` unless ``samples`` hold both reals and fakes."""
+    if not samples:
+        raise DatasetError(f"{what}: no images (too few to hold out a share of them?)")
     n_fake = sum(s.label for s in samples)
     n_real = len(samples) - n_fake
     if n_real == 0 or n_fake == 0:
@@ -306,6 +321,8 @@ def _parse_label(value: Any, where: str) -> int:
     key = str(value).strip().lower()
     if key in _LABELS:
         return _LABELS[key]
+    if key in ("0.0", "1.0"):  # a CSV written by pandas from float labels
+        return int(float(key))
     raise DatasetError(f"{where}: label {value!r} is not one of real, fake, 0, 1")
 
 
@@ -387,7 +404,12 @@ def _read_manifest(path: Path) -> list[Sample]:
                 continue
         source = str(r.get("source") or "").strip()
         split_raw = str(r.get("split") or "").strip().lower()
-        split = _SPLIT_DIRS.get(split_raw, split_raw)
+        if split_raw and split_raw not in _SPLIT_DIRS:  # a row that no split would ever read
+            raise DatasetError(
+                f"{path} line {line}: split {r.get('split')!r} is none of train, val, test "
+                "(or training, validation, dev, testing; empty: the training pool)"
+            )
+        split = _SPLIT_DIRS.get(split_raw, "")
         group = str(r.get("group") or "").strip() or source
         out.append(Sample(f, label, str(r.get("recipe") or "").strip(), mask, source, split, group))
     if missing:

@@ -81,7 +81,8 @@ class Explanation(CompactRepr):
 
     ``raw``: ``(B, h, w)`` signed map at feature resolution; ``maps[i]``: image i's ReLU'd map on its
     original pixel grid (or the input grid when no geometry was given), divided by its peak within
-    ``valid[i]`` (:func:`normalize_within`) and 0 outside it; ``stats``: :func:`map_stats` of ``raw``; ``scores``: the explained score.
+    ``valid[i]`` (:func:`normalize_within`) and 0 outside it; ``stats``: :func:`map_stats` of ``raw``;
+    ``scores``: the explained score.
     """
 
     method: str

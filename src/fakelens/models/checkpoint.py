@@ -503,6 +503,8 @@ class TrainingPhotos:
     train: frozenset[str] = frozenset()
     val: frozenset[str] = frozenset()
     unrecorded: tuple[tuple[str, str], ...] = ()
+    datasets: frozenset[str] = frozenset()
+    """The ``--data`` datasets it was trained on, as recorded (absolute paths since 2026-11-27)."""
 
     @property
     def sha256(self) -> frozenset[str]:
@@ -517,9 +519,6 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
     photos can land in the test split; :func:`fakelens.train.evaluate.evaluate` leaves these out.
     A registered model name (untrained) saw nothing.
     """
-    from fakelens.plugins import load_plugins
-
-    load_plugins()  # models registered from outside fakelens, also where no CLI ran (Ray workers, create_app)
     text = os.fspath(spec)
     if text == DEFAULT_MODEL:
         path = default_ensemble_path()
@@ -533,6 +532,7 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
         configs = [_locate(path)[0]]
     seen: dict[str, set[str]] = {"train": set(), "val": set()}
     unrecorded = []
+    datasets: set[str] = set()
     for config in configs:
         # a fine-tuned checkpoint also saw what the checkpoint it started from saw (provenance.init, chained)
         prov = read_json(config).get("provenance") or {}
@@ -544,5 +544,9 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
                     hashes.update(str(h) for h in photos.get(split, []))
             elif data.get("kind") == "forgeries":
                 unrecorded.append((config.parent.name, str(data.get("pool_manifest_sha256", ""))))
+            elif data.get("kind") == "dataset" and data.get("path"):
+                datasets.add(str(data["path"]))
             prov = prov.get("init") or {}
-    return TrainingPhotos(frozenset(seen["train"]), frozenset(seen["val"]), tuple(unrecorded))
+    return TrainingPhotos(
+        frozenset(seen["train"]), frozenset(seen["val"]), tuple(unrecorded), frozenset(datasets)
+    )

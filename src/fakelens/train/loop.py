@@ -46,6 +46,7 @@ from fakelens.data.datasets import (
     DatasetError,
     DetectionDataset,
     OnTheFlyForgeries,
+    Sample,
     Views,
     check_both_classes,
     detect_layout,
@@ -626,6 +627,7 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
         check_both_classes(val, f"validation set ({how})")
     except DatasetError as exc:
         raise DatasetError(f"{exc}; give --val-data, or a dataset with a val split") from None
+    _check_files([*train, *val], cfg.data)
     root = Path(cfg.data)
     base = root if root.is_dir() else root.parent
     info = {
@@ -645,6 +647,29 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
     return _Data(train_set, val_set, True, info)
+
+
+def _check_files(samples: Sequence[Sample], where: str | os.PathLike[str]) -> None:
+    """Every file's first bytes, before the first epoch (nothing is decoded): a run must not die hours in
+    at a text file named .png; all of them are named at once."""
+    from fakelens.io import header_problem
+
+    bad = []
+    for s in samples:
+        try:
+            why = header_problem(s.path)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        if why is not None:
+            bad.append(f"{s.path}: {why}")
+    if bad:
+        more = f"; … ({len(bad)} in all)" if len(bad) > 5 else ""
+        raise DatasetError(
+            f"{len(bad)} file(s) of {os.fspath(where)} cannot be images: "
+            + "; ".join(bad[:5])
+            + more
+            + " — remove them, or list the good files in a manifest"
+        )
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
