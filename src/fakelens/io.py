@@ -472,12 +472,17 @@ def header_problem(path: str | os.PathLike[str]) -> str | None:
         kind = os.stat(path).st_mode
     except FileNotFoundError:
         return "file not found"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
     if stat.S_ISDIR(kind):
         return "is a directory, not an image file"
     if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):  # open() on a FIFO waits for a writer forever
         return f"is {'a named pipe (FIFO)' if stat.S_ISFIFO(kind) else 'a socket'}, not an image file"
-    with open(path, "rb") as f:
-        head = f.read(_SNIFF_BYTES)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as exc:  # permission denied, an I/O error
+        return (exc.strerror or str(exc)).lower()
     if not head:
         return "empty file (0 bytes), not an image"
     if sniff_format(head) is None:

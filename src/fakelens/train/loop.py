@@ -654,14 +654,7 @@ def _check_files(samples: Sequence[Sample], where: str | os.PathLike[str]) -> No
     at a text file named .png; all of them are named at once."""
     from fakelens.io import header_problem
 
-    bad = []
-    for s in samples:
-        try:
-            why = header_problem(s.path)
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-        if why is not None:
-            bad.append(f"{s.path}: {why}")
+    bad = [f"{s.path}: {why}" for s in samples if (why := header_problem(s.path)) is not None]
     if bad:
         more = f"; … ({len(bad)} in all)" if len(bad) > 5 else ""
         raise DatasetError(

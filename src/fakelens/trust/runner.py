@@ -561,15 +561,7 @@ def unreadable_items(items: Sequence[TrustItem]) -> dict[str, str]:
     """The items that cannot be images, by key, with the reason (as ``load_image`` words it, without the
     path): missing files, pipes, and files whose first bytes are no image format we read (a header check:
     nothing is decoded, so this is cheap up front)."""
-    bad: dict[str, str] = {}
-    for item in items:
-        try:
-            why = header_problem(item.path)
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-        if why is not None:
-            bad[item.key] = why
-    return bad
+    return {it.key: why for it in items if (why := header_problem(it.path)) is not None}
 
 
 def run_trust(
