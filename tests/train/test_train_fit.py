@@ -192,7 +192,7 @@ def test_cli_fits_weights_and_threshold(tiny_pool: Path, tmp_path: Path) -> None
     res = runner.invoke(train_app, [*ev, "--threshold", "0.5"])
     assert json.loads(res.stdout)["threshold"] == 0.5
     for extra in (["--weights", "1,1"], ["--threshold", "0.7"]):
-        res = runner.invoke(app, [*args, *extra])
+        res = runner.invoke(app, [*args, *extra, "--overwrite"])
         assert res.exit_code == 2 and "give it without --weights and --threshold" in " ".join(
             res.output.split()
         )
