@@ -398,3 +398,21 @@ def test_init_errors_name_the_problem(tmp_path: Path, folder_data: Path) -> None
     )
     with pytest.raises(ConfigError, match="built with input_size=256; drop --input-size"):
         train(big, progress=False)
+
+
+def test_a_folder_read_through_its_manifest_records_the_manifest_hash(
+    tmp_path: Path, folder_data: Path
+) -> None:
+    from fakelens.io import sha256_file
+
+    rows = ["path,label,split"] + [
+        f"{p.relative_to(folder_data)},{'fake' if p.parent.name == '1_fake' else 'real'},{p.parts[-4]}"
+        for p in sorted(folder_data.rglob("*.png"))
+    ]
+    (folder_data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    res = train(cfg(tmp_path / "run", folder_data, epochs=1, patience=0), progress=False)
+    assert res.best is not None
+    prov = json.loads((res.best / "config.json").read_text())["provenance"]["data"]
+    assert prov["layout"] == "manifest" and prov["manifest_sha256"] == sha256_file(
+        folder_data / "manifest.csv"
+    )

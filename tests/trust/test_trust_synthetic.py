@@ -241,6 +241,19 @@ def test_a_rate_over_few_images_keeps_its_interval_inside_zero_to_one() -> None:
     assert " ± " in _cell(agg["eq_cosine"], metric["eq_cosine"])
 
 
+def test_a_nearly_flat_winner_comes_with_a_caveat() -> None:
+    """Peak/mean 1.3 is under no flag's cut-off, yet hardly a location: the recommendation says so."""
+    recs = [
+        Record("m", img, "rollout", "L", "rotate(10)", "rotate", 10, "black", "eq_cosine", 0.99)
+        for img in ("a.png", "b.png")
+    ] + [
+        Record("m", img, "rollout", "L", "identity", "identity", 0, "black", "peak_to_mean", 1.3)
+        for img in ("a.png", "b.png")
+    ]
+    text = recommend(aggregate(recs), DEFAULT_CRITERIA)["text"]
+    assert "nearly flat (median peak/mean 1.30)" in text
+
+
 def test_equal_methods_tie_and_a_faithfulness_gap_within_noise_is_no_evidence() -> None:
     from fakelens.trust.report import overall_table
 

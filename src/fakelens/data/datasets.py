@@ -46,6 +46,7 @@ __all__ = [
     "Sample",
     "check_both_classes",
     "detect_layout",
+    "dir_manifest",
     "discover",
     "fit_mask",
     "holdout",
@@ -124,7 +125,8 @@ def _ff_root(root: Path) -> Path | None:
     return None
 
 
-def _dir_manifest(root: Path) -> Path | None:
+def dir_manifest(root: Path) -> Path | None:
+    """The ``manifest.csv``/``.jsonl`` a dataset folder is read through, if it has one."""
     for name in ("manifest.csv", "manifest.jsonl"):
         if (root / name).is_file():
             return root / name
@@ -166,7 +168,7 @@ def _detect(p: Path) -> tuple[str, Path]:
         raise DatasetError(
             f"{p} is not a dataset manifest (expected .csv, .jsonl or .json with columns path,label)"
         )
-    mf = _dir_manifest(p)
+    mf = dir_manifest(p)
     if mf is not None:
         return "manifest", mf
     if _ff_root(p) is not None:

@@ -50,6 +50,7 @@ from fakelens.data.datasets import (
     Views,
     check_both_classes,
     detect_layout,
+    dir_manifest,
     discover,
     holdout,
     samples_sha256,
@@ -642,8 +643,9 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
         "train": summarize(train),
         "val": summarize(val),
     }
-    if root.is_file():
-        info["manifest_sha256"] = sha256_file(root)
+    manifest = root if root.is_file() else dir_manifest(root)  # a folder read through its manifest.csv
+    if manifest is not None:
+        info["manifest_sha256"] = sha256_file(manifest)
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
     return _Data(train_set, val_set, True, info)

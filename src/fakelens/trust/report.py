@@ -112,6 +112,10 @@ FAMILY_NOTES = {
 RANGES = {mt.key: (mt.lowest, mt.highest) for metrics in FAMILIES.values() for mt in metrics}
 
 
+NEAR_FLAT_PEAK_TO_MEAN = 1.5
+"""A median peak-to-mean under this (1 = uniform) gets a caveat in the recommendation, flagged flat or not."""
+
+
 def _mean(xs: Sequence[float]) -> float:
     v = [x for x in xs if not math.isnan(x)]
     return float(np.mean(v)) if v else math.nan
@@ -315,6 +319,12 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
     fl = _value(a, "flat_rate")
     if not math.isnan(fl):
         parts.append(f"{_fmt_pct(fl)} of its maps are flat")
+    ptm = _value(a, "peak_to_mean")
+    if 0 < ptm < NEAR_FLAT_PEAK_TO_MEAN:  # under the flat cut-off, but barely a peak: say so
+        parts.append(
+            f"but its maps are nearly flat (median peak/mean {ptm:.2f}): weak evidence of where, whatever "
+            "its other scores"
+        )
     pg, au = _value(a, "pointing_game"), _value(a, "pixel_auroc")
     if not math.isnan(pg):
         parts.append(
