@@ -79,6 +79,18 @@ def test_list_paged_and_delete(service: Service) -> None:
     assert p2["next_offset"] is None
     assert {x["id"] for x in p1["items"] + p2["items"]} == set(ids)
     assert service.client.get("/v1/analyses?limit=0", headers=service.h()).status_code == 422
+    # the cursor: a new analysis between two pages neither repeats nor skips an item
+    newer = service.upload(png_bytes(seed=9), models="tiny-cnn").json()["id"]
+    cursor = p1["next_before"]
+    assert cursor == p1["items"][-1]["id"]
+    p2c = service.client.get(f"/v1/analyses?limit=2&before={cursor}", headers=service.h()).json()
+    assert [x["id"] for x in p2c["items"]] == [x["id"] for x in p2["items"]] and p2c["next_before"] is None
+    assert newer not in {x["id"] for x in p2c["items"]} and p2c["total"] == 1
+    r = service.client.get("/v1/analyses?before=nope", headers=service.h())
+    assert r.status_code == 404
+    r = service.client.get(f"/v1/analyses?before={cursor}", headers=service.h("globex"))
+    assert r.status_code == 404  # another tenant's id is no cursor
+    assert service.client.delete(f"/v1/analyses/{newer}", headers=service.h()).status_code == 204
 
     blobs = service.data_dir / "blobs"
     before = {p.name for p in blobs.glob("??/*")}

@@ -261,16 +261,27 @@ def list_analyses(
     who: Reader,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="An analysis id: only the analyses listed after it (newest first). Pass a page's "
+            "`next_before` to get the next page without skipping or repeating items as new ones arrive.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """The caller's analyses, newest first."""
-    page = state.repo.list(who.tenant_id, limit, offset)
-    nxt = offset + limit if offset + limit < page.total else None
+    """The caller's analyses, newest first (by the time each was stored, then id)."""
+    page = state.repo.list(who.tenant_id, limit, offset, before)
+    if page is None:
+        raise ApiError(404, "not_found", f"no analysis {_shown(before or '')} to list from")
+    more = offset + limit < page.total
     return {
         "items": [analysis_out(r) for r in page.items],
         "total": page.total,
         "limit": limit,
         "offset": offset,
-        "next_offset": nxt,
+        "next_offset": offset + limit if more else None,
+        "next_before": page.items[-1].id if more and page.items else None,
     }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from fakelens.io import FolderLock, sha256_file
 from fakelens.service.analyzer import Draft
@@ -78,15 +78,26 @@ class Repository:
         with self.db.session() as s:
             return s.scalar(_owned(tenant_id, analysis_id))
 
-    def list(self, tenant_id: int, limit: int, offset: int) -> Page:
-        """The tenant's analyses, newest first."""
+    def list(self, tenant_id: int, limit: int, offset: int, before: str | None = None) -> Page | None:
+        """The tenant's analyses, newest first (by commit time, then id); with ``before`` (an analysis id),
+        only those after it in that order — a cursor that neither skips nor repeats items when new analyses
+        arrive between pages. None when ``before`` names no analysis of the tenant."""
         with self.db.session() as s:
-            total = s.scalar(
-                select(func.count()).select_from(Analysis).where(Analysis.tenant_id == tenant_id)
-            )
+            where = [Analysis.tenant_id == tenant_id]
+            if before is not None:
+                anchor = s.scalar(_owned(tenant_id, before))
+                if anchor is None:
+                    return None
+                where.append(
+                    or_(
+                        Analysis.created_at < anchor.created_at,
+                        and_(Analysis.created_at == anchor.created_at, Analysis.id < anchor.id),
+                    )
+                )
+            total = s.scalar(select(func.count()).select_from(Analysis).where(*where))
             rows = s.scalars(
                 select(Analysis)
-                .where(Analysis.tenant_id == tenant_id)
+                .where(*where)
                 .order_by(Analysis.created_at.desc(), Analysis.id.desc())
                 .limit(limit)
                 .offset(offset)

@@ -169,10 +169,13 @@ class AnalysisOut(BaseModel):
 
 class AnalysisPage(BaseModel):
     items: list[AnalysisOut]
-    total: int
+    total: int = Field(description="Analyses in the listing (after `before`, when given).")
     limit: int
     offset: int
     next_offset: int | None
+    next_before: str | None = Field(
+        None, description="The cursor of the next page (`?before=`), stable while new analyses arrive."
+    )
 
 
 class HealthOut(BaseModel):
