@@ -21,6 +21,7 @@ from fakelens.service.db import Analysis
 from fakelens.service.deps import Reader, State, Submitter, charge
 from fakelens.service.errors import ApiError
 from fakelens.service.keys import Principal
+from fakelens.service.middleware import HEAD
 from fakelens.service.report import REPORT_CSP, render_analysis_report
 from fakelens.service.schemas import AnalysisOut, AnalysisPage, ErrorOut, ServiceInfo, utc_iso
 from fakelens.service.state import ServiceState
@@ -408,6 +409,8 @@ async def get_report(state: State, who: Reader, request: Request, analysis_id: s
     headers = {"Content-Security-Policy": REPORT_CSP}
     filename = f"fakelens-report-{row.id}.html"
     sha = row.result.get("files", {}).get("report")
+    if sha is None and request.scope.get(HEAD):  # HEAD is safe: it never starts (or pays for) a render
+        return Response(status_code=200, media_type="text/html; charset=utf-8", headers=headers)
     if sha is None:
         sha = await _rendered_report(state, who, row)
     return _file(state, request, sha, "text/html; charset=utf-8", filename, headers=headers)

@@ -182,6 +182,10 @@ async def _send_json(
     await send({"type": "http.response.body", "body": data})
 
 
+HEAD = "fakelens.head"
+"""Set in the scope of a HEAD request answered as GET, for routes whose GET would start costly work."""
+
+
 class HeadAsGet:
     """``HEAD`` on any route: the ``GET`` answer's status and headers (Content-Length, ETag, type) with no
     body, as RFC 9110 §9.3.2 asks (FastAPI routes declared with ``GET`` alone answer ``HEAD`` with 405)."""
@@ -201,4 +205,4 @@ class HeadAsGet:
                 return
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        await self.app({**scope, "method": "GET", HEAD: True}, receive, headers_only)
