@@ -302,6 +302,27 @@ def _source_name(source: object) -> str:
     return name if isinstance(name, str) else "<stream>"
 
 
+def _open_file(path: str | os.PathLike[str], name: str) -> BinaryIO:
+    """``path`` opened for reading; what cannot be (missing, a folder, a pipe or socket, which ``open()``
+    would wait on forever, no permission) is an :class:`ImageError` saying so."""
+    try:
+        kind = os.stat(path).st_mode
+        if stat.S_ISDIR(kind) and not os.access(path, os.R_OK | os.X_OK):
+            raise ImageError(f"{name}: a folder that cannot be read (permission denied)")
+        if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):
+            what = "a named pipe (FIFO)" if stat.S_ISFIFO(kind) else "a socket"
+            raise ImageError(f"{name}: is {what}, not an image file")
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise ImageError(f"{name}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+
+
 def _read_source(source: ImageSource, name: str) -> bytes:
     """The bytes of ``source``; file-system and stream failures become :class:`ImageError`.
 
@@ -312,23 +333,11 @@ def _read_source(source: ImageSource, name: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, os.PathLike)):
-        try:
-            kind = os.stat(source).st_mode
-            if stat.S_ISDIR(kind) and not os.access(source, os.R_OK | os.X_OK):
-                raise ImageError(f"{name}: a folder that cannot be read (permission denied)")
-            if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):  # open() on a FIFO waits for a writer forever
-                what = "a named pipe (FIFO)" if stat.S_ISFIFO(kind) else "a socket"
-                raise ImageError(f"{name}: is {what}, not an image file")
-            with open(source, "rb") as f:
+        with _open_file(source, name) as f:
+            try:
                 return _read_stream(f, name)
-        except FileNotFoundError:
-            raise ImageError(f"{name}: file not found") from None
-        except IsADirectoryError:
-            raise ImageError(f"{name}: is a directory, not an image file") from None
-        except PermissionError:
-            raise ImageError(f"{name}: permission denied") from None
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+            except OSError as exc:
+                raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
     if not callable(getattr(source, "read", None)):
         raise TypeError(
             f"load_image needs a path, bytes or a binary file object, not {type(source).__name__}"
@@ -469,20 +478,12 @@ def header_problem(path: str | os.PathLike[str]) -> str | None:
     :func:`load_image` would say, without the file's name."""
     name = os.fspath(path)
     try:
-        kind = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "file not found"
-    except OSError as exc:
-        return (exc.strerror or str(exc)).lower()
-    if stat.S_ISDIR(kind):
-        return "is a directory, not an image file"
-    if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):  # open() on a FIFO waits for a writer forever
-        return f"is {'a named pipe (FIFO)' if stat.S_ISFIFO(kind) else 'a socket'}, not an image file"
-    try:
-        with open(path, "rb") as f:
+        with _open_file(path, name) as f:
             head = f.read(_SNIFF_BYTES)
-    except OSError as exc:  # permission denied, an I/O error
-        return (exc.strerror or str(exc)).lower()
+    except ImageError as exc:
+        return str(exc).removeprefix(f"{name}: ")
+    except OSError as exc:  # an I/O error while reading
+        return f"cannot read file ({exc.strerror or exc})"
     if not head:
         return "empty file (0 bytes), not an image"
     if sniff_format(head) is None:

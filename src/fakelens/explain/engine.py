@@ -53,8 +53,8 @@ def method_names() -> list[str]:
 def class_agnostic(method: str) -> bool:
     """Whether a method's map ignores the explained target (Eigen-CAM, raw attention, rollout): it shows
     where the model is active, not evidence for one class."""
-    factory = CAMS.get(method) if method in CAMS else EXPLAINERS.get(method)
-    return bool(getattr(factory, "class_agnostic", False))
+    factory = CAMS.get(method) if method in CAMS else EXPLAINERS.get(method) if method in EXPLAINERS else None
+    return bool(getattr(factory, "class_agnostic", False))  # a name not registered (an old analysis): no
 
 
 def check_methods(methods: Sequence[str]) -> None:

@@ -327,14 +327,6 @@ def embed_size(h: int, w: int, max_side: int) -> tuple[int, int]:
     return fit_size(h, w, min(LONG_CAP * max_side, max(max_side, side)))
 
 
-def _agnostic(method: str) -> bool:
-    """Whether ``method``'s map ignores the target (where the model is active, not evidence for fake)."""
-    try:
-        return class_agnostic(method)
-    except Exception:  # a method this version does not know (a stored analysis): class-specific
-        return False
-
-
 AGNOSTIC_NOTE = "class-agnostic: where the model is active, not evidence for fake"
 
 
@@ -359,7 +351,7 @@ def _heatmap_tile(
     return (
         f"<div class='tile'><img alt='{_e(alt)}' src='{uri}'>"
         f"<div class='cap' title='{_e(title)}'><b>{_e(method)}</b>{_grade_pill(h.robustness)}</div>"
-        + (f"<div class='agnostic'>{AGNOSTIC_NOTE}</div>" if _agnostic(method) else "")
+        + (f"<div class='agnostic'>{AGNOSTIC_NOTE}</div>" if class_agnostic(method) else "")
         + (f"<div class='small muted'>peak/mean {_e(peak)}</div>" if h.robustness is None else "")
         + f"{_badge_html(h.robustness)}</div>"
     )
@@ -367,7 +359,7 @@ def _heatmap_tile(
 
 def _colour_words(methods: Sequence[str]) -> str:
     """What the overlays' colour means, true of the methods shown (class-agnostic ones included)."""
-    agnostic = [m for m in methods if _agnostic(m)]
+    agnostic = [m for m in methods if class_agnostic(m)]
     if not agnostic:
         return "colour = evidence for <b>fake</b>"
     listed = ", ".join(_e(m) for m in agnostic)
@@ -450,9 +442,9 @@ def _regions_section(
     if regions is None:
         return ""
     size = embed_size(image.height, image.width, max_side)
-    pic = regions.picture(shrink_image(image, size)) if size == regions.labels.shape else None
+    small = shrink_image(image, size)
+    pic = regions.picture(small) if size == regions.labels.shape else None
     if pic is None:
-        small = shrink_image(image, size)
         lab = np.asarray(Image.fromarray(regions.labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
         pic = FaceRegions(regions.faces, lab).picture(small)
     if verdicts:
@@ -663,7 +655,7 @@ def _image_section(
 
 def _heatmaps_heading(methods: Sequence[str]) -> str:
     """The heatmaps' heading, true of the methods shown: class-agnostic maps are no evidence for fake."""
-    agnostic = [m for m in methods if _agnostic(m)]
+    agnostic = [m for m in methods if class_agnostic(m)]
     if not agnostic:
         return "Heatmaps: where each model sees evidence for fake"
     if len(agnostic) == len(methods):
@@ -893,7 +885,7 @@ def render_report(
             cmap,
             any(r is not None for r in regs),
             bool(analyses) and analyses[0].calibrated,
-            [m for m in methods if _agnostic(m)],
+            [m for m in methods if class_agnostic(m)],
         )
         + "<footer>Generated offline by fakelens; this file contains no scripts and loads nothing from the "
         "network. Heatmaps explain what the models respond to; they are evidence for an analyst to weigh, "

@@ -12,6 +12,7 @@ the methods per metric family and writes the recommendation, tables, plots and t
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -180,13 +181,7 @@ def discover_items(
     # --masks naming a folder of --images itself means masks beside the images (x.jpg, x_mask.png)
     beside = mask_root is None or any(Path(p).resolve() == mask_root for p in images)
     found: list[tuple[Path, Path | None]] = []
-    indexes: dict[Path, dict[str, Path]] = {}
-
-    def index(folder: Path) -> dict[str, Path]:
-        if folder not in indexes:
-            indexes[folder] = _mask_index(folder)
-        return indexes[folder]
-
+    index = functools.cache(_mask_index)  # each folder listed once
     for p in paths:
         if beside:
             found.append((p, _find_mask(p.stem, index(p.parent), same_stem=False)))
