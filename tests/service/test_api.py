@@ -619,3 +619,23 @@ def test_every_error_code_the_service_can_answer_is_in_the_schema_enum() -> None
     )
     used |= set(re.findall(r'\d{3}: "(\w+)"', src))  # the status → code map
     assert used and used <= set(typing.get_args(ErrorCode)), used - set(typing.get_args(ErrorCode))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/v1/analyses", "GET, HEAD, POST"),
+        ("PUT", "/v1/analyses/abc", "DELETE, GET, HEAD"),
+        ("POST", "/v1/info", "GET, HEAD"),
+        ("POST", "/", "GET, HEAD"),
+    ],
+)
+def test_405_allow_lists_every_method_of_the_path(
+    service: Service, method: str, path: str, allow: str
+) -> None:
+    r = service.client.request(method, path, headers=service.h())
+    assert r.status_code == 405 and r.headers["allow"] == allow
+    assert r.json()["error"] == {
+        "code": "method_not_allowed",
+        "message": f"{method} is not allowed on {path}; allowed: {allow}",
+    }

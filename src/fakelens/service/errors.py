@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fakelens.errors import FakelensError, ImageError
 from fakelens.io import sniff_format
 
-__all__ = ["ApiError", "error_body", "image_error", "install_handlers"]
+__all__ = ["ApiError", "allowed_methods", "error_body", "image_error", "install_handlers"]
 
 log = logging.getLogger("fakelens.service")
 
@@ -58,6 +59,21 @@ def image_error(exc: ImageError, data: bytes) -> ApiError:
     return ApiError(422, "invalid_image", message)
 
 
+def allowed_methods(routes: Iterable[Any], path: str) -> list[str]:
+    """Every method some route serves at ``path`` (RFC 9110 §15.5.6: a 405 lists them all in ``Allow``;
+    Starlette names only the first route's). Included routers are walked; GET implies HEAD (``HeadAsGet``)."""
+    methods: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI's wrapper of an included router
+        if inner is not None:
+            methods.update(allowed_methods(inner.routes, path))
+        elif getattr(route, "methods", None) and route.path_regex.match(path):
+            methods.update(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def _plain(msg: str) -> str:
     """A validation message without the framework's internals (a text field where a file belongs)."""
     if "Expected UploadFile" in msg:
@@ -73,11 +89,14 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        message = str(exc.detail)
+        if exc.status_code == 405:
+            headers["Allow"] = allow = ", ".join(allowed_methods(app.routes, request.url.path))
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {allow}"
+        return JSONResponse(error_body(code, message), exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
