@@ -145,3 +145,24 @@ def test_crop_photo_keeps_faces_in_frame() -> None:
         assert faces[0].inside(64, 64) and 0.3 < faces[0].size / 64 < 0.6
         _, mask = make_recipe("self_blend")(crop, np.random.default_rng(seed), faces=faces)
         assert mask.any()
+
+
+def test_a_donor_face_is_never_the_target_face(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group photo may give its other face as donor, never the face being replaced (a self-swap)."""
+    from types import SimpleNamespace
+
+    from fakelens.data.faces import template_landmarks
+    from fakelens.data.pool import PoolEntry
+    from fakelens.forgery import dataset
+
+    boxes = [(40.0, 40.0, 120.0, 130.0), (200.0, 60.0, 280.0, 150.0)]
+    faces = [Face(box=b, landmarks=template_landmarks(b)) for b in boxes]
+    entry = PoolEntry("group.png", "test", "test", "CC0-1.0", "0" * 64, 320, 200, faces)
+    monkeypatch.setattr(dataset, "_load", lambda *_: (np.zeros((200, 320, 3), np.uint8), 1.0))
+    cfg = SimpleNamespace(size=128, pool_dir="")
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        _, _, _, target = dataset._pick(rng, [entry], True, cfg)  # type: ignore[arg-type]
+        assert target is not None
+        _, _, _, donor = dataset._pick(rng, [entry], True, cfg, (entry.path, target))  # type: ignore[arg-type]
+        assert donor is not None and donor.box != target.box

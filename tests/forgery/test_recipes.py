@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import forgery_helpers as helpers
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image
 
 from fakelens.data.faces import Face
 from fakelens.errors import ConfigError, ImageError, UnknownNameError
 from fakelens.forgery import RECIPES, decode, encode_pair, make_recipe, parse_recipes, recipe_specs
 from fakelens.forgery.dataset import mask_to_png
+from fakelens.forgery.recipes import MIN_CHANGE
 
 SPECS = recipe_specs()
 
@@ -194,3 +197,32 @@ def test_mask_png_keeps_every_touched_pixel() -> None:
     with Image.open(io.BytesIO(mask_to_png(m))) as im:
         q = np.asarray(im)
     assert q.tolist() == [[0, 1, 128, 255]]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_grey_photo_gets_a_grey_fake(spec: str) -> None:
+    grey = np.repeat(helpers.coffee_odd().mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    donor = helpers.astronaut128()[0]  # a colour donor must not bring its colour
+    for seed in range(4):
+        fake = make_recipe(spec).apply(grey, np.random.default_rng(seed), donor=donor).fake
+        assert int(np.ptp(fake.astype(np.int16), axis=2).max()) == 0, f"{spec}, seed {seed}"
+
+
+@pytest.mark.parametrize("spec", ["resample:median", "upsample:regional", "double_jpeg"])
+def test_a_draw_that_changes_nothing_is_drawn_again(spec: str) -> None:
+    """A smooth photo: the first draws may leave the region as it was; what is returned is a real change."""
+    img = cv2.GaussianBlur(cv2.resize(skimage.data.astronaut(), (128, 128)), (0, 0), 2.0)
+    for seed in range(6):
+        f = make_recipe(spec).apply(img, np.random.default_rng(seed))
+        core = f.mask >= 0.5 * f.mask.max()
+        change = np.abs(f.fake.astype(int) - img.astype(int)).max(axis=2)[core].mean()
+        assert change >= MIN_CHANGE, f"{spec}, seed {seed}: {change:.2f} grey levels"
+
+
+def test_upsampling_an_odd_sized_image_shifts_nothing() -> None:
+    """Down(½) then Up(2) of a ramp 65 px wide: the error is the same at both edges (no stretch)."""
+    ramp = np.tile(np.linspace(0, 255, 65).astype(np.uint8)[None, :, None], (65, 1, 3))
+    for seed in range(6):
+        f = make_recipe("upsample:global").apply(ramp, np.random.default_rng(seed))
+        err = (f.fake.astype(np.float32) - ramp).mean(axis=(0, 2))
+        assert abs(err[2:6].mean() - err[-6:-2].mean()) < 0.5, f"seed {seed}: {err[2:6]} vs {err[-6:-2]}"

@@ -182,9 +182,14 @@ def _big_faces(entry: PoolEntry, scale: float, size: int) -> list[Face]:
 
 
 def _pick(
-    rng: np.random.Generator, cands: list[PoolEntry], want_face: bool, cfg: _Config
-) -> tuple[PoolEntry, np.ndarray, list[Face], bool]:
-    """Draw a photo and crop it (face-centred when asked and possible): (entry, crop, faces, centred)."""
+    rng: np.random.Generator,
+    cands: list[PoolEntry],
+    want_face: bool,
+    cfg: _Config,
+    avoid: tuple[str, Face] | None = None,
+) -> tuple[PoolEntry, np.ndarray, list[Face], Face | None]:
+    """Draw a photo and crop it, face-centred when asked and possible (never on ``avoid``, a face of
+    a photo: a donor is another face): (entry, crop, faces in the crop, the face centred on or None)."""
     face_cands = [e for e in cands if any(_usable(f, e, cfg.size) for f in e.faces)]
     use_face = want_face and bool(face_cands)
     pool = face_cands if use_face else cands
@@ -193,10 +198,14 @@ def _pick(
     faces = [f.transformed(s, 0, 0) for f in entry.faces]
     centre = None
     if use_face:
-        big = _big_faces(entry, s, cfg.size)
+        big = [
+            f
+            for f in _big_faces(entry, s, cfg.size)
+            if avoid is None or (entry.path, f.box) != (avoid[0], avoid[1].box)
+        ]
         centre = big[int(rng.integers(len(big)))] if big else None
     crop, inside = crop_photo(img, faces, rng, cfg.size, centre)
-    return entry, crop, inside, centre is not None and bool(inside)
+    return entry, crop, inside, centre if centre is not None and inside else None
 
 
 def _make(index: int) -> Sample:
@@ -207,19 +216,20 @@ def _make(index: int) -> Sample:
     spec = cfg.recipes[index % len(cfg.recipes)]
     recipe: Recipe = _STATE["recipes"][spec]
     want_face = recipe.uses_faces and rng.random() < cfg.face_prob
-    entry, real, faces, centred = _pick(rng, entries, want_face, cfg)
+    entry, real, faces, centre = _pick(rng, entries, want_face, cfg)
     split = splits[entry.path]
     donor = donor_faces = None
     if recipe.uses_donor:
         # Donors come from the same split. A face target takes a face donor, from any photo of the split
         # (another person of the same group photo included); other targets prefer another photo group.
         same = [e for e in entries if splits[e.path] == split]
-        if centred:
+        if centre is not None:
             many = sum(_usable(f, entry, cfg.size) for f in entry.faces) >= 2
             cands = [e for e in same if e.path != entry.path or many] or same
         else:
             cands = [e for e in same if e.group != entry.group] or same
-        donor_entry, donor, donor_faces, _ = _pick(rng, cands, centred, cfg)
+        avoid = None if centre is None else (entry.path, centre)
+        donor_entry, donor, donor_faces, _ = _pick(rng, cands, centre is not None, cfg, avoid)
     forgery = recipe.apply(
         real, rng, faces=faces if recipe.uses_faces else None, donor=donor, donor_faces=donor_faces
     )
