@@ -246,3 +246,33 @@ def test_tile_meta_is_merged_per_tile() -> None:
     assert ro["grid"] == list(det.token_layout.grid(det.input_spec.size))  # what every chunk agrees on
     found = {(rec["tile"], rec["token_index"]) for rec in ro["artifact_tokens"] if rec["layer"] == 0}
     assert {(t, j) for t in range(n)} <= found and {rec["image"] for rec in ro["artifact_tokens"]} == {0}
+
+
+class _OffsetBrightness(torch.nn.Module):
+    """Fake log-odds = mean brightness − ½: zeroing the feature drops the score by the tile's brightness,
+    however undecided the tile is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.AvgPool2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x.mean(1, keepdim=True)).mean((1, 2, 3)) - 0.5
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def test_ablationcam_weighs_tiles_by_the_images_score_not_their_own() -> None:
+    """AblationCAM divides the drop by |y|: per tile, an undecided tile (y ≈ 0) would swamp the decisive
+    one. Stitched, the drops are divided by the image's |ȳ|, so the tiles keep the drops' proportions."""
+    det = Detector(
+        _OffsetBrightness(),
+        input_spec=InputSpec(size=(32, 32), mean=(0.0,) * 3, std=(1.0,) * 3, mode="native"),
+        cam_layers=("net.features",),
+    )
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:, :32] = 242  # y = +0.45 in the left tile, drop 0.95
+    img[:, 32:] = 128  # y = +0.002 in the right one, drop 0.50
+    [r] = explain_images(det, [Image.fromarray(img)], ["ablationcam"], max_tiles=2)
+    m = r.map("ablationcam")
+    ratio = float(m[:, 40:].mean() / m[:, :24].mean())
+    assert ratio == pytest.approx((0.50 * 0.50) / (0.95 * 0.95), rel=0.05)  # drop × activation

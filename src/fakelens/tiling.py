@@ -83,6 +83,12 @@ def stitch(
     raws = torch.cat([p.raw for p in parts]).float()
     if raws.shape[0] != len(geometries):
         raise ValueError(f"{raws.shape[0]} tile maps for {len(geometries)} tiles")
+    tile_scores = torch.cat([p.scores for p in parts]).float()
+    if parts[0].meta.get("relative_to_score"):
+        # each tile's map was divided by its own |score| (AblationCAM): divide by the image's instead, or
+        # an undecided tile (score near 0) is blown up over the decisive ones
+        scale = tile_scores.abs() / tile_scores.mean().abs().clamp_min(1e-12)
+        raws = raws * scale.to(raws)[:, None, None]
     h0, w0 = geometries[0].original_size
     canvas = raws.new_zeros(2, h0, w0)  # signed, ReLU'd
     weight = raws.new_zeros(h0, w0)
@@ -96,7 +102,7 @@ def stitch(
     (ih, iw), (rh, rw) = geometries[0].input_size, raws.shape[-2:]
     coarse = (max(1, round(h0 * rh / ih)), max(1, round(w0 * rw / iw)))
     raw = F.adaptive_avg_pool2d(canvas[:1][None], coarse)[0]
-    scores = torch.cat([p.scores for p in parts]).float().mean()[None]
+    scores = tile_scores.mean()[None]
     first = parts[0]
     meta = _merged_meta(parts)
     meta["tiling"] = {

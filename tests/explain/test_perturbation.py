@@ -940,3 +940,23 @@ def test_errors_name_the_method() -> None:
 def test_count_options_are_checked_at_construction(option: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"^{option} must be an integer >= 1 or None, got "):
         pert.ScoreCAM(**{option: value})  # type: ignore[arg-type]
+
+
+def test_scorecam_softmax_top_k_gives_left_out_channels_no_weight() -> None:
+    """With ``weights="softmax"``, channels ``top_k`` left out must not share the softmax: the map lies in
+    the span of the evaluated channels' activations. A ``top_k`` covering every channel is exact."""
+    from fakelens.explain import capture
+
+    det = create_model("tiny-cnn")
+    x = model_input(det, 2)
+    layer = det.cam_layers[0]
+    e = _run(det, x, "scorecam", weights="softmax", top_k=4)
+    acts = capture(det, x, [layer], gradients=False).activations[layer].float()
+    mass = acts.flatten(2).abs().sum(-1)
+    for b in range(2):
+        kept = acts[b][mass[b].topk(4).indices].flatten(1).T  # (hw, 4)
+        target = e.raw[b].flatten()[:, None]
+        fit = kept @ torch.linalg.lstsq(kept, target).solution
+        assert float((fit - target).norm() / target.norm()) < 1e-4
+    every = _run(det, x, "scorecam", top_k=acts.shape[1])
+    assert every.meta["exact"] is True and e.meta["exact"] is False

@@ -882,8 +882,8 @@ class ScoreCAM(Perturbation):
     (``meta["channels_repeated"]`` counts the others); with ``linear_stem`` (default, eager forwards) the
     first convolution of all masked inputs is one matrix product (:class:`LinearStem`;
     ``meta["linear_stem_forwards"]`` counts the forwards that used it). Budget: ``top_k`` evaluates only
-    the channels of largest ``Σ|A^k|``; the others get the baseline score (``w = 0``), like constant
-    channels; ``exact`` is false.
+    the channels of largest ``Σ|A^k|``; the others get ``w = 0`` (left out of the softmax too); ``exact``
+    is false unless ``top_k`` covers every channel.
     """
 
     name = "scorecam"
@@ -969,9 +969,9 @@ class ScoreCAM(Perturbation):
         for name in layers:
             acts = grids[name]
             flat = acts.flatten(2)
-            active = (flat.amax(-1) - flat.amin(-1)) > 0
-            constant.append([acts.shape[1] - v for v in _per_image(active)])
-            active = _top_k_mask(active, flat.abs().sum(-1), self.top_k)
+            varying = (flat.amax(-1) - flat.amin(-1)) > 0
+            constant.append([acts.shape[1] - v for v in _per_image(varying)])
+            active = _top_k_mask(varying, flat.abs().sum(-1), self.top_k)
             used.append(_per_image(active))
             total = acts.shape[1]
             ch_scores = fill_score[:, None].repeat(1, acts.shape[1])
@@ -1010,8 +1010,8 @@ class ScoreCAM(Perturbation):
                 )
                 rep_scores[sl] = runner.score(inp)
             ch_scores[every[:, 0], every[:, 1]] = rep_scores[rep_of]
-            if self.weights == "softmax":
-                w = torch.softmax(ch_scores, dim=1)
+            if self.weights == "softmax":  # channels top_k left out get no share of the softmax
+                w = torch.softmax(ch_scores.masked_fill(varying & ~active, float("-inf")), dim=1)
             else:
                 w = ch_scores - fill_score[:, None]
             raws.append(torch.einsum("bc,bchw->bhw", w, acts))
@@ -1025,7 +1025,7 @@ class ScoreCAM(Perturbation):
             "channels_repeated": repeated[0] if len(repeated) == 1 else repeated,
             "weights": self.weights,
             "fill": self.fill,
-            "exact": self.top_k is None,
+            "exact": self.top_k is None or self.top_k >= max(grids[n].shape[1] for n in layers),
             "linear_stem_forwards": stem_forwards,
         }
         return fuse_layers(raws), meta
@@ -1161,7 +1161,9 @@ class AblationCAM(Perturbation):
 
     (paper and pytorch-grad-cam divide by ``y``; with a signed target such as the fake log-odds, dividing
     by a negative ``y`` would flip every weight, so we divide by ``|y|`` — identical when ``y > 0``;
-    ``relative=False`` gives the plain drop ``y − y_{A^k=0}``). For token layers only *patch* tokens are
+    ``relative=False`` gives the plain drop ``y − y_{A^k=0}``; ``meta["relative_to_score"]`` tells
+    :func:`fakelens.tiling.stitch` to divide a tiled image's maps by the image's ``|ȳ|``, not each tile's
+    own). For token layers only *patch* tokens are
     ablated; class and register tokens keep their values (pytorch-grad-cam zeroes the channel in every token
     and, for layers whose output is not ≥ 0, writes ``min − 1e7`` instead of 0; we always write 0 as the
     paper does).
@@ -1208,7 +1210,7 @@ class AblationCAM(Perturbation):
         zero: list[list[int]] = []
         modes: list[str] = []
         scores = probs = x.new_empty(0)
-        total = 0
+        total = widest = 0
         for name in layers:
             layer = detector.layer(name)
             probe = self.batch_size is None and x.device.type == "cuda"
@@ -1235,6 +1237,7 @@ class AblationCAM(Perturbation):
             active = _top_k_mask(active, grid.flatten(2).abs().sum(-1), self.top_k)
             used.append(_per_image(active))
             total = grid.shape[1]
+            widest = max(widest, total)
             runner.planned = runner.forwards + runner.partial_forwards + int(active.sum())
 
             def ablated(
@@ -1271,7 +1274,8 @@ class AblationCAM(Perturbation):
             "channels_zero": zero[0] if len(zero) == 1 else zero,
             "shortcut": modes[0] != "full" if len(modes) == 1 else [m != "full" for m in modes],
             "shortcut_mode": modes[0] if len(modes) == 1 else modes,
-            "exact": self.top_k is None,
+            "exact": self.top_k is None or self.top_k >= widest,
+            "relative_to_score": self.relative,
         }
         return fuse_layers(raws), meta
 
