@@ -477,6 +477,14 @@ def test_find_artifact_tokens_flags_the_planted_outlier_only() -> None:
     assert records[0]["norm_ratio"] > 10
     flags, _ = artifact_flags(torch.ones(2, 10), 1)  # zero MAD: nothing is an outlier
     assert not flags.any()
+    # an even count takes the mean of the middle values (median 2, MAD 1: nothing above 8), not the lower
+    flags, _ = artifact_flags(torch.tensor([[5.0, 1, 1, 3, 3]]), 1)
+    assert not flags.any()
+    # a token whose embedding was already that far out did not grow into an outlier: not an artifact
+    embedded = torch.ones(2, prefix + 24)
+    embedded[1, prefix + 13] = 20.0
+    grown = find_artifact_tokens(tokens, prefix, grid, embedded=embedded[..., None])
+    assert grown == [] and find_artifact_tokens(tokens, prefix, grid, embedded=torch.ones(2, prefix + 24, 1))
 
 
 def _attend_to_channel(det: Detector, ch: int = 5, gain: float = 8.0, first: int = 0) -> None:
@@ -556,9 +564,9 @@ def test_register_model_maps_the_attended_patch_to_its_cell(cell: tuple[int, int
     assert det.token_layout is not None and det.token_layout.num_prefix_tokens == 5
     x = _planted_patch_input(cell)
     for method in ("attention", "rollout", "gradattn"):
-        # the planted patch is high-norm, so it is flagged as an artifact: keep it unmasked here
-        raw, _ = _run(det, x, method, artifacts="none")
-        assert raw.shape == (2, 6, 8)
+        # the planted patch's embedding is already high-norm: evidence, not an artifact, so never masked
+        raw, meta = _run(det, x, method)
+        assert raw.shape == (2, 6, 8) and meta["artifact_tokens"] == []
         for i in range(2):
             assert divmod(int(raw[i].flatten().argmax()), 8) == cell, method
     # the core engine's token-grid maps: channel 5 of the last block's normed input peaks at the patch

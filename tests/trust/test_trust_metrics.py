@@ -223,3 +223,20 @@ def test_ssim() -> None:
     a = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(1))
     assert M.ssim(a, a).tolist() == pytest.approx([1.0, 1.0])
     assert float(M.ssim(a[:1], torch.rand(1, 16, 16))[0]) < 0.5
+
+
+def test_relevance_rank_accuracy_does_not_reward_a_flat_map_for_where_g_lies() -> None:
+    flat = torch.zeros(1, 8, 8)
+    top, bottom = torch.zeros(1, 8, 8, dtype=torch.bool), torch.zeros(1, 8, 8, dtype=torch.bool)
+    top[0, 0], bottom[0, -1] = True, True
+    assert float(M.relevance_rank_accuracy(flat, top)[0]) == pytest.approx(8 / 64)
+    assert float(M.relevance_rank_accuracy(flat, bottom)[0]) == pytest.approx(8 / 64)
+    # a tie only at the K-th value: 6 pixels above it in G, 2 places left for 4 tied pixels, 1 of them in G
+    s = torch.zeros(1, 8, 8)
+    s[0, 0, :6], s[0, 1, :4] = 2.0, 1.0
+    g = top.clone()
+    g[0, 0, 6:], g[0, 1, 0] = False, True
+    g[0, 2, :2] = True  # K = 9: 6 above, 3 places among the 4 ties (1 in G), the zeros never reached
+    assert float(M.relevance_rank_accuracy(s, g)[0]) == pytest.approx((6 + 3 * 1 / 4) / 9)
+    nan = torch.full((1, 8, 8), math.nan)
+    assert float(M.relevance_rank_accuracy(nan, top)[0]) == pytest.approx(8 / 64)

@@ -64,8 +64,9 @@ class AttentionSink:
 
     ``attentions[l]``: ``(B, H, N, N)`` post-softmax attention of block ``l`` (``(B, N, N)`` with
     ``mean_heads``), kept in the autograd graph with ``keep_graph``; ``norms[l]``: ``(B, N)`` L2 norms of
-    block ``l``'s output tokens (the keys block ``l + 1`` reads); ``outputs[l]``: block ``l``'s output tokens
-    ``(B, N, C)`` (only with ``keep_outputs``).
+    block ``l``'s output tokens (the keys block ``l + 1`` reads); ``embedding_norms``: those of block 0's
+    input (the embedded patches); ``outputs[l]``: block ``l``'s output tokens ``(B, N, C)`` (only with
+    ``keep_outputs``).
     """
 
     def __init__(self, depth: int, *, keep_graph: bool, mean_heads: bool = False, keep_outputs: bool = False):
@@ -78,6 +79,7 @@ class AttentionSink:
         self.attentions: list[Tensor | None] = [None] * depth
         self.norms: list[Tensor | None] = [None] * depth
         self.outputs: list[Tensor | None] = [None] * depth
+        self.embedding_norms: Tensor | None = None
         self.path = ""
 
     def attention(self, layer: int, a: Tensor) -> None:
@@ -88,6 +90,10 @@ class AttentionSink:
         if not self.keep_graph:
             a = a.detach()
         self.attentions[layer] = a.mean(1) if self.mean_heads else a
+
+    def block_input(self, layer: int, tokens: Tensor) -> None:
+        if layer == 0:
+            self.embedding_norms = tokens.detach().float().norm(dim=-1)
 
     def block_output(self, layer: int, tokens: Tensor) -> None:
         self.norms[layer] = tokens.detach().float().norm(dim=-1)
@@ -157,6 +163,13 @@ class ViTFamily:
                     sink.block_output(i, t)
 
             stack.callback(block.register_forward_hook(post).remove)
+
+        def pre(module: nn.Module, args: tuple[Any, ...]) -> None:
+            t = _first_tensor(args)
+            if t is not None:
+                sink.block_input(0, t)
+
+        stack.callback(self.blocks[0].register_forward_pre_hook(pre).remove)
         return self.install_attention(stack, sink, in_graph=in_graph, fused=fused)
 
     def install_attention(
@@ -567,7 +580,8 @@ class AttentionCapture:
     ``attentions[l]``: ``(B, H, N, N)`` (``(B, N, N)`` if heads were averaged); ``gradients[l]``: ``∂y/∂A_l``,
     same shape, or None; ``norms``: ``(L, B, N)`` norms of every block's output tokens; ``scores``: the
     explained score ``(B,)``; ``layers``: the attention modules' paths; ``path``: how attention was captured;
-    ``first_layer``: the block index of ``attentions[0]`` when only later blocks were kept.
+    ``first_layer``: the block index of ``attentions[0]`` when only later blocks were kept;
+    ``embedding_norms``: ``(B, N)`` norms of the tokens block 0 reads.
     """
 
     logits: Tensor
@@ -581,6 +595,7 @@ class AttentionCapture:
     path: str
     gradients: list[Tensor] | None = None
     first_layer: int = 0
+    embedding_norms: Tensor | None = None
 
 
 @contextmanager
@@ -634,6 +649,7 @@ def capture_attention(
         logits=logits.detach(),
         attentions=attns,
         norms=torch.stack(sink.norms),  # type: ignore[arg-type]
+        embedding_norms=sink.embedding_norms,
         scores=score.detach(),
         input_hw=input_hw,
         family=family.name,
@@ -649,20 +665,38 @@ def capture_attention(
 
 
 def artifact_flags(
-    norms: Tensor, num_prefix_tokens: int, *, k: float = 6.0, min_ratio: float = 2.0
+    norms: Tensor,
+    num_prefix_tokens: int,
+    *,
+    k: float = 6.0,
+    min_ratio: float = 2.0,
+    embedded: Tensor | None = None,
+    growth: float = 2.0,
 ) -> tuple[Tensor, Tensor]:
-    r"""Flag high-norm outlier patch tokens: ``‖z‖ > median + k·MAD`` and ``‖z‖ > min_ratio·median``.
+    r"""Flag high-norm outlier patch tokens: ``‖z‖ > median + k·MAD`` and ``‖z‖ > min_ratio·median``, and,
+    given the embedded tokens' norms, a ratio ``‖z‖/median`` at least ``growth`` times the token's own ratio
+    among the embeddings.
 
-    ``norms`` ``(..., N)`` token norms; median and MAD (``median |‖z‖ − median|``, unscaled) are taken over
-    the patch tokens of each row; prefix tokens (class, registers — high-norm by design) are never flagged.
-    The ratio guard keeps a very tight norm distribution (tiny MAD) from flagging ordinary tokens; Darcet et
-    al. report artifacts at about 10× the median norm. Returns ``(flags (..., N) bool, ratio ‖z‖/median)``.
+    ``norms`` ``(..., N)`` token norms (``(L, B, N)``: every block's output); ``embedded`` ``(B, N)``: the
+    norms of the tokens the first block reads. Median and MAD (``median |‖z‖ − median|``, unscaled; even
+    counts take the mean of the two middle values) are taken over the patch tokens of each row; prefix
+    tokens (class, registers — high-norm by design) are never flagged. The ratio guard keeps a very tight
+    norm distribution (tiny MAD) from flagging ordinary tokens; Darcet et al. report artifacts at about 10×
+    the median norm, *grown inside the network* in low-information patches: a patch whose embedding is
+    already an outlier (a high-contrast patch) carries that norm through the residual stream and is
+    evidence, not an artifact, so ``growth`` spares it. Returns ``(flags (..., N) bool, ratio ‖z‖/median)``.
     """
-    patches = norms[..., num_prefix_tokens:]
-    med = patches.median(dim=-1, keepdim=True).values
-    mad = (patches - med).abs().median(dim=-1, keepdim=True).values
-    ratio = norms / med.clamp_min(torch.finfo(norms.dtype).tiny)
-    flags = (norms > med + k * mad) & (ratio > min_ratio)
+
+    def ratio_of(n: Tensor) -> tuple[Tensor, Tensor]:
+        patches = n[..., num_prefix_tokens:]
+        med = patches.quantile(0.5, dim=-1, keepdim=True)
+        mad = (patches - med).abs().quantile(0.5, dim=-1, keepdim=True)
+        return n / med.clamp_min(torch.finfo(n.dtype).tiny), med + k * mad
+
+    ratio, bound = ratio_of(norms)
+    flags = (norms > bound) & (ratio > min_ratio)
+    if embedded is not None:
+        flags &= ratio > growth * ratio_of(embedded.to(norms))[0]
     flags[..., :num_prefix_tokens] = False
     return flags, ratio
 
@@ -698,11 +732,17 @@ def find_artifact_tokens(
     *,
     k: float = 6.0,
     min_ratio: float = 2.0,
+    embedded: Tensor | None = None,
+    growth: float = 2.0,
 ) -> list[dict[str, Any]]:
-    """Artifact tokens of each layer's tokens ``(B, N, C)`` (see :func:`artifact_flags`), as records
-    ``{layer, image, token_index, grid_yx, norm_ratio}``; ``token_index`` counts the prefix tokens."""
+    """Artifact tokens of each layer's tokens ``(B, N, C)`` (see :func:`artifact_flags`; ``embedded``: the
+    tokens ``(B, N, C)`` the first layer read), as records ``{layer, image, token_index, grid_yx,
+    norm_ratio}``; ``token_index`` counts the prefix tokens."""
     if not tokens:
         return []
     norms = torch.stack([t.detach().float().norm(dim=-1) for t in tokens])
-    flags, ratio = artifact_flags(norms, num_prefix_tokens, k=k, min_ratio=min_ratio)
+    base = None if embedded is None else embedded.detach().float().norm(dim=-1)
+    flags, ratio = artifact_flags(
+        norms, num_prefix_tokens, k=k, min_ratio=min_ratio, embedded=base, growth=growth
+    )
     return artifact_records(flags, ratio, num_prefix_tokens, grid)

@@ -11,9 +11,10 @@ Artifact tokens (Darcet et al., ICLR 2024): for each block ``l``, patch tokens o
 outlier (:func:`~fakelens.explain.attention.artifact_flags`, ``median + k·MAD``) are reported in
 ``Explanation.meta["artifact_tokens"]`` as ``{layer: l, image, token_index, grid_yx, norm_ratio}``; with
 ``artifacts="mask"`` (the default) their *columns* in the attention of block ``l + 1`` — the block that reads
-them as keys — are zeroed (rows renormalised where the matrix is stochastic) before aggregation. The patch
-embeddings themselves are never flagged: a high-norm embedding is a high-contrast input patch, not a
-repurposed token. Masking is
+them as keys — are zeroed (rows renormalised where the matrix is stochastic) before aggregation. A token
+must also have *grown* an outlier inside the network (its norm ratio at least twice its embedding's): a
+high-norm embedding is a high-contrast input patch whose norm the residual stream carries to every block,
+evidence rather than a repurposed token, so it is never flagged. Masking is
 the default because such tokens carry global, not local, information and show as isolated spikes unrelated to
 the image region; the records say what was masked, and on models whose registers absorb that role nothing is
 flagged, so the maps are unchanged. ``artifacts="none"`` gives each paper's formula exactly.
@@ -234,6 +235,7 @@ def capture_legrad(
         path=sink.path,
         gradients=grads,
         first_layer=first,
+        embedding_norms=sink.embedding_norms,
     )
 
 
@@ -293,7 +295,9 @@ class TransformerExplainer:
                 "but a "
                 f"{cap.input_hw} input with patch {layout.patch_size} gives a {grid[0]}x{grid[1]} grid"
             )
-        flags, ratio = artifact_flags(cap.norms, prefix, k=self.k, min_ratio=self.min_ratio)
+        flags, ratio = artifact_flags(
+            cap.norms, prefix, k=self.k, min_ratio=self.min_ratio, embedded=cap.embedding_norms
+        )
         masks = None
         if self.artifacts == "mask":  # block l reads block l-1's output as keys; block 0 reads the embeddings
             reads = torch.cat([torch.zeros_like(flags[:1]), flags[:-1]])

@@ -310,16 +310,19 @@ def relevance_mass_accuracy(s: Tensor, g: Tensor, valid: Tensor | None = None) -
 
 def relevance_rank_accuracy(s: Tensor, g: Tensor, valid: Tensor | None = None) -> Tensor:
     r"""Relevance rank accuracy (Arras et al., 2022): ``|TopK(S) ∩ G| / K`` with ``K = |G|`` (over valid
-    pixels; ties at the K-th value broken by pixel order). NaN where ``G`` is empty."""
+    pixels). Ties at the K-th value count as a random tie-break would on average (the free places times the
+    share of the tied pixels in ``G``), so a flat map scores ``|G|/|valid|`` wherever ``G`` lies; NaN
+    pixels rank last. NaN where ``G`` is empty."""
     fs = _flat(s).double()
     m = _mask_like(valid, fs)
+    fs = torch.nan_to_num(fs, nan=-math.inf).masked_fill(~m, -math.inf)
     fg = _flat(g).bool().to(fs.device).expand_as(fs) & m
     k = fg.sum(1)
-    order = fs.masked_fill(~m, -math.inf).argsort(dim=1, descending=True, stable=True)
-    pos = torch.empty_like(order)
-    pos.scatter_(1, order, torch.arange(fs.shape[1], device=fs.device).expand_as(order).contiguous())
-    top = pos < k[:, None]
-    r = (top & fg).sum(1).double() / k.clamp_min(1).double()
+    kth = fs.sort(dim=1, descending=True).values.gather(1, (k - 1).clamp_min(0)[:, None])
+    above, tied = fs > kth, (fs == kth) & m
+    places = (k - above.sum(1)).double()
+    hits = (above & fg).sum(1).double() + places * (tied & fg).sum(1) / tied.sum(1).clamp_min(1)
+    r = hits / k.clamp_min(1).double()
     return torch.where(k > 0, r, torch.full_like(r, math.nan))
 
 
