@@ -240,3 +240,17 @@ def test_relevance_rank_accuracy_does_not_reward_a_flat_map_for_where_g_lies() -
     assert float(M.relevance_rank_accuracy(s, g)[0]) == pytest.approx((6 + 3 * 1 / 4) / 9)
     nan = torch.full((1, 8, 8), math.nan)
     assert float(M.relevance_rank_accuracy(nan, top)[0]) == pytest.approx(8 / 64)
+
+
+def test_ssim_counts_only_windows_on_valid_pixels() -> None:
+    """Padding that is 0 in both maps is not similarity: unrelated maps stay unrelated however much of the
+    grid is padding (it read 0.87 with a quarter of the grid valid), and tiny maps are one window."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 32, 32, generator=g), torch.rand(2, 32, 32, generator=g)
+    valid = torch.zeros(2, 32, 32, dtype=torch.bool)
+    valid[..., :12] = True
+    padded = M.ssim(a * valid, b * valid, valid=valid)
+    assert padded.tolist() == pytest.approx(M.ssim(a[..., :12], b[..., :12]).tolist(), abs=1e-9)
+    assert padded.max() < 0.2 and float(M.ssim(a * valid, b * valid).min()) > 0.5  # unmasked, inflated
+    assert M.ssim(a[:, :1, :1], a[:, :1, :1]).tolist() == pytest.approx([1.0, 1.0])
+    assert M.ssim(a[:, :2, :2], b[:, :2, :2]).shape == (2,)

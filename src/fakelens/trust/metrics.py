@@ -470,17 +470,41 @@ def noisy_linear_imputation(
 # ------------------------------------------------------------------------------------------ sanity
 
 
-def ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
+def ssim(a: Tensor, b: Tensor, data_range: float = 1.0, valid: Tensor | None = None) -> Tensor:
     """Structural similarity (Wang et al., 2004; scikit-image, 7×7 windows or the largest odd window that
-    fits) of each pair of ``(N, H, W)`` maps, as used by Adebayo et al. (NeurIPS 2018) for randomisation."""
+    fits) of each pair of ``(N, H, W)`` maps, as used by Adebayo et al. (NeurIPS 2018) for randomisation:
+    the mean of the local SSIM over the windows that lie on ``valid`` pixels only (all, by default; padding
+    that is zero in both maps would otherwise count as identical; where no window fits, those centred on
+    valid pixels). A map under 3 pixels a side is one window."""
+    from scipy.ndimage import minimum_filter
     from skimage.metrics import structural_similarity
 
-    a3 = (a[None] if a.dim() == 2 else a).detach().double().cpu().numpy()
+    a_ = a[None] if a.dim() == 2 else a
+    a3 = a_.detach().double().cpu().numpy()
     b3 = (b[None] if b.dim() == 2 else b).detach().double().cpu().numpy()
-    side = min(a3.shape[-2:])
-    win = min(7, side if side % 2 == 1 else side - 1)
-    vals = [
-        float(structural_similarity(x, y, data_range=data_range, win_size=max(win, 3)))
-        for x, y in zip(a3, b3, strict=True)
-    ]
+    v3 = _mask_like(valid, _flat(a_)).reshape(a3.shape).cpu().numpy()
+    h, w = a3.shape[-2:]
+    win = min(7, min(h, w) if min(h, w) % 2 == 1 else min(h, w) - 1)
+    vals = []
+    for x, y, v in zip(a3, b3, v3, strict=True):
+        if win < 3:
+            vals.append(_global_ssim(x[v], y[v], data_range))
+            continue
+        _, local = structural_similarity(x, y, data_range=data_range, win_size=win, full=True)
+        pad = (win - 1) // 2
+        inside = minimum_filter(v, size=win, mode="constant", cval=False)
+        inner = local[pad : h - pad, pad : w - pad]
+        keep = next((k for k in (inside, v) if k[pad : h - pad, pad : w - pad].any()), np.ones_like(v))
+        vals.append(float(inner[keep[pad : h - pad, pad : w - pad]].mean()))
     return torch.tensor(vals, dtype=torch.float64)
+
+
+def _global_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+    """SSIM of two samples taken as one window (Wang et al., 2004, eq. 13; scikit-image's constants)."""
+    if x.size == 0:
+        return float("nan")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = x.mean(), y.mean()
+    cov = ((x - mx) * (y - my)).mean()
+    num = (2 * mx * my + c1) * (2 * cov + c2)
+    return float(num / ((mx**2 + my**2 + c1) * (x.var() + y.var() + c2)))

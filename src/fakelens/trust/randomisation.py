@@ -63,7 +63,7 @@ def compare_maps(
         "spearman": masked_spearman(a, b, v),
         "spearman_abs": masked_spearman(a.abs(), b.abs(), v),
         # a map that vanished has changed: SSIM of sparse maps against zero would still be high
-        "ssim": torch.where(alive.cpu(), ssim(na, nb), torch.zeros(a.shape[0], dtype=torch.float64)),
+        "ssim": torch.where(alive.cpu(), ssim(na, nb, valid=v), torch.zeros(a.shape[0], dtype=torch.float64)),
     }
 
 
