@@ -50,6 +50,7 @@ def test_a_broken_plugin_is_one_line_naming_it(tmp_path: Path, monkeypatch: pyte
         res = runner.invoke(app, ["methods"], env={"FAKELENS_PLUGINS": name})
         assert res.exit_code == 2 and f"cannot load the fakelens plugin '{name}'" in res.output
         assert "Traceback" not in res.output
+        assert ("PYTHONPATH" in res.output) is (name == "fl_test_no_such_module")  # only where it helps
     sys.modules.pop("fl_test_plugin_bad", None)
 
 

@@ -137,6 +137,23 @@ def test_capped_tiles_mark_what_they_miss() -> None:
     assert 0 < coverage < 1 and float(valid.float().mean()) == pytest.approx(coverage)
     assert float(r.map("gradcam")[~valid].abs().max()) == 0.0
     assert r.summary()["tiles"] == [list(g.source_box) for g in r.tiles]
+    assert r.coverage == pytest.approx(coverage) and r.summary()["partial"] is True
+
+
+def test_a_verdict_on_part_of_the_image_says_so() -> None:
+    """The tile limit leaves gaps: the analysis, its JSON and the report say how much was read."""
+    from fakelens.report.render import render_report
+
+    det = bright_spot()
+    img = noise_image(40, 400, 7)
+    [whole] = analyze_images(det, [img], [], max_tiles=32)
+    [part] = analyze_images(det, [img], [], max_tiles=3)
+    assert whole.coverage == 1.0 and not whole.partial
+    assert 0 < part.coverage < 0.99 and part.partial and part.models[0].coverage == part.coverage
+    d = part.to_dict()
+    assert d["partial"] is True and d["coverage"] == part.coverage == d["models"][0]["coverage"]
+    html = render_report([part], [img], ["wide.png"])
+    assert "of the image read: the rest was not judged" in html and "pixels unread" in html
 
 
 def test_small_and_letterbox_images_keep_one_view() -> None:

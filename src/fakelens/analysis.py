@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakelens.constants import SMALL_IMAGE
+from fakelens.constants import PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
@@ -55,6 +55,7 @@ class ModelAnalysis(CompactRepr):
     pixels per original pixel (< 1: the image was shrunk to fit its input); ``tiles``: how many native tiles
     it read (1: one view of the whole image); ``pixel_fraction``: the image's own pixels it read per input
     pixel, at most 1 (mean over its tiles; below 1 when a small image was padded or enlarged to fit);
+    ``coverage``: the share of the image's pixels it read (below 1 when ``max_tiles`` left gaps);
     ``view``: the one view its robustness badges grade (a tiled image's most fake-looking tile)."""
 
     name: str
@@ -66,6 +67,7 @@ class ModelAnalysis(CompactRepr):
     tiles: int = 1
     threshold: float = 0.5
     pixel_fraction: float = 1.0
+    coverage: float = 1.0
     view: Geometry | None = field(default=None, repr=False, compare=False)  # what its badges grade
     untrained: bool = False  # a registered architecture with a random real/fake head: its score means nothing
 
@@ -78,6 +80,7 @@ class ModelAnalysis(CompactRepr):
             "scale": self.scale,
             "tiles": self.tiles,
             "pixel_fraction": self.pixel_fraction,
+            "coverage": self.coverage,
             "untrained": self.untrained,
             "heatmaps": {m: h.to_dict() for m, h in self.heatmaps.items()},
             "errors": dict(self.errors),
@@ -112,13 +115,25 @@ class Analysis(CompactRepr):
         return self.pixel_fraction < SMALL_IMAGE
 
     @property
+    def coverage(self) -> float:
+        """The smallest :attr:`ModelAnalysis.coverage` of any member: the share of the image every member
+        read."""
+        return min((m.coverage for m in self.models), default=1.0)
+
+    @property
+    def partial(self) -> bool:
+        """Some member left part of the image unread (under :data:`PARTIAL_READ`): what it did not read, it
+        did not judge."""
+        return self.coverage < PARTIAL_READ
+
+    @property
     def split(self) -> bool:
         """The members' verdicts differ: the ensemble's verdict is weak."""
         return len({m.verdict for m in self.models if math.isfinite(m.fake_probability)}) > 1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers); ``split`` and
-        ``small`` are the warnings the table and the report show."""
+        """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers); ``split``, ``small``
+        and ``partial`` are the warnings the table and the report show."""
         return {
             "image": {"width": self.width, "height": self.height},
             "score": self.fake_probability,
@@ -128,6 +143,8 @@ class Analysis(CompactRepr):
             "calibrated": self.calibrated,
             "split": self.split,
             "small": self.small,
+            "coverage": self.coverage,
+            "partial": self.partial,
             "models": [m.to_dict() for m in self.models],
         }
 
@@ -221,6 +238,7 @@ def analyze_images(
                     scale=min(res.geometry.scale),
                     tiles=len(res.tiles) or 1,
                     pixel_fraction=res.pixel_fraction,
+                    coverage=res.coverage,
                     view=res.view,  # a tiled image: its most fake-looking tile
                     untrained=member.untrained,
                 )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CMAPS", "DEFAULT_MAX_TILES", "SMALL_IMAGE"]
+__all__ = ["CMAPS", "DEFAULT_MAX_TILES", "PARTIAL_READ", "SMALL_IMAGE"]
 
 DEFAULT_MAX_TILES = 32
 """Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
@@ -15,3 +15,7 @@ CMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
 SMALL_IMAGE = 0.5
 """Below this pixel fraction (the image's own pixels per input pixel) a verdict is marked ``small``: it rests
 on little evidence either way."""
+
+PARTIAL_READ = 0.99
+"""Below this share of the image's pixels read (tiles capped by ``--max-tiles``, or a centre crop) a verdict
+is marked ``partial``: what was not read was not judged."""

@@ -32,7 +32,7 @@ from fakelens.errors import ImageError
 from fakelens.io import to_rgb
 from fakelens.models.base import InputSpec
 
-__all__ = ["Geometry", "SampleMode", "prepare", "prepare_batch", "prepare_views"]
+__all__ = ["Geometry", "SampleMode", "covered_fraction", "prepare", "prepare_batch", "prepare_views"]
 
 SampleMode = Literal["bilinear", "nearest"]
 Coord = TypeVar("Coord", float, Tensor, np.ndarray)
@@ -379,6 +379,18 @@ class Geometry:
             source_box=(float(sl), float(st), float(sr), float(sb)),
             mode=str(d.get("mode", "resize")),
         )
+
+
+def covered_fraction(views: Sequence[Geometry]) -> float:
+    """The share of the original image's pixels that at least one of ``views`` (of one image) read."""
+    if not views:
+        return 0.0
+    h0, w0 = views[0].original_size
+    seen = torch.zeros(h0, w0, dtype=torch.bool)
+    for g in views:
+        (r0, r1), (c0, c1) = g._valid_ranges()
+        seen[r0:r1, c0:c1] = True
+    return float(seen.float().mean())
 
 
 def _flatten(maps: Tensor, mode: str) -> tuple[Tensor, tuple[int, ...], torch.dtype]:

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from fakelens.constants import SMALL_IMAGE
+from fakelens.constants import PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
 from fakelens.explain.engine import explain, method_list
 from fakelens.explain.explanation import Explanation
-from fakelens.geometry import Geometry, prepare_views
+from fakelens.geometry import Geometry, covered_fraction, prepare_views
 from fakelens.models.base import Detector, require_detector
 from fakelens.models.fold import inference_logits
 from fakelens.reprs import CompactRepr
@@ -77,12 +77,21 @@ class ImageResult(CompactRepr):
         views = self.tiles or [self.geometry]
         return sum(g.pixel_fraction for g in views) / len(views)
 
+    @property
+    def coverage(self) -> float:
+        """The share of the image's pixels some view read (below 1: tiles capped by ``max_tiles`` left gaps,
+        or a centre crop cut the borders)."""
+        return covered_fraction(self.tiles or [self.geometry])
+
     def summary(self, threshold: float = 0.5) -> dict[str, Any]:
+        coverage = self.coverage
         out: dict[str, Any] = {
             "width": self.image.width,
             "height": self.image.height,
             "pixel_fraction": self.pixel_fraction,
             "small": self.pixel_fraction < SMALL_IMAGE,
+            "coverage": coverage,
+            "partial": coverage < PARTIAL_READ,
             "geometry": self.geometry.to_dict(),
             **({"tiles": [list(g.source_box) for g in self.tiles]} if self.tiles else {}),
             **({"lead_tile": self.lead_tile} if self.tiles and self.lead_tile is not None else {}),

@@ -39,8 +39,12 @@ def load_plugins() -> list[str]:
         try:
             load()
         except Exception as exc:  # its own error, whatever it is, named with the plugin
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and exc.name == name.partition(":")[0].split(".")[0]:
+                hint = " (is its folder on PYTHONPATH? e.g. PYTHONPATH=. for ./my_plugin.py)"
             raise ConfigError(
                 f"cannot load the fakelens plugin {name!r} named in {where}: {type(exc).__name__}: {exc}"
+                f"{hint}"
             ) from exc
         _loaded.add(name)
     return [name for name, _, _ in found]

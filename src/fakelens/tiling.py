@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from fakelens.constants import DEFAULT_MAX_TILES
-from fakelens.explain.explanation import Explanation, map_stats, normalize_within
+from fakelens.explain.explanation import Explanation, map_stats, normalize_within, valid_cells
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
 from fakelens.models.fold import inference_logits
@@ -118,7 +118,7 @@ def stitch(
         raw=raw,
         maps=[normalize_within(canvas[1], valid)],
         valid=[valid],
-        stats=map_stats(raw),
+        stats=map_stats(raw, valid_cells(valid[None], (raw.shape[-2], raw.shape[-1]))),
         scores=scores,
         probabilities=detector.fake_probability(logits).float(),
         meta=meta,

@@ -77,6 +77,14 @@ def test_trust_human_output_and_limit(tmp_path: Path, photos: tuple[Path, Path])
     res = runner.invoke(app, _args(photos[0], tmp_path / "o", "--limit", "1", "-m", "gradcam"))
     assert res.exit_code == 0, res.output
     assert "1 images" in res.output and "gallery.html" in res.output
+    assert "explain a random head" in " ".join(res.output.split())  # tiny-cnn by name: untrained
+
+
+def test_an_ensemble_is_refused_with_its_members_paths(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    res = runner.invoke(app, [*_args(photos[0], tmp_path / "o"), "--model", "default"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and "not an ensemble" in out and "--model " in out
+    assert "member-00-effnet-lite0" in out and "member-01-vit-tiny-reg4-npr" in out
 
 
 @pytest.mark.parametrize(

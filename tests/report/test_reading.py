@@ -225,9 +225,10 @@ def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: Ma
     assert h.robustness is not None
     h.robustness["tile"] = [256.0, 0.0, 512.0, 256.0]
     assert "graded the most fake-looking tile (cnn x 256–512, y 0–256)" in _text(read_analysis(a))
-    h.summary["meta"] = {"tiling": {"count": 6, "coverage": 0.75}}
+    a.models[0].coverage = 0.75
     text = _text(read_analysis(a))
     assert "left 25 % of the pixels unread" in text and "--max-tiles" in text and "shrunk" not in text
+    assert "as 6 tiles spread over it with gaps between them" in text
 
 
 def test_analysis_records_the_scale_of_each_model() -> None:

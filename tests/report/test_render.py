@@ -170,3 +170,11 @@ def test_an_untrained_model_is_flagged_on_its_card_and_first_in_the_reading(
     assert "<b>Verdict.</b> cnn is an untrained architecture (a random real/fake head, never trained)" in text
     plain = render_report([make_analysis({"cnn": (0.9, {})})], [Image.new("RGB", (W, H))], ["x"], faces=False)
     assert "pill untrained" not in plain and "untrained architecture" not in plain
+
+
+def test_an_image_read_in_part_says_how_much_escaped(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.9, {}), "vit": (0.8, {})})
+    a.models[1].coverage = 0.0004  # a gigapixel photo read as 32 tiles
+    html_text = render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False)
+    assert a.partial and "read &lt;0.1 %</span>" in html_text and "><0.1 %<" not in html_text
+    assert "only &lt;0.1 % of the image read: the rest was not judged" in html_text

@@ -282,7 +282,7 @@ def _write_out(
 
 def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:
     from fakelens.face_verdicts import fake_faces_in_real
-    from fakelens.report.reading import threshold_text
+    from fakelens.report.reading import pct, threshold_text
 
     names: list[str] = []
     for a in analyses:
@@ -291,6 +291,8 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
     if any(a.small for a in analyses):
         notes.append("small = under half as many pixels as a model's input: little evidence either way")
+    if any(a.partial for a in analyses):
+        notes.append("partial N % = a model read only N % of the image's pixels: --max-tiles reads more")
     odd = [fake_faces_in_real(a.verdict, v) for a, v in zip(analyses, verdicts, strict=True)]
     if any(odd):
         notes.append("face N fake = that face, judged on its own, reads fake (see the table of faces)")
@@ -328,6 +330,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             _verdict_cell(a.verdict, a.fake_probability, a.threshold)
             + (" [yellow]split[/]" if a.split else "")
             + (" [yellow]small[/]" if a.small else "")
+            + (f" [yellow]partial {pct(a.coverage)}[/]" if a.partial else "")
             + "".join(f" [bold red]face {f} fake[/]" for f in faces),
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",

@@ -56,7 +56,7 @@ def command_line() -> str:
     return " ".join([head, *sys.argv[1:]])
 
 
-def warn_untrained(names: Iterable[str]) -> None:
+def warn_untrained(names: Iterable[str], consequence: str = "the verdicts below mean nothing") -> None:
     """A warning line for detectors named by architecture: their real/fake head is random, so their verdicts
     mean nothing (:attr:`fakelens.models.Detector.untrained`)."""
     names = list(names)
@@ -66,7 +66,7 @@ def warn_untrained(names: Iterable[str]) -> None:
     verb = "is an architecture" if len(names) == 1 else "are architectures"
     console.print(
         f"[bold yellow]warning:[/] {which} {verb} without trained real/fake weights (a random head): "
-        "the verdicts below mean nothing. Train one with `fakelens train`, or use --model default.",
+        f"{consequence}. Train one with `fakelens train`, or use --model default.",
         highlight=False,
         soft_wrap=True,
     )

@@ -25,6 +25,7 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     user_errors,
+    warn_untrained,
 )
 
 app = typer.Typer()
@@ -147,9 +148,11 @@ def trust_cmd(
         fail("no images: pass --images DIR (or files), or --manifest M")
     loaded = load_detector(model)
     if not isinstance(loaded, Detector):
-        fail("trust runs on one detector, not an ensemble: pass one of its members")
+        fail(f"trust runs on one detector, not an ensemble: pass one of its members, {_member_paths(model)}")
         return
     detector = loaded
+    if detector.untrained:
+        warn_untrained([detector.name], "the heatmaps ranked below explain a random head")
     detector.to(resolve_device(device)).eval()
     layer_sets = tuple(tuple(p for p in entry.split("+") if p) for entry in layer or []) or None
     config = TrustConfig(
@@ -248,3 +251,17 @@ def _command(
 
 if __name__ == "__main__":  # python -m fakelens.cli.trust …, until the command is attached to `fakelens`
     app()
+
+
+def _member_paths(spec: str) -> str:
+    """``--model PATH`` for each member of the ensemble ``spec`` (``default`` or a folder)."""
+    import json
+
+    from fakelens.models.checkpoint import ENSEMBLE_NAME, default_ensemble_path
+
+    root = default_ensemble_path() if spec == "default" else Path(spec)
+    try:
+        members = json.loads((root / ENSEMBLE_NAME).read_text())["members"]
+        return "e.g. " + " or ".join(f"--model {root / m['path']}" for m in members)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a member's checkpoint folder"

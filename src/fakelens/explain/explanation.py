@@ -24,26 +24,40 @@ if TYPE_CHECKING:
 STAT_NAMES = ("min", "max", "sum", "negative_mass", "peak_to_mean", "entropy")
 
 
-def map_stats(raw: Tensor) -> dict[str, Tensor]:
-    r"""Per-map statistics of ``raw`` ``(B, h, w)``, each ``(B,)``, computed on the device.
+def map_stats(raw: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+    r"""Per-map statistics of ``raw`` ``(B, h, w)``, each ``(B,)``, computed on the device, over the cells
+    of ``valid`` ``(B, h, w)`` (all by default; see :func:`valid_cells`) — padding is not part of the image.
 
     ``negative_mass = Σ ReLU(−S) / Σ|S|``; ``peak_to_mean = max S⁺ / mean S⁺`` (1 for a flat map, large for
     a focused one); ``entropy = −Σ p log p / log N`` with ``p = S⁺ / Σ S⁺`` (1 = flat, 0 = one pixel).
     """
     flat = raw.flatten(1).float()
-    n = flat.shape[1]
-    pos = flat.clamp_min(0)
+    v = torch.ones_like(flat, dtype=torch.bool) if valid is None else valid.flatten(1).to(flat.device).bool()
+    n = v.sum(1).clamp_min(1).float()
+    masked = flat * v
+    pos = masked.clamp_min(0)
     pos_sum = pos.sum(1)
     p = pos / pos_sum.clamp_min(1e-30)[:, None]
-    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(1) / math.log(max(n, 2))
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(1) / torch.log(n.clamp_min(2))
     return {
-        "min": flat.amin(1),
-        "max": flat.amax(1),
-        "sum": flat.sum(1),
-        "negative_mass": (-flat).clamp_min(0).sum(1) / flat.abs().sum(1).clamp_min(1e-30),
+        "min": flat.masked_fill(~v, math.inf).amin(1),
+        "max": flat.masked_fill(~v, -math.inf).amax(1),
+        "sum": masked.sum(1),
+        "negative_mass": (-masked).clamp_min(0).sum(1) / masked.abs().sum(1).clamp_min(1e-30),
         "peak_to_mean": pos.amax(1) / (pos_sum / n).clamp_min(1e-30),
         "entropy": torch.where(pos_sum > 0, entropy, torch.ones_like(entropy)),
     }
+
+
+def valid_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` valid input pixels → ``(B, h, w)`` feature cells made only of them (where an image has
+    none, those at least half made of them, else those that hold any)."""
+    share = F.adaptive_avg_pool2d(valid[:, None].float(), grid)[:, 0]
+    out = share > 0
+    for level in (0.5, 1.0 - 1e-6):
+        keep = share >= level
+        out = torch.where(keep.flatten(1).any(1)[:, None, None], keep, out)
+    return out
 
 
 def normalize_within(maps: Tensor, valid: Tensor) -> Tensor:
@@ -168,7 +182,12 @@ def build_explanations(
         norm = normalize_within(up, v_all)
         maps = [list(norm[k].unbind(0)) for k in range(n_m)]
         valids = list(v_all.unbind(0))
-    stats = {k: v.view(n_m, b) for k, v in map_stats(raws.flatten(0, 1)).items()}
+    if geometries is not None:
+        inputs = torch.stack([g.valid_input(device=raws.device) for g in geometries])
+    else:
+        inputs = torch.stack(valids)
+    cells = valid_cells(inputs, (raws.shape[-2], raws.shape[-1])).repeat(n_m, 1, 1)
+    stats = {k: v.view(n_m, b) for k, v in map_stats(raws.flatten(0, 1), cells).items()}
     return [
         Explanation(
             method=m,

@@ -257,9 +257,10 @@ def _scale_paragraph(a: Analysis) -> str:
     if tiled:
         names = ", ".join(m.name for m in tiled)
         counts = sorted({m.tiles for m in tiled})
+        how = "overlapping tiles" if not a.partial else "tiles spread over it with gaps between them"
         parts.append(
             f"{names} read the image ({a.width} × {a.height} px) at its own pixel grid, as "
-            f"{' or '.join(str(c) for c in counts)} overlapping tiles of their input size, instead of "
+            f"{' or '.join(str(c) for c in counts)} {how} of their input size, instead of "
             "shrinking it: their score is the mean over the tiles and their heatmaps join the tiles' maps."
         )
         graded = [(m.name, box) for m in tiled if (box := _badge_tile(m)) is not None]
@@ -268,11 +269,11 @@ def _scale_paragraph(a: Analysis) -> str:
                 f"{n} x {a0:.0f}–{a1:.0f}, y {b0:.0f}–{b1:.0f}" for n, (a0, b0, a1, b1) in graded
             )
             parts.append(f"Their robustness checks graded the most fake-looking tile ({where}).")
-        coverage = min((_coverage(m) for m in tiled), default=1.0)
-        if coverage < 1.0:
+        if a.coverage < 1.0:
             parts.append(
-                f"The tile limit left {pct(1.0 - coverage)} of the pixels unread (shown as outside the image "
-                "in the heatmaps); raise --max-tiles to read them all."
+                f"The tile limit left {pct(1.0 - a.coverage)} of the pixels unread (shown as outside the "
+                "image in the heatmaps): the verdict judges only what was read; raise --max-tiles to read "
+                "them all."
             )
     if a.small:
         shape = "thin" if 4 * min(a.width, a.height) <= max(a.width, a.height) else "small"
@@ -297,15 +298,6 @@ def _badge_tile(m: ModelAnalysis) -> list[float] | None:
         if h.robustness is not None and isinstance(h.robustness.get("tile"), list):
             return [float(v) for v in h.robustness["tile"]]
     return None
-
-
-def _coverage(m: ModelAnalysis) -> float:
-    """Share of the image's pixels a tiled model read (from its heatmaps' tile record; 1 when unknown)."""
-    for h in m.heatmaps.values():
-        tiles = h.summary.get("meta", {}).get("tiling")
-        if isinstance(tiles, dict) and "coverage" in tiles:
-            return float(tiles["coverage"])
-    return 1.0
 
 
 def _describe_map(h: HeatmapResult, shares: RegionShares | None, faces: int = 1) -> tuple[str, str]:

@@ -183,10 +183,17 @@ def _verdict_pill(verdict: str, p: float) -> str:
 
 
 def _small_tag(a: Analysis) -> str:
-    """A tag beside the verdict of an image too small to carry much evidence (see the reading)."""
-    if not a.small:
-        return ""
-    return " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
+    """Tags beside the verdict of an image too small to carry much evidence, or read only in part (see the
+    reading)."""
+    tags = ""
+    if a.small:
+        tags += " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
+    if a.partial:
+        tags += (
+            " <span class='pill small' title='the tile limit left the rest unread: raise --max-tiles'>"
+            f"read {_e(pct(a.coverage))}</span>"
+        )
+    return tags
 
 
 def _faces_tag(a: Analysis, verdicts: Sequence[FaceVerdict]) -> str:
@@ -462,7 +469,7 @@ def _regions_section(
     if any_shares is not None:
         area_row = (
             "<tr><th class='muted'>share of the pixels</th>"
-            + "".join(f"<td class='num muted'>{pct(any_shares.area[r])}</td>" for r in REGIONS)
+            + "".join(f"<td class='num muted'>{_e(pct(any_shares.area[r]))}</td>" for r in REGIONS)
             + "<td></td></tr>"
         )
     rows = []
@@ -477,7 +484,7 @@ def _regions_section(
                 top = s.top()
                 cells = "".join(
                     f"<td class='num{' top' if r == top else ''}' title='{_e(_lift_title(s, r))}'>"
-                    f"{pct(s.mass[r])}</td>"
+                    f"{_e(pct(s.mass[r]))}</td>"
                     for r in REGIONS
                 )
             rows.append(f"<tr><th>{_e(m.name)} · {_e(meth)}</th>{cells}<td>{_e(_densest(s))}</td></tr>")
@@ -615,6 +622,10 @@ def _image_section(
     qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
     if a.small:
         qualifier = " · ".join(filter(None, [qualifier, "a small image: little evidence either way"]))
+    if a.partial:
+        qualifier = " · ".join(
+            filter(None, [qualifier, f"only {pct(a.coverage)} of the image read: the rest was not judged"])
+        )
     if untrained := [m.name for m in a.models if m.untrained]:
         qualifier = " · ".join(
             filter(None, [qualifier, f"untrained: {', '.join(untrained)} (its score means nothing)"])

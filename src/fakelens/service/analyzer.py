@@ -212,6 +212,7 @@ class Analyzer:
                     "scale": m.scale,
                     "tiles": m.tiles,
                     "pixel_fraction": m.pixel_fraction,
+                    "coverage": m.coverage,
                     "untrained": m.untrained,
                     "heatmaps": heatmaps,
                     "robustness": robustness,

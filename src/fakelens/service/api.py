@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE
+from fakelens.constants import PARTIAL_READ
 from fakelens.explain.engine import class_agnostic
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest, map_npy
@@ -90,6 +91,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
                 "scale": m.get("scale"),
                 "tiles": m.get("tiles"),
                 "pixel_fraction": m.get("pixel_fraction"),
+                "coverage": m.get("coverage"),
                 "untrained": m.get("untrained", False),
                 "heatmaps": {k: f"{mb}/{k}/heatmap.png" for k in hm},
                 "overlays": {k: f"{mb}/{k}/overlay.png" for k in hm},
@@ -108,6 +110,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "rule": r["rule"],
         "calibrated": r.get("calibrated", False),
         "small": min((m.get("pixel_fraction", 1.0) for m in r["models"]), default=1.0) < SMALL_IMAGE,
+        "partial": min((m.get("coverage", 1.0) for m in r["models"]), default=1.0) < PARTIAL_READ,
         "split": len({m["verdict"] for m in r["models"] if m["score"] is not None}) > 1,
         "methods": r["methods"],
         "models": models,

@@ -48,6 +48,7 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
                 tiles=int(m.get("tiles", 1)),  # rows stored before native tiles: one view
                 threshold=float(m.get("threshold", result["threshold"])),
                 pixel_fraction=float(m.get("pixel_fraction", 1.0)),
+                coverage=float(m.get("coverage", 1.0)),  # rows stored before it was recorded: read whole
                 untrained=bool(m.get("untrained", False)),
             )
         )

@@ -96,6 +96,12 @@ class ModelOut(BaseModel):
         "below 1 when a small image was padded or enlarged to fit; under 0.5 its verdict rests on little "
         "evidence); null for analyses stored before it was recorded.",
     )
+    coverage: float | None = Field(
+        None,
+        description="The share of the image's pixels this model read (below 1 when the tile limit left gaps "
+        "in a large image: what it did not read, it did not judge); null for analyses stored before it was "
+        "recorded.",
+    )
     untrained: bool = Field(
         False,
         description="An architecture served by name, its real/fake head never trained: its score means "
@@ -145,6 +151,11 @@ class AnalysisOut(BaseModel):
         False,
         description="A model read under half as many of the image's own pixels as its input holds (see "
         "`models[].pixel_fraction`): the verdict rests on little evidence either way.",
+    )
+    partial: bool = Field(
+        False,
+        description="A model read under 99 % of the image's pixels (see `models[].coverage`): the verdict "
+        "judges only what was read.",
     )
     split: bool = Field(
         False, description="The models' verdicts differ: the ensemble's verdict is weak (look at each model)."

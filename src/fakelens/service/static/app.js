@@ -62,7 +62,8 @@
   const CLOSE = 0.10;
   const isClose = (score, threshold) => score !== null && score !== undefined && Math.abs(score - threshold) < CLOSE;
   const verdictText = (a) =>
-    [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.small ? "small image" : ""].filter(Boolean).join(" · ");
+    [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.small ? "small image" : "", a.partial ? "read in part" : ""]
+      .filter(Boolean).join(" · ");
 
   // A class-agnostic method's map ignores the target: it shows where the model is active, not evidence for fake.
   const AGNOSTIC = "class-agnostic: where the model is active, not evidence for fake";
@@ -223,7 +224,10 @@
       (new Set(analysis.models.map((m) => m.verdict)).size > 1 ? " · the models disagree: a weak verdict" : "") +
       (analysis.models.some((m) => m.untrained) ? " · untrained models (a random real/fake head): this verdict means nothing" : "") +
       (analysis.small
-        ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "");
+        ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "") +
+      (analysis.partial
+        ? ` · only ${Math.round(100 * Math.min(...analysis.models.map((m) => m.coverage ?? 1)))} % of the image read (the tile limit): the rest was not judged`
+        : "");
 
     const meta = $("image-meta");
     meta.replaceChildren();
