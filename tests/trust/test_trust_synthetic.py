@@ -281,3 +281,19 @@ def test_equal_methods_tie_and_a_faithfulness_gap_within_noise_is_no_evidence() 
     # negative or zero gap is never called faithful
     flat = aggregate(recs("rise", 0.9, 0.5, 0.5))
     assert "no evidence that it is faithful" in recommend(flat, DEFAULT_CRITERIA)["text"]
+
+
+def test_a_map_empty_on_the_image_is_not_averaged_into_equivariance() -> None:
+    """An image whose map has no positive mass has nothing to move: its cosines of 0 are left out of the
+    equivariance mean (it counts under flatness), so 0.95 and 0.96 do not read 0.48."""
+    recs = [
+        Record("m", img, "gradcam", "L", "identity", "identity", 0, "black", "peak_to_mean", ptm)
+        for img, ptm in (("a.png", 4.0), ("b.png", 3.0), ("empty.png", 0.0))
+    ]
+    recs += [
+        Record("m", img, "gradcam", "L", "rotate(10)", "rotate", 10, "black", "eq_cosine", v)
+        for img, v in (("a.png", 0.95), ("b.png", 0.96), ("empty.png", 0.0))
+    ]
+    eq = aggregate(recs)[("gradcam", "L")]["eq_cosine"]
+    assert eq["n"] == 2 and eq["mean"] == pytest.approx(0.955)
+

@@ -132,11 +132,14 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
     recs = [r for r in records if r.metric != DONE and not r.metric.startswith("case:")]
     fills: dict[tuple[str, str, str, str, str], float] = {}
     empty: set[tuple[str, str, str, str, str]] = set()  # views whose map has no positive mass
+    unmoored: set[tuple[str, str, str]] = set()  # maps empty on the image itself: no movement to judge
     for r in recs:
         if r.metric == "fill_fraction":
             fills[(r.image, r.method, r.layer, r.transform, r.fill)] = r.value
         elif r.metric == "peak_to_mean" and r.value == 0:
             empty.add((r.image, r.method, r.layer, r.transform, r.fill))
+            if r.kind == "identity":
+                unmoored.add((r.image, r.method, r.layer))
     # values per candidate, metric and image: views of one image are not independent samples, so each image
     # is averaged first and the mean and its interval are taken over images
     vals: dict[Candidate, dict[str, dict[str, list[float]]]] = defaultdict(
@@ -150,6 +153,8 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
         black = r.fill == "black"
         view = (r.image, r.method, r.layer, r.transform, r.fill)
         if r.metric.startswith("eq_") and black and r.kind != "identity":
+            if (r.image, r.method, r.layer) in unmoored:  # counted under flatness, not as a cosine of 0
+                continue
             vals[c][r.metric][r.image].append(r.value)
             if r.metric == "eq_cosine":
                 per_transform[c][r.transform].append(r.value)
