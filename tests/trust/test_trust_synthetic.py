@@ -296,4 +296,3 @@ def test_a_map_empty_on_the_image_is_not_averaged_into_equivariance() -> None:
     ]
     eq = aggregate(recs)[("gradcam", "L")]["eq_cosine"]
     assert eq["n"] == 2 and eq["mean"] == pytest.approx(0.955)
-
