@@ -173,3 +173,31 @@ def test_results_print_shapes_not_tensor_dumps(images: list[Image.Image]) -> Non
     (r,) = explain_images(det, images[:1], ["gradcam"])
     assert len(repr(r)) < 1000 and "<Image RGB 90×120>" in repr(r)
     assert "raw=Tensor(1, " in repr(r.explanations["gradcam"])
+
+
+def test_transparent_pixels_and_extra_frames_are_named_and_left_out_of_the_maps() -> None:
+    """A half-transparent PNG: the models saw its transparent half as white, so the analysis says how much
+    was transparent and its heatmaps leave that half out; a GIF says that only its first frame was read."""
+    import io
+
+    from fakelens.io import load_image
+    from fakelens.report.reading import read_analysis
+
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[..., :3] = np.random.default_rng(0).integers(0, 255, (48, 64, 3))
+    rgba[:, 16:, 3] = 255  # the left quarter fully transparent
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    frames = [Image.new("RGB", (40, 40), c) for c in ("red", "green", "blue")]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    det = create_model("tiny-cnn")
+    a, g = analyze_images(det, [load_image(buf.getvalue()), load_image(gif.getvalue())], ["gradcam"])
+    assert a.transparent == pytest.approx(0.25) and a.frames == 1
+    h = a.models[0].heatmaps["gradcam"]
+    assert not h.valid[:, :16].any() and h.valid[:, 16:].all() and float(h.map[:, :16].max()) == 0.0
+    assert float(h.map.max()) in (0.0, 1.0)  # still a share of its peak, on what is left
+    assert a.to_dict()["transparent"] == pytest.approx(0.25)
+    assert "25 % of the image is fully transparent" in str(read_analysis(a))
+    assert g.frames == 3 and g.transparent == 0.0 and g.to_dict()["frames"] == 3
+    assert "holds 3 frames or pages; only the first was analysed" in str(read_analysis(g))

@@ -24,6 +24,7 @@ from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
 from fakelens.geometry import Geometry, view_pixels
+from fakelens.io import FRAMES, OPAQUE
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, check_images, explain_images
@@ -91,7 +92,9 @@ class ModelAnalysis(CompactRepr):
 class Analysis(CompactRepr):
     """One image's analysis: the ensemble's score and verdict and one :class:`ModelAnalysis` per member;
     ``calibrated``: the ensemble's probability is calibrated on validation photos
-    (:class:`~fakelens.models.calibration.Calibration`)."""
+    (:class:`~fakelens.models.calibration.Calibration`); ``transparent``: the share of the image's pixels that
+    were fully transparent (:func:`fakelens.io.load_image` composited them onto white: the models saw white,
+    the heatmaps leave them out); ``frames``: the file's frames or pages, of which the first was read."""
 
     width: int
     height: int
@@ -101,6 +104,8 @@ class Analysis(CompactRepr):
     rule: str
     models: list[ModelAnalysis]
     calibrated: bool = False
+    transparent: float = 0.0  # share of fully transparent pixels (composited onto white; left out of maps)
+    frames: int = 1  # frames or pages of the file; the first was analysed
 
     @property
     def pixel_fraction(self) -> float:
@@ -145,6 +150,8 @@ class Analysis(CompactRepr):
             "small": self.small,
             "coverage": self.coverage,
             "partial": self.partial,
+            "transparent": self.transparent,
+            "frames": self.frames,
             "models": [m.to_dict() for m in self.models],
         }
 
@@ -220,11 +227,12 @@ def analyze_images(
             for k, res in enumerate(results):
                 p = res.fake_probability
                 probs[start + k, j] = float(p) if p is not None else float("nan")
+                opaque = _opaque(chunk[k])
                 heatmaps = {
                     m: HeatmapResult(
                         method=m,
-                        map=res.map(m).float().cpu().numpy(),
-                        valid=res.valid(m).bool().cpu().numpy(),
+                        map=_share_of_peak(res.map(m).float().cpu().numpy() * opaque),
+                        valid=res.valid(m).bool().cpu().numpy() & opaque,
                         summary=res.explanations[m].summary(res.index),
                     )
                     for m in usable
@@ -266,9 +274,26 @@ def analyze_images(
                 v.rule,
                 models,
                 ens.calibrated,
+                transparent=float(1.0 - _opaque(img).mean()),
+                frames=int(img.info.get(FRAMES, 1)),
             )
         )
     return out
+
+
+def _share_of_peak(m: np.ndarray) -> np.ndarray:
+    """A map cut to the opaque pixels, again a share of its (new) peak."""
+    peak = float(m.max()) if m.size else 0.0
+    return m / peak if 0 < peak < 1 else m
+
+
+def _opaque(image: Image.Image) -> np.ndarray:
+    """``(H, W)`` bool: the pixels :func:`fakelens.io.load_image` found not fully transparent (all, for an
+    image without that record or one resized since)."""
+    opaque = image.info.get(OPAQUE)
+    if isinstance(opaque, np.ndarray) and opaque.shape == (image.height, image.width):
+        return opaque.astype(bool)
+    return np.ones((image.height, image.width), bool)
 
 
 METHOD_ERRORS = (FakelensError, RuntimeError)

@@ -67,7 +67,9 @@ MAX_PIXELS_ENV = "FAKELENS_MAX_PIXELS"
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 """Pillow format ids :func:`load_image` accepts (JPEG includes MPO, PNG includes APNG)."""
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+)
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
 
@@ -562,8 +564,24 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None, as_mask: b
         raise ImageError(f"{name}: {exc}") from exc
     if rgb is img:
         rgb = img.copy()  # detach from the file object and the multi-frame state
+    rgb.info.pop("transparency", None)
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    if frames > 1:
+        rgb.info[FRAMES] = frames
+    if oriented.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in oriented.info:
+        opaque = np.asarray(oriented.convert("RGBA").getchannel("A")) > 0
+        if not opaque.all():
+            rgb.info[OPAQUE] = opaque
     img.close()
     return rgb
+
+
+FRAMES = "fakelens.frames"
+"""``Image.info`` key of :func:`load_image`'s result: the file's frame or page count, when above 1 (the
+first is read)."""
+OPAQUE = "fakelens.opaque"
+"""``Image.info`` key of :func:`load_image`'s result: ``(H, W)`` bool, the pixels that are not fully
+transparent, when some are (they were composited onto white)."""
 
 
 def _mask_image(img: Image.Image) -> Image.Image:

@@ -177,6 +177,8 @@ def test_explain_shows_an_ensembles_calibrated_verdicts(tmp_path: Path, photos: 
         pytest.approx(analysed["score"]),
         analysed["verdict"],
     )
+    flags = ("split", "small", "partial")
+    assert {k: e[k] for k in flags} == {k: analysed[k] for k in flags}  # as analyze marks them
 
 
 def test_explain_writes_nothing_when_an_input_is_bad(tmp_path: Path, photos: list[Path]) -> None:

@@ -291,6 +291,10 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
     if any(a.small for a in analyses):
         notes.append("small = under half as many pixels as a model's input: little evidence either way")
+    if any(a.transparent for a in analyses):
+        notes.append("transparent N % = pixels the models saw as white; the heatmaps leave them out")
+    if any(a.frames > 1 for a in analyses):
+        notes.append("frame 1 of N = a multi-frame file (GIF, TIFF pages): only its first frame was read")
     if any(a.partial for a in analyses):
         notes.append("partial N % = a model read only N % of the image's pixels: --max-tiles reads more")
     odd = [fake_faces_in_real(a.verdict, v) for a, v in zip(analyses, verdicts, strict=True)]
@@ -331,6 +335,8 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             + (" [yellow]split[/]" if a.split else "")
             + (" [yellow]small[/]" if a.small else "")
             + (f" [yellow]partial {pct(a.coverage)}[/]" if a.partial else "")
+            + (f" [yellow]transparent {pct(a.transparent)}[/]" if a.transparent else "")
+            + (f" [yellow]frame 1 of {a.frames}[/]" if a.frames > 1 else "")
             + "".join(f" [bold red]face {f} fake[/]" for f in faces),
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",

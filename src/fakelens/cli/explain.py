@@ -256,12 +256,20 @@ def explain_cmd(
             "images": records,
         }
         if len(members) > 1 and not raw.isnan().any():
+            by_image: dict[str, list[dict[str, Any]]] = {}
+            for rec in records:
+                by_image.setdefault(rec["image"], []).append(rec)
             payload["ensemble"] = [
                 {
                     "image": str(p),
                     "rule": v.rule,
                     "fake_probability": v.fake_probability,
                     "verdict": v.verdict,
+                    "threshold": v.threshold,
+                    # as analyze marks them: the members disagree, or one read few of its input's pixels
+                    "split": len({r.get("verdict") for r in by_image.get(str(p), [])}) > 1,
+                    "small": any(r.get("small") for r in by_image.get(str(p), [])),
+                    "partial": any(r.get("partial") for r in by_image.get(str(p), [])),
                 }
                 for p, v in zip(paths, ens.verdicts(raw), strict=True)
             ]
@@ -293,6 +301,12 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             "; 'small' = under half as many pixels as the model's input"
             if any(r.get("small") for r in records)
             else ""
+        )
+        + ("; 'split' = the models disagree" if any(r.get("split") for r in records) else "")
+        + (
+            "; 'partial' = the tile limit left part of the image unread"
+            if any(r.get("partial") for r in records)
+            else ""
         ),
     )
     table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=22)
@@ -306,7 +320,9 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             verdict = f"{r['verdict']} (p={prob(r['fake_probability'], r.get('threshold', 0.5))})" + (
                 " [yellow]untrained[/]" if r.get("untrained") else ""
             )
+            verdict += " [yellow]split[/]" if r.get("split") else ""
             verdict += " [yellow]small[/]" if r.get("small") else ""
+            verdict += " [yellow]partial[/]" if r.get("partial") else ""
         else:
             top = r["top_labels"][0]
             verdict = f"{top['label']} ({top['probability']:.2f})"

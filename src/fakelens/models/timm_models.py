@@ -127,7 +127,8 @@ def effnet_lite0(
     imagenet_head: bool = False,
     input_size: int = 224,
 ) -> Detector:
-    """EfficientNet-Lite0 (Tan & Le, ICML 2019; timm ``tf_efficientnet_lite0``), 4.0M parameters.
+    """EfficientNet-Lite0 (Tan & Le, ICML 2019; timm ``tf_efficientnet_lite0``), 3.4M parameters with its
+    2-logit head (4.7M with the ImageNet one).
 
     ``pretrained`` loads the ImageNet backbone shipped by ``fakelens[pretrained]``; the real/fake head is
     initialised from ``seed``. ``imagenet_head`` keeps the 1000-class ImageNet classifier instead (labels

@@ -50,7 +50,7 @@ def tiny_cnn(seed: int = 0, num_classes: int = 2) -> Detector:
 
 @register_model("tiny-vit")
 def tiny_vit(seed: int = 0, num_classes: int = 2) -> Detector:
-    """A ~55k-parameter timm ViT: 8×8 patches on a non-square 48×64 input (6×8 grid), a class token
+    """A ~50k-parameter timm ViT: 8×8 patches on a non-square 48×64 input (6×8 grid), a class token
     and 2 register tokens — so every token-handling path is exercised by the tests."""
     with seeded_init(seed):
         net = timm.create_model(

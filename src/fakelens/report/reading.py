@@ -283,6 +283,13 @@ def _scale_paragraph(a: Analysis) -> str:
             "enlargement). They learnt from crops that fill their input, so on this little evidence their "
             "verdict says little either way."
         )
+    if a.transparent:
+        parts.append(
+            f"{pct(a.transparent)} of the image is fully transparent: the models saw it as white (what "
+            "fakelens composites transparency onto), which can sway their score; the heatmaps leave it out."
+        )
+    if a.frames > 1:
+        parts.append(f"The file holds {a.frames} frames or pages; only the first was analysed.")
     if factor >= SHRUNK:
         parts.append(
             f"The image ({a.width} × {a.height} px) was shrunk {factor:.1f}× to fit the models' input. "

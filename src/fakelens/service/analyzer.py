@@ -223,6 +223,8 @@ class Analyzer:
             "threshold": a.threshold,
             "rule": a.rule,
             "calibrated": a.calibrated,
+            "transparent": a.transparent,
+            "frames": a.frames,
             "methods": list(req.methods),
             "image": {
                 "format": sniff_format(req.data),

@@ -109,6 +109,8 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "threshold": r["threshold"],
         "rule": r["rule"],
         "calibrated": r.get("calibrated", False),
+        "transparent": r.get("transparent", 0.0),
+        "frames": r.get("frames", 1),
         "small": min((m.get("pixel_fraction", 1.0) for m in r["models"]), default=1.0) < SMALL_IMAGE,
         "partial": min((m.get("coverage", 1.0) for m in r["models"]), default=1.0) < PARTIAL_READ,
         "split": len({m["verdict"] for m in r["models"] if m["score"] is not None}) > 1,

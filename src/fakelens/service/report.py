@@ -61,6 +61,8 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
         result["rule"],
         models,
         calibrated=bool(result.get("calibrated", False)),
+        transparent=float(result.get("transparent", 0.0)),  # rows stored before: not recorded
+        frames=int(result.get("frames", 1)),
     )
 
 

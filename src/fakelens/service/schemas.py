@@ -147,6 +147,12 @@ class AnalysisOut(BaseModel):
         description="The scores are calibrated on validation photos (p(fake) ≈ frequency of fakes among "
         "validation images so scored; every verdict at 0.5).",
     )
+    transparent: float = Field(
+        0.0,
+        description="The share of the image's pixels that were fully transparent: the models saw them as "
+        "white, and the heatmaps leave them out.",
+    )
+    frames: int = Field(1, description="Frames or pages in the file (GIF, TIFF); the first was analysed.")
     small: bool = Field(
         False,
         description="A model read under half as many of the image's own pixels as its input holds (see "

@@ -227,7 +227,11 @@
         ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "") +
       (analysis.partial
         ? ` · only ${Math.round(100 * Math.min(...analysis.models.map((m) => m.coverage ?? 1)))} % of the image read (the tile limit): the rest was not judged`
-        : "");
+        : "") +
+      (analysis.transparent
+        ? ` · ${Math.max(1, Math.round(100 * analysis.transparent))} % transparent: the models saw it as white; the heatmaps leave it out`
+        : "") +
+      (analysis.frames > 1 ? ` · ${analysis.frames} frames or pages: only the first was analysed` : "");
 
     const meta = $("image-meta");
     meta.replaceChildren();
