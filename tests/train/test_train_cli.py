@@ -77,6 +77,7 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert code == 0, stderr
     conf = json.loads((tuned / "last" / "config.json").read_text())
     assert conf["provenance"]["init"]["checkpoint"] == str(out / "best")
+    assert conf["arch"] == "tiny-cnn"  # no --model: the architecture of the checkpoint it starts from
     code, stdout, stderr = invoke(
         *args[:4], str(tmp_path / "t2"), "--model", "tiny-vit", "--init", str(out / "best")
     )

@@ -137,7 +137,11 @@ def analyze_cmd(
     ] = True,
     faces: Annotated[
         bool,
-        typer.Option("--faces/--no-faces", help="Summarise heatmaps by facial region where a face is found."),
+        typer.Option(
+            "--faces/--no-faces",
+            help="Find faces: judge each on its own (a table of face verdicts) and summarise the heatmaps by "
+            "facial region.",
+        ),
     ] = True,
     title: Annotated[str | None, typer.Option(help="Title of the HTML report.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
@@ -300,6 +304,8 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     odd = [fake_faces_in_real(a.verdict, v) for a, v in zip(analyses, verdicts, strict=True)]
     if any(odd):
         notes.append("face N fake = that face, judged on its own, reads fake (see the table of faces)")
+    if any(h.robustness for a in analyses for m in a.models for h in m.heatmaps.values()):
+        notes.append("robust = heatmaps that passed their robustness checks, of those graded")
     if analyses and analyses[0].calibrated:
         notes.append("p(fake) calibrated on validation photos; every verdict at 0.5")
     elif analyses:

@@ -201,8 +201,15 @@ def scan_cmd(
         *((("a face reads fake", summary.fake_faces),) if faces else ()),
         ("with heatmaps", summary.flagged),
         ("rows in table", summary.rows),
-        ("speed", f"{summary.images_per_second:.1f} images/s ({summary.engine})"),
+        ("speed", f"{_rate(summary.images_per_second)} ({summary.engine})"),
     ):
         table.add_row(label, str(value))
     console.print(table)
     console.print(f"wrote [bold]{summary.table}[/]")
+
+
+def _rate(per_second: float) -> str:
+    """Images per second, or seconds per image when under one (0.0 images/s said nothing)."""
+    if per_second >= 1 or per_second <= 0:
+        return f"{per_second:.1f} images/s"
+    return f"{1 / per_second:.1f} s/image"

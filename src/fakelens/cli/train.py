@@ -96,8 +96,11 @@ def train_cmd(
         ),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="A registered model (see `fakelens models`).")
-    ] = "tiny-cnn",
+        str,
+        typer.Option(
+            "--model", help="A registered model (see `fakelens models`; tiny-cnn/tiny-vit are for tests)."
+        ),
+    ] = "effnet-lite0",
     val_data: Annotated[
         Path | None,
         typer.Option(
@@ -211,6 +214,11 @@ def train_cmd(
         cfg.time_limit = time_limit
         cfg.out = str(out)
     else:
+        given = getattr(ctx.get_parameter_source("model"), "name", None) == "COMMANDLINE"
+        if init is not None and not given:
+            from fakelens.models.checkpoint import checkpoint_arch
+
+            model = checkpoint_arch(init) or model  # fine-tuning a detector: its own architecture
         cfg = TrainConfig(
             out=str(out),
             model=model,

@@ -468,6 +468,20 @@ def _member_configs(root: Path) -> list[Path]:
     return [root / str(m.get("path") if isinstance(m, dict) else m) / CONFIG_NAME for m in members]
 
 
+def checkpoint_arch(spec: PathLike) -> str | None:
+    """The architecture of the detector checkpoint ``spec``; None for an ensemble (or ``"default"``), whose
+    member is picked by architecture, and for anything unreadable (:func:`member_checkpoint` says why)."""
+    text = os.fspath(spec)
+    path = default_ensemble_path() if text == DEFAULT_MODEL else Path(text)
+    if is_ensemble_checkpoint(path):
+        return None
+    try:
+        arch = read_json(_locate(path)[0]).get("arch")
+    except (CheckpointError, OSError, ValueError):
+        return None
+    return arch if isinstance(arch, str) else None
+
+
 def member_checkpoint(spec: PathLike, arch: str) -> Path:
     """The ``config.json`` of a detector checkpoint to start training from: ``spec`` itself (a detector
     checkpoint of architecture ``arch``), or the member of architecture ``arch`` of the ensemble ``spec``
