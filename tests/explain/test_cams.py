@@ -213,9 +213,10 @@ def test_a_model_that_views_its_activations_is_explained(method: str) -> None:
     assert e.raw.shape[0] == 2 and torch.isfinite(e.raw).all()
 
 
-def test_a_map_with_non_finite_values_is_an_error_not_a_score() -> None:
+@pytest.mark.parametrize("method", ["gradcam", "eigencam"])
+def test_a_map_with_non_finite_values_is_an_error_not_a_score(method: str) -> None:
     """One NaN activation pixel would make mass metrics read the map as empty and rank metrics score it;
-    the method is reported instead (analyze keeps the others)."""
+    the method is reported instead (analyze keeps the others). EigenCAM used to zero it and go on."""
     from fakelens.errors import ExplanationError
 
     det = create_model("tiny-cnn")
@@ -228,8 +229,8 @@ def test_a_map_with_non_finite_values_is_an_error_not_a_score() -> None:
 
     handle = det.layer("net.features.3").register_forward_hook(poison)
     try:
-        with pytest.raises(ExplanationError, match="gradcam produced non-finite values"):
-            explain(det, x, ["gradcam"])
+        with pytest.raises(ExplanationError, match=f"{method} produced non-finite values"):
+            explain(det, x, [method])
     finally:
         handle.remove()
 
