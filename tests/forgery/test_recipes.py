@@ -226,3 +226,21 @@ def test_upsampling_an_odd_sized_image_shifts_nothing() -> None:
         f = make_recipe("upsample:global").apply(ramp, np.random.default_rng(seed))
         err = (f.fake.astype(np.float32) - ramp).mean(axis=(0, 2))
         assert abs(err[2:6].mean() - err[-6:-2].mean()) < 0.5, f"seed {seed}: {err[2:6]} vs {err[-6:-2]}"
+
+
+def test_cross_blend_takes_the_donor_face_whose_pose_fits() -> None:
+    """Face X-ray picks donors by landmark distance: a frontal target gets the frontal donor face, whatever
+    the draw, not the profile one (a frontal face pasted onto a profile is visible at a glance)."""
+    from fakelens.data.faces import template_landmarks
+    from fakelens.forgery.recipes import _nearest_pose
+
+    box = (40.0, 40.0, 100.0, 110.0)
+    target = Face(box=box, landmarks=template_landmarks(box))
+    frontal = Face(box=(0.0, 0.0, 30.0, 35.0), landmarks=template_landmarks((0.0, 0.0, 30.0, 35.0)) * 1.01)
+    pts = template_landmarks((200.0, 0.0, 260.0, 70.0)).copy()
+    pts[2, 0] += 18.0  # the nose far to one side, the eyes crowded: a turned head
+    pts[0, 0] += 12.0
+    profile = Face(box=(200.0, 0.0, 260.0, 70.0), landmarks=pts)
+    for draw in range(4):
+        assert _nearest_pose([profile, frontal], target, draw) is frontal
+        assert _nearest_pose([frontal, profile], target, draw) is frontal

@@ -289,14 +289,34 @@ class SelfBlend(Recipe):
         return np.clip(src, 0, 255), mask * ratio, params
 
 
+def _nearest_pose(donors: Sequence[Face], face: Face, draw: int) -> Face:
+    """The donor face whose five landmarks, aligned to ``face``'s by a similarity, lie nearest to them
+    (mean distance over the face's size); ``draw`` picks among those within 25 % of the best."""
+    target = face.points().astype(np.float64)
+    errors = []
+    for d in donors:
+        src = d.points().astype(np.float64)
+        m, _ = cv2.estimateAffinePartial2D(src.astype(np.float32), target.astype(np.float32))
+        if m is None:
+            errors.append(math.inf)
+            continue
+        moved = src @ m[:, :2].T + m[:, 2]
+        errors.append(float(np.linalg.norm(moved - target, axis=1).mean()) / max(face.size, 1.0))
+    best = min(errors)
+    near = [d for d, e in zip(donors, errors, strict=True) if e <= 1.25 * best] or list(donors)
+    return near[draw % len(near)]
+
+
 @RECIPES.register("cross_blend")
 class CrossBlend(Recipe):
     """Cross-image blending (Li et al., "Face X-ray for More General Face Forgery Detection", CVPR 2020).
 
     A region of another real photo (``donor``) is aligned to the target (by a similarity fitted on the five
-    landmarks when both have faces, else a random similarity), colour-transferred in Lab (Reinhard) to the
-    target region, elastically deformed, and blended inside a deformed soft mask. Without a donor, a mirrored,
-    shifted copy of the image itself stands in (a copy-move of mirrored content).
+    landmarks when both have faces — the donor face whose landmarks fit the target's best, as Face X-ray
+    picks its donors, so a frontal face is not pasted onto a profile — else a random similarity),
+    colour-transferred in Lab (Reinhard) to the target region, elastically deformed, and blended inside a
+    deformed soft mask. Without a donor, a mirrored, shifted copy of the image itself stands in (a copy-move
+    of mirrored content).
     """
 
     name = "cross_blend"
@@ -326,7 +346,7 @@ class CrossBlend(Recipe):
         aligned = False
         m = None
         if face is not None and donor_faces:
-            d = donor_faces[int(rng.integers(len(donor_faces)))]
+            d = _nearest_pose(donor_faces, face, int(rng.integers(len(donor_faces))))
             m, _ = cv2.estimateAffinePartial2D(d.points(), face.points(), method=cv2.LMEDS)
             aligned = m is not None
         if m is None:
@@ -410,10 +430,11 @@ class Upsample(Recipe):
     Artifacts in GAN Fake Images", WIFS 2019; NPR: Tan et al., "Rethinking the Up-Sampling Operations in
     CNN-based Generative Network for Generalizable Deepfake Detection", CVPR 2024).
 
-    ``Down(½)`` (area or bilinear), then ``Up(2)`` by nearest, bilinear, or zero insertion followed by a
-    near-bilinear random 3×3/4×4 kernel whose four polyphase gains differ by up to ±10 % (a transposed
-    convolution: unequal polyphase gains give the checkerboard), then optionally a near-identity 3×3
-    convolution. Variants: ``global`` (mask all ones) and ``regional`` (a soft blob).
+    ``Down(½)`` (area, or bicubic without antialiasing — at exactly ½ OpenCV's bilinear equals area), then
+    ``Up(2)`` by nearest, bilinear, or zero insertion followed by a near-bilinear random 3×3/4×4 kernel whose
+    four polyphase gains differ by up to ±10 % (a transposed convolution: unequal polyphase gains give the
+    checkerboard), then optionally a near-identity 3×3 convolution. Variants: ``global`` (mask all ones) and
+    ``regional`` (a soft blob).
     """
 
     name = "upsample"
@@ -432,7 +453,7 @@ class Upsample(Recipe):
     ) -> ForgeResult:
         h, w = image.shape[:2]
         h2, w2 = (h + 1) // 2, (w + 1) // 2
-        down_i = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_LINEAR
+        down_i = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_CUBIC
         # an odd side is padded by one mirrored pixel, so Down is exactly ½ and nothing shifts
         even = cv2.copyMakeBorder(image, 0, 2 * h2 - h, 0, 2 * w2 - w, cv2.BORDER_REFLECT_101)
         down = cv2.resize(even.astype(np.float32), (w2, h2), interpolation=down_i)
