@@ -254,3 +254,9 @@ def test_ssim_counts_only_windows_on_valid_pixels() -> None:
     assert padded.max() < 0.2 and float(M.ssim(a * valid, b * valid).min()) > 0.5  # unmasked, inflated
     assert M.ssim(a[:, :1, :1], a[:, :1, :1]).tolist() == pytest.approx([1.0, 1.0])
     assert M.ssim(a[:, :2, :2], b[:, :2, :2]).shape == (2,)
+
+
+def test_gaussian_blur_of_a_one_pixel_side_is_the_image() -> None:
+    x = torch.rand(1, 3, 1, 9)
+    assert torch.equal(M.gaussian_blur(x, 5.0), x)
+    assert M.gaussian_blur(torch.rand(1, 3, 2, 2), 5.0).shape == (1, 3, 2, 2)

@@ -371,9 +371,9 @@ def trapezoid_auc(curves: Tensor) -> Tensor:
 def gaussian_blur(pixels: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)`` (radius ``⌈3σ⌉``, reflect padding): the blur baseline of
     deletion/insertion (Petsiuk et al. blur with σ = 5 at 224 px)."""
-    if sigma <= 0:
-        return pixels.clone()
     h, w = pixels.shape[-2:]
+    if sigma <= 0 or min(h, w) < 2:  # a one-pixel side has nothing to blur along it (nor to reflect)
+        return pixels.clone()
     radius = max(1, min(math.ceil(3 * sigma), h - 1, w - 1))
     t = torch.arange(-radius, radius + 1, device=pixels.device, dtype=torch.float64)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
