@@ -201,3 +201,9 @@ def test_transparent_pixels_and_extra_frames_are_named_and_left_out_of_the_maps(
     assert "25 % of the image is fully transparent" in str(read_analysis(a))
     assert g.frames == 3 and g.transparent == 0.0 and g.to_dict()["frames"] == 3
     assert "holds 3 frames or pages; only the first was analysed" in str(read_analysis(g))
+    from fakelens.report import render_report
+
+    html = render_report(
+        [a, g], [load_image(buf.getvalue()), load_image(gif.getvalue())], ["a", "g"], faces=False
+    )
+    assert "transparent 25 %</span>" in html and "frame 1 of 3</span>" in html

@@ -183,8 +183,8 @@ def _verdict_pill(verdict: str, p: float) -> str:
 
 
 def _small_tag(a: Analysis) -> str:
-    """Tags beside the verdict of an image too small to carry much evidence, or read only in part (see the
-    reading)."""
+    """Tags beside the verdict of an image too small to carry much evidence, read only in part, partly
+    transparent or one frame of several (see the reading)."""
     tags = ""
     if a.small:
         tags += " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
@@ -193,6 +193,13 @@ def _small_tag(a: Analysis) -> str:
             " <span class='pill small' title='the tile limit left the rest unread: raise --max-tiles'>"
             f"read {_e(pct(a.coverage))}</span>"
         )
+    if a.transparent:
+        tags += (
+            " <span class='pill small' title='seen as white by the models; left out of the heatmaps'>"
+            f"transparent {_e(pct(a.transparent))}</span>"
+        )
+    if a.frames > 1:
+        tags += f" <span class='pill small' title='only the first was analysed'>frame 1 of {a.frames}</span>"
     return tags
 
 
