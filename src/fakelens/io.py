@@ -565,7 +565,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None, as_mask: b
     if rgb is img:
         rgb = img.copy()  # detach from the file object and the multi-frame state
     rgb.info.pop("transparency", None)
-    frames = int(getattr(img, "n_frames", 1) or 1)
+    # an MPO (phone JPEG) holds previews or gain maps, not frames
+    frames = int(getattr(img, "n_frames", 1) or 1) if img.format != "MPO" else 1
     if frames > 1:
         rgb.info[FRAMES] = frames
     if oriented.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in oriented.info:

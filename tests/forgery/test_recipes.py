@@ -236,7 +236,11 @@ def test_cross_blend_takes_the_donor_face_whose_pose_fits() -> None:
 
     box = (40.0, 40.0, 100.0, 110.0)
     target = Face(box=box, landmarks=template_landmarks(box))
-    frontal = Face(box=(0.0, 0.0, 30.0, 35.0), landmarks=template_landmarks((0.0, 0.0, 30.0, 35.0)) * 1.01)
+    near = template_landmarks((0.0, 0.0, 30.0, 35.0)).copy()
+    near[3, 1] += (
+        0.8  # another person, nearly the same pose (a template's exact copy would be the face itself)
+    )
+    frontal = Face(box=(0.0, 0.0, 30.0, 35.0), landmarks=near)
     pts = template_landmarks((200.0, 0.0, 260.0, 70.0)).copy()
     pts[2, 0] += 18.0  # the nose far to one side, the eyes crowded: a turned head
     pts[0, 0] += 12.0
@@ -244,3 +248,18 @@ def test_cross_blend_takes_the_donor_face_whose_pose_fits() -> None:
     for draw in range(4):
         assert _nearest_pose([profile, frontal], target, draw) is frontal
         assert _nearest_pose([frontal, profile], target, draw) is frontal
+
+
+def test_a_face_is_never_its_own_donor() -> None:
+    """A donor crop of the same group photo may hold the target face itself: it fits its own landmarks
+    perfectly, but a face pasted onto itself is no forgery, so another face is taken."""
+    from fakelens.data.faces import template_landmarks
+    from fakelens.forgery.recipes import _nearest_pose
+
+    a, b = (40.0, 40.0, 100.0, 110.0), (150.0, 45.0, 208.0, 112.0)
+    other = template_landmarks(b).copy()
+    other[2, 0] += 2.0  # another face: no similarity maps its landmarks exactly onto the target's
+    target, neighbour = Face(box=a, landmarks=template_landmarks(a)), Face(box=b, landmarks=other)
+    for draw in range(4):
+        assert _nearest_pose([target, neighbour], target, draw) is neighbour
+    assert _nearest_pose([target], target, 0) is target  # nothing else to take

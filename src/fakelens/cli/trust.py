@@ -249,10 +249,6 @@ def _command(
     return shlex.join(parts)
 
 
-if __name__ == "__main__":  # python -m fakelens.cli.trust …, until the command is attached to `fakelens`
-    app()
-
-
 def _member_paths(spec: str) -> str:
     """``--model PATH`` for each member of the ensemble ``spec`` (``default`` or a folder)."""
     import json
@@ -265,3 +261,7 @@ def _member_paths(spec: str) -> str:
         return "e.g. " + " or ".join(f"--model {root / m['path']}" for m in members)
     except (OSError, ValueError, KeyError, TypeError):
         return "a member's checkpoint folder"
+
+
+if __name__ == "__main__":  # python -m fakelens.cli.trust …, until the command is attached to `fakelens`
+    app()

@@ -1275,7 +1275,8 @@ class AblationCAM(Perturbation):
             "shortcut": modes[0] != "full" if len(modes) == 1 else [m != "full" for m in modes],
             "shortcut_mode": modes[0] if len(modes) == 1 else modes,
             "exact": self.top_k is None or self.top_k >= widest,
-            "relative_to_score": self.relative,
+            # several layers: fuse_layers rescales each map by its own peak, which already undoes 1/|y|
+            "relative_to_score": self.relative and len(layers) == 1,
         }
         return fuse_layers(raws), meta
 

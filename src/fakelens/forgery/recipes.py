@@ -291,7 +291,8 @@ class SelfBlend(Recipe):
 
 def _nearest_pose(donors: Sequence[Face], face: Face, draw: int) -> Face:
     """The donor face whose five landmarks, aligned to ``face``'s by a similarity, lie nearest to them
-    (mean distance over the face's size); ``draw`` picks among those within 25 % of the best."""
+    (mean distance over the face's size); ``draw`` picks among those within 25 % of the best. The face itself
+    (a donor crop of the same group photo may hold it: error ≈ 0) is never its own donor."""
     target = face.points().astype(np.float64)
     errors = []
     for d in donors:
@@ -302,8 +303,11 @@ def _nearest_pose(donors: Sequence[Face], face: Face, draw: int) -> Face:
             continue
         moved = src @ m[:, :2].T + m[:, 2]
         errors.append(float(np.linalg.norm(moved - target, axis=1).mean()) / max(face.size, 1.0))
-    best = min(errors)
-    near = [d for d, e in zip(donors, errors, strict=True) if e <= 1.25 * best] or list(donors)
+    others = [(d, e) for d, e in zip(donors, errors, strict=True) if e > 1e-3]  # not the face itself
+    if not others:
+        return donors[draw % len(donors)]
+    best = min(e for _, e in others)
+    near = [d for d, e in others if e <= 1.25 * best]
     return near[draw % len(near)]
 
 
