@@ -231,8 +231,8 @@ def analyze_images(
                 heatmaps = {
                     m: HeatmapResult(
                         method=m,
-                        map=_share_of_peak(res.map(m).float().cpu().numpy() * opaque),
-                        valid=res.valid(m).bool().cpu().numpy() & opaque,
+                        map=_opaque_share(res.map(m).float().cpu().numpy(), opaque),
+                        valid=_opaque_only(res.valid(m).bool().cpu().numpy(), opaque),
                         summary=res.explanations[m].summary(res.index),
                     )
                     for m in usable
@@ -274,26 +274,33 @@ def analyze_images(
                 v.rule,
                 models,
                 ens.calibrated,
-                transparent=float(1.0 - _opaque(img).mean()),
+                transparent=0.0 if (opaque := _opaque(img)) is None else float(1.0 - opaque.mean()),
                 frames=int(img.info.get(FRAMES, 1)),
             )
         )
     return out
 
 
-def _share_of_peak(m: np.ndarray) -> np.ndarray:
-    """A map cut to the opaque pixels, again a share of its (new) peak."""
+def _opaque_share(m: np.ndarray, opaque: np.ndarray | None) -> np.ndarray:
+    """A map cut to the opaque pixels, again a share of its (new) peak (as it is, with no transparency)."""
+    if opaque is None:
+        return m
+    m = m * opaque
     peak = float(m.max()) if m.size else 0.0
     return m / peak if 0 < peak < 1 else m
 
 
-def _opaque(image: Image.Image) -> np.ndarray:
-    """``(H, W)`` bool: the pixels :func:`fakelens.io.load_image` found not fully transparent (all, for an
-    image without that record or one resized since)."""
+def _opaque_only(valid: np.ndarray, opaque: np.ndarray | None) -> np.ndarray:
+    return valid if opaque is None else valid & opaque
+
+
+def _opaque(image: Image.Image) -> np.ndarray | None:
+    """``(H, W)`` bool: the pixels :func:`fakelens.io.load_image` found not fully transparent; None for an
+    image without that record (nothing transparent) or one resized since."""
     opaque = image.info.get(OPAQUE)
     if isinstance(opaque, np.ndarray) and opaque.shape == (image.height, image.width):
         return opaque.astype(bool)
-    return np.ones((image.height, image.width), bool)
+    return None
 
 
 METHOD_ERRORS = (FakelensError, RuntimeError)

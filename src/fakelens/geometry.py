@@ -390,7 +390,7 @@ def covered_fraction(views: Sequence[Geometry]) -> float:
     for g in views:
         (r0, r1), (c0, c1) = g._valid_ranges()
         seen[r0:r1, c0:c1] = True
-    return float(seen.float().mean())
+    return int(seen.sum()) / seen.numel()
 
 
 def _flatten(maps: Tensor, mode: str) -> tuple[Tensor, tuple[int, ...], torch.dtype]:
