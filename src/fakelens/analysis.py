@@ -132,6 +132,12 @@ class Analysis(CompactRepr):
         return self.coverage < PARTIAL_READ
 
     @property
+    def tile_capped(self) -> bool:
+        """The member that read least read native tiles, so ``--max-tiles`` reads more; otherwise its input
+        (a centre crop) cut the image's borders, and only another model reads them."""
+        return min(self.models, key=lambda m: m.coverage).tiles > 1 if self.models else False
+
+    @property
     def split(self) -> bool:
         """The members' verdicts differ: the ensemble's verdict is weak."""
         return len({m.verdict for m in self.models if math.isfinite(m.fake_probability)}) > 1

@@ -231,6 +231,16 @@ def test_native_tiles_are_described_with_what_they_left_unread(make_analysis: Ma
     assert "as 6 tiles spread over it with gaps between them" in text
 
 
+def test_a_centre_crop_names_the_model_and_gives_no_tile_advice(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.2, {}), "vit": (0.3, {})})
+    a.models[1].coverage = 0.56  # a 4:3 photo centre-cropped to a square, then the borders cut
+    text = _text(read_analysis(a))
+    assert "vit crops the centre of the image to fill its input: 44 % of the pixels, the borders" in text
+    assert "--max-tiles" not in text and "tile" not in text
+    a.models[0].coverage = 0.56
+    assert "cnn, vit crop the centre of the image to fill their input" in _text(read_analysis(a))
+
+
 def test_analysis_records_the_scale_of_each_model() -> None:
     from PIL import Image
 

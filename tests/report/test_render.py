@@ -174,7 +174,11 @@ def test_an_untrained_model_is_flagged_on_its_card_and_first_in_the_reading(
 
 def test_an_image_read_in_part_says_how_much_escaped(make_analysis: MakeAnalysis) -> None:
     a = make_analysis({"cnn": (0.9, {}), "vit": (0.8, {})})
-    a.models[1].coverage = 0.0004  # a gigapixel photo read as 32 tiles
+    a.models[1].coverage, a.models[1].tiles = 0.0004, 32  # a gigapixel photo read as 32 tiles
     html_text = render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False)
     assert a.partial and "read &lt;0.1 %</span>" in html_text and "><0.1 %<" not in html_text
     assert "only &lt;0.1 % of the image read: the rest was not judged" in html_text
+    assert "raise --max-tiles'>" in html_text and "crops the centre" not in html_text
+    a.models[1].tiles = 1  # a centre-crop model: more tiles would not help
+    html_text = render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False)
+    assert "--max-tiles" not in html_text and "a model crops the centre of its input" in html_text

@@ -300,7 +300,10 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     if any(a.frames > 1 for a in analyses):
         notes.append("frame 1 of N = a multi-frame file (GIF, TIFF pages): only its first frame was read")
     if any(a.partial for a in analyses):
-        notes.append("partial N % = a model read only N % of the image's pixels: --max-tiles reads more")
+        notes.append(
+            "partial N % = a model read only N % of the image's pixels"
+            + (": --max-tiles reads more" if any(a.partial and a.tile_capped for a in analyses) else "")
+        )
     odd = [fake_faces_in_real(a.verdict, v) for a, v in zip(analyses, verdicts, strict=True)]
     if any(odd):
         notes.append("face N fake = that face, judged on its own, reads fake (see the table of faces)")

@@ -304,7 +304,12 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
         )
         + ("; 'split' = the models disagree" if any(r.get("split") for r in records) else "")
         + (
-            "; 'partial' = the tile limit left part of the image unread"
+            "; 'partial' = part of the image went unread"
+            + (
+                " (the tile limit: raise --max-tiles)"
+                if any(r.get("partial") and r.get("tiles") for r in records)
+                else " (a centre crop)"
+            )
             if any(r.get("partial") for r in records)
             else ""
         ),

@@ -269,12 +269,20 @@ def _scale_paragraph(a: Analysis) -> str:
                 f"{n} x {a0:.0f}–{a1:.0f}, y {b0:.0f}–{b1:.0f}" for n, (a0, b0, a1, b1) in graded
             )
             parts.append(f"Their robustness checks graded the most fake-looking tile ({where}).")
-        if a.coverage < 1.0:
+        if a.coverage < 1.0 and a.tile_capped:
             parts.append(
                 f"The tile limit left {pct(1.0 - a.coverage)} of the pixels unread (shown as outside the "
                 "image in the heatmaps): the verdict judges only what was read; raise --max-tiles to read "
                 "them all."
             )
+    if a.coverage < 1.0 and not a.tile_capped:
+        cropped = ", ".join(m.name for m in a.models if m.coverage < 1.0 and m.tiles == 1)
+        parts.append(
+            f"{cropped} crop{'s' if ',' not in cropped else ''} the centre of the image to fill "
+            f"{'its' if ',' not in cropped else 'their'} input: {pct(1.0 - a.coverage)} of the pixels, the "
+            "borders, went unread (shown as outside the image in the heatmaps), and the verdict judges only "
+            "what was read."
+        )
     if a.small:
         shape = "thin" if 4 * min(a.width, a.height) <= max(a.width, a.height) else "small"
         parts.append(

@@ -189,10 +189,12 @@ def _small_tag(a: Analysis) -> str:
     if a.small:
         tags += " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
     if a.partial:
-        tags += (
-            " <span class='pill small' title='the tile limit left the rest unread: raise --max-tiles'>"
-            f"read {_e(pct(a.coverage))}</span>"
+        why = (
+            "the tile limit left the rest unread: raise --max-tiles"
+            if a.tile_capped
+            else "a model crops the centre of its input: it never read the borders"
         )
+        tags += f" <span class='pill small' title='{why}'>read {_e(pct(a.coverage))}</span>"
     if a.transparent:
         tags += (
             " <span class='pill small' title='seen as white by the models; left out of the heatmaps'>"

@@ -61,6 +61,8 @@
   // A score within CLOSE of its threshold is a close call (the report's wording: fakelens.report.reading).
   const CLOSE = 0.10;
   const isClose = (score, threshold) => score !== null && score !== undefined && Math.abs(score - threshold) < CLOSE;
+  // The model that read least of the image: tiles (> 1) capped by the tile limit, else a centre crop.
+  const leastRead = (a) => a.models.reduce((lo, m) => ((m.coverage ?? 1) < (lo.coverage ?? 1) ? m : lo));
   const verdictText = (a) =>
     [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.small ? "small image" : "", a.partial ? "read in part" : ""]
       .filter(Boolean).join(" · ");
@@ -226,7 +228,7 @@
       (analysis.small
         ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "") +
       (analysis.partial
-        ? ` · only ${Math.round(100 * Math.min(...analysis.models.map((m) => m.coverage ?? 1)))} % of the image read (the tile limit): the rest was not judged`
+        ? ` · only ${Math.round(100 * Math.min(...analysis.models.map((m) => m.coverage ?? 1)))} % of the image read (${leastRead(analysis).tiles > 1 ? "the tile limit" : "a centre crop"}): the rest was not judged`
         : "") +
       (analysis.transparent
         ? ` · ${Math.max(1, Math.round(100 * analysis.transparent))} % transparent: the models saw it as white; the heatmaps leave it out`
