@@ -131,7 +131,7 @@ def test_a_fake_face_in_a_real_image_is_marked_in_the_main_table(monkeypatch: py
     [a] = analyze_images(Ensemble.of([create_model("tiny-cnn")]), [Image.new("RGB", (64, 64))], [])
     face = FaceVerdict((0, 0, 9, 9), (0, 0, 64, 64), 0.93, "fake", {"tiny-cnn": (0.93, "fake")})
     paths = [Path("real.png"), Path("fake.png")]
-    with analyze_cli.console.capture() as cap:
+    with analyze_cli.results.capture() as cap:
         both = [replace(a, verdict="real"), replace(a, verdict="fake")]
         analyze_cli._print_table(paths, both, [[face], [face]])
     rows = {line.split()[1]: line for line in cap.get().splitlines() if ".png" in line}

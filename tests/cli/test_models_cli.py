@@ -63,6 +63,16 @@ def test_models_lists_every_registered_detector() -> None:
     assert {"tiny-cnn", "tiny-vit", "effnet-lite0", "vit-small-reg4", "vit-tiny-reg4"} <= names
 
 
+def test_listings_go_to_stdout_and_hints_to_stderr() -> None:
+    """``fakelens models > models.txt`` keeps the listing; the how-to hint stays on the terminal."""
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0 and "tiny-cnn" in r.stdout and "tiny-cnn" not in r.stderr
+    r = runner.invoke(app, ["methods"])
+    assert "gradcam++" in r.stdout and "options of a method" in r.stderr and "options of" not in r.stdout
+    r = runner.invoke(app, ["methods", "scorecam"])
+    assert "top_k" in r.stdout and not r.stderr
+
+
 def test_two_runs_of_one_architecture_get_distinct_names(tmp_path: Path) -> None:
     """Two tiny-cnn runs (seeds) form an ensemble whose members analyze and explain can tell apart."""
     for seed in (1, 2):

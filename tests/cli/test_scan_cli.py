@@ -47,7 +47,8 @@ def test_scan_writes_table_and_resumes(corpus: Path, tmp_path: Path) -> None:
     rows = pq.read_table(out / "scan.parquet").to_pylist()
     assert len(rows) == 8 and all((out / f).is_file() for r in rows for f in r["heatmap_files"] or [])
     code, stdout, stderr = _scan(*base, "--heatmaps-above", "0")
-    assert code == 0 and "done before (skipped)" in stderr and "8" in stderr
+    assert code == 0 and "done before (skipped)" in stdout and "8" in stdout  # the summary is the answer
+    assert "wrote" in stderr and "scan of" not in stderr
     assert len(pq.read_table(out / "scan.parquet")) == 8
 
 

@@ -22,6 +22,7 @@ from fakelens.cli.common import (
     expand_images,
     fail,
     print_json,
+    results,
     split_csv,
     unique_stem,
     user_errors,
@@ -350,7 +351,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             *cells,
             f"{ok}/{len(heat)}" if checked else "–",
         )
-    console.print(table)
+    results.print(table)
 
 
 def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:
@@ -375,7 +376,7 @@ def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
                 + (" [yellow]split[/]" if v.split else ""),
                 *(_verdict_cell(vd, s, own.get(n, a.threshold)) for n, (s, vd) in v.members.items()),
             )
-    console.print(table)
+    results.print(table)
 
 
 def _verdict_cell(verdict: str, p: float, threshold: float) -> str:

@@ -22,7 +22,11 @@ from fakelens.errors import FakelensError
 from fakelens.io import IMAGE_SUFFIXES, find_images
 
 # Not a terminal (a log, a pipe): lay tables out 160 columns wide rather than cut their cells at Rich's 80.
+# Messages, warnings and progress go to stderr (``console``); what a command answers — its tables and
+# listings — to stdout (``results``), so ``fakelens models > models.txt`` keeps the listing and ``--json``
+# output stays the only thing on stdout when asked for.
 console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
+results = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 MaxTiles = Annotated[

@@ -24,6 +24,7 @@ from fakelens.cli.common import (
     expand_images,
     fail,
     print_json,
+    results,
     split_csv,
     unique_stem,
     user_errors,
@@ -339,4 +340,4 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
         ]
         row = [Path(r["image"]).name] + ([r["model"]] if len(models) > 1 else []) + [verdict, *cells]
         table.add_row(*row)
-    console.print(table)
+    results.print(table)

@@ -17,6 +17,7 @@ from fakelens.cli.common import (
     console,
     fail,
     print_json,
+    results,
     user_errors,
     warn_untrained,
 )
@@ -68,7 +69,7 @@ def models_cmd(
     table = Table("model", "description", title="models for --model (or a checkpoint folder)")
     for r in rows:
         table.add_row(r["name"], escape(r["summary"]))  # "fakelens[pretrained]" is text, not markup
-    console.print(table)
+    results.print(table)
 
 
 @app.command("methods")
@@ -99,7 +100,7 @@ def methods_cmd(
     for r in rows:
         shows = "where the model is active (any class)" if r["class_agnostic"] else "evidence for the target"
         table.add_row(r["name"], r["family"], shows, escape(r["summary"]))
-    console.print(table)
+    results.print(table)
     console.print("options of a method: [bold]fakelens methods NAME[/]; set with --set METHOD.OPTION=VALUE")
 
 
@@ -130,14 +131,14 @@ def _method_detail(name: str, json_out: bool) -> None:
     if json_out:
         print_json({"name": name, "description": inspect.getdoc(factory) or "", "options": rows})
         return
-    console.print(f"[bold]{name}[/]: {escape(inspect.getdoc(factory) or '')}\n", markup=True, highlight=False)
+    results.print(f"[bold]{name}[/]: {escape(inspect.getdoc(factory) or '')}\n", markup=True, highlight=False)
     if not rows:
-        console.print("no options: gradient CAMs are computed from the one shared forward+backward pass.")
+        results.print("no options: gradient CAMs are computed from the one shared forward+backward pass.")
         return
     table = Table("option", "default", "type", title=f"options of {name} (--set {name}.OPTION=VALUE)")
     for r in rows:
         table.add_row(r["option"], escape(repr(r["default"])), escape(str(r["type"])))
-    console.print(table)
+    results.print(table)
 
 
 def _member_source(spec: str) -> dict[str, str]:

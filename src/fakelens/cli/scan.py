@@ -26,6 +26,7 @@ from fakelens.cli.common import (
     console,
     fail,
     print_json,
+    results,
     split_csv,
     user_errors,
     warn_untrained,
@@ -204,7 +205,7 @@ def scan_cmd(
         ("speed", f"{_rate(summary.images_per_second)} ({summary.engine})"),
     ):
         table.add_row(label, str(value))
-    console.print(table)
+    results.print(table)
     console.print(f"wrote [bold]{summary.table}[/]")
 
 

@@ -14,6 +14,7 @@ from fakelens.cli.common import (
     console,
     fail,
     print_json,
+    results,
     user_errors,
     warn_untrained,
 )
@@ -187,7 +188,7 @@ def keys_list(
         table.add_row(
             str(k["key_id"]), str(k["tenant"]), str(k["created_at"]), "yes" if k["revoked"] else "no"
         )
-    console.print(table if keys else "no API keys" + (f" for tenant {tenant!r}" if tenant else ""))
+    results.print(table if keys else "no API keys" + (f" for tenant {tenant!r}" if tenant else ""))
 
 
 @keys_app.command("revoke")

@@ -18,6 +18,7 @@ from fakelens.cli.common import (
     console,
     fail,
     print_json,
+    results,
     split_csv,
     user_errors,
 )
@@ -443,7 +444,7 @@ def evaluate_cmd(
             _f(m["accuracy"]),
             _f(m["eer"]),
         )
-    console.print(table)
+    results.print(table)
     ov = report["overall"]
     console.print(
         f"calibration of p(fake): expected calibration error {_f(ov['ece'])}, Brier {_f(ov['brier'])}, "
