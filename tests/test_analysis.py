@@ -198,6 +198,9 @@ def test_transparent_pixels_and_extra_frames_are_named_and_left_out_of_the_maps(
     assert not h.valid[:, :16].any() and h.valid[:, 16:].all() and float(h.map[:, :16].max()) == 0.0
     assert float(h.map.max()) in (0.0, 1.0)  # still a share of its peak, on what is left
     assert a.to_dict()["transparent"] == pytest.approx(0.25)
+    [direct] = analyze_images(det, [Image.fromarray(rgba, "RGBA")], ["gradcam"])  # not via load_image
+    assert direct.transparent == pytest.approx(0.25)
+    assert (direct.models[0].heatmaps["gradcam"].valid == h.valid).all()
     assert "25 % of the image is fully transparent" in str(read_analysis(a))
     assert g.frames == 3 and g.transparent == 0.0 and g.to_dict()["frames"] == 3
     assert "holds 3 frames or pages; only the first was analysed" in str(read_analysis(g))

@@ -594,6 +594,20 @@ def test_a_full_disk_is_reported_with_the_file_being_written(
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_a_16_bit_grey_png_with_a_transparency_key_is_composited_like_any_other() -> None:
+    """PNG's tRNS on 16-bit grey names one grey level transparent: those pixels turn white, as an alpha
+    channel's do, and are recorded as transparent (they were left grey and still recorded)."""
+    from fakelens.io import OPAQUE
+
+    a = np.full((4, 6), 30000, np.uint16)
+    a[:, :2] = 1000  # the keyed level
+    out = load_image(encode(Image.fromarray(a), "PNG", transparency=1000))
+    assert (np.asarray(out)[:, :2] == 255).all() and (np.asarray(out)[:, 2:] == 117).all()
+    assert (out.info[OPAQUE] == (a != 1000)).all()
+    plain = load_image(encode(Image.fromarray(a), "PNG"))
+    assert OPAQUE not in plain.info and (np.asarray(plain)[:, :2] == 4).all()
+
+
 def test_a_mask_with_a_transparent_background_marks_only_its_opaque_region(tmp_path: Path) -> None:
     """Transparent is "not manipulated" whatever its colour: a photo's alpha goes onto white, a mask's not."""
     from fakelens.io import load_mask

@@ -24,7 +24,7 @@ from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
 from fakelens.geometry import Geometry, view_pixels
-from fakelens.io import FRAMES, OPAQUE
+from fakelens.io import FRAMES, OPAQUE, opacity
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import ImageResult, batched, check_images, explain_images
@@ -301,10 +301,13 @@ def _opaque_only(valid: np.ndarray, opaque: np.ndarray | None) -> np.ndarray:
 
 
 def _opaque(image: Image.Image) -> np.ndarray | None:
-    """``(H, W)`` bool: the pixels :func:`fakelens.io.load_image` found not fully transparent; None for an
-    image without that record (nothing transparent) or one resized since."""
+    """``(H, W)`` bool: the pixels :func:`fakelens.io.load_image` found not fully transparent, or, for an
+    image with an alpha channel not loaded by it, the pixels :func:`~fakelens.io.to_rgb` will not turn white;
+    None when nothing is transparent (or the record no longer fits: an image resized since)."""
     opaque = image.info.get(OPAQUE)
-    if isinstance(opaque, np.ndarray) and opaque.shape == (image.height, image.width):
+    if not isinstance(opaque, np.ndarray):
+        opaque = opacity(image)
+    if opaque is not None and opaque.shape == (image.height, image.width) and not opaque.all():
         return opaque.astype(bool)
     return None
 

@@ -53,6 +53,7 @@ __all__ = [
     "load_image",
     "load_mask",
     "max_pixels_limit",
+    "opacity",
     "save_image_atomic",
     "sniff_format",
     "to_rgb",
@@ -270,25 +271,48 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image
-    if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(image).astype(np.float64)
-        if mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
-            return _gray_to_rgb(_minmax(a))
-        return _gray_to_rgb(a / 257.0)
-    if mode == "F":
-        a = np.asarray(image).astype(np.float64)
-        finite = a[np.isfinite(a)]
-        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
-            return _gray_to_rgb(a * 255.0)
-        return _gray_to_rgb(_minmax(a))
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        rgb = _wide_gray_to_rgb(image)
+        if (opaque := opacity(image)) is not None and not opaque.all():  # a transparency key: white
+            arr = np.array(rgb)
+            arr[~opaque] = 255
+            rgb = Image.fromarray(arr)
+        return rgb
     try:
-        if mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
+        if _has_alpha(image):
             rgba = image.convert("RGBA")
             white = Image.new("RGBA", image.size, (255, 255, 255, 255))
             return Image.alpha_composite(white, rgba).convert("RGB")
         return image.convert("RGB")
     except (ValueError, OSError) as exc:
         raise ImageError(f"unsupported image mode {mode!r}: {exc}") from exc
+
+
+def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float grey image as 8-bit grey RGB."""
+    a = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        finite = a[np.isfinite(a)]
+        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
+            return _gray_to_rgb(a * 255.0)
+        return _gray_to_rgb(_minmax(a))
+    if image.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
+        return _gray_to_rgb(_minmax(a))
+    return _gray_to_rgb(a / 257.0)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info
+
+
+def opacity(image: Image.Image) -> np.ndarray | None:
+    """``(H, W)`` bool, the pixels that are not fully transparent — those :func:`to_rgb` does not turn
+    white — or None for a mode without transparency (an alpha channel or a ``transparency`` key)."""
+    if not _has_alpha(image):
+        return None
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # a grey level keyed as transparent
+        return np.asarray(image) != image.info["transparency"]
+    return np.asarray(image.convert("RGBA").getchannel("A")) > 0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -569,10 +593,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None, as_mask: b
     frames = int(getattr(img, "n_frames", 1) or 1) if img.format != "MPO" else 1
     if frames > 1:
         rgb.info[FRAMES] = frames
-    if oriented.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in oriented.info:
-        opaque = np.asarray(oriented.convert("RGBA").getchannel("A")) > 0
-        if not opaque.all():
-            rgb.info[OPAQUE] = opaque
+    if (opaque := opacity(oriented)) is not None and not opaque.all():
+        rgb.info[OPAQUE] = opaque
     img.close()
     return rgb
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 from fakelens.analysis import analyze_images
 from fakelens.errors import ConfigError
-from fakelens.io import FolderLock
-from fakelens.models import create_model, load_detector
+from fakelens.io import FolderLock, load_image
+from fakelens.models import Ensemble, create_model, load_detector
 from fakelens.models.checkpoint import save_checkpoint
 from fakelens.scan import ScanSettings, scan
 from fakelens.scan.process import ScanProcessor
@@ -311,25 +311,35 @@ def test_killed_scan_resumes(tmp_path: Path, cnn_checkpoint: Path) -> None:
 
 
 @pytest.mark.parametrize("explain", [True, False])
-def test_small_and_split_flags_match_analyze(
-    tmp_path: Path, ensemble_checkpoint: Path, explain: bool
-) -> None:
-    """The warnings analyze prints beside a verdict are columns too: a 16-px image is small, and the members'
-    disagreement is a weak verdict — in the explained and in the detect-only scan."""
+def test_read_flags_match_analyze(tmp_path: Path, explain: bool) -> None:
+    """The warnings analyze prints beside a verdict are columns too, in the explained and in the detect-only
+    scan: a 16-px image is small, the members' disagreement is a weak verdict, a large image read as too few
+    tiles is partial, a half-transparent PNG is 50 % transparent and a GIF names its frames."""
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for name, side in (("thumb.png", 16), ("photo.png", 96), ("other.png", 80)):
-        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / name)
-    ens = load_detector(ensemble_checkpoint)
-    s = scan(folder, tmp_path / "out", model=ens, settings=ScanSettings(explain=explain, heatmaps_above=1.0))
+    for name, (h, w) in {"thumb.png": (16, 16), "photo.png": (96, 96), "wide.png": (64, 400)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / name)
+    rgba = rng.integers(0, 255, (64, 64, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, :32, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    frames = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    native = create_model("tiny-cnn", seed=1)
+    native.input_spec = replace(native.input_spec, mode="native")  # 400 px wide: 7 tiles, 2 read
+    ens = Ensemble([native, create_model("tiny-vit", seed=2)], weights=[3, 1])
+    settings = ScanSettings(explain=explain, heatmaps_above=1.0, max_tiles=2)
+    s = scan(folder, tmp_path / "out", model=ens, settings=settings, workers=0)
     rows = {Path(r["path"]).name: r for r in pq.read_table(s.table).to_pylist()}
     for name, r in rows.items():
-        (a,) = analyze_images(ens, [Image.open(folder / name).convert("RGB")], robustness=False)
-        assert r["small"] == (a.pixel_fraction < 0.5) and r["split"] == (
-            len({m.verdict for m in a.models}) > 1
-        )
+        (a,) = analyze_images(ens, [load_image(folder / name)], robustness=False, max_tiles=2)
+        assert (r["small"], r["split"], r["partial"], r["frames"]) == (a.small, a.split, a.partial, a.frames)
+        assert (r["coverage"], r["transparent"]) == (pytest.approx(a.coverage), pytest.approx(a.transparent))
     assert rows["thumb.png"]["small"] and not rows["photo.png"]["small"]
+    assert rows["wide.png"]["partial"] and rows["wide.png"]["coverage"] == pytest.approx(2 * 64 / 400)
+    assert rows["alpha.png"]["transparent"] == 0.5 and rows["anim.gif"]["frames"] == 3
+    assert rows["photo.png"]["transparent"] == 0.0 and rows["photo.png"]["frames"] == 1
 
 
 def test_tables_from_before_a_column_was_added_still_merge() -> None:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset
 
 from fakelens.errors import ImageError
-from fakelens.io import load_image
+from fakelens.io import FRAMES, OPAQUE, load_image
 
 __all__ = ["DecodeDataset", "Decoded", "decode_file", "decoded_from_records", "decoded_to_records"]
 
@@ -22,7 +23,9 @@ DoneKeys = Collection[tuple[str, str]]
 
 @dataclass
 class Decoded:
-    """One file read for a scan: ``pixels (H, W, 3)`` uint8 RGB or an ``error``; ``skipped`` if done."""
+    """One file read for a scan: ``pixels (H, W, 3)`` uint8 RGB or an ``error``; ``skipped`` if done;
+    ``opaque (H, W)`` bool when some pixels were fully transparent (composited onto white) and ``frames``,
+    the file's frame or page count (the first was read), as :func:`~fakelens.io.load_image` records them."""
 
     path: str
     sha256: str | None = None
@@ -30,6 +33,19 @@ class Decoded:
     pixels: np.ndarray | None = None
     error: str | None = None
     skipped: bool = False
+    opaque: np.ndarray | None = None
+    frames: int = 1
+
+    def image(self) -> Image.Image:
+        """The decoded pixels as the RGB image :func:`~fakelens.io.load_image` returned, with its records."""
+        if self.pixels is None:
+            raise ValueError(f"{self.path} was not decoded")
+        img = Image.fromarray(self.pixels)
+        if self.opaque is not None:
+            img.info[OPAQUE] = self.opaque
+        if self.frames > 1:
+            img.info[FRAMES] = self.frames
+        return img
 
     @property
     def width(self) -> int | None:
@@ -60,7 +76,14 @@ def decode_file(path: str, done: DoneKeys = frozenset(), *, max_pixels: int | No
         image = load_image(data, max_pixels=max_pixels)
     except ImageError as exc:
         return Decoded(path, sha, len(data), error=str(exc).removeprefix("<bytes>: "))
-    return Decoded(path, sha, len(data), pixels=np.asarray(image, dtype=np.uint8))
+    return Decoded(
+        path,
+        sha,
+        len(data),
+        pixels=np.asarray(image, dtype=np.uint8),
+        opaque=image.info.get(OPAQUE),
+        frames=int(image.info.get(FRAMES, 1)),
+    )
 
 
 class DecodeDataset(Dataset[Decoded]):
@@ -92,6 +115,8 @@ def decoded_to_records(items: Sequence[Decoded]) -> dict[str, list[Any]]:
         "height": [d.height for d in items],
         "width": [d.width for d in items],
         "pixels": [None if d.pixels is None else d.pixels.tobytes() for d in items],
+        "opaque": [None if d.opaque is None else np.packbits(d.opaque).tobytes() for d in items],
+        "frames": [d.frames for d in items],
         "error": [d.error for d in items],
         "skipped": [d.skipped for d in items],
     }
@@ -101,11 +126,13 @@ def decoded_from_records(columns: dict[str, list[Any]]) -> list[Decoded]:
     """Inverse of :func:`decoded_to_records`."""
     out = []
     for i, path in enumerate(columns["path"]):
-        raw = columns["pixels"][i]
-        pixels = None
+        raw, bits = columns["pixels"][i], columns["opaque"][i]
+        pixels = opaque = None
         if raw is not None:
             h, w = int(columns["height"][i]), int(columns["width"][i])
             pixels = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+            if bits is not None:
+                opaque = np.unpackbits(np.frombuffer(bits, np.uint8), count=h * w).reshape(h, w).astype(bool)
         size = columns["size_bytes"][i]
         out.append(
             Decoded(
@@ -115,6 +142,8 @@ def decoded_from_records(columns: dict[str, list[Any]]) -> list[Decoded]:
                 pixels=pixels,
                 error=columns["error"][i],
                 skipped=bool(columns["skipped"][i]),
+                opaque=opaque,
+                frames=int(columns["frames"][i]),
             )
         )
     return out

@@ -36,6 +36,8 @@ _DECODED = pa.schema(
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("pixels", pa.large_binary()),
+        ("opaque", pa.large_binary()),  # packed bits, when some pixels are fully transparent
+        ("frames", pa.int32()),
         ("error", pa.string()),
         ("skipped", pa.bool_()),
     ]

@@ -23,11 +23,13 @@ import torch
 from PIL import Image
 
 from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, add_badges, analyze_images, as_ensemble
+from fakelens.constants import PARTIAL_READ
 from fakelens.data.faces import available_detectors, detect_faces
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods
 from fakelens.face_verdicts import face_verdicts
-from fakelens.geometry import Geometry
+from fakelens.geometry import TILE_OVERLAP, Geometry, covered_fraction
+from fakelens.io import FRAMES, OPAQUE
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.scan.decode import Decoded
@@ -133,7 +135,7 @@ class ScanProcessor:
             if not d.skipped and d.pixels is not None:
                 todo.append(i)
         if todo:
-            images = [Image.fromarray(items[i].pixels) for i in todo]  # type: ignore[arg-type]
+            images = [items[i].image() for i in todo]
             shas = [items[i].sha256 or "" for i in todo]
             stems = [_stem(items[i].path) for i in todo]
             try:
@@ -172,7 +174,7 @@ class ScanProcessor:
                     "verdict": v.verdict,
                     "split": len({ens.member_verdict(j, m.fake_probability) for j, m in enumerate(v.members)})
                     > 1,
-                    "small": self._small(img),
+                    **self._reads(img),
                 }
                 for v, img in zip(ens.verdicts(probs), images, strict=True)
             ]
@@ -191,13 +193,28 @@ class ScanProcessor:
             for a, img, sha, stem in zip(analyses, images, shas, stems, strict=True)
         ]
 
-    def _small(self, image: Image.Image) -> bool:
-        """As :attr:`fakelens.analysis.Analysis.pixel_fraction` would say, from the image's size alone."""
-        fractions = (
-            Geometry.fit((image.height, image.width), m.input_spec.size, m.input_spec.mode).pixel_fraction
-            for m in self.ensemble.members
-        )
-        return min(fractions) < SMALL_IMAGE
+    def _reads(self, image: Image.Image) -> dict[str, Any]:
+        """What :class:`fakelens.analysis.Analysis` would say of how the members read the image — ``small``,
+        ``coverage``, ``partial``, ``transparent``, ``frames`` — from its size and records alone."""
+        size = (image.height, image.width)
+        fraction, coverage = 1.0, 1.0
+        for m in self.ensemble.members:
+            spec = m.input_spec
+            views = (
+                Geometry.tiles(size, spec.size, self.settings.max_tiles, TILE_OVERLAP)
+                if spec.mode == "native"
+                else [Geometry.fit(size, spec.size, spec.mode)]
+            )
+            fraction = min(fraction, sum(g.pixel_fraction for g in views) / len(views))
+            coverage = min(coverage, covered_fraction(views))
+        opaque = image.info.get(OPAQUE)
+        return {
+            "small": fraction < SMALL_IMAGE,
+            "coverage": coverage,
+            "partial": coverage < PARTIAL_READ,
+            "transparent": 0.0 if opaque is None else float(1.0 - opaque.mean()),
+            "frames": int(image.info.get(FRAMES, 1)),
+        }
 
     def _faces(self, image: Image.Image) -> dict[str, Any]:
         """How many faces, and the most fake-looking one's score and verdict (each judged on its own)."""
@@ -217,6 +234,10 @@ class ScanProcessor:
             verdict=a.verdict,
             split=a.split,
             small=a.small,
+            coverage=a.coverage,
+            partial=a.partial,
+            transparent=a.transparent,
+            frames=a.frames,
         )
         flagged = a.fake_probability > self.heatmaps_above
         if flagged and self.settings.badges:

@@ -35,6 +35,10 @@ _TAIL: tuple[tuple[str, pa.DataType], ...] = (
     ("verdict", pa.string()),
     ("split", pa.bool_()),  # the members' own verdicts disagree: a weak verdict
     ("small", pa.bool_()),  # a member read under half as many image pixels as its input holds
+    ("coverage", pa.float64()),  # the share of the image's pixels every member read
+    ("partial", pa.bool_()),  # coverage under PARTIAL_READ: part of the image was not judged
+    ("transparent", pa.float64()),  # the share of fully transparent pixels (seen as white)
+    ("frames", pa.int32()),  # the file's frames or pages; the first was read
     ("faces", pa.int32()),
     ("face_score", pa.float64()),
     ("face_verdict", pa.string()),
