@@ -17,6 +17,7 @@ from PIL import Image, ImageFile
 import fakelens.io as fio
 from fakelens.errors import ConfigError, ImageError
 from fakelens.io import (
+    FRAMES,
     IMAGE_SUFFIXES,
     atomic_write_bytes,
     atomic_write_text,
@@ -244,6 +245,20 @@ def test_animated_files_give_their_first_frame(fmt: str) -> None:
         assert getattr(check, "n_frames", 1) == 3
     out = load_image(data)
     assert near(pixel(out, (4, 4)), (255, 0, 0), 2)
+    assert out.info[FRAMES] == 3
+
+
+def test_a_tiff_s_pages_are_counted_only_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow counts a TIFF's pages in quadratic time, so a small file of many tiny pages could pin a worker
+    for minutes: counting stops at MAX_FRAMES_COUNTED (lowered here to keep the test small)."""
+    import fakelens.io as fio
+
+    pages = [Image.new("L", (1, 1), i) for i in range(12)]
+    data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    assert load_image(data).info[FRAMES] == 12
+    monkeypatch.setattr(fio, "MAX_FRAMES_COUNTED", 5)
+    out = load_image(data)
+    assert out.info[FRAMES] == 5 and pixel(out) == (0, 0, 0)  # still the first page's pixels
 
 
 def test_stream_is_read_from_its_position() -> None:
