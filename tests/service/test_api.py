@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -333,6 +334,95 @@ def test_over_capacity_503(service: Service, monkeypatch: pytest.MonkeyPatch) ->
     assert results == [201] * capacity
 
 
+def test_busy_answers_do_not_cost_the_client(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report the full queue refused is not charged (as an analysis is not); a map conversion that finds
+    every conversion slot taken answers 503 + Retry-After instead of holding one more map in memory."""
+    from fakelens.service import api
+    from fakelens.service.workqueue import QueueFull
+
+    svc = make_service(rate_per_minute=1.0, rate_burst=2)
+    a = svc.upload(models="tiny-cnn", methods="gradcam").json()
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+
+    def full(job):  # type: ignore[no-untyped-def]
+        raise QueueFull(3)
+
+    with monkeypatch.context() as m:
+        m.setattr(state.queue, "submit", full)
+        codes = [
+            svc.client.get(f"/v1/analyses/{a['id']}/report", headers=svc.h()).status_code for _ in range(3)
+        ]
+    assert codes == [503] * 3  # not 429: the refusals were refunded
+    assert svc.client.get(f"/v1/analyses/{a['id']}/report", headers=svc.h()).status_code == 200
+    monkeypatch.setattr(api, "CONVERSIONS", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(api, "CONVERSION_WAIT_S", 0.01)
+    assert api.CONVERSIONS.acquire()  # another request converting
+    (m,) = a["models"]
+    r = svc.client.get(m["maps"]["gradcam"], headers=svc.h())
+    assert r.status_code == 503 and r.json()["error"]["code"] == "busy" and r.headers["retry-after"] == "5"
+    api.CONVERSIONS.release()
+    assert svc.client.get(m["maps"]["gradcam"], headers=svc.h()).status_code == 200
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_the_data_directory_is_private(
+    make_service: ServiceFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It holds every tenant's uploads: created for its owner only (it was 755, its files 644); one the
+    operator made open to others is kept, with a warning."""
+    svc = make_service()
+    svc.upload(models="tiny-cnn")
+    assert svc.data_dir.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with caplog.at_level("WARNING", logger="fakelens.service"):
+        make_service(data_dir=shared)
+    assert "is open to other users (mode 755)" in caplog.text and shared.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_failed_save_keeps_nothing_and_says_the_server_is_at_fault(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk or a locked database is the server's trouble: 503 + Retry-After, the token refunded, and
+    the files the failed save had written removed at once (they stayed until the next restart); files another
+    analysis already holds are kept; a nearly full disk makes /readyz say so."""
+    import errno
+
+    from fakelens.service import health
+    from fakelens.service.store import BlobStore
+
+    svc = make_service(rate_per_minute=1.0, rate_burst=2)
+    first = svc.upload(models="tiny-cnn", methods="gradcam")
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+    before = state.repo.store.hashes()
+    put_new = BlobStore.put_new
+    calls = 0
+
+    def full_disk(self: BlobStore, data: bytes) -> tuple[str, bool]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return put_new(self, data)
+
+    with monkeypatch.context() as m:
+        m.setattr(BlobStore, "put_new", full_disk)
+        failed = svc.upload(models="tiny-cnn", methods="gradcam", data=png_bytes(seed=5))
+        assert state.repo.store.hashes() == before  # its two written files removed, none of the first's
+    assert failed.status_code == 503 and failed.json()["error"]["code"] == "storage_unavailable"
+    assert failed.headers["retry-after"] == "30" and calls == 3
+    again = svc.upload(models="tiny-cnn", methods="gradcam", data=png_bytes(seed=5))
+    assert first.status_code == 201 and again.status_code == 201  # refunded: the burst of 2 was not spent
+    assert state.repo.check() == {**state.repo.check(), "missing": [], "orphans": []}
+    with monkeypatch.context() as m:
+        m.setattr(health, "_free_bytes", lambda path: 10 * 2**20)
+        ready = svc.client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["disk"] is False
+
+
 def test_health_info_openapi(service: Service) -> None:
     c = service.client
     assert c.get("/healthz").json() == {"status": "ok"}
@@ -341,6 +431,7 @@ def test_health_info_openapi(service: Service) -> None:
         "model": True,
         "database": True,
         "workers": True,
+        "disk": True,
     }
     info = c.get("/v1/info").json()
     assert [m["key"] for m in info["models"]] == ["tiny-cnn", "tiny-vit"] and "gradcam" in info[
@@ -454,8 +545,9 @@ def test_two_workers_each_own_model(make_service: ServiceFactory) -> None:
 
 
 def test_files_are_stored_compactly_and_revalidate(make_service: ServiceFactory) -> None:
-    """Raw maps are kept as 16-bit PNGs and served as float32 .npy; overlays are for looking, at the
-    preview's size (a 16-MP upload stored 316 MB before, 36 MB after); a cached file revalidates to 304."""
+    """Raw maps are kept as 16-bit PNGs and served as float32 .npy at the original's pixels; heatmaps and
+    overlays are for looking, at the preview's size (a 16-MP upload stored 316 MB before, 36 MB after); a
+    cached file revalidates to 304."""
     svc = make_service(preview_max_side=48)
     a = svc.upload(models="tiny-cnn", methods="gradcam").json()  # 96 × 72
     (m,) = a["models"]
@@ -463,7 +555,9 @@ def test_files_are_stored_compactly_and_revalidate(make_service: ServiceFactory)
     heat = Image.open(io.BytesIO(svc.client.get(m["heatmaps"]["gradcam"], headers=h).content))
     over = Image.open(io.BytesIO(svc.client.get(m["overlays"]["gradcam"], headers=h).content))
     prev = Image.open(io.BytesIO(svc.client.get(a["image"]["url"], headers=h).content))
-    assert heat.size == (96, 72) and over.size == prev.size == (48, 36)
+    assert heat.size == over.size == prev.size == (48, 36) and heat.mode == "RGBA"
+    report = svc.client.get(a["links"]["report"], headers=h)  # rebuilt from the full-size map and mask
+    assert report.status_code == 200 and "gradcam" in report.text
     raw = svc.client.get(m["maps"]["gradcam"], headers=h)
     served = np.load(io.BytesIO(raw.content), allow_pickle=False)
     assert served.shape == (72, 96) and served.dtype == np.float32

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Annotated, Any, Literal
@@ -24,11 +26,14 @@ from fakelens.service.errors import ApiError
 from fakelens.service.keys import Principal
 from fakelens.service.middleware import HEAD
 from fakelens.service.report import REPORT_CSP, render_analysis_report
+from fakelens.service.repository import StorageUnavailable
 from fakelens.service.schemas import AnalysisOut, AnalysisPage, ErrorOut, ServiceInfo, utc_iso
 from fakelens.service.state import ServiceState
 from fakelens.service.workqueue import QueueFull
 
 __all__ = ["analysis_out", "router"]
+
+log = logging.getLogger("fakelens.service")
 
 router = APIRouter(prefix="/v1")
 
@@ -55,7 +60,8 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     429: _ERRORS[429],
     503: {
         "model": ErrorOut,
-        "description": "All workers busy and the queue full, or the service starting; see `Retry-After`.",
+        "description": "All workers busy and the queue full, the service starting, or its storage unable to "
+        "keep results (a full disk); see `Retry-After`.",
     },
 }
 _NOT_MODIFIED: dict[str, Any] = {
@@ -212,7 +218,8 @@ async def create_analysis(
 ) -> JSONResponse:
     """Analyse one image: each model's verdict and heatmaps, the ensemble's verdict, robustness badges.
 
-    Answers when the analysis is stored (complete or not at all). Over capacity: 503 with `Retry-After`.
+    Answers when the analysis is stored (complete or not at all). Over capacity, or when the storage cannot
+    keep it: 503 with `Retry-After`.
     """
     # the upload has been read: every answer from here on costs the request's token (but a full queue)
     if len((await request.form()).getlist("image")) > 1:  # which one was meant? never guess
@@ -246,7 +253,17 @@ async def create_analysis(
             fut, fresh = state.retries.claim((tenant, retry_key), digest, start)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    done = await asyncio.wrap_future(fut)
+    try:
+        done = await asyncio.wrap_future(fut)
+    except StorageUnavailable as exc:  # the server's trouble: log it, charge nothing, ask to come back
+        log.error("%s", exc)
+        state.submit_limit.refund(who.key_id)
+        raise ApiError(
+            503,
+            "storage_unavailable",
+            "the server cannot store results right now; try again later",
+            headers={"Retry-After": "30"},
+        ) from None
     if not fresh:  # a retry: the first request's analysis, no new work
         stored = state.repo.get(tenant, done if isinstance(done, str) else done.id)
         if stored is None:
@@ -305,6 +322,12 @@ def delete_analysis(state: State, who: Reader, analysis_id: str) -> Response:
     return Response(status_code=204)
 
 
+CONVERSIONS = threading.BoundedSemaphore(2)
+"""Served files converted at the same time: a 40-MP map becomes a 160 MB ``.npy`` in memory, and file reads
+run in the server's thread pool (40 threads), outside the work queue that bounds analyses."""
+CONVERSION_WAIT_S = 30.0
+
+
 def _file(
     state: ServiceState,
     request: Request,
@@ -327,7 +350,17 @@ def _file(
         data = state.repo.read_file(sha)
     except FileNotFoundError:  # the analysis was deleted between its lookup and this read
         raise ApiError(404, "not_found", "the analysis was deleted") from None
-    return Response(convert(data) if convert else data, media_type=media_type, headers=headers)
+    if convert is None:
+        return Response(data, media_type=media_type, headers=headers)
+    if not CONVERSIONS.acquire(timeout=CONVERSION_WAIT_S):
+        raise ApiError(
+            503, "busy", "the server is converting other maps; try again", headers={"Retry-After": "5"}
+        )
+    try:
+        body = convert(data)
+    finally:
+        CONVERSIONS.release()
+    return Response(body, media_type=media_type, headers=headers)
 
 
 @router.get(
@@ -429,7 +462,11 @@ async def _rendered_report(state: ServiceState, who: Principal, row: Analysis) -
         first = fut is None
         if first:
             charge(state.submit_limit, who)
-            fut = _submit_render(state, who, row)
+            try:
+                fut = _submit_render(state, who, row)
+            except ApiError:  # too busy to take it: a client that waits Retry-After is not charged
+                state.submit_limit.refund(who.key_id)
+                raise
             state.renders[row.id] = fut
             fut.add_done_callback(lambda _f: _forget_render(state, row.id))
     assert fut is not None

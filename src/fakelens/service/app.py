@@ -14,7 +14,7 @@ from fakelens.models.ensemble import Ensemble
 from fakelens.service import api, health, web
 from fakelens.service.analyzer import Analyzer
 from fakelens.service.config import Settings
-from fakelens.service.db import Database
+from fakelens.service.db import Database, private_dir
 from fakelens.service.errors import install_handlers
 from fakelens.service.middleware import (
     BodySizeLimit,
@@ -59,7 +59,7 @@ def open_state(settings: Settings, model: Detector | Ensemble | None = None) -> 
     from fakelens.plugins import load_plugins
 
     load_plugins()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:

@@ -6,6 +6,8 @@ files were written, so a row never points at a file that is not there.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -26,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+log = logging.getLogger("fakelens.service")
 
 __all__ = ["Analysis", "ApiKey", "Base", "BlobRef", "Database", "Tenant", "utcnow"]
 
@@ -93,6 +97,21 @@ class BlobRef(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
+def private_dir(path: Path) -> None:
+    """Create the data directory readable by its owner only (it holds every tenant's uploads and results);
+    an existing one that others can enter is kept as the operator made it, with a warning."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700)
+    elif os.name == "posix" and path.stat().st_mode & 0o077:
+        log.warning(
+            "data directory %s is open to other users (mode %o): they can read every tenant's uploads; "
+            "chmod 700 it",
+            path,
+            path.stat().st_mode & 0o777,
+        )
+
+
 class Database:
     """Engine and sessions for one URL; creates the tables. SQLite files get WAL and synchronous=FULL."""
 
@@ -103,7 +122,7 @@ class Database:
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                private_dir(Path(parsed.database).parent)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:

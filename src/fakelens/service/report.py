@@ -1,21 +1,18 @@
 """The downloadable report of a stored analysis, rendered by :func:`fakelens.report.render_report` from
-what the store holds: the uploaded image (decoded again, the same way), each map (``.npy``), its valid mask
-(the alpha channel of the heatmap PNG), summaries and robustness badges."""
+what the store holds: the uploaded image (decoded again, the same way), each map (a 16-bit PNG), its valid
+mask (a 1-bit PNG; in rows stored before 2026-11-27 the alpha channel of the full-size heatmap PNG), summaries
+and robustness badges."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
 from fakelens.face_verdicts import FaceVerdict, face_verdicts
 from fakelens.io import load_image
 from fakelens.models.ensemble import Ensemble
-from fakelens.service.analyzer import load_map
+from fakelens.service.analyzer import load_map, load_valid
 from fakelens.tiling import DEFAULT_MAX_TILES
 
 __all__ = ["REPORT_CSP", "render_analysis_report"]
@@ -32,8 +29,7 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
         for method, h in m["heatmaps"].items():
             files = h["files"]
             heat = load_map(read(files["map"]))
-            with Image.open(io.BytesIO(read(files["heatmap"]))) as png:
-                valid = np.asarray(png.convert("RGBA"))[..., 3] > 0
+            valid = load_valid(read(files.get("valid") or files["heatmap"]))  # older rows: the PNG's alpha
             heatmaps[method] = HeatmapResult(method, heat, valid, h["summary"], m["robustness"].get(method))
         score = m["score"] if m["score"] is not None else float("nan")
         scale = float(m.get("scale", 1.0))  # rows stored before the scale was recorded: no warning

@@ -16,15 +16,29 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from fakelens.io import FolderLock, sha256_file
 from fakelens.service.analyzer import Draft
 from fakelens.service.db import Analysis, BlobRef, Database
 from fakelens.service.store import BlobStore
 
-__all__ = ["DataDirLock", "Page", "Repository"]
+__all__ = ["DataDirLock", "Page", "Repository", "StorageUnavailable"]
 
 log = logging.getLogger("fakelens.service")
+
+
+class StorageUnavailable(Exception):
+    """The store or the database could not take an analysis (a full disk, a locked or read-only database):
+    the server's trouble, not the request's; nothing of it was kept."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    if (orig := getattr(exc, "orig", None)) is not None:  # a DBAPI error wrapped by SQLAlchemy
+        return f"database: {orig}"
+    return type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -50,28 +64,45 @@ class Repository:
         self._lock = threading.Lock()
 
     def save(self, draft: Draft, tenant_id: int) -> Analysis:
-        """Write every file atomically, then commit the row and its file references in one transaction."""
+        """Write every file atomically, then commit the row and its file references in one transaction.
+
+        If a write or the commit fails (a full disk, a locked database), the files this save wrote are
+        removed again — under the lock, so no other save can have found them meanwhile — and the failure is
+        raised as :class:`StorageUnavailable` when the store or database is at fault."""
         with self._lock:
-            for data in draft.blobs.values():
-                self.store.put(data)
-            if self.commit_delay_s:
-                time.sleep(self.commit_delay_s)  # fault injection for the crash test
-            row = Analysis(
-                id=draft.id,
-                tenant_id=tenant_id,
-                status="done",
-                verdict=draft.verdict,
-                score=draft.score,
-                filename=draft.filename,
-                image_sha256=draft.image_sha256,
-                width=draft.width,
-                height=draft.height,
-                result=draft.result,
-            )
-            row.blobs = [BlobRef(sha256=sha) for sha in draft.blobs]
-            with self.db.session() as s:
-                s.add(row)
-            return row
+            written: list[str] = []
+            try:
+                return self._save(draft, tenant_id, written)
+            except BaseException as exc:
+                for sha in written:
+                    self.store.delete(sha)
+                if isinstance(exc, (OSError, SQLAlchemyError)):
+                    raise StorageUnavailable(f"cannot store the analysis: {_reason(exc)}") from exc
+                raise
+
+    def _save(self, draft: Draft, tenant_id: int, written: list[str]) -> Analysis:
+        for data in draft.blobs.values():
+            sha, new = self.store.put_new(data)
+            if new:
+                written.append(sha)
+        if self.commit_delay_s:
+            time.sleep(self.commit_delay_s)  # fault injection for the crash test
+        row = Analysis(
+            id=draft.id,
+            tenant_id=tenant_id,
+            status="done",
+            verdict=draft.verdict,
+            score=draft.score,
+            filename=draft.filename,
+            image_sha256=draft.image_sha256,
+            width=draft.width,
+            height=draft.height,
+            result=draft.result,
+        )
+        row.blobs = [BlobRef(sha256=sha) for sha in draft.blobs]
+        with self.db.session() as s:
+            s.add(row)
+        return row
 
     def get(self, tenant_id: int, analysis_id: str) -> Analysis | None:
         """The tenant's analysis, or ``None`` (also when it belongs to another tenant)."""

@@ -37,6 +37,7 @@ ErrorCode = Literal[
     "invalid_image",
     "rate_limited",
     "busy",
+    "storage_unavailable",
     "starting",
     "no_heatmap",
     "unknown_method",
@@ -108,7 +109,8 @@ class ModelOut(BaseModel):
         "nothing.",
     )
     heatmaps: dict[str, str] = Field(
-        description="Method → URL of the jet heatmap PNG (transparent outside the image)."
+        description="Method → URL of the jet heatmap PNG at the preview's size (transparent outside the "
+        "image); `map.npy` holds the map at the original's pixels."
     )
     overlays: dict[str, str] = Field(
         description="Method → URL of the overlay PNG (jet over the image, α = 0.5)."

@@ -35,11 +35,16 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (atomically, fsynced) and return its hash; an existing, complete file is kept."""
+        return self.put_new(data)[0]
+
+    def put_new(self, data: bytes) -> tuple[str, bool]:
+        """:meth:`put`, and whether the file was written now (False: it was already stored)."""
         sha = sha256_hex(data)
         target = self.path(sha)
-        if not (target.is_file() and target.stat().st_size == len(data)):
-            atomic_write_bytes(target, data)
-        return sha
+        if target.is_file() and target.stat().st_size == len(data):
+            return sha, False
+        atomic_write_bytes(target, data)
+        return sha, True
 
     def read(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
