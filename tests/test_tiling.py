@@ -125,6 +125,9 @@ def test_overlapping_tiles_cross_fade() -> None:
     m = e.maps[0][16]  # shares of the peak: the weak tile stays a third, not stretched down to 0
     assert float(m[:16].max()) == pytest.approx(1 / 3) and float(m[-16:].min()) == 1.0
     assert bool((m[1:] >= m[:-1] - 1e-6).all()) and 1 / 3 < float(m[24]) < 1.0
+    # pyramid weights: at column 17 tile 1 weighs 14.5/16 and tile 2 1.5/16, at column 30 the reverse
+    # (uniform weights would give 2/3 at both)
+    assert float(m[17]) == pytest.approx(19 / 48) and float(m[30]) == pytest.approx(45 / 48)
 
 
 def test_capped_tiles_mark_what_they_miss() -> None:

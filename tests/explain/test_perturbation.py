@@ -960,3 +960,24 @@ def test_scorecam_softmax_top_k_gives_left_out_channels_no_weight() -> None:
         assert float((fit - target).norm() / target.norm()) < 1e-4
     every = _run(det, x, "scorecam", top_k=acts.shape[1])
     assert every.meta["exact"] is True and e.meta["exact"] is False
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_rise_golden_on_a_linear_model(center: bool) -> None:
+    """RISE (Petsiuk et al. 2018): S = Σᵢ (f(Mᵢ ⊙ x) − c) Mᵢ / (N · p), c = the mean score when centred;
+    p = 0.25 makes a missing 1/p a factor of 4. The mean fill is 0 here, so f(M ⊙ x) = Σ w M x."""
+    weight = torch.arange(16.0).view(4, 4) - 5.0
+    x = torch.linspace(-1, 2, 16).view(1, 1, 4, 4)
+    opts = {"n_masks": 64, "grid": 2, "p": 0.25, "seed": 5, "center": center}
+    e = explain(_linear_detector(weight), x, ["rise"], options={"rise": opts})["rise"]
+    rise = pert.RISE(**opts)
+    masks = rise.masks(*rise.draw((4, 4), torch.device("cpu")), (4, 4))
+    f = (masks * (weight * x[0, 0])).sum((1, 2))
+    expected = torch.einsum("n,nhw->hw", f - f.mean() if center else f, masks) / (64 * 0.25)
+    torch.testing.assert_close(e.raw[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_occlusion_default_window_and_stride() -> None:
+    """Window = round(shorter side / 7), stride = half the window, as documented."""
+    assert pert.Occlusion().geometry((224, 224)) == ((32, 32), (16, 16))
+    assert pert.Occlusion().geometry((14, 28)) == ((2, 2), (1, 1))

@@ -599,3 +599,39 @@ def test_register_model_maps_are_permutation_equivariant(method: str) -> None:
     b = explain(det, xp, [method], layers=["net.blocks.1.norm1"])[method].raw.flatten(1)
     scale = a.abs().amax() + 1e-12
     torch.testing.assert_close(b / scale, a[:, perm] / scale, atol=1e-5, rtol=0)
+
+
+Q3 = readout_query("class", 3, 1, 1, torch.device("cpu"))  # cls + 2 patches, read out at the class token
+A1 = torch.tensor([[0.0, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_rollout_multiplies_the_last_layer_first() -> None:
+    """q · Â₂ · Â₁ with Â = ½A + ½I (Abnar & Zuidema 2020); the other order gives [0.5, 0.25, 0.25]."""
+    a2 = torch.tensor([[0.0, 0, 1], [1, 0, 0], [0, 0, 1]])
+    r = attention_rollout([A1[None, None], a2[None, None]], Q3)
+    torch.testing.assert_close(r, torch.tensor([[0.25, 0.25, 0.5]]))
+
+
+def test_rollout_averages_the_heads() -> None:
+    """The head mean's cls row is [0, ½, ½], then ½(·) + ½I; a max over heads is not stochastic."""
+    h2 = torch.tensor([[0.0, 0, 1], [0, 1, 0], [0, 0, 1]])
+    r = attention_rollout([torch.stack([A1, h2])[None]], Q3)
+    torch.testing.assert_close(r, torch.tensor([[0.5, 0.25, 0.25]]))
+
+
+def test_gradient_weighted_rollout_clamps_each_head_before_the_mean() -> None:
+    """Chefer et al. 2021: Ā = E_h[(∇A ⊙ A)⁺]: head 0's +1 at (0, 1) is not cancelled by head 1's −1."""
+    from fakelens.explain.transformer import gradient_weighted_rollout
+
+    a = torch.tensor([[0.0, 0.5, 0.5], [0, 1, 0], [0, 0, 1]]).expand(1, 2, 3, 3)
+    g = torch.zeros(1, 2, 3, 3)
+    g[0, 0, 0, 1], g[0, 0, 0, 2], g[0, 1, 0, 1] = 2.0, 1.0, -2.0
+    torch.testing.assert_close(gradient_weighted_rollout([a], [g], Q3), torch.tensor([[1.0, 0.5, 0.25]]))
+
+
+def test_a_tight_norm_distribution_flags_no_artifact_token() -> None:
+    """MAD 0 puts 10.001 above median + 6·MAD, but its norm is 1.0001 × the median, under the 2× guard."""
+    from fakelens.explain.attention import artifact_flags
+
+    flags, _ = artifact_flags(torch.tensor([[50.0, 10, 10, 10, 10, 10.001]]), 1)
+    assert not flags.any()

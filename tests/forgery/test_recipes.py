@@ -263,3 +263,34 @@ def test_a_face_is_never_its_own_donor() -> None:
     for draw in range(4):
         assert _nearest_pose([target, neighbour], target, draw) is neighbour
     assert _nearest_pose([target], target, 0) is target  # nothing else to take
+
+
+@pytest.mark.parametrize("spec", recipe_specs())
+def test_masks_claim_no_weight_too_small_to_change_a_pixel(
+    spec: str, astronaut128: tuple[np.ndarray, Face]
+) -> None:
+    """clean_mask zeroes blend weights under 1/512 (they cannot move an 8-bit value): the mask marks only
+    pixels the recipe could have changed."""
+    img = astronaut128[0]
+    for seed in range(3):
+        _, mask = make_recipe(spec)(img, np.random.default_rng(seed))
+        assert mask[mask > 0].min() >= 1 / 512
+
+
+def test_mask_bbox_is_half_open() -> None:
+    from fakelens.forgery.ops import mask_bbox
+
+    m = np.zeros((10, 10), np.float32)
+    m[3, 5] = 1
+    assert mask_bbox(m) == (3, 4, 5, 6) and mask_bbox(m, margin=2) == (1, 6, 3, 8)
+
+
+def test_a_shifted_jpeg_grid_comes_back_aligned_with_the_image() -> None:
+    """jpeg_roundtrip with a grid offset pads, compresses and crops the same corner back off."""
+    from fakelens.forgery.ops import jpeg_roundtrip
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    board = ((((yy // 8) + (xx // 8)) % 2) * 200 + 20).astype(np.uint8)
+    img = np.repeat(board[..., None], 3, -1)
+    out = jpeg_roundtrip(img, 95, (3, 5))
+    assert out.shape == img.shape and np.abs(out.astype(int) - img).mean() < 5  # shifted: about 104

@@ -93,6 +93,8 @@ def test_hand_cases() -> None:
     assert eer([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4]) == (0.5, 0.3)
     # a tie between a real and a fake: the segment (0, .5) → (.5, 1) crosses fpr = fnr halfway, at .25
     assert eer([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1]) == (0.25, 0.5)
+    # the crossing lies a quarter of the way from the 0.7 point to the 0.6 point: the nearer end is 0.7
+    assert eer([0, 0, 0, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.5]) == (0.75, 0.7)
     assert accuracy_at([0, 1, 1], [0.2, 0.5, 0.4], threshold=0.5) == pytest.approx(2 / 3)
     assert average_precision([1, 0, 1], [0.9, 0.8, 0.1]) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
 

@@ -260,3 +260,66 @@ def test_gaussian_blur_of_a_one_pixel_side_is_the_image() -> None:
     x = torch.rand(1, 3, 1, 9)
     assert torch.equal(M.gaussian_blur(x, 5.0), x)
     assert M.gaussian_blur(torch.rand(1, 3, 2, 2), 5.0).shape == (1, 3, 2, 2)
+
+
+def test_trapezoid_auc_by_hand() -> None:
+    """Two steps of ½: (1 + 1)/2 · ½ + (1 + 0)/2 · ½."""
+    assert float(M.trapezoid_auc(torch.tensor([[1.0, 1.0, 0.0]]))[0]) == 0.75
+
+
+def test_perturbation_steps_replace_a_rounded_up_share() -> None:
+    """Step k of 4 replaces ⌈k · 10/4⌉ of 10 pixels (the score counts replaced pixels)."""
+    from fakelens.trust.faithfulness import perturbation_curves
+
+    def replaced(px: torch.Tensor) -> torch.Tensor:
+        return px.flatten(1).sum(1).double() / 3
+
+    curve = perturbation_curves(
+        replaced, torch.arange(10)[None], torch.zeros(3, 2, 5), torch.ones(3, 2, 5), 4
+    )
+    assert curve[0].tolist() == [0, 3, 5, 8, 10]
+
+
+def test_road_combined_is_half_the_gap_between_its_orders() -> None:
+    """combined = mean_p (LeRF − MoRF)/2 = (AUC_MoRF − AUC_LeRF)/2, as documented."""
+    x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.5
+    good = torch.zeros(16, 16)
+    good[:8, :8] = 1.0
+
+    def texture(p: torch.Tensor) -> torch.Tensor:
+        return p[:, :, :8, :8].flatten(1).std(1).double()
+
+    rd = road(
+        texture, x, good[None], torch.ones(16, 16, dtype=torch.bool), percentages=(20, 50, 80), noise=0.0
+    )
+    torch.testing.assert_close(rd["combined"], ((rd["curve_lerf"] - rd["curve_morf"]) / 2).mean(1))
+    torch.testing.assert_close(rd["combined"], (rd["morf"] - rd["lerf"]) / 2)
+
+
+def test_localisation_and_border_metrics_on_signed_maps() -> None:
+    """Relevance mass is a share of S⁺, the energy pointing game min–max scales S first, border mass is
+    a share of the positive mass: negative evidence and an offset must not change them."""
+    s = torch.zeros(1, 4, 4)
+    s[0, 0, 0], s[0, 3, 3] = 1.0, -3.0
+    g = torch.zeros(1, 4, 4, dtype=torch.bool)
+    g[0, 0, 0] = True
+    assert float(M.relevance_mass_accuracy(s, g)[0]) == 1.0
+    s = torch.full((1, 4, 4), 1.0)
+    s[0, 0, 0] = 2.0
+    assert float(M.energy_pointing_game(s, g.float())[0]) == 1.0  # one-hot after min–max
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    valid[0, :, 0] = False
+    s = torch.zeros(1, 4, 4)
+    s[0, 0, 0], s[0, 1, 1], s[0, 2, 2] = 1.0, 1.0, -5.0
+    assert float(M.border_mass(s, valid)[0]) == 0.5
+
+
+def test_corner_cells_follow_a_rectangular_cell() -> None:
+    """Four 1 × 3 corner cells of an 8 × 8 map hold 12 of its 64 pixels."""
+    assert float(M.corner_mass(torch.ones(1, 8, 8), (1, 3))[0]) == pytest.approx(12 / 64)
+    assert M.corner_chance((8, 8), (1, 3)) == pytest.approx(12 / 64)
+
+
+def test_masked_cosine_ignores_what_the_mask_leaves_out() -> None:
+    a, b = torch.tensor([[[1.0, 0, 0]]]), torch.tensor([[[1.0, 0, 3]]])
+    assert float(M.masked_cosine(a, b, torch.tensor([[[True, True, False]]]))[0]) == pytest.approx(1.0)
