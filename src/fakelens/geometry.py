@@ -330,6 +330,11 @@ class Geometry:
         (r0, r1), (c0, c1) = self._valid_ranges()
         return self._sample(maps, mode, (r0, r1), (c0, c1)), (slice(r0, r1), slice(c0, c1))
 
+    def window(self) -> tuple[slice, slice]:
+        """The ``(rows, columns)`` slices of the original that :meth:`to_window`'s maps belong at."""
+        (r0, r1), (c0, c1) = self._valid_ranges()
+        return slice(r0, r1), slice(c0, c1)
+
     def _sample(self, maps: Tensor, mode: SampleMode, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
         """Sample ``(..., h, w)`` maps at the centres of original rows ``[r0, r1)``, columns ``[c0, c1)``."""
         if mode not in ("bilinear", "nearest"):

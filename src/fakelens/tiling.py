@@ -18,6 +18,7 @@ image is read as the native-scale tiles of :meth:`fakelens.geometry.Geometry.til
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -26,7 +27,13 @@ from PIL import Image
 from torch import Tensor
 
 from fakelens.constants import DEFAULT_MAX_TILES
-from fakelens.explain.explanation import Explanation, map_stats, normalize_within, valid_cells
+from fakelens.explain.explanation import (
+    Explanation,
+    map_stats,
+    normalize_within,
+    resample_within,
+    valid_cells,
+)
 from fakelens.geometry import Geometry, prepare_views
 from fakelens.models.base import Detector
 from fakelens.models.fold import inference_logits
@@ -93,7 +100,9 @@ def stitch(
     canvas = raws.new_zeros(2, h0, w0)  # signed, ReLU'd
     weight = raws.new_zeros(h0, w0)
     for raw, g in zip(raws, geometries, strict=True):
-        win, (rows, cols) = g.to_window(torch.stack([raw, raw.clamp_min(0)]))
+        cells = valid_cells(g.valid_input(device=raw.device)[None], (raw.shape[-2], raw.shape[-1]))[0]
+        win = resample_within(partial(_in_window, g), torch.stack([raw, raw.clamp_min(0)]), cells)
+        rows, cols = g.window()
         w = _pyramid(win.shape[-2], raws)[:, None] * _pyramid(win.shape[-1], raws)[None, :]
         canvas[:, rows, cols] += w * win
         weight[rows, cols] += w
@@ -124,6 +133,10 @@ def stitch(
         meta=meta,
         logits=logits,
     )
+
+
+def _in_window(g: Geometry, maps: Tensor) -> Tensor:
+    return g.to_window(maps)[0]
 
 
 def _pyramid(n: int, like: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ scale and sign, and ``stats`` say how confident it is (peak-to-mean, entropy, ne
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,19 @@ def valid_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:
         keep = share >= level
         out = torch.where(keep.flatten(1).any(1)[:, None, None], keep, out)
     return out
+
+
+def resample_within(sample: Callable[[Tensor], Tensor], maps: Tensor, cells: Tensor) -> Tensor:
+    """``sample`` (a :class:`~fakelens.geometry.Geometry` resampling) of ``maps`` ``(M, h, w)`` from the
+    feature ``cells`` ``(h, w)`` that hold the image only (normalised convolution: Σ wᵢ mᵢ / Σ wᵢ with
+    wᵢ ∈ {0, 1}): a cell over the padding of a small or letterboxed image — whose value the image's pixels
+    never earned — does not bleed into the pixels beside it. Where every cell is the image, plain
+    ``sample``."""
+    if bool(cells.all()):
+        return sample(maps)
+    w = cells.to(maps.dtype)
+    num, den = sample(maps * w), sample(w[None])
+    return torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.zeros_like(num))
 
 
 def normalize_within(maps: Tensor, valid: Tensor) -> Tensor:
@@ -162,12 +175,14 @@ def build_explanations(
     pos = raws.clamp_min(0).float()
     maps: list[list[Tensor]] = [[] for _ in range(n_m)]
     valids: list[Tensor] = []
+    grid = (raws.shape[-2], raws.shape[-1])
     if geometries is not None:
         if len(geometries) != b:
             raise ValueError(f"{len(geometries)} geometries for a batch of {b}")
+        cells = valid_cells(torch.stack([g.valid_input(device=raws.device) for g in geometries]), grid)
         for i, g in enumerate(geometries):
             v = g.valid_original(device=raws.device)
-            norm = normalize_within(g.to_original(pos[:, i]), v)  # (M, H0, W0)
+            norm = normalize_within(resample_within(g.to_original, pos[:, i], cells[i]), v)  # (M, H0, W0)
             for k in range(n_m):
                 maps[k].append(norm[k])
             valids.append(v)
@@ -182,12 +197,8 @@ def build_explanations(
         norm = normalize_within(up, v_all)
         maps = [list(norm[k].unbind(0)) for k in range(n_m)]
         valids = list(v_all.unbind(0))
-    if geometries is not None:
-        inputs = torch.stack([g.valid_input(device=raws.device) for g in geometries])
-    else:
-        inputs = torch.stack(valids)
-    cells = valid_cells(inputs, (raws.shape[-2], raws.shape[-1])).repeat(n_m, 1, 1)
-    stats = {k: v.view(n_m, b) for k, v in map_stats(raws.flatten(0, 1), cells).items()}
+        cells = valid_cells(v_all, grid)
+    stats = {k: v.view(n_m, b) for k, v in map_stats(raws.flatten(0, 1), cells.repeat(n_m, 1, 1)).items()}
     return [
         Explanation(
             method=m,

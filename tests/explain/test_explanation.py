@@ -1,0 +1,49 @@
+"""Raw feature-grid maps brought onto the original pixels (:mod:`fakelens.explain.explanation`)."""
+
+from __future__ import annotations
+
+import torch
+
+from fakelens.explain.explanation import build_explanation, build_explanations
+from fakelens.geometry import Geometry
+from fakelens.tiling import stitch
+from test_tiling import bright_spot
+
+
+def _small_image_map(raw: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A 64 × 16 strip letterboxed into a 64-px input (rows 24–40) read on an 8 × 8 grid: its own cells
+    are rows 3 and 4."""
+    g = Geometry.fit((16, 64), (64, 64), "letterbox")
+    zeros = torch.zeros(1)
+    [e] = build_explanations(["gradcam"], ["x"], "fake", raw[None, None], zeros, zeros, (64, 64), [g])
+    return e.maps[0], {k: v[0] for k, v in e.stats.items()}
+
+
+def test_evidence_in_the_padding_does_not_bleed_onto_a_small_image() -> None:
+    """Positive values only on padding cells, negative ones on the image's own: the map on the image is
+    empty, as its statistics say — it painted the image's edge rows up to 0.5 of the peak from the padding."""
+    raw = torch.ones(8, 8)
+    raw[3:5] = -0.5
+    m, stats = _small_image_map(raw)
+    assert m.shape == (16, 64) and float(m.max()) == 0.0
+    assert float(stats["negative_mass"]) == 1.0
+
+
+def test_the_image_s_own_cells_reach_its_edges_undimmed() -> None:
+    """Evidence on the image's cells and none in the padding: the map is the cells' value up to the
+    image's edges, not faded towards the zeros around it."""
+    raw = torch.zeros(8, 8)
+    raw[3:5] = 2.0
+    m, _ = _small_image_map(raw)
+    assert torch.equal(m, torch.ones(16, 64))
+
+
+def test_a_padded_tile_does_not_bleed_either() -> None:
+    """A 16-px-high strip read as native 32-px tiles (padded above and below): the same rule per tile."""
+    geoms = Geometry.tiles((16, 48), (32, 32), overlap=0.25)
+    raw = torch.ones(len(geoms), 8, 8)
+    raw[:, 2:6] = -1.0  # the image's rows of cells: 16 px of 32 in the middle
+    zeros = torch.zeros(len(geoms))
+    part = build_explanation("gradcam", ("x",), "fake", raw, zeros, zeros, (32, 32))
+    e = stitch([part], geoms, torch.zeros(1, 2), bright_spot())
+    assert float(e.maps[0].max()) == 0.0 and bool(e.valid[0].all())
