@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakelens.analysis import analyze_images
+from fakelens.analysis import Analysis, analyze_images
 from fakelens.face_verdicts import FaceVerdict
 from fakelens.models import Ensemble, create_model
 from fakelens.report import render_report
@@ -182,3 +182,23 @@ def test_an_image_read_in_part_says_how_much_escaped(make_analysis: MakeAnalysis
     a.models[1].tiles = 1  # a centre-crop model: more tiles would not help
     html_text = render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False)
     assert "--max-tiles" not in html_text and "a model crops the centre of its input" in html_text
+
+
+def _banner(a: Analysis) -> str:
+    html = render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False)
+    start = html.index("<div class='banner")
+    return " ".join(html[start : html.index("</div></div>", start)].split())
+
+
+def test_the_banner_keeps_every_warning_and_hedges_weak_verdicts(make_analysis: MakeAnalysis) -> None:
+    """A split keeps "close to the threshold"; a small image drops "a clear margin" (its margin means little)
+    and, like a split, gets a hedged banner; transparency and extra frames are said there too."""
+    split = make_analysis({"cnn": (0.62, {}), "vit": (0.45, {})})  # ensemble 0.535
+    assert "models disagree · close to the threshold" in _banner(split) and "hedged" in _banner(split)
+    small = make_analysis({"cnn": (0.99, {}), "vit": (0.97, {})})
+    assert "a clear margin" in _banner(small) and "hedged" not in _banner(small)
+    small.models[0].pixel_fraction = 0.02
+    assert "clear margin" not in _banner(small) and "a small image: little evidence" in _banner(small)
+    assert "banner fake hedged" in _banner(small)
+    small.transparent, small.frames = 0.4, 3
+    assert "40 % transparent: the models saw it as white · frame 1 of 3 analysed" in _banner(small)

@@ -51,6 +51,7 @@ body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:va
 background:#fff}
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:0}h3{font-size:15px;margin:22px 0 8px}
+h1,h2,td a{overflow-wrap:anywhere}
 h2.summary{font-size:17px;margin:22px 0 8px}.scroll{overflow-x:auto;max-width:100%}
 a{color:#1a5fb4}.muted{color:var(--muted)}.small{font-size:12px}
 header{border-bottom:2px solid var(--ink);padding-bottom:12px;margin-bottom:18px}
@@ -78,6 +79,8 @@ section.image{border-top:1px solid var(--line);margin-top:34px;padding-top:18px;
 border-left:8px solid}
 .banner.fake{background:var(--fake-bg);border-color:var(--fake)}
 .banner.real{background:var(--real-bg);border-color:var(--real)}
+.banner.hedged{border-left-style:dashed;background-image:repeating-linear-gradient(135deg,rgba(0,0,0,.05) 0 6px,
+transparent 6px 12px)}
 .banner .big{font-size:26px;font-weight:800;letter-spacing:.05em}
 .banner.fake .big{color:var(--fake)}.banner.real .big{color:var(--real)}
 .banner .score{font-size:15px}
@@ -628,24 +631,28 @@ def _image_section(
     verdict = a.verdict if a.verdict in ("fake", "real") and math.isfinite(p) else "real"
     split = a.split
     members = f"{len(a.models)} model{'s' if len(a.models) > 1 else ''}"
-    qualifier = "models disagree" if split else margin_word(p, a.threshold) if math.isfinite(p) else ""
+    margin = margin_word(p, a.threshold) if math.isfinite(p) else ""
+    notes = ["models disagree"] if split else []
+    if margin == "close to the threshold" or not (split or a.small):  # a small image's margin means little
+        notes.append(margin)
     if a.small:
-        qualifier = " · ".join(filter(None, [qualifier, "a small image: little evidence either way"]))
+        notes.append("a small image: little evidence either way")
     if a.partial:
-        qualifier = " · ".join(
-            filter(None, [qualifier, f"only {pct(a.coverage)} of the image read: the rest was not judged"])
-        )
+        notes.append(f"only {pct(a.coverage)} of the image read: the rest was not judged")
+    if a.transparent:
+        notes.append(f"{pct(a.transparent)} transparent: the models saw it as white")
+    if a.frames > 1:
+        notes.append(f"frame 1 of {a.frames} analysed")
     if untrained := [m.name for m in a.models if m.untrained]:
-        qualifier = " · ".join(
-            filter(None, [qualifier, f"untrained: {', '.join(untrained)} (its score means nothing)"])
-        )
+        notes.append(f"untrained: {', '.join(untrained)} (its score means nothing)")
     if odd := fake_faces_in_real(a.verdict, verdicts):
         said = (
             f"face {odd[0]} reads fake on its own: look at it"
             if len(odd) == 1
             else f"faces {', '.join(map(str, odd))} read fake on their own: look at them"
         )
-        qualifier = " · ".join(filter(None, [qualifier, f"but {said}"]))
+        notes.append(f"but {said}")
+    qualifier = " · ".join(filter(None, notes))
     info_html = (
         "<dl class='meta'>"
         + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())
@@ -654,7 +661,7 @@ def _image_section(
         else ""
     )
     banner = (
-        f"<div class='banner {verdict}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
+        f"<div class='banner {verdict}{' hedged' if a.small or split else ''}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
         f"<div class='score'>ensemble p(fake) <b>{prob(p, a.threshold)}</b> · "
         f"threshold {threshold_text(a.threshold)} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
