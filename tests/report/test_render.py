@@ -68,6 +68,9 @@ def test_synthetic_report_is_complete_and_self_contained(make_analysis: MakeAnal
     for name in ("vit", "gradcam", "rollout"):
         assert name in text
     assert "could not run on cnn-&lt;b&gt;: no attention layers" in text
+    # the flat rollout map is greyed and stamped; the others are drawn as they are
+    assert text.count("<span class='stamp'>flat: no location</span>") == 2  # once per image
+    assert text.count("<div class='flatmap'>") == 2 and "rollout overlay of vit on one.png (flat: no" in text
     # 2 originals + 3 overlays per image, one region picture, colour bars
     assert text.count("data:image/jpeg;base64,") == 2 * 4 + 1
     assert text.count("Heatmap mass by facial region") == 1  # only the image with regions

@@ -400,6 +400,9 @@ def test_flat_map_has_no_peak_to_mean(server: dict[str, Any], browser: Any, tmp_
     page.wait_for_selector("#overlay-image[data-method='gradcam']")
     row = page.locator("#badge tr", has_text="peak / mean")
     assert re.fullmatch(r"\d+\.\d\d", row.locator("td.num").inner_text())  # an ordinary map keeps its number
+    assert page.is_hidden("#flat-stamp") and "flat" not in (
+        page.get_attribute("#overlay-image", "class") or ""
+    )
     page.route(re.compile(r"/v1/analyses\?limit="), flatten)
     page.click("#refresh-history")
     page.click("#history li[data-id]:has-text('flattened.png')")
@@ -407,6 +410,10 @@ def test_flat_map_has_no_peak_to_mean(server: dict[str, Any], browser: Any, tmp_
     page.wait_for_selector("#overlay-image[data-method='gradcam']")
     assert row.locator("td.num").inner_text() == "n/a (flat)"
     assert "This map is flat" in page.inner_text("#badge")
+    # on the image itself: greyed and stamped, not painted all hot
+    assert page.is_visible("#flat-stamp") and page.inner_text("#flat-stamp") == "flat: no location"
+    assert "flat" in page.get_attribute("#overlay-image", "class").split()
+    assert page.get_attribute("#overlay-image", "alt").endswith("(flat: no location)")
     page.close()
 
 

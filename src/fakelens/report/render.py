@@ -103,6 +103,9 @@ border:1px solid var(--line);border-radius:5px;margin:6px 0 2px}
 .maps.wide{grid-template-columns:minmax(0,1fr)}.maps.wide table.badge,.maps.wide .cap{max-width:520px}
 .maps.wide .rowlabel{writing-mode:horizontal-tb;transform:none;text-align:left;margin-top:6px}
 .agnostic{font-size:11.5px;color:var(--check);margin:0 0 3px}
+.flatmap{position:relative}.flatmap img{filter:grayscale(.9) opacity(.55)}
+.flatmap .stamp{position:absolute;left:6px;top:6px;background:#fff;border:1px solid var(--check);
+color:var(--check);font-weight:700;font-size:12px;padding:1px 6px;border-radius:3px}
 .tile .cap{display:flex;justify-content:space-between;align-items:center;gap:6px;margin:5px 0 3px}
 .tile .cap b{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
 .rowlabel{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:700;text-align:center;
@@ -367,13 +370,20 @@ def _heatmap_tile(
     title = f"layers: {', '.join(h.summary.get('layers', []))}; entropy {_fmt(st.get('entropy'))}"
     alt = f"{method} overlay of {model} on {name}" if model and name else f"{method} overlay"
     peak = peak_to_mean_text(st.get("peak_to_mean"), flat)
+    img = f"<img alt='{_e(alt + (' (flat: no location)' if flat else ''))}' src='{uri}'>"
+    if flat:  # near-uniform: scaled to its own peak it would be painted all hot, as if it pointed everywhere
+        img = f"<div class='flatmap'>{img}<span class='stamp'>{FLAT_STAMP}</span></div>"
     return (
-        f"<div class='tile'><img alt='{_e(alt)}' src='{uri}'>"
+        f"<div class='tile'>{img}"
         f"<div class='cap' title='{_e(title)}'><b>{_e(method)}</b>{_grade_pill(h.robustness)}</div>"
         + (f"<div class='agnostic'>{AGNOSTIC_NOTE}</div>" if class_agnostic(method) else "")
         + (f"<div class='small muted'>peak/mean {_e(peak)}</div>" if h.robustness is None else "")
         + f"{_badge_html(h.robustness)}</div>"
     )
+
+
+FLAT_STAMP = "flat: no location"
+"""Stamped on a near-uniform map's overlay (drawn greyed): whatever its colours, it points nowhere."""
 
 
 def _colour_words(methods: Sequence[str]) -> str:
@@ -770,7 +780,8 @@ def _legend(cmap: str, regions_shown: bool, calibrated: bool = False, agnostic: 
         "and scaled "
         "to 0–1 within the pixels the model saw (the colour bar: dark blue = none, dark red = the map's "
         "peak). Colour is relative to each map's own maximum, so compare where maps point, not how red they "
-        "are; a map flagged <i>flat</i> is near-uniform and shows no location. Pixels the model never saw "
+        "are; a map flagged <i>flat</i> is near-uniform and shows no location (its overlay is drawn greyed). "
+        "Pixels the model never saw "
         f"(e.g. outside a centre crop) are dimmed.{agnostic_words}</p>",
         "<h3>Robustness badge</h3><p>The image and four transformed views (horizontal flip, rotation by 15°, "
         "scale 0.8 and a 10 % shift, black fill) are explained as one batch. A trustworthy map moves with "

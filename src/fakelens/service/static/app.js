@@ -418,21 +418,27 @@
     const links = $("file-links");
     links.replaceChildren();
     const agnostic = Boolean(method) && isAgnostic(method);
-    $("legend-high").textContent = agnostic ? "high activity" : "high evidence for “fake”";
+    // colour is a share of each map's own peak: a redder map is not stronger evidence than another map
+    $("legend-high").textContent = agnostic ? "the map's peak: activity" : "the map's peak: evidence for “fake”";
     $("agnostic-note").hidden = !agnostic;
     $("agnostic-note").textContent = agnostic ? `${method} is ${AGNOSTIC}` : "";
     if (!method) {
       overlay.hidden = true;
+      $("flat-stamp").hidden = true;
       renderBadge(null, m.errors);
       return;
     }
     $("method-select").value = method;
     overlay.hidden = false;
     overlay.src = await blobUrl(m.heatmaps[method]);
+    // a near-uniform map scaled to its own peak would be painted all hot: greyed and stamped instead
+    const flat = Boolean(m.summaries && m.summaries[method] && m.summaries[method].flat);
+    overlay.classList.toggle("flat", flat);
+    $("flat-stamp").hidden = !flat;
     overlay.dataset.method = method;
     overlay.dataset.model = m.key;
     overlay.alt = `${method} heatmap of ${m.name} on ${state.analysis.image.filename || "the image"}` +
-      (agnostic ? ` (${AGNOSTIC})` : " (evidence for fake)");
+      (agnostic ? ` (${AGNOSTIC})` : " (evidence for fake)") + (flat ? " (flat: no location)" : "");
     applyOpacity();
     for (const [label, path, name] of [
       ["heatmap.png", m.heatmaps[method], `${m.key}.${method}.heatmap.png`],
