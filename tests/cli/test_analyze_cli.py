@@ -64,6 +64,10 @@ def test_report_json_and_out(tmp_path: Path, photos: list[Path]) -> None:
         assert rec["faces"] is None  # noise: no face
         for key, name in rec["files"].items():
             assert (out / name).is_file(), key
+            model, method = key.split("/")
+            with Image.open(out / name) as png:  # shared on its own, the file keeps its legend
+                assert png.text["Title"] == f"{method} heatmap of {model}"
+                assert "this map's own peak" in png.text["Description"]
     assert json.loads((out / "analysis.json").read_text())["images"][0]["files"]
     text = report.read_text()
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:|//)", text) and "<script" not in text

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fakelens.errors import ConfigError
 from fakelens.viz import colorize, overlay, panel
-from fakelens.viz.overlay import CMAPS, save_overlays, save_png
+from fakelens.viz.overlay import CMAPS, overlay_text, save_overlays, save_png
 
 
 def test_colorize_jet_is_rgb() -> None:
@@ -43,6 +43,16 @@ def test_save_overlays_writes_each_overlay(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="differ in size"):
         save_overlays(img, {tmp_path / "bad.png": (np.ones((3, 3)), None), **maps})
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_overlay_text_says_what_the_colours_mean() -> None:
+    t = overlay_text("cnn", "gradcam")
+    assert t["Title"] == "gradcam heatmap of cnn" and "evidence for 'fake'" in t["Description"]
+    assert "flat" not in t["Description"] and t["Software"].startswith("fakelens ")
+    assert "class-agnostic" in overlay_text("cnn", "eigencam")["Description"]
+    assert overlay_text("cnn", "gradcam", flat=True)["Description"].endswith(
+        "flat: near-uniform, it points nowhere"
+    )
 
 
 def test_save_png_is_lossless(tmp_path: Path) -> None:

@@ -267,7 +267,7 @@ def analyze_cmd(
 def _write_out(
     out: Path, paths: list[Path], imgs: list[Any], analyses: list[Analysis], payload: dict[str, Any]
 ) -> None:
-    from fakelens.viz.overlay import save_overlays
+    from fakelens.viz.overlay import overlay_text, save_overlays
 
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -275,12 +275,14 @@ def _write_out(
         stem = unique_stem(p, used)
         files: dict[str, str] = {}
         maps: dict[Path, tuple[Any, Any]] = {}
+        text: dict[Path, dict[str, str]] = {}
         for m in a.models:
             for meth, h in m.heatmaps.items():
                 name = f"{stem}.{m.name}.{meth}.png"
                 maps[out / name] = (h.map, h.valid)
+                text[out / name] = overlay_text(m.name, meth, flat=bool(h.summary.get("flat")))
                 files[f"{m.name}/{meth}"] = name
-        save_overlays(img, maps)
+        save_overlays(img, maps, text=text)
         rec["files"] = files
     atomic_write_text(out / "analysis.json", json.dumps(payload, indent=2))
 

@@ -65,21 +65,24 @@ def _write_outputs(
     save_raw: bool,
     model_name: str,
 ) -> dict[str, Any]:
-    from fakelens.viz.overlay import panel, save_overlays, save_png
+    from fakelens.viz.overlay import overlay_text, panel, save_overlays, save_png
 
     files: dict[str, str] = {}
     maps = {}
     overlays: dict[Path, tuple[Any, Any]] = {}
+    text: dict[Path, dict[str, str]] = {}
     for method in r.explanations:
         m = r.map(method).cpu()
         maps[method] = m
         overlays[out / f"{stem}.{method}.png"] = (m, r.valid(method).cpu())
+        flat = bool(summary.get("methods", {}).get(method, {}).get("flat"))
+        text[out / f"{stem}.{method}.png"] = overlay_text(model_name, method, flat=flat)
         files[method] = f"{stem}.{method}.png"
         if save_raw:
             buf = _npy_bytes(m.numpy())
             atomic_write_bytes(out / f"{stem}.{method}.npy", buf)
             files[f"{method}.npy"] = f"{stem}.{method}.npy"
-    save_overlays(r.image, overlays, alpha=alpha, cmap=cmap)
+    save_overlays(r.image, overlays, alpha=alpha, cmap=cmap, text=text)
     if maps:
         if "fake_probability" in summary:
             head = f"{model_name}: {summary['verdict'].upper()}  p(fake) = {summary['fake_probability']:.3f}"

@@ -79,8 +79,8 @@ section.image{border-top:1px solid var(--line);margin-top:34px;padding-top:18px;
 border-left:8px solid}
 .banner.fake{background:var(--fake-bg);border-color:var(--fake)}
 .banner.real{background:var(--real-bg);border-color:var(--real)}
-.banner.hedged{border-left-style:dashed;background-image:repeating-linear-gradient(135deg,rgba(0,0,0,.05) 0 6px,
-transparent 6px 12px)}
+.banner.hedged{border-left-style:dashed;
+background-image:repeating-linear-gradient(135deg,rgba(0,0,0,.05) 0 6px,transparent 6px 12px)}
 .banner .big{font-size:26px;font-weight:800;letter-spacing:.05em}
 .banner.fake .big{color:var(--fake)}.banner.real .big{color:var(--real)}
 .banner .score{font-size:15px}
@@ -663,6 +663,7 @@ def _image_section(
         )
         notes.append(f"but {said}")
     qualifier = " · ".join(filter(None, notes))
+    hedged = " hedged" if a.small or split else ""  # a weak verdict: the banner is drawn dashed and striped
     info_html = (
         "<dl class='meta'>"
         + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())
@@ -671,7 +672,7 @@ def _image_section(
         else ""
     )
     banner = (
-        f"<div class='banner {verdict}{' hedged' if a.small or split else ''}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
+        f"<div class='banner {verdict}{hedged}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
         f"<div class='score'>ensemble p(fake) <b>{prob(p, a.threshold)}</b> · "
         f"threshold {threshold_text(a.threshold)} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
