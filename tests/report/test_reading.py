@@ -285,3 +285,19 @@ def test_numbers_next_to_their_cut_off_keep_the_digits_that_show_the_side() -> N
     assert prob(0.9355, threshold=0.936) == "0.935" and prob(0.4994, threshold=0.9) == "0.50"
     flag = DEFAULT_CRITERIA.flags({"eq_cosine": 0.796})["not-equivariant"]
     assert flag == "mean equivariance cosine 0.796 < 0.80"
+
+
+def test_identical_maps_of_one_model_are_counted_once(make_analysis: MakeAnalysis) -> None:
+    """Grad-CAM and HiResCAM coincide on a layer followed by global average pooling and a linear head: the
+    reading says so, so that an analyst does not count the second map as a second confirmation."""
+    same = blob(50, 40, 6)
+    a = make_analysis(
+        {
+            "cnn": (0.8, {"gradcam": heatmap("gradcam", same), "hirescam": heatmap("hirescam", same.copy())}),
+            "vit": (0.7, {"gradcam": heatmap("gradcam", blob(20, 20, 6))}),
+        }
+    )
+    text = _text(read_analysis(a))
+    assert "For cnn, gradcam and hirescam give the same map (their formulas coincide" in text
+    a.models[0].heatmaps["hirescam"] = heatmap("hirescam", blob(52, 40, 6))
+    assert "give the same map" not in _text(read_analysis(a))

@@ -504,10 +504,37 @@ def _trust_paragraph(a: Analysis) -> str:
     return text
 
 
+def _same_maps(a: Analysis) -> str:
+    """Methods whose maps of one model are identical (Grad-CAM and HiResCAM on a layer followed by global
+    average pooling and a linear head: the gradient is the same at every position): one piece of evidence."""
+    out = []
+    for m in a.models:
+        groups: list[list[str]] = []
+        for k, h in m.heatmaps.items():
+            for g in groups:
+                first = m.heatmaps[g[0]]
+                if (
+                    first.summary.get("stats")
+                    == h.summary.get("stats")  # cheap: the same raw map, same stats
+                    and first.map.shape == h.map.shape
+                    and np.allclose(first.map, h.map, rtol=0.0, atol=1e-6)
+                ):
+                    g.append(k)
+                    break
+            else:
+                groups.append([k])
+        out += [f"for {m.name}, {_names(g)} give the same map" for g in groups if len(g) > 1]
+    if not out:
+        return ""
+    text = "; ".join(out) + " (their formulas coincide on this model): one piece of evidence, not two."
+    return text[0].upper() + text[1:]
+
+
 def _agreement_paragraph(a: Analysis) -> str:
+    same = _same_maps(a)
     usable = [m for m in a.models if any(not h.summary.get("flat") for h in m.heatmaps.values())]
     if len(usable) < 2:
-        return ""
+        return same
     out = []
     for i, m1 in enumerate(usable):
         for m2 in usable[i + 1 :]:
@@ -529,8 +556,8 @@ def _agreement_paragraph(a: Analysis) -> str:
                 word = "look at different places"
             out.append(f"{m1.name} and {m2.name} {word}: {maps} correlate at {r:.2f}")
     if not out:
-        return ""
-    return "; ".join(out) + " (Pearson, 1 = same map)."
+        return same
+    return " ".join(filter(None, ["; ".join(out) + " (Pearson, 1 = same map).", same]))
 
 
 def _errors_paragraph(a: Analysis) -> str:
