@@ -205,3 +205,23 @@ def test_the_banner_keeps_every_warning_and_hedges_weak_verdicts(make_analysis: 
     assert "banner fake hedged" in _banner(small)
     small.transparent, small.frames = 0.4, 3
     assert "40 % transparent: the models saw it as white · frame 1 of 3 analysed" in _banner(small)
+
+
+def test_a_map_flat_on_the_image_says_so_in_its_badge(make_analysis: MakeAnalysis) -> None:
+    """The badge grades the model's whole input (a small image's padding included), the stamp the image's own
+    pixels: where only the image is flat, the badge's flat row says so instead of contradicting the stamp."""
+    h = heatmap("gradcam", blob(50, 40, 6), ok_badge("gradcam"), flat=True)
+    html = " ".join(
+        render_report(
+            [make_analysis({"cnn": (0.2, {"gradcam": h})})],
+            [Image.new("RGB", (W, H))],
+            ["x.png"],
+            faces=False,
+        ).split()
+    )
+    assert "flat: no location" in html and "<th>flat</th><td>yes, on the image</td>" in html
+    h.summary["flat"] = False
+    html = render_report(
+        [make_analysis({"cnn": (0.2, {"gradcam": h})})], [Image.new("RGB", (W, H))], ["x.png"]
+    )
+    assert "<th>flat</th><td>no</td>" in html and "flat: no location" not in html

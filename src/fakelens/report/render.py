@@ -241,7 +241,9 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
     return format(v, spec)
 
 
-def _badge_html(b: Mapping[str, Any] | None) -> str:
+def _badge_html(b: Mapping[str, Any] | None, flat_on_image: bool = False) -> str:
+    """The badge's table; ``flat_on_image``: the map is flat over the image's own pixels (its summary), which
+    the badge — graded over the model's whole input, padding included — may not see."""
     if b is None:
         return "<div class='small muted'>robustness not checked</div>"
     if "error" in b:
@@ -271,7 +273,18 @@ def _badge_html(b: Mapping[str, Any] | None) -> str:
             "corner-peaks" in flags,
             f"peak in a corner cell (chance {pct(float(b.get('corner_chance', 0.0)))})",
         ),
-        ("flat", "yes" if b.get("flat") else "no", "flat" in flags, "near-uniform map: points nowhere"),
+        (
+            "flat",
+            "yes" if b.get("flat") else "yes, on the image" if flat_on_image else "no",
+            "flat" in flags or flat_on_image,
+            "near-uniform map: points nowhere"
+            + (
+                ""
+                if b.get("flat") or not flat_on_image
+                else " (over the image's own pixels; not over the "
+                "model's whole input, whose padding holds the rest of the map)"
+            ),
+        ),
         (
             "peak / mean",
             peak_to_mean_text(b.get("peak_to_mean")),
@@ -378,7 +391,7 @@ def _heatmap_tile(
         f"<div class='cap' title='{_e(title)}'><b>{_e(method)}</b>{_grade_pill(h.robustness)}</div>"
         + (f"<div class='agnostic'>{AGNOSTIC_NOTE}</div>" if class_agnostic(method) else "")
         + (f"<div class='small muted'>peak/mean {_e(peak)}</div>" if h.robustness is None else "")
-        + f"{_badge_html(h.robustness)}</div>"
+        + f"{_badge_html(h.robustness, flat)}</div>"
     )
 
 
