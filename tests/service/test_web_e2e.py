@@ -114,6 +114,10 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
         "fetch('/v1/analyses?limit=1', {headers: {'X-API-Key': document.getElementById('api-key').value}})"
         ".then(r => r.json())"
     )["items"]
+    # the analysis in words, as the report reads it: the same sections the API returns
+    reading = page.inner_text("#reading")
+    assert [r["title"] for r in ens["reading"]][:1] == ["Verdict"] and "Where." in reading
+    assert all(r["text"] in reading for r in ens["reading"])
     pill = page.inner_text("#ens-pill").lower().split(" · ")
     assert pill[0] == ens["verdict"] and ("close call" in pill) == (
         abs(ens["score"] - ens["threshold"]) < 0.1

@@ -25,10 +25,11 @@ from fakelens.analysis import Analysis, analyze_images, as_ensemble
 from fakelens.data.faces import detect_faces
 from fakelens.errors import ConfigError, ImageError
 from fakelens.explain.engine import check_methods
-from fakelens.face_verdicts import face_verdicts
+from fakelens.face_verdicts import FaceVerdict, face_verdicts
 from fakelens.io import load_image, sniff_format
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
+from fakelens.report.reading import reading_sections
 from fakelens.service.config import Settings
 from fakelens.service.errors import ApiError
 from fakelens.service.store import sha256_hex
@@ -159,11 +160,15 @@ class Analyzer:
                 "choose another method or model",
             )
         draft = self._draft(req, image, analysis, list(req.models))
-        draft.result["faces"] = self._faces(sub, image)
+        faces = self._faces(sub, image)
+        draft.result["faces"] = None if faces is None else [v.to_dict() for v in faces]
+        # the report's reading, as text (positions, not face regions: those are the report's)
+        sections = reading_sections(analysis, face_verdicts=faces or ())
+        draft.result["reading"] = [{"title": k, "text": v} for k, v in sections]
         draft.result["duration_ms"] = round(1000 * (time.perf_counter() - start), 1)
         return draft
 
-    def _faces(self, ens: Ensemble, image: Image.Image) -> list[dict[str, Any]] | None:
+    def _faces(self, ens: Ensemble, image: Image.Image) -> list[FaceVerdict] | None:
         """Each face's own verdict (:mod:`fakelens.face_verdicts`); None when faces are off or no face
         detector is installed."""
         if not self.settings.report_faces:
@@ -172,7 +177,7 @@ class Analyzer:
             faces = detect_faces(np.asarray(image))
         except ConfigError:
             return None
-        return [v.to_dict() for v in face_verdicts(ens, image, faces, max_tiles=self.settings.max_tiles)]
+        return face_verdicts(ens, image, faces, max_tiles=self.settings.max_tiles)
 
     def _draft(self, req: AnalysisRequest, image: Image.Image, a: Analysis, keys: list[str]) -> Draft:
         original = sha256_hex(req.data)

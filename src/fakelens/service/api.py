@@ -123,6 +123,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "methods": r["methods"],
         "models": models,
         "faces": r.get("faces"),
+        "reading": r.get("reading", []),
         "image": {
             "width": row.width,
             "height": row.height,

@@ -137,6 +137,13 @@ class FaceOut(BaseModel):
     models: dict[str, dict[str, Any]] = Field(description="Model name → its `score` and `verdict` here.")
 
 
+class ReadingOut(BaseModel):
+    title: str = Field(
+        description="`Verdict`, `Scale`, `Faces`, `Where`, `Robustness`, `Agreement` or `Not run`."
+    )
+    text: str
+
+
 class AnalysisOut(BaseModel):
     id: str
     status: Literal["done"] = Field(description="`done`: an analysis is stored complete or not at all.")
@@ -175,6 +182,11 @@ class AnalysisOut(BaseModel):
         description="Every face found, left to right, judged on its own (an edit confined to one face weighs "
         "little in the whole image's score); null when face detection is off or unavailable, or for "
         "analyses stored before it.",
+    )
+    reading: list[ReadingOut] = Field(
+        default_factory=list,
+        description="The analysis in words, as the report's reading: verdict, scale, faces, where the maps "
+        "point (by position), robustness, agreement, methods not run; empty for analyses stored before it.",
     )
     image: ImageOut
     created_at: datetime = Field(description="When it was stored, UTC, e.g. `2026-11-27T16:26:57.683Z`.")

@@ -235,6 +235,14 @@
         : "") +
       (analysis.frames > 1 ? ` · ${analysis.frames} frames or pages: only the first was analysed` : "");
 
+    // the analysis in words (the report's reading): what an analyst and a screen reader need beside the picture
+    const reading = $("reading-body");
+    reading.replaceChildren();
+    for (const { title, text } of analysis.reading || []) {
+      reading.append(el("p", {}, el("b", { text: `${title}. ` }), document.createTextNode(text)));
+    }
+    $("reading").hidden = !(analysis.reading && analysis.reading.length);
+
     const meta = $("image-meta");
     meta.replaceChildren();
     const img = analysis.image;
