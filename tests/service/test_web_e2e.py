@@ -114,6 +114,11 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
         "fetch('/v1/analyses?limit=1', {headers: {'X-API-Key': document.getElementById('api-key').value}})"
         ".then(r => r.json())"
     )["items"]
+    # each card counts its robust heatmaps as the report does; the badge explains its numbers
+    assert re.search(r"\d of \d robust", cards.nth(0).inner_text())
+    assert page.inner_text("#badge summary") == "What these numbers mean"
+    page.click("#badge summary")
+    assert "1 = uniform, higher = more concentrated" in page.inner_text("#badge .badge-legend")
     # the analysis in words, as the report reads it: the same sections the API returns
     reading = page.inner_text("#reading")
     assert [r["title"] for r in ens["reading"]][:1] == ["Verdict"] and "Where." in reading

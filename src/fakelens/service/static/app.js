@@ -266,8 +266,9 @@
       thr.style.left = `calc(${100 * thr0}% - 1px)`;
       const grades = Object.values(m.robustness || {}).filter(Boolean).map((b) => b.grade).filter(Boolean);
       const na = Object.keys(m.errors || {});
+      const robust = grades.filter((g) => g === "ok").length;
       const foot = `${Object.keys(m.heatmaps).length} heatmap(s)` +
-        (grades.length ? ` · robustness ${grades.includes("check") ? "check" : "ok"}` : "") +
+        (grades.length ? ` · ${robust} of ${grades.length} robust` : "") +
         (na.length ? ` · ${na.join(", ")}: cannot run on this model` : "");
       const card = el(
         "div",
@@ -497,17 +498,28 @@
     box.append(el("div", { class: "badge-grade" }, el("span", { class: `pill ${b.grade}`, text: b.grade, id: "badge-grade" }),
       el("span", { class: "small muted", text: b.grade === "ok" ? "heatmap holds under transforms" : "read this heatmap with care" })));
     const table = el("table", { class: "nums" });
+    // [label, value, what it means] — the meanings as the report's badge table gives them
     const rows = [
-      ["equivariance, mean", num(b.equivariance)],
-      ["equivariance, worst", `${num(b.equivariance_min)}${b.worst_view ? ` (${b.worst_view})` : ""}`],
-      ["mass on black fill", `${pct(b.border_mass)} (area ${pct(b.fill_fraction)})`],
-      ["corner mass", `${pct(b.corner_mass)} (chance ${pct(b.corner_chance)})`],
-      ["peak / mean", peakToMean(b, summary)],
-      ["entropy", num(b.entropy, 3)],
-      ["score spread", num(b.score_spread, 4)],
+      ["equivariance, mean", num(b.equivariance),
+        "cosine between the map and the maps of 4 transformed views (flip, rotation, scale, shift) carried back; 1 = moves with the image, ≥ 0.80 passes"],
+      ["equivariance, worst", `${num(b.equivariance_min)}${b.worst_view ? ` (${b.worst_view})` : ""}`,
+        "the view whose map followed the image least"],
+      ["mass on black fill", `${pct(b.border_mass)} (area ${pct(b.fill_fraction)})`,
+        "share of the map on the black borders of the transformed views against their share of the pixels; more mass than area = the map reacts to the frame"],
+      ["corner mass", `${pct(b.corner_mass)} (chance ${pct(b.corner_chance)})`,
+        "share of the map in the four corner cells; maps that collapse into corners point at an artefact, not at content"],
+      ["peak / mean", peakToMean(b, summary), "the map's maximum over its mean: 1 = uniform, higher = more concentrated"],
+      ["entropy", num(b.entropy, 3), "how spread the map is: 0 = one point, 1 = uniform"],
+      ["score spread", num(b.score_spread, 4),
+        "how far the explained score (log-odds) moved across the five views: a large spread means the transforms changed the model's mind"],
     ];
-    for (const [k, v] of rows) table.append(el("tr", {}, el("td", { text: k }), el("td", { class: "num", text: v })));
+    for (const [k, v, tip] of rows) {
+      table.append(el("tr", { title: tip }, el("td", { text: k }), el("td", { class: "num", text: v })));
+    }
     box.append(table);
+    const legend = el("dl", { class: "badge-legend small" });
+    for (const [k, , tip] of rows) legend.append(el("dt", { text: k }), el("dd", { text: tip }));
+    box.append(el("details", { class: "badge-help" }, el("summary", { class: "small", text: "What these numbers mean" }), legend));
     const flags = el("ul", { class: "flags" });
     const entries = Object.entries(b.flags || {});
     if (!entries.length) flags.append(el("li", { class: "none", text: "no flags raised" }));
