@@ -17,6 +17,7 @@ from PIL import Image, ImageFile
 import fakelens.io as fio
 from fakelens.errors import ConfigError, ImageError
 from fakelens.io import (
+    AVIF,
     FRAMES,
     IMAGE_SUFFIXES,
     atomic_write_bytes,
@@ -246,6 +247,27 @@ def test_animated_files_give_their_first_frame(fmt: str) -> None:
     out = load_image(data)
     assert near(pixel(out, (4, 4)), (255, 0, 0), 2)
     assert out.info[FRAMES] == 3
+
+
+@pytest.mark.skipif(not AVIF, reason="this Pillow build cannot decode AVIF")
+def test_avif_images_load_with_their_transparency_and_frames() -> None:
+    """AVIF (phones, the web, some generators' output) loads like the other formats: sniffed from its ftyp
+    box, first frame of a sequence, transparent pixels composited onto white and recorded."""
+    from fakelens.io import OPAQUE, sniff_format
+
+    rgba = np.zeros((16, 24, 4), np.uint8)
+    rgba[..., 0], rgba[:, 8:, 3] = 200, 255  # red, the left third fully transparent
+    data = encode(Image.fromarray(rgba, "RGBA"), "AVIF", quality=100)
+    assert sniff_format(data) == "avif"
+    out = load_image(data)
+    assert out.size == (24, 16) and near(pixel(out, (0, 0)), (255, 255, 255), 2)
+    assert near(pixel(out, (20, 8)), (200, 0, 0), 8) and out.info[OPAQUE][:, :8].sum() == 0
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    seq = encode(frames[0], "AVIF", save_all=True, append_images=frames[1:])
+    first = load_image(seq)
+    assert (
+        sniff_format(seq) == "avif" and first.info[FRAMES] == 3 and near(pixel(first, (8, 8)), (255, 0, 0), 8)
+    )
 
 
 def test_a_tiff_s_pages_are_counted_only_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,8 +16,9 @@ Colour policy (documented because forensic results depend on it):
 - CMYK, YCbCr and LAB use Pillow's conversions; embedded ICC profiles are **not** applied (pixels stay as
   stored, as detectors were trained on them).
 
-Only JPEG (and its MPO variant), PNG/APNG, GIF, WebP, BMP and TIFF are opened (:data:`FORMATS`); other Pillow
-plugins (EPS runs Ghostscript, for one) are deliberately unreachable. Animated files give their first frame.
+Only JPEG (and its MPO variant), PNG/APNG, GIF, WebP, BMP, TIFF and AVIF (when Pillow was built with it) are
+opened (:data:`FORMATS`); other Pillow plugins (EPS runs Ghostscript, for one) are deliberately unreachable.
+Animated files give their first frame.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from fakelens.errors import ConfigError, ImageError
 
@@ -65,11 +66,13 @@ DEFAULT_MAX_PIXELS = 80_000_000
 MAX_PIXELS_ENV = "FAKELENS_MAX_PIXELS"
 """Environment variable that overrides :data:`DEFAULT_MAX_PIXELS` (an explicit ``max_pixels`` wins)."""
 
-FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+AVIF = features.check("avif") is True
+"""This Pillow build decodes AVIF (Pillow ≥ 11.3 wheels do)."""
+FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", *(("AVIF",) if AVIF else ()))
 """Pillow format ids :func:`load_image` accepts (JPEG includes MPO, PNG includes APNG)."""
 
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
 )
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
@@ -129,8 +132,8 @@ _FTYP_BRANDS: dict[bytes, str] = {
     b"hevc": "a HEIC/HEIF image (not a supported format; convert it to JPEG or PNG)",
     b"mif1": "a HEIF image (not a supported format; convert it to JPEG or PNG)",
     b"msf1": "a HEIF image sequence (not a supported format)",
-    b"avif": "an AVIF image (not a supported format; convert it to JPEG or PNG)",
-    b"avis": "an AVIF image sequence (not a supported format)",
+    b"avif": "an AVIF image, which this Pillow build cannot decode (pip install 'pillow>=11.3')",
+    b"avis": "an AVIF image sequence, which this Pillow build cannot decode (pip install 'pillow>=11.3')",
     b"qt  ": "a QuickTime video",
 }
 
@@ -140,7 +143,8 @@ _FTYP_BRANDS: dict[bytes, str] = {
 
 
 def sniff_format(data: bytes) -> str | None:
-    """Image format from magic bytes: ``jpeg``, ``png``, ``gif``, ``webp``, ``bmp``, ``tiff`` or ``None``.
+    """Image format from magic bytes: ``jpeg``, ``png``, ``gif``, ``webp``, ``bmp``, ``tiff``, ``avif`` (when
+    Pillow can decode it) or ``None``.
 
     Needs only the first 12 bytes; nothing is decoded, so this is safe on untrusted uploads.
     """
@@ -157,6 +161,8 @@ def sniff_format(data: bytes) -> str | None:
         return "bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"MM*\x00", b"II\x00*"):
         return "tiff"  # classic and BigTIFF, and the two byte-order mix-ups Pillow also accepts
+    if AVIF and head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return "avif"  # an ISO media file whose major brand is AVIF (a sequence gives its first frame)
     return None
 
 

@@ -54,7 +54,7 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "Upload over the byte limit, or image over the pixel limit."},
     415: {
         "model": ErrorOut,
-        "description": "The bytes are not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF).",
+        "description": "The bytes are not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF).",
     },
     422: {"model": ErrorOut, "description": "Missing file, empty, truncated or corrupt image."},
     429: _ERRORS[429],
