@@ -722,6 +722,7 @@ def test_every_error_code_the_service_can_answer_is_in_the_schema_enum() -> None
         ("PUT", "/v1/analyses/abc", "DELETE, GET, HEAD"),
         ("POST", "/v1/info", "GET, HEAD"),
         ("POST", "/", "GET, HEAD"),
+        ("POST", "/static/app.js", "GET, HEAD"),
     ],
 )
 def test_405_allow_lists_every_method_of_the_path(
@@ -733,3 +734,12 @@ def test_405_allow_lists_every_method_of_the_path(
         "code": "method_not_allowed",
         "message": f"{method} is not allowed on {path}; allowed: {allow}",
     }
+
+
+def test_405_behind_a_proxy_prefix_still_lists_the_methods(service: Service) -> None:
+    """Served under a root path (a proxy mounting the app at /fakelens), the routes match below it."""
+    from fastapi.testclient import TestClient
+
+    behind = TestClient(service.client.app, root_path="/fakelens")
+    r = behind.request("POST", "/fakelens/v1/info", headers=service.h())
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"

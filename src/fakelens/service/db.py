@@ -97,9 +97,10 @@ class BlobRef(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
-def private_dir(path: Path) -> None:
+def private_dir(path: str | os.PathLike[str]) -> None:
     """Create the data directory readable by its owner only (it holds every tenant's uploads and results);
     an existing one that others can enter is kept as the operator made it, with a warning."""
+    path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir(mode=0o700)

@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from fakelens.errors import FakelensError, ImageError
 from fakelens.io import sniff_format
@@ -69,6 +71,8 @@ def allowed_methods(routes: Iterable[Any], path: str) -> list[str]:
             methods.update(allowed_methods(inner.routes, path))
         elif getattr(route, "methods", None) and route.path_regex.match(path):
             methods.update(route.methods)
+        elif isinstance(route, Mount) and isinstance(route.app, StaticFiles) and route.path_regex.match(path):
+            methods.update(("GET", "HEAD"))  # static files answer nothing else
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)
@@ -94,7 +98,11 @@ def install_handlers(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         message = str(exc.detail)
         if exc.status_code == 405:
-            headers["Allow"] = allow = ", ".join(allowed_methods(app.routes, request.url.path))
+            # routes match the path below the root path (behind a proxy that mounts the app at /fakelens)
+            scope = request.scope  # a mount (/static) extends root_path; app_root_path is the app's own
+            path, root = scope["path"], scope.get("app_root_path", scope.get("root_path", ""))
+            routed = path[len(root) :] or "/" if root and path.startswith(root) else path
+            headers["Allow"] = allow = ", ".join(allowed_methods(app.routes, routed))
             message = f"{request.method} is not allowed on {request.url.path}; allowed: {allow}"
         return JSONResponse(error_body(code, message), exc.status_code, headers=headers or None)
 
