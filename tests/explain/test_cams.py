@@ -247,3 +247,29 @@ def test_a_near_uniform_positive_map_is_not_stretched_into_hot_spots() -> None:
     assert float(out.min()) > 0.96 and float(out.max()) == pytest.approx(1.0)
     relu = torch.relu(torch.randn(1, 8, 8, generator=g))
     assert torch.allclose(normalize_within(relu, valid), relu / relu.max())
+
+
+def test_threads_sharing_a_model_get_their_own_maps_and_leave_it_as_it_was() -> None:
+    """Hooks and frozen flags live on the model: explanations from several threads take turns. Concurrent
+    ones handed maps to the wrong thread (20 of 240) and left every parameter frozen for good."""
+    import threading
+
+    det = create_model("tiny-cnn", seed=0)
+    xs = [model_input(det, batch=2, seed=s) for s in range(4)]
+    want = [explain(det, x, ["gradcam", "layercam"]) for x in xs]
+    got: dict[int, list[dict[str, torch.Tensor]]] = {i: [] for i in range(4)}
+
+    def work(i: int) -> None:
+        for _ in range(6):
+            got[i].append({m: e.raw for m, e in explain(det, xs[i], ["gradcam", "layercam"]).items()})
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        for maps in got[i]:
+            for m, raw in maps.items():
+                torch.testing.assert_close(raw, want[i][m].raw)
+    assert all(p.requires_grad for p in det.parameters()) and det.training is False

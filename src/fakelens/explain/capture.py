@@ -6,10 +6,16 @@ frozen (``requires_grad=False``) so the forward records no graph for them either
 that carries no graph is turned into a leaf. Hooks are removed and the model's train/eval modes and
 ``requires_grad`` flags restored in ``finally`` — also when the forward raises. Everything stays on the
 model's device; nothing here synchronises with the host.
+
+Hooks live on the model and the frozen flags are the model's, so explanations of one model from several
+threads take turns (:func:`model_lock`): concurrent ones traded maps between threads and left the model
+frozen for good. Scoring without explanations does not wait.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,21 +43,36 @@ class Capture:
     input_hw: tuple[int, int] = (0, 0)
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock that explanations of ``model`` hold (re-entrant: one explanation may nest another)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored after. Holds
+    :func:`model_lock`, so that another thread never saves this block's frozen flags as the model's own."""
+    with model_lock(model):
+        modes = [(m, m.training) for m in model.modules()]
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        try:
+            model.eval()
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from fakelens.errors import ConfigError, ExplanationError, UnknownNameError
 from fakelens.explain.cams import CAMS
-from fakelens.explain.capture import capture
+from fakelens.explain.capture import capture, model_lock
 from fakelens.explain.explanation import Explanation, build_explanation, build_explanations, fuse_layers
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector, require_detector
@@ -228,6 +228,20 @@ def explain_targets(
     check_methods(methods)
     options = check_options(options, methods)
     check_input(detector, x)
+    with model_lock(detector):  # hooks and frozen flags are the model's: one explanation at a time
+        return _explain_targets(detector, x, methods, targets, layers, geometries, valid, options)
+
+
+def _explain_targets(
+    detector: Detector,
+    x: Tensor,
+    methods: list[str],
+    targets: Sequence[str | Target],
+    layers: Sequence[str] | None,
+    geometries: Sequence[Geometry] | None,
+    valid: Tensor | None,
+    options: dict[str, dict[str, Any]] | None,
+) -> dict[str, dict[str, Explanation]]:
     layer_names = tuple(layers or detector.cam_layers)
     resolved = [resolve_target(t, detector) for t in targets]
     cam_methods = [m for m in methods if m in CAMS]
