@@ -122,10 +122,6 @@ def test_inference_logits_use_the_model_where_they_must(monkeypatch: pytest.Monk
     finally:
         handle.remove()
     assert inference_logits(det, x).requires_grad  # gradients asked for: the model itself
-    with torch.inference_mode():
-        det.train()
-        inference_logits(det, x)  # training mode (batch statistics): the model itself
-        det.eval()
     assert det not in fold._FOLDED
 
     real = fold.fold_batchnorm
@@ -155,3 +151,19 @@ def test_a_model_that_views_its_activations_keeps_its_layout() -> None:
         torch.testing.assert_close(inference_logits(det, x), det(x))
     tiny = create_model("tiny-cnn")
     assert fold.accepts_channels_last(tiny, model_input(tiny, 1)) is True
+
+
+def test_a_model_in_training_mode_scores_as_in_eval_and_is_left_as_it_was() -> None:
+    """Inference is eval: a model left in train mode scored with batch statistics (0.107 → 0.486 on a
+    ResNet) and overwrote BatchNorm's running statistics on every call."""
+    from fakelens.models.ensemble import predict_proba
+
+    det = create_model("tiny-cnn", seed=0)
+    x = torch.rand(4, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(0))
+    want = predict_proba(det, x)
+    det.train()
+    det.net.features[0].eval()  # a caller's own choice of modes is put back as it was
+    stats = [b.clone() for b in det.buffers()]
+    torch.testing.assert_close(predict_proba(det, x), want)
+    assert all(torch.equal(a, b) for a, b in zip(stats, det.buffers(), strict=True))
+    assert det.training and not det.net.features[0].training

@@ -14,8 +14,6 @@ frozen for good. Scoring without explanations does not wait.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from torch import Tensor, nn
 
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
-from fakelens.models.fold import in_fast_layout
+from fakelens.models.fold import in_fast_layout, model_lock
 
 
 @dataclass
@@ -41,19 +39,6 @@ class Capture:
     gradients: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     scores: dict[str, Tensor] = field(default_factory=dict)
     input_hw: tuple[int, int] = (0, 0)
-
-
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: nn.Module) -> threading.RLock:
-    """The lock that explanations of ``model`` hold (re-entrant: one explanation may nest another)."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
 
 
 @contextmanager

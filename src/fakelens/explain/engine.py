@@ -19,10 +19,11 @@ from torch import Tensor
 
 from fakelens.errors import ConfigError, ExplanationError, UnknownNameError
 from fakelens.explain.cams import CAMS
-from fakelens.explain.capture import capture, model_lock
+from fakelens.explain.capture import capture
 from fakelens.explain.explanation import Explanation, build_explanation, build_explanations, fuse_layers
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector, require_detector
+from fakelens.models.fold import model_lock
 from fakelens.registry import Registry
 
 if TYPE_CHECKING:
