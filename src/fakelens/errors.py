@@ -22,6 +22,11 @@ class UnknownNameError(FakelensError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ModelError(FakelensError):
+    """A model's output is unusable: a score that is NaN or infinite (broken weights, or an overflow). Raised,
+    never turned into a verdict: ``NaN >= threshold`` is false, so it read as "real"."""
+
+
 class ConfigError(FakelensError, ValueError):
     """An option or configuration value is invalid."""
 

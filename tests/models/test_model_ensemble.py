@@ -177,3 +177,16 @@ def test_one_logit_member() -> None:
     with torch.no_grad():
         ref = torch.sigmoid(det(det.input_spec.normalize(pixels))[:, 0])
     assert torch.allclose(predict_proba(det, pixels), ref, atol=1e-6)
+
+
+def test_a_nan_score_is_an_error_not_a_real_verdict() -> None:
+    """NaN >= threshold is false: a broken member made the image (and the whole ensemble) read "real"."""
+    from fakelens.errors import ModelError
+
+    ens = Ensemble.of([create_model("tiny-cnn"), create_model("tiny-vit")])
+    probs = torch.tensor([[0.2, 0.9], [0.3, float("nan")]])
+    with pytest.raises(ModelError, match=r"model tiny-vit gave no usable score for image 2 \(NaN"):
+        ens.verdicts(probs)
+    assert len(ens.verdicts(probs[:1])) == 1  # the finite row alone is fine
+    with pytest.raises(TypeError, match="not generator"):  # the first member would have used it up
+        ens.predict(im for im in [Image.new("RGB", (8, 8))])

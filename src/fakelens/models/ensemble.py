@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from fakelens.errors import ConfigError
+from fakelens.errors import ConfigError, ModelError
 from fakelens.models.base import Detector
 from fakelens.models.calibration import Calibration
 from fakelens.models.fold import inference_logits
@@ -202,7 +202,15 @@ class Ensemble:
 
     def verdicts(self, member_probs: Tensor) -> list[EnsembleVerdict]:
         """``(B, M)`` raw member fake probabilities → one :class:`EnsembleVerdict` per image (members'
-        probabilities calibrated)."""
+        probabilities calibrated). A non-finite probability raises :class:`~fakelens.errors.ModelError`
+        naming the member and the image: compared with the threshold it would have read as "real"."""
+        bad = (~torch.isfinite(member_probs)).nonzero()
+        if len(bad):
+            i, j = (int(v) for v in bad[0])
+            raise ModelError(
+                f"model {self.names[j]} gave no usable score for image {i + 1} (NaN or infinity): its "
+                "weights or this input are broken, so there is no verdict"
+            )
         shown = self.calibrate(member_probs)
         combined = self._combine(shown).tolist()
         rows = shown.tolist()
@@ -223,8 +231,10 @@ class Ensemble:
         """``(B, M)`` fake probabilities: each member reads the images as its own input spec says (a
         ``native`` member: the mean logits of up to ``max_tiles`` native tiles, default
         :data:`fakelens.tiling.DEFAULT_MAX_TILES`)."""
-        from fakelens.tiling import DEFAULT_MAX_TILES, image_logits  # tiling builds on models
+        from fakelens.pipeline import check_images  # the pipeline and tiling build on models
+        from fakelens.tiling import DEFAULT_MAX_TILES, image_logits
 
+        images = check_images(images)  # a generator would be read by the first member only
         tiles = DEFAULT_MAX_TILES if max_tiles is None else max_tiles
         cols = [
             member.fake_probability(image_logits(member, images, max_tiles=tiles, batch_size=batch_size))
@@ -232,9 +242,12 @@ class Ensemble:
         ]
         return torch.stack(cols, dim=1).float()
 
-    def predict(self, images: Sequence[Image.Image], *, batch_size: int = 16) -> list[EnsembleVerdict]:
-        """One :class:`EnsembleVerdict` per PIL image, in order."""
-        return self.verdicts(self.member_probabilities(images, batch_size=batch_size))
+    def predict(
+        self, images: Sequence[Image.Image], *, batch_size: int = 16, max_tiles: int | None = None
+    ) -> list[EnsembleVerdict]:
+        """One :class:`EnsembleVerdict` per PIL image, in order (``max_tiles`` as for
+        :meth:`member_probabilities`)."""
+        return self.verdicts(self.member_probabilities(images, batch_size=batch_size, max_tiles=max_tiles))
 
     def with_threshold(self, threshold: float) -> Ensemble:
         """The same members, weights and calibrations with another verdict threshold."""
