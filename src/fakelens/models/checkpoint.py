@@ -432,9 +432,11 @@ def load_detector(spec: PathLike, *, device: torch.device | str = "cpu") -> Dete
 
     A registered name wins over a same-named path in the working directory; write ``./name`` for the path.
     """
+    from fakelens.devices import resolve_device
     from fakelens.plugins import load_plugins
 
     load_plugins()  # models registered from outside fakelens, also where no CLI ran (Ray workers, create_app)
+    device = resolve_device(str(device))  # "cuda" without a GPU: one clear error, not torch's driver trace
     text = os.fspath(spec)
     if text == DEFAULT_MODEL:
         path = default_ensemble_path()
