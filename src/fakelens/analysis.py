@@ -132,6 +132,11 @@ class Analysis(CompactRepr):
         return self.coverage < PARTIAL_READ
 
     @property
+    def untrained(self) -> bool:
+        """A member is an architecture with a random real/fake head: its verdict means nothing."""
+        return any(m.untrained for m in self.models)
+
+    @property
     def tile_capped(self) -> bool:
         """The member that read least read native tiles, so ``--max-tiles`` reads more; otherwise its input
         (a centre crop) cut the image's borders, and only another model reads them."""
@@ -154,6 +159,7 @@ class Analysis(CompactRepr):
             "calibrated": self.calibrated,
             "split": self.split,
             "small": self.small,
+            "untrained": self.untrained,
             "coverage": self.coverage,
             "partial": self.partial,
             "transparent": self.transparent,

@@ -294,3 +294,13 @@ def test_a_shifted_jpeg_grid_comes_back_aligned_with_the_image() -> None:
     img = np.repeat(board[..., None], 3, -1)
     out = jpeg_roundtrip(img, 95, (3, 5))
     assert out.shape == img.shape and np.abs(out.astype(int) - img).mean() < 5  # shifted: about 104
+
+
+def test_a_recipe_takes_an_int_seed_and_a_pil_image() -> None:
+    """As load_image returns photos; an int seed is a generator seeded with it."""
+    arr = np.random.default_rng(1).integers(0, 256, (96, 128, 3), np.uint8)
+    fake, mask = make_recipe("upsample:regional")(Image.fromarray(arr), 7)
+    again, _ = make_recipe("upsample:regional")(arr, np.random.default_rng(7))
+    assert np.array_equal(fake, again) and mask.shape == arr.shape[:2]
+    with pytest.raises(TypeError, match="rng must be a numpy Generator or an int seed, not str"):
+        make_recipe("upsample")(arr, "7")  # type: ignore[arg-type]

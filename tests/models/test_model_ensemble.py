@@ -190,3 +190,8 @@ def test_a_nan_score_is_an_error_not_a_real_verdict() -> None:
     assert len(ens.verdicts(probs[:1])) == 1  # the finite row alone is fine
     with pytest.raises(TypeError, match="not generator"):  # the first member would have used it up
         ens.predict(im for im in [Image.new("RGB", (8, 8))])
+
+
+def test_an_ensemble_says_what_it_is_in_one_line() -> None:
+    ens = Ensemble([create_model("tiny-cnn"), create_model("tiny-vit")], weights=[3, 1], threshold=0.6)
+    assert repr(ens) == "Ensemble({tiny-cnn: 0.75, tiny-vit: 0.25}, rule='mean', threshold=0.6)"

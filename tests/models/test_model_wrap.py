@@ -129,3 +129,10 @@ def test_adapter_and_explicit_spec_win() -> None:
     )
     assert det.input_spec == spec
     assert det(rand(3, 3, 16, 16)).shape == (3, 1)
+
+
+def test_labels_may_be_one_comma_separated_string() -> None:
+    det = wrap_model(torchvision.models.resnet18(num_classes=2), labels="real, fake")
+    assert det.labels == ("real", "fake") and det.fake_index == 1
+    assert repr(det).startswith("Detector('custom', labels=('real', 'fake'), input=224×224 letterbox")
+    assert len(repr(det)) < 200  # not nn.Module's 400-line tree (that is print(det.net))

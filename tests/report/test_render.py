@@ -166,7 +166,9 @@ def test_an_untrained_model_is_flagged_on_its_card_and_first_in_the_reading(
     make_analysis: MakeAnalysis,
 ) -> None:
     a = make_analysis({"cnn": (0.9, {}), "vit": (0.8, {})})
+    assert not a.untrained and a.to_dict()["untrained"] is False
     a.models[0].untrained = True
+    assert a.untrained and a.to_dict()["untrained"] is True  # said at the top, not only per member
     text = " ".join(render_report([a], [Image.new("RGB", (W, H))], ["x.png"], faces=False).split())
     assert text.count("pill untrained") == 1 and "cnn (untrained)</th>" in text  # card, summary, banner
     assert "untrained: cnn (its score means nothing)" in text

@@ -61,3 +61,11 @@ def test_a_flat_map_is_flagged_flat_only() -> None:
         det.net.head.weight.zero_()  # no gradient reaches the features: every CAM is 0
     b = robustness_badge(det, torch.rand(3, 64, 64), "gradcam")
     assert b["flat"] and b["equivariance"] == 0.0 and set(b["flags"]) == {"flat"}
+
+
+def test_a_misspelt_method_is_an_error_not_a_failed_badge() -> None:
+    from fakelens.errors import UnknownNameError
+
+    img, _ = blob_image((64, 64))
+    with pytest.raises(UnknownNameError, match="gradcm"):
+        robustness_badge(create_model("tiny-cnn"), img, "gradcm")

@@ -244,3 +244,14 @@ def test_masks_beside_their_images_are_found_and_not_tested_as_images(tmp_path: 
         }
     with pytest.raises(ConfigError, match="no images to test"):
         run_trust(create_model("tiny-cnn"), [], tmp_path / "o")
+
+
+def test_methods_and_paths_are_taken_as_strings_too(tmp_path: Path) -> None:
+    """ "gradcam,hirescam" as analyze takes it (it was read letter by letter: "unknown method 'g'"), and
+    str paths where Paths were expected (they raised AttributeError)."""
+    assert TrustConfig(methods="gradcam, hirescam").methods == ("gradcam", "hirescam")
+    assert TrustConfig(fills="black").fills == ("black",)
+    with pytest.raises(ConfigError, match="no such manifest"):
+        discover_items(manifest=str(tmp_path / "missing.csv"))
+    with pytest.raises(ConfigError, match="no images to test"):
+        run_trust(create_model("tiny-cnn"), [], str(tmp_path / "out"))

@@ -102,3 +102,17 @@ def test_panel_of_a_strip_stacks_its_pictures_and_a_tall_one_stays_bounded() -> 
     t = {k: v.T.copy() for k, v in m.items()}
     tall = panel(np.zeros((2000, 200, 3), np.uint8), t)
     assert tall.shape[0] < 1500 and tall.shape[1] > 300  # ~6 inches high at 150 dpi, titles readable
+
+
+def test_overlay_takes_float_grey_and_rgba_arrays() -> None:
+    """A float image slightly over 1 (resampling overshoot) is still [0, 1] — it was read as 0–255 and came
+    out black; grey is repeated and alpha dropped instead of a broadcasting error."""
+    rgb = np.full((4, 5, 3), 0.5, np.float32)
+    rgb[0, 0] = 1.02
+    m = np.zeros((4, 5), np.float32)
+    out = overlay(rgb, m, alpha=0.0)
+    assert out[1, 1].tolist() == [128, 128, 128] and out[0, 0].tolist() == [255, 255, 255]
+    grey = overlay(np.full((4, 5), 200, np.uint8), m, alpha=0.0)
+    rgba = overlay(np.dstack([np.full((4, 5, 3), 200, np.uint8), np.zeros((4, 5), np.uint8)]), m, alpha=0.0)
+    assert (grey == 200).all() and (rgba == 200).all()
+    assert overlay(np.full((4, 5, 3), 130.0), m, alpha=0.0)[0, 0].tolist() == [130, 130, 130]  # 0–255 floats

@@ -192,6 +192,12 @@ def check_input(detector: Detector, x: Any) -> None:
         )
     if x.dim() != 4:
         raise ValueError(f"expected a (B, C, H, W) input for {detector.name!r}, got {tuple(x.shape)}")
+    channels = len(detector.input_spec.mean)
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{detector.name!r} takes {channels} channels, got {x.shape[1]} in {tuple(x.shape)} (convert "
+            "grey or RGBA images to RGB first: fakelens.io.to_rgb)"
+        )
     p = next(detector.parameters(), None)
     if p is not None and (x.dtype != p.dtype or x.device != p.device):
         raise ValueError(

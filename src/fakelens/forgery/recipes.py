@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from fakelens.data.faces import Face, face_mask
 from fakelens.errors import ConfigError, ImageError
@@ -36,6 +37,7 @@ from fakelens.forgery.ops import (
     remap,
     soften,
 )
+from fakelens.io import to_rgb
 from fakelens.registry import Registry
 
 __all__ = [
@@ -89,8 +91,8 @@ class Recipe:
 
     def __call__(
         self,
-        image: np.ndarray,
-        rng: np.random.Generator,
+        image: np.ndarray | Image.Image,
+        rng: np.random.Generator | int,
         *,
         faces: Sequence[Face] | None = None,
         donor: np.ndarray | None = None,
@@ -102,20 +104,25 @@ class Recipe:
 
     def apply(
         self,
-        image: np.ndarray,
-        rng: np.random.Generator,
+        image: np.ndarray | Image.Image,
+        rng: np.random.Generator | int,
         *,
         faces: Sequence[Face] | None = None,
         donor: np.ndarray | None = None,
         donor_faces: Sequence[Face] | None = None,
     ) -> Forgery:
-        """Like calling the recipe, but also returns the variant drawn and the parameters.
+        """Like calling the recipe, but also returns the variant drawn and the parameters. ``rng``: a
+        generator, or an int seed for one.
 
         A grey photo (channels equal) gets a grey fake. A draw that changes the mask's core by less than
         :data:`MIN_CHANGE` is drawn again, up to :data:`MAX_DRAWS` times (``params["draws"]`` counts them
         when there was more than one); a flat photo may still give a faint fake after the last.
         """
         img = _check_image(image)
+        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+            rng = np.random.default_rng(int(rng))
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy Generator or an int seed, not {type(rng).__name__}")
         variant = self.variant
         if variant is None and self.variants:
             variant = str(self.variants[int(rng.integers(len(self.variants)))])
@@ -164,7 +171,9 @@ def _core_change(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
     return float(diff[core].mean())
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def _check_image(image: np.ndarray | Image.Image) -> np.ndarray:
+    if isinstance(image, Image.Image):  # a PIL image as fakelens.io.load_image returns it
+        image = np.asarray(to_rgb(image), dtype=np.uint8)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         raise ImageError(

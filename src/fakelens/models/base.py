@@ -201,6 +201,16 @@ class Detector(nn.Module):
             return torch.sigmoid(logits[:, 0])
         return torch.softmax(logits.float(), dim=1)[:, self.fake_index]
 
+    def __repr__(self) -> str:
+        """One line (the module tree is ``print(detector.net)``; nn.Module's repr ran to 400 lines)."""
+        (h, w), n = self.input_spec.size, sum(p.numel() for p in self.parameters())
+        return (
+            f"Detector({self.name!r}, labels={self.labels}, input={h}×{w} {self.input_spec.mode}, "
+            f"cam_layers={list(self.cam_layers)}, {n / 1e6:.1f} M parameters"
+            + (", untrained" if self.untrained else "")
+            + ")"
+        )
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -159,6 +159,14 @@ class Ensemble:
             m.eval()
         return self
 
+    def __repr__(self) -> str:
+        weights = ", ".join(f"{n}: {float(w):.2f}" for n, w in zip(self.names, self.weights, strict=True))
+        return (
+            f"Ensemble({{{weights}}}, rule={self.rule!r}, threshold={self.threshold:g}"
+            + (", calibrated" if self.calibrated else "")
+            + ")"
+        )
+
     @property
     def calibrated(self) -> bool:
         """Whether the combined probability is calibrated: the ensemble's own calibration, or one calibrated

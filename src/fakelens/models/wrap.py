@@ -179,8 +179,10 @@ def wrap_model(
     ``cam_layers`` or ``token_layout`` is None, each is inferred (see :func:`infer_layers`); when
     ``input_spec`` is None its size (and, for timm models, mean and std) come from what the module
     records, else :class:`InputSpec` defaults (224×224, ImageNet statistics, letterbox). The module is put
-    in eval mode.
+    in eval mode. ``labels`` may be written ``"real,fake"``.
     """
+    if isinstance(labels, str):  # not its characters
+        labels = tuple(part.strip() for part in labels.split(",") if part.strip())
     inferred: Inferred | None = None
     if cam_layers is None or token_layout is None or input_spec is None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
+from fakelens.explain.engine import check_methods, method_list
 from fakelens.models.base import Detector, require_detector
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
 from fakelens.trust.metrics import corner_chance
@@ -100,6 +101,7 @@ def robustness_badges(
     Methods that cannot run on the detector get ``{"error": reason}``; ``options`` as for ``explain``.
     """
     require_detector(detector, "a robustness badge")
+    check_methods(method_list(methods))  # a misspelt name is the caller's mistake, not a method that failed
     if not isinstance(pixels, Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
         shape = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
         raise ValueError(f"a robustness badge needs one prepared image (3, H, W), not {shape}")
@@ -127,8 +129,10 @@ def robustness_badge(
     target: str = "fake",
     family: TransformFamily | None = None,
     criteria: Criteria = DEFAULT_CRITERIA,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The robustness badge of one method's heatmap for one prepared image ``(3, H, W)`` in [0, 1].
+    """The robustness badge of one method's heatmap for one prepared image ``(3, H, W)`` in [0, 1]
+    (``options``: the method's keyword options, as for ``explain``).
 
     ``valid (H, W)`` marks pixels that show the image (``Geometry.valid_input()``; default all). Returns a
     JSON-safe dict: ``equivariance`` (mean cosine over hflip, rotate 15°, scale 0.8, translate 10 %),
@@ -144,4 +148,5 @@ def robustness_badge(
         target=target,
         family=family,
         criteria=criteria,
+        options={method: options} if options else None,
     )[method]

@@ -88,6 +88,12 @@ class TrustConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Method options (``--set``), e.g. a perturbation method's budget; checked before the run starts."""
 
+    def __post_init__(self) -> None:
+        for name in ("methods", "fills"):  # "gradcam,hirescam" as analyze takes it, not its characters
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, tuple(p.strip() for p in value.split(",") if p.strip()))
+
     def numbers_key(self) -> dict[str, Any]:
         """The settings that change the numbers: a resumed run must match them."""
         return {
@@ -144,8 +150,8 @@ def _find_mask(stem: str, index: dict[str, Path], *, same_stem: bool = True) -> 
 def discover_items(
     images: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
     *,
-    masks: Path | None = None,
-    manifest: Path | None = None,
+    masks: str | os.PathLike[str] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
 ) -> list[TrustItem]:
     """Images from files/folders (folders searched recursively, sorted), masks matched by file stem
     (``x.png`` ↔ ``masks/x.png``, ``masks/x_mask.png``, or ``x_mask.png`` beside the image without
@@ -153,6 +159,8 @@ def discover_items(
     ``path[,label][,mask_path]`` (paths relative to the manifest; the layout ``fakelens data synth``
     writes)."""
     items: list[TrustItem] = []
+    masks = None if masks is None else Path(masks)
+    manifest = None if manifest is None else Path(manifest)
     if manifest is not None:
         if not manifest.is_file():
             raise ConfigError(f"no such manifest: {manifest}")
@@ -562,7 +570,7 @@ def unreadable_items(items: Sequence[TrustItem]) -> dict[str, str]:
 def run_trust(
     detector: Detector,
     items: Sequence[TrustItem],
-    out: Path,
+    out: str | os.PathLike[str],
     config: TrustConfig | None = None,
     *,
     progress: Progress | None = None,
@@ -574,6 +582,7 @@ def run_trust(
     from fakelens.trust.report import write_report
 
     require_detector(detector, "the trust benchmark")
+    out = Path(out)
     if not items:
         raise ConfigError("the trust benchmark has no images to test (see discover_items)")
 

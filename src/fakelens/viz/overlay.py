@@ -26,10 +26,20 @@ from fakelens.errors import ConfigError
 
 
 def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    """An RGB ``(H, W, 3)`` uint8 array of a PIL image or an array: grey ``(H, W)`` is repeated, alpha
+    dropped; floats are [0, 1] (a small overshoot, e.g. 1.02 from resampling, is clipped, not read as
+    0–255) unless some value exceeds 2, then 0–255."""
     arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), not {arr.shape}")
+    arr = arr[..., :3]
     if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    return arr
+        top = float(np.nanmax(arr)) if arr.size else 0.0
+        scale = 255.0 if np.issubdtype(arr.dtype, np.floating) and top <= 2.0 else 1.0
+        arr = np.clip(np.nan_to_num(arr * scale), 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(arr)
 
 
 def _as_map(m: Any) -> np.ndarray:
