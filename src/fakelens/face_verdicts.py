@@ -10,12 +10,15 @@ its input), so the face's pixels are never resampled before a model sees them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import Tensor
 
 from fakelens.analysis import as_ensemble
 from fakelens.data.faces import Face
@@ -23,7 +26,7 @@ from fakelens.errors import FakelensError
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
 from fakelens.pipeline import explain_images
-from fakelens.tiling import DEFAULT_MAX_TILES
+from fakelens.tiling import DEFAULT_MAX_TILES, image_logits
 
 __all__ = ["FaceVerdict", "face_verdicts", "face_window", "fake_faces_in_real"]
 
@@ -112,16 +115,22 @@ def face_verdicts(
     side = max(max(m.input_spec.size) for m in ens.members)
     windows = [face_window(f.box, image.width, image.height, side) for f in faces]
     crops = [image.crop(w) for w in windows]
-    probs = ens.member_probabilities(crops, batch_size=batch_size, max_tiles=max_tiles)
     maps: list[dict[str, tuple[np.ndarray, np.ndarray]]] = [{} for _ in faces]
-    if method is not None:
-        for member in ens.members:
-            try:
+    cols: list[Tensor] = []
+    for member in ens.members:
+        results = None
+        if method is not None:
+            with contextlib.suppress(FakelensError):  # e.g. an attention method on a CNN: the score alone
                 results = explain_images(member, crops, [method], options=options, max_tiles=max_tiles)
-            except FakelensError:  # e.g. an attention method on a CNN
-                continue
-            for k, r in enumerate(results):
-                maps[k][member.name] = (r.map(method).float().cpu().numpy(), r.valid(method).cpu().numpy())
+        if results is None or method is None:
+            logits = image_logits(member, crops, max_tiles=max_tiles, batch_size=batch_size)
+            cols.append(member.fake_probability(logits))
+            continue
+        # the explanation's forward scored the windows already: the same tiles, the same logits
+        cols.append(torch.tensor([_prob(r.fake_probability) for r in results]))
+        for k, r in enumerate(results):
+            maps[k][member.name] = (r.map(method).float().cpu().numpy(), r.valid(method).cpu().numpy())
+    probs = torch.stack(cols, dim=1).float()
     return [
         FaceVerdict(
             box=f.box,
@@ -136,6 +145,10 @@ def face_verdicts(
         )
         for f, w, v, h in zip(faces, windows, ens.verdicts(probs), maps, strict=True)
     ]
+
+
+def _prob(p: float | None) -> float:
+    return float("nan") if p is None else float(p)  # no score: ens.verdicts says so
 
 
 def fake_faces_in_real(image_verdict: str, verdicts: Sequence[FaceVerdict]) -> list[int]:
