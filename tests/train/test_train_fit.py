@@ -153,7 +153,11 @@ def test_fit_scores_native_members_as_inference_reads_them(tiny_pool: Path) -> N
     rec = fit_ensemble(
         ens, ["tiny-cnn", "tiny-vit"], tiny_pool, split_fractions=POOL_FRACTIONS, pairs=4, forgery_size=96
     )
-    assert rec["val"]["n_real"] == rec["val"]["n_fake"] == 4 and ens.threshold == 0.5
+    assert rec["val"]["n_real"] == rec["val"]["n_fake"] == 4
+    # 4 of each: no calibration is fitted on that little (it would be noise), and the record says so
+    assert ens.calibration is None and not any(ens.calibrations)
+    assert set(rec["uncalibrated"]) == {"tiny-cnn", "tiny-vit", "ensemble"}
+    assert "too few validation images to calibrate on (4 real, 4 fake" in rec["uncalibrated"]["ensemble"]
 
 
 def test_photo_bootstrap_resamples_photos_not_pairs() -> None:
@@ -182,7 +186,9 @@ def test_cli_fits_weights_and_threshold(tiny_pool: Path, tmp_path: Path) -> None
     assert isinstance(doc["provenance"]["command"], str)  # the process's command line (pytest's here)
     assert fit["pairs"] == 4 and 1 <= fit["photos"] <= 4 and fit["weights"] == pytest.approx(doc["weights"])
     assert doc["threshold"] == pytest.approx(fit["threshold"]) and doc["metrics"]["val"]["n_real"] == 4
-    assert doc["threshold"] == 0.5 and doc["calibration"] == fit["calibration"]
+    # 4 pairs are too few to calibrate on: the raw fit, with a warning per model
+    assert "calibration" not in doc and set(fit["uncalibrated"]) == {"tiny-cnn", "tiny-vit", "ensemble"}
+    assert "warning: tiny-cnn not calibrated: too few validation images" in " ".join(res.stderr.split())
     # evaluate reports accuracy at the ensemble's own threshold unless told otherwise
     ev = ["evaluate", "--model", str(out), "--forgeries", str(tiny_pool), "--pairs", "2"]
     ev += ["--forgery-size", "64", "--out", str(tmp_path / "ev"), "--json", "--keep-seen"]

@@ -60,6 +60,11 @@ def command_line() -> str:
     return " ".join([head, *sys.argv[1:]])
 
 
+def warn(message: str) -> None:
+    """One yellow warning line on stderr (the message is text, not Rich markup)."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def warn_untrained(names: Iterable[str], consequence: str = "the verdicts below mean nothing") -> None:
     """A warning line for detectors named by architecture: their real/fake head is random, so their verdicts
     mean nothing (:attr:`fakelens.models.Detector.untrained`)."""

@@ -19,6 +19,7 @@ from fakelens.cli.common import (
     print_json,
     results,
     user_errors,
+    warn,
     warn_untrained,
 )
 
@@ -284,6 +285,8 @@ def ensemble_cmd(
                 + ", ".join(f"{k} {ece['before'][k]:.3f} → {v:.3f}" for k, v in ece["after"].items())
                 + f" (the uncalibrated ensemble's threshold {fit['uncalibrated_threshold']:.3f} is now 0.5)"
             )
+        for name, why in fit.get("uncalibrated", {}).items():
+            warn(f"{name} not calibrated: {why}; shown raw")
     save_checkpoint(
         ens,
         out,

@@ -21,6 +21,7 @@ from fakelens.cli.common import (
     results,
     split_csv,
     user_errors,
+    warn,
 )
 from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError
@@ -283,6 +284,9 @@ def train_cmd(
         f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best val AUC {_f(result.best_auc)}"
         f"{' (early stop)' if result.stopped_early else ''}; best checkpoint: [bold]{best}[/]"
     )
+    kept = next((r for r in result.history if r.get("epoch") == result.best_epoch), None)
+    if kept is not None and (why := kept.get("val", {}).get("uncalibrated")):
+        warn(f"the best checkpoint is not calibrated: {why}; it shows its raw scores")
 
 
 @app.command("evaluate")

@@ -38,7 +38,7 @@ from fakelens.models.checkpoint import training_photos
 from fakelens.models.ensemble import Ensemble
 from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.evaluate import score_dataset
-from fakelens.train.loop import eer_calibration
+from fakelens.train.loop import calibration_problem, eer_calibration
 from fakelens.train.metrics import auc_bootstrap, binary_metrics, calibration_metrics, eer
 
 __all__ = ["MAX_GRID", "fit_ensemble", "photo_bootstrap_se", "simplex_grid", "validation_photos"]
@@ -173,7 +173,14 @@ def fit_ensemble(
     # float32 probabilities tie when it is very flat (members that know nothing) or very steep
     threshold = float(np.clip(eer(y, scores)[1], 0.0, 1.0))
     record: dict[str, Any] = {}
-    if calibrate:
+    problems = {
+        n: p
+        for n, col in zip([*res["members"], "ensemble"], [*probs.T.double().numpy(), scores], strict=True)
+        if calibrate and (p := calibration_problem(y, col)) is not None
+    }
+    if problems:  # shown raw where a calibration would be noise (see calibration_problem)
+        record["uncalibrated"] = problems
+    if calibrate and "ensemble" not in problems:
         names = list(res["members"])
         shown = ensemble.calibrate(probs).double().numpy()
         ece_raw = {
@@ -185,7 +192,7 @@ def fit_ensemble(
         scores = ensemble.combine(probs).double().numpy()
         ece = {n: calibration_metrics(y, shown[:, j])["ece"] for j, n in enumerate(names)}
         ece["ensemble"] = calibration_metrics(y, scores)["ece"]
-        record = {
+        record |= {
             "calibration": ensemble.calibration_dict(),
             "uncalibrated_threshold": threshold,
             "val_ece": {"before": ece_raw, "after": ece},

@@ -77,6 +77,7 @@ __all__ = [
     "AuxMaskHead",
     "TrainConfig",
     "TrainResult",
+    "calibration_problem",
     "classification_loss",
     "eer_calibration",
     "head_parameter_names",
@@ -915,6 +916,8 @@ def _train(
                 )
                 val = binary_metrics(y, s) | calibration_metrics(y, s)
                 detector.calibration = eer_calibration(y, s)  # saved with this epoch's weights
+                if (problem := calibration_problem(y, s)) is not None:
+                    val["uncalibrated"] = problem
                 record["val"] = val
                 record["val_seconds"] = round(time.perf_counter() - t0, 3)
                 auc = val["auc"]
@@ -1034,9 +1037,32 @@ def _initial_detector(cfg: TrainConfig) -> tuple[Detector, dict[str, Any] | None
     }
 
 
+MIN_CALIBRATION_PER_CLASS = 20
+"""Fewest validation images of each class a calibration is fitted on: on a handful it is noise (4 images
+whose scores ranked backwards fitted s = 0.001, every p(fake) 0.5000 ± 1e-4, verdicts by rounding)."""
+
+
+def calibration_problem(labels: Any, scores: Any) -> str | None:
+    """Why no calibration should be fitted on these validation scores, or None when one may."""
+    y = np.asarray(labels).ravel()
+    n_fake, n_real = int((y == 1).sum()), int((y == 0).sum())
+    if min(n_fake, n_real) < MIN_CALIBRATION_PER_CLASS:
+        return (
+            f"too few validation images to calibrate on ({n_real} real, {n_fake} fake; at least "
+            f"{MIN_CALIBRATION_PER_CLASS} of each)"
+        )
+    auc = binary_metrics(y, scores)["auc"]
+    if not auc > 0.5:
+        return f"the validation scores do not rank fakes above reals (AUC {auc:.3f}): nothing to calibrate"
+    return None
+
+
 def eer_calibration(labels: Any, scores: Any) -> Calibration | None:
-    """Temperature scaling about the validation equal-error-rate threshold (``None`` without both classes):
-    a detector used on its own then shows calibrated probabilities and decides at ½."""
+    """Temperature scaling about the validation equal-error-rate threshold: a detector used on its own then
+    shows calibrated probabilities and decides at ½. ``None`` where :func:`calibration_problem` objects —
+    the scores are then shown as the model gives them."""
+    if calibration_problem(labels, scores) is not None:
+        return None
     threshold = eer(labels, scores)[1]
     return Calibration.fit(labels, scores, threshold) if math.isfinite(threshold) else None
 
