@@ -166,3 +166,30 @@ def test_a_donor_face_is_never_the_target_face(monkeypatch: pytest.MonkeyPatch) 
         assert target is not None
         _, _, _, donor = dataset._pick(rng, [entry], True, cfg, (entry.path, target))  # type: ignore[arg-type]
         assert donor is not None and donor.box != target.box
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_an_interrupted_synth_leaves_no_half_dataset(
+    tiny_pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existed: bool
+) -> None:
+    """Ctrl-C after some pairs were written: train read the folder as a whole real/fake dataset (no manifest,
+    splits, masks or recipes). The pairs go; an empty folder the user made stays, empty."""
+    import fakelens.forgery.dataset as dataset
+
+    out = tmp_path / "ds"
+    if existed:
+        out.mkdir()
+    real_chunk = dataset._run_chunk
+    calls = 0
+
+    def interrupted(chunk: list[int]) -> list[dict[str, str]]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return real_chunk(chunk)
+
+    monkeypatch.setattr(dataset, "_run_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synth(tiny_pool, out, n=40, size=48, progress=False, sheet=False, workers=1)
+    assert calls == 2 and (list(out.iterdir()) == [] if existed else not out.exists())

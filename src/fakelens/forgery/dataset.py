@@ -26,6 +26,7 @@ import functools
 import io
 import json
 import math
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -323,92 +324,104 @@ def synth(
     out = Path(out)
     if out.is_dir() and any(out.iterdir()):  # old pairs would outlive a smaller run, off its manifest
         raise ConfigError(f"{out} is not empty; write the dataset to a new or empty folder")
+    existed = out.is_dir()
     out.mkdir(parents=True, exist_ok=True)
-    cfg = _Config(
-        str(pool_dir),
-        str(out),
-        specs,
-        int(seed),
-        int(size),
-        fmt.lower().replace("jpg", "jpeg"),
-        int(quality),
-        float(face_prob),
-    )
-    ent_dicts = [e.to_dict() for e in entries]
-    rows: list[dict[str, str]] = []
-    chunk = max(1, min(16, math.ceil(n / (4 * workers))))
-    chunks = [list(range(i, min(n, i + chunk))) for i in range(0, n, chunk)]
+    try:
+        cfg = _Config(
+            str(pool_dir),
+            str(out),
+            specs,
+            int(seed),
+            int(size),
+            fmt.lower().replace("jpg", "jpeg"),
+            int(quality),
+            float(face_prob),
+        )
+        ent_dicts = [e.to_dict() for e in entries]
+        rows: list[dict[str, str]] = []
+        chunk = max(1, min(16, math.ceil(n / (4 * workers))))
+        chunks = [list(range(i, min(n, i + chunk))) for i in range(0, n, chunk)]
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("synth", total=n)
+        with Progress(
+            TextColumn("synth"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=not progress,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("synth", total=n)
 
-        def done(k: int) -> None:
-            bar.advance(task, k)
-            if on_progress is not None:
-                on_progress(k)
+            def done(k: int) -> None:
+                bar.advance(task, k)
+                if on_progress is not None:
+                    on_progress(k)
 
-        if workers == 1:
-            saved = dict(_STATE)
-            _init_worker(cfg, ent_dicts, splits)
-            try:
-                for c in chunks:
-                    rows.extend(_run_chunk(c))
-                    done(len(c))
-            finally:
-                _STATE.clear()
-                _STATE.update(saved)
+            if workers == 1:
+                saved = dict(_STATE)
+                _init_worker(cfg, ent_dicts, splits)
+                try:
+                    for c in chunks:
+                        rows.extend(_run_chunk(c))
+                        done(len(c))
+                finally:
+                    _STATE.clear()
+                    _STATE.update(saved)
+            else:
+                ctx = get_context("spawn")  # no fork of a process that holds threads (rich, torch)
+                with ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, ent_dicts, splits)
+                ) as ex:
+                    pending: dict[Future[list[dict[str, str]]], int] = {
+                        ex.submit(_run_chunk, c): len(c) for c in chunks
+                    }
+                    while pending:
+                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            rows.extend(fut.result())
+                            done(pending.pop(fut))
+        rows.sort(key=lambda r: (int(r["pair"]), r["label"] != "real"))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        manifest = out / "manifest.csv"
+        atomic_write_bytes(manifest, buf.getvalue().encode())
+        per_recipe: dict[str, int] = {}
+        per_split: dict[str, int] = {}
+        per_format: dict[str, int] = {}
+        for r in rows:
+            if r["label"] == "fake":
+                per_recipe[r["recipe"]] = per_recipe.get(r["recipe"], 0) + 1
+                per_split[r["split"]] = per_split.get(r["split"], 0) + 1
+                fmt_of = "jpeg" if r["path"].endswith(".jpg") else Path(r["path"]).suffix.lstrip(".")
+                per_format[fmt_of] = per_format.get(fmt_of, 0) + 1
+        meta = {
+            "pool": str(pool_dir),
+            "n": n,
+            "recipes": list(specs),
+            "seed": seed,
+            "size": size,
+            "format": cfg.fmt,
+            "quality": quality,
+            "split_fractions": list(split_fractions),
+            "split_seed": split_seed,
+            "face_prob": face_prob,
+            "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format},
+        }
+        atomic_write_bytes(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
+    except BaseException:  # interrupted or failed: no half-written dataset that train would read as whole
+        if existed:
+            for child in out.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
         else:
-            ctx = get_context("spawn")  # no fork of a process that holds threads (rich, torch)
-            with ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, ent_dicts, splits)
-            ) as ex:
-                pending: dict[Future[list[dict[str, str]]], int] = {
-                    ex.submit(_run_chunk, c): len(c) for c in chunks
-                }
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        rows.extend(fut.result())
-                        done(pending.pop(fut))
-    rows.sort(key=lambda r: (int(r["pair"]), r["label"] != "real"))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    manifest = out / "manifest.csv"
-    atomic_write_bytes(manifest, buf.getvalue().encode())
-    per_recipe: dict[str, int] = {}
-    per_split: dict[str, int] = {}
-    per_format: dict[str, int] = {}
-    for r in rows:
-        if r["label"] == "fake":
-            per_recipe[r["recipe"]] = per_recipe.get(r["recipe"], 0) + 1
-            per_split[r["split"]] = per_split.get(r["split"], 0) + 1
-            fmt_of = "jpeg" if r["path"].endswith(".jpg") else Path(r["path"]).suffix.lstrip(".")
-            per_format[fmt_of] = per_format.get(fmt_of, 0) + 1
-    meta = {
-        "pool": str(pool_dir),
-        "n": n,
-        "recipes": list(specs),
-        "seed": seed,
-        "size": size,
-        "format": cfg.fmt,
-        "quality": quality,
-        "split_fractions": list(split_fractions),
-        "split_seed": split_seed,
-        "face_prob": face_prob,
-        "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format},
-    }
-    atomic_write_bytes(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     result = SynthResult(out, manifest, n, dict(sorted(per_recipe.items())), dict(sorted(per_split.items())))
     if sheet:
         result.contact_sheet = contact_sheet(out, out / "contact_sheet.png")
