@@ -179,6 +179,10 @@ def _token_layout(net: VisionTransformer, stride: tuple[int, int]) -> TokenLayou
 
 
 def _vit_reg4(name: str, timm_name: str, seed: int, num_classes: int, input_size: int) -> Detector:
+    if input_size < 16 or input_size % 16:  # timm asserts it at the first forward, deep in a training step
+        raise ConfigError(
+            f"{name} reads 16-px patches: its input size must be a multiple of 16, not {input_size}"
+        )
     with seeded_init(seed):
         net = cast(
             "VisionTransformer",
