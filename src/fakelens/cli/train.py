@@ -421,14 +421,15 @@ def evaluate_cmd(
         print_json(report)
         return
     boot = report.get("bootstrap")
+    # the numbers never give way to a long source path: the subset's name is cut instead
     table = Table(
-        Column("subset", no_wrap=True),
+        Column("subset", no_wrap=True, overflow="ellipsis", max_width=36),
         "vs",
-        "n real/fake",
+        Column("n real/fake", no_wrap=True),
         Column("AUC (95 % interval)" if boot else "AUC", no_wrap=True),
-        "AP",
-        f"acc@{threshold:g}",
-        "EER",
+        Column("AP", no_wrap=True),
+        Column(f"acc@{threshold:g}", no_wrap=True),
+        Column("EER", no_wrap=True),
         title=f"{model} on {report['data'].get('path', report['data'].get('pool'))} "
         f"({report['data']['split']})",
     )
@@ -437,7 +438,9 @@ def evaluate_cmd(
         items = report[kind]
         if kind == "per_source" and not 1 < len(items) <= 12:
             continue  # one source, or too many to read in a table: metrics.json has them all
-        rows += [(f"{kind[4:]} {key}", m) for key, m in list(items.items())[:30]]
+        if kind == "per_recipe" and set(items) <= {"-", ""}:
+            continue  # no recipes: the one row would repeat "overall"
+        rows += [(f"{kind[4:]} {Path(key).name or key}", m) for key, m in list(items.items())[:30]]
     for name, m in rows:
         table.add_row(
             name,
