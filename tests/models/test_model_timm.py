@@ -213,5 +213,5 @@ def test_a_vit_input_size_off_its_patch_grid_is_refused_at_once() -> None:
     """timm asserted it at the first forward, an 80-line traceback in the middle of a training step."""
     from fakelens.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="vit-tiny-reg4 reads 16-px patches: .* not 100"):
+    with pytest.raises(ConfigError, match=r"vit-tiny-reg4 reads 16-px patches: .* not 100"):
         create_model("vit-tiny-reg4", input_size=100)

@@ -248,3 +248,17 @@ def _evaluating_on_training_photos_leaves_them_out(ckpt: Path, pool: Path, tmp_p
     code, stdout, stderr = invoke("evaluate", *common[:-2], "--model", str(old))
     assert code == 0, stderr
     assert "old was trained on another version of this pool" in " ".join(stderr.split())
+
+
+def test_evaluate_keeps_another_model_s_results(tmp_path: Path, folder_data: Path) -> None:
+    """Every run in a folder shares the default --out: a second model's evaluation replaced the first's
+    silently. The same model's rerun replaces its own; another model needs --overwrite."""
+    out = tmp_path / "ev"
+    args = ["evaluate", "--data", str(folder_data), "--out", str(out)]
+    assert invoke(*args, "--model", "tiny-cnn")[0] == 0
+    assert invoke(*args, "--model", "tiny-cnn")[0] == 0
+    code, _, stderr = invoke(*args, "--model", "tiny-vit")
+    assert code == 2 and "holds the evaluation of tiny-cnn" in stderr
+    assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-cnn"
+    assert invoke(*args, "--model", "tiny-vit", "--overwrite")[0] == 0
+    assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-vit"

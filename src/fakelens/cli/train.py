@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -289,6 +290,17 @@ def train_cmd(
         warn(f"the best checkpoint is not calibrated: {why}; it shows its raw scores")
 
 
+def _check_other_evaluation(out: Path, model: str, overwrite: bool) -> None:
+    """Refuse to replace another model's evaluation (the default --out is shared by every run in a folder);
+    the same model's is replaced, as a rerun expects."""
+    try:
+        previous = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        return
+    if previous not in (None, model) and not overwrite:
+        fail(f"--out {out} holds the evaluation of {previous}: give another --out, or --overwrite")
+
+
 @app.command("evaluate")
 @user_errors
 def evaluate_cmd(
@@ -359,6 +371,9 @@ def evaluate_cmd(
     ] = 1000,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an evaluation of another model already in --out.")
+    ] = False,
 ) -> None:
     """Evaluate a detector: AUC, AP, accuracy at the threshold, EER, per recipe and per source; ROC plot."""
     import torch
@@ -371,6 +386,7 @@ def evaluate_cmd(
         torch.set_num_threads(threads)
     if out is not None:
         check_writable(out, "--out")
+        _check_other_evaluation(out, model, overwrite)
     det = load_detector(model)
     if threshold is None:
         threshold = det.threshold if isinstance(det, Ensemble) else 0.5
