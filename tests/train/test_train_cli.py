@@ -67,7 +67,15 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert rep["model"] == str(out / "best") and set(rep["per_recipe"]) == {"gan", "diff"}
     # scoring the images it trained on is allowed, and said to be optimistic
     code, _, stderr = invoke(
-        "evaluate", "--model", str(out / "best"), "--data", str(folder_data), "--split", "train"
+        "evaluate",
+        "--model",
+        str(out / "best"),
+        "--data",
+        str(folder_data),
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "ev_train"),
     )
     assert code == 0 and "figures are optimistic" in " ".join(stderr.split())
     # fine-tune that checkpoint; a wrong start is one line, no traceback
@@ -228,6 +236,7 @@ def _evaluating_on_training_photos_leaves_them_out(ckpt: Path, pool: Path, tmp_p
     assert json.loads(stdout)["data"]["photos"] == 3
     # compare with another model on photos neither saw: an untrained model, the trained one's photos left out
     other = [*common[:-2], "--model", "tiny-cnn", "--unseen-by", str(ckpt), "--split-fractions", "0,0,1"]
+    other.append("--overwrite")  # another model into the same --out
     code, stdout, stderr = invoke("evaluate", *other)
     assert code == 0, stderr
     data = json.loads(stdout)["data"]
@@ -245,7 +254,7 @@ def _evaluating_on_training_photos_leaves_them_out(ckpt: Path, pool: Path, tmp_p
     conf["provenance"]["data"]["pool_manifest_sha256"] = "0" * 64
     (old / "config.json").write_text(json.dumps(conf))
     assert training_photos(old).unrecorded == (("old", "0" * 64),)
-    code, stdout, stderr = invoke("evaluate", *common[:-2], "--model", str(old))
+    code, stdout, stderr = invoke("evaluate", *common[:-2], "--model", str(old), "--overwrite")
     assert code == 0, stderr
     assert "old was trained on another version of this pool" in " ".join(stderr.split())
 

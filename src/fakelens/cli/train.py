@@ -386,8 +386,9 @@ def evaluate_cmd(
         torch.set_num_threads(threads)
     if out is not None:
         check_writable(out, "--out")
-        _check_other_evaluation(out, model, overwrite)
     det = load_detector(model)
+    if out is not None:
+        _check_other_evaluation(out, model, overwrite)
     if threshold is None:
         threshold = det.threshold if isinstance(det, Ensemble) else 0.5
     seen = {m: training_photos(m) for m in ([] if keep_seen else [model]) + list(unseen_by or [])}
