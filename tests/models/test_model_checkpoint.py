@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -364,3 +365,17 @@ def test_a_model_registered_from_outside_saves_and_loads_by_name(tmp_path: Path)
     finally:
         MODELS._items.pop("test-outside", None)
         _TRAINED.discard("test-outside")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_checkpoint_files_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    """mkstemp made config.json and model.safetensors owner-only while the run's other files were not:
+    another user (a teammate, the service) could not load the weights."""
+    from fakelens.models.checkpoint import _umask
+
+    out = save_checkpoint(create_model("tiny-cnn"), tmp_path / "ckpt")
+    want = 0o666 & ~_umask()
+    assert {(p.name, p.stat().st_mode & 0o777) for p in out.iterdir()} == {
+        ("config.json", want),
+        ("model.safetensors", want),
+    }

@@ -43,6 +43,19 @@ PathLike = str | os.PathLike[str]
 # ----------------------------------------------------------------------------------------------- writing
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for every thread meanwhile);
+    the usual 022 where /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` through a temporary sibling and ``os.replace``, so readers never see half a file."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -50,6 +63,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only: teammates could not load the weights
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
