@@ -79,12 +79,13 @@ def normalize_within(maps: Tensor, valid: Tensor) -> Tensor:
     and a map positive everywhere (attention, rollout) is *not* stretched from its minimum, which would
     paint a near-uniform map as confident hot spots. 0 outside the valid pixels and for constant maps."""
     flat = maps.flatten(-2)
+    whole = bool(valid.all())  # the usual case: no masked copies of a full-resolution map
     v = valid.flatten(-2).expand_as(flat)
-    lo = flat.masked_fill(~v, math.inf).amin(-1, keepdim=True).clamp_max(0.0)
-    hi = flat.masked_fill(~v, -math.inf).amax(-1, keepdim=True)
+    lo = (flat if whole else flat.masked_fill(~v, math.inf)).amin(-1, keepdim=True).clamp_max(0.0)
+    hi = (flat if whole else flat.masked_fill(~v, -math.inf)).amax(-1, keepdim=True)
     span = hi - lo
-    out = torch.where(span > 1e-12, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
-    return (out.clamp(0, 1) * v).view_as(maps)
+    out = torch.where(span > 1e-12, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat)).clamp_(0, 1)
+    return (out if whole else out * v).view_as(maps)
 
 
 def fuse_layers(raws: Sequence[Tensor]) -> Tensor:
