@@ -97,7 +97,9 @@ def test_upload_cards_overlay_methods_report(server: dict[str, Any], browser: An
     page.wait_for_selector("#method-choices input[value='gradcam']")
     page.check("#method-choices input[value='rollout']")
 
+    assert page.inner_text("#analyze-hint") == "To analyse: choose an image."  # a disabled button says why
     page.set_input_files("#file-input", str(_face_like_png(tmp_path / "portrait.png")))
+    assert page.inner_text("#analyze-hint") == ""
     page.click("#analyze-btn")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     page.wait_for_selector("#overlay-image[data-method='gradcam']")

@@ -134,10 +134,14 @@
   const chosenMethods = () =>
     [...document.querySelectorAll("#method-choices input:checked")].map((i) => i.value);
 
+  // a disabled button says what it waits for (it gave no reason: the key hint sat in the history panel)
   function updateButton() {
     const n = chosenMethods().length;
     const max = state.info ? state.info.max_methods : 4;
-    $("analyze-btn").disabled = !(state.file && apiKey() && n >= 1 && n <= max);
+    const missing = !state.file ? "choose an image" : !apiKey() ? "enter your API key (top right)"
+      : n < 1 ? "choose a method" : n > max ? `choose at most ${max} methods` : "";
+    $("analyze-btn").disabled = Boolean(missing);
+    $("analyze-hint").textContent = missing ? `To analyse: ${missing}.` : "";
   }
 
   // ---------------------------------------------------------------- upload
