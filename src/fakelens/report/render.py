@@ -91,11 +91,11 @@ background-image:repeating-linear-gradient(135deg,rgba(0,0,0,.05) 0 6px,transpar
 .card .name{font-weight:700;font-family:ui-monospace,Menlo,Consolas,monospace}
 .card .p{font-size:20px;font-weight:700;font-variant-numeric:tabular-nums}
 .bar{position:relative;height:10px;background:linear-gradient(90deg,var(--real-bg),var(--fake-bg));
-border:1px solid var(--line);border-radius:5px;margin:6px 0 2px}
+border:1px solid #7b848c;border-radius:5px;margin:6px 0 2px}
 .bar .fill{position:absolute;top:-1px;bottom:-1px;left:0;border-radius:5px 0 0 5px;opacity:.85}
 .bar .fill.fake{background:var(--fake)}.bar .fill.real{background:var(--real)}
-.bar .thr{position:absolute;top:-4px;bottom:-4px;width:2px;background:var(--ink)}
-.scale{display:flex;justify-content:space-between;font-size:10px;color:var(--muted)}
+.bar .thr{position:absolute;top:-4px;bottom:-4px;width:2px;background:var(--ink);box-shadow:0 0 0 1px #fff}
+.scale{display:flex;justify-content:space-between;font-size:11px;color:var(--muted)}
 .maps{display:grid;gap:10px;align-items:start}
 .tile{border:1px solid var(--line);border-radius:6px;padding:6px;background:#fff}
 .tile img{width:100%;display:block;border-radius:3px;max-height:80vh;object-fit:contain}
