@@ -250,8 +250,9 @@ def test_a_near_uniform_positive_map_is_not_stretched_into_hot_spots() -> None:
 
 
 def test_threads_sharing_a_model_get_their_own_maps_and_leave_it_as_it_was() -> None:
-    """Hooks and frozen flags live on the model: explanations from several threads take turns. Concurrent
-    ones handed maps to the wrong thread (20 of 240) and left every parameter frozen for good."""
+    """Hooks and frozen flags live on the model: explanations and scoring from several threads take turns.
+    Concurrent ones handed maps to the wrong thread (20 of 240), left every parameter frozen for good, and a
+    scoring thread's forward was recorded by another thread's hooks."""
     import threading
 
     det = create_model("tiny-cnn", seed=0)
@@ -260,15 +261,29 @@ def test_threads_sharing_a_model_get_their_own_maps_and_leave_it_as_it_was() -> 
     got: dict[int, list[dict[str, torch.Tensor]]] = {i: [] for i in range(4)}
 
     def work(i: int) -> None:
-        for _ in range(6):
+        for _ in range(25):
             got[i].append({m: e.raw for m, e in explain(det, xs[i], ["gradcam", "layercam"]).items()})
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    from fakelens.models.ensemble import predict_proba
+
+    y = torch.rand(5, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(9))
+    scored = predict_proba(det, y)
+    scores: list[torch.Tensor] = []
+
+    explainers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+
+    def score() -> None:  # scoring while others explain: its forward must not fire their hooks
+        while any(t.is_alive() for t in explainers):
+            scores.append(predict_proba(det, y))
+
+    threads = [*explainers, threading.Thread(target=score)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert scores and all(torch.allclose(p, scored) for p in scores)
     for i in range(4):
+        assert len(got[i]) == 25  # an exception in a thread ends its loop early
         for maps in got[i]:
             for m, raw in maps.items():
                 torch.testing.assert_close(raw, want[i][m].raw)

@@ -7,9 +7,9 @@ that carries no graph is turned into a leaf. Hooks are removed and the model's t
 ``requires_grad`` flags restored in ``finally`` — also when the forward raises. Everything stays on the
 model's device; nothing here synchronises with the host.
 
-Hooks live on the model and the frozen flags are the model's, so explanations of one model from several
-threads take turns (:func:`model_lock`): concurrent ones traded maps between threads and left the model
-frozen for good. Scoring without explanations does not wait.
+Hooks live on the model and the frozen flags are the model's, so explanations and scoring of one model from
+several threads take turns (:func:`~fakelens.models.fold.model_lock`): concurrent ones traded maps between
+threads and left the model frozen for good.
 """
 
 from __future__ import annotations

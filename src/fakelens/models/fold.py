@@ -236,15 +236,22 @@ def inference_logits(detector: Detector, x: Tensor) -> Tensor:
     The shipped members at 256 px, batch 16, 2 CPU cores: ``effnet-lite0`` 758 → 290 ms (429 ms from the
     layout alone), ``vit-tiny-reg4-npr`` 1 023 → 750 ms (layout; it has no BatchNorm).
     """
-    if detector.training:  # inference is eval: running BatchNorm statistics, no dropout, none updated
-        with model_lock(detector):
-            modes = [(m, m.training) for m in detector.modules()]
-            detector.eval()
-            try:
-                return inference_logits(detector, x)
-            finally:
-                for m, mode in modes:
-                    m.training = mode
+    # another thread's explanation borrows the model (its hooks would record this forward, its eval mode
+    # would be undone mid-forward): scoring takes its turn too; an uncontended lock costs under a microsecond
+    with model_lock(detector):
+        if not detector.training:
+            return _inference_logits(detector, x)
+        # inference is eval: running BatchNorm statistics, no dropout, none updated
+        modes = [(m, m.training) for m in detector.modules()]
+        detector.eval()
+        try:
+            return _inference_logits(detector, x)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+
+def _inference_logits(detector: Detector, x: Tensor) -> Tensor:
     if x.device.type != "cpu" or x.dim() != 4 or torch.is_grad_enabled():
         return detector(x)
     if has_hooks(detector):
