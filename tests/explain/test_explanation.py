@@ -47,3 +47,16 @@ def test_a_padded_tile_does_not_bleed_either() -> None:
     part = build_explanation("gradcam", ("x",), "fake", raw, zeros, zeros, (32, 32))
     e = stitch([part], geoms, torch.zeros(1, 2), bright_spot())
     assert float(e.maps[0].max()) == 0.0 and bool(e.valid[0].all())
+
+
+def test_an_image_off_the_cell_grid_keeps_its_edges() -> None:
+    """A 60-px image in a 256-px native input (16-px cells): its edge cells are mostly image but not wholly,
+    so only the inner cells count as the image's. A uniform map stays uniform to the image's edges; it had a
+    dead frame of zeros on 36 % of the pixels."""
+    for n in (40, 60, 100):
+        g = Geometry.fit((n, n), (256, 256), "native")
+        zeros = torch.zeros(1)
+        [e] = build_explanations(
+            ["gradcam"], ["x"], "fake", torch.ones(1, 1, 16, 16), zeros, zeros, (256, 256), [g]
+        )
+        assert float(e.maps[0].min()) == 1.0, n

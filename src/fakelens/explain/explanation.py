@@ -62,15 +62,32 @@ def valid_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:
 
 def resample_within(sample: Callable[[Tensor], Tensor], maps: Tensor, cells: Tensor) -> Tensor:
     """``sample`` (a :class:`~fakelens.geometry.Geometry` resampling) of ``maps`` ``(M, h, w)`` from the
-    feature ``cells`` ``(h, w)`` that hold the image only (normalised convolution: Σ wᵢ mᵢ / Σ wᵢ with
-    wᵢ ∈ {0, 1}): a cell over the padding of a small or letterboxed image — whose value the image's pixels
-    never earned — does not bleed into the pixels beside it. Where every cell is the image, plain
+    feature ``cells`` ``(h, w)`` that hold the image only: a cell over the padding of a small or letterboxed
+    image — whose value the image's pixels never earned — takes its nearest image cells' values first
+    (:func:`_extend`), so it does not bleed into the pixels beside it. Where every cell is the image, plain
     ``sample``."""
     if bool(cells.all()):
         return sample(maps)
-    w = cells.to(maps.dtype)
-    num, den = sample(maps * w), sample(w[None])
-    return torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.zeros_like(num))
+    return sample(_extend(maps, cells))
+
+
+def _extend(maps: Tensor, cells: Tensor) -> Tensor:
+    """``maps`` ``(M, h, w)`` with every cell outside ``cells`` replaced by the mean of its nearest cells
+    inside (grown ring by ring): between an image cell's centre and the image's edge, bilinear sampling then
+    meets the image's own values, neither the padding's nor zeros."""
+    known = cells.clone()
+    out = maps * known
+    ones = maps.new_ones(1, 1, 3, 3)
+    while not bool(known.all()):
+        k = known.to(maps.dtype)[None, None]
+        den = F.conv2d(k, ones, padding=1)[0, 0]
+        grow = ~known & (den > 0)
+        if not bool(grow.any()):  # no image cell at all: nothing to extend
+            break
+        num = F.conv2d((out * known)[:, None], ones, padding=1)[:, 0]
+        out = torch.where(grow, num / den.clamp_min(1), out)
+        known = known | grow
+    return out
 
 
 def normalize_within(maps: Tensor, valid: Tensor) -> Tensor:
