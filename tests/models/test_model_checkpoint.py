@@ -368,14 +368,16 @@ def test_a_model_registered_from_outside_saves_and_loads_by_name(tmp_path: Path)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-def test_checkpoint_files_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoint_files_are_readable_as_the_umask_allows(tmp_path: Path, umask: int, mode: int) -> None:
     """mkstemp made config.json and model.safetensors owner-only while the run's other files were not:
     another user (a teammate, the service) could not load the weights."""
-    from fakelens.models.checkpoint import _umask
-
-    out = save_checkpoint(create_model("tiny-cnn"), tmp_path / "ckpt")
-    want = 0o666 & ~_umask()
+    old = os.umask(umask)
+    try:
+        out = save_checkpoint(create_model("tiny-cnn"), tmp_path / "ckpt")
+    finally:
+        os.umask(old)
     assert {(p.name, p.stat().st_mode & 0o777) for p in out.iterdir()} == {
-        ("config.json", want),
-        ("model.safetensors", want),
+        ("config.json", mode),
+        ("model.safetensors", mode),
     }

@@ -743,3 +743,39 @@ def test_405_behind_a_proxy_prefix_still_lists_the_methods(service: Service) -> 
     behind = TestClient(service.client.app, root_path="/fakelens")
     r = behind.request("POST", "/fakelens/v1/info", headers=service.h())
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+
+
+def test_a_commit_that_fails_after_committing_keeps_its_files(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection lost during COMMIT: the database kept the row, the driver raised. The files the row
+    references must stay (deleting them left an analysis whose heatmaps answered 404)."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    svc = make_service()
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+    session = state.repo.db.session
+
+    @contextmanager
+    def lost_after_commit():  # type: ignore[no-untyped-def]
+        with session() as s:
+            yield s
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    save = state.repo._save
+
+    def save_losing_the_commit(*args):  # type: ignore[no-untyped-def]
+        state.repo.db.session = lost_after_commit
+        try:
+            return save(*args)
+        finally:
+            state.repo.db.session = session
+
+    monkeypatch.setattr(state.repo, "_save", save_losing_the_commit)
+    r = svc.upload(models="tiny-cnn", methods="gradcam", data=png_bytes(seed=11))
+    monkeypatch.undo()
+    assert r.status_code == 503 and state.repo.check()["missing"] == []
+    (row,) = svc.client.get("/v1/analyses", headers=svc.h()).json()["items"]  # committed after all
+    assert svc.client.get(row["models"][0]["heatmaps"]["gradcam"], headers=svc.h()).status_code == 200

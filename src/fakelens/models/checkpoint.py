@@ -13,7 +13,7 @@ import inspect
 import json
 import os
 import re
-import tempfile
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,27 +43,15 @@ PathLike = str | os.PathLike[str]
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def _umask() -> int:
-    """The process's umask, read without setting it (os.umask would change it for every thread meanwhile);
-    the usual 022 where /proc does not say."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` through a temporary sibling and ``os.replace``, so readers never see half a file."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # created with the umask's permissions (mkstemp made checkpoints owner-only: others could not load them)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    mode = tmp.stat().st_mode & 0o777
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only: teammates could not load the weights
+        os.chmod(tmp, mode)  # a writer that makes its own file (safetensors does, owner-only) gets it too
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

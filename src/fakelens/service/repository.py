@@ -74,11 +74,24 @@ class Repository:
             try:
                 return self._save(draft, tenant_id, written)
             except BaseException as exc:
-                for sha in written:
+                for sha in self._unreferenced(written):
                     self.store.delete(sha)
                 if isinstance(exc, (OSError, SQLAlchemyError)):
                     raise StorageUnavailable(f"cannot store the analysis: {_reason(exc)}") from exc
                 raise
+
+    def _unreferenced(self, hashes: list[str]) -> list[str]:
+        """Of ``hashes``, those no row references. A commit that failed may have committed all the same (a
+        connection lost during COMMIT): its files stay then. When the database cannot say, none are
+        deleted — a stray file is collected at the next start; a deleted one a row needs is lost."""
+        if not hashes:
+            return []
+        try:
+            with self.db.session() as s:
+                used = set(s.scalars(select(BlobRef.sha256).where(BlobRef.sha256.in_(hashes))).all())
+        except SQLAlchemyError:
+            return []
+        return [h for h in hashes if h not in used]
 
     def _save(self, draft: Draft, tenant_id: int, written: list[str]) -> Analysis:
         for data in draft.blobs.values():
