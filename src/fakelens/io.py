@@ -627,7 +627,7 @@ def _frame_count(img: Image.Image) -> int:
 
 FRAMES = "fakelens.frames"
 """``Image.info`` key of :func:`load_image`'s result: the file's frame or page count, when above 1 (the
-first is read)."""
+first is read); a TIFF's pages are counted up to :data:`MAX_FRAMES_COUNTED`, which then means "at least"."""
 OPAQUE = "fakelens.opaque"
 """``Image.info`` key of :func:`load_image`'s result: ``(H, W)`` bool, the pixels that are not fully
 transparent, when some are (they were composited onto white)."""

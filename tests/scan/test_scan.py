@@ -352,3 +352,19 @@ def test_tables_from_before_a_column_was_added_still_merge() -> None:
     new = conform(old, schema)
     assert new.schema == schema and new.column("split").to_pylist() == [None]
     assert new.column("verdict").to_pylist() == ["fake"]
+
+
+def test_a_face_window_without_a_usable_score_leaves_the_face_columns_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A NaN on one face's window (ModelError) must not fail the whole batch of rows."""
+    import fakelens.scan.process as process
+    from fakelens.errors import ModelError
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise ModelError("model tiny-cnn gave no usable score for image 1 (NaN or infinity)")
+
+    monkeypatch.setattr(process, "detect_faces", lambda pixels: ["a face"])
+    monkeypatch.setattr(process, "face_verdicts", broken)
+    proc = ScanProcessor(create_model("tiny-cnn"), ScanSettings(explain=False))
+    assert proc._faces(Image.new("RGB", (64, 64))) == {"faces": 1, "face_score": None, "face_verdict": None}

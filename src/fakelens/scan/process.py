@@ -217,9 +217,13 @@ class ScanProcessor:
         }
 
     def _faces(self, image: Image.Image) -> dict[str, Any]:
-        """How many faces, and the most fake-looking one's score and verdict (each judged on its own)."""
+        """How many faces, and the most fake-looking one's score and verdict (each judged on its own); a
+        window a model cannot score (a non-finite score) leaves the face columns empty, the batch goes on."""
         found = detect_faces(np.asarray(image))
-        verdicts = face_verdicts(self.ensemble, image, found, max_tiles=self.settings.max_tiles)
+        try:
+            verdicts = face_verdicts(self.ensemble, image, found, max_tiles=self.settings.max_tiles)
+        except FakelensError:
+            return {"faces": len(found), "face_score": None, "face_verdict": None}
         top = max(verdicts, key=lambda v: v.fake_probability, default=None)
         return {
             "faces": len(found),

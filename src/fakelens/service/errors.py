@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,6 +78,15 @@ def allowed_methods(routes: Iterable[Any], path: str) -> list[str]:
     return sorted(methods)
 
 
+def _routed_path(scope: Mapping[str, Any]) -> str:
+    """The path the app's routes match: below the app's root path (behind a proxy that mounts the app at
+    /fakelens). A mount (/static) extends ``root_path``; ``app_root_path`` is the app's own."""
+    path, root = scope["path"], scope.get("app_root_path", scope.get("root_path", ""))
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/"
+    return str(path)
+
+
 def _plain(msg: str) -> str:
     """A validation message without the framework's internals (a text field where a file belongs)."""
     if "Expected UploadFile" in msg:
@@ -98,11 +107,7 @@ def install_handlers(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         message = str(exc.detail)
         if exc.status_code == 405:
-            # routes match the path below the root path (behind a proxy that mounts the app at /fakelens)
-            scope = request.scope  # a mount (/static) extends root_path; app_root_path is the app's own
-            path, root = scope["path"], scope.get("app_root_path", scope.get("root_path", ""))
-            routed = path[len(root) :] or "/" if root and path.startswith(root) else path
-            headers["Allow"] = allow = ", ".join(allowed_methods(app.routes, routed))
+            headers["Allow"] = allow = ", ".join(allowed_methods(app.routes, _routed_path(request.scope)))
             message = f"{request.method} is not allowed on {request.url.path}; allowed: {allow}"
         return JSONResponse(error_body(code, message), exc.status_code, headers=headers or None)
 

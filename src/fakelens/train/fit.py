@@ -149,8 +149,15 @@ def fit_ensemble(
     y = res["labels"]
     probs = torch.from_numpy(np.stack(list(res["members"].values()), axis=1)).float()
     ensemble.calibration = None
+    names = list(res["members"])
+    problems = {  # shown raw where a calibration would be noise (see calibration_problem)
+        n: p
+        for n, col in zip(names, probs.T.double().numpy(), strict=True)
+        if calibrate and (p := calibration_problem(y, col)) is not None
+    }
     ensemble.calibrations = tuple(
-        eer_calibration(y, col) if calibrate else None for col in probs.T.double().numpy()
+        eer_calibration(y, col) if calibrate and n not in problems else None
+        for n, col in zip(names, probs.T.double().numpy(), strict=True)
     )
 
     def combined(w: np.ndarray) -> np.ndarray:
@@ -173,15 +180,11 @@ def fit_ensemble(
     # float32 probabilities tie when it is very flat (members that know nothing) or very steep
     threshold = float(np.clip(eer(y, scores)[1], 0.0, 1.0))
     record: dict[str, Any] = {}
-    problems = {
-        n: p
-        for n, col in zip([*res["members"], "ensemble"], [*probs.T.double().numpy(), scores], strict=True)
-        if calibrate and (p := calibration_problem(y, col)) is not None
-    }
-    if problems:  # shown raw where a calibration would be noise (see calibration_problem)
+    if calibrate and (problem := calibration_problem(y, scores)) is not None:
+        problems["ensemble"] = problem
+    if problems:
         record["uncalibrated"] = problems
     if calibrate and "ensemble" not in problems:
-        names = list(res["members"])
         shown = ensemble.calibrate(probs).double().numpy()
         ece_raw = {
             n: calibration_metrics(y, probs[:, j].double().numpy())["ece"] for j, n in enumerate(names)

@@ -915,8 +915,9 @@ def _train(
                     detector, batches, device, amp_dtype=amp_dtype, channels_last=channels_last
                 )
                 val = binary_metrics(y, s) | calibration_metrics(y, s)
-                detector.calibration = eer_calibration(y, s)  # saved with this epoch's weights
-                if (problem := calibration_problem(y, s)) is not None:
+                problem = calibration_problem(y, s)
+                detector.calibration = None if problem else eer_calibration(y, s)  # saved with these weights
+                if problem is not None:
                     val["uncalibrated"] = problem
                 record["val"] = val
                 record["val_seconds"] = round(time.perf_counter() - t0, 3)
@@ -1059,10 +1060,8 @@ def calibration_problem(labels: Any, scores: Any) -> str | None:
 
 def eer_calibration(labels: Any, scores: Any) -> Calibration | None:
     """Temperature scaling about the validation equal-error-rate threshold: a detector used on its own then
-    shows calibrated probabilities and decides at ½. ``None`` where :func:`calibration_problem` objects —
-    the scores are then shown as the model gives them."""
-    if calibration_problem(labels, scores) is not None:
-        return None
+    shows calibrated probabilities and decides at ½ (``None`` without both classes). Callers ask
+    :func:`calibration_problem` first: where it objects, the scores are shown as the model gives them."""
     threshold = eer(labels, scores)[1]
     return Calibration.fit(labels, scores, threshold) if math.isfinite(threshold) else None
 
