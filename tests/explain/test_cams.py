@@ -288,12 +288,3 @@ def test_threads_sharing_a_model_get_their_own_maps_and_leave_it_as_it_was() -> 
             for m, raw in maps.items():
                 torch.testing.assert_close(raw, want[i][m].raw)
     assert all(p.requires_grad for p in det.parameters()) and det.training is False
-
-
-def test_a_grey_or_rgba_batch_gets_one_clear_error() -> None:
-    """Not torch's convolution error 23 frames deep."""
-    det = create_model("tiny-cnn")
-    for channels in (1, 4):
-        x = torch.zeros(2, channels, *det.input_spec.size)
-        with pytest.raises(ValueError, match=f"'tiny-cnn' takes 3 channels, got {channels}"):
-            explain(det, x, ["gradcam"])

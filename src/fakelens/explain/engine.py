@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fakelens.errors import ConfigError, ExplanationError, UnknownNameError
 from fakelens.explain.cams import CAMS
@@ -192,13 +192,6 @@ def check_input(detector: Detector, x: Any) -> None:
         )
     if x.dim() != 4:
         raise ValueError(f"expected a (B, C, H, W) input for {detector.name!r}, got {tuple(x.shape)}")
-    first = next((m for m in detector.modules() if isinstance(m, nn.Conv2d)), None)
-    channels = first.in_channels if first is not None else x.shape[1]  # what the first convolution reads
-    if x.shape[1] != channels:
-        raise ValueError(
-            f"{detector.name!r} takes {channels} channels, got {x.shape[1]} in {tuple(x.shape)} (convert "
-            "grey or RGBA images to RGB first: fakelens.io.to_rgb)"
-        )
     p = next(detector.parameters(), None)
     if p is not None and (x.dtype != p.dtype or x.device != p.device):
         raise ValueError(
