@@ -210,3 +210,26 @@ def test_transparent_pixels_and_extra_frames_are_named_and_left_out_of_the_maps(
         [a, g], [load_image(buf.getvalue()), load_image(gif.getvalue())], ["a", "g"], faces=False
     )
     assert "transparent 25 %</span>" in html and "frame 1 of 3</span>" in html
+
+
+def test_a_uniform_image_is_blank_and_the_reading_says_its_verdict_means_nothing() -> None:
+    """A plain grey square read "fake 0.58" with no warning: a uniform image has nothing to judge."""
+    from fakelens.report import render_report
+    from fakelens.report.reading import read_analysis
+
+    rng = np.random.default_rng(0)
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., :3] = rng.integers(0, 255, (40, 60, 3))  # texture only where it is transparent
+    rgba[:, :30] = (90, 90, 90, 255)
+    images = [
+        Image.new("RGB", (64, 64), (128, 128, 128)),
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)),
+        Image.fromarray(rgba, "RGBA"),
+    ]
+    grey, noise, half = analyze_images(create_model("tiny-cnn"), images, ["gradcam"], robustness=False)
+    assert grey.blank and grey.texture == 0.0 and grey.to_dict()["blank"] is True
+    assert not noise.blank and noise.texture > 40 and noise.to_dict()["blank"] is False
+    assert half.blank  # the opaque half is uniform; the transparent half's colours were never seen
+    assert str(read_analysis(grey)[0]).startswith("The image is blank (its grey levels vary by 0.0 of 255)")
+    html = render_report([grey], [images[0]], ["grey.png"], faces=False)
+    assert "a blank image: nothing to judge" in html and f"banner {grey.verdict} hedged" in html

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakelens.constants import PARTIAL_READ, SMALL_IMAGE
+from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
@@ -106,6 +106,7 @@ class Analysis(CompactRepr):
     calibrated: bool = False
     transparent: float = 0.0  # share of fully transparent pixels (composited onto white; left out of maps)
     frames: int = 1  # frames or pages of the file; the first was analysed
+    texture: float = math.inf  # standard deviation of the grey levels (0–255): under BLANK_TEXTURE, blank
 
     @property
     def pixel_fraction(self) -> float:
@@ -130,6 +131,11 @@ class Analysis(CompactRepr):
         """Some member left part of the image unread (under :data:`PARTIAL_READ`): what it did not read, it
         did not judge."""
         return self.coverage < PARTIAL_READ
+
+    @property
+    def blank(self) -> bool:
+        """The image is uniform (:data:`~fakelens.constants.BLANK_TEXTURE`): there is nothing to judge."""
+        return self.texture < BLANK_TEXTURE
 
     @property
     def untrained(self) -> bool:
@@ -160,6 +166,8 @@ class Analysis(CompactRepr):
             "split": self.split,
             "small": self.small,
             "untrained": self.untrained,
+            "blank": self.blank,
+            "texture": self.texture if math.isfinite(self.texture) else None,
             "coverage": self.coverage,
             "partial": self.partial,
             "transparent": self.transparent,
@@ -288,9 +296,25 @@ def analyze_images(
                 ens.calibrated,
                 transparent=0.0 if (opaque := _opaque(img)) is None else float(1.0 - opaque.mean()),
                 frames=int(img.info.get(FRAMES, 1)),
+                texture=texture(img, opaque),
             )
         )
     return out
+
+
+def texture(image: Image.Image, opaque: np.ndarray | None = None) -> float:
+    """The standard deviation of the image's grey levels (0–255) over its opaque pixels, read on at most
+    512 px a side (a uniform image is uniform at any size)."""
+    grey = image.convert("L")
+    mask = None if opaque is None else Image.fromarray(opaque.astype(np.uint8) * 255)
+    if max(grey.size) > 512:
+        size = (max(1, grey.width * 512 // max(grey.size)), max(1, grey.height * 512 // max(grey.size)))
+        grey = grey.resize(size, Image.Resampling.NEAREST)
+        mask = None if mask is None else mask.resize(size, Image.Resampling.NEAREST)
+    a = np.asarray(grey, dtype=np.float32)
+    if mask is not None:
+        a = a[np.asarray(mask) > 0]
+    return float(a.std()) if a.size else 0.0
 
 
 def _opaque_share(m: np.ndarray, opaque: np.ndarray | None) -> np.ndarray:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CMAPS", "DEFAULT_MAX_TILES", "PARTIAL_READ", "SMALL_IMAGE"]
+__all__ = ["BLANK_TEXTURE", "CMAPS", "DEFAULT_MAX_TILES", "PARTIAL_READ", "SMALL_IMAGE"]
 
 DEFAULT_MAX_TILES = 32
 """Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
@@ -19,3 +19,8 @@ on little evidence either way."""
 PARTIAL_READ = 0.99
 """Below this share of the image's pixels read (tiles capped by ``--max-tiles``, or a centre crop) a verdict
 is marked ``partial``: what was not read was not judged."""
+
+BLANK_TEXTURE = 1.0
+"""Below this standard deviation of an image's grey levels (0–255, over its opaque pixels) it is blank: a
+uniform image carries no trace to judge (no content, no resampling or compression residue), so a verdict on it
+says nothing; a plain grey square read "fake 0.58"."""

@@ -779,3 +779,13 @@ def test_a_commit_that_fails_after_committing_keeps_its_files(
     assert r.status_code == 503 and state.repo.check()["missing"] == []
     (row,) = svc.client.get("/v1/analyses", headers=svc.h()).json()["items"]  # committed after all
     assert svc.client.get(row["models"][0]["heatmaps"]["gradcam"], headers=svc.h()).status_code == 200
+
+
+def test_a_blank_upload_is_flagged_and_read_as_such(service: Service) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 72), (128, 128, 128)).save(buf, "PNG")
+    a = service.upload(data=buf.getvalue(), models="tiny-cnn", methods="gradcam").json()
+    assert a["blank"] is True and a["reading"][0]["text"].startswith("The image is blank")
+    assert service.upload(models="tiny-cnn", methods="gradcam").json()["blank"] is False
+    report = service.client.get(a["links"]["report"], headers=service.h()).text
+    assert "a blank image: nothing to judge" in report  # rebuilt from the stored texture

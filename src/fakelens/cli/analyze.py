@@ -296,6 +296,8 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
         names += [m.name for m in a.models if m.name not in names]
     split_any = any(a.split for a in analyses)
     notes = ["split = the models disagree: treat the ensemble verdict as weak"] if split_any else []
+    if any(a.blank for a in analyses):
+        notes.append("blank = a uniform image: no content and no trace to judge, the verdict says nothing")
     if any(a.small for a in analyses):
         notes.append("small = under half as many pixels as a model's input: little evidence either way")
     if any(a.transparent for a in analyses):
@@ -345,6 +347,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
             p.name,
             _verdict_cell(a.verdict, a.fake_probability, a.threshold)
             + (" [yellow]split[/]" if a.split else "")
+            + (" [yellow]blank[/]" if a.blank else "")
             + (" [yellow]small[/]" if a.small else "")
             + (f" [yellow]partial {pct(a.coverage)}[/]" if a.partial else "")
             + (f" [yellow]transparent {pct(a.transparent)}[/]" if a.transparent else "")

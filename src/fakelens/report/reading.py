@@ -206,6 +206,16 @@ def _untrained_sentence(a: Analysis) -> str:
     )
 
 
+def _blank_sentence(a: Analysis) -> str:
+    """A warning first, when the image is uniform: the models had nothing to judge."""
+    if not a.blank:
+        return ""
+    return (
+        f"The image is blank (its grey levels vary by {a.texture:.1f} of 255): it holds no content and no "
+        "trace of resampling or compression, so the scores below say nothing about manipulation. "
+    )
+
+
 def _verdict_paragraph(a: Analysis) -> str:
     scored = [m for m in a.models if math.isfinite(m.fake_probability)]
     thr = f"a threshold of {threshold_text(a.threshold)}"
@@ -627,7 +637,7 @@ def reading_sections(
         p for p in (_face_sentence(regions, faces_checked), _where_paragraph(a, sh, n_faces)) if p
     )
     sections = [
-        ("Verdict", _untrained_sentence(a) + _verdict_paragraph(a)),
+        ("Verdict", _blank_sentence(a) + _untrained_sentence(a) + _verdict_paragraph(a)),
         ("Scale", _scale_paragraph(a)),
         ("Faces", _faces_paragraph(a, face_verdicts)),
         ("Where", where),

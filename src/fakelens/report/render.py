@@ -192,6 +192,8 @@ def _small_tag(a: Analysis) -> str:
     """Tags beside the verdict of an image too small to carry much evidence, read only in part, partly
     transparent or one frame of several (see the reading)."""
     tags = ""
+    if a.blank:
+        tags += " <span class='pill small' title='uniform: no content, no trace to judge'>blank image</span>"
     if a.small:
         tags += " <span class='pill small' title='few pixels: little evidence either way'>small image</span>"
     if a.partial:
@@ -658,6 +660,8 @@ def _image_section(
     notes = ["models disagree"] if split else []
     if margin == "close to the threshold" or not (split or a.small):  # a small image's margin means little
         notes.append(margin)
+    if a.blank:
+        notes.append("a blank image: nothing to judge")
     if a.small:
         notes.append("a small image: little evidence either way")
     if a.partial:
@@ -676,7 +680,7 @@ def _image_section(
         )
         notes.append(f"but {said}")
     qualifier = " · ".join(filter(None, notes))
-    hedged = " hedged" if a.small or split else ""  # a weak verdict: the banner is drawn dashed and striped
+    hedged = " hedged" if a.small or split or a.blank else ""  # a weak verdict: the banner dashed, striped
     info_html = (
         "<dl class='meta'>"
         + "".join(f"<dt>{_e(k_)}</dt><dd>{_e(v)}</dd>" for k_, v in info.items())

@@ -232,6 +232,7 @@ class Analyzer:
             "calibrated": a.calibrated,
             "transparent": a.transparent,
             "frames": a.frames,
+            "texture": a.texture,
             "methods": list(req.methods),
             "image": {
                 "format": sniff_format(req.data),

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fakelens import __version__
 from fakelens.analysis import SMALL_IMAGE
-from fakelens.constants import PARTIAL_READ
+from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ
 from fakelens.explain.engine import class_agnostic
 from fakelens.models.ensemble import Ensemble
 from fakelens.service.analyzer import AnalysisRequest, map_npy
@@ -118,6 +118,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "transparent": r.get("transparent", 0.0),
         "frames": r.get("frames", 1),
         "small": min((m.get("pixel_fraction", 1.0) for m in r["models"]), default=1.0) < SMALL_IMAGE,
+        "blank": r.get("texture", BLANK_TEXTURE) < BLANK_TEXTURE,
         "partial": min((m.get("coverage", 1.0) for m in r["models"]), default=1.0) < PARTIAL_READ,
         "split": len({m["verdict"] for m in r["models"] if m["score"] is not None}) > 1,
         "methods": r["methods"],

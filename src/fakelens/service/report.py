@@ -5,6 +5,7 @@ and robustness badges."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,7 @@ def stored_analysis(result: dict[str, Any], row: dict[str, Any], read: Callable[
         calibrated=bool(result.get("calibrated", False)),
         transparent=float(result.get("transparent", 0.0)),  # rows stored before: not recorded
         frames=int(result.get("frames", 1)),
+        texture=float(result.get("texture", math.inf)),  # rows stored before it was recorded: not blank
     )
 
 

@@ -167,6 +167,11 @@ class AnalysisOut(BaseModel):
         description="A model read under half as many of the image's own pixels as its input holds (see "
         "`models[].pixel_fraction`): the verdict rests on little evidence either way.",
     )
+    blank: bool = Field(
+        False,
+        description="The image is uniform (its grey levels vary by under 1 of 255): no content and no trace "
+        "to judge, so the verdict says nothing.",
+    )
     partial: bool = Field(
         False,
         description="A model read under 99 % of the image's pixels (see `models[].coverage`): the verdict "

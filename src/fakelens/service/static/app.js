@@ -64,7 +64,7 @@
   // The model that read least of the image: tiles (> 1) capped by the tile limit, else a centre crop.
   const leastRead = (a) => a.models.reduce((lo, m) => ((m.coverage ?? 1) < (lo.coverage ?? 1) ? m : lo));
   const verdictText = (a) =>
-    [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.small ? "small image" : "", a.partial ? "read in part" : ""]
+    [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.blank ? "blank image" : "", a.small ? "small image" : "", a.partial ? "read in part" : ""]
       .filter(Boolean).join(" · ");
 
   // A class-agnostic method's map ignores the target: it shows where the model is active, not evidence for fake.
@@ -214,7 +214,7 @@
 
     const ens = $("ensemble");
     ens.className = `ensemble ${analysis.verdict}`;
-    $("ens-pill").className = `pill ${analysis.verdict}${analysis.small ? " small-image" : ""}`;
+    $("ens-pill").className = `pill ${analysis.verdict}${analysis.small || analysis.blank ? " small-image" : ""}`;
     $("ens-pill").textContent = verdictText(analysis);
     $("ens-pill").title = analysis.small ? "a small image: little evidence either way" : "";
     $("ens-score").textContent = `p(fake) ${probVs(analysis.score, analysis.threshold)}`;
@@ -229,6 +229,7 @@
         : " · scores are model outputs, not calibrated odds that the image was manipulated") +
       (new Set(analysis.models.map((m) => m.verdict)).size > 1 ? " · the models disagree: a weak verdict" : "") +
       (analysis.models.some((m) => m.untrained) ? " · untrained models (a random real/fake head): this verdict means nothing" : "") +
+      (analysis.blank ? " · a blank image (uniform): no content and no trace to judge, the verdict says nothing" : "") +
       (analysis.small
         ? " · a small image (under half as many pixels as a model's input): little evidence either way" : "") +
       (analysis.partial
@@ -571,7 +572,7 @@
       for (const a of page.items) {
         const li = el("li", { "data-id": a.id, tabindex: "0", role: "button" },
           el("span", { class: "hname", text: a.image.filename || a.id, title: a.image.filename || a.id }),
-          el("span", { class: `pill ${a.verdict}${a.small ? " small-image" : ""}`, text: verdictText(a) }));
+          el("span", { class: `pill ${a.verdict}${a.small || a.blank ? " small-image" : ""}`, text: verdictText(a) }));
         onActivate(li, () => show(a).then(revealResult).catch((err) => setStatus(err.message, "error")));
         list.append(li);
       }
