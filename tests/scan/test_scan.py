@@ -314,7 +314,8 @@ def test_killed_scan_resumes(tmp_path: Path, cnn_checkpoint: Path) -> None:
 def test_read_flags_match_analyze(tmp_path: Path, explain: bool) -> None:
     """The warnings analyze prints beside a verdict are columns too, in the explained and in the detect-only
     scan: a 16-px image is small, the members' disagreement is a weak verdict, a large image read as too few
-    tiles is partial, a half-transparent PNG is 50 % transparent and a GIF names its frames."""
+    tiles is partial, a half-transparent PNG is 50 % transparent, a GIF names its frames and a grey square is
+    blank."""
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -326,6 +327,7 @@ def test_read_flags_match_analyze(tmp_path: Path, explain: bool) -> None:
     Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
     frames = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
     frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(folder / "grey.png")
     native = create_model("tiny-cnn", seed=1)
     native.input_spec = replace(native.input_spec, mode="native")  # 400 px wide: 7 tiles, 2 read
     ens = Ensemble([native, create_model("tiny-vit", seed=2)], weights=[3, 1])
@@ -334,12 +336,19 @@ def test_read_flags_match_analyze(tmp_path: Path, explain: bool) -> None:
     rows = {Path(r["path"]).name: r for r in pq.read_table(s.table).to_pylist()}
     for name, r in rows.items():
         (a,) = analyze_images(ens, [load_image(folder / name)], robustness=False, max_tiles=2)
-        assert (r["small"], r["split"], r["partial"], r["frames"]) == (a.small, a.split, a.partial, a.frames)
+        assert (r["small"], r["split"], r["partial"], r["frames"], r["blank"]) == (
+            a.small,
+            a.split,
+            a.partial,
+            a.frames,
+            a.blank,
+        )
         assert (r["coverage"], r["transparent"]) == (pytest.approx(a.coverage), pytest.approx(a.transparent))
     assert rows["thumb.png"]["small"] and not rows["photo.png"]["small"]
     assert rows["wide.png"]["partial"] and rows["wide.png"]["coverage"] == pytest.approx(2 * 64 / 400)
     assert rows["alpha.png"]["transparent"] == 0.5 and rows["anim.gif"]["frames"] == 3
     assert rows["photo.png"]["transparent"] == 0.0 and rows["photo.png"]["frames"] == 1
+    assert rows["grey.png"]["blank"] and not rows["photo.png"]["blank"]
 
 
 def test_tables_from_before_a_column_was_added_still_merge() -> None:

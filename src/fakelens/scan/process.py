@@ -22,8 +22,16 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from fakelens.analysis import SMALL_IMAGE, Analysis, HeatmapResult, add_badges, analyze_images, as_ensemble
-from fakelens.constants import PARTIAL_READ
+from fakelens.analysis import (
+    SMALL_IMAGE,
+    Analysis,
+    HeatmapResult,
+    add_badges,
+    analyze_images,
+    as_ensemble,
+    texture,
+)
+from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ
 from fakelens.data.faces import available_detectors, detect_faces
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods
@@ -195,7 +203,7 @@ class ScanProcessor:
 
     def _reads(self, image: Image.Image) -> dict[str, Any]:
         """What :class:`fakelens.analysis.Analysis` would say of how the members read the image — ``small``,
-        ``coverage``, ``partial``, ``transparent``, ``frames`` — from its size and records alone."""
+        ``coverage``, ``partial``, ``transparent``, ``frames``, ``blank`` — without explaining it."""
         size = (image.height, image.width)
         fraction, coverage = 1.0, 1.0
         for m in self.ensemble.members:
@@ -214,6 +222,7 @@ class ScanProcessor:
             "partial": coverage < PARTIAL_READ,
             "transparent": 0.0 if opaque is None else float(1.0 - opaque.mean()),
             "frames": int(image.info.get(FRAMES, 1)),
+            "blank": texture(image, opaque) < BLANK_TEXTURE,
         }
 
     def _faces(self, image: Image.Image) -> dict[str, Any]:
@@ -242,6 +251,7 @@ class ScanProcessor:
             partial=a.partial,
             transparent=a.transparent,
             frames=a.frames,
+            blank=a.blank,
         )
         flagged = a.fake_probability > self.heatmaps_above
         if flagged and self.settings.badges:

@@ -39,6 +39,7 @@ _TAIL: tuple[tuple[str, pa.DataType], ...] = (
     ("partial", pa.bool_()),  # coverage under PARTIAL_READ: part of the image was not judged
     ("transparent", pa.float64()),  # the share of fully transparent pixels (seen as white)
     ("frames", pa.int32()),  # the file's frames or pages; the first was read
+    ("blank", pa.bool_()),  # a uniform image: nothing to judge
     ("faces", pa.int32()),
     ("face_score", pa.float64()),
     ("face_verdict", pa.string()),
