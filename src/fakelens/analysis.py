@@ -236,6 +236,7 @@ def analyze_images(
         raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
     dev = resolve_device(str(device)) if device is not None else None
     n = len(images)
+    opaques = [_opaque(img) for img in images]  # once per image, not per member (RGBA: a full conversion)
     probs = torch.zeros(n, len(ens.members))
     per_member: list[list[ModelAnalysis]] = []
     for j, member in enumerate(ens.members):
@@ -247,7 +248,7 @@ def analyze_images(
             for k, res in enumerate(results):
                 p = res.fake_probability
                 probs[start + k, j] = float(p) if p is not None else float("nan")
-                opaque = _opaque(chunk[k])
+                opaque = opaques[start + k]
                 heatmaps = {
                     m: HeatmapResult(
                         method=m,
@@ -294,7 +295,7 @@ def analyze_images(
                 v.rule,
                 models,
                 ens.calibrated,
-                transparent=0.0 if (opaque := _opaque(img)) is None else float(1.0 - opaque.mean()),
+                transparent=0.0 if (opaque := opaques[i]) is None else float(1.0 - opaque.mean()),
                 frames=int(img.info.get(FRAMES, 1)),
                 texture=texture(img, opaque),
             )

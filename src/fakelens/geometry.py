@@ -32,7 +32,15 @@ from fakelens.errors import ImageError
 from fakelens.io import to_rgb
 from fakelens.models.base import InputSpec
 
-__all__ = ["Geometry", "SampleMode", "covered_fraction", "prepare", "prepare_batch", "prepare_views"]
+__all__ = [
+    "Geometry",
+    "SampleMode",
+    "covered_fraction",
+    "prepare",
+    "prepare_batch",
+    "prepare_views",
+    "view_geometries",
+]
 
 SampleMode = Literal["bilinear", "nearest"]
 Coord = TypeVar("Coord", float, Tensor, np.ndarray)
@@ -492,6 +500,16 @@ TILE_OVERLAP = 0.25
 a band both read, where :func:`fakelens.tiling.stitch` cross-fades their maps."""
 
 
+def view_geometries(
+    size: tuple[int, int], spec: InputSpec, *, max_tiles: int | None = None, overlap: float = TILE_OVERLAP
+) -> list[Geometry]:
+    """The Geometries of the views :func:`prepare_views` reads of an image of ``size`` ``(H, W)``: its
+    native tiles for a ``native`` spec, else the one fit (checks the size)."""
+    if spec.mode == "native":
+        return Geometry.tiles(size, spec.size, max_tiles, overlap)
+    return [Geometry.fit(size, spec.size, spec.mode)]
+
+
 def prepare_views(
     image: Image.Image, spec: InputSpec, *, max_tiles: int | None = None, overlap: float = TILE_OVERLAP
 ) -> tuple[Tensor, list[Geometry]]:
@@ -505,7 +523,7 @@ def prepare_views(
     if spec.mode != "native":
         x, g = prepare(image, spec)
         return x[None], [g]
-    geoms = Geometry.tiles((image.height, image.width), spec.size, max_tiles, overlap)  # checks the size
+    geoms = view_geometries((image.height, image.width), spec, max_tiles=max_tiles, overlap=overlap)
     rgb = to_rgb(image)
     return torch.stack([_place(rgb, g, spec) for g in geoms]), geoms
 

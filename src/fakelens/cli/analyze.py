@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from fakelens.cli.common import (
@@ -26,6 +25,7 @@ from fakelens.cli.common import (
     split_csv,
     unique_stem,
     user_errors,
+    warn,
     warn_untrained,
 )
 from fakelens.cli.explain import demo_images
@@ -211,7 +211,7 @@ def analyze_cmd(
 
             regions, face_note = find_regions(imgs)
             if face_note:
-                console.print(f"[yellow]warning:[/] no facial regions: {escape(face_note)}", highlight=False)
+                warn(f"no facial regions: {face_note}")
         face_method = methods[0] if report is not None and methods else None  # the report shows its maps
         verdicts = [
             face_verdicts(detector, img, r.faces, max_tiles=max_tiles, method=face_method, options=options)

@@ -197,12 +197,7 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
         else:
             raise FakelensError(f"no such file or folder: {p}")
     for folder in unreadable:
-        console.print(
-            f"[yellow]warning:[/] cannot read the folder {escape(str(folder))} (permission denied): "
-            "its images are left out",
-            highlight=False,
-            soft_wrap=True,
-        )
+        warn(f"cannot read the folder {folder} (permission denied): its images are left out")
     if folders and not out:
         where = ", ".join(map(str, folders))
         raise FakelensError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {where}")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Column, Table
 
 from fakelens.cli.common import (
@@ -420,12 +419,9 @@ def evaluate_cmd(
     trained_on = training_photos(model).datasets
     used = report["data"]["split"]
     if data is not None and str(Path(data).resolve()) in trained_on and used in ("all", "train"):
-        console.print(
-            f"[yellow]warning:[/] {escape(model)} was trained on {escape(str(data))}: its '{used}' split "
-            "holds the training images, so these figures are optimistic; evaluate --split test, or data it "
-            "never saw",
-            highlight=False,
-            soft_wrap=True,
+        warn(
+            f"{model} was trained on {data}: its '{used}' split holds the training images, so these figures "
+            "are optimistic; evaluate --split test, or data it never saw"
         )
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fakelens.cli.common import (
@@ -25,6 +24,7 @@ from fakelens.cli.common import (
     print_json,
     split_csv,
     user_errors,
+    warn,
     warn_untrained,
 )
 
@@ -208,8 +208,7 @@ def trust_cmd(
         print_json(run.summary)
         return
     for key, why in run.skipped_images.items():
-        warning = f"[yellow]warning:[/] skipped {escape(key)}: {escape(why)}"
-        console.print(warning, highlight=False, soft_wrap=True)
+        warn(f"skipped {key}: {why}")
     console.print(run.summary["recommendation"]["text"], highlight=False, soft_wrap=True)
     console.print(
         f"{run.summary['images']} images; wrote records.csv, report.md, summary.json, plots/ and "

@@ -36,7 +36,7 @@ from fakelens.data.faces import available_detectors, detect_faces
 from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods
 from fakelens.face_verdicts import face_verdicts
-from fakelens.geometry import TILE_OVERLAP, Geometry, covered_fraction
+from fakelens.geometry import covered_fraction, view_geometries
 from fakelens.io import FRAMES, OPAQUE
 from fakelens.models.base import Detector
 from fakelens.models.ensemble import Ensemble
@@ -207,12 +207,7 @@ class ScanProcessor:
         size = (image.height, image.width)
         fraction, coverage = 1.0, 1.0
         for m in self.ensemble.members:
-            spec = m.input_spec
-            views = (
-                Geometry.tiles(size, spec.size, self.settings.max_tiles, TILE_OVERLAP)
-                if spec.mode == "native"
-                else [Geometry.fit(size, spec.size, spec.mode)]
-            )
+            views = view_geometries(size, m.input_spec, max_tiles=self.settings.max_tiles)
             fraction = min(fraction, sum(g.pixel_fraction for g in views) / len(views))
             coverage = min(coverage, covered_fraction(views))
         opaque = image.info.get(OPAQUE)

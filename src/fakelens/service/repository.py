@@ -87,11 +87,15 @@ class Repository:
         if not hashes:
             return []
         try:
-            with self.db.session() as s:
-                used = set(s.scalars(select(BlobRef.sha256).where(BlobRef.sha256.in_(hashes))).all())
+            used = self._referenced(hashes)
         except SQLAlchemyError:
             return []
         return [h for h in hashes if h not in used]
+
+    def _referenced(self, hashes: list[str]) -> set[str]:
+        """Of ``hashes``, those some row references."""
+        with self.db.session() as s:
+            return set(s.scalars(select(BlobRef.sha256).where(BlobRef.sha256.in_(hashes))).all())
 
     def _save(self, draft: Draft, tenant_id: int, written: list[str]) -> Analysis:
         for data in draft.blobs.values():
@@ -157,9 +161,7 @@ class Repository:
                     return False
                 hashes = [b.sha256 for b in row.blobs]
                 s.delete(row)
-            with self.db.session() as s:
-                still_used = set(s.scalars(select(BlobRef.sha256).where(BlobRef.sha256.in_(hashes))).all())
-            for sha in set(hashes) - still_used:
+            for sha in set(hashes) - self._referenced(hashes):
                 self.store.delete(sha)
             return True
 
