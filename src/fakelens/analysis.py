@@ -5,7 +5,7 @@ The job shared by ``fakelens analyze``, the HTTP service and ``fakelens scan``: 
 :class:`~fakelens.models.ensemble.Ensemble` (a single detector is an ensemble of one) runs the requested
 methods through :func:`fakelens.pipeline.explain_images` (one capture per member and batch for the gradient
 methods); the members' fake probabilities are combined by the ensemble's rule, and each heatmap is optionally
-graded by :func:`fakelens.trust.badge.robustness_badges` (four transformed views, one batch per member).
+graded by :func:`fakelens.trust.badge.batch_badges` (four transformed views of each, batched across images).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
@@ -176,22 +177,45 @@ class Analysis(CompactRepr):
         }
 
 
+BADGE_BATCH = 8
+"""How many images' badge views are explained as one batch (8 images × 5 views = 40 inputs)."""
+
+
 def add_badges(
-    member: Detector, ma: ModelAnalysis, image: Image.Image, options: dict[str, dict[str, Any]] | None
+    member: Detector,
+    items: Sequence[tuple[ModelAnalysis, Image.Image]],
+    options: dict[str, dict[str, Any]] | None,
 ) -> None:
-    """Give each of ``ma``'s heatmaps its robustness badge, computed on ``ma.view`` of ``image`` (on a tiled
-    image the badge records that tile's box as ``tile``)."""
-    if not ma.heatmaps:
-        return
-    from fakelens.trust.badge import robustness_badges
+    """Give each heatmap of each ``(analysis, image)`` its robustness badge, computed on ``ma.view`` of the
+    image (on a tiled image the badge records that tile's box as ``tile``); the views of up to
+    :data:`BADGE_BATCH` images are explained together."""
+    from fakelens.trust.badge import batch_badges
 
     spec = member.input_spec
-    view = ma.view if ma.view is not None else Geometry.fit((image.height, image.width), spec.size, spec.mode)
-    pixels = view_pixels(image, view, spec)
-    badges = robustness_badges(member, pixels, list(ma.heatmaps), valid=view.valid_input(), options=options)
-    where = {"tile": list(view.source_box)} if ma.tiles > 1 else {}
-    for m, badge in badges.items():
-        ma.heatmaps[m].robustness = badge | where
+    groups: dict[tuple[tuple[str, ...], tuple[int, ...]], list[tuple[ModelAnalysis, Tensor, Geometry]]] = {}
+    for ma, image in items:
+        if not ma.heatmaps:
+            continue
+        view = (
+            ma.view
+            if ma.view is not None
+            else Geometry.fit((image.height, image.width), spec.size, spec.mode)
+        )
+        pixels = view_pixels(image, view, spec)
+        groups.setdefault((tuple(ma.heatmaps), tuple(pixels.shape)), []).append((ma, pixels, view))
+    for (methods, _), group in groups.items():
+        for chunk in batched(group, BADGE_BATCH):
+            badges = batch_badges(
+                member,
+                torch.stack([pixels for _, pixels, _ in chunk]),
+                list(methods),
+                valid=torch.stack([view.valid_input() for _, _, view in chunk]),
+                options=options,
+            )
+            for (ma, _, view), found in zip(chunk, badges, strict=True):
+                where = {"tile": list(view.source_box)} if ma.tiles > 1 else {}
+                for m, badge in found.items():
+                    ma.heatmaps[m].robustness = badge | where
 
 
 def as_ensemble(model: Detector | Ensemble) -> Ensemble:
@@ -222,8 +246,9 @@ def analyze_images(
 
     Methods that cannot run on a member (e.g. ``rollout`` on a CNN) are skipped for that member and reported
     in its ``errors``; the verdicts do not depend on the methods. ``robustness`` adds the badge of every
-    heatmap (five views of the image explained as one batch per member and image). ``options``: per-method
-    keyword options (:func:`~fakelens.explain.engine.parse_options`), used for the heatmaps and the badges.
+    heatmap (five views of each image, explained together for up to :data:`BADGE_BATCH` images).
+    ``options``: per-method keyword options (:func:`~fakelens.explain.engine.parse_options`), used for the
+    heatmaps and the badges.
     A ``native`` member reads a large image as up to ``max_tiles`` native tiles (:mod:`fakelens.tiling`):
     score and heatmap cover them all; the badge grades the most fake-looking tile (the view its
     robustness checks transform; its box is the badge's ``tile``).
@@ -271,9 +296,9 @@ def analyze_images(
                     view=res.view,  # a tiled image: its most fake-looking tile
                     untrained=member.untrained,
                 )
-                if robustness:
-                    add_badges(member, ma, res.image, options)
                 rows.append(ma)
+            if robustness:  # the chunk's badges as one batch
+                add_badges(member, list(zip(rows[start:], (r.image for r in results), strict=True)), options)
         per_member.append(rows)
     verdicts = ens.verdicts(probs)
     out: list[Analysis] = []

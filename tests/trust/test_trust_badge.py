@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
+from fakelens.explain.engine import method_names
 from fakelens.models import create_model
 from fakelens.models.base import Detector
-from fakelens.trust.badge import robustness_badge, robustness_badges
+from fakelens.trust.badge import batch_badges, robustness_badge, robustness_badges
 from fakelens.trust.synthetic import blob_image
 
 
@@ -69,3 +70,33 @@ def test_a_misspelt_method_is_an_error_not_a_failed_badge() -> None:
     img, _ = blob_image((64, 64))
     with pytest.raises(UnknownNameError, match="gradcm"):
         robustness_badge(create_model("tiny-cnn"), img, "gradcm")
+
+
+def _close(a: object, b: object) -> bool:
+    """Badges equal up to float noise in their last rounded digit."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 2e-4
+    return a == b
+
+
+@pytest.mark.parametrize("model", ["tiny-cnn", "tiny-vit"])
+@pytest.mark.parametrize("method", method_names())
+def test_badges_of_a_batch_are_the_badges_image_by_image(model: str, method: str) -> None:
+    """batch_badges explains several images' views as one batch; each image's badges are those it gets
+    alone (letterboxed and full images mixed; methods that cannot run report the same error)."""
+    det = create_model(model, seed=3)
+    h, w = det.input_spec.size
+    pixels = torch.stack([blob_image((h, w), seed=s)[0] for s in range(3)])
+    valid = torch.ones(3, h, w, dtype=torch.bool)
+    valid[1, : h // 4] = False  # one letterboxed image
+    options = {method: {"samples": 64}} if method == "rise" else None
+    together = batch_badges(det, pixels, [method], valid=valid, options=options)
+    alone = [
+        robustness_badges(det, p, [method], valid=v, options=options)
+        for p, v in zip(pixels, valid, strict=True)
+    ]
+    assert _close(together, alone)

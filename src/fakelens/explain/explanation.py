@@ -149,6 +149,30 @@ class Explanation(CompactRepr):
         """All maps as one ``(B, H, W)`` tensor (they must share a size, e.g. views of one input size)."""
         return torch.stack(self.maps)
 
+    def rows(self, start: int, stop: int) -> Explanation:
+        """The explanation of images ``start`` … ``stop − 1`` alone (as if they had been the batch); per-image
+        records in ``meta`` (``artifact_tokens``) are kept for those images and renumbered."""
+        meta = dict(self.meta)
+        if isinstance(meta.get("artifact_tokens"), list):
+            meta["artifact_tokens"] = [
+                {**r, "image": r["image"] - start}
+                for r in meta["artifact_tokens"]
+                if isinstance(r, dict) and start <= r.get("image", -1) < stop
+            ]
+        return Explanation(
+            self.method,
+            self.layers,
+            self.target,
+            self.raw[start:stop],
+            self.maps[start:stop],
+            self.valid[start:stop],
+            {k: v[start:stop] for k, v in self.stats.items()},
+            self.scores[start:stop],
+            self.probabilities[start:stop],
+            meta,
+            None if self.logits is None else self.logits[start:stop],
+        )
+
     def summary(self, i: int) -> dict[str, Any]:
         """JSON-safe summary of image ``i``: method, layers, target score, stats, flat flag (the model's own
         probability belongs to the model, not to a map: :class:`~fakelens.pipeline.ImageResult`)."""

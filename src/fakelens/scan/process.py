@@ -2,10 +2,10 @@
 
 Detect-only batches take one inference-mode forward per member (``Ensemble.member_probabilities``). With
 ``explain`` every image also gets heatmap statistics from :func:`fakelens.analysis.analyze_images` (one
-capture per member and batch for the gradient methods). Images scoring above ``heatmaps_above``
-also get the robustness badge of each heatmap (five views, one batch per member and image) and their overlay
-PNGs (and raw ``.npy`` maps with ``save_raw``), returned as bytes so that a remote actor never writes to its
-own disk.
+capture per member and batch for the gradient methods). Images scoring above ``heatmaps_above`` also get
+the robustness badge of each heatmap (five views each, batched across the images per member) and their
+overlay PNGs (and raw ``.npy`` maps with ``save_raw``), returned as bytes so that a remote actor never
+writes to its own disk.
 """
 
 from __future__ import annotations
@@ -196,6 +196,14 @@ class ScanProcessor:
             options=self.settings.options,
             max_tiles=self.settings.max_tiles,
         )
+        if self.settings.badges:  # the flagged images' badges, one batch per member
+            flagged = [
+                (a, img)
+                for a, img in zip(analyses, images, strict=True)
+                if a.fake_probability > self.heatmaps_above
+            ]
+            for j, member in enumerate(self.ensemble.members):
+                add_badges(member, [(a.models[j], img) for a, img in flagged], self.settings.options)
         return [
             self._explained_row(a, img, sha, stem)
             for a, img, sha, stem in zip(analyses, images, shas, stems, strict=True)
@@ -248,9 +256,6 @@ class ScanProcessor:
             frames=a.frames,
             blank=a.blank,
         )
-        flagged = a.fake_probability > self.heatmaps_above
-        if flagged and self.settings.badges:
-            self._add_badges(a, image)
         top = self._top_heatmap(a)
         if top is not None:
             name, h = top
@@ -270,7 +275,7 @@ class ScanProcessor:
                     badge_equivariance=badge["equivariance"],
                     badge_flags=sorted(badge.get("flags", {})),
                 )
-        if flagged:
+        if a.fake_probability > self.heatmaps_above:
             files = self._heatmap_files(a, image, sha, stem)
             row["heatmap_files"] = [f["name"] for f in files]
             row[FILES] = files
@@ -285,11 +290,6 @@ class ScanProcessor:
                 if method in a.models[j].heatmaps:
                     return a.models[j].name, a.models[j].heatmaps[method]
         return None
-
-    def _add_badges(self, a: Analysis, image: Image.Image) -> None:
-        """Badges as ``analyze`` gives them: on a tiled image, of its most fake-looking tile."""
-        for member, ma in zip(self.ensemble.members, a.models, strict=True):
-            add_badges(member, ma, image, self.settings.options)
 
     def _heatmap_files(self, a: Analysis, image: Image.Image, sha: str, stem: str) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []

@@ -18,10 +18,10 @@ from fakelens.explain.engine import check_methods, method_list
 from fakelens.models.base import Detector, require_detector
 from fakelens.trust.criteria import DEFAULT_CRITERIA, Criteria
 from fakelens.trust.metrics import corner_chance
-from fakelens.trust.sweep import Sweep, run_sweep, view_plan
+from fakelens.trust.sweep import Sweep, run_sweeps, view_plan
 from fakelens.trust.transforms import TransformFamily
 
-__all__ = ["badge_from_sweep", "robustness_badge", "robustness_badges"]
+__all__ = ["badge_from_sweep", "batch_badges", "robustness_badge", "robustness_badges"]
 
 
 def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRITERIA) -> dict[str, Any]:
@@ -100,22 +100,55 @@ def robustness_badges(
 
     Methods that cannot run on the detector get ``{"error": reason}``; ``options`` as for ``explain``.
     """
-    require_detector(detector, "a robustness badge")
-    check_methods(method_list(methods))  # a misspelt name is the caller's mistake, not a method that failed
     if not isinstance(pixels, Tensor) or pixels.dim() != 3 or pixels.shape[0] != 3:
         shape = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
         raise ValueError(f"a robustness badge needs one prepared image (3, H, W), not {shape}")
+    return batch_badges(
+        detector,
+        pixels[None],
+        methods,
+        valid=None if valid is None else valid.reshape(1, *pixels.shape[-2:]),
+        layers=layers,
+        target=target,
+        family=family,
+        criteria=criteria,
+        options=options,
+    )[0]
+
+
+def batch_badges(
+    detector: Detector,
+    pixels: Tensor,
+    methods: Sequence[str],
+    *,
+    valid: Tensor | None = None,
+    layers: Sequence[str] | None = None,
+    target: str = "fake",
+    family: TransformFamily | None = None,
+    criteria: Criteria = DEFAULT_CRITERIA,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, dict[str, Any]]]:
+    """:func:`robustness_badges` of ``B`` prepared images ``(B, 3, H, W)`` (``valid (B, H, W)``), their views
+    explained together as one batch: the same badges as image by image, in fewer, larger passes."""
+    require_detector(detector, "a robustness badge")
+    check_methods(method_list(methods))  # a misspelt name is the caller's mistake, not a method that failed
+    if not isinstance(pixels, Tensor) or pixels.dim() != 4 or pixels.shape[1] != 3 or not len(pixels):
+        shape = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
+        raise ValueError(f"robustness badges need prepared images (B, 3, H, W), not {shape}")
     if pixels.numel() and (float(pixels.min()) < -1e-3 or float(pixels.max()) > 1 + 1e-3):
         raise ValueError(
             f"a robustness badge needs pixels in [0, 1], not [{float(pixels.min()):g}, "
             f"{float(pixels.max()):g}] (divide 0–255 images by 255; not normalised)"
         )
     plan = view_plan(family or TransformFamily.badge(), ("black",))
-    sweep = run_sweep(
+    sweeps = run_sweeps(
         detector, pixels, plan, methods, valid=valid, layers=layers, target=target, options=options
     )
-    out: dict[str, dict[str, Any]] = {m: badge_from_sweep(sweep, m, criteria) for m in sweep.methods}
-    out.update({m: {"method": m, "error": msg} for m, msg in sweep.errors.items()})
+    out = []
+    for sweep in sweeps:
+        badges = {m: badge_from_sweep(sweep, m, criteria) for m in sweep.methods}
+        badges.update({m: {"method": m, "error": msg} for m, msg in sweep.errors.items()})
+        out.append(badges)
     return out
 
 

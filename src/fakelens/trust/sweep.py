@@ -27,7 +27,7 @@ from fakelens.models.base import Detector
 from fakelens.trust import metrics as M
 from fakelens.trust.transforms import Fill, Transform, TransformFamily, ViewBatch, make_views
 
-__all__ = ["EQ_SIDE", "Sweep", "run_sweep", "upsampled", "view_plan"]
+__all__ = ["EQ_SIDE", "Sweep", "run_sweep", "run_sweeps", "upsampled", "view_plan"]
 
 ViewSpec = tuple[Transform, Fill]
 
@@ -156,15 +156,42 @@ def run_sweep(
     """
     px = pixels[None] if pixels.dim() == 3 else pixels
     if px.shape[0] != 1:
-        raise ValueError("run_sweep takes one image; loop over images")
+        raise ValueError("run_sweep takes one image; run_sweeps takes several")
+    return run_sweeps(
+        detector,
+        px,
+        views,
+        methods,
+        valid=None if valid is None else valid.reshape(1, *px.shape[-2:]),
+        layers=layers,
+        target=target,
+        options=options,
+    )[0]
+
+
+def run_sweeps(
+    detector: Detector,
+    pixels: Tensor,
+    views: Sequence[ViewSpec],
+    methods: Sequence[str],
+    *,
+    valid: Tensor | None = None,
+    layers: Sequence[str] | None = None,
+    target: str = "fake",
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[Sweep]:
+    """:func:`run_sweep` of ``B`` prepared images ``(B, 3, H, W)`` (``valid (B, H, W)``) as one batch of
+    ``B·K`` views: the same sweeps, image by image, in fewer and larger passes."""
+    if pixels.dim() != 4 or pixels.shape[0] == 0:
+        raise ValueError(f"run_sweeps takes a batch of images (B, 3, H, W), not {tuple(pixels.shape)}")
     if not views or views[0][0].kind != "identity":
         raise ValueError("the first view must be the identity (the reference the others are compared with)")
     dev = detector.device
     vb = make_views(
-        px.to(dev),
+        pixels.to(dev),
         [t for t, _ in views],
         fills=[f for _, f in views],
-        valid=None if valid is None else valid.to(dev)[None],
+        valid=None if valid is None else valid.to(dev),
         mean=detector.input_spec.mean,
     )
     x = detector.input_spec.normalize(vb.pixels)
@@ -187,4 +214,21 @@ def run_sweep(
     if maps:  # every method's maps carried back in one sampling
         stacked = vb.unwarp(torch.stack(list(maps.values()), dim=1))
         back = {m: stacked[:, i] for i, m in enumerate(maps)}
-    return Sweep(vb, ordered, maps, back, vb.back_valid, errors)
+    if vb.images == 1:
+        return [Sweep(vb, ordered, maps, back, vb.back_valid, errors)]
+    k = vb.k
+    out = []
+    for b in range(vb.images):
+        rows = slice(b * k, (b + 1) * k)
+        own = vb.image(b)
+        out.append(
+            Sweep(
+                own,
+                {m: e.rows(rows.start, rows.stop) for m, e in ordered.items()},
+                {m: v[rows] for m, v in maps.items()},
+                {m: v[rows] for m, v in back.items()},
+                own.back_valid,
+                dict(errors),
+            )
+        )
+    return out

@@ -320,6 +320,14 @@ class ViewBatch:
     def index(self, image: int, view: int) -> int:
         return image * self.k + view
 
+    def image(self, b: int) -> ViewBatch:
+        """The ``K`` views of image ``b`` alone."""
+        rows = slice(b * self.k, (b + 1) * self.k)
+        grid = None if self.back_grid is None else self.back_grid[rows]
+        return ViewBatch(
+            self.transforms, self.fills, self.pixels[rows], self.valid[rows], self.back_valid[rows], 1, grid
+        )
+
 
 def make_views(
     pixels: Tensor,
