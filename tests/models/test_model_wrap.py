@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import timm
 import torch
 import torchvision
+from PIL import Image
 from torch import Tensor, nn
 
 from fakelens.errors import ConfigError, UnknownNameError
@@ -120,6 +122,45 @@ def test_wrong_layer_and_labels() -> None:
         wrap_model(Plain(), labels=("a", "b"), cam_layers=["body"])
     det = wrap_model(Plain(), labels=("pristine", "forged"), cam_layers=["body"], fake_label="forged")
     assert det.fake_index == 1
+
+
+def test_a_fake_class_of_any_name_is_explained_and_judged() -> None:
+    """fake_label names the fake class: the default target is its log-odds, and it gives the probability and
+    the verdict (the label "fake" itself is not needed anywhere)."""
+    from fakelens import analyze_images, explain_images
+
+    torch.manual_seed(0)
+    det = wrap_model(
+        torchvision.models.resnet18(num_classes=2), labels=("synthetic", "camera"), fake_label="synthetic"
+    )
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    [r] = explain_images(det, [img], ["gradcam"])
+    e = r.explanations["gradcam"]
+    assert e.target == "fake" and float(e.scores[0]) == pytest.approx(r.logits[0] - r.logits[1], abs=1e-5)
+    p = float(torch.softmax(torch.tensor(r.logits), 0)[0])
+    assert r.fake_probability == pytest.approx(p)
+    [a] = analyze_images(det, [img], ["gradcam"], robustness=False)
+    assert a.fake_probability == pytest.approx(p) and a.verdict == ("fake" if p >= 0.5 else "real")
+
+
+def test_a_classifier_without_a_fake_class() -> None:
+    """fake_label=None: maps of the top class and no verdict; an ensemble (analyze, scan) refuses it in one
+    short message; 1000 labels are summarised, not printed, in errors and the repr."""
+    from fakelens import explain_images
+    from fakelens.models import Ensemble
+
+    labels = tuple(f"class{i}" for i in range(1000))
+    net = torchvision.models.resnet18(num_classes=1000)
+    with pytest.raises(ValueError, match=r"'class3', … 1000 labels\): name the fake class") as info:
+        wrap_model(net, labels=labels)
+    assert len(str(info.value)) < 300
+    det = wrap_model(net, labels=labels, fake_label=None)
+    assert not det.is_detector and len(repr(det)) < 200
+    img = Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8))
+    [r] = explain_images(det, [img], ["gradcam"])
+    assert r.explanations["gradcam"].target == "top" and r.fake_probability is None
+    with pytest.raises(ConfigError, match="without a fake class"):
+        Ensemble.of([det])
 
 
 def test_adapter_and_explicit_spec_win() -> None:

@@ -79,14 +79,15 @@ class TopClass:
 
 def resolve_target(spec: str | Target, detector: Detector) -> Target:
     """``"fake"`` (default), ``"real"`` (negative fake log-odds), ``"top"`` (each image's top class), a label
-    name, ``"class:K"``, or a Target. ``"fake"`` on a model without a fake label means ``"top"``."""
+    name, ``"class:K"``, or a Target. ``"fake"`` on a model without a fake class (``fake_label=None``) means
+    ``"top"``."""
     if not isinstance(spec, str):
         return spec
-    if spec == "top" or (spec == "fake" and "fake" not in detector.labels):
+    if spec == "top" or (spec == "fake" and not detector.is_detector):
         return TopClass()
     if spec == "fake":
         return FakeLogOdds(detector.fake_index)
-    if spec == "real" and len(detector.labels) <= 2:
+    if spec == "real" and detector.is_detector and len(detector.labels) <= 2:
         return Negative(FakeLogOdds(detector.fake_index), name="real")
     if spec.startswith("class:"):
         try:

@@ -108,6 +108,13 @@ def _default_adapter(out: Any) -> Tensor:
     raise TypeError(f"cannot find logits in a model output of type {type(out).__name__}")
 
 
+def few(labels: Sequence[str], shown: int = 4) -> str:
+    """Labels for a message: all of a few, the first ``shown`` and the count of many (ImageNet has 1000)."""
+    if len(labels) <= shown + 1:
+        return "(" + ", ".join(repr(x) for x in labels) + ")"
+    return "(" + ", ".join(repr(x) for x in labels[:shown]) + f", … {len(labels)} labels)"
+
+
 def require_detector(model: Any, what: str) -> None:
     """``model`` must be one :class:`Detector`: an ensemble (or anything else) gets a TypeError that says
     what to pass instead."""
@@ -138,7 +145,7 @@ class Detector(nn.Module):
         input_spec: InputSpec | None = None,
         cam_layers: Sequence[str] = (),
         token_layout: TokenLayout | None = None,
-        fake_label: str = "fake",
+        fake_label: str | None = "fake",
         name: str = "custom",
         config: dict[str, Any] | None = None,
         adapter: LogitsAdapter | None = None,
@@ -158,14 +165,21 @@ class Detector(nn.Module):
         # random, so its scores mean nothing (set by load_detector; shown beside every verdict)
         self.untrained = False
         self._adapter = adapter or _default_adapter
-        if self.labels.count(fake_label) > 1:  # which of them would be "fake"? (ImageNet repeats others)
-            raise ValueError(f"the label {fake_label!r} appears more than once in {list(self.labels)[:8]}")
-        if len(self.labels) == 1:
-            self.fake_index = 0
+        if fake_label is not None and self.labels.count(fake_label) > 1:  # which one would be "fake"?
+            raise ValueError(f"the label {fake_label!r} appears more than once in {few(self.labels)}")
+        # the fake class's logit (one logit: its sigmoid is p(fake)); None: a classifier with no fake class
+        # (ImageNet), whose maps explain its top class and which gives no verdict
+        self.fake_label: str | None = fake_label
+        self.fake_index = 0
+        if len(self.labels) == 1 and fake_label is not None:
+            self.fake_label = self.labels[0]
         elif fake_label in self.labels:
             self.fake_index = self.labels.index(fake_label)
-        else:
-            raise ValueError(f"fake label {fake_label!r} is not among the labels {self.labels}")
+        elif fake_label is not None:
+            raise ValueError(
+                f"fake label {fake_label!r} is not among the labels {few(self.labels)}: name the fake class "
+                "with fake_label=…, or pass fake_label=None for a classifier without one (maps, no verdict)"
+            )
         for layer in self.cam_layers:
             self.layer(layer)  # fail early on a wrong layer name
 
@@ -191,6 +205,11 @@ class Detector(nn.Module):
         raise UnknownNameError(f"model {self.name!r} has no layer {name!r}")
 
     @property
+    def is_detector(self) -> bool:
+        """Whether the model has a fake class, so a fake probability and a verdict."""
+        return self.fake_label is not None
+
+    @property
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
@@ -205,7 +224,7 @@ class Detector(nn.Module):
         """One line (the module tree is ``print(detector.net)``; nn.Module's repr ran to 400 lines)."""
         (h, w), n = self.input_spec.size, sum(p.numel() for p in self.parameters())
         return (
-            f"Detector({self.name!r}, labels={self.labels}, input={h}×{w} {self.input_spec.mode}, "
+            f"Detector({self.name!r}, labels={few(self.labels)}, input={h}×{w} {self.input_spec.mode}, "
             f"cam_layers={list(self.cam_layers)}, {n / 1e6:.1f} M parameters"
             + (", untrained" if self.untrained else "")
             + ")"

@@ -88,7 +88,7 @@ def detector_config(detector: Detector) -> dict[str, Any]:
         "kwargs": {k: v for k, v in detector.config.items() if k != "arch"},
         "name": detector.name,
         "labels": list(detector.labels),
-        "fake_label": detector.labels[detector.fake_index],
+        "fake_label": detector.fake_label,
         "input_spec": detector.input_spec.to_dict(),
         "cam_layers": list(detector.cam_layers),
         "token_layout": detector.token_layout.to_dict() if detector.token_layout else None,
@@ -344,7 +344,8 @@ def load_checkpoint(
             TokenLayout(**{**tl, "patch_size": tuple(tl["patch_size"])}) if isinstance(tl, dict) else None
         )
         kwargs = dict(config.get("kwargs") or {})
-        fake_label = str(config.get("fake_label", "fake"))
+        fake = config.get("fake_label", "fake")
+        fake_label = None if fake is None else str(fake)
         cal = config.get("calibration")
         calibration = None if cal is None else Calibration.from_dict(cal)
         weights_name = str(config.get("weights", WEIGHTS_NAME))

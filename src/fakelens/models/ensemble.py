@@ -100,6 +100,13 @@ class Ensemble:
                 f"ensemble members must be Detectors, not {type(odd).__name__} (a nested ensemble: pass "
                 "its .members; a name or a path: load it with fakelens.models.load_detector)"
             )
+        blind = next((m for m in members if not m.is_detector), None)
+        if blind is not None:
+            raise ConfigError(
+                f"{blind.name!r} is a classifier without a fake class ({len(blind.labels)} labels): verdicts "
+                "need a real/fake detector (wrap it with fake_label=… naming its fake class); "
+                "fakelens.explain_images explains any classifier"
+            )
         if rule not in get_args(CombineRule):
             raise ConfigError(
                 f"unknown ensemble rule {rule!r}; use one of {', '.join(get_args(CombineRule))}"

@@ -155,7 +155,7 @@ def effnet_lite0(
             size=(input_size, input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, mode="letterbox"
         ),
         cam_layers=("net.bn2",),
-        fake_label="fake" if not imagenet_head else labels[0],
+        fake_label=None if imagenet_head else "fake",
         name="effnet-lite0",
         config={
             "arch": "effnet-lite0",

@@ -171,7 +171,7 @@ def wrap_model(
     token_layout: TokenLayout | None = None,
     adapter: LogitsAdapter | None = None,
     name: str = "custom",
-    fake_label: str = "fake",
+    fake_label: str | None = "fake",
 ) -> Detector:
     """Wrap ``module`` (logits ``(B, len(labels))``, or an output the adapter turns into them) as a Detector.
 
