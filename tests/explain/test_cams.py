@@ -179,6 +179,49 @@ def test_eigen_projection_matches_svd_and_sign_is_fixed() -> None:
         assert err / ref64.abs().max() < 1e-10
 
 
+@pytest.mark.parametrize(("c", "hw"), [(64, 8), (8, 12)])  # both Gram sides (n ≤ C and n > C)
+def test_eigen_projection_within_the_image_cells(c: int, hw: int) -> None:
+    """With ``cells``, mean, axis and sign are those of the image's cells alone (SVD of those rows), every
+    cell is projected; padding of a different level no longer makes the axis "padding versus image"."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, c, hw, hw, generator=g).abs() + torch.randn(2, c, 1, 1, generator=g)
+    cells = torch.zeros(2, hw, hw, dtype=torch.bool)
+    cells[0, 2:-2] = True  # letterboxed rows
+    cells[1, :, 1:] = True
+    x = x.masked_fill(~cells[:, None], -3.0)  # padding: one constant vector far from the image's
+    proj = first_component_projection(x, cells=cells)
+    for b in range(2):
+        rows = x[b].flatten(1).T.double()  # (n, C)
+        keep = cells[b].flatten()
+        centred = rows - rows[keep].mean(0)
+        v = torch.linalg.svd(centred[keep])[2][0]
+        ref = (centred @ v).view(hw, hw).float()
+        sign = torch.sign((proj[b] * ref)[cells[b]].sum())
+        torch.testing.assert_close(proj[b], ref * sign, atol=1e-4 * ref.abs().max().item(), rtol=1e-3)
+        assert proj[b][cells[b]].max() > 0  # not a blank map on the image
+    torch.testing.assert_close(  # all cells: the plain projection
+        first_component_projection(x, cells=torch.ones_like(cells)), first_component_projection(x)
+    )
+
+
+def test_eigencam_of_a_letterboxed_image_is_not_blank() -> None:
+    """A non-square image letterboxed into a square input: the principal axis had separated the padding from
+    the image, left every image cell negative and the map blank ("flat")."""
+    import numpy as np
+    import timm
+    from PIL import Image
+
+    from fakelens import explain_images, wrap_model
+
+    torch.manual_seed(0)
+    det = wrap_model(timm.create_model("resnet18", num_classes=2), labels=("real", "fake"))
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    [r] = explain_images(det, [img], ["eigencam", "eigengradcam"])
+    for m in ("eigencam", "eigengradcam"):
+        assert float(r.map(m).max()) == pytest.approx(1.0) and not r.explanations[m].summary(0)["flat"]
+
+
 def test_gradcam_golden_values_on_hand_weighted_model() -> None:
     """One 1×1 conv with hand-set weights, GAP, linear head: every map is computable by hand."""
     from fakelens.models import Detector, InputSpec

@@ -38,10 +38,16 @@ class CAMMethod:
             f"{type(self).__name__} overrides neither combine() nor, as a GradientCAM, weights()"
         )
 
-    def __call__(self, acts: Tensor, grads: Tensor | None) -> Tensor:
+    def combine_within(self, acts: Tensor, grads: Tensor, cells: Tensor) -> Tensor:
+        """``combine`` when the feature ``cells`` ``(B, h, w)`` that show the image are known (a letterboxed,
+        padded or rotated input); methods whose cells depend on the others' statistics override it."""
+        return self.combine(acts, grads)
+
+    def __call__(self, acts: Tensor, grads: Tensor | None, cells: Tensor | None = None) -> Tensor:
         if self.uses_gradients and grads is None:
             raise ValueError(f"{self.name} needs gradients; capture them first")
-        return self.combine(acts, grads if grads is not None else acts)
+        g = grads if grads is not None else acts
+        return self.combine(acts, g) if cells is None else self.combine_within(acts, g, cells)
 
 
 CAMS: Registry[CAMMethod] = Registry("CAM method")
@@ -148,7 +154,7 @@ class LayerCAM(CAMMethod):
         return (grads.clamp_min(0) * acts).sum(dim=1)
 
 
-def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
+def first_component_projection(x: Tensor, squarings: int = 12, cells: Tensor | None = None) -> Tensor:
     r"""Projection of the centred ``(hw × C)`` matrix of ``x`` ``(B, C, h, w)`` on its first principal axis.
 
     ``X v₁`` of the SVD ``X = U Σ Vᵀ`` of the row-centred matrix, computed without an SVD: the top
@@ -159,6 +165,10 @@ def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
     itself is ill-defined and any solver's answer swings between the two axes. Computed in float32, or in
     the input's dtype when wider (float64 stays float64).
 
+    ``cells`` ``(B, h, w)``: the cells that show the image. The mean, the axis and the sign come from them
+    alone (every cell is projected): on a letterboxed image the padding's cells would otherwise make the
+    first axis "padding versus image" and leave every image cell negative, a blank map.
+
     The sign of a singular vector is arbitrary; it is fixed deterministically so that the projection
     correlates positively with the channel-mean magnitude ``mean_k |x_k|`` (where features are strong;
     for post-ReLU CNN features the plain mean activation). Peers leave it to the LAPACK build.
@@ -166,8 +176,15 @@ def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
     b, c, h, w = x.shape
     dtype = x.dtype
     work = torch.promote_types(x.dtype, torch.float32)
-    xm = x.to(work).flatten(2).transpose(1, 2)  # (B, n, C)
-    xm = xm - xm.mean(dim=1, keepdim=True)  # a NaN stays NaN: the map is refused, not silently repaired
+    full = x.to(work).flatten(2).transpose(1, 2)  # (B, n, C)
+    keep = (
+        torch.ones(b, h * w, 1, dtype=work, device=x.device)
+        if cells is None
+        else cells.reshape(b, h * w, 1).to(device=x.device, dtype=work)
+    )
+    count = keep.sum(1, keepdim=True).clamp_min(1.0)
+    centred = full - (full * keep).sum(1, keepdim=True) / count  # a NaN stays NaN: the map is refused
+    xm = centred * keep
     n = xm.shape[1]
     gram = xm @ xm.transpose(1, 2) if n <= c else xm.transpose(1, 2) @ xm
     m = gram / gram.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
@@ -180,15 +197,16 @@ def first_component_projection(x: Tensor, squarings: int = 12) -> Tensor:
     j = m.diagonal(dim1=1, dim2=2).argmax(dim=1)
     v = torch.gather(m, 2, j.view(b, 1, 1).expand(b, m.shape[1], 1))  # (B, d, 1)
     v = gram @ v  # one plain power step against the unsquared matrix sharpens the estimate
-    if n <= c:
-        u = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)  # left singular vector (B, n, 1)
-        right = xm.transpose(1, 2) @ u  # Xᵀu = σ v
-        proj = (xm @ right).squeeze(-1) / right.norm(dim=1).clamp_min(1e-30)
-    else:
-        proj = (xm @ (v / v.norm(dim=1, keepdim=True).clamp_min(1e-30))).squeeze(-1)
+    if n <= c:  # v is the left singular vector u; the axis is Xᵀu = σ v₁
+        v = xm.transpose(1, 2) @ (v / v.norm(dim=1, keepdim=True).clamp_min(1e-30))
+    proj = (centred @ (v / v.norm(dim=1, keepdim=True).clamp_min(1e-30))).squeeze(-1)
     ref = x.to(work).abs().mean(dim=1).flatten(1)
-    corr = ((proj - proj.mean(1, keepdim=True)) * (ref - ref.mean(1, keepdim=True))).sum(1)
-    sign = torch.where(corr < 0, -1.0, 1.0).to(proj.dtype)
+    k = keep.squeeze(-1)
+
+    def centre(t: Tensor) -> Tensor:
+        return (t - (t * k).sum(1, keepdim=True) / count.view(b, 1)) * k
+
+    sign = torch.where((centre(proj) * centre(ref)).sum(1) < 0, -1.0, 1.0).to(proj.dtype)
     return (proj * sign[:, None]).view(b, h, w).to(dtype)
 
 
@@ -198,7 +216,8 @@ class EigenCAM(CAMMethod):
 
     .. math:: S = \bar{A} v_1, \quad \bar{A} = A - \mathrm{mean}_{ij} A,\ \ \bar{A} = U\Sigma V^\top
 
-    Class-agnostic (no gradients). Sign fixed to correlate positively with the mean |activation|.
+    Class-agnostic (no gradients). Sign fixed to correlate positively with the mean |activation|. On a
+    padded input the components are those of the cells that show the image.
     """
 
     class_agnostic = True
@@ -206,6 +225,9 @@ class EigenCAM(CAMMethod):
 
     def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
         return first_component_projection(acts)
+
+    def combine_within(self, acts: Tensor, grads: Tensor, cells: Tensor) -> Tensor:
+        return first_component_projection(acts, cells=cells)
 
 
 @register_cam("eigengradcam")
@@ -219,3 +241,6 @@ class EigenGradCAM(CAMMethod):
 
     def combine(self, acts: Tensor, grads: Tensor) -> Tensor:
         return first_component_projection(acts * grads)
+
+    def combine_within(self, acts: Tensor, grads: Tensor, cells: Tensor) -> Tensor:
+        return first_component_projection(acts * grads, cells=cells)

@@ -20,7 +20,13 @@ from torch import Tensor
 from fakelens.errors import ConfigError, ExplanationError, UnknownNameError
 from fakelens.explain.cams import CAMS
 from fakelens.explain.capture import capture
-from fakelens.explain.explanation import Explanation, build_explanation, build_explanations, fuse_layers
+from fakelens.explain.explanation import (
+    Explanation,
+    build_explanation,
+    build_explanations,
+    fuse_layers,
+    valid_cells,
+)
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector, require_detector
 from fakelens.models.fold import model_lock
@@ -261,13 +267,23 @@ def _explain_targets(
                 f"choose an earlier layer (the model's CAM layers: {', '.join(detector.cam_layers)})"
             )
         probs = detector.fake_probability(cap.logits)
+        shown = (
+            torch.stack([g.valid_input(device=x.device) for g in geometries])
+            if geometries is not None
+            else valid
+        )
+        cells: dict[str, Tensor | None] = dict.fromkeys(layer_names)  # None: the whole input shows the image
+        if shown is not None:  # each layer's feature cells that show the image
+            for n in layer_names:
+                h, w = cap.activations[n].shape[-2:]
+                cells[n] = valid_cells(shown.to(x.device), (int(h), int(w)))
         for t in resolved:
             grads = cap.gradients.get(t.name, {})
             batch = int(x.shape[0])
             raws = [
                 fuse_layers(
                     [
-                        _checked_raw(m, CAMS.create(m)(cap.activations[n], grads.get(n)), batch)
+                        _checked_raw(m, CAMS.create(m)(cap.activations[n], grads.get(n), cells[n]), batch)
                         for n in layer_names
                     ]
                 )
