@@ -177,3 +177,34 @@ def test_labels_may_be_one_comma_separated_string() -> None:
     assert det.labels == ("real", "fake") and det.fake_index == 1
     assert repr(det).startswith("Detector('custom', labels=('real', 'fake'), input=224×224 letterbox")
     assert len(repr(det)) < 200  # not nn.Module's 400-line tree (that is print(det.net))
+
+
+def test_channels_last_layers_are_explained_as_maps() -> None:
+    """timm's Swin stages give (B, h, w, C): inferred as CAM layers and read as (B, C, h, w) maps (read as
+    channels-first, a 7×7×384 output had become a 7×384 "map" stretched over the image)."""
+    from fakelens.explain import explain
+    from fakelens.explain.cams import first_component_projection
+
+    torch.manual_seed(0)
+    net = timm.create_model(
+        "swin_tiny_patch4_window7_224",
+        num_classes=2,
+        depths=(1, 1, 1, 1),
+        embed_dim=16,
+        num_heads=(1, 1, 1, 1),
+    )
+    det = wrap_model(net, labels=("real", "fake"))
+    assert det.cam_layers == ("net.layers.3",)
+    x = rand(2, 3, 224, 224)
+    res = explain(det, x, ["gradcam", "eigencam"])
+    assert res["gradcam"].raw.shape == (2, 7, 7) and res["eigencam"].raw.shape == (2, 7, 7)
+    # the same numbers as a module that permutes the stage's output itself
+    seen: list[Tensor] = []
+    hook = det.layer("layers.3").register_forward_hook(lambda _m, _i, out: seen.append(out))
+    with torch.no_grad():
+        det(x)
+    hook.remove()
+    acts = seen[0].permute(0, 3, 1, 2)
+    assert torch.allclose(res["eigencam"].raw, first_component_projection(acts))
+    narrow = wrap_model(timm.create_model("resnet18", num_classes=2), labels=("real", "fake"))
+    assert explain(narrow, rand(1, 3, 64, 256), ["gradcam"])["gradcam"].raw.shape == (1, 2, 8)  # wide, NCHW

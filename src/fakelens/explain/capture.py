@@ -14,6 +14,7 @@ threads and left the model frozen for good.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,8 +97,21 @@ def hooked_outputs(model: nn.Module, layers: dict[str, nn.Module]) -> Iterator[d
             h.remove()
 
 
+def _fits(hw: tuple[int, int], input_hw: tuple[int, int]) -> bool:
+    """Whether a grid of ``hw`` cells has about the input's aspect ratio (within a factor of 1.5)."""
+    if min(hw) < 1:
+        return False
+    return abs(math.log((hw[0] / hw[1]) / (input_hw[0] / input_hw[1]))) <= math.log(1.5)
+
+
 def _as_map(t: Tensor, detector: Detector, input_hw: tuple[int, int]) -> Tensor:
     if t.dim() == 4:
+        # a channels-last layer (timm's Swin stages give (B, h, w, C)): its last two axes are no grid of the
+        # image, its middle two are — read as channels-first it would be one row of channels stretched
+        # over the image
+        _, d1, d2, d3 = t.shape
+        if not _fits((d2, d3), input_hw) and _fits((d1, d2), input_hw):
+            return t.permute(0, 3, 1, 2)
         return t
     if t.dim() == 3 and detector.token_layout is not None:
         return detector.token_layout.to_map(t, input_hw)

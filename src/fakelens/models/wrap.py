@@ -120,11 +120,6 @@ def infer_layers(module: nn.Module) -> Inferred:
         )
     feature_info = getattr(module, "feature_info", None)
     if isinstance(feature_info, (list, tuple)) and feature_info and isinstance(feature_info[-1], dict):
-        if getattr(module, "output_fmt", "NCHW") != "NCHW":
-            raise ConfigError(
-                f"cannot infer cam_layers for {cls}: its feature maps are {module.output_fmt}, not NCHW; "
-                "pass cam_layers= a layer whose output is (B, C, h, w)"
-            )
         name = str(feature_info[-1]["module"])
         for candidate in (name, name.replace("_", ".")):
             try:
