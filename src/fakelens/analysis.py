@@ -24,6 +24,7 @@ from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
 from fakelens.errors import FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
+from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, view_pixels
 from fakelens.io import FRAMES, OPAQUE, opacity
 from fakelens.models.base import Detector
@@ -269,7 +270,7 @@ def analyze_images(
             member.to(dev)
         rows: list[ModelAnalysis] = []
         for start, chunk in zip(range(0, n, batch_size), batched(images, batch_size), strict=True):
-            results, usable, errors = _explain_member(member, chunk, methods, options, max_tiles)
+            results, usable, errors = explain_member(member, chunk, methods, options, max_tiles)
             for k, res in enumerate(results):
                 p = res.fake_probability
                 probs[start + k, j] = float(p) if p is not None else float("nan")
@@ -376,24 +377,32 @@ def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, FakelensError) else f"{type(exc).__name__}: {exc}"
 
 
-def _explain_member(
+def explain_member(
     member: Detector,
     images: Sequence[Image.Image],
     methods: Sequence[str],
     options: dict[str, dict[str, Any]] | None = None,
     max_tiles: int | None = DEFAULT_MAX_TILES,
+    *,
+    target: str = "fake",
+    layers: Sequence[str] | None = None,
 ) -> tuple[list[ImageResult], list[str], dict[str, str]]:
     """All methods from one capture. If that fails, a cheap probe (the first image, one tile) finds the
     methods that cannot run on this member, and the others run together again; only if that fails too does
     each run alone on every image — so an unsuitable method (rollout on a CNN) or one that fails on a single
-    image costs only its own heatmaps. Unknown method names are the caller's mistake and raise; errors that
-    are neither fakelens's nor torch's (a bug, memory) are raised too."""
+    image costs only its own heatmaps. Unknown method names, targets and layers are the caller's mistake
+    and raise; errors that are neither fakelens's nor torch's (a bug, memory) are raised too."""
     check_methods(methods)
+    resolve_target(target, member)
+    for name in layers or ():
+        member.layer(name)
 
     def run(
         ms: Sequence[str], imgs: Sequence[Image.Image] = images, tiles: int | None = max_tiles
     ) -> list[ImageResult]:
-        return explain_images(member, imgs, ms, options=options, max_tiles=tiles)
+        return explain_images(
+            member, imgs, ms, target=target, layers=layers, options=options, max_tiles=tiles
+        )
 
     try:
         return run(methods), list(methods), {}

@@ -181,6 +181,30 @@ def test_explain_shows_an_ensembles_calibrated_verdicts(tmp_path: Path, photos: 
     assert {k: e[k] for k in flags} == {k: analysed[k] for k in flags}  # as analyze marks them
 
 
+def test_a_method_one_member_cannot_run_costs_only_its_maps(tmp_path: Path, photos: list[Path]) -> None:
+    """rollout on the CNN member of an ensemble: a warning and that member's errors; every other map is
+    written (it had aborted the run). A method no member can run leaves nothing and says why."""
+    from fakelens.models import Ensemble, create_model, save_checkpoint
+
+    save_checkpoint(
+        Ensemble([create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)]), tmp_path / "e"
+    )
+    args = ["explain", str(photos[0]), "--model", str(tmp_path / "e"), "--json"]
+    res = runner.invoke(app, [*args, "-m", "gradcam,rollout", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "tiny-cnn: no rollout maps (cannot capture the attention" in res.stderr
+    cnn, vit = json.loads(res.stdout)["images"]
+    assert sorted(cnn["methods"]) == ["gradcam"] and "rollout" in cnn["errors"]
+    assert sorted(vit["methods"]) == ["gradcam", "rollout"] and "errors" not in vit
+    assert (tmp_path / "out" / "wide.tiny-vit.rollout.png").is_file()
+    res = runner.invoke(
+        app,
+        ["explain", str(photos[0]), "--model", "tiny-cnn", "-m", "rollout", "--out", str(tmp_path / "o2")],
+    )
+    assert res.exit_code == 2 and "no heatmap could be made: tiny-cnn: rollout" in res.output
+    assert not (tmp_path / "o2").exists() and "Traceback" not in res.output
+
+
 def test_explain_writes_nothing_when_an_input_is_bad(tmp_path: Path, photos: list[Path]) -> None:
     bad = tmp_path / "text.jpg"
     bad.write_text("not an image")
@@ -197,7 +221,7 @@ def test_an_interrupted_explain_leaves_the_output_folder_as_it_was(
 ) -> None:
     """Ctrl-C on the second batch: the first batch's overlays never reach --out (they wait in a hidden
     folder, moved in when every image is done), and an earlier run's files stay untouched."""
-    import fakelens.pipeline as pipeline
+    import fakelens.analysis as pipeline  # explain_member runs explain_images
 
     def args_for(out: Path) -> list[str]:
         return ["explain", *map(str, photos), "--model", "tiny-cnn", "--out", str(out), "--batch-size", "1"]

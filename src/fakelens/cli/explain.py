@@ -28,6 +28,7 @@ from fakelens.cli.common import (
     split_csv,
     unique_stem,
     user_errors,
+    warn,
     warn_untrained,
 )
 from fakelens.constants import CMAPS, DEFAULT_MAX_TILES
@@ -168,12 +169,12 @@ def explain_cmd(
     """
     import torch
 
-    from fakelens.analysis import as_ensemble
+    from fakelens.analysis import as_ensemble, explain_member
     from fakelens.devices import resolve_device
     from fakelens.explain.engine import parse_options
     from fakelens.explain.perturbation import reporting
     from fakelens.models.checkpoint import load_detector
-    from fakelens.pipeline import batched, explain_images
+    from fakelens.pipeline import batched
 
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
     check_method_names(methods)
@@ -196,6 +197,7 @@ def explain_cmd(
     raw = torch.full((len(paths), len(members)), float("nan"))  # members' own fake probabilities
     used: set[str] = set()
     stems = {p: unique_stem(p, used) for p in paths}
+    skipped: dict[tuple[str, str], str] = {}  # (member, method) → why the method cannot run on it
     # written into a hidden folder inside --out and moved in only when every image is done: an interrupted
     # or failed run leaves --out as it was, not half of a new set of overlays beside an old summary.json
     existed = out.exists()
@@ -222,17 +224,20 @@ def explain_cmd(
                 det.to(dev)
                 starts = range(0, len(paths), batch_size)
                 for start, chunk in zip(starts, batched(paths, batch_size), strict=True):
-                    with reporting(show):
-                        results = explain_images(
+                    with reporting(show):  # a method that cannot run on this member costs only its maps
+                        results, _, errors = explain_member(
                             det,
                             [load_image(p) for p in chunk],
                             methods,
+                            options,
+                            max_tiles,
                             target=target,
                             layers=layer,
-                            device=dev,
-                            options=options,
-                            max_tiles=max_tiles,
                         )
+                    for m, reason in errors.items():
+                        if (det.name, m) not in skipped:
+                            skipped[(det.name, m)] = reason
+                            warn(f"{det.name}: no {m} maps ({reason})")
                     for k, (p, r) in enumerate(zip(chunk, results, strict=True)):
                         stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
                         summary = r.summary()
@@ -247,9 +252,16 @@ def explain_cmd(
                         if det.untrained:
                             summary["untrained"] = True  # a random real/fake head: its verdict means nothing
                         shown_name = f"{det.name} (untrained)" if det.untrained else det.name
+                        if errors:
+                            summary["errors"] = dict(errors)
                         rec = _write_outputs(r, summary, stem, stage, alpha, cmap, save_raw, shown_name)
                         records.append({"image": str(p), "model": det.name, **rec})
                     progress.advance(task, len(chunk))
+        if not any(r.get("methods") for r in records):
+            fail(
+                "no heatmap could be made: "
+                + "; ".join(f"{n}: {m} ({why})" for (n, m), why in skipped.items())
+            )
         payload: dict[str, Any] = {
             "model": model,
             "methods": methods,
