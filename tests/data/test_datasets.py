@@ -123,6 +123,54 @@ def test_faceforensics_frames_masks_and_splits(tmp_path: Path) -> None:
     assert (orig.label, orig.group, orig.split) == (0, "001", "test")
 
 
+def test_faceforensics_groups_join_both_people_of_a_swap(tmp_path: Path) -> None:
+    """Without split files: video a_b (a's body, b's face) joins a and b, so holdout never puts b's original
+    on one side and b's face on the other."""
+    from fakelens.data.datasets import holdout
+
+    ff = tmp_path / "FaceForensics++"
+    for vid in ("000", "001", "002", "003", "004", "005", "006", "007"):
+        img(ff / "original_sequences" / "youtube" / "c23" / "images" / vid / "0000.png")
+    for a, b in (("000", "003"), ("001", "002"), ("004", "007"), ("005", "006")):
+        for vid in (f"{a}_{b}", f"{b}_{a}"):
+            img(ff / "manipulated_sequences" / "Deepfakes" / "c23" / "images" / vid / "0000.png")
+    samples = discover(tmp_path)
+    assert len({s.group for s in samples}) == 4
+    for seed in range(20):
+        train, val = holdout(samples, 0.25, seed=seed)
+        people = [{p for s in side for p in s.path.parent.name.split("_")} for side in (train, val)]
+        assert people[0] and people[1] and not people[0] & people[1]
+
+
+def test_a_manifest_group_must_not_straddle_splits(tmp_path: Path) -> None:
+    for i in range(3):
+        img(tmp_path / f"{i}.png")
+    (tmp_path / "m.csv").write_text(
+        "path,label,split,group\n0.png,real,train,p0\n1.png,fake,train,p0\n2.png,fake,val,p0\n"
+    )
+    with pytest.raises(DatasetError, match="line 4: group 'p0' is in split val here but in train on line 2"):
+        discover(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("path,label,split,source\n0.png,real,train,sdxl\n2.png,fake,val,sdxl\n")
+    assert len(discover(tmp_path / "m.csv")) == 2  # a source (a generator) may span splits
+
+
+def test_folder_layouts_follow_linked_folders_and_skip_mask_trees(tmp_path: Path) -> None:
+    """A linked generator folder is read (once, even through a loop); masks beside the images are no
+    samples: ``masks/fake/x.png`` had been read as a fake."""
+    import os
+
+    root, ext = tmp_path / "data", tmp_path / "elsewhere"
+    img(root / "images" / "real" / "r.png")
+    img(root / "images" / "fake" / "f.png")
+    img(root / "masks" / "fake" / "f.png", value=255)
+    img(root / "images" / "fake" / "gt" / "f.png", value=255)
+    img(ext / "gan2" / "a.png")
+    os.symlink(ext / "gan2", root / "images" / "fake" / "gan2")
+    os.symlink(root / "images", ext / "gan2" / "loop")  # a link back up: read once, no endless walk
+    got = sorted((s.path.relative_to(root).as_posix(), s.label) for s in discover(root))
+    assert got == [("images/fake/f.png", 1), ("images/fake/gan2/a.png", 1), ("images/real/r.png", 0)]
+
+
 def test_csv_and_jsonl_manifests(tmp_path: Path) -> None:
     img(tmp_path / "imgs" / "a.png")
     img(tmp_path / "imgs" / "b.png")

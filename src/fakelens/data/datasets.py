@@ -21,7 +21,7 @@ import io
 import json
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -102,16 +102,36 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
+_NOT_SAMPLES = frozenset({"__macosx", "mask", "masks", "gt", "ground_truth", "groundtruth"})
+"""Folders whose files are no samples: an archive's macOS leftovers, and ground-truth mask trees (an
+``images/`` + ``masks/`` layout would otherwise read every mask under ``masks/fake/`` as a fake)."""
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``os.walk`` in sorted order that follows symlinked folders (datasets are often link farms), each
+    real folder once and never one above ``folder`` (a link loop ends, and a link back up does not read the
+    other class), and skips :data:`_NOT_SAMPLES`; prune ``dirnames`` in place."""
+    seen: set[str] = set()
+    top = os.path.realpath(folder)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or top.startswith(real + os.sep):  # seen, or a link back up to an ancestor
+            dirnames.clear()
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if d.lower() not in _NOT_SAMPLES)
+        yield Path(dirpath), dirnames, sorted(filenames)
+
+
 def _images_under(folder: Path) -> list[Path]:
-    """Image files under ``folder``, sorted; an archive's macOS leftovers (``__MACOSX/``, ``._x.png``
-    resource forks) are not images."""
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
-        out.extend(
-            Path(dirpath) / f for f in sorted(filenames) if _is_image(Path(f)) and not f.startswith("._")
-        )
-    return out
+    """Image files under ``folder``, sorted (see :func:`_walk`); an archive's ``._x.png`` resource forks are
+    not images."""
+    return [
+        here / f
+        for here, _, filenames in _walk(folder)
+        for f in filenames
+        if _is_image(Path(f)) and not f.startswith("._")
+    ]
 
 
 def _ff_root(root: Path) -> Path | None:
@@ -143,9 +163,7 @@ def detect_layout(root_or_manifest: str | os.PathLike[str]) -> str:
 def _class_dirs(root: Path) -> list[tuple[Path, int, str]]:
     """Folders that hold one class: ``(folder, label, kind)`` with kind ``folder`` or ``genimage``."""
     found: list[tuple[Path, int, str]] = []
-    for dirpath, dirnames, _ in os.walk(root):
-        dirnames.sort()
-        here = Path(dirpath)
+    for here, dirnames, _ in _walk(root):
         keep = []
         for d in dirnames:
             low = d.lower()
@@ -198,9 +216,9 @@ def discover(root_or_manifest: str | os.PathLike[str], *, require_both: bool = T
       the ``split``; a class folder's own sub-folders name the recipe/source when nothing above does;
     - GenImage ``<generator>/{train,val}/{nature,ai}`` and CIFAKE ``{train,test}/{REAL,FAKE}``;
     - FaceForensics++ frames: ``original_sequences/**`` real, ``manipulated_sequences/<method>/**`` fake
-      (recipe = method; source = compression level; group = target video id), masks from
-      ``manipulated_sequences/<method>/masks/**`` matched by video folder and frame name, official splits
-      from ``splits/{train,val,test}.json`` when present;
+      (recipe = method; source = compression level; group = the people: video ``a_b`` joins ``a`` and
+      ``b``), masks from ``manipulated_sequences/<method>/masks/**`` matched by video folder and frame
+      name, official splits from ``splits/{train,val,test}.json`` when present;
     - a CSV or JSONL manifest (or a folder holding ``manifest.csv``/``manifest.jsonl``) with columns
       ``path,label[,mask_path][,source][,recipe][,split][,group]``; paths relative to the manifest's folder;
       labels ``real``/``fake`` or ``0``/``1``; ``group`` defaults to ``source``.
@@ -282,17 +300,16 @@ def _discover_ff(root: Path) -> list[Sample]:
     splits = _ff_splits(ff)
     out: list[Sample] = []
 
-    def info(rel: tuple[str, ...], video: str) -> tuple[str, str, str]:
+    def info(rel: tuple[str, ...], video: str) -> tuple[str, str]:
         comp = next((q for q in rel if q.lower() in ("raw", "c0", "c23", "c40")), "")
-        target = video.split("_")[0]
-        return comp, target, splits.get(target, "")
+        return comp, splits.get(video.split("_")[0], "")
 
     orig = ff / "original_sequences"
     if orig.is_dir():
         for f in _images_under(orig):
             video = _ff_video(f)
-            comp, target, split = info(f.relative_to(orig).parts, video)
-            out.append(Sample(f, 0, source=comp, split=split, group=target))
+            comp, split = info(f.relative_to(orig).parts, video)
+            out.append(Sample(f, 0, source=comp, split=split, group=video))
     manip = ff / "manipulated_sequences"
     if manip.is_dir():
         for method_dir in sorted(p for p in manip.iterdir() if p.is_dir()):
@@ -305,14 +322,37 @@ def _discover_ff(root: Path) -> list[Sample]:
                 if rel[0] == "masks":
                     continue
                 video = _ff_video(f)
-                comp, target, split = info(rel, video)
+                comp, split = info(rel, video)
                 mask = masks.get((video, f.stem))
                 out.append(
                     Sample(
-                        f, 1, recipe=method_dir.name, mask_path=mask, source=comp, split=split, group=target
+                        f, 1, recipe=method_dir.name, mask_path=mask, source=comp, split=split, group=video
                     )
                 )
-    return out
+    return _ff_people(out)
+
+
+def _ff_people(samples: list[Sample]) -> list[Sample]:
+    """Group FaceForensics++ samples by person: a manipulated video ``a_b`` shows person ``a`` with the face
+    of ``b``, so the originals ``a`` and ``b`` and every video made from either share one group (the
+    connected ids; FF++'s own splits keep such pairs together) — grouped by ``a`` alone, ``b``'s face sat
+    in training while ``b``'s original was held out."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s in samples:
+        ids = s.group.split("_")
+        for other in ids[1:]:
+            a, b = root(ids[0]), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return [replace(s, group=root(s.group.split("_")[0])) for s in samples]
 
 
 def _parse_label(value: Any, where: str) -> int:
@@ -383,6 +423,7 @@ def _read_manifest(path: Path) -> list[Sample]:
     out: list[Sample] = []
     missing: list[tuple[int, str]] = []
     seen: dict[Path, tuple[int, int]] = {}  # resolved file → (line, label) of its first row
+    group_splits: dict[str, tuple[int, str]] = {}  # named group → (line, split) of its first row
     for line, r in rows:
         where = f"{path.name} line {line}"
         raw = str(r.get("path") or "").strip()
@@ -412,7 +453,16 @@ def _read_manifest(path: Path) -> list[Sample]:
                 "(or training, validation, dev, testing; empty: the training pool)"
             )
         split = _SPLIT_DIRS.get(split_raw, "")
-        group = str(r.get("group") or "").strip() or source
+        named = str(r.get("group") or "").strip()
+        if named:
+            first_split = group_splits.setdefault(named, (line, split))
+            if first_split[1] != split:  # a person in training and in the held-out split: the numbers lie
+                here, there = split or "(none)", first_split[1] or "(none)"
+                raise DatasetError(
+                    f"{path.name} line {line}: group {named!r} is in split {here} here but in {there} on "
+                    f"line {first_split[0]}: a group's images must share a split"
+                )
+        group = named or source
         out.append(Sample(f, label, str(r.get("recipe") or "").strip(), mask, source, split, group))
     if missing:
         line, name = missing[0]
