@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from fakelens.data.faces import Face
-from fakelens.errors import ConfigError, UnknownNameError
+from fakelens.errors import ConfigError, ImageError, UnknownNameError
 from fakelens.forgery import decode, make_recipe, recipe_specs
 from fakelens.forgery.dataset import MANIFEST_COLUMNS, contact_sheet, crop_photo, synth
 
@@ -116,6 +116,10 @@ def test_synth_errors(tiny_pool: Path, tmp_path: Path) -> None:
         synth(tiny_pool, tmp_path / "x", n=2, fmt="gif", progress=False)
     with pytest.raises(ConfigError, match="no pool manifest"):
         synth(tmp_path / "nowhere", tmp_path / "x", n=2, progress=False)
+    with pytest.raises(ConfigError, match="--seed must be 0 or more"):  # numpy's seeds are not negative
+        synth(tiny_pool, tmp_path / "x", n=2, seed=-1, progress=False)
+    with pytest.raises(ConfigError, match="--quality"):  # up front, not after the first double-JPEG pair
+        synth(tiny_pool, tmp_path / "x", n=2, quality=0, progress=False)
     assert not (tmp_path / "x").exists()
     used = tmp_path / "used"
     synth(tiny_pool, used, n=2, size=48, progress=False, sheet=False)
@@ -131,6 +135,19 @@ def test_contact_sheet(tiny_pool: Path, tmp_path: Path) -> None:
         assert im.format == "PNG" and im.width > 5 * 48 and im.height > 4 * 48
     with pytest.raises(ConfigError):
         contact_sheet(tmp_path / "empty")
+    with Image.open(contact_sheet(out, tmp_path / "sheet.jpg", tile=48)) as im:
+        assert im.format == "JPEG"  # as its name says (it had been PNG bytes in a .jpg)
+    for bad, match in [({"out": tmp_path / "s.gif"}, "not 's.gif'"), ({"per_recipe": 0}, "≥ 1, not 0")]:
+        with pytest.raises(ConfigError, match=match):
+            contact_sheet(out, **bad)  # type: ignore[arg-type]
+    (out / "fake" / next(iter(sorted(p.name for p in (out / "fake").iterdir())))).write_text("garbage")
+    with pytest.raises(ImageError, match="not an image"):  # one error naming the file, no traceback
+        contact_sheet(out, tmp_path / "s2.png", per_recipe=4)
+
+
+def test_a_pool_is_found_from_its_manifest_csv(tiny_pool: Path, tmp_path: Path) -> None:
+    res = synth(tiny_pool / "manifest.csv", tmp_path / "x", n=2, size=48, progress=False, sheet=False)
+    assert res.n == 2
 
 
 def test_crop_photo_keeps_faces_in_frame() -> None:

@@ -133,7 +133,7 @@ def synth_cmd(
     recipes: Annotated[
         str, typer.Option("--recipes", help="Comma-separated recipes, name or name:variant, or 'all'.")
     ] = "all",
-    seed: Annotated[int, typer.Option("--seed", help="Seed; sample i uses (seed, i).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed; sample i uses (seed, i).")] = 0,
     split_seed: Annotated[
         int, typer.Option("--split-seed", help="Seed of the photo/person split (keep it fixed across runs).")
     ] = 0,
@@ -144,8 +144,8 @@ def synth_cmd(
         typer.Option(
             "--format",
             help="Final common format of each pair: png (pixels outside the mask unchanged) or jpeg (the "
-            "encoding also changes the 8×8 blocks at and next to the mask). Double-JPEG pairs are always "
-            "JPEG.",
+            "encoding also changes pixels up to about 16 px around the mask: 4:2:0 chroma). Double-JPEG "
+            "pairs are always JPEG.",
         ),
     ] = "png",
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality of the final pass.")] = 90,

@@ -124,7 +124,7 @@ def train_cmd(
     patience: Annotated[
         int, typer.Option(min=0, help="Stop after this many epochs without a better val AUC (0: never).")
     ] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of everything random.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of everything random.")] = 0,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
@@ -328,7 +328,7 @@ def evaluate_cmd(
         list[str] | None, typer.Option("--recipes", help="Forgery recipes (--forgeries).")
     ] = None,
     pairs: Annotated[int, typer.Option(min=1, help="Forgery pairs (--forgeries).")] = 256,
-    seed: Annotated[int, typer.Option(help="Seed of the forgeries (--forgeries).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the forgeries (--forgeries).")] = 0,
     forgery_size: Annotated[int, typer.Option(min=32, help="Forgery crop size (--forgeries).")] = 256,
     forgery_format: Annotated[
         str,

@@ -541,9 +541,12 @@ SOURCES: list[PoolSource] = [
 
 # ------------------------------------------------------------------------------------------------ manifest
 def manifest_path(pool: Path | str) -> Path:
-    """A pool's ``manifest.json``: ``pool`` is the pool directory or the manifest itself."""
+    """A pool's ``manifest.json``: ``pool`` is the pool directory, the manifest itself, or a file beside it
+    (its ``manifest.csv``)."""
     p = Path(pool)
-    return p if p.suffix == ".json" else p / MANIFEST_JSON
+    if p.suffix == ".json":
+        return p
+    return p.parent / MANIFEST_JSON if p.is_file() else p / MANIFEST_JSON
 
 
 def load_pool(pool: Path | str) -> list[PoolEntry]:

@@ -14,9 +14,10 @@ splits, and cross-image donors are drawn from the same split; ``params``, on fak
 recipe's drawn parameters — e.g. ``q1`` and ``shift`` of a double JPEG — with ``donor``, the pool path of a
 cross-image donor). The images of a pair share one format: ``synth.json``'s ``format``, except the
 double-JPEG pairs, which are always JPEG (``counts.formats`` counts the pairs per format). With JPEG output
-the final encoding also changes pixels outside the mask, within the 8×8 blocks that touch it and their
-neighbours. Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as at least 1, so a
-stored 0 means the pixel was not touched before encoding.
+the final encoding also changes pixels outside the mask: the 4:2:0 chroma is coded in 16×16 blocks and
+upsampled, so up to about 16 px around it (dilate the mask by 16 px, or leave that band out, when scoring
+localisation on JPEG pairs). Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as
+at least 1, so a stored 0 means the pixel was not touched before encoding.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fakelens.data.faces import Face
-from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, pool_splits
+from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, manifest_path, pool_splits
 from fakelens.errors import ConfigError
-from fakelens.forgery.encode import decode, encode_pair, extension
+from fakelens.forgery.encode import encode_pair, extension
 from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
-from fakelens.io import atomic_write_bytes, load_mask
+from fakelens.io import atomic_write_bytes, load_image, load_mask
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -279,8 +280,7 @@ def _run_chunk(indices: list[int]) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------------------------- synth
 def _pool_dir(pool_manifest: Path | str) -> Path:
-    p = Path(pool_manifest)
-    return p.parent if p.suffix == ".json" else p
+    return manifest_path(pool_manifest).parent
 
 
 def synth(
@@ -315,6 +315,10 @@ def synth(
         raise ConfigError(f"--size must be at least 32, got {size}")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {seed}")
+    if not 1 <= quality <= 100:  # checked before any pair is made, whichever recipes need it
+        raise ConfigError(f"--quality (JPEG quality) must be in 1..100, got {quality}")
     extension(fmt)  # validates
     pool_dir = _pool_dir(pool_manifest)
     entries = load_pool(pool_manifest)
@@ -486,6 +490,10 @@ def contact_sheet(
     """Write a PNG contact sheet for a :func:`synth` output folder: ``per_recipe`` rows for each recipe label
     (``name:variant``), in the order they first appear. Returns the PNG's path."""
     data = Path(data)
+    if not isinstance(per_recipe, int) or per_recipe < 1:
+        raise ConfigError(f"per_recipe (--per-recipe) must be a whole number ≥ 1, not {per_recipe!r}")
+    if out is not None:
+        _sheet_format(Path(out))
     mf = data / "manifest.csv"
     if not mf.is_file():
         raise ConfigError(f"no manifest.csv in {data} (make one with: fakelens data synth)")
@@ -503,12 +511,21 @@ def contact_sheet(
     items = []
     for label, lst in chosen.items():
         for r in lst:
-            real = decode((data / reals[r["pair"]]["path"]).read_bytes())
-            fake = decode((data / r["path"]).read_bytes())
+            real = np.asarray(load_image(data / reals[r["pair"]]["path"]))  # a damaged file: one clear error
+            fake = np.asarray(load_image(data / r["path"]))
             mask = load_mask(data / r["mask_path"])
             items.append((label, real, fake, mask))
     path = Path(out) if out is not None else data / "contact_sheet.png"
     buf = io.BytesIO()
-    contact_sheet_image(items, k=k, tile=tile).save(buf, format="PNG")
+    contact_sheet_image(items, k=k, tile=tile).save(buf, format=_sheet_format(path))
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _sheet_format(path: Path) -> str:
+    """The image format a contact sheet's file name asks for (PNG unless it names another one)."""
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"a contact sheet is written as .png, .jpg or .webp, not {path.name!r}")
+    return fmt
