@@ -43,7 +43,10 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     # resume alone: the run is complete, nothing more happens, the settings come from last/
     code, stdout, stderr = invoke("train", "--out", str(out), "--resume", "--json")
     assert code == 0, stderr
-    assert json.loads(stdout)["epochs_run"] == 2
+    assert (json.loads(stdout)["epochs_run"], json.loads(stdout)["epochs_before"]) == (2, 2)
+    code, _, stderr = invoke("train", "--out", str(out), "--resume")  # said so, not "trained 2 epochs in 0 s"
+    said = " ".join(stderr.split())
+    assert code == 0 and "nothing to resume" in said and f"--init {out / 'best'}" in said
     # a setting that would change what it learns is refused, not silently dropped; repeating one is fine
     code, _, stderr = invoke("train", "--out", str(out), "--resume", "--lr", "0.1")
     assert code == 2 and "cannot resume" in stderr and "--lr 0.1" in stderr and "0.001" in stderr

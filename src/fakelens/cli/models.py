@@ -53,7 +53,7 @@ def models_cmd(
         {
             "name": DEFAULT_MODEL,
             "summary": "The shipped ensemble, trained: effnet-lite0 + vit-tiny-reg4-npr, calibrated (the "
-            "default of every command; model card in its folder).",
+            "default of analyze, explain, scan and serve; model card in its folder).",
         }
     ]
     rows += [

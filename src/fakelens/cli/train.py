@@ -280,9 +280,18 @@ def train_cmd(
         print_json(payload)
         return
     best = "none" if result.best is None else str(result.best)
+    ended = " (early stop)" if result.stopped_early else ""
+    if result.epochs_before and result.epochs_run == result.epochs_before:
+        console.print(
+            f"nothing to resume: {out} already trained its {result.epochs_run} epoch(s){ended}; best val AUC "
+            f"{_f(result.best_auc)}; to train on, start a new --out with --init {best}"
+        )
+        return
+    now = result.epochs_run - result.epochs_before
+    also = f" (now {result.epochs_run} in all)" if result.epochs_before else ""
     console.print(
-        f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best val AUC {_f(result.best_auc)}"
-        f"{' (early stop)' if result.stopped_early else ''}; best checkpoint: [bold]{best}[/]"
+        f"trained {now} epoch(s){also} in {result.seconds:.0f} s; best val AUC {_f(result.best_auc)}"
+        f"{ended}; best checkpoint: [bold]{best}[/]"
     )
     kept = next((r for r in result.history if r.get("epoch") == result.best_epoch), None)
     if kept is not None and (why := kept.get("val", {}).get("uncalibrated")):

