@@ -97,6 +97,7 @@ border:1px solid #7b848c;border-radius:5px;margin:6px 0 2px}
 .bar .thr{position:absolute;top:-4px;bottom:-4px;width:2px;background:var(--ink);box-shadow:0 0 0 1px #fff}
 .scale{display:flex;justify-content:space-between;font-size:11px;color:var(--muted)}
 .maps{display:grid;gap:10px;align-items:start}
+.maps .orig{position:sticky;top:8px}
 .tile{border:1px solid var(--line);border-radius:6px;padding:6px;background:#fff}
 .tile img{width:100%;display:block;border-radius:3px;max-height:80vh;object-fit:contain}
 .maps.px img{image-rendering:pixelated}
@@ -443,7 +444,7 @@ def _heatmap_grid(
     else:
         parts = [
             f"<div class='{classes}' style='grid-template-columns:22px repeat({ncols + 1},minmax(0,1fr))'>",
-            f"<div style='grid-row:1 / span {rows};grid-column:2' class='tile'>{original}",
+            f"<div style='grid-row:1 / span {rows};grid-column:2' class='tile orig'>{original}",
         ]
     for r, m in enumerate(a.models, start=1):
         label = "" if wide else f" style='grid-row:{r};grid-column:1'"
