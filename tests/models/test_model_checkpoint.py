@@ -367,58 +367,6 @@ def test_a_model_registered_from_outside_saves_and_loads_by_name(tmp_path: Path)
         _TRAINED.discard("test-outside")
 
 
-class _Tied(nn.Module):
-    """Weights shared between two layers, a non-persistent buffer set at build time, or a build that reads a
-    value (impossible on the meta device): each must load exactly as saved."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.head = nn.Linear(4, 2)
-        self.twin = nn.Linear(4, 2)
-        if kind == "tied":
-            self.twin.weight = self.head.weight
-        if kind == "reads":
-            assert float(torch.ones(()).sum().item()) == 1.0
-        self.register_buffer("offset", torch.full((2,), 0.25), persistent=kind != "buffer")
-
-    def forward(self, x: Tensor) -> Tensor:
-        f = self.conv(x).mean((2, 3))
-        return self.head(f) + self.twin(f) + self.offset
-
-
-@pytest.mark.parametrize("kind", ["plain", "tied", "buffer", "reads"])
-def test_checkpoints_load_without_initialising_yet_exactly(kind: str, tmp_path: Path) -> None:
-    """Checkpoints are built on the meta device and given the saved tensors (no random initialisation); what
-    that cannot fill alone is built for real. Either way: the saved values, trainable, ties kept."""
-    from fakelens.models import register_model
-    from fakelens.models.registry import _TRAINED
-
-    @register_model("test-meta")
-    def factory(kind: str = "plain") -> Any:
-        return wrap_model(_Tied(kind), labels=("real", "fake"), cam_layers=("conv",))
-
-    try:
-        det = create_model("test-meta", kind=kind)
-        with torch.no_grad():
-            for p in det.parameters():
-                p.add_(torch.randn_like(p))
-        path = save_checkpoint(det, tmp_path / "c")
-        torch.manual_seed(0)
-        back = load_checkpoint(path)
-        fresh = torch.rand(4, generator=torch.Generator().manual_seed(0))
-        initialised = not torch.equal(torch.rand(4), fresh)
-        assert initialised == (kind != "plain")  # the random initialisation ran only where it had to
-        assert torch.equal(logits(back, 1), logits(det, 1))
-        assert all(p.requires_grad and not p.is_meta for p in back.parameters())
-        assert not any(b.is_meta for b in back.buffers())
-        net = back.net
-        assert (net.twin.weight is net.head.weight) == (kind == "tied")
-    finally:
-        MODELS._items.pop("test-meta", None)
-        _TRAINED.discard("test-meta")
-
-
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
 def test_checkpoint_files_are_readable_as_the_umask_allows(tmp_path: Path, umask: int, mode: int) -> None:

@@ -276,9 +276,7 @@ def check_state_dict(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]
     raise CheckpointError(f"{source} does not fit the model: " + "; ".join(parts))
 
 
-def _build(arch: str, kwargs: dict[str, Any], config_path: Path, *, meta: bool = False) -> Detector:
-    """Rebuild ``arch`` from the registry; with ``meta``, on the meta device where the factory allows it (no
-    memory, no random initialisation)."""
+def _build(arch: str, kwargs: dict[str, Any], config_path: Path) -> Detector:
     try:
         factory = MODELS.get(arch)
     except UnknownNameError as exc:
@@ -286,34 +284,11 @@ def _build(arch: str, kwargs: dict[str, Any], config_path: Path, *, meta: bool =
     if "pretrained" in inspect.signature(factory).parameters:
         kwargs = {**kwargs, "pretrained": False}
     try:
-        if meta:
-            try:
-                with torch.device("meta"):
-                    return create_model(arch, **kwargs)
-            except (NotImplementedError, RuntimeError):
-                pass  # a factory that computes with real values while it builds
         return create_model(arch, **kwargs)
     except TypeError as exc:
         raise CheckpointError(f"{config_path}: kwargs {kwargs} do not fit model {arch!r} ({exc})") from None
     except FakelensError as exc:
         raise CheckpointError(f"{config_path}: cannot build model {arch!r}: {exc}") from None
-
-
-def _on_meta(module: nn.Module) -> bool:
-    return any(t.is_meta for t in (*module.parameters(), *module.buffers()))
-
-
-def _assign(base: nn.Module, state: Mapping[str, Tensor]) -> bool:
-    """Give a model built on the meta device the checkpoint's tensors as its own; False if it was not built
-    there or the checkpoint cannot fill it alone (a non-persistent buffer; weights shared between layers,
-    which assigning would untie)."""
-    if not _on_meta(base):
-        return False
-    if len(list(base.named_parameters(remove_duplicate=False))) != len(list(base.parameters())):
-        return False
-    expected = base.state_dict()
-    base.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
-    return not _on_meta(base)
 
 
 def load_checkpoint(
@@ -371,9 +346,7 @@ def load_checkpoint(
         except ValueError as exc:
             raise CheckpointError(f"{config_path}: {exc}") from None
     elif isinstance(arch, str):
-        # Built on the meta device, the saved weights then take the place of the random ones: the
-        # random initialisation (most of a ViT's build time) never runs.
-        base = _build(arch, kwargs, config_path, meta=True)
+        base = _build(arch, kwargs, config_path)
     else:
         raise CheckpointError(f"{config_path}: 'arch' must be a model name, not {arch!r}")
     if len(labels) != len(base.labels):
@@ -385,10 +358,7 @@ def load_checkpoint(
 
     state = _read_weights(weights_path)
     check_state_dict(base.state_dict(), state, source=str(weights_path))
-    if not _assign(base, state):
-        if _on_meta(base):
-            base = _build(str(arch), kwargs, config_path)
-        base.load_state_dict(state, strict=True)
+    base.load_state_dict(state, strict=True)
     try:
         det = Detector(
             base.net,
