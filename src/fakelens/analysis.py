@@ -178,8 +178,10 @@ class Analysis(CompactRepr):
         }
 
 
-BADGE_BATCH = 8
-"""How many images' badge views are explained as one batch (8 images × 5 views = 40 inputs)."""
+def badge_batch(device: torch.device) -> int:
+    """How many images' badge views are explained as one batch: 8 on a GPU (5 views each, 40 inputs); one on
+    the CPU, where larger batches measured slower (``benchmarks/bench_badges.py``)."""
+    return 8 if device.type == "cuda" else 1
 
 
 def add_badges(
@@ -189,7 +191,7 @@ def add_badges(
 ) -> None:
     """Give each heatmap of each ``(analysis, image)`` its robustness badge, computed on ``ma.view`` of the
     image (on a tiled image the badge records that tile's box as ``tile``); the views of up to
-    :data:`BADGE_BATCH` images are explained together."""
+    :func:`badge_batch` images are explained together."""
     from fakelens.trust.badge import batch_badges
 
     spec = member.input_spec
@@ -205,7 +207,7 @@ def add_badges(
         pixels = view_pixels(image, view, spec)
         groups.setdefault((tuple(ma.heatmaps), tuple(pixels.shape)), []).append((ma, pixels, view))
     for (methods, _), group in groups.items():
-        for chunk in batched(group, BADGE_BATCH):
+        for chunk in batched(group, badge_batch(member.device)):
             badges = batch_badges(
                 member,
                 torch.stack([pixels for _, pixels, _ in chunk]),
@@ -247,7 +249,7 @@ def analyze_images(
 
     Methods that cannot run on a member (e.g. ``rollout`` on a CNN) are skipped for that member and reported
     in its ``errors``; the verdicts do not depend on the methods. ``robustness`` adds the badge of every
-    heatmap (five views of each image, explained together for up to :data:`BADGE_BATCH` images).
+    heatmap (five views of each image; on a GPU explained together for up to 8 images).
     ``options``: per-method keyword options (:func:`~fakelens.explain.engine.parse_options`), used for the
     heatmaps and the badges.
     A ``native`` member reads a large image as up to ``max_tiles`` native tiles (:mod:`fakelens.tiling`):
