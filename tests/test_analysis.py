@@ -233,3 +233,22 @@ def test_a_uniform_image_is_blank_and_the_reading_says_its_verdict_means_nothing
     assert str(read_analysis(grey)[0]).startswith("The image is blank (its grey levels vary by 0.0 of 255)")
     html = render_report([grey], [images[0]], ["grey.png"], faces=False)
     assert "a blank image: nothing to judge" in html and f"banner {grey.verdict} hedged" in html
+
+
+def test_badges_batched_across_images_are_those_image_by_image(
+    images: list[Image.Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU the badge views of several images go as one batch (badge_batch); the badges do not change."""
+    import fakelens.analysis as analysis
+
+    ens = Ensemble([create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)])
+    one = analyze_images(ens, images, ["gradcam", "rollout"], batch_size=2)
+    monkeypatch.setattr(analysis, "badge_batch", lambda device: 2)
+    two = analyze_images(ens, images, ["gradcam", "rollout"], batch_size=2)
+    for a, b in zip(one, two, strict=True):
+        for ma, mb in zip(a.models, b.models, strict=True):
+            for m, h in ma.heatmaps.items():
+                ra, rb = h.robustness or {}, mb.heatmaps[m].robustness or {}
+                assert ra.keys() == rb.keys() and ra["grade"] == rb["grade"]
+                assert ra["equivariance"] == pytest.approx(rb["equivariance"], abs=2e-4)
+                assert ra["border_mass"] == pytest.approx(rb["border_mass"], abs=2e-4)
