@@ -73,6 +73,25 @@ def test_trust_json_and_files(tmp_path: Path, photos: tuple[Path, Path]) -> None
     assert res2.exit_code == 0 and json.loads(res2.stdout)["families"] == summary["families"]
 
 
+def test_a_resume_that_would_add_a_family_is_refused(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    """Images already done are not measured again: resuming without --skip would list faithfulness in the
+    report with no record of it."""
+    out = tmp_path / "o"
+    assert runner.invoke(app, _args(photos[0], out, "--limit", "1", "-m", "gradcam")).exit_code == 0
+    args = [
+        a for a in _args(photos[0], out, "--limit", "1", "-m", "gradcam") if a != "faithfulness,randomisation"
+    ]
+    args.remove("--skip")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "other settings (families)" in res.output
+
+
+def test_no_method_that_can_run_is_an_error(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    res = runner.invoke(app, _args(photos[0], tmp_path / "o", "-m", "rollout"))
+    assert res.exit_code == 2 and "no method could run: rollout: cannot capture the attention" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_trust_human_output_and_limit(tmp_path: Path, photos: tuple[Path, Path]) -> None:
     res = runner.invoke(app, _args(photos[0], tmp_path / "o", "--limit", "1", "-m", "gradcam"))
     assert res.exit_code == 0, res.output

@@ -42,7 +42,7 @@ def _summary(
             vm = sw.view_metrics(m)
             fill = vm["fill_fraction"] > 0.01
             vm["leak"] = ((vm["border_mass"] > vm["fill_fraction"] + 0.01) & fill).double()
-            for k in ("eq_cosine",):
+            for k in ("eq_cosine", "eq_gain"):
                 acc[m].setdefault(k, []).append(vm[k][1:])
             for k in ("border_mass", "fill_fraction", "leak"):
                 acc[m].setdefault(k, []).append(vm[k][fill])
@@ -55,6 +55,7 @@ def _summary(
         out[m] = {
             "eq_cosine": float(cat["eq_cosine"].mean()),
             "eq_min": float(cat["eq_cosine"].min()),
+            "eq_gain": float(cat["eq_gain"].mean()),
             "border_mass": float(cat["border_mass"].mean()),
             "fill_fraction": float(cat["fill_fraction"].mean()),
             "leak_rate": float(cat["leak"].mean()),
@@ -123,7 +124,8 @@ def test_corner_model_is_flagged_and_planted_is_not(planted: Detector, corner: D
     bad = _summary(corner, ["gradcam", "hirescam"], range(3))
     for m in ("gradcam", "hirescam"):
         assert bad[m]["corner_argmax_rate"] >= 0.95
-        assert "corner-peaks" in DEFAULT_CRITERIA.flags(bad[m])
+        assert {"corner-peaks", "static"} <= set(DEFAULT_CRITERIA.flags(bad[m]))  # its bump never moves
+        assert good[m]["eq_gain"] > 0.2 > bad[m]["eq_gain"]
         assert good[m]["corner_argmax_rate"] == 0.0
         assert DEFAULT_CRITERIA.flags(good[m]) == {}
 
@@ -281,6 +283,30 @@ def test_equal_methods_tie_and_a_faithfulness_gap_within_noise_is_no_evidence() 
     # negative or zero gap is never called faithful
     flat = aggregate(recs("rise", 0.9, 0.5, 0.5))
     assert "no evidence that it is faithful" in recommend(flat, DEFAULT_CRITERIA)["text"]
+
+
+def test_a_saturated_blur_baseline_is_no_verdict_on_faithfulness() -> None:
+    """An artifact detector that reads the blur itself as fake: deletion and insertion both near 1 under blur,
+    yet ROAD (in-distribution imputation) and the black baseline show the map's order matters — that is
+    evidence, and ROAD ranks the family."""
+
+    def recs(method: str, road: float) -> list[Record]:
+        out = []
+        for img, noise in (("a.png", 0.0), ("b.png", 0.01), ("c.png", -0.01)):
+            for metric, v in (
+                ("deletion_blur", 0.999),
+                ("insertion_blur", 0.999),
+                ("deletion_black", 0.36),
+                ("insertion_black", 0.86),
+                ("road_combined", road + noise),
+            ):
+                out.append(Record("m", img, method, "L", "", "faithfulness", 0, "none", metric, v))
+        return out
+
+    rec = recommend(aggregate(recs("gradcam", 0.2) + recs("rollout", -0.03)), DEFAULT_CRITERIA)
+    assert rec["method"] == "gradcam"
+    assert "no evidence that it is faithful" not in rec["text"] and "saturated" in rec["text"]
+    assert "0.360 vs 0.860 (black)" in rec["text"]
 
 
 def test_a_map_empty_on_the_image_is_not_averaged_into_equivariance() -> None:

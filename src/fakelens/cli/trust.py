@@ -208,6 +208,8 @@ def trust_cmd(
             command=command,
             progress=lambda n, label: progress.update(task, advance=n, description=label),
         )
+    if run.summary["recommendation"]["method"] is None and run.skipped_methods:  # nothing could run
+        fail("no method could run: " + "; ".join(f"{m}: {why}" for m, why in run.skipped_methods.items()))
     if json_out:
         print_json(run.summary)
         return

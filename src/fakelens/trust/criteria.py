@@ -4,6 +4,8 @@ Each flag names a failure a person can check by eye in the gallery:
 
 - ``not-equivariant``: mean equivariance cosine below ``min_equivariance`` — the map does not move with the
   image;
+- ``static``: undoing the warps raises that cosine by less than ``min_equivariance_gain`` on average — the
+  map stays put while the image moves (a fixed pattern or a near-constant map scores a high cosine anyway);
 - ``leaks-into-fill``: on black-fill views the map puts more mass on the fill than the fill's area
   (``border mass > fill fraction + border_margin``) in more than ``max_leak_rate`` of the views;
 - ``corner-peaks``: the peak falls in a corner cell in more than ``max_corner_rate`` of the maps *and* more
@@ -35,6 +37,7 @@ class Criteria:
     """Flag thresholds (see the module docstring)."""
 
     min_equivariance: float = 0.8
+    min_equivariance_gain: float = 0.02
     border_margin: float = 0.01
     max_leak_rate: float = 0.25
     max_corner_rate: float = 0.25
@@ -50,6 +53,12 @@ class Criteria:
         if eq is not None and eq < self.min_equivariance:
             out["not-equivariant"] = (
                 f"mean equivariance cosine {against(eq, self.min_equivariance)} < {self.min_equivariance:.2f}"
+            )
+        gain = s.get("eq_gain")
+        if gain is not None and gain < self.min_equivariance_gain:
+            out["static"] = (
+                f"the map stays put: undoing the warps raises its cosine by only {gain:+.3f} "
+                f"(< {self.min_equivariance_gain:.2f})"
             )
         leak = s.get("leak_rate")
         if leak is not None and leak > self.max_leak_rate:
@@ -79,6 +88,7 @@ class Criteria:
             )
         if "flat" in out:  # a flat map has no movement to judge: its cosine of 0 is no second finding
             out.pop("not-equivariant", None)
+            out.pop("static", None)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,10 +3,11 @@ plots and the gallery.
 
 Families and their primary metric (the one that ranks): equivariance (mean cosine after the inverse warp,
 black-fill views), border (mass on the fill minus the fill's area), corners (rate of corner peaks across
-inputs), flatness (rate of flat maps), localisation (pointing game), faithfulness (insertion − deletion AUC,
-blur baseline) and randomisation (mean |Spearman| after randomising every layer). The recommendation ranks
-(method, layer) candidates by their mean rank over the families, unflagged candidates first (flags:
-:class:`~fakelens.trust.criteria.Criteria`).
+inputs), flatness (rate of flat maps), localisation (pixel AUROC: the pointing game saturates on small
+images and ties), faithfulness (ROAD: its imputation keeps the deleted pixels in distribution, where a blurred
+or black patch can itself read as a forgery to an artifact detector) and randomisation (mean |Spearman| after
+randomising every layer). The recommendation ranks (method, layer) candidates by their mean rank over the
+families, unflagged candidates first (flags: :class:`~fakelens.trust.criteria.Criteria`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("eq_spearman", "Spearman", True, lowest=-1.0),
         Metric("eq_iou", "top-10% IoU", True),
         Metric("eq_worst", "worst transform cosine", True),
+        Metric("eq_gain", "gain over a still map", True, lowest=-1.0),
     ),
     "border": (
         Metric("border_excess", "mass on fill − fill area", False, True, lowest=-1.0),
@@ -72,20 +74,21 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("peak_to_mean", "peak/mean (median)", None),
     ),
     "localisation": (
+        Metric("pixel_auroc", "pixel AUROC", True),
         Metric("pointing_game", "pointing game", True),
         Metric("energy_pointing", "energy (mask)", True),
         Metric("energy_seam", "energy (seam)", True),
         Metric("relevance_mass", "mass accuracy", True),
         Metric("relevance_rank", "rank accuracy", True),
-        Metric("pixel_auroc", "pixel AUROC", True),
     ),
     "faithfulness": (
+        Metric("road_combined", "ROAD (LeRF−MoRF)/2", True, lowest=-1.0),
         Metric("gap_blur", "insertion − deletion (blur)", True, lowest=-1.0),
+        Metric("gap_black", "insertion − deletion (black)", True, lowest=-1.0),
         Metric("deletion_black", "deletion (black)", False),
         Metric("insertion_black", "insertion (black)", True),
         Metric("deletion_blur", "deletion (blur)", False),
         Metric("insertion_blur", "insertion (blur)", True),
-        Metric("road_combined", "ROAD (LeRF−MoRF)/2", True, lowest=-1.0),
     ),
     "randomisation": (
         Metric("rand_spearman", "|Spearman| signed maps", False),
@@ -96,7 +99,8 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
 
 FAMILY_NOTES = {
     "equivariance": "Black-fill views; maps carried back by the exact inverse warp and compared on pixels "
-    "valid in both. 1 = the map moves with the image.",
+    "valid in both. 1 = the map moves with the image. Gain over a still map: that cosine minus the one "
+    "without undoing the warp; near 0, the map stays put while the image moves (flag static).",
     "border": "Black-fill views with some fill (maps with no positive mass left out: see flatness). A method "
     "that puts more mass on the fill than the fill's area reads the fill, not the image.",
     "corners": "Share of maps (all black-fill views, every image; maps with no positive mass left out) whose "
@@ -179,8 +183,10 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
     for (image, m, layer, metric), (_, v) in last_stage.items():
         vals[(m, layer)][metric][image].append(abs(v) if metric.startswith("rand_spearman") else v)
     for (image, m, layer), fd in faith.items():
-        if "insertion_blur" in fd and "deletion_blur" in fd:
-            vals[(m, layer)]["gap_blur"][image].append(fd["insertion_blur"] - fd["deletion_blur"])
+        for base in ("blur", "black"):
+            if f"insertion_{base}" in fd and f"deletion_{base}" in fd:
+                gap = fd[f"insertion_{base}"] - fd[f"deletion_{base}"]
+                vals[(m, layer)][f"gap_{base}"][image].append(gap)
     out: dict[Candidate, dict[str, dict[str, float]]] = {}
     for c, series in vals.items():
         row: dict[str, dict[str, float]] = {}
@@ -262,10 +268,11 @@ def recommend(
     """The recommended (method, layer), the ordering, each candidate's flags, and the text with its
     numbers."""
     if not agg:
+        why = "; ".join(f"{m}: {reason}" for m, reason in (skipped or {}).items())
         return {
             "method": None,
             "layer": None,
-            "text": "No method produced records.",
+            "text": "No method produced records." + (f" Not run: {why}." if why else ""),
             "order": [],
             "flags": {},
         }
@@ -313,7 +320,13 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
     if not math.isnan(eq):
         w = a.get("eq_worst", {})
         worst = f", worst {float(w['mean']):.2f} under {w.get('transform')}" if w else ""
-        moves = "moves with the image" if eq >= 0.8 else "does not reliably move with the image"
+        moves = (
+            "stays put while the image moves"
+            if "static" in flags
+            else "moves with the image"
+            if eq >= 0.8 and "flat" not in flags
+            else "does not reliably move with the image"
+        )
         parts.append(f"it {moves} (equivariance cosine {eq:.2f} on average{worst})")
     bm, ff = _value(a, "border_mass"), _value(a, "fill_fraction")
     if not math.isnan(bm):
@@ -338,13 +351,20 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
         )
     de, ins = _value(a, "deletion_blur"), _value(a, "insertion_blur")
     if not math.isnan(de):
-        gap = a.get("gap_blur", {})
-        g, g_ci = float(gap.get("mean", math.nan)), float(gap.get("ci", math.nan))
-        numbers = (
-            f"deletion AUC {de:.3f} vs insertion AUC {ins:.3f} (blur baseline), "
-            f"ROAD {_value(a, 'road_combined'):+.3f}"
-        )
-        if not g > max(MIN_FAITHFUL_GAP, g_ci if not math.isnan(g_ci) else 0.0):  # none, negative or noise
+        numbers = f"deletion AUC {de:.3f} vs insertion AUC {ins:.3f} (blur baseline)"
+        if min(de, ins) > 0.98 or max(de, ins) < 0.02:
+            numbers += " — saturated: the model reads the blur itself as fake or real"
+        deb, inb = _value(a, "deletion_black"), _value(a, "insertion_black")
+        if not math.isnan(deb):
+            numbers += f", {deb:.3f} vs {inb:.3f} (black)"
+        numbers += f", ROAD {_value(a, 'road_combined'):+.3f}"
+
+        def shown(key: str) -> bool:  # a gap above noise and above the smallest that counts
+            v = a.get(key, {})
+            g, g_ci = float(v.get("mean", math.nan)), float(v.get("ci", math.nan))
+            return g > max(MIN_FAITHFUL_GAP, g_ci if not math.isnan(g_ci) else 0.0)
+
+        if not any(shown(k) for k in ("road_combined", "gap_blur", "gap_black")):  # none, negative or noise
             parts.append(f"no evidence that it is faithful: {numbers}")
         else:
             parts.append(numbers)

@@ -107,6 +107,13 @@ class TrustConfig:
             "mask_threshold": self.mask_threshold,
             "seed": self.seed,
             "options": self.options,
+            # the families measured: a resumed image is not measured again, so a family added later
+            # would be missing from every image already done while the report listed it
+            "families": {
+                "localisation": self.localisation,
+                "faithfulness": self.faithfulness,
+                "randomisation": self.randomisation,
+            },
         }
 
     def to_dict(self) -> dict[str, Any]:

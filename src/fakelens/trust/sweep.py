@@ -108,7 +108,9 @@ class Sweep:
     def view_metrics(self, method: str) -> dict[str, Tensor]:
         """Per-view ``(K,)`` float64 metrics of one method (view 0 is the identity), on the CPU.
 
-        Equivariance is scored on the reference grid pooled to at most :data:`EQ_SIDE` pixels a side
+        ``eq_gain`` is the equivariance cosine minus the cosine of the view's map with the reference *without*
+        the inverse warp: near 0 for a map that stays put (a fixed pattern, a constant) however high its
+        cosine. Equivariance is scored on the reference grid pooled to at most :data:`EQ_SIDE` pixels a side
         (average pooling of the maps; a cell counts as valid only if all its pixels are): heatmaps hold no
         detail finer than that (a 7×7 CAM upsampled to 224 px), and ranking 50k pixels per view would cost
         more than the model. Border, corner and flatness metrics use the full grid.
@@ -116,6 +118,9 @@ class Sweep:
         s, back = self.maps[method], self.back[method]
         ref, bk, pv = _pooled(s[:1], back, self.pair_valid)
         eq = M.equivariance(ref, bk, pv)
+        # the same cosine without undoing the warp: what a map that stays put while the image moves scores
+        ref0, still, sv = _pooled(s[:1], s, self.views.valid & self.views.valid[:1])
+        static = M.masked_cosine(M.numerical_zero(ref0).expand_as(still), M.numerical_zero(still), sv)
         cell = self.cell(method)
         flat = M.flatness(self.explanations[method].raw)
         e = self.explanations[method]
@@ -123,6 +128,7 @@ class Sweep:
             "eq_cosine": eq["cosine"],
             "eq_spearman": eq["spearman"],
             "eq_iou": eq["iou"],
+            "eq_gain": eq["cosine"] - static,
             "border_mass": M.border_mass(s, self.views.valid),
             "fill_fraction": M.fill_fraction(self.views.valid),
             "corner_mass": M.corner_mass(s, cell),
