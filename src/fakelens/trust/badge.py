@@ -42,7 +42,6 @@ def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRI
     fill_mean = float(fill[has_fill].mean()) if bool(has_fill.any()) else 0.0
     summary = {
         "eq_cosine": float(eq.mean()),
-        "eq_gain": float(vm["eq_gain"][1:].mean()),
         "leak_rate": float(leak[has_fill].double().mean()) if bool(has_fill.any()) else 0.0,
         "border_mass": border,
         "fill_fraction": fill_mean,
@@ -60,7 +59,9 @@ def badge_from_sweep(sweep: Sweep, method: str, criteria: Criteria = DEFAULT_CRI
         "views": names[1:],
         "equivariance": round(summary["eq_cosine"], 4),
         "equivariance_min": round(float(eq.min()), 4),
-        "equivariance_gain": round(summary["eq_gain"], 4),
+        # reported, not flagged: under the badge's four mild views a broad map that does move scores
+        # nearly as high without the inverse warp (the trust benchmark, over stronger views, flags it)
+        "equivariance_gain": round(float(vm["eq_gain"][1:].mean()), 4),
         "worst_view": names[worst],
         "equivariance_per_view": {names[i + 1]: round(float(v), 4) for i, v in enumerate(eq)},
         "border_mass": round(border, 4),

@@ -5,7 +5,8 @@ Each flag names a failure a person can check by eye in the gallery:
 - ``not-equivariant``: mean equivariance cosine below ``min_equivariance`` — the map does not move with the
   image;
 - ``static``: undoing the warps raises that cosine by less than ``min_equivariance_gain`` on average — the
-  map stays put while the image moves (a fixed pattern or a near-constant map scores a high cosine anyway);
+  map does no better than one that stays put while the image moves (a fixed pattern or a near-constant map
+  scores a high cosine anyway); judged by the trust benchmark, not by the badge's four mild views;
 - ``leaks-into-fill``: on black-fill views the map puts more mass on the fill than the fill's area
   (``border mass > fill fraction + border_margin``) in more than ``max_leak_rate`` of the views;
 - ``corner-peaks``: the peak falls in a corner cell in more than ``max_corner_rate`` of the maps *and* more
@@ -57,8 +58,8 @@ class Criteria:
         gain = s.get("eq_gain")
         if gain is not None and gain < self.min_equivariance_gain:
             out["static"] = (
-                f"the map stays put: undoing the warps raises its cosine by only {gain:+.3f} "
-                f"(< {self.min_equivariance_gain:.2f})"
+                f"no better than a map that stays put: undoing the warps raises its cosine by only "
+                f"{gain:+.3f} (< {self.min_equivariance_gain:.2f})"
             )
         leak = s.get("leak_rate")
         if leak is not None and leak > self.max_leak_rate:

@@ -321,7 +321,7 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
         w = a.get("eq_worst", {})
         worst = f", worst {float(w['mean']):.2f} under {w.get('transform')}" if w else ""
         moves = (
-            "stays put while the image moves"
+            "does no better than a map that stays put"
             if "static" in flags
             else "moves with the image"
             if eq >= 0.8 and "flat" not in flags
