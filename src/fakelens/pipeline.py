@@ -40,7 +40,7 @@ class ImageResult(CompactRepr):
     index: int = 0  # position of this image inside each Explanation's batch
     tiles: list[Geometry] = field(default_factory=list)  # the native tiles read, when more than one
     lead_tile: int | None = None  # index into tiles of the most fake-looking one (a detector's)
-    fake_index: int = 0  # the fake class's logit (a detector's)
+    fake_index: int | None = None  # the fake class's logit (None: the label "fake")
 
     @property
     def view(self) -> Geometry:
@@ -56,7 +56,8 @@ class ImageResult(CompactRepr):
         z = torch.tensor(self.logits)
         if len(z) == 1:
             return float(torch.sigmoid(z[0]))
-        return float(torch.softmax(z, 0)[self.fake_index])
+        k = self.fake_index if self.fake_index is not None else self.labels.index("fake")
+        return float(torch.softmax(z, 0)[k])
 
     def top_labels(self, k: int = 3) -> list[tuple[str, float]]:
         probs = torch.softmax(torch.tensor(self.logits), 0) if len(self.logits) > 1 else None

@@ -235,6 +235,7 @@ def test_plain_classifier_is_refused(monkeypatch: pytest.MonkeyPatch, photos: li
 
     det = create_model("tiny-cnn")
     monkeypatch.setattr(det, "labels", ("cat", "dog"))
+    monkeypatch.setattr(det, "fake_label", None)  # a classifier: no fake class
     monkeypatch.setattr(analyze_cli, "load_detector", lambda spec: det)
     res = runner.invoke(app, ["analyze", str(photos[0]), "--model", "x"])
     assert res.exit_code == 2 and "not a real/fake detector" in res.output

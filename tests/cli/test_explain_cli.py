@@ -205,6 +205,37 @@ def test_a_method_one_member_cannot_run_costs_only_its_maps(tmp_path: Path, phot
     assert not (tmp_path / "o2").exists() and "Traceback" not in res.output
 
 
+def test_a_classifier_without_a_fake_class_is_explained_by_its_top_label(
+    tmp_path: Path, photos: list[Path]
+) -> None:
+    """An ImageNet head (fake_label None, saved as null): maps of its top class and its top labels, no
+    verdict; analyze, which needs verdicts, refuses it in one line."""
+    from fakelens.models import create_model, load_checkpoint, save_checkpoint
+
+    net = create_model("effnet-lite0", pretrained=False, imagenet_head=True, input_size=64)
+    path = save_checkpoint(net, tmp_path / "cls")
+    assert not load_checkpoint(path).is_detector
+    res = runner.invoke(
+        app,
+        [
+            "explain",
+            str(photos[0]),
+            "--model",
+            str(path),
+            "-m",
+            "gradcam",
+            "--json",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    (rec,) = json.loads(res.stdout)["images"]
+    assert "verdict" not in rec and rec["top_labels"] and rec["methods"]["gradcam"]
+    res = runner.invoke(app, ["analyze", str(photos[0]), "--model", str(path), "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "no fake class" in res.output and "Traceback" not in res.output
+
+
 def test_explain_writes_nothing_when_an_input_is_bad(tmp_path: Path, photos: list[Path]) -> None:
     bad = tmp_path / "text.jpg"
     bad.write_text("not an image")

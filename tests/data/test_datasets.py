@@ -18,6 +18,7 @@ from fakelens.data.datasets import (
     DetectionDataset,
     OnTheFlyForgeries,
     Sample,
+    _ff_people,
     detect_layout,
     discover,
     holdout,
@@ -136,6 +137,9 @@ def test_faceforensics_groups_join_both_people_of_a_swap(tmp_path: Path) -> None
             img(ff / "manipulated_sequences" / "Deepfakes" / "c23" / "images" / vid / "0000.png")
     samples = discover(tmp_path)
     assert len({s.group for s in samples}) == 4
+    videos = ("01__exit_phone_room", "02__walk", "01_02__talk__YV8", "03__hug")
+    dfd = [Sample(tmp_path / f"{v}.png", int("_" in v.split("__")[0]), group=v) for v in videos]
+    assert [s.group for s in _ff_people(dfd)] == ["01", "01", "01", "03"]  # DeepFakeDetection: actors
     for seed in range(20):
         train, val = holdout(samples, 0.25, seed=seed)
         people = [{p for s in side for p in s.path.parent.name.split("_")} for side in (train, val)]

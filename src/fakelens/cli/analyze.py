@@ -61,12 +61,10 @@ def _load_model(specs: list[str]) -> Detector | Ensemble:
     for m in loaded:
         members += list(m.members) if isinstance(m, Ensemble) else [m]
     for det in members:
-        if "fake" not in det.labels:
+        if not det.is_detector:  # its fake class may have any name (fake_label); a classifier has none
             raise ConfigError(
                 f"{det.name} is not a real/fake detector ({len(det.labels)} labels such as "
-                f"{det.labels[0]!r}, "
-                "none 'fake'); "
-                "use `fakelens explain` for plain classifiers"
+                f"{det.labels[0]!r}, no fake class); use `fakelens explain` for plain classifiers"
             )
     names = [d.name for d in members]
     dupes = sorted({n for n in names if names.count(n) > 1})

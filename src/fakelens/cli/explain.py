@@ -188,11 +188,18 @@ def explain_cmd(
     dev = resolve_device(device)
     for p in paths:  # every input checked before anything is written, then read again batch by batch:
         load_image(p).close()  # memory stays that of one batch, whatever the number of images
-    ens = as_ensemble(load_detector(model))
+    loaded = load_detector(model)
+    from fakelens.models.base import Detector
+    from fakelens.models.ensemble import Ensemble
     from fakelens.models.registry import untrained_members
 
-    warn_untrained(untrained_members(ens))
-    members = list(ens.members)
+    warn_untrained(untrained_members(loaded))
+    ens: Ensemble | None = None
+    if isinstance(loaded, Detector) and not loaded.is_detector:  # a classifier (an ImageNet head): its
+        members = [loaded]  # maps and its top labels, no verdict
+    else:
+        ens = as_ensemble(loaded)
+        members = list(ens.members)
     records: list[dict[str, Any]] = []
     raw = torch.full((len(paths), len(members)), float("nan"))  # members' own fake probabilities
     used: set[str] = set()
@@ -241,7 +248,7 @@ def explain_cmd(
                     for k, (p, r) in enumerate(zip(chunk, results, strict=True)):
                         stem = stems[p] if len(members) == 1 else f"{stems[p]}.{det.name}"
                         summary = r.summary()
-                        if r.fake_probability is not None:  # shown as the ensemble shows it: calibrated
+                        if ens is not None and r.fake_probability is not None:  # as the ensemble shows it
                             raw[start + k, j] = own = r.fake_probability
                             cal = ens.calibrations[j]
                             shown = float(cal(torch.tensor(own))) if cal is not None else own
@@ -267,11 +274,11 @@ def explain_cmd(
             "methods": methods,
             "options": options,
             "target": target,
-            "calibrated": any(c is not None for c in ens.calibrations),
+            "calibrated": ens is not None and any(c is not None for c in ens.calibrations),
             "out": str(out),
             "images": records,
         }
-        if len(members) > 1 and not raw.isnan().any():
+        if ens is not None and len(members) > 1 and not raw.isnan().any():
             by_image: dict[str, list[dict[str, Any]]] = {}
             for rec in records:
                 by_image.setdefault(rec["image"], []).append(rec)

@@ -319,8 +319,6 @@ def _discover_ff(root: Path) -> list[Sample]:
                     masks[(_ff_video(m), m.stem)] = m
             for f in _images_under(method_dir):
                 rel = f.relative_to(method_dir).parts
-                if rel[0] == "masks":
-                    continue
                 video = _ff_video(f)
                 comp, split = info(rel, video)
                 mask = masks.get((video, f.stem))
@@ -346,13 +344,16 @@ def _ff_people(samples: list[Sample]) -> list[Sample]:
             x = parent[x]
         return x
 
+    def people(video: str) -> list[str]:  # "000_003"; DeepFakeDetection: "01_02__meeting_serious__YVGY8LOK"
+        return [p for p in video.split("__")[0].split("_") if p] or [video]
+
     for s in samples:
-        ids = s.group.split("_")
+        ids = people(s.group)
         for other in ids[1:]:
             a, b = root(ids[0]), root(other)
             if a != b:
                 parent[max(a, b)] = min(a, b)
-    return [replace(s, group=root(s.group.split("_")[0])) for s in samples]
+    return [replace(s, group=root(people(s.group)[0])) for s in samples]
 
 
 def _parse_label(value: Any, where: str) -> int:

@@ -150,8 +150,9 @@ class Explanation(CompactRepr):
         return torch.stack(self.maps)
 
     def rows(self, start: int, stop: int) -> Explanation:
-        """The explanation of images ``start`` … ``stop − 1`` alone (as if they had been the batch); per-image
-        records in ``meta`` (``artifact_tokens``) are kept for those images and renumbered."""
+        """The explanation of images ``start`` … ``stop − 1`` (its tensors and maps as if they had been the
+        batch); ``meta``'s artifact-token records are kept for those images and renumbered, its other entries
+        (a perturbation method's counts) still describe the whole batch."""
         meta = dict(self.meta)
         if isinstance(meta.get("artifact_tokens"), list):
             meta["artifact_tokens"] = [

@@ -1231,6 +1231,7 @@ class AblationCAM(Perturbation):
                 raise TypeError(f"layer {name!r} returned {type(out).__name__}, not a tensor")
             grid = _as_map(out, detector, hw).float()  # (B, C, h, w)
             tokens = out.dim() == 3
+            last = out.dim() == 4 and grid.shape[1] != out.shape[1]  # a channels-last layer (B, h, w, C)
             prefix = detector.token_layout.num_prefix_tokens if tokens and detector.token_layout else 0
             active = grid.flatten(2).abs().amax(-1) > 0
             zero.append([grid.shape[1] - v for v in _per_image(active)])
@@ -1241,15 +1242,22 @@ class AblationCAM(Perturbation):
             runner.planned = runner.forwards + runner.partial_forwards + int(active.sum())
 
             def ablated(
-                b: int, k_idx: Tensor, out: Tensor = out, tokens: bool = tokens, prefix: int = prefix
+                b: int,
+                k_idx: Tensor,
+                out: Tensor = out,
+                tokens: bool = tokens,
+                prefix: int = prefix,
+                last: bool = last,
             ) -> Tensor:
                 """``len(k_idx)`` copies of image ``b``'s layer output, copy i with channel ``k_idx[i]``
-                zeroed (for tokens: in the patch tokens only)."""
+                zeroed (for tokens: in the patch tokens only; channels last: the last axis)."""
                 a = out[b : b + 1].expand(k_idx.shape[0], *out.shape[1:]).clone()
                 rows = torch.arange(a.shape[0], device=a.device)
                 if tokens:
                     cols = torch.arange(prefix, a.shape[1], device=a.device)
                     a[rows[:, None], cols[None, :], k_idx[:, None]] = 0
+                elif last:
+                    a[rows, ..., k_idx] = 0
                 else:
                     a[rows, k_idx] = 0
                 return a

@@ -320,6 +320,8 @@ def load_checkpoint(
         )
         kwargs = dict(config.get("kwargs") or {})
         fake = config.get("fake_label", "fake")
+        if len(labels) > 2 and fake == labels[0] and "fake" not in labels:
+            fake = None  # a classifier saved before fake_label could be null named its first label
         fake_label = None if fake is None else str(fake)
         cal = config.get("calibration")
         calibration = None if cal is None else Calibration.from_dict(cal)

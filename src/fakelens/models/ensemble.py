@@ -105,7 +105,7 @@ class Ensemble:
             raise ConfigError(
                 f"{blind.name!r} is a classifier without a fake class ({len(blind.labels)} labels): verdicts "
                 "need a real/fake detector (wrap it with fake_label=… naming its fake class); "
-                "fakelens.explain_images explains any classifier"
+                "fakelens explain (fakelens.explain_images) explains any classifier"
             )
         if rule not in get_args(CombineRule):
             raise ConfigError(

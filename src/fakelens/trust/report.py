@@ -847,7 +847,7 @@ def write_report(
         ),
         _bars(
             agg,
-            FAMILIES["faithfulness"][1:5],
+            [m for m in FAMILIES["faithfulness"] if m.key.startswith(("deletion_", "insertion_"))],
             "Deletion / insertion AUC of p(fake)",
             plots_dir / "faithfulness.png",
             "area under the p(fake) curve",
