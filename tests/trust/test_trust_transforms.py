@@ -122,6 +122,30 @@ def test_fills() -> None:
         warp(x, t, fill="white")  # type: ignore[arg-type]
 
 
+def test_control_fills_also_fill_a_letterboxed_image_s_padding() -> None:
+    """Mean and reflect fill are controls for black fill: a letterboxed image's own black padding is fill too,
+    so it gets the mean colour or the image's reflection (it had stayed black under every fill)."""
+    x = torch.full((1, 3, 32, 32), 0.0)
+    x[:, :, 8:24] = torch.rand(1, 3, 16, 32) * 0.6 + 0.2  # image rows 8–23, black padding above and below
+    valid = torch.zeros(1, 32, 32, dtype=torch.bool)
+    valid[:, 8:24] = True
+    t = [Transform.identity(), Transform.scale(0.6)]
+    m = (0.1, 0.2, 0.3)
+    for fill in ("mean", "reflect"):
+        vb = make_views(x, t, fills=fill, valid=valid, mean=m)
+        fill_px = vb.pixels.permute(0, 2, 3, 1)[~vb.valid]  # every pixel that is not image
+        assert len(fill_px) and float(fill_px.sum(1).min()) > 0.3  # none left black
+        if fill == "mean":
+            torch.testing.assert_close(fill_px[:4], torch.tensor([m] * 4))
+        torch.testing.assert_close(vb.pixels[0][:, valid[0]], x[0][:, valid[0]])  # the image as it was
+    # reflected about the image's box: row 7 mirrors row 8, row 24 mirrors row 23
+    vb = make_views(x, [Transform.identity()], fills="reflect", valid=valid)
+    torch.testing.assert_close(vb.pixels[0, :, 7], x[0, :, 8])
+    torch.testing.assert_close(vb.pixels[0, :, 24], x[0, :, 23])
+    black = make_views(x, t, fills="black", valid=valid)
+    assert float(black.pixels[0][:, ~valid[0]].abs().max()) == 0.0  # black fill leaves the padding black
+
+
 def test_batches_are_image_major_and_fills_per_view() -> None:
     x = torch.stack([torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.9)])
     ts = [Transform.identity(), Transform.scale(0.5), Transform.scale(0.5)]

@@ -249,6 +249,34 @@ def _sample(src: Tensor, grid: Tensor, fill: Fill, mean: Sequence[float]) -> Ten
     raise ConfigError(f"unknown fill {fill!r}: use one of {', '.join(FILLS)}")
 
 
+def _reflected(n: int, lo: int, hi: int, device: torch.device) -> Tensor:
+    """Indices ``0 … n−1`` mirrored into ``[lo, hi)`` (symmetric reflection, period ``2·(hi − lo)``)."""
+    span = hi - lo
+    i = (torch.arange(n, device=device) - lo) % (2 * span)
+    return torch.where(i >= span, 2 * span - 1 - i, i) + lo
+
+
+def _fill_padding(pixels: Tensor, valid: Tensor, fill: Fill, mean: Sequence[float]) -> Tensor:
+    """``pixels (B, C, H, W)`` with the pixels outside ``valid (B, H, W)`` (letterbox or small-image padding)
+    filled as ``fill`` fills the outside of a view: the ``mean`` colour, or the image ``reflect``-ed about its
+    valid box."""
+    out = pixels.clone()
+    c = pixels.shape[1]
+    m = torch.tensor(list(mean)[:c], device=pixels.device, dtype=pixels.dtype).view(c, 1, 1)
+    for i in range(pixels.shape[0]):
+        v = valid[i]
+        if bool(v.all()) or not bool(v.any()):
+            continue
+        if fill == "mean":
+            out[i] = torch.where(v, pixels[i], m)
+            continue
+        ys, xs = v.any(1).nonzero()[:, 0], v.any(0).nonzero()[:, 0]
+        rows = _reflected(pixels.shape[2], int(ys[0]), int(ys[-1]) + 1, pixels.device)
+        cols = _reflected(pixels.shape[3], int(xs[0]), int(xs[-1]) + 1, pixels.device)
+        out[i] = torch.where(v, pixels[i], pixels[i][:, rows][:, :, cols])
+    return out
+
+
 def warp(
     pixels: Tensor,
     transforms: Sequence[Transform],
@@ -372,7 +400,13 @@ def make_views(
         rows = torch.tensor(
             [i * k + j for i in range(b) for j, ff in enumerate(fill_list) if ff == f], device=pixels.device
         )
-        out[rows] = _sample(src[rows, :c], grid[rows], f, mean)
+        # a letterboxed or padded image's own black padding is fill too: the control fills it as well
+        base = (
+            src[:, :c]
+            if bool(ref_valid.all())
+            else _fill_padding(pixels, ref_valid, f, mean).repeat_interleave(k, 0)
+        )
+        out[rows] = _sample(base[rows], grid[rows], f, mean)
     back = unwarp(view_valid.to(pixels.dtype), list(transforms), images=b, grid=back_grid) >= VALID_THRESHOLD
     back = back & ref_valid.repeat_interleave(k, dim=0)
     return ViewBatch(list(transforms), fill_list, out, view_valid, back, b, back_grid)
