@@ -197,3 +197,16 @@ def test_method_options_set_a_budget_and_are_part_of_the_run(
     assert res.exit_code == 2 and "other settings (options)" in res.output
     res = runner.invoke(app, [*args, "--set", "occlusion.windw=8"])
     assert res.exit_code == 2 and "occlusion has no option 'windw'" in res.output
+
+
+def test_an_interrupted_run_says_how_to_go_on(
+    tmp_path: Path, photos: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fakelens.trust.runner as runner_mod
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "run_trust", interrupted)
+    res = runner.invoke(app, _args(photos[0], tmp_path / "o", "-m", "gradcam"))
+    assert res.exit_code == 130 and "rerun the same command to go on" in " ".join(res.output.split())

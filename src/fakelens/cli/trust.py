@@ -200,14 +200,20 @@ def trust_cmd(
         transient=True,
     ) as progress:
         task = progress.add_task("", total=total)
-        run = run_trust(
-            detector,
-            items,
-            out,
-            config,
-            command=command,
-            progress=lambda n, label: progress.update(task, advance=n, description=label),
-        )
+        try:
+            run = run_trust(
+                detector,
+                items,
+                out,
+                config,
+                command=command,
+                progress=lambda n, label: progress.update(task, advance=n, description=label),
+            )
+        except KeyboardInterrupt:
+            fail(
+                f"interrupted; the images done are recorded in {out}: rerun the same command to go on",
+                code=130,
+            )
     if run.summary["recommendation"]["method"] is None and run.skipped_methods:  # nothing could run
         fail("no method could run: " + "; ".join(f"{m}: {why}" for m, why in run.skipped_methods.items()))
     if json_out:
