@@ -322,3 +322,17 @@ def test_a_map_empty_on_the_image_is_not_averaged_into_equivariance() -> None:
     ]
     eq = aggregate(recs)[("gradcam", "L")]["eq_cosine"]
     assert eq["n"] == 2 and eq["mean"] == pytest.approx(0.955)
+
+
+def test_values_the_tables_cannot_tell_apart_share_their_rank() -> None:
+    """ROAD of 0.0001, 0.0002 and 0.0004 all print 0.000: one shared rank, not an order made of noise; a
+    difference the table shows (0.010) still ranks."""
+    from fakelens.trust.report import _family_ranks
+
+    recs = [
+        Record("m", img, m, "L", "", "faithfulness", 0, "none", "road_combined", v)
+        for img in ("a.png", "b.png")
+        for m, v in (("a", 0.0001), ("b", 0.0002), ("c", 0.0004), ("d", 0.010))
+    ]
+    ranks = _family_ranks(aggregate(recs))["faithfulness"]
+    assert ranks[("d", "L")] == 1 and ranks[("a", "L")] == ranks[("b", "L")] == ranks[("c", "L")] == 3

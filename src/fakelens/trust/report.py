@@ -231,10 +231,15 @@ def rank(agg: dict[Candidate, dict[str, dict[str, float]]], family: str) -> list
     return sorted(rows, key=lambda cv: (-cv[1] if primary.higher else cv[1], cv[0]))
 
 
+RANK_TIE = 5e-4
+"""Values closer than this (the tables' last printed digit) rank as equal."""
+
+
 def _family_ranks(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str, dict[Candidate, float]]:
-    """Each family's rank of each candidate (1 = best), for families that rank two or more. Values equal but
-    for float noise (two methods that give the same maps, e.g. GradCAM and HiResCAM under a pooled linear
-    head) share their average rank."""
+    """Each family's rank of each candidate (1 = best), for families that rank two or more. Values the tables
+    cannot tell apart (within :data:`RANK_TIE`: float noise, two methods that give the same maps such as
+    GradCAM and HiResCAM under a pooled linear head, or faithfulness gaps that all read 0.000) share their
+    average rank."""
     out: dict[str, dict[Candidate, float]] = {}
     for fam in FAMILIES:
         ordered = rank(agg, fam)
@@ -243,7 +248,7 @@ def _family_ranks(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str
         values = [v for _, v in ordered]
         out[fam] = {}
         for c, v in ordered:
-            pos = [i + 1 for i, w in enumerate(values) if abs(w - v) <= 1e-6 * max(1.0, abs(v))]
+            pos = [i + 1 for i, w in enumerate(values) if abs(w - v) <= RANK_TIE * max(1.0, abs(v))]
             out[fam][c] = sum(pos) / len(pos)
     return out
 
