@@ -130,6 +130,24 @@ def test_resume_skips_finished_groups_and_redoes_torn_ones(
     assert n_b1 == 8  # the 8 quick views, recorded once
 
 
+def test_a_second_run_into_a_folder_being_written_is_refused(
+    tmp_path: Path, blob_dir: tuple[Path, Path], planted: Detector
+) -> None:
+    """Two runs appending to one records.csv duplicated every record (24 images, 30 completions)."""
+    from fakelens.io import FolderLock
+    from fakelens.trust.runner import LOCK_NAME
+
+    items = discover_items([blob_dir[0]])[:1]
+    cfg = TrustConfig(
+        methods=("gradcam",), family="quick", fills=("black",), faithfulness=False, randomisation=False
+    )
+    tmp_path.mkdir(exist_ok=True)
+    with FolderLock(tmp_path / LOCK_NAME, "busy"), pytest.raises(ConfigError, match="another fakelens trust"):
+        run_trust(planted, items, tmp_path, cfg)
+    assert not (tmp_path / "records.csv").exists()
+    assert run_trust(planted, items, tmp_path, cfg).evaluated == 1  # released: the run goes ahead
+
+
 def test_resume_refuses_another_model_or_other_settings(
     tmp_path: Path, blob_dir: tuple[Path, Path], planted: Detector
 ) -> None:

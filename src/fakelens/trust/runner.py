@@ -32,7 +32,14 @@ from fakelens.explain.cams import CAMS
 from fakelens.explain.engine import EXPLAINERS, check_options, method_names
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, prepare
-from fakelens.io import IMAGE_SUFFIXES, atomic_write_text, find_images, header_problem, load_image
+from fakelens.io import (
+    IMAGE_SUFFIXES,
+    FolderLock,
+    atomic_write_text,
+    find_images,
+    header_problem,
+    load_image,
+)
 from fakelens.io import load_mask as read_mask
 from fakelens.models.base import Detector, require_detector
 from fakelens.trust import metrics as M
@@ -486,6 +493,9 @@ def evaluate_image(
 # ------------------------------------------------------------------------------------------------ the run
 
 
+LOCK_NAME = ".trust.lock"
+"""Held (``flock``) by the run writing a folder."""
+
 INPUT_LAYER = "input"
 """The layer column of a method that reads no layer (perturbation of the input, attention of every block)."""
 
@@ -614,78 +624,84 @@ def run_trust(
             + "; ".join(f"{k}: {why}" for k, why in list(bad.items())[:3])
         )
     out.mkdir(parents=True, exist_ok=True)
-    weights = weights_digest(detector)
-    _check_run(out, detector, weights, cfg)
-    cases_dir = out / "cases"
-    cases_dir.mkdir(exist_ok=True)
-    records = RecordFile(out / "records.csv", resume=cfg.resume)
-    run_info = {
-        "model": detector.name,
-        "weights": weights,
-        "describe": detector.describe(),
-        "numbers": cfg.numbers_key(),
-        "config": cfg.to_dict(),
-        "command": command,
-        "family": [t.name for t in family],
-    }
-    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str))
-    plan = view_plan(family, tuple(f for f in FILLS if f in cfg.fills))
-    run = TrustRun(out, {})
-    run.skipped_images.update(bad)
-    methods = list(cfg.methods)
-    # methods that read no layer (occlusion, RISE, attention rollout …) run once, under the label "input",
-    # not once per --layer with a layer they never used
-    layered = [m for m in methods if uses_layers(m)]
-    free = [m for m in methods if not uses_layers(m)]
-    for item in todo:
-        if item.key in run.skipped_images:
+    # two runs into one folder would each append every record (the resume skips only what was done
+    # when it started): the second is refused while the first holds the lock
+    with FolderLock(
+        out / LOCK_NAME,
+        f"{out} is being written by another fakelens trust run: wait for it, or use another --out",
+    ):
+        weights = weights_digest(detector)
+        _check_run(out, detector, weights, cfg)
+        cases_dir = out / "cases"
+        cases_dir.mkdir(exist_ok=True)
+        records = RecordFile(out / "records.csv", resume=cfg.resume)
+        run_info = {
+            "model": detector.name,
+            "weights": weights,
+            "describe": detector.describe(),
+            "numbers": cfg.numbers_key(),
+            "config": cfg.to_dict(),
+            "command": command,
+            "family": [t.name for t in family],
+        }
+        atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str))
+        plan = view_plan(family, tuple(f for f in FILLS if f in cfg.fills))
+        run = TrustRun(out, {})
+        run.skipped_images.update(bad)
+        methods = list(cfg.methods)
+        # methods that read no layer (occlusion, RISE, attention rollout …) run once, under the label "input",
+        # not once per --layer with a layer they never used
+        layered = [m for m in methods if uses_layers(m)]
+        free = [m for m in methods if not uses_layers(m)]
+        for item in todo:
+            if item.key in run.skipped_images:
+                if progress:
+                    progress(1, f"{item.path.name} (skipped)")
+                continue
+            label_sets = [(ls, "+".join(ls or detector.cam_layers), layered) for ls in layer_sets]
+            label_sets.append((layer_sets[0], INPUT_LAYER, free))
+            pending = [
+                (
+                    ls,
+                    lab,
+                    [m for m in ms if m not in run.skipped_methods and not records.is_done(item.key, m, lab)],
+                )
+                for ls, lab, ms in label_sets
+            ]
+            pending = [p for p in pending if p[2]]
+            if not pending:
+                if progress:
+                    progress(1, f"{item.path.name} (done)")
+                continue
+            try:
+                image = load_image(item.path)
+                mask = load_mask(item.mask, (image.height, image.width)) if item.mask is not None else None
+            except (ImageError, OSError) as exc:  # the reason without the path the report already names
+                run.skipped_images[item.key] = str(exc).removeprefix(f"{item.path}: ")
+                if progress:
+                    progress(1, f"{item.path.name} (skipped)")
+                continue
+            for ls, lab, ms in pending:
+                res = evaluate_image(
+                    detector,
+                    image,
+                    item.key,
+                    ms,
+                    layers=ls,
+                    mask=mask,
+                    config=cfg,
+                    plan=plan,
+                    cases_dir=cases_dir,
+                    label=lab,
+                )
+                run.skipped_methods.update(res.errors)
+                records.append(res.records)
+            run.evaluated += 1
             if progress:
-                progress(1, f"{item.path.name} (skipped)")
-            continue
-        label_sets = [(ls, "+".join(ls or detector.cam_layers), layered) for ls in layer_sets]
-        label_sets.append((layer_sets[0], INPUT_LAYER, free))
-        pending = [
-            (
-                ls,
-                lab,
-                [m for m in ms if m not in run.skipped_methods and not records.is_done(item.key, m, lab)],
-            )
-            for ls, lab, ms in label_sets
-        ]
-        pending = [p for p in pending if p[2]]
-        if not pending:
-            if progress:
-                progress(1, f"{item.path.name} (done)")
-            continue
-        try:
-            image = load_image(item.path)
-            mask = load_mask(item.mask, (image.height, image.width)) if item.mask is not None else None
-        except (ImageError, OSError) as exc:  # the reason without the path the report already names
-            run.skipped_images[item.key] = str(exc).removeprefix(f"{item.path}: ")
-            if progress:
-                progress(1, f"{item.path.name} (skipped)")
-            continue
-        for ls, lab, ms in pending:
-            res = evaluate_image(
-                detector,
-                image,
-                item.key,
-                ms,
-                layers=ls,
-                mask=mask,
-                config=cfg,
-                plan=plan,
-                cases_dir=cases_dir,
-                label=lab,
-            )
-            run.skipped_methods.update(res.errors)
-            records.append(res.records)
-        run.evaluated += 1
-        if progress:
-            progress(1, item.path.name)
-    info = {"skipped_images": run.skipped_images, "skipped_methods": run.skipped_methods}
-    run.summary = write_report(out, read_records(out / "records.csv"), run_info, cfg, info)
-    return run
+                progress(1, item.path.name)
+        info = {"skipped_images": run.skipped_images, "skipped_methods": run.skipped_methods}
+        run.summary = write_report(out, read_records(out / "records.csv"), run_info, cfg, info)
+        return run
 
 
 def with_methods(config: TrustConfig, methods: Sequence[str]) -> TrustConfig:
