@@ -273,3 +273,35 @@ def test_methods_and_paths_are_taken_as_strings_too(tmp_path: Path) -> None:
         discover_items(manifest=str(tmp_path / "missing.csv"))
     with pytest.raises(ConfigError, match="no images to test"):
         run_trust(create_model("tiny-cnn"), [], str(tmp_path / "out"))
+
+
+def test_a_view_whose_map_vanished_is_shown_as_vanished(
+    tmp_path: Path, planted: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view with no positive map (the transform flipped the score) is a 'vanished' case with its score,
+    not the worst 'does not move' case with a cosine of 0."""
+    from PIL import Image
+
+    from fakelens.trust.runner import evaluate_image
+    from fakelens.trust.sweep import Sweep, view_plan
+    from fakelens.trust.synthetic import blob_image
+    from fakelens.trust.transforms import TransformFamily
+
+    real = Sweep.view_metrics
+
+    def emptied(self: Sweep, method: str) -> dict[str, torch.Tensor]:
+        vm = real(self, method)
+        vm["peak_to_mean"][2] = 0.0
+        vm["eq_cosine"][2] = 0.0
+        return vm
+
+    monkeypatch.setattr(Sweep, "view_metrics", emptied)
+    pixels, _ = blob_image((64, 64), seed=1)
+    img = Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).astype("uint8"))
+    cfg = TrustConfig(
+        methods=("gradcam",), family="quick", fills=("black",), faithfulness=False, randomisation=False
+    )
+    res = evaluate_image(planted, img, "b.png", ["gradcam"], config=cfg, cases_dir=tmp_path)
+    cases = {(r.metric, r.transform) for r in res.records if r.metric.startswith("case:")}
+    view = view_plan(TransformFamily.named("quick"), ("black",))[2][0].name
+    assert ("case:vanished", view) in cases and ("case:equivariance", view) not in cases

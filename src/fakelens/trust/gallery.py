@@ -38,6 +38,11 @@ CATEGORIES = {
         "Does not move with the image",
         "the view whose map, carried back, agrees least with the map of the untransformed image",
     ),
+    "vanished": (
+        "Map vanished",
+        "views whose map has no positive value while the untransformed image's has: the transform "
+        "changed the explained score's sign or removed the evidence — not a map that failed to move",
+    ),
     "flat": (
         "Flat maps",
         "maps with no positive value or near-uniform mass: stretched to [0, 1] by other tools "

@@ -417,12 +417,19 @@ def _cases(
         if bool(corner.any()):
             i = 0 if bool(corner[0]) else int(corner.nonzero()[0])
             picks.append(("corner", i, float(corner.double().mean())))
+        # a view whose map is empty (no positive value) while the reference's is not has nothing to move:
+        # shown as vanished (its explained score says why), not as a cosine of 0
+        vanished = black & (vm["peak_to_mean"] == 0) & (float(vm["peak_to_mean"][0]) > 0)
+        vanished[0] = False
         eq = vm["eq_cosine"].clone()
         eq[0] = 2.0
-        eq = eq.masked_fill(~black, 2.0)
+        eq = eq.masked_fill(~black | vanished, 2.0)
         i = int(eq.argmin())
         if float(eq[i]) < 0.9:
             picks.append(("equivariance", i, 1.0 - float(eq[i])))
+        if bool(vanished.any()):
+            i = int(vanished.nonzero()[0])
+            picks.append(("vanished", i, float(vanished.double().mean())))
         if float(vm["flat"][0]) > 0:
             picks.append(("flat", 0, float(vm["entropy"][0])))
         for cat, i, sev in picks:
