@@ -44,7 +44,7 @@ from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, manifest_p
 from fakelens.errors import ConfigError
 from fakelens.forgery.encode import encode_pair, extension
 from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
-from fakelens.io import atomic_write_bytes, load_image, load_mask
+from fakelens.io import atomic_write_bytes, load_image, load_mask, save_image_atomic
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -516,9 +516,7 @@ def contact_sheet(
             mask = load_mask(data / r["mask_path"])
             items.append((label, real, fake, mask))
     path = Path(out) if out is not None else data / "contact_sheet.png"
-    buf = io.BytesIO()
-    contact_sheet_image(items, k=k, tile=tile).save(buf, format=_sheet_format(path))
-    atomic_write_bytes(path, buf.getvalue())
+    save_image_atomic(contact_sheet_image(items, k=k, tile=tile), path, format=_sheet_format(path))
     return path
 
 

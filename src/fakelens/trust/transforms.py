@@ -402,11 +402,9 @@ def make_views(
         )
         # a letterboxed or padded image's own black padding is fill too: the control fills it as well
         base = (
-            src[:, :c]
-            if bool(ref_valid.all())
-            else _fill_padding(pixels, ref_valid, f, mean).repeat_interleave(k, 0)
+            src[rows, :c] if bool(ref_valid.all()) else _fill_padding(pixels, ref_valid, f, mean)[rows // k]
         )
-        out[rows] = _sample(base[rows], grid[rows], f, mean)
+        out[rows] = _sample(base, grid[rows], f, mean)
     back = unwarp(view_valid.to(pixels.dtype), list(transforms), images=b, grid=back_grid) >= VALID_THRESHOLD
     back = back & ref_valid.repeat_interleave(k, dim=0)
     return ViewBatch(list(transforms), fill_list, out, view_valid, back, b, back_grid)
