@@ -41,6 +41,21 @@ def test_members_and_ensemble(images: list[Image.Image]) -> None:
         assert d["models"][1]["heatmaps"]["rollout"]["robustness"]["views"]
 
 
+def test_an_option_of_a_method_a_member_cannot_run_costs_only_that_method(
+    images: list[Image.Image],
+) -> None:
+    """Options for rollout: the CNN, which cannot run rollout, still gets its Grad-CAM, and its error names
+    the real reason (no attention), not "options given for a method not asked for"."""
+    ens = Ensemble([create_model("tiny-cnn", seed=1), create_model("tiny-vit", seed=2)])
+    [a] = analyze_images(
+        ens, images[:1], ["gradcam", "rollout"], options={"rollout": {"residual": 0.3}}, robustness=False
+    )
+    cnn, vit = a.models
+    assert set(cnn.heatmaps) == {"gradcam"} and set(cnn.errors) == {"rollout"}
+    assert "not among the methods" not in cnn.errors["rollout"]
+    assert set(vit.heatmaps) == {"gradcam", "rollout"}
+
+
 def test_calibrated_members_are_shown_calibrated_and_judged_at_their_own_threshold(
     images: list[Image.Image],
 ) -> None:

@@ -395,6 +395,7 @@ def explain_member(
     image costs only its own heatmaps. Unknown method names, targets and layers are the caller's mistake
     and raise; errors that are neither fakelens's nor torch's (a bug, memory) are raised too."""
     check_methods(methods)
+    options = check_options(options, methods)
     resolve_target(target, member)
     for name in layers or ():
         member.layer(name)
@@ -402,9 +403,8 @@ def explain_member(
     def run(
         ms: Sequence[str], imgs: Sequence[Image.Image] = images, tiles: int | None = max_tiles
     ) -> list[ImageResult]:
-        return explain_images(
-            member, imgs, ms, target=target, layers=layers, options=options, max_tiles=tiles
-        )
+        own = {m: kw for m, kw in options.items() if m in ms}  # a retry of fewer methods: only theirs
+        return explain_images(member, imgs, ms, target=target, layers=layers, options=own, max_tiles=tiles)
 
     try:
         return run(methods), list(methods), {}

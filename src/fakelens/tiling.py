@@ -9,10 +9,12 @@ image is read as the native-scale tiles of :meth:`fakelens.geometry.Geometry.til
   tiles are blended where they overlap, ``S(p) = Σ_{t∋p} w_t(p) S_t(p) / Σ_{t∋p} w_t(p)`` with a pyramid
   weight ``w_t`` that peaks at the tile's centre (where its features saw their whole context) and falls
   towards its edges, so neighbouring tiles cross-fade instead of meeting at a seam; a pixel only one tile
-  read gets that tile's value. The stitched map is then ReLU'd and min-max normalised once over the whole
-  image, so tiles keep their relative strength (the gradient of the mean score w.r.t. tile t's features is
-  ``1/T`` times tile t's own gradient: stitching the tiles' maps explains the image's score). Pixels no tile
-  covers (``max_tiles`` reached) are not valid.
+  read gets that tile's value. The map drawn blends the tiles' ReLU'd maps the same way (each tile's drawn
+  as a single view's is) and is divided by its peak once over the whole image — nothing is drawn when the
+  stitched signed map, which ``stats`` describe, has no positive value — so tiles keep their relative
+  strength (the gradient of the mean score w.r.t. tile t's features is ``1/T`` times tile t's own gradient:
+  stitching the tiles' maps explains the image's score). Pixels no tile covers (``max_tiles`` reached) are
+  not valid.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def stitch(
         scale = tile_scores.abs() / tile_scores.mean().abs().clamp_min(1e-12)
         raws = raws * scale.to(raws)[:, None, None]
     h0, w0 = geometries[0].original_size
-    canvas = raws.new_zeros(2, h0, w0)  # signed, ReLU'd
+    canvas = raws.new_zeros(2, h0, w0)  # signed, ReLU'd (each tile's map drawn as a single view's is)
     weight = raws.new_zeros(h0, w0)
     for raw, g in zip(raws, geometries, strict=True):
         cells = valid_cells(g.valid_input(device=raw.device)[None], (raw.shape[-2], raw.shape[-1]))[0]
@@ -111,6 +113,10 @@ def stitch(
     (ih, iw), (rh, rw) = geometries[0].input_size, raws.shape[-2:]
     coarse = (max(1, round(h0 * rh / ih)), max(1, round(w0 * rw / iw)))
     raw = F.adaptive_avg_pool2d(canvas[:1][None], coarse)[0]
+    stats = map_stats(raw, valid_cells(valid[None], (raw.shape[-2], raw.shape[-1])))
+    # the statistics (and the flat flag) read the stitched signed map: where it holds no positive value,
+    # nothing is drawn either — a tile's faint positive cells are not stretched into a full-scale hot spot
+    shown = canvas[1] * (stats["max"][0] > 0)
     scores = tile_scores.mean()[None]
     first = parts[0]
     meta = _merged_meta(parts)
@@ -125,9 +131,9 @@ def stitch(
         layers=first.layers,
         target=first.target,
         raw=raw,
-        maps=[normalize_within(canvas[1], valid)],
+        maps=[normalize_within(shown, valid)],
         valid=[valid],
-        stats=map_stats(raw, valid_cells(valid[None], (raw.shape[-2], raw.shape[-1]))),
+        stats=stats,
         scores=scores,
         probabilities=detector.fake_probability(logits).float(),
         meta=meta,

@@ -60,3 +60,33 @@ def test_an_image_off_the_cell_grid_keeps_its_edges() -> None:
             ["gradcam"], ["x"], "fake", torch.ones(1, 1, 16, 16), zeros, zeros, (256, 256), [g]
         )
         assert float(e.maps[0].min()) == 1.0, n
+
+
+def test_a_cell_mostly_image_keeps_its_value_on_its_image_pixels() -> None:
+    """A 150 × 81 image letterboxed into 96 px (rows 22–73) on a 6 × 6 grid: the cell at (1, 2) covers
+    input rows 16–32, 10 of its 16 rows the image's top rows. Its evidence — the strongest — is shown on
+    those rows; it was overwritten by the row below, and the map peaked elsewhere."""
+    g = Geometry.fit((81, 150), (96, 96), "letterbox")
+    raw = torch.full((6, 6), 0.01)
+    raw[1, 2] = 1.0
+    raw[3, 4] = 0.3
+    zeros = torch.zeros(1)
+    [e] = build_explanations(["gradcam"], ["x"], "fake", raw[None, None], zeros, zeros, (96, 96), [g])
+    m = e.maps[0]
+    y, x = divmod(int(m.argmax()), m.shape[1])
+    assert y <= 8 and 50 <= x < 75  # the cell centre (input row 24: row 3) under input columns 32–48
+    assert float(e.stats["max"][0]) == 1.0 and float(e.stats["peak_to_mean"][0]) > 10
+
+
+def test_a_stitched_map_with_no_positive_value_draws_nothing() -> None:
+    """Two side-by-side tiles, each faintly positive in one cell and strongly negative around it: the
+    stitched signed map (its statistics) has no positive value, so it is flat and nothing is drawn — the
+    faint cells had been stretched into a full-scale hot spot under a "flat" label."""
+    geoms = Geometry.tiles((32, 64), (32, 32), overlap=0.0)
+    raw = torch.full((len(geoms), 8, 8), -1.0)
+    raw[:, 4, 4] = 0.003
+    zeros = torch.zeros(len(geoms))
+    part = build_explanation("gradcam", ("x",), "fake", raw, zeros, zeros, (32, 32))
+    e = stitch([part], geoms, torch.zeros(1, 2), bright_spot())
+    assert float(e.stats["max"][0]) <= 0 and e.summary(0)["flat"]
+    assert float(e.maps[0].max()) == 0.0

@@ -25,7 +25,7 @@ from fakelens.explain.explanation import (
     build_explanation,
     build_explanations,
     fuse_layers,
-    valid_cells,
+    image_cells,
 )
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector, require_detector
@@ -276,7 +276,7 @@ def _explain_targets(
         if shown is not None:  # each layer's feature cells that show the image
             for n in layer_names:
                 h, w = cap.activations[n].shape[-2:]
-                cells[n] = valid_cells(shown.to(x.device), (int(h), int(w)))
+                cells[n] = image_cells(shown.to(x.device), (int(h), int(w)))
         for t in resolved:
             grads = cap.gradients.get(t.name, {})
             batch = int(x.shape[0])

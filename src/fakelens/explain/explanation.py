@@ -50,8 +50,19 @@ def map_stats(raw: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
 
 
 def valid_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` valid input pixels → ``(B, h, w)`` feature cells mostly made of them (where an image
+    has none, those that hold any): a cell part image, part padding keeps its own value on its image pixels
+    when the image is most of what it saw — it may hold the strongest evidence — and is treated as padding
+    (its value earned by the padding) when it is not."""
+    share = F.adaptive_avg_pool2d(valid[:, None].float(), grid)[:, 0]
+    half = share > 0.5
+    return torch.where(half.flatten(1).any(1)[:, None, None], half, share > 0)
+
+
+def image_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:
     """``(B, H, W)`` valid input pixels → ``(B, h, w)`` feature cells made only of them (where an image has
-    none, those at least half made of them, else those that hold any)."""
+    none, those at least half made of them, else those that hold any): the cells whose activations the
+    padding did not shape, for statistics *of the activations* (EigenCAM's principal component)."""
     share = F.adaptive_avg_pool2d(valid[:, None].float(), grid)[:, 0]
     out = share > 0
     for level in (0.5, 1.0 - 1e-6):
@@ -62,8 +73,9 @@ def valid_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:
 
 def resample_within(sample: Callable[[Tensor], Tensor], maps: Tensor, cells: Tensor) -> Tensor:
     """``sample`` (a :class:`~fakelens.geometry.Geometry` resampling) of ``maps`` ``(M, h, w)`` from the
-    feature ``cells`` ``(h, w)`` that hold the image only: a cell over the padding of a small or letterboxed
-    image — whose value the image's pixels never earned — takes its nearest image cells' values first
+    feature ``cells`` ``(h, w)`` that hold the image (:func:`valid_cells`): a cell wholly over the padding of
+    a small or letterboxed image — whose value the image's pixels never earned — takes its nearest image
+    cells' values first
     (:func:`_extend`), so it does not bleed into the pixels beside it. Where every cell is the image, plain
     ``sample``."""
     if bool(cells.all()):
