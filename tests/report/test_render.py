@@ -227,3 +227,13 @@ def test_a_map_flat_on_the_image_says_so_in_its_badge(make_analysis: MakeAnalysi
         [make_analysis({"cnn": (0.2, {"gradcam": h})})], [Image.new("RGB", (W, H))], ["x.png"]
     )
     assert "<th>flat</th><td>no</td>" in html and "flat: no location" not in html
+    # a tiled image: the badge grades one tile, the stamp the map stitched from all of them
+    tiled = heatmap("gradcam", blob(50, 40, 6), {**ok_badge("gradcam"), "tile": [0.0, 0.0, 256.0, 256.0]})
+    tiled.summary["flat"] = True
+    html = " ".join(
+        render_report(
+            [make_analysis({"cnn": (0.2, {"gradcam": tiled})})], [Image.new("RGB", (W, H))], ["x.png"]
+        ).split()
+    )
+    assert "<th>flat</th><td>yes, over all tiles</td>" in html
+    assert "own map, whose numbers this table gives, is not" in html

@@ -459,3 +459,57 @@ def _keep_screenshot(path: Path) -> None:
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(target) / path.name)
+
+
+def test_a_tiled_badge_says_its_numbers_are_one_tile_s(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """A tiled image: the badge grades its most fake-looking tile (focused, peak / mean 35) while the map
+    stitched from all tiles is flat. The panel gives the tile's number, says whose numbers they are, and
+    calls the stitched map flat — it had shown "n/a (flat)" beside the tile's entropy."""
+
+    def tiled(route: Any) -> None:
+        body = route.fetch().json()
+        body["items"] = body["items"][:1]
+        for a in body["items"]:
+            a["image"]["filename"] = "tiled.png"
+            for m in a["models"]:
+                s = m["summaries"].get("gradcam")
+                b = m["robustness"].get("gradcam")
+                if s and b:
+                    s["flat"], s["stats"]["max"] = True, -0.0015
+                    b["flat"], b["peak_to_mean"], b["tile"] = False, 35.0, [224.0, 64.0, 480.0, 320.0]
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page = _analyse(server, browser, _face_like_png(tmp_path / "tiled.png"))
+    page.wait_for_selector("#overlay-image[data-method='gradcam']")
+    page.route(re.compile(r"/v1/analyses\?limit="), tiled)
+    page.click("#refresh-history")
+    page.click("#history li[data-id]:has-text('tiled.png')")
+    page.wait_for_function("() => document.activeElement.id === 'ens-heading'")
+    page.wait_for_selector("#badge-tile")
+    assert page.locator("#badge tr", has_text="peak / mean").locator("td.num").inner_text() == "35.00"
+    assert (
+        "x 224–480, y 64–320 (the most fake-looking): these numbers are that tile's map"
+        in page.inner_text("#badge-tile")
+    )
+    assert "The map stitched from all tiles is flat" in page.inner_text("#badge")
+    page.close()
+
+
+def test_forgetting_or_changing_the_key_hides_the_result(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """On a shared workstation the result shown belongs to the key that loaded it: "forget" or another key
+    hides it (with its image, verdicts and overlays), as the history list switches; the same key shows
+    results again."""
+    page = _analyse(server, browser, _face_like_png(tmp_path / "mine.png"))
+    page.click("#key-forget")
+    assert page.is_hidden("#result") and page.is_visible("#empty")
+    page.fill("#api-key", server["key"])
+    page.click("#refresh-history")
+    page.click("#history li[data-id]:has-text('mine.png')")
+    page.wait_for_selector("#result:not([hidden])")
+    page.fill("#api-key", "fl_someone-else")
+    assert page.is_hidden("#result")
+    page.close()

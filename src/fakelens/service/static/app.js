@@ -17,7 +17,7 @@
     return node;
   };
 
-  const state = { info: null, file: null, analysis: null, model: null, method: null, urls: new Map() };
+  const state = { info: null, file: null, analysis: null, shownKey: null, model: null, method: null, urls: new Map() };
 
   // ---------------------------------------------------------------- API key
   // The key lives in this tab only (sessionStorage) unless "remember" keeps it in the browser (localStorage);
@@ -36,7 +36,11 @@
     else keep.removeItem(KEY_STORAGE);
     showKeyState();
   };
-  keyInput.addEventListener("input", () => { storeKey(); updateButton(); });
+  // A result belongs to the key that loaded it: another key (or none) hides it, as it switches the history.
+  const dropForeignResult = () => {
+    if (state.analysis && state.shownKey !== apiKey()) clearResult();
+  };
+  keyInput.addEventListener("input", () => { storeKey(); updateButton(); dropForeignResult(); });
   remember.addEventListener("change", storeKey);
   $("key-forget").addEventListener("click", () => {
     keyInput.value = "";
@@ -45,6 +49,7 @@
     sessionStorage.removeItem(KEY_STORAGE);
     showKeyState();
     updateButton();
+    dropForeignResult();
     loadHistory();
   });
   keyInput.addEventListener("change", () => loadHistory());
@@ -100,6 +105,14 @@
   function clearUrls() {
     for (const url of state.urls.values()) URL.revokeObjectURL(url);
     state.urls.clear();
+  }
+
+  function clearResult() {
+    clearUrls();
+    state.analysis = null;
+    state.shownKey = null;
+    $("result").hidden = true;
+    $("empty").hidden = false;
   }
 
   function setStatus(text, kind = "") {
@@ -208,6 +221,7 @@
   async function show(analysis) {
     clearUrls();
     state.analysis = analysis;
+    state.shownKey = apiKey();
     state.full = false;
     $("empty").hidden = true;
     $("result").hidden = false;
