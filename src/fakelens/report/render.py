@@ -254,6 +254,8 @@ def _badge_html(b: Mapping[str, Any] | None, flat_on_image: bool = False) -> str
     c = DEFAULT_CRITERIA
     flags: Mapping[str, str] = b.get("flags") or {}
     ratio = b.get("border_ratio")
+    tile = b.get("tile")
+    tiled = isinstance(tile, (list, tuple)) and len(tile) == 4
     rows = [
         (
             "equivariance",
@@ -278,12 +280,19 @@ def _badge_html(b: Mapping[str, Any] | None, flat_on_image: bool = False) -> str
         ),
         (
             "flat",
-            "yes" if b.get("flat") else "yes, on the image" if flat_on_image else "no",
+            "yes"
+            if b.get("flat")
+            else ("yes, over all tiles" if tiled else "yes, on the image")
+            if flat_on_image
+            else "no",
             "flat" in flags or flat_on_image,
             "near-uniform map: points nowhere"
             + (
                 ""
                 if b.get("flat") or not flat_on_image
+                else " (the map stitched from all tiles; the graded tile's own map, whose numbers this "
+                "table gives, is not)"
+                if tiled
                 else " (over the image's own pixels; not over the "
                 "model's whole input, whose padding holds the rest of the map)"
             ),
@@ -300,11 +309,10 @@ def _badge_html(b: Mapping[str, Any] | None, flat_on_image: bool = False) -> str
         for k, v, bad, tip in rows
     )
     fl = "".join(f"<li>{_e(reason)}</li>" for reason in flags.values())
-    tile = b.get("tile")
     where = (
         f"<div class='small muted'>graded on one native tile, x {tile[0]:.0f}–{tile[2]:.0f}, "
-        f"y {tile[1]:.0f}–{tile[3]:.0f} (the most fake-looking)</div>"
-        if isinstance(tile, (list, tuple)) and len(tile) == 4
+        f"y {tile[1]:.0f}–{tile[3]:.0f} (the most fake-looking): these numbers are that tile's map</div>"
+        if tiled
         else ""
     )
     return f"<table class='badge'>{body}</table>" + (f"<ul class='flags'>{fl}</ul>" if fl else "") + where

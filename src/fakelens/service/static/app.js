@@ -494,7 +494,11 @@
 
   // peak / mean of a flat map: none when the map has no positive part (its "0.0" would be an artefact), else
   // the number, marked flat.
+  // A tiled image's badge grades one tile: its numbers are that tile's map, the summary the stitched map's.
+  const tileOf = (b) => (Array.isArray(b.tile) && b.tile.length === 4 ? b.tile : null);
+
   function peakToMean(b, summary) {
+    if (tileOf(b)) summary = null;
     const flat = Boolean(b.flat || (summary && summary.flat));
     const max = summary && summary.stats ? summary.stats.max : null;
     const none = !(b.peak_to_mean > 0) || (max !== null && max !== undefined && max <= 0);
@@ -544,7 +548,16 @@
     if (!entries.length) flags.append(el("li", { class: "none", text: "no flags raised" }));
     for (const [name, why] of entries) flags.append(el("li", {}, el("strong", { text: name }), why));
     box.append(flags);
-    if (summary && summary.flat) box.append(el("div", { class: "badge-note", text: "This map is flat: it shows no preferred region." }));
+    const tile = tileOf(b);
+    if (tile) {
+      const [x0, y0, x1, y1] = tile.map((v) => Math.round(v));
+      box.append(el("div", { class: "badge-note", id: "badge-tile",
+        text: `Graded on one native tile, x ${x0}–${x1}, y ${y0}–${y1} (the most fake-looking): these numbers are that tile's map.` }));
+    }
+    if (summary && summary.flat) {
+      box.append(el("div", { class: "badge-note",
+        text: tile ? "The map stitched from all tiles is flat: it shows no preferred region." : "This map is flat: it shows no preferred region." }));
+    }
     box.append(el("div", { class: "badge-note", text: `views: ${(b.views || []).join(", ")}` }));
   }
 
