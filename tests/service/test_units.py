@@ -110,6 +110,24 @@ def test_serve_refuses_a_data_dir_in_use_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.output
 
 
+def test_serve_says_in_one_line_when_it_cannot_create_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the file system refuses to create (EPERM under /sys, which the writability check cannot
+    foresee) is one line before the server starts; it had been uvicorn's start-up traceback."""
+    import errno
+
+    import fakelens.service.db as db
+
+    def refuse(path: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(db, "private_dir", refuse)
+    res = CliRunner().invoke(cli, ["serve", "--model", "tiny-cnn", "--data-dir", str(tmp_path / "new")])
+    assert res.exit_code == 2 and "Operation not permitted" in res.output and "new" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_rate_limiter_token_bucket() -> None:
     now = [0.0]
     rl = RateLimiter(60, 2, clock=lambda: now[0])

@@ -117,7 +117,7 @@ def serve_cmd(
     )
     if not settings.database_url:
         check_writable(settings.data_dir, "--data-dir")
-    _check_data_dir_free(settings.data_dir)
+    _prepare_data_dir(settings.data_dir)
     detector = load_model(settings.model)  # fail here, with one line, before the server starts
     from fakelens.models.registry import untrained_members
 
@@ -132,13 +132,14 @@ def serve_cmd(
     uvicorn.run(create_app(settings, detector), host=host, port=port, log_level=log_level, log_config=logging)
 
 
-def _check_data_dir_free(data_dir: Path) -> None:
-    """One line, before the model loads, when another server holds the data directory (else uvicorn would
-    print the error as a traceback from the app's start-up)."""
+def _prepare_data_dir(data_dir: Path) -> None:
+    """Create the data directory and check that no other server holds it, before the model loads: one
+    line on failure (else uvicorn would print the error as a traceback from the app's start-up)."""
+    from fakelens.service.db import private_dir
     from fakelens.service.repository import DataDirLock
 
     if not data_dir.exists():
-        return
+        private_dir(data_dir)
     lock = DataDirLock(data_dir)
     lock.acquire()
     lock.release()
