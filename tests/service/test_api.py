@@ -83,14 +83,26 @@ def test_list_paged_and_delete(service: Service) -> None:
     # the cursor: a new analysis between two pages neither repeats nor skips an item
     newer = service.upload(png_bytes(seed=9), models="tiny-cnn").json()["id"]
     cursor = p1["next_before"]
-    assert cursor == p1["items"][-1]["id"]
+    assert cursor.startswith(p1["items"][-1]["id"] + ".")
     p2c = service.client.get(f"/v1/analyses?limit=2&before={cursor}", headers=service.h()).json()
     assert [x["id"] for x in p2c["items"]] == [x["id"] for x in p2["items"]] and p2c["next_before"] is None
     assert newer not in {x["id"] for x in p2c["items"]} and p2c["total"] == 1
-    r = service.client.get("/v1/analyses?before=nope", headers=service.h())
-    assert r.status_code == 404
-    r = service.client.get(f"/v1/analyses?before={cursor}", headers=service.h("globex"))
+    by_id = service.client.get(f"/v1/analyses?limit=2&before={p1['items'][-1]['id']}", headers=service.h())
+    assert by_id.json()["items"] == p2c["items"]  # an analysis id still works as a cursor
+    for bad in ("nope", "nope.x", f"{ids[0]}.{10**30}"):
+        r = service.client.get(f"/v1/analyses?before={bad}", headers=service.h())
+        assert r.status_code == 404
+    r = service.client.get(f"/v1/analyses?before={p1['items'][-1]['id']}", headers=service.h("globex"))
     assert r.status_code == 404  # another tenant's id is no cursor
+    assert (
+        service.client.get(f"/v1/analyses?before={cursor}", headers=service.h("globex")).json()["items"] == []
+    )
+    # the cursor outlives its analysis: a colleague deletes it between two pages
+    gone = p1["items"][-1]["id"]
+    assert service.client.delete(f"/v1/analyses/{gone}", headers=service.h()).status_code == 204
+    kept = service.client.get(f"/v1/analyses?limit=2&before={cursor}", headers=service.h())
+    assert kept.status_code == 200 and kept.json()["items"] == p2c["items"]
+    ids.remove(gone)
     assert service.client.delete(f"/v1/analyses/{newer}", headers=service.h()).status_code == 204
 
     blobs = service.data_dir / "blobs"

@@ -481,7 +481,7 @@ def test_a_tiled_badge_says_its_numbers_are_one_tile_s(
                     b["flat"], b["peak_to_mean"], b["tile"] = False, 35.0, [224.0, 64.0, 480.0, 320.0]
         route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
-    page = _analyse(server, browser, _face_like_png(tmp_path / "tiled.png"))
+    page = _analyse(server, browser, _face_like_png(tmp_path / "big.png"))  # listed again as tiled.png
     page.wait_for_selector("#overlay-image[data-method='gradcam']")
     page.route(re.compile(r"/v1/analyses\?limit="), tiled)
     page.click("#refresh-history")

@@ -26,7 +26,7 @@ from fakelens.service.errors import ApiError
 from fakelens.service.keys import Principal
 from fakelens.service.middleware import HEAD
 from fakelens.service.report import REPORT_CSP, render_analysis_report
-from fakelens.service.repository import StorageUnavailable
+from fakelens.service.repository import StorageUnavailable, cursor
 from fakelens.service.schemas import AnalysisOut, AnalysisPage, ErrorOut, ServiceInfo, utc_iso
 from fakelens.service.state import ServiceState
 from fakelens.service.workqueue import QueueFull
@@ -290,8 +290,9 @@ def list_analyses(
         str | None,
         Query(
             max_length=64,
-            description="An analysis id: only the analyses listed after it (newest first). Pass a page's "
-            "`next_before` to get the next page without skipping or repeating items as new ones arrive.",
+            description="A page's `next_before` (or an analysis id): only the analyses listed after it "
+            "(newest first) — the next page, without skipping or repeating items as analyses arrive or "
+            "are deleted.",
         ),
     ] = None,
 ) -> dict[str, Any]:
@@ -306,7 +307,7 @@ def list_analyses(
         "limit": limit,
         "offset": offset,
         "next_offset": offset + limit if more else None,
-        "next_before": page.items[-1].id if more and page.items else None,
+        "next_before": cursor(page.items[-1]) if more and page.items else None,
     }
 
 

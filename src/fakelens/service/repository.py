@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,25 @@ class Page:
     total: int
     limit: int
     offset: int
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def cursor(row: Analysis) -> str:
+    """The listing cursor after ``row``: its id and commit time (µs), so it outlives the row's deletion."""
+    return f"{row.id}.{(row.created_at - _EPOCH) // timedelta(microseconds=1)}"
+
+
+def _cursor_key(text: str) -> tuple[datetime, str] | None:
+    """``(created_at, id)`` of a :func:`cursor`; None for anything else (a plain analysis id)."""
+    head, dot, micros = text.rpartition(".")
+    if not dot or not head or not micros.isdigit():
+        return None
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), head
+    except OverflowError:
+        return None
 
 
 def _owned(tenant_id: int, analysis_id: str) -> Select[Analysis]:
@@ -127,20 +147,22 @@ class Repository:
             return s.scalar(_owned(tenant_id, analysis_id))
 
     def list(self, tenant_id: int, limit: int, offset: int, before: str | None = None) -> Page | None:
-        """The tenant's analyses, newest first (by commit time, then id); with ``before`` (an analysis id),
-        only those after it in that order — a cursor that neither skips nor repeats items when new analyses
-        arrive between pages. None when ``before`` names no analysis of the tenant."""
+        """The tenant's analyses, newest first (by commit time, then id); with ``before`` (a page's
+        :func:`cursor`, or an analysis id), only those after it in that order — a cursor that neither skips
+        nor repeats items when analyses arrive or are deleted between pages. None when ``before`` is neither
+        a cursor nor an analysis of the tenant."""
         with self.db.session() as s:
             where = [Analysis.tenant_id == tenant_id]
             if before is not None:
-                anchor = s.scalar(_owned(tenant_id, before))
-                if anchor is None:
-                    return None
+                key = _cursor_key(before)
+                if key is None:
+                    anchor = s.scalar(_owned(tenant_id, before))
+                    if anchor is None:
+                        return None
+                    key = (anchor.created_at, anchor.id)
+                at, last = key
                 where.append(
-                    or_(
-                        Analysis.created_at < anchor.created_at,
-                        and_(Analysis.created_at == anchor.created_at, Analysis.id < anchor.id),
-                    )
+                    or_(Analysis.created_at < at, and_(Analysis.created_at == at, Analysis.id < last))
                 )
             total = s.scalar(select(func.count()).select_from(Analysis).where(*where))
             rows = s.scalars(

@@ -210,7 +210,8 @@ class AnalysisPage(BaseModel):
     offset: int
     next_offset: int | None
     next_before: str | None = Field(
-        None, description="The cursor of the next page (`?before=`), stable while new analyses arrive."
+        None,
+        description="The cursor of the next page (`?before=`), stable while analyses arrive or are deleted.",
     )
 
 
