@@ -457,6 +457,13 @@ def test_torchvision_and_hugging_face_give_the_same_maps() -> None:
 # ------------------------------------------------------------------------------------------ artifact tokens
 
 
+@pytest.mark.parametrize("option", [{"k": float("nan")}, {"k": 0}, {"min_ratio": 0.5}, {"k": float("inf")}])
+def test_artifact_rule_options_are_checked(option: dict[str, float]) -> None:
+    """k = NaN silently turned the detection off (no norm is above NaN)."""
+    with pytest.raises(ConfigError):
+        EXPLAINERS.create("rollout", **option)
+
+
 def test_find_artifact_tokens_flags_the_planted_outlier_only() -> None:
     g = torch.Generator().manual_seed(0)
     prefix, grid = 3, (4, 6)
@@ -523,7 +530,17 @@ def test_planted_high_norm_token_is_flagged_and_masked(method: str) -> None:
     finally:
         handle.remove()
     records = meta_mask["artifact_tokens"]
-    assert meta_none["artifact_tokens"] == records  # always reported, masked only on request
+    # always reported, masked only on request — and only where a block this method uses reads the token
+    assert [{**r, "masked": True} for r in meta_none["artifact_tokens"]] == [
+        {**r, "masked": True} for r in records
+    ]
+    assert not any(r["masked"] for r in meta_none["artifact_tokens"])
+    depth = len(det.net.blocks)
+    assert not any(r["masked"] for r in records if r["layer"] == depth - 1)  # no block reads the last output
+    if method != "attention":  # rollout, gradattn and LeGrad (from block 1 at this depth) mask block 0's
+        assert all(r["masked"] for r in records if r["layer"] == 0)
+    else:  # the last block's attention only: what it reads was masked, nothing earlier
+        assert all(r["masked"] == (r["layer"] == depth - 2) for r in records)
     flagged = {(r["layer"], r["image"], r["token_index"], tuple(r["grid_yx"])) for r in records}
     assert {(0, 0, j, cell), (0, 1, j, cell)} <= flagged
     assert all(r["norm_ratio"] > 10 for r in records if r["token_index"] == j)

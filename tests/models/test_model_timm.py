@@ -209,9 +209,9 @@ def test_npr_vit_reads_residuals_through_a_trainable_pretrained_stem(tmp_path: P
         torch.testing.assert_close(back(x), det(x))
 
 
-def test_a_vit_input_size_off_its_patch_grid_is_refused_at_once() -> None:
-    """timm asserted it at the first forward, an 80-line traceback in the middle of a training step."""
-    from fakelens.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"vit-tiny-reg4 reads 16-px patches: .* not 100"):
-        create_model("vit-tiny-reg4", input_size=100)
+@pytest.mark.parametrize("name", ["vit-tiny-reg4", "vit-tiny-reg4-hybrid", "vit-tiny-reg4-npr"])
+def test_a_vit_input_size_off_its_patch_grid_is_refused_at_once(name: str) -> None:
+    """timm asserted it at the first forward, an 80-line traceback in the middle of a training step; a
+    hybrid (its stem pads) was built with a 15-px token layout for 200 px, its maps drifting."""
+    with pytest.raises(ConfigError, match=rf"{name} reads 16-px patches: .* not 200"):
+        create_model(name, input_size=200)

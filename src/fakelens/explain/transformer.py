@@ -9,15 +9,18 @@ patch grid, so a model with registers is never shifted by its extra tokens.
 
 Artifact tokens (Darcet et al., ICLR 2024): for each block ``l``, patch tokens of its output whose norm is an
 outlier (:func:`~fakelens.explain.attention.artifact_flags`, ``median + k·MAD``) are reported in
-``Explanation.meta["artifact_tokens"]`` as ``{layer: l, image, token_index, grid_yx, norm_ratio}``; with
-``artifacts="mask"`` (the default) their *columns* in the attention of block ``l + 1`` — the block that reads
-them as keys — are zeroed (rows renormalised where the matrix is stochastic) before aggregation. A token
+``Explanation.meta["artifact_tokens"]`` as ``{layer: l, image, token_index, grid_yx, norm_ratio, masked}``
+(``grid_yx``: the cell on the model's input token grid — a letterboxed or padded input's, not the original
+image's); with ``artifacts="mask"`` (the default) their *columns* in the attention of block ``l + 1`` — the
+block that reads them as keys — are zeroed (rows renormalised where the matrix is stochastic) before
+aggregation; ``masked`` says whether that happened (not for the last block's output, which no block reads,
+nor for blocks whose attention the method does not use). A token
 must also have *grown* an outlier inside the network (its norm ratio at least twice its embedding's): a
 high-norm embedding is a high-contrast input patch whose norm the residual stream carries to every block,
-evidence rather than a repurposed token, so it is never flagged. Masking is
-the default because such tokens carry global, not local, information and show as isolated spikes unrelated to
-the image region; the records say what was masked, and on models whose registers absorb that role nothing is
-flagged, so the maps are unchanged. ``artifacts="none"`` gives each paper's formula exactly.
+evidence rather than a repurposed token, so it is never flagged. Masking is the default because such tokens
+carry global, not local, information and show as isolated spikes unrelated to the image region; the records
+say what was flagged and masked, and on models whose registers absorb that role nothing is flagged, so the
+maps are unchanged. ``artifacts="none"`` gives each paper's formula exactly.
 
 Registered methods (``explain(detector, x, methods=[...])``): ``attention``, ``rollout``, ``gradattn``,
 ``legrad``. They ignore the CAM layers and use every block; the token-grid gradient CAMs (``gradcam``, …) of
@@ -26,6 +29,7 @@ the core engine work on token layers through ``Detector.token_layout``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -268,6 +272,10 @@ class TransformerExplainer:
             raise ConfigError(f"artifacts={artifacts!r}: use 'mask' or 'none'")
         if fused not in ("auto", "recompute", "unfuse"):
             raise ConfigError(f"fused={fused!r}: use 'auto', 'recompute' or 'unfuse'")
+        if not (isinstance(k, (int, float)) and math.isfinite(k) and k > 0):
+            raise ConfigError(f"k={k!r}: the outlier rule median + k·MAD needs a finite k > 0")
+        if not (isinstance(min_ratio, (int, float)) and math.isfinite(min_ratio) and min_ratio >= 1):
+            raise ConfigError(f"min_ratio={min_ratio!r}: the growth a token needs is a finite ratio ≥ 1")
         self.artifacts: ArtifactMode = artifacts
         self.k = float(k)
         self.min_ratio = float(min_ratio)
@@ -305,6 +313,9 @@ class TransformerExplainer:
         query = readout_query(cap.readout, n_tokens, prefix, batch, cap.norms.device)
         raw = relevance_to_grid(self.relevance(cap, query, masks), prefix, grid)
         records = artifact_records(flags, ratio, prefix, grid)
+        read = range(cap.first_layer, flags.shape[0])  # the blocks whose attention this method uses
+        for r in records:  # block l's output is read as keys by block l + 1 (if this method uses it)
+            r["masked"] = self.artifacts == "mask" and r["layer"] + 1 in read
         meta: dict[str, Any] = {
             "scores": cap.scores,
             "probabilities": detector.fake_probability(cap.logits),

@@ -178,11 +178,18 @@ def _token_layout(net: VisionTransformer, stride: tuple[int, int]) -> TokenLayou
     )
 
 
-def _vit_reg4(name: str, timm_name: str, seed: int, num_classes: int, input_size: int) -> Detector:
-    if input_size < 16 or input_size % 16:  # timm asserts it at the first forward, deep in a training step
+def _check_patches(name: str, input_size: int) -> None:
+    """A ViT reads 16-px patches (the hybrids: cells of their stride-16 stem): another input size fails at
+    the first forward, deep in a training step (timm's assert), or — the hybrids, whose stem pads — reads a
+    token grid off by a cell, its maps drifting."""
+    if input_size < 16 or input_size % 16:
         raise ConfigError(
             f"{name} reads 16-px patches: its input size must be a multiple of 16, not {input_size}"
         )
+
+
+def _vit_reg4(name: str, timm_name: str, seed: int, num_classes: int, input_size: int) -> Detector:
+    _check_patches(name, input_size)
     with seeded_init(seed):
         net = cast(
             "VisionTransformer",
@@ -279,6 +286,7 @@ def _hybrid(name: str, pretrained: bool, seed: int, num_classes: int, input_size
     from timm.layers import HybridEmbed
     from timm.models.vision_transformer import VisionTransformer
 
+    _check_patches(name, input_size)
     with seeded_init(seed):
         cnn: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
         if pretrained:
