@@ -255,7 +255,8 @@ def _badge_html(b: Mapping[str, Any] | None, flat_on_image: bool = False) -> str
     flags: Mapping[str, str] = b.get("flags") or {}
     ratio = b.get("border_ratio")
     tile = b.get("tile")
-    tiled = isinstance(tile, (list, tuple)) and len(tile) == 4
+    tile = tile if isinstance(tile, (list, tuple)) and len(tile) == 4 else None
+    tiled = tile is not None
     rows = [
         (
             "equivariance",
@@ -312,7 +313,7 @@ def _badge_html(b: Mapping[str, Any] | None, flat_on_image: bool = False) -> str
     where = (
         f"<div class='small muted'>graded on one native tile, x {tile[0]:.0f}–{tile[2]:.0f}, "
         f"y {tile[1]:.0f}–{tile[3]:.0f} (the most fake-looking): these numbers are that tile's map</div>"
-        if tiled
+        if tile is not None
         else ""
     )
     return f"<table class='badge'>{body}</table>" + (f"<ul class='flags'>{fl}</ul>" if fl else "") + where
