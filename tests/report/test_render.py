@@ -209,6 +209,22 @@ def test_the_banner_keeps_every_warning_and_hedges_weak_verdicts(make_analysis: 
     assert "40 % transparent: the models saw it as white · frame 1 of 3 analysed" in _banner(small)
 
 
+def test_a_blank_image_gets_no_verdict_in_large_letters_nor_in_the_counts(
+    make_analysis: MakeAnalysis,
+) -> None:
+    """A uniform grey square scored 0.58: its banner said FAKE in red and the header counted it fake. It has
+    nothing to judge: the banner says NO VERDICT (the score still shown), the header counts it apart."""
+    blank = make_analysis({"cnn": (0.6, {}), "vit": (0.56, {})})
+    blank.texture = 0.0
+    assert blank.blank and blank.verdict == "fake"
+    banner = _banner(blank)
+    assert "banner none hedged" in banner and ">NO VERDICT<" in banner and "FAKE" not in banner
+    assert "a blank image: nothing to judge" in banner and "p(fake)" in banner
+    fake = make_analysis({"cnn": (0.9, {}), "vit": (0.9, {})})
+    html = render_report([blank, fake], [Image.new("RGB", (W, H))] * 2, ["grey.png", "x.png"], faces=False)
+    assert "2 images analysed: 1 called fake, 0 called real by the ensemble, 1 blank (no verdict)" in html
+
+
 def test_a_map_flat_on_the_image_says_so_in_its_badge(make_analysis: MakeAnalysis) -> None:
     """The badge grades the model's whole input (a small image's padding included), the stamp the image's own
     pixels: where only the image is flat, the badge's flat row says so instead of contradicting the stamp."""

@@ -513,3 +513,21 @@ def test_forgetting_or_changing_the_key_hides_the_result(
     page.fill("#api-key", "fl_someone-else")
     assert page.is_hidden("#result")
     page.close()
+
+
+def test_a_blank_image_gets_no_verdict_pill(server: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    """A uniform grey square: its pill (and its history entry) says "no verdict · blank image" in grey, not
+    a red FAKE; the score stays shown."""
+    from PIL import Image
+
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (96, 96), (128, 128, 128)).save(path)
+    page = _analyse(server, browser, path)
+    pill = page.locator("#ens-pill")
+    assert pill.inner_text().lower().startswith("no verdict · blank image")
+    assert "none" in (pill.get_attribute("class") or "").split()
+    assert "p(fake)" in page.inner_text("#ens-score")
+    page.click("#refresh-history")
+    entry = page.locator("#history li[data-id]:has-text('grey.png') .pill").first
+    assert entry.inner_text().lower().startswith("no verdict")
+    page.close()

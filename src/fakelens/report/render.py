@@ -83,6 +83,7 @@ border-left:8px solid}
 background-image:repeating-linear-gradient(135deg,rgba(0,0,0,.05) 0 6px,transparent 6px 12px)}
 .banner .big{font-size:26px;font-weight:800;letter-spacing:.05em}
 .banner.fake .big{color:var(--fake)}.banner.real .big{color:var(--real)}
+.banner.none{background:var(--panel);border-color:#8a939b}.banner.none .big{color:#5d666e}
 .banner .score{font-size:15px}
 .reading{background:var(--panel);border-radius:6px;padding:10px 16px;margin:8px 0 4px}
 .reading p{margin:6px 0}
@@ -698,8 +699,10 @@ def _image_section(
         if info
         else ""
     )
+    # a blank image has nothing to judge: its score is shown, but no verdict in large letters
+    big = "NO VERDICT" if a.blank else a.verdict.upper() or "N/A"
     banner = (
-        f"<div class='banner {verdict}{hedged}'><div class='big'>{_e(a.verdict.upper() or 'N/A')}</div>"
+        f"<div class='banner {'none' if a.blank else verdict}{hedged}'><div class='big'>{_e(big)}</div>"
         f"<div class='score'>ensemble p(fake) <b>{prob(p, a.threshold)}</b> · "
         f"threshold {threshold_text(a.threshold)} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
@@ -934,7 +937,8 @@ def render_report(
             zip(analyses, images, names, regs, per_face, strict=True), start=1
         )
     ]
-    n_fake = sum(1 for a in analyses if a.verdict == "fake")
+    n_blank = sum(1 for a in analyses if a.blank)
+    n_fake = sum(1 for a in analyses if a.verdict == "fake" and not a.blank)
     n_face = sum(1 for a, v in zip(analyses, per_face, strict=True) if fake_faces_in_real(a.verdict, v))
     faces_fake = f" ({n_face} of them with a face that reads fake on its own)" if n_face else ""
     return (
@@ -943,7 +947,8 @@ def render_report(
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
         f"<header><h1>{_e(title)}</h1><div class='muted'>{len(analyses)} image"
         f"{'s' if len(analyses) != 1 else ''} analysed: {n_fake} called fake, "
-        f"{len(analyses) - n_fake} called real by the ensemble{faces_fake}</div><dl "
+        f"{len(analyses) - n_fake - n_blank} called real by the ensemble{faces_fake}"
+        f"{f', {n_blank} blank (no verdict)' if n_blank else ''}</div><dl "
         f"class='meta'>{meta_html}</dl></header>"
         f"<h2 class='summary'>Summary</h2>{_summary_table(analyses, names, per_face)}"
         + "".join(sections)

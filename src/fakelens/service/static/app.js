@@ -68,9 +68,11 @@
   const isClose = (score, threshold) => score !== null && score !== undefined && Math.abs(score - threshold) < CLOSE;
   // The model that read least of the image: tiles (> 1) capped by the tile limit, else a centre crop.
   const leastRead = (a) => a.models.reduce((lo, m) => ((m.coverage ?? 1) < (lo.coverage ?? 1) ? m : lo));
+  // A blank (uniform) image has nothing to judge: no verdict is shown for it, only its score.
   const verdictText = (a) =>
-    [a.verdict, isClose(a.score, a.threshold) ? "close call" : "", a.blank ? "blank image" : "", a.small ? "small image" : "", a.partial ? "read in part" : ""]
-      .filter(Boolean).join(" · ");
+    (a.blank ? ["no verdict", "blank image"] : [a.verdict, isClose(a.score, a.threshold) ? "close call" : ""])
+      .concat([a.small ? "small image" : "", a.partial ? "read in part" : ""]).filter(Boolean).join(" · ");
+  const verdictClass = (a) => (a.blank ? "none" : `${a.verdict}${a.small ? " small-image" : ""}`);
 
   // A class-agnostic method's map ignores the target: it shows where the model is active, not evidence for fake.
   const AGNOSTIC = "class-agnostic: where the model is active, not evidence for fake";
@@ -227,8 +229,8 @@
     $("result").hidden = false;
 
     const ens = $("ensemble");
-    ens.className = `ensemble ${analysis.verdict}`;
-    $("ens-pill").className = `pill ${analysis.verdict}${analysis.small || analysis.blank ? " small-image" : ""}`;
+    ens.className = `ensemble ${analysis.blank ? "none" : analysis.verdict}`;
+    $("ens-pill").className = `pill ${verdictClass(analysis)}`;
     $("ens-pill").textContent = verdictText(analysis);
     $("ens-pill").title = analysis.small ? "a small image: little evidence either way" : "";
     $("ens-score").textContent = `p(fake) ${probVs(analysis.score, analysis.threshold)}`;
@@ -599,7 +601,7 @@
       for (const a of page.items) {
         const li = el("li", { "data-id": a.id, tabindex: "0", role: "button" },
           el("span", { class: "hname", text: a.image.filename || a.id, title: a.image.filename || a.id }),
-          el("span", { class: `pill ${a.verdict}${a.small || a.blank ? " small-image" : ""}`, text: verdictText(a) }));
+          el("span", { class: `pill ${verdictClass(a)}`, text: verdictText(a) }));
         onActivate(li, () => show(a).then(revealResult).catch((err) => setStatus(err.message, "error")));
         list.append(li);
       }
