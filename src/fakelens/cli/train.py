@@ -265,7 +265,13 @@ def train_cmd(
     if cfg.augment not in PRESETS:
         raise ConfigError(f"unknown --augment {cfg.augment!r} (known: {', '.join(PRESETS)})")
     try:
-        result = train(cfg, progress=not json_out, console=console, log=None if json_out else console.print)
+        result = train(
+            cfg,
+            progress=not json_out,
+            console=console,
+            log=None if json_out else console.print,
+            warn=warn,
+        )
     except KeyboardInterrupt:
         saved = (out / "last").is_dir()
         fail(

@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -557,7 +558,7 @@ class _Data:
     info: dict[str, Any]
 
 
-def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
+def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None]) -> _Data:
     spec = detector.input_spec
     augment = Augment(cfg.augment)
     if cfg.forgeries is not None:
@@ -624,6 +625,8 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     else:
         train, val = holdout(trainable, cfg.val_fraction, cfg.seed)
         how = f"a {cfg.val_fraction:g} hold-out of the training images (by group, seed {cfg.seed})"
+        if (problem := _holdout_share_problem(trainable, val, cfg.val_fraction)) is not None:
+            warn(problem)
     if not train:
         raise DatasetError(f"{cfg.data}: no training images (splits found: {', '.join(sorted(has_splits))})")
     check_both_classes(train, f"{cfg.data} (training images)")
@@ -652,6 +655,23 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
     return _Data(train_set, val_set, True, info)
+
+
+def _holdout_share_problem(samples: Sequence[Sample], held: Sequence[Sample], fraction: float) -> str | None:
+    """Why the hold-out's share of ``samples`` is far from ``fraction`` (whole groups, few images), if so."""
+    share = len(held) / max(1, len(samples))
+    if abs(share - fraction) <= max(0.05, fraction / 2):
+        return None
+    groups = len({s.group for s in samples if s.group})
+    why = (
+        f"it keeps each of the {groups} groups whole"
+        if groups
+        else f"the data is small ({len(samples)} images; each class has at least one held out)"
+    )
+    return (
+        f"the validation hold-out is {share:.0%} of the training images ({len(held)} of {len(samples)}), "
+        f"not --val-fraction {fraction:g}: {why}; give the data a val split, or --val-data"
+    )
 
 
 def _check_files(samples: Sequence[Sample], where: str | os.PathLike[str]) -> None:
@@ -757,13 +777,15 @@ def train(
     progress: bool = True,
     console: Any = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
     max_epochs: int | None = None,
 ) -> TrainResult:
     """Run (or resume) the training described by ``cfg``; returns where the checkpoints are and how well.
 
     ``max_epochs`` ends this session after that many epochs (the schedule still spans ``cfg.epochs``), to
     be continued with ``resume``. User mistakes raise :class:`~fakelens.errors.FakelensError` subclasses
-    with one-line messages.
+    with one-line messages; doubts about the data (a lopsided hold-out or class balance) go to ``warn``
+    (default: :func:`warnings.warn`).
     """
     cfg.check()
     t_start = time.perf_counter()
@@ -771,7 +793,16 @@ def train(
     created = not out.exists()
     _check_out(out, cfg.resume)
     try:
-        return _train(cfg, out, t_start, progress=progress, console=console, log=log, max_epochs=max_epochs)
+        return _train(
+            cfg,
+            out,
+            t_start,
+            progress=progress,
+            console=console,
+            log=log,
+            warn=warn or (lambda message: warnings.warn(message, stacklevel=4)),
+            max_epochs=max_epochs,
+        )
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty --out behind after a mistake
@@ -786,6 +817,7 @@ def _train(
     progress: bool,
     console: Any,
     log: Callable[[str], None] | None,
+    warn: Callable[[str], None],
     max_epochs: int | None,
 ) -> TrainResult:
     saved: dict[str, Any] | None = None
@@ -818,7 +850,7 @@ def _train(
         )
     if cfg.head_init == "small":
         reset_head(detector, cfg.seed + 2)
-    data = _build_data(cfg, detector)
+    data = _build_data(cfg, detector, warn)
     aux = AuxMaskHead(detector, seed=cfg.seed + 1) if cfg.aux_mask else None
 
     detector.to(device)
