@@ -456,3 +456,19 @@ def test_a_hold_out_far_from_val_fraction_is_said(tmp_path: Path, folder_data: P
     said.clear()
     train(cfg(tmp_path / "run2", folder_data, epochs=1), progress=False, warn=said.append)
     assert not [w for w in said if "hold-out" in w]
+
+
+def test_val_data_sharing_training_images_is_refused(tmp_path: Path, folder_data: Path) -> None:
+    """--val-data naming the training data (also through a link) trained and validated on the same images."""
+    link = tmp_path / "link"
+    link.symlink_to(folder_data / "train")
+    for val_data in (folder_data / "train", link):
+        with pytest.raises(DatasetError, match=r"--val-data .* shares 32 of its 32 images with the training"):
+            train(
+                cfg(tmp_path / "run", folder_data / "train", val_data=str(val_data), epochs=1), progress=False
+            )
+    res = train(
+        cfg(tmp_path / "ok", folder_data / "train", val_data=str(folder_data / "val"), epochs=1),
+        progress=False,
+    )
+    assert res.epochs_run == 1

@@ -619,6 +619,7 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
         val = select_split(val_all, "val") or val_all
         train = trainable
         how = f"--val-data {cfg.val_data}"
+        _refuse_shared_files(train, val, cfg)
     elif "val" in has_splits:
         train, val = trainable, select_split(samples, "val")
         how = "the dataset's val split"
@@ -655,6 +656,18 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
     return _Data(train_set, val_set, True, info)
+
+
+def _refuse_shared_files(train: Sequence[Sample], val: Sequence[Sample], cfg: TrainConfig) -> None:
+    """--val-data must not hold training images (the same file, also through a link): best-epoch selection
+    and calibration on them would reward memorising."""
+    trained = {os.path.realpath(s.path) for s in train}
+    shared = [s.path for s in val if os.path.realpath(s.path) in trained]
+    if shared:
+        raise DatasetError(
+            f"--val-data {cfg.val_data} shares {len(shared)} of its {len(val)} images with the training "
+            f"images of {cfg.data} (e.g. {shared[0]}); validate on images training never sees"
+        )
 
 
 def _holdout_share_problem(samples: Sequence[Sample], held: Sequence[Sample], fraction: float) -> str | None:
