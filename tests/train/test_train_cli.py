@@ -274,3 +274,54 @@ def test_evaluate_keeps_another_model_s_results(tmp_path: Path, folder_data: Pat
     assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-cnn"
     assert invoke(*args, "--model", "tiny-vit", "--overwrite")[0] == 0
     assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-vit"
+
+
+def test_evaluate_warns_on_the_split_that_picked_the_checkpoint(tmp_path: Path, folder_data: Path) -> None:
+    """`auto` picks val where there is no test split: the images that chose the best epoch and calibrated
+    it. Said (and no --split test suggested where there is none); also for --val-data, and for checkpoints
+    that recorded only their 'validation' sentence."""
+    base = ["--model", "tiny-cnn", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--json"]
+    assert invoke("train", "--data", str(folder_data), "--out", str(tmp_path / "a"), *base)[0] == 0
+    ckpt = tmp_path / "a" / "best"
+    ev = ["evaluate", "--model", str(ckpt), "--data", str(folder_data), "--bootstrap", "0", "--overwrite"]
+    code, _, stderr = invoke(*ev, "--out", str(tmp_path / "ev"))
+    said = " ".join(stderr.split())
+    assert code == 0 and "picked its best epoch and was calibrated on" in said and "'val' split" in said
+    assert "--split test" not in said and "evaluate on data it never saw" in said
+    conf = json.loads((ckpt / "config.json").read_text())
+    del conf["provenance"]["data"]["validated_on"]  # a checkpoint from before it was recorded
+    (ckpt / "config.json").write_text(json.dumps(conf))
+    code, _, stderr = invoke(*ev, "--out", str(tmp_path / "ev"))
+    assert code == 0 and "picked its best epoch" in " ".join(stderr.split())
+    # --val-data without splits: all of it validated
+    train_dir, val_dir = folder_data / "train", folder_data / "val"
+    assert (
+        invoke(
+            "train", "--data", str(train_dir), "--val-data", str(val_dir), "--out", str(tmp_path / "b"), *base
+        )[0]
+        == 0
+    )
+    code, _, stderr = invoke(
+        *ev[:2],
+        str(tmp_path / "b" / "best"),
+        "--data",
+        str(val_dir),
+        "--out",
+        str(tmp_path / "ev"),
+        "--overwrite",
+    )
+    said = " ".join(stderr.split())
+    assert code == 0 and "'all' split holds" in said
+    code, _, stderr = invoke(
+        *ev[:2],
+        str(tmp_path / "b" / "best"),
+        "--data",
+        str(train_dir),
+        "--split",
+        "all",
+        "--out",
+        str(tmp_path / "ev"),
+        "--overwrite",
+    )
+    said = " ".join(stderr.split())
+    assert code == 0 and "was trained on" in said and "picked its best epoch" not in said

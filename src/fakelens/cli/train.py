@@ -431,13 +431,8 @@ def evaluate_cmd(
         bootstrap=bootstrap,
         progress=True,
     )
-    trained_on = training_photos(model).datasets
-    used = report["data"]["split"]
-    if data is not None and str(Path(data).resolve()) in trained_on and used in ("all", "train"):
-        warn(
-            f"{model} was trained on {data}: its '{used}' split holds the training images, so these figures "
-            "are optimistic; evaluate --split test, or data it never saw"
-        )
+    if data is not None:
+        _warn_seen_split(model, data, report["data"])
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:
         whose = " or ".join(m for m, t in seen.items() if t.sha256)
@@ -491,6 +486,27 @@ def evaluate_cmd(
             "(the 2.5th and 97.5th percentiles)"
         )
     console.print(f"wrote metrics.json, scores.csv, roc.png and reliability.png to [bold]{out}[/]")
+
+
+def _warn_seen_split(model: str, data: Path, evaluated: dict[str, Any]) -> None:
+    """Warn when the evaluated split holds images ``model`` was trained on, or was selected and calibrated
+    on (its validation set): its figures there are optimistic."""
+    from fakelens.models.checkpoint import training_photos
+
+    seen = training_photos(model)
+    here, used = str(Path(data).resolve()), evaluated["split"]
+    validated = {split for path, split in seen.validated if str(Path(path).resolve()) == here}
+    if here in seen.datasets and used in ("all", "train"):
+        what = f"was trained on {data}: its '{used}' split holds the training images"
+    elif "all" in validated or ("val" in validated and used in ("val", "all")):
+        what = (
+            f"picked its best epoch and was calibrated on {data}'s validation images, which its '{used}' "
+            "split holds"
+        )
+    else:
+        return
+    better = "evaluate --split test, or" if "test" in evaluated.get("splits", ()) else "evaluate on"
+    warn(f"{model} {what}, so these figures are optimistic; {better} data it never saw")
 
 
 def _interval(m: dict[str, Any]) -> str:

@@ -430,6 +430,7 @@ def evaluate(
             "kind": "dataset",
             "path": str(data),
             "split": chosen,
+            "splits": sorted({s.split for s in samples if s.split}),
             "sha256": samples_sha256(picked, base),
         }
         paths = [str(s.path) for s in picked]

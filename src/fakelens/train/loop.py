@@ -620,10 +620,13 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
         train = trainable
         how = f"--val-data {cfg.val_data}"
         _refuse_shared_files(train, val, cfg)
+        validated_on = {"path": str(cfg.val_data), "split": "val" if len(val) < len(val_all) else "all"}
     elif "val" in has_splits:
         train, val = trainable, select_split(samples, "val")
         how = "the dataset's val split"
+        validated_on = {"path": str(cfg.data), "split": "val"}
     else:
+        validated_on = {"path": str(cfg.data), "split": "hold-out"}
         train, val = holdout(trainable, cfg.val_fraction, cfg.seed)
         how = f"a {cfg.val_fraction:g} hold-out of the training images (by group, seed {cfg.seed})"
         if (problem := _holdout_share_problem(trainable, val, cfg.val_fraction)) is not None:
@@ -646,6 +649,8 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
         "train_sha256": samples_sha256(train, base),
         "val_sha256": samples_sha256(val, base),
         "validation": how,
+        # which split of which dataset picked the best epoch and calibrated it: evaluate warns on it
+        "validated_on": validated_on,
         "recipes": sorted({s.recipe for s in train if s.label == 1 and s.recipe}),
         "train": summarize(train),
         "val": summarize(val),
