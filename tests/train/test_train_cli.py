@@ -325,3 +325,27 @@ def test_evaluate_warns_on_the_split_that_picked_the_checkpoint(tmp_path: Path, 
     )
     said = " ".join(stderr.split())
     assert code == 0 and "was trained on" in said and "picked its best epoch" not in said
+
+
+def test_train_says_its_data_and_warns_on_imbalance(tmp_path: Path) -> None:
+    """40 real / 6 fake trained silently with one fake to validate on: one line says the sizes and how
+    validation was chosen, and the imbalance and the thin validation class are warned about."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, n in (("real", 40), ("fake", 6)):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "d" / cls / f"{i}.png"
+            )
+    args = ["train", "--data", str(tmp_path / "d"), "--model", "tiny-cnn", "--out", str(tmp_path / "run")]
+    code, _, stderr = invoke(
+        *args, "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--augment", "none"
+    )
+    said = " ".join(stderr.split())
+    assert code == 0, stderr
+    assert "training 39 images (34 real, 5 fake), validation 7 (6 real, 1 fake) from a 0.15 hold-out" in said
+    assert "warning: the training images are imbalanced: 34 real, 5 fake" in said
+    assert "warning: the validation set holds only 1 fake image(s) (6 real, 1 fake)" in said

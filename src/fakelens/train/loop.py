@@ -639,6 +639,8 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
     except DatasetError as exc:
         raise DatasetError(f"{exc}; give --val-data, or a dataset with a val split") from None
     _check_files([*train, *val], cfg.data)
+    for problem in _balance_problems(train, val):
+        warn(problem)
     root = Path(cfg.data)
     base = root if root.is_dir() else root.parent
     info = {
@@ -663,6 +665,22 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
     return _Data(train_set, val_set, True, info)
 
 
+def _data_line(info: dict[str, Any]) -> str:
+    """One line on what a run trains and validates on: sizes, class counts, how validation was chosen."""
+    if info["kind"] == "forgeries":
+        pairs, val_pairs = info["train_pairs_per_epoch"], info["val_pairs"]
+        return (
+            f"data: forgeries from {info['pool']}: training {pairs} real/fake pairs an epoch from "
+            f"{info['train_photos']} photos, validation {val_pairs} fixed pairs from the pool's "
+            f"{info['val_photos']} val photos"
+        )
+    t, v = info["train"], info["val"]
+    return (
+        f"data: {info['layout']} {info['path']}: training {t['n']} images ({t['real']} real, {t['fake']} "
+        f"fake), validation {v['n']} ({v['real']} real, {v['fake']} fake) from {info['validation']}"
+    )
+
+
 def _refuse_shared_files(train: Sequence[Sample], val: Sequence[Sample], cfg: TrainConfig) -> None:
     """--val-data must not hold training images (the same file, also through a link): best-epoch selection
     and calibration on them would reward memorising."""
@@ -673,6 +691,35 @@ def _refuse_shared_files(train: Sequence[Sample], val: Sequence[Sample], cfg: Tr
             f"--val-data {cfg.val_data} shares {len(shared)} of its {len(val)} images with the training "
             f"images of {cfg.data} (e.g. {shared[0]}); validate on images training never sees"
         )
+
+
+MIN_VAL_PER_CLASS = 10
+"""Fewer validation images of a class than this make its AUC, and so the best epoch, a matter of chance."""
+
+
+def _counts(samples: Sequence[Sample]) -> tuple[int, int]:
+    n_fake = sum(s.label for s in samples)
+    return len(samples) - n_fake, n_fake
+
+
+def _balance_problems(train: Sequence[Sample], val: Sequence[Sample]) -> list[str]:
+    """What is wrong with the class balance of the training and validation images (one line each)."""
+    out = []
+    for what, samples in (("training", train), ("validation", val)):
+        n_real, n_fake = _counts(samples)
+        few, n_few = ("fake", n_fake) if n_fake < n_real else ("real", n_real)
+        if what == "validation" and n_few < MIN_VAL_PER_CLASS:
+            out.append(
+                f"the validation set holds only {n_few} {few} image(s) ({n_real} real, {n_fake} fake): "
+                "the best epoch and the calibration rest on too few; give it at least "
+                f"{MIN_VAL_PER_CLASS} of each class (a val split, --val-data or a larger --val-fraction)"
+            )
+        elif 5 * n_few < n_real + n_fake - n_few:
+            out.append(
+                f"the {what} images are imbalanced: {n_real} real, {n_fake} fake (the {few} ones under 1/5 "
+                "of the others); balance the classes, or read the metrics per class"
+            )
+    return out
 
 
 def _holdout_share_problem(samples: Sequence[Sample], held: Sequence[Sample], fraction: float) -> str | None:
@@ -869,6 +916,8 @@ def _train(
     if cfg.head_init == "small":
         reset_head(detector, cfg.seed + 2)
     data = _build_data(cfg, detector, warn)
+    if log:
+        log(_data_line(data.info))
     aux = AuxMaskHead(detector, seed=cfg.seed + 1) if cfg.aux_mask else None
 
     detector.to(device)
