@@ -151,11 +151,19 @@ def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
         ([*base, "--data", str(tmp_path / "single")], "only real images (1)"),
         ([*base], "give exactly one data source"),
         ([*base, "--data", str(folder_data), "--augment", "heavy"], "unknown --augment 'heavy'"),
-        ([*base, "--data", str(folder_data), "--split-fractions", "1,2"], "--split-fractions needs three"),
+        ([*base, "--forgeries", str(tmp_path), "--split-fractions", "1,2"], "--split-fractions needs three"),
         (["train", "--out", str(tmp_path / "o2"), "--resume"], "nothing to resume"),
         ([*base, "--data", str(folder_data), "--device", "tpu"], "unknown device 'tpu'"),
         (["evaluate", "--model", str(tmp_path / "ckpt"), "--data", str(folder_data)], "checkpoint not found"),
         (["evaluate", "--model", "tiny-cnn"], "exactly one of --data"),
+        # an option of the other data source would be ignored, yet recorded
+        ([*base, "--data", str(folder_data), "--recipes", "self_blend"], "--recipes goes with --forgeries"),
+        (
+            [*base, "--forgeries", str(tmp_path), "--val-data", str(folder_data)],
+            "--val-data goes with --data",
+        ),
+        ([*base, "--data", str(folder_data), "--val-pairs", "8"], "--val-pairs goes with --forgeries"),
+        ([*base, "--forgeries", str(tmp_path), "--val-fraction", "0.2"], "--val-fraction goes with --data"),
     ]
 
 

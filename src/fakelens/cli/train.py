@@ -29,6 +29,24 @@ from fakelens.errors import ConfigError
 app = typer.Typer()
 
 
+FORGERY_OPTIONS = ("pairs_per_epoch", "val_pairs", "forgery_size", "forgery_format", "split_fractions")
+"""Options of `train --forgeries` that `train --data` ignores (``recipes``: TrainConfig.check)."""
+
+
+def _refuse_options_for_other_source(ctx: typer.Context, data: Path | None, forgeries: Path | None) -> None:
+    """An option of the other data source would be ignored, yet recorded as if it had shaped the run."""
+    names: tuple[str, ...]
+    if data is not None and forgeries is None:
+        names, source, other = FORGERY_OPTIONS, "--forgeries", "--data"
+    elif forgeries is not None and data is None:
+        names, source, other = ("val_fraction",), "--data", "--forgeries"
+    else:
+        return  # TrainConfig.check: exactly one source
+    for name in names:
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE":
+            raise ConfigError(f"--{name.replace('_', '-')} goes with {source}; it means nothing with {other}")
+
+
 RESUME_OVERRIDES = frozenset({"out", "resume", "workers", "device", "threads", "time_limit", "json_out"})
 """What `train --out DIR --resume` may change: where and how fast it runs, never what it learns."""
 
@@ -216,6 +234,7 @@ def train_cmd(
         cfg.time_limit = time_limit
         cfg.out = str(out)
     else:
+        _refuse_options_for_other_source(ctx, data, forgeries)
         given = getattr(ctx.get_parameter_source("model"), "name", None) == "COMMANDLINE"
         if init is not None and not given:
             from fakelens.models.checkpoint import checkpoint_arch

@@ -176,6 +176,16 @@ class TrainConfig:
         """Raise :class:`ConfigError` for an impossible setting (one line)."""
         if (self.data is None) == (self.forgeries is None):
             raise ConfigError("give exactly one data source: --data ROOT|MANIFEST or --forgeries POOL")
+        if self.forgeries is not None and self.val_data is not None:
+            raise ConfigError(
+                "--val-data goes with --data; --forgeries validates on forgeries of the pool's val photos "
+                "(--val-pairs, --split-fractions)"
+            )
+        if self.data is not None and self.recipes:
+            raise ConfigError(
+                "--recipes goes with --forgeries (forgeries made on the fly); the fakes of a --data dataset "
+                "are its own"
+            )
         if self.model == "default":
             raise ConfigError(
                 "'default' is the shipped ensemble, not an architecture: train each member (e.g. --model "
