@@ -129,6 +129,9 @@ def test_evaluate_table(tmp_path: Path, folder_data: Path) -> None:
     )
     assert code == 0, stderr
     assert "overall" in stdout and "recipe gan" in stdout and "roc.png" in stderr  # table out, note err
+    said = " ".join(stderr.split())  # a bare architecture is said to be one, as analyze and scan say it
+    assert "tiny-cnn is an architecture without trained real/fake weights" in said
+    assert "the figures below measure a random head" in said
 
 
 def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:

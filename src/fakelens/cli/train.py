@@ -22,6 +22,7 @@ from fakelens.cli.common import (
     split_csv,
     user_errors,
     warn,
+    warn_untrained,
 )
 from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError
@@ -413,6 +414,7 @@ def evaluate_cmd(
 
     from fakelens.models import Ensemble
     from fakelens.models.checkpoint import load_detector, training_photos
+    from fakelens.models.registry import untrained_members
     from fakelens.train.evaluate import evaluate
 
     if threads:
@@ -420,6 +422,7 @@ def evaluate_cmd(
     if out is not None:
         check_writable(out, "--out")
     det = load_detector(model)
+    warn_untrained(untrained_members(det), "the figures below measure a random head")
     if out is not None:
         _check_other_evaluation(out, model, overwrite)
     if threshold is None:
