@@ -54,6 +54,18 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert code == 0, stderr
     code, _, stderr = invoke("train", "--out", str(out), "--resume", "--split-fractions", "0.7,0.15,0.15")
     assert code == 0, stderr
+    # --data given again: only the options given are compared (tiny-cnn was not compared to the default model)
+    code, _, stderr = invoke(
+        "train", "--out", str(out), "--resume", "--data", str(folder_data), "--epochs", "2"
+    )
+    assert code == 0, stderr
+    code, _, stderr = invoke(
+        "train", "--out", str(out), "--resume", "--data", str(tmp_path), "--forgeries", "x"
+    )
+    said = " ".join(stderr.split())
+    assert code == 2 and f"with --data {tmp_path}: the run was started with {folder_data.resolve()}" in said
+    code, _, stderr = invoke("train", "--out", str(out), "--resume", "--input-size", "64")
+    assert code == 2 and "the run was started with no --input-size" in " ".join(stderr.split())
     ev = tmp_path / "ev"
     code, stdout, stderr = invoke(
         "evaluate",

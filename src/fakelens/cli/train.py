@@ -55,20 +55,27 @@ RESUME_OVERRIDES = frozenset({"out", "resume", "workers", "device", "threads", "
 def _refuse_changed_settings(ctx: typer.Context, cfg: Any, out: Path) -> None:
     """A setting given on the command line of a resumed run must equal the run's own: resuming with another
     learning rate, seed or model would silently train something else under the old name."""
+
+    def absolute(v: Any) -> str:
+        return str(Path(v).resolve())
+
     parse: dict[str, Callable[[Any], Any]] = {
         "split_fractions": _fractions,
         "recipes": lambda v: split_csv(v) or None,
+        "data": absolute,  # the run config holds them absolute
+        "forgeries": absolute,
+        "val_data": absolute,
     }
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)
         if name in RESUME_OVERRIDES or source is None or source.name != "COMMANDLINE":
             continue
-        saved = _plain(getattr(cfg, name, None))
+        saved = _plain(cfg.model_kwargs.get(name) if name == "input_size" else getattr(cfg, name, None))
         if saved is None or saved != _plain(parse.get(name, lambda v: v)(value)):
             flag = "--" + name.replace("_", "-")
             raise ConfigError(
                 f"cannot resume {out} with {flag} {value}: the run was started with "
-                f"{'another setting' if saved is None else saved}; drop {flag}, or start a new run in "
+                f"{'no ' + flag if saved is None else saved}; drop {flag}, or start a new run in "
                 "another --out"
             )
 
@@ -228,7 +235,7 @@ def train_cmd(
     from fakelens.train.loop import TrainConfig, load_run_config, train
 
     command = command_line()
-    if resume and data is None and forgeries is None:
+    if resume:  # the run's own settings; those given again must match (the defaults of others do not count)
         cfg = load_run_config(out)
         _refuse_changed_settings(ctx, cfg, out)
         cfg.resume, cfg.workers, cfg.device, cfg.threads = True, workers, device, threads
