@@ -171,6 +171,10 @@ def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
         ([*base, "--data", str(folder_data), "--device", "tpu"], "unknown device 'tpu'"),
         (["evaluate", "--model", str(tmp_path / "ckpt"), "--data", str(folder_data)], "checkpoint not found"),
         (["evaluate", "--model", "tiny-cnn"], "exactly one of --data"),
+        (
+            ["evaluate", "--model", "tiny-cnn", "--data", str(folder_data), "--split", "foo"],
+            "unknown --split 'foo' (known: auto, train, val, test, all)",
+        ),
         # an option of the other data source would be ignored, yet recorded
         ([*base, "--data", str(folder_data), "--recipes", "self_blend"], "--recipes goes with --forgeries"),
         (

@@ -422,14 +422,14 @@ def evaluate_cmd(
     from fakelens.models import Ensemble
     from fakelens.models.checkpoint import load_detector, training_photos
     from fakelens.models.registry import untrained_members
-    from fakelens.train.evaluate import evaluate
+    from fakelens.train.evaluate import check_split, evaluate
 
+    check_split(split)  # before the model loads
     if threads:
         torch.set_num_threads(threads)
     if out is not None:
         check_writable(out, "--out")
     det = load_detector(model)
-    warn_untrained(untrained_members(det), "the figures below measure a random head")
     if out is not None:
         _check_other_evaluation(out, model, overwrite)
     if threshold is None:
@@ -460,6 +460,7 @@ def evaluate_cmd(
         bootstrap=bootstrap,
         progress=True,
     )
+    warn_untrained(untrained_members(det), "the figures below measure a random head")
     if data is not None:
         _warn_seen_split(model, data, report["data"])
     left_out = report["data"].get("excluded_photos", 0)

@@ -222,6 +222,12 @@ def _locate(path: PathLike) -> tuple[Path, Path | None]:
             raise CheckpointError(
                 f"{p} is an ensemble checkpoint; load it with load_detector() or load_ensemble()"
             )
+        runs = [p / d for d in ("best", "last") if (p / d / CONFIG_NAME).is_file()]
+        if not (p / CONFIG_NAME).exists() and runs:  # a training run's folder
+            raise CheckpointError(
+                f"{p} is a training run, not a checkpoint: give its checkpoint {runs[0]}"
+                + (f" (or {runs[1]}, the last epoch)" if len(runs) > 1 else "")
+            )
         return p / CONFIG_NAME, None
     if p.suffix == ".json":
         if p.name == ENSEMBLE_NAME:
