@@ -301,6 +301,13 @@ def test_evaluate_keeps_another_model_s_results(tmp_path: Path, folder_data: Pat
     assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-cnn"
     assert invoke(*args, "--model", "tiny-vit", "--overwrite")[0] == 0
     assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-vit"
+    # one checkpoint, spelled two ways, is the same model: its rerun replaces its own evaluation
+    from fakelens.models import create_model, save_checkpoint
+
+    ckpt = save_checkpoint(create_model("tiny-cnn"), tmp_path / "runs" / "x" / "best")
+    assert invoke(*args, "--model", str(ckpt), "--overwrite")[0] == 0
+    code, _, stderr = invoke(*args, "--model", f"{ckpt.parent}/./best/")
+    assert code == 0, stderr
 
 
 def test_evaluate_warns_on_the_split_that_picked_the_checkpoint(tmp_path: Path, folder_data: Path) -> None:

@@ -338,8 +338,17 @@ def _check_other_evaluation(out: Path, model: str, overwrite: bool) -> None:
         previous = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("model")
     except (OSError, ValueError, AttributeError):
         return
-    if previous not in (None, model) and not overwrite:
+    if previous not in (None, model) and not _same_checkpoint(str(previous), model) and not overwrite:
         fail(f"--out {out} holds the evaluation of {previous}: give another --out, or --overwrite")
+
+
+def _same_checkpoint(a: str, b: str) -> bool:
+    """Whether two --model values are one checkpoint path, however spelled (./runs/x/best, runs/x/best/)."""
+    from fakelens.models.registry import MODELS
+
+    if a in MODELS or b in MODELS or not (Path(a).exists() and Path(b).exists()):
+        return False
+    return Path(a).resolve() == Path(b).resolve()
 
 
 @app.command("evaluate")
