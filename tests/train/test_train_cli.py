@@ -383,3 +383,4 @@ def test_train_says_its_data_and_warns_on_imbalance(tmp_path: Path) -> None:
     assert "training 39 images (34 real, 5 fake), validation 7 (6 real, 1 fake) from a 0.15 hold-out" in said
     assert "warning: the training images are imbalanced: 34 real, 5 fake" in said
     assert "warning: the validation set holds only 1 fake image(s) (6 real, 1 fake)" in said
+    assert said.index("training 39 images") < said.index("warning:")  # the summary first, then its doubts

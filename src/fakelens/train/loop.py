@@ -566,9 +566,10 @@ class _Data:
     val: Dataset[Any]
     shuffle: bool
     info: dict[str, Any]
+    doubts: list[str] = field(default_factory=list)  # warnings about the data, said after its summary
 
 
-def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None]) -> _Data:
+def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     spec = detector.input_spec
     augment = Augment(cfg.augment)
     if cfg.forgeries is not None:
@@ -623,6 +624,7 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
     samples = discover(cfg.data)
     layout = detect_layout(cfg.data)
     has_splits = {s.split for s in samples}
+    doubts: list[str] = []
     trainable = [s for s in samples if s.split in ("train", "")]
     if cfg.val_data is not None:
         val_all = discover(cfg.val_data)
@@ -638,9 +640,10 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
     else:
         validated_on = {"path": str(cfg.data), "split": "hold-out"}
         train, val = holdout(trainable, cfg.val_fraction, cfg.seed)
-        how = f"a {cfg.val_fraction:g} hold-out of the training images (by group, seed {cfg.seed})"
+        by_group = "whole groups, " if any(s.group for s in trainable) else ""
+        how = f"a {cfg.val_fraction:g} hold-out of the training images ({by_group}seed {cfg.seed})"
         if (problem := _holdout_share_problem(trainable, val, cfg.val_fraction)) is not None:
-            warn(problem)
+            doubts.append(problem)
     if not train:
         raise DatasetError(f"{cfg.data}: no training images (splits found: {', '.join(sorted(has_splits))})")
     check_both_classes(train, f"{cfg.data} (training images)")
@@ -649,8 +652,7 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
     except DatasetError as exc:
         raise DatasetError(f"{exc}; give --val-data, or a dataset with a val split") from None
     _check_files([*train, *val], cfg.data)
-    for problem in _balance_problems(train, val):
-        warn(problem)
+    doubts += _balance_problems(train, val)
     root = Path(cfg.data)
     base = root if root.is_dir() else root.parent
     info = {
@@ -672,7 +674,7 @@ def _build_data(cfg: TrainConfig, detector: Detector, warn: Callable[[str], None
         info["manifest_sha256"] = sha256_file(manifest)
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
-    return _Data(train_set, val_set, True, info)
+    return _Data(train_set, val_set, True, info, doubts)
 
 
 def _data_line(info: dict[str, Any]) -> str:
@@ -925,9 +927,11 @@ def _train(
         )
     if cfg.head_init == "small":
         reset_head(detector, cfg.seed + 2)
-    data = _build_data(cfg, detector, warn)
+    data = _build_data(cfg, detector)
     if log:
         log(_data_line(data.info))
+    for doubt in data.doubts:
+        warn(doubt)
     aux = AuxMaskHead(detector, seed=cfg.seed + 1) if cfg.aux_mask else None
 
     detector.to(device)
