@@ -188,7 +188,7 @@ def test_csv_and_jsonl_manifests(tmp_path: Path) -> None:
     s = discover(csv_path)
     assert [x.label for x in s] == [0, 1]
     assert s[1].mask_path == tmp_path / "imgs" / "b_mask.png" and s[1].recipe == "self_blend"
-    assert s[1].split == "val" and s[1].group == "photo1"  # group defaults to source
+    assert s[1].split == "val" and s[1].group == ""  # source is no group: each image stands alone
     jsonl = tmp_path / "sub" / "m.jsonl"
     jsonl.parent.mkdir()
     rows = [{"path": str(tmp_path / "imgs" / "a.png"), "label": 0}, {"path": "../imgs/b.png", "label": True}]
@@ -279,6 +279,21 @@ def test_holdout_is_stratified_so_a_small_dataset_validates_on_both_classes(tmp_
         assert sorted(s.label for s in held) == [0, 0, 1, 1] and len(keep) == 16
     one_each = [Sample(tmp_path / "r.png", 0), Sample(tmp_path / "f.png", 1)]
     assert holdout(one_each, 0.5)[1] == []  # a class with one image stays in training
+
+
+def test_a_manifest_source_is_no_hold_out_group(tmp_path: Path) -> None:
+    """A manifest with ``source`` but no ``group``: the hold-out takes its share of images, not of sources (by
+    source, 0.15 held out 2 of 3 generators, and a single real source left validation without reals)."""
+    rows = ["path,label,source"]
+    for i in range(40):
+        real = i % 2 == 0
+        name = img(tmp_path / "imgs" / f"{i}.png", seed=i).name
+        rows.append(f"imgs/{name},{'real' if real else 'fake'},{'camera' if real else f'gen{i % 3}'}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    samples = discover(tmp_path / "m.csv")
+    assert {s.group for s in samples} == {""} and len({s.source for s in samples}) == 4
+    keep, held = holdout(samples, 0.15)
+    assert sorted(s.label for s in held) == [0, 0, 0, 1, 1, 1] and len(keep) == 34
 
 
 def test_sha256_ignores_order_and_location(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ def test_synth_writes_pairs_masks_and_manifest(tiny_pool: Path, tmp_path: Path) 
     for f in fakes:
         r = reals[f["pair"]]
         assert r["source"] == f["source"] and r["split"] == f["split"] and r["mask_path"] == ""
+        assert r["group"] == f["group"] != ""  # the pair shares its photo group (no hold-out splits it)
         rb, fb = (out / r["path"]).read_bytes(), (out / f["path"]).read_bytes()
         with Image.open(io.BytesIO(rb)) as ri, Image.open(io.BytesIO(fb)) as fi:
             assert ri.format == fi.format and ri.size == fi.size == (64, 64)

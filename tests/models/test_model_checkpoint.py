@@ -220,6 +220,17 @@ def test_missing_paths(saved: Path, tmp_path: Path) -> None:
     one_error(lonely, "no config.json next to it")
 
 
+def test_a_training_run_folder_names_its_checkpoints(saved: Path, tmp_path: Path) -> None:
+    """`--model runs/x` (the run, not runs/x/best) said 'checkpoint file not found: runs/x/config.json'."""
+    run = tmp_path / "run"
+    shutil.copytree(saved, run / "best")
+    one_error(run, f"{run} is a training run, not a checkpoint: give its checkpoint {run / 'best'}$")
+    shutil.copytree(saved, run / "last")
+    one_error(run, f"give its checkpoint {run / 'best'} \\(or {run / 'last'}, the last epoch\\)")
+    with pytest.raises(CheckpointError, match="is a training run"):
+        load_detector(run)
+
+
 def test_jpeg_renamed_to_safetensors(saved: Path) -> None:
     Image.new("RGB", (8, 8), (200, 10, 10)).save(saved / "model.safetensors", format="JPEG")
     one_error(saved, "is not a readable safetensors file")

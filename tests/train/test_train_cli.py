@@ -54,6 +54,18 @@ def test_train_then_evaluate_json(tmp_path: Path, folder_data: Path) -> None:
     assert code == 0, stderr
     code, _, stderr = invoke("train", "--out", str(out), "--resume", "--split-fractions", "0.7,0.15,0.15")
     assert code == 0, stderr
+    # --data given again: only the options given are compared (tiny-cnn was not compared to the default model)
+    code, _, stderr = invoke(
+        "train", "--out", str(out), "--resume", "--data", str(folder_data), "--epochs", "2"
+    )
+    assert code == 0, stderr
+    code, _, stderr = invoke(
+        "train", "--out", str(out), "--resume", "--data", str(tmp_path), "--forgeries", "x"
+    )
+    said = " ".join(stderr.split())
+    assert code == 2 and f"with --data {tmp_path}: the run was started with {folder_data.resolve()}" in said
+    code, _, stderr = invoke("train", "--out", str(out), "--resume", "--input-size", "64")
+    assert code == 2 and "the run was started with no --input-size" in " ".join(stderr.split())
     ev = tmp_path / "ev"
     code, stdout, stderr = invoke(
         "evaluate",
@@ -129,6 +141,9 @@ def test_evaluate_table(tmp_path: Path, folder_data: Path) -> None:
     )
     assert code == 0, stderr
     assert "overall" in stdout and "recipe gan" in stdout and "roc.png" in stderr  # table out, note err
+    said = " ".join(stderr.split())  # a bare architecture is said to be one, as analyze and scan say it
+    assert "tiny-cnn is an architecture without trained real/fake weights" in said
+    assert "the figures below measure a random head" in said
 
 
 def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
@@ -151,11 +166,23 @@ def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
         ([*base, "--data", str(tmp_path / "single")], "only real images (1)"),
         ([*base], "give exactly one data source"),
         ([*base, "--data", str(folder_data), "--augment", "heavy"], "unknown --augment 'heavy'"),
-        ([*base, "--data", str(folder_data), "--split-fractions", "1,2"], "--split-fractions needs three"),
+        ([*base, "--forgeries", str(tmp_path), "--split-fractions", "1,2"], "--split-fractions needs three"),
         (["train", "--out", str(tmp_path / "o2"), "--resume"], "nothing to resume"),
         ([*base, "--data", str(folder_data), "--device", "tpu"], "unknown device 'tpu'"),
         (["evaluate", "--model", str(tmp_path / "ckpt"), "--data", str(folder_data)], "checkpoint not found"),
         (["evaluate", "--model", "tiny-cnn"], "exactly one of --data"),
+        (
+            ["evaluate", "--model", "tiny-cnn", "--data", str(folder_data), "--split", "foo"],
+            "unknown --split 'foo' (known: auto, train, val, test, all)",
+        ),
+        # an option of the other data source would be ignored, yet recorded
+        ([*base, "--data", str(folder_data), "--recipes", "self_blend"], "--recipes goes with --forgeries"),
+        (
+            [*base, "--forgeries", str(tmp_path), "--val-data", str(folder_data)],
+            "--val-data goes with --data",
+        ),
+        ([*base, "--data", str(folder_data), "--val-pairs", "8"], "--val-pairs goes with --forgeries"),
+        ([*base, "--forgeries", str(tmp_path), "--val-fraction", "0.2"], "--val-fraction goes with --data"),
     ]
 
 
@@ -274,3 +301,86 @@ def test_evaluate_keeps_another_model_s_results(tmp_path: Path, folder_data: Pat
     assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-cnn"
     assert invoke(*args, "--model", "tiny-vit", "--overwrite")[0] == 0
     assert json.loads((out / "metrics.json").read_text())["model"] == "tiny-vit"
+    # one checkpoint, spelled two ways, is the same model: its rerun replaces its own evaluation
+    from fakelens.models import create_model, save_checkpoint
+
+    ckpt = save_checkpoint(create_model("tiny-cnn"), tmp_path / "runs" / "x" / "best")
+    assert invoke(*args, "--model", str(ckpt), "--overwrite")[0] == 0
+    code, _, stderr = invoke(*args, "--model", f"{ckpt.parent}/./best/")
+    assert code == 0, stderr
+
+
+def test_evaluate_warns_on_the_split_that_picked_the_checkpoint(tmp_path: Path, folder_data: Path) -> None:
+    """`auto` picks val where there is no test split: the images that chose the best epoch and calibrated
+    it. Said (and no --split test suggested where there is none); also for --val-data, and for checkpoints
+    that recorded only their 'validation' sentence."""
+    base = ["--model", "tiny-cnn", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--json"]
+    assert invoke("train", "--data", str(folder_data), "--out", str(tmp_path / "a"), *base)[0] == 0
+    ckpt = tmp_path / "a" / "best"
+    ev = ["evaluate", "--model", str(ckpt), "--data", str(folder_data), "--bootstrap", "0", "--overwrite"]
+    code, _, stderr = invoke(*ev, "--out", str(tmp_path / "ev"))
+    said = " ".join(stderr.split())
+    assert code == 0 and "picked its best epoch and was calibrated on" in said and "'val' split" in said
+    assert "--split test" not in said and "evaluate on data it never saw" in said
+    conf = json.loads((ckpt / "config.json").read_text())
+    del conf["provenance"]["data"]["validated_on"]  # a checkpoint from before it was recorded
+    (ckpt / "config.json").write_text(json.dumps(conf))
+    code, _, stderr = invoke(*ev, "--out", str(tmp_path / "ev"))
+    assert code == 0 and "picked its best epoch" in " ".join(stderr.split())
+    # --val-data without splits: all of it validated
+    train_dir, val_dir = folder_data / "train", folder_data / "val"
+    assert (
+        invoke(
+            "train", "--data", str(train_dir), "--val-data", str(val_dir), "--out", str(tmp_path / "b"), *base
+        )[0]
+        == 0
+    )
+    code, _, stderr = invoke(
+        *ev[:2],
+        str(tmp_path / "b" / "best"),
+        "--data",
+        str(val_dir),
+        "--out",
+        str(tmp_path / "ev"),
+        "--overwrite",
+    )
+    said = " ".join(stderr.split())
+    assert code == 0 and "'all' split holds" in said
+    code, _, stderr = invoke(
+        *ev[:2],
+        str(tmp_path / "b" / "best"),
+        "--data",
+        str(train_dir),
+        "--split",
+        "all",
+        "--out",
+        str(tmp_path / "ev"),
+        "--overwrite",
+    )
+    said = " ".join(stderr.split())
+    assert code == 0 and "was trained on" in said and "picked its best epoch" not in said
+
+
+def test_train_says_its_data_and_warns_on_imbalance(tmp_path: Path) -> None:
+    """40 real / 6 fake trained silently with one fake to validate on: one line says the sizes and how
+    validation was chosen, and the imbalance and the thin validation class are warned about."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, n in (("real", 40), ("fake", 6)):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "d" / cls / f"{i}.png"
+            )
+    args = ["train", "--data", str(tmp_path / "d"), "--model", "tiny-cnn", "--out", str(tmp_path / "run")]
+    code, _, stderr = invoke(
+        *args, "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--augment", "none"
+    )
+    said = " ".join(stderr.split())
+    assert code == 0, stderr
+    assert "training 39 images (34 real, 5 fake), validation 7 (6 real, 1 fake) from a 0.15 hold-out" in said
+    assert "warning: the training images are imbalanced: 34 real, 5 fake" in said
+    assert "warning: the validation set holds only 1 fake image(s) (6 real, 1 fake)" in said
+    assert said.index("training 39 images") < said.index("warning:")  # the summary first, then its doubts

@@ -437,3 +437,38 @@ def test_a_validation_set_too_small_or_ranking_backwards_is_not_calibrated(
     y = [0, 1] * 30
     assert calibration_problem(y, [0.4, 0.6] * 30) is None
     assert "do not rank fakes above reals (AUC 0.000)" in str(calibration_problem(y, [0.6, 0.4] * 30))
+
+
+def test_a_hold_out_far_from_val_fraction_is_said(tmp_path: Path, folder_data: Path) -> None:
+    """Whole groups held out: 3 groups a class at 0.15 hold out a third of the images, said with the share."""
+    rows = ["path,label,group"]
+    for i, p in enumerate(sorted(folder_data.glob("train/*/*/*.png"))):
+        label = "fake" if p.parent.name == "1_fake" else "real"
+        rows.append(f"{p.relative_to(folder_data)},{label},{label}{i % 3}")
+    (folder_data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    said: list[str] = []
+    train(cfg(tmp_path / "run", folder_data, epochs=1), progress=False, warn=said.append)
+    [share] = [w for w in said if "hold-out" in w]
+    assert "hold-out is 31% of the training images (10 of 32)" in share
+    assert "not --val-fraction 0.15: it keeps each of the 6 groups whole" in share
+    rows = [r.rsplit(",", 1)[0] for r in rows]  # no groups: 15 % of the images, nothing to say
+    (folder_data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    said.clear()
+    train(cfg(tmp_path / "run2", folder_data, epochs=1), progress=False, warn=said.append)
+    assert not [w for w in said if "hold-out" in w]
+
+
+def test_val_data_sharing_training_images_is_refused(tmp_path: Path, folder_data: Path) -> None:
+    """--val-data naming the training data (also through a link) trained and validated on the same images."""
+    link = tmp_path / "link"
+    link.symlink_to(folder_data / "train")
+    for val_data in (folder_data / "train", link):
+        with pytest.raises(DatasetError, match=r"--val-data .* shares 32 of its 32 images with the training"):
+            train(
+                cfg(tmp_path / "run", folder_data / "train", val_data=str(val_data), epochs=1), progress=False
+            )
+    res = train(
+        cfg(tmp_path / "ok", folder_data / "train", val_data=str(folder_data / "val"), epochs=1),
+        progress=False,
+    )
+    assert res.epochs_run == 1

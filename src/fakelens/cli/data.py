@@ -153,7 +153,7 @@ def synth_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate real/fake pairs with exact masks from the pool; writes real/, fake/, mask/, manifest.csv
-    (path,label,recipe,mask_path,source,split,pair,params: the drawn parameters as JSON) and a contact
+    (path,label,recipe,mask_path,source,group,split,pair,params: the drawn parameters as JSON) and a contact
     sheet."""
     from fakelens.forgery.dataset import synth
 

@@ -22,11 +22,30 @@ from fakelens.cli.common import (
     split_csv,
     user_errors,
     warn,
+    warn_untrained,
 )
 from fakelens.constants import DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError
 
 app = typer.Typer()
+
+
+FORGERY_OPTIONS = ("pairs_per_epoch", "val_pairs", "forgery_size", "forgery_format", "split_fractions")
+"""Options of `train --forgeries` that `train --data` ignores (``recipes``: TrainConfig.check)."""
+
+
+def _refuse_options_for_other_source(ctx: typer.Context, data: Path | None, forgeries: Path | None) -> None:
+    """An option of the other data source would be ignored, yet recorded as if it had shaped the run."""
+    names: tuple[str, ...]
+    if data is not None and forgeries is None:
+        names, source, other = FORGERY_OPTIONS, "--forgeries", "--data"
+    elif forgeries is not None and data is None:
+        names, source, other = ("val_fraction",), "--data", "--forgeries"
+    else:
+        return  # TrainConfig.check: exactly one source
+    for name in names:
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE":
+            raise ConfigError(f"--{name.replace('_', '-')} goes with {source}; it means nothing with {other}")
 
 
 RESUME_OVERRIDES = frozenset({"out", "resume", "workers", "device", "threads", "time_limit", "json_out"})
@@ -36,20 +55,27 @@ RESUME_OVERRIDES = frozenset({"out", "resume", "workers", "device", "threads", "
 def _refuse_changed_settings(ctx: typer.Context, cfg: Any, out: Path) -> None:
     """A setting given on the command line of a resumed run must equal the run's own: resuming with another
     learning rate, seed or model would silently train something else under the old name."""
+
+    def absolute(v: Any) -> str:
+        return str(Path(v).resolve())
+
     parse: dict[str, Callable[[Any], Any]] = {
         "split_fractions": _fractions,
         "recipes": lambda v: split_csv(v) or None,
+        "data": absolute,  # the run config holds them absolute
+        "forgeries": absolute,
+        "val_data": absolute,
     }
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)
         if name in RESUME_OVERRIDES or source is None or source.name != "COMMANDLINE":
             continue
-        saved = _plain(getattr(cfg, name, None))
+        saved = _plain(cfg.model_kwargs.get(name) if name == "input_size" else getattr(cfg, name, None))
         if saved is None or saved != _plain(parse.get(name, lambda v: v)(value)):
             flag = "--" + name.replace("_", "-")
             raise ConfigError(
                 f"cannot resume {out} with {flag} {value}: the run was started with "
-                f"{'another setting' if saved is None else saved}; drop {flag}, or start a new run in "
+                f"{'no ' + flag if saved is None else saved}; drop {flag}, or start a new run in "
                 "another --out"
             )
 
@@ -209,13 +235,14 @@ def train_cmd(
     from fakelens.train.loop import TrainConfig, load_run_config, train
 
     command = command_line()
-    if resume and data is None and forgeries is None:
+    if resume:  # the run's own settings; those given again must match (the defaults of others do not count)
         cfg = load_run_config(out)
         _refuse_changed_settings(ctx, cfg, out)
         cfg.resume, cfg.workers, cfg.device, cfg.threads = True, workers, device, threads
         cfg.time_limit = time_limit
         cfg.out = str(out)
     else:
+        _refuse_options_for_other_source(ctx, data, forgeries)
         given = getattr(ctx.get_parameter_source("model"), "name", None) == "COMMANDLINE"
         if init is not None and not given:
             from fakelens.models.checkpoint import checkpoint_arch
@@ -265,7 +292,13 @@ def train_cmd(
     if cfg.augment not in PRESETS:
         raise ConfigError(f"unknown --augment {cfg.augment!r} (known: {', '.join(PRESETS)})")
     try:
-        result = train(cfg, progress=not json_out, console=console, log=None if json_out else console.print)
+        result = train(
+            cfg,
+            progress=not json_out,
+            console=console,
+            log=None if json_out else console.print,
+            warn=warn,
+        )
     except KeyboardInterrupt:
         saved = (out / "last").is_dir()
         fail(
@@ -305,8 +338,17 @@ def _check_other_evaluation(out: Path, model: str, overwrite: bool) -> None:
         previous = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("model")
     except (OSError, ValueError, AttributeError):
         return
-    if previous not in (None, model) and not overwrite:
+    if previous not in (None, model) and not _same_checkpoint(str(previous), model) and not overwrite:
         fail(f"--out {out} holds the evaluation of {previous}: give another --out, or --overwrite")
+
+
+def _same_checkpoint(a: str, b: str) -> bool:
+    """Whether two --model values are one checkpoint path, however spelled (./runs/x/best, runs/x/best/)."""
+    from fakelens.models.registry import MODELS
+
+    if a in MODELS or b in MODELS or not (Path(a).exists() and Path(b).exists()):
+        return False
+    return Path(a).resolve() == Path(b).resolve()
 
 
 @app.command("evaluate")
@@ -388,8 +430,10 @@ def evaluate_cmd(
 
     from fakelens.models import Ensemble
     from fakelens.models.checkpoint import load_detector, training_photos
-    from fakelens.train.evaluate import evaluate
+    from fakelens.models.registry import untrained_members
+    from fakelens.train.evaluate import check_split, evaluate
 
+    check_split(split)  # before the model loads
     if threads:
         torch.set_num_threads(threads)
     if out is not None:
@@ -425,13 +469,9 @@ def evaluate_cmd(
         bootstrap=bootstrap,
         progress=True,
     )
-    trained_on = training_photos(model).datasets
-    used = report["data"]["split"]
-    if data is not None and str(Path(data).resolve()) in trained_on and used in ("all", "train"):
-        warn(
-            f"{model} was trained on {data}: its '{used}' split holds the training images, so these figures "
-            "are optimistic; evaluate --split test, or data it never saw"
-        )
+    warn_untrained(untrained_members(det), "the figures below measure a random head")
+    if data is not None:
+        _warn_seen_split(model, data, report["data"])
     left_out = report["data"].get("excluded_photos", 0)
     if left_out:
         whose = " or ".join(m for m, t in seen.items() if t.sha256)
@@ -485,6 +525,27 @@ def evaluate_cmd(
             "(the 2.5th and 97.5th percentiles)"
         )
     console.print(f"wrote metrics.json, scores.csv, roc.png and reliability.png to [bold]{out}[/]")
+
+
+def _warn_seen_split(model: str, data: Path, evaluated: dict[str, Any]) -> None:
+    """Warn when the evaluated split holds images ``model`` was trained on, or was selected and calibrated
+    on (its validation set): its figures there are optimistic."""
+    from fakelens.models.checkpoint import training_photos
+
+    seen = training_photos(model)
+    here, used = str(Path(data).resolve()), evaluated["split"]
+    validated = {split for path, split in seen.validated if str(Path(path).resolve()) == here}
+    if here in seen.datasets and used in ("all", "train"):
+        what = f"was trained on {data}: its '{used}' split holds the training images"
+    elif "all" in validated or ("val" in validated and used in ("val", "all")):
+        what = (
+            f"picked its best epoch and was calibrated on {data}'s validation images, which its '{used}' "
+            "split holds"
+        )
+    else:
+        return
+    better = "evaluate --split test, or" if "test" in evaluated.get("splits", ()) else "evaluate on"
+    warn(f"{model} {what}, so these figures are optimistic; {better} data it never saw")
 
 
 def _interval(m: dict[str, Any]) -> str:

@@ -221,7 +221,8 @@ def discover(root_or_manifest: str | os.PathLike[str], *, require_both: bool = T
       name, official splits from ``splits/{train,val,test}.json`` when present;
     - a CSV or JSONL manifest (or a folder holding ``manifest.csv``/``manifest.jsonl``) with columns
       ``path,label[,mask_path][,source][,recipe][,split][,group]``; paths relative to the manifest's folder;
-      labels ``real``/``fake`` or ``0``/``1``; ``group`` defaults to ``source``.
+      labels ``real``/``fake`` or ``0``/``1``; without a ``group`` each image stands alone (``source`` only
+      describes where an image comes from: grouping by it held out whole generators).
 
     Raises :class:`DatasetError` (one line) for a missing path, an unknown layout, a missing column or
     file, an empty dataset, and — with ``require_both`` — a dataset with a single class.
@@ -463,8 +464,7 @@ def _read_manifest(path: Path) -> list[Sample]:
                     f"{path.name} line {line}: group {named!r} is in split {here} here but in {there} on "
                     f"line {first_split[0]}: a group's images must share a split"
                 )
-        group = named or source
-        out.append(Sample(f, label, str(r.get("recipe") or "").strip(), mask, source, split, group))
+        out.append(Sample(f, label, str(r.get("recipe") or "").strip(), mask, source, split, named))
     if missing:
         line, name = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

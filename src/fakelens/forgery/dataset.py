@@ -7,9 +7,10 @@ when the pool has faces), its fake, and the mask; both images pass through the s
 
     real/000000.png  fake/000000.png  mask/000000.png  ...  manifest.csv  synth.json  contact_sheet.png
 
-``manifest.csv`` has the columns ``path,label,recipe,mask_path,source,split,pair,params`` (paths relative to
-``out``; ``label`` is ``real`` or ``fake``; ``recipe`` is empty for reals; ``source`` is the pool path of the
-photograph; ``split`` comes from :func:`fakelens.data.pool.pool_splits`, so people and photos never cross
+``manifest.csv`` has the columns ``path,label,recipe,mask_path,source,group,split,pair,params`` (paths
+relative to ``out``; ``label`` is ``real`` or ``fake``; ``recipe`` is empty for reals; ``source`` is the pool
+path of the photograph and ``group`` its pool photo group, which a hold-out and a bootstrap keep whole;
+``split`` comes from :func:`fakelens.data.pool.pool_splits`, so people and photos never cross
 splits, and cross-image donors are drawn from the same split; ``params``, on fake rows, is the JSON of the
 recipe's drawn parameters — e.g. ``q1`` and ``shift`` of a double JPEG — with ``donor``, the pool path of a
 cross-image donor). The images of a pair share one format: ``synth.json``'s ``format``, except the
@@ -57,7 +58,7 @@ __all__ = [
     "synth",
 ]
 
-MANIFEST_COLUMNS = ("path", "label", "recipe", "mask_path", "source", "split", "pair", "params")
+MANIFEST_COLUMNS = ("path", "label", "recipe", "mask_path", "source", "group", "split", "pair", "params")
 MAX_SIDE = 1536  # pool photos are downscaled to this on load: crops at 256 px never need more
 
 
@@ -86,6 +87,7 @@ class Sample:
     split: str
     fmt: str
     params: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
 
 
 @dataclass
@@ -237,7 +239,18 @@ def _make(index: int) -> Sample:
     )
     fmt = recipe.final_format or cfg.fmt
     params = {**forgery.params, **({"donor": donor_entry.path} if recipe.uses_donor else {})}
-    return Sample(index, real, forgery.fake, forgery.mask, forgery.recipe, entry.path, split, fmt, params)
+    return Sample(
+        index,
+        real,
+        forgery.fake,
+        forgery.mask,
+        forgery.recipe,
+        entry.path,
+        split,
+        fmt,
+        params,
+        entry.group or entry.path,
+    )
 
 
 def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
@@ -249,7 +262,7 @@ def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
     atomic_write_bytes(out / paths["real"], real_b)
     atomic_write_bytes(out / paths["fake"], fake_b)
     atomic_write_bytes(out / paths["mask"], mask_to_png(sample.mask))
-    base = {"source": sample.source, "split": sample.split, "pair": str(sample.index)}
+    base = {"source": sample.source, "group": sample.group, "split": sample.split, "pair": str(sample.index)}
     params = json.dumps(sample.params, sort_keys=True, default=_plain)
     return [
         {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base, "params": ""},

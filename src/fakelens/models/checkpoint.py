@@ -222,6 +222,12 @@ def _locate(path: PathLike) -> tuple[Path, Path | None]:
             raise CheckpointError(
                 f"{p} is an ensemble checkpoint; load it with load_detector() or load_ensemble()"
             )
+        runs = [p / d for d in ("best", "last") if (p / d / CONFIG_NAME).is_file()]
+        if not (p / CONFIG_NAME).exists() and runs:  # a training run's folder
+            raise CheckpointError(
+                f"{p} is a training run, not a checkpoint: give its checkpoint {runs[0]}"
+                + (f" (or {runs[1]}, the last epoch)" if len(runs) > 1 else "")
+            )
         return p / CONFIG_NAME, None
     if p.suffix == ".json":
         if p.name == ENSEMBLE_NAME:
@@ -526,6 +532,10 @@ class TrainingPhotos:
     unrecorded: tuple[tuple[str, str], ...] = ()
     datasets: frozenset[str] = frozenset()
     """The ``--data`` datasets it was trained on, as recorded (absolute paths since 2026-11-27)."""
+    validated: frozenset[tuple[str, str]] = frozenset()
+    """``(dataset, split)`` its best epoch was selected and calibrated on (split ``val``, ``all``, or
+    ``hold-out``: a share of the training images), as recorded since 2026-12; older checkpoints that used
+    their dataset's val split are inferred from ``validation``."""
 
     @property
     def sha256(self) -> frozenset[str]:
@@ -554,9 +564,12 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
     seen: dict[str, set[str]] = {"train": set(), "val": set()}
     unrecorded = []
     datasets: set[str] = set()
+    validated: set[tuple[str, str]] = set()
     for config in configs:
         # a fine-tuned checkpoint also saw what the checkpoint it started from saw (provenance.init, chained)
         prov = read_json(config).get("provenance") or {}
+        if isinstance(prov, dict) and (on := _validated_on(prov.get("data") or {})) is not None:
+            validated.add(on)
         while isinstance(prov, dict) and prov:
             data = prov.get("data") or {}
             photos = data.get("photos")
@@ -569,5 +582,23 @@ def training_photos(spec: PathLike) -> TrainingPhotos:
                 datasets.add(str(data["path"]))
             prov = prov.get("init") or {}
     return TrainingPhotos(
-        frozenset(seen["train"]), frozenset(seen["val"]), tuple(unrecorded), frozenset(datasets)
+        frozenset(seen["train"]),
+        frozenset(seen["val"]),
+        tuple(unrecorded),
+        frozenset(datasets),
+        frozenset(validated),
     )
+
+
+def _validated_on(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(dataset, split)`` validation used, from a ``provenance.data`` (:attr:`TrainingPhotos.validated`)."""
+    on = data.get("validated_on")
+    if isinstance(on, dict) and on.get("path") and on.get("split"):
+        return str(on["path"]), str(on["split"])
+    if (
+        data.get("kind") == "dataset"
+        and data.get("path")
+        and data.get("validation") == "the dataset's val split"
+    ):
+        return str(data["path"]), "val"
+    return None

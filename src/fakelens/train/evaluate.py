@@ -57,6 +57,7 @@ from fakelens.train.metrics import (
 
 __all__ = [
     "breakdown",
+    "check_split",
     "evaluate",
     "plot_roc",
     "resolve_split",
@@ -65,6 +66,15 @@ __all__ = [
 ]
 
 MAX_CURVES = 12
+
+
+SPLITS = ("auto", "train", "val", "test", "all")
+
+
+def check_split(split: str) -> None:
+    """Raise :class:`ConfigError` unless ``split`` is one of :data:`SPLITS`."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown --split {split!r} (known: {', '.join(SPLITS)})")
 
 
 def resolve_split(samples: Sequence[Sample], split: str) -> str:
@@ -413,6 +423,7 @@ def evaluate(
         raise ConfigError("give exactly one of --data ROOT|MANIFEST or --forgeries POOL to evaluate on")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold must be in [0, 1], got {threshold}")
+    check_split(split)
     dev = resolve_device(device)
     source: dict[str, Any]
     paths: list[str] = []
@@ -430,6 +441,7 @@ def evaluate(
             "kind": "dataset",
             "path": str(data),
             "split": chosen,
+            "splits": sorted({s.split for s in samples if s.split}),
             "sha256": samples_sha256(picked, base),
         }
         paths = [str(s.path) for s in picked]

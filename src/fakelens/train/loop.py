@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -175,6 +176,16 @@ class TrainConfig:
         """Raise :class:`ConfigError` for an impossible setting (one line)."""
         if (self.data is None) == (self.forgeries is None):
             raise ConfigError("give exactly one data source: --data ROOT|MANIFEST or --forgeries POOL")
+        if self.forgeries is not None and self.val_data is not None:
+            raise ConfigError(
+                "--val-data goes with --data; --forgeries validates on forgeries of the pool's val photos "
+                "(--val-pairs, --split-fractions)"
+            )
+        if self.data is not None and self.recipes:
+            raise ConfigError(
+                "--recipes goes with --forgeries (forgeries made on the fly); the fakes of a --data dataset "
+                "are its own"
+            )
         if self.model == "default":
             raise ConfigError(
                 "'default' is the shipped ensemble, not an architecture: train each member (e.g. --model "
@@ -555,6 +566,7 @@ class _Data:
     val: Dataset[Any]
     shuffle: bool
     info: dict[str, Any]
+    doubts: list[str] = field(default_factory=list)  # warnings about the data, said after its summary
 
 
 def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
@@ -612,18 +624,26 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     samples = discover(cfg.data)
     layout = detect_layout(cfg.data)
     has_splits = {s.split for s in samples}
+    doubts: list[str] = []
     trainable = [s for s in samples if s.split in ("train", "")]
     if cfg.val_data is not None:
         val_all = discover(cfg.val_data)
         val = select_split(val_all, "val") or val_all
         train = trainable
         how = f"--val-data {cfg.val_data}"
+        _refuse_shared_files(train, val, cfg)
+        validated_on = {"path": str(cfg.val_data), "split": "val" if len(val) < len(val_all) else "all"}
     elif "val" in has_splits:
         train, val = trainable, select_split(samples, "val")
         how = "the dataset's val split"
+        validated_on = {"path": str(cfg.data), "split": "val"}
     else:
+        validated_on = {"path": str(cfg.data), "split": "hold-out"}
         train, val = holdout(trainable, cfg.val_fraction, cfg.seed)
-        how = f"a {cfg.val_fraction:g} hold-out of the training images (by group, seed {cfg.seed})"
+        by_group = "whole groups, " if any(s.group for s in trainable) else ""
+        how = f"a {cfg.val_fraction:g} hold-out of the training images ({by_group}seed {cfg.seed})"
+        if (problem := _holdout_share_problem(trainable, val, cfg.val_fraction)) is not None:
+            doubts.append(problem)
     if not train:
         raise DatasetError(f"{cfg.data}: no training images (splits found: {', '.join(sorted(has_splits))})")
     check_both_classes(train, f"{cfg.data} (training images)")
@@ -632,6 +652,7 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
     except DatasetError as exc:
         raise DatasetError(f"{exc}; give --val-data, or a dataset with a val split") from None
     _check_files([*train, *val], cfg.data)
+    doubts += _balance_problems(train, val)
     root = Path(cfg.data)
     base = root if root.is_dir() else root.parent
     info = {
@@ -642,6 +663,8 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
         "train_sha256": samples_sha256(train, base),
         "val_sha256": samples_sha256(val, base),
         "validation": how,
+        # which split of which dataset picked the best epoch and calibrated it: evaluate warns on it
+        "validated_on": validated_on,
         "recipes": sorted({s.recipe for s in train if s.label == 1 and s.recipe}),
         "train": summarize(train),
         "val": summarize(val),
@@ -651,7 +674,81 @@ def _build_data(cfg: TrainConfig, detector: Detector) -> _Data:
         info["manifest_sha256"] = sha256_file(manifest)
     train_set = DetectionDataset(train, spec, augment=augment, seed=cfg.seed)
     val_set = DetectionDataset(val, spec, with_info=True, load_masks=False)
-    return _Data(train_set, val_set, True, info)
+    return _Data(train_set, val_set, True, info, doubts)
+
+
+def _data_line(info: dict[str, Any]) -> str:
+    """One line on what a run trains and validates on: sizes, class counts, how validation was chosen."""
+    if info["kind"] == "forgeries":
+        pairs, val_pairs = info["train_pairs_per_epoch"], info["val_pairs"]
+        return (
+            f"data: forgeries from {info['pool']}: training {pairs} real/fake pairs an epoch from "
+            f"{info['train_photos']} photos, validation {val_pairs} fixed pairs from the pool's "
+            f"{info['val_photos']} val photos"
+        )
+    t, v = info["train"], info["val"]
+    return (
+        f"data: {info['layout']} {info['path']}: training {t['n']} images ({t['real']} real, {t['fake']} "
+        f"fake), validation {v['n']} ({v['real']} real, {v['fake']} fake) from {info['validation']}"
+    )
+
+
+def _refuse_shared_files(train: Sequence[Sample], val: Sequence[Sample], cfg: TrainConfig) -> None:
+    """--val-data must not hold training images (the same file, also through a link): best-epoch selection
+    and calibration on them would reward memorising."""
+    trained = {os.path.realpath(s.path) for s in train}
+    shared = [s.path for s in val if os.path.realpath(s.path) in trained]
+    if shared:
+        raise DatasetError(
+            f"--val-data {cfg.val_data} shares {len(shared)} of its {len(val)} images with the training "
+            f"images of {cfg.data} (e.g. {shared[0]}); validate on images training never sees"
+        )
+
+
+MIN_VAL_PER_CLASS = 10
+"""Fewer validation images of a class than this make its AUC, and so the best epoch, a matter of chance."""
+
+
+def _counts(samples: Sequence[Sample]) -> tuple[int, int]:
+    n_fake = sum(s.label for s in samples)
+    return len(samples) - n_fake, n_fake
+
+
+def _balance_problems(train: Sequence[Sample], val: Sequence[Sample]) -> list[str]:
+    """What is wrong with the class balance of the training and validation images (one line each)."""
+    out = []
+    for what, samples in (("training", train), ("validation", val)):
+        n_real, n_fake = _counts(samples)
+        few, n_few = ("fake", n_fake) if n_fake < n_real else ("real", n_real)
+        if what == "validation" and n_few < MIN_VAL_PER_CLASS:
+            out.append(
+                f"the validation set holds only {n_few} {few} image(s) ({n_real} real, {n_fake} fake): "
+                "the best epoch and the calibration rest on too few; give it at least "
+                f"{MIN_VAL_PER_CLASS} of each class (a val split, --val-data or a larger --val-fraction)"
+            )
+        elif 5 * n_few < n_real + n_fake - n_few:
+            out.append(
+                f"the {what} images are imbalanced: {n_real} real, {n_fake} fake (the {few} ones under 1/5 "
+                "of the others); balance the classes, or read the metrics per class"
+            )
+    return out
+
+
+def _holdout_share_problem(samples: Sequence[Sample], held: Sequence[Sample], fraction: float) -> str | None:
+    """Why the hold-out's share of ``samples`` is far from ``fraction`` (whole groups, few images), if so."""
+    share = len(held) / max(1, len(samples))
+    if abs(share - fraction) <= max(0.05, fraction / 2):
+        return None
+    groups = len({s.group for s in samples if s.group})
+    why = (
+        f"it keeps each of the {groups} groups whole"
+        if groups
+        else f"the data is small ({len(samples)} images; each class has at least one held out)"
+    )
+    return (
+        f"the validation hold-out is {share:.0%} of the training images ({len(held)} of {len(samples)}), "
+        f"not --val-fraction {fraction:g}: {why}; give the data a val split, or --val-data"
+    )
 
 
 def _check_files(samples: Sequence[Sample], where: str | os.PathLike[str]) -> None:
@@ -757,13 +854,15 @@ def train(
     progress: bool = True,
     console: Any = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
     max_epochs: int | None = None,
 ) -> TrainResult:
     """Run (or resume) the training described by ``cfg``; returns where the checkpoints are and how well.
 
     ``max_epochs`` ends this session after that many epochs (the schedule still spans ``cfg.epochs``), to
     be continued with ``resume``. User mistakes raise :class:`~fakelens.errors.FakelensError` subclasses
-    with one-line messages.
+    with one-line messages; doubts about the data (a lopsided hold-out or class balance) go to ``warn``
+    (default: :func:`warnings.warn`).
     """
     cfg.check()
     t_start = time.perf_counter()
@@ -771,7 +870,16 @@ def train(
     created = not out.exists()
     _check_out(out, cfg.resume)
     try:
-        return _train(cfg, out, t_start, progress=progress, console=console, log=log, max_epochs=max_epochs)
+        return _train(
+            cfg,
+            out,
+            t_start,
+            progress=progress,
+            console=console,
+            log=log,
+            warn=warn or (lambda message: warnings.warn(message, stacklevel=4)),
+            max_epochs=max_epochs,
+        )
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty --out behind after a mistake
@@ -786,6 +894,7 @@ def _train(
     progress: bool,
     console: Any,
     log: Callable[[str], None] | None,
+    warn: Callable[[str], None],
     max_epochs: int | None,
 ) -> TrainResult:
     saved: dict[str, Any] | None = None
@@ -819,6 +928,10 @@ def _train(
     if cfg.head_init == "small":
         reset_head(detector, cfg.seed + 2)
     data = _build_data(cfg, detector)
+    if log:
+        log(_data_line(data.info))
+    for doubt in data.doubts:
+        warn(doubt)
     aux = AuxMaskHead(detector, seed=cfg.seed + 1) if cfg.aux_mask else None
 
     detector.to(device)
