@@ -611,6 +611,7 @@ def test_report_rendered_once_then_served_from_the_store(make_service: ServiceFa
     state = svc.client.app.state.service  # type: ignore[attr-defined]
     head = svc.client.head(a["links"]["report"], headers=svc.h())  # safe: no render, no charge
     assert head.status_code == 200 and "etag" not in head.headers and head.content == b""
+    assert "content-length" not in head.headers  # unknown until rendered, not an empty report
     assert "report" not in (state.repo.get(1, a["id"]) or state.repo.get(2, a["id"])).result.get("files", {})
     first = svc.client.get(a["links"]["report"], headers=svc.h())
     assert first.status_code == 200 and first.headers["content-security-policy"].startswith(

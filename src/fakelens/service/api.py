@@ -451,7 +451,9 @@ async def get_report(state: State, who: Reader, request: Request, analysis_id: s
     filename = f"fakelens-report-{row.id}.html"
     sha = row.result.get("files", {}).get("report")
     if sha is None and request.scope.get(HEAD):  # HEAD is safe: it never starts (or pays for) a render
-        return Response(status_code=200, media_type="text/html; charset=utf-8", headers=headers)
+        head = Response(status_code=200, media_type="text/html; charset=utf-8", headers=headers)
+        del head.headers["content-length"]  # not 0: the length is unknown until the report is rendered
+        return head
     if sha is None:
         sha = await _rendered_report(state, who, row)
     return _file(state, request, sha, "text/html; charset=utf-8", filename, headers=headers)
