@@ -62,6 +62,10 @@ def test_keys_hashed_at_rest(tmp_path: Path) -> None:
     assert not revoke_key(db, "nosuch")
     with pytest.raises(ConfigError, match="tenant name"):
         create_key(db, "bad name!")
+    # a tenant that differs only in case is a typo's second, empty history: refused, the existing one named
+    with pytest.raises(ConfigError, match="tenant 'acme' exists and 'ACME' differs from it only in case"):
+        create_key(db, "ACME")
+    assert list_keys(db, "ACME") == []
 
 
 def test_keys_cli(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fakelens.errors import ConfigError
 from fakelens.service.db import ApiKey, Database, Tenant, utcnow
@@ -46,6 +46,12 @@ def create_key(db: Database, tenant: str) -> tuple[str, str]:
     with db.session() as s:
         row = s.scalar(select(Tenant).where(Tenant.name == tenant))
         if row is None:
+            twin = s.scalar(select(Tenant.name).where(func.lower(Tenant.name) == tenant.lower()))
+            if twin is not None:  # a typo would give an analyst an empty history, with no hint why
+                raise ConfigError(
+                    f"tenant {twin!r} exists and {tenant!r} differs from it only in case: use --tenant "
+                    f"{twin} for its keys (tenant names that differ only in case are refused)"
+                )
             row = Tenant(name=tenant)
             s.add(row)
             s.flush()
