@@ -534,7 +534,7 @@ class TrainingPhotos:
     """The ``--data`` datasets it was trained on, as recorded (absolute paths since 2026-11-27)."""
     validated: frozenset[tuple[str, str]] = frozenset()
     """``(dataset, split)`` its best epoch was selected and calibrated on (split ``val``, ``all``, or
-    ``hold-out``: a share of the training images), as recorded since 2026-12; older checkpoints that used
+    ``hold-out``: a share of the training images), as recorded since 2026-11-28; older checkpoints that used
     their dataset's val split are inferred from ``validation``."""
 
     @property
