@@ -90,6 +90,10 @@ def test_methods_detail_lists_options() -> None:
     assert res.exit_code == 0, res.output
     detail = json.loads(res.stdout)
     assert {"option": "n_masks", "default": 1000, "type": "int"} in detail["options"]
+    # a named Literal shows its values (it had said "Fill", "AmpPolicy | None")
+    assert {"option": "fill", "default": "mean", "type": "'mean' | 'black' | 'blur'"} in detail["options"]
+    amp = {"option": "amp", "default": "auto", "type": "'auto' | 'bf16' | 'fp16' | None"}
+    assert amp in detail["options"]
     assert "Petsiuk" in detail["description"]
     res = runner.invoke(app, ["methods", "gradcam"])
     assert res.exit_code == 0 and "no options" in res.output

@@ -981,3 +981,65 @@ def test_occlusion_default_window_and_stride() -> None:
     """Window = round(shorter side / 7), stride = half the window, as documented."""
     assert pert.Occlusion().geometry((224, 224)) == ((32, 32), (16, 16))
     assert pert.Occlusion().geometry((14, 28)) == ((2, 2), (1, 1))
+
+
+class _ColourVote(nn.Module):
+    """Class k = the colour channel of largest mean: hiding the dominant colour changes the top class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.eye(3)[:, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean((2, 3)) * 10
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_top_class_is_the_clean_image_s(method: str) -> None:
+    """target "top" (a classifier's default): every perturbed copy is scored on the clean image's top class,
+    as peers do — it had been scored on its own top class, which a mask or an ablation changes. Images of
+    different top classes in one batch each get their own class's map, in batch order."""
+    from fakelens.models import wrap_model
+
+    det = wrap_model(
+        _ColourVote(),
+        labels=["red", "green", "blue"],
+        fake_label=None,
+        input_spec=InputSpec(size=(32, 32), mean=(0, 0, 0), std=(1, 1, 1)),
+        cam_layers=["features"],
+    )
+    x = torch.zeros(2, 3, 32, 32)
+    x[0, 0, :, :12], x[0, 1] = 1.0, 0.3  # a red stripe on green: red on top, green once the stripe is hidden
+    x[1, 1], x[1, 0] = 0.6, 0.1  # green
+    opts = {"occlusion": {"window": 8, "stride": 4}, "rise": {"n_masks": 64, "grid": 4}}.get(method, {})
+    top = explain(det, x, [method], target="top", options={method: opts})[method]
+    assert top.meta["top_classes"] == [0, 1] and top.scores.shape == (2,)
+    for i, label in enumerate(["red", "green"]):
+        one = explain(det, x[i : i + 1], [method], target=label, options={method: opts})[method]
+        torch.testing.assert_close(top.raw[i], one.raw[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(top.scores[i], one.scores[0])
+
+
+def test_perturbation_options_are_checked_before_any_forward() -> None:
+    """A zero-width blur had run every forward, then failed as non-finite values; a stride larger than the
+    window had left pixels no window covers at 0 inside the valid mask; a list window (JSON, Python) is a
+    pair."""
+    for method in ("scorecam", "occlusion", "rise"):
+        with pytest.raises(ConfigError, match="blur_sigma"):
+            EXPLAINERS.create(method, fill="blur", blur_sigma=0)
+        with pytest.raises(ConfigError, match="blur_sigma"):
+            EXPLAINERS.create(method, blur_sigma=-1.0)
+    with pytest.raises(ConfigError, match="larger than the window"):
+        EXPLAINERS.create("occlusion", window=8, stride=24).geometry((64, 64))
+    assert EXPLAINERS.create("occlusion", window=[8, 16]).geometry((64, 64)) == ((8, 16), (4, 8))
+
+
+def test_rise_is_centred_by_default_so_a_signed_score_gives_a_map() -> None:
+    """The fake log-odds is signed: uncentred, an image scored real got an all-negative map (blank, flat)."""
+    det = create_model("tiny-cnn", seed=0)
+    x = model_input(det, 1)
+    e = explain(det, x, ["rise"], options={"rise": {"n_masks": 64}})["rise"]
+    assert e.meta["center"] is True
+    assert float(e.raw.max()) > 0 > float(e.raw.min())

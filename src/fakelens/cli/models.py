@@ -105,14 +105,30 @@ def methods_cmd(
     console.print("options of a method: [bold]fakelens methods NAME[/]; set with --set METHOD.OPTION=VALUE")
 
 
-def _type_name(annotation: Any, empty: Any) -> str:
+def _type_name(annotation: Any, empty: Any, factory: Any = None) -> str:
     """An option's annotation as written (``int``, ``int | None``), also in modules without postponed
-    annotations (where it is the type itself: ``<class 'int'>``)."""
+    annotations (where it is the type itself: ``<class 'int'>``); a named ``Literal`` of the factory's
+    modules is spelled out (``Fill`` → ``'mean' | 'black' | 'blur'``), so the allowed values show."""
+    import sys
+    import typing
+
     if annotation is empty:
         return ""
     if isinstance(annotation, type):
         return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    names = [
+        vars(sys.modules[c.__module__])
+        for c in getattr(factory, "__mro__", ())
+        if c.__module__ in sys.modules
+    ]
+
+    def spelled(part: str) -> str:
+        alias = next((n[part] for n in names if part in n), None)
+        if typing.get_origin(alias) is typing.Literal:
+            return " | ".join(repr(v) for v in typing.get_args(alias))
+        return part
+
+    return " | ".join(spelled(p.strip()) for p in str(annotation).replace("typing.", "").split("|"))
 
 
 def _method_detail(name: str, json_out: bool) -> None:
@@ -125,7 +141,7 @@ def _method_detail(name: str, json_out: bool) -> None:
         {
             "option": p.name,
             "default": None if p.default is p.empty else p.default,
-            "type": _type_name(p.annotation, p.empty),
+            "type": _type_name(p.annotation, p.empty, factory),
         }
         for p in options.values()
     ]

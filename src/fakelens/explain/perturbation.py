@@ -90,7 +90,7 @@ from fakelens.errors import ConfigError
 from fakelens.explain.capture import _as_map, frozen
 from fakelens.explain.engine import EXPLAINERS
 from fakelens.explain.explanation import fuse_layers
-from fakelens.explain.targets import Target
+from fakelens.explain.targets import ClassLogit, Target, TopClass
 from fakelens.models.base import Detector
 from fakelens.models.fold import (
     accepts_channels_last,
@@ -509,6 +509,15 @@ def checked_fill(fill: str) -> Fill:
     return fill  # type: ignore[return-value]
 
 
+def checked_sigma(sigma: float, fill: Fill) -> float:
+    """``blur_sigma`` as a float: finite and ≥ 0, and > 0 for ``fill="blur"`` (a zero-width blur had run
+    every forward, then failed as non-finite values)."""
+    sigma = float(sigma)
+    if not math.isfinite(sigma) or sigma < 0 or (fill == "blur" and sigma == 0):
+        raise ConfigError(f"blur_sigma={sigma}: the blur's standard deviation must be a finite number > 0")
+    return sigma
+
+
 def fill_values(x: Tensor, detector: Detector, fill: Fill, sigma: float) -> Tensor:
     """The baseline the masks blend towards, broadcastable to ``x``: ``(1, C, 1, 1)`` or ``(B, C, H, W)``."""
     if fill == "mean":
@@ -578,11 +587,39 @@ class Perturbation:
     ) -> tuple[Tensor, dict[str, Any]]:
         if self.uses_layers and not layers:
             raise ConfigError(f"{self.name} needs layers; the model names no CAM layers")
+        if isinstance(target, TopClass):
+            return self._per_top_class(detector, x, target, layers)
         (raw, meta), common = self.execute(
             detector, x, target, lambda runner: self.run(runner, detector, x, target, tuple(layers))
         )
         common["exact"] = common["exact"] and meta.get("exact", True)
         meta.update(common)
+        return raw, meta
+
+    def _per_top_class(
+        self, detector: Detector, x: Tensor, target: TopClass, layers: Sequence[str]
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """The top class is the *clean* image's: each perturbed copy is scored on it (as peers do), not on
+        its own top class, which a mask or an ablation changes. Images with different top classes are
+        explained group by group; their per-image meta is put back in batch order, counts are summed."""
+        with frozen(detector), torch.inference_mode():
+            classes = detector(x).argmax(1)
+        groups = [(classes == k).nonzero()[:, 0] for k in classes.unique().tolist()]
+        parts = [
+            self(detector, x[i], ClassLogit(int(classes[i[0]]), name=target.name), layers) for i in groups
+        ]
+        raw = parts[0][0].new_empty((x.shape[0], *parts[0][0].shape[1:]))
+        for i, (r, _) in zip(groups, parts, strict=True):
+            raw[i] = r
+        meta = dict(parts[0][1])
+        for key in PER_IMAGE_META:
+            if key in meta:
+                meta[key] = _in_batch_order([m[key] for _, m in parts], groups, x.shape[0])
+        for key in COUNT_META:
+            if key in meta:
+                meta[key] = sum(m[key] for _, m in parts)
+        meta["forwards"] += x.shape[0]  # the clean forward that found the classes
+        meta["top_classes"] = classes.tolist()
         return raw, meta
 
     def execute(
@@ -656,6 +693,35 @@ class Perturbation:
         self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
     ) -> tuple[Tensor, dict[str, Any]]:
         raise NotImplementedError
+
+
+PER_IMAGE_META = (
+    "scores",
+    "probabilities",
+    "channels_used",
+    "channels_constant",
+    "channels_repeated",
+    "channels_zero",
+)
+"""Meta entries with one value per image (per layer first, with several layers)."""
+COUNT_META = ("forwards", "partial_forwards", "amp_fallbacks", "linear_stem_forwards")
+
+
+def _in_batch_order(values: list[Any], groups: list[Tensor], batch: int) -> Any:
+    """One per-image meta entry of each group of images (a tensor, a list, or a list per layer) put back
+    in the order of the batch the groups were taken from."""
+    if isinstance(values[0], Tensor):
+        out = values[0].new_empty((batch, *values[0].shape[1:]))
+        for v, i in zip(values, groups, strict=True):
+            out[i] = v
+        return out
+    if values[0] and isinstance(values[0][0], list):  # one list per layer
+        return [_in_batch_order(list(layer), groups, batch) for layer in zip(*values, strict=True)]
+    order: list[Any] = [None] * batch
+    for v, i in zip(values, groups, strict=True):
+        for j, item in zip(i.tolist(), v, strict=True):
+            order[j] = item
+    return order
 
 
 def _check_count(name: str, value: object) -> None:
@@ -912,7 +978,7 @@ class ScoreCAM(Perturbation):
         self.top_k = top_k
         self.weights = weights
         self.fill: Fill = checked_fill(fill)
-        self.blur_sigma = blur_sigma
+        self.blur_sigma = checked_sigma(blur_sigma, self.fill)
         self.align_corners = align_corners
         self.mask_norm = mask_norm
         self.eps = eps
@@ -965,7 +1031,8 @@ class ScoreCAM(Perturbation):
         used: list[list[int]] = []
         constant: list[list[int]] = []
         repeated: list[list[int]] = []
-        total = stem_forwards = 0
+        totals: list[int] = []
+        stem_forwards = 0
         for name in layers:
             acts = grids[name]
             flat = acts.flatten(2)
@@ -973,7 +1040,7 @@ class ScoreCAM(Perturbation):
             constant.append([acts.shape[1] - v for v in _per_image(varying)])
             active = _top_k_mask(varying, flat.abs().sum(-1), self.top_k)
             used.append(_per_image(active))
-            total = acts.shape[1]
+            totals.append(int(acts.shape[1]))
             ch_scores = fill_score[:, None].repeat(1, acts.shape[1])
             every = active.nonzero()  # (P, 2): image, channel — the one host sync
             alpha = torch.cat(
@@ -1019,7 +1086,7 @@ class ScoreCAM(Perturbation):
             "scores": scores,
             "probabilities": probs,
             "layers": list(layers),
-            "channels_total": total,
+            "channels_total": totals[0] if len(totals) == 1 else totals,
             "channels_used": used[0] if len(used) == 1 else used,
             "channels_constant": constant[0] if len(constant) == 1 else constant,
             "channels_repeated": repeated[0] if len(repeated) == 1 else repeated,
@@ -1210,7 +1277,8 @@ class AblationCAM(Perturbation):
         zero: list[list[int]] = []
         modes: list[str] = []
         scores = probs = x.new_empty(0)
-        total = widest = 0
+        totals: list[int] = []
+        widest = 0
         for name in layers:
             layer = detector.layer(name)
             probe = self.batch_size is None and x.device.type == "cuda"
@@ -1237,8 +1305,8 @@ class AblationCAM(Perturbation):
             zero.append([grid.shape[1] - v for v in _per_image(active)])
             active = _top_k_mask(active, grid.flatten(2).abs().sum(-1), self.top_k)
             used.append(_per_image(active))
-            total = grid.shape[1]
-            widest = max(widest, total)
+            totals.append(int(grid.shape[1]))
+            widest = max(widest, totals[-1])
             runner.planned = runner.forwards + runner.partial_forwards + int(active.sum())
 
             def ablated(
@@ -1277,7 +1345,7 @@ class AblationCAM(Perturbation):
             "scores": scores,
             "probabilities": probs,
             "layers": list(layers),
-            "channels_total": total,
+            "channels_total": totals[0] if len(totals) == 1 else totals,
             "channels_used": used[0] if len(used) == 1 else used,
             "channels_zero": zero[0] if len(zero) == 1 else zero,
             "shortcut": modes[0] != "full" if len(modes) == 1 else [m != "full" for m in modes],
@@ -1372,8 +1440,13 @@ class _AblatedForward:
 # ------------------------------------------------------------------------------------------- occlusion
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, tuple) else (int(v), int(v))
+def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """An int or an ``(h, w)`` pair (a tuple, or a list as JSON and Python callers give it)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ConfigError(f"expected one size or an (h, w) pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -1412,7 +1485,7 @@ class Occlusion(Perturbation):
         self.window = window
         self.stride = stride
         self.fill: Fill = checked_fill(fill)
-        self.blur_sigma = blur_sigma
+        self.blur_sigma = checked_sigma(blur_sigma, self.fill)
 
     def geometry(self, hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """``(window, stride)`` as ``(h, w)`` pairs for an input of size ``hw``."""
@@ -1424,6 +1497,11 @@ class Occlusion(Perturbation):
         stride = (max(1, win[0] // 2), max(1, win[1] // 2)) if self.stride is None else _pair(self.stride)
         if min(*win, *stride) < 1:
             raise ConfigError(f"window {win} and stride {stride} must be >= 1")
+        if stride[0] > win[0] or stride[1] > win[1]:
+            raise ConfigError(
+                f"stride {stride} is larger than the window {win}: pixels between windows would be covered "
+                "by none and read 0 (give a stride no larger than the window)"
+            )
         return win, stride
 
     def run(
@@ -1484,8 +1562,11 @@ class RISE(Perturbation):
     Each ``M_i``: an ``s × s`` grid of Bernoulli(p) cells, upsampled bilinearly to ``(s+1)·cell`` and cropped
     to the input at a random shift in ``[0, cell)`` (``cell = ⌈H/s⌉ × ⌈W/s⌉``). All masks are drawn up front
     from a local generator seeded with ``seed`` on the input's device, so chunking and batch composition do
-    not change them, and every image of a batch sees the same masks. ``center=True`` subtracts the mean masked
-    score first (lower variance, same ranking in expectation). Budget: ``n_masks``.
+    not change them, and every image of a batch sees the same masks. ``center=True`` (the default) subtracts
+    the mean masked score first, ``f − mean f``: the paper's ``f`` is a probability (≥ 0), fakelens's default
+    target a signed log-odds, and the uncentred sum is then the constant score times the mean mask plus a
+    small varying part — blank (all negative) for every image scored real, near-uniform for the others.
+    ``center=False`` is the paper's formula (for a non-negative target). Budget: ``n_masks``.
     """
 
     name = "rise"
@@ -1498,7 +1579,7 @@ class RISE(Perturbation):
         p: float = 0.5,
         fill: Fill = "mean",
         blur_sigma: float = 5.0,
-        center: bool = False,
+        center: bool = True,
         **options: Unpack[FastOptions],
     ) -> None:
         super().__init__(**options)
@@ -1508,7 +1589,7 @@ class RISE(Perturbation):
         self.grid = grid
         self.p = p
         self.fill: Fill = checked_fill(fill)
-        self.blur_sigma = blur_sigma
+        self.blur_sigma = checked_sigma(blur_sigma, self.fill)
         self.center = center
 
     def draw(self, hw: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
