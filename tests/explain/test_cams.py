@@ -331,3 +331,13 @@ def test_threads_sharing_a_model_get_their_own_maps_and_leave_it_as_it_was() -> 
             for m, raw in maps.items():
                 torch.testing.assert_close(raw, want[i][m].raw)
     assert all(p.requires_grad for p in det.parameters()) and det.training is False
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-12, 1e12, 1e20])
+def test_eigen_projection_is_scale_free(scale: float) -> None:
+    """Activations of 1e±12 and beyond: the float32 Gram matrix had under- or overflowed into an all-zero
+    map (or NaN); the projection scales with the activations and keeps its shape."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(2, 64, 7, 7))
+    ref = first_component_projection(x)
+    torch.testing.assert_close(first_component_projection(x * scale) / scale, ref, atol=1e-4, rtol=1e-3)

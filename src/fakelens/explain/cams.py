@@ -185,7 +185,9 @@ def first_component_projection(x: Tensor, squarings: int = 12, cells: Tensor | N
     count = keep.sum(1, keepdim=True).clamp_min(1.0)
     centred = full - (full * keep).sum(1, keepdim=True) / count  # a NaN stays NaN: the map is refused
     xm = centred * keep
-    n = xm.shape[1]
+    peak = xm.abs().flatten(1).amax(1).view(b, 1, 1)
+    xm = xm / torch.where(peak > 0, peak, torch.ones_like(peak))  # the axis is scale-free; the Gram matrix of
+    n = xm.shape[1]  # activations of 1e±12 would under- or overflow float32 into a blank map
     gram = xm @ xm.transpose(1, 2) if n <= c else xm.transpose(1, 2) @ xm
     m = gram / gram.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
     for step in range(squarings):
@@ -206,7 +208,8 @@ def first_component_projection(x: Tensor, squarings: int = 12, cells: Tensor | N
     def centre(t: Tensor) -> Tensor:
         return (t - (t * k).sum(1, keepdim=True) / count.view(b, 1)) * k
 
-    sign = torch.where((centre(proj) * centre(ref)).sum(1) < 0, -1.0, 1.0).to(proj.dtype)
+    unit = torch.where(peak > 0, peak, torch.ones_like(peak)).view(b, 1)  # their product must not overflow
+    sign = torch.where((centre(proj / unit) * centre(ref / unit)).sum(1) < 0, -1.0, 1.0).to(proj.dtype)
     return (proj * sign[:, None]).view(b, h, w).to(dtype)
 
 

@@ -24,7 +24,10 @@ class Target(Protocol):
         ...
 
     def __call__(self, logits: Tensor) -> Tensor:
-        """``(B, n)`` logits → ``(B,)`` scores."""
+        """``(B, n)`` logits → ``(B,)`` scores, each row's from that row's logits alone: the perturbation
+        methods score chunks of perturbed copies that mix the images of a batch, so a target that depends
+        on which image a row is (one class per image) is not supported — explain such images one at a
+        time, or group them by target."""
         ...
 
 
