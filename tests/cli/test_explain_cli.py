@@ -322,3 +322,15 @@ def test_explain_marks_a_small_image_as_analyze_does(tmp_path: Path) -> None:
     rec = json.loads((out / "summary.json").read_text())["images"][0]
     assert rec["small"] is True and rec["pixel_fraction"] < 0.5
     assert "small" in res.output.split("thumb.png", 1)[1].splitlines()[0]
+
+
+def test_names_with_brackets_are_shown_as_they_are(tmp_path: Path, photos: list[Path]) -> None:
+    """File and folder names are text, not Rich markup: 'IMG[final].png' had shown as 'IMG.png', and an
+    --out holding '[/]' had ended a finished run in a MarkupError traceback (exit 1)."""
+    named = tmp_path / "IMG[final].png"
+    named.write_bytes(photos[0].read_bytes())
+    out = tmp_path / "o[/]" / "e"
+    res = runner.invoke(app, ["explain", str(named), "--model", "tiny-cnn", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "IMG[final].png" in text and "o[/]" in text

@@ -107,11 +107,13 @@ def build_pool_cmd(
     if as_json:
         _emit_json(report.to_dict())
         return
-    table = Table(title=f"pool {report.out}  (faces: {report.detector or 'not detected'})")
+    table = Table(title=escape(f"pool {report.out}  (faces: {report.detector or 'not detected'})"))
     for col in ("source", "status", "images", "faces", "new", "package / reason"):
         table.add_column(col)
     for r in report.sources:
-        table.add_row(r.name, r.status, str(r.images), str(r.faces), str(r.new), r.message or r.package)
+        table.add_row(
+            r.name, r.status, str(r.images), str(r.faces), str(r.new), escape(r.message or r.package)
+        )
     table.add_row("total", "", str(report.images), str(report.faces), "", "")
     _console().print(table)
 
@@ -178,11 +180,11 @@ def synth_cmd(
         _emit_json(res.to_dict())
         return
     con = _console()
-    con.print(f"wrote {res.n} pairs to {res.out} (manifest {res.manifest.name})")
+    con.print(f"wrote {res.n} pairs to {res.out} (manifest {res.manifest.name})", markup=False)
     con.print("recipes: " + ", ".join(f"{k} {v}" for k, v in res.recipes.items()))
     con.print("splits:  " + ", ".join(f"{k} {v}" for k, v in res.splits.items()))
     if res.contact_sheet is not None:
-        con.print(f"contact sheet: {res.contact_sheet}")
+        con.print(f"contact sheet: {res.contact_sheet}", markup=False)
 
 
 @app.command("contact-sheet")
@@ -206,4 +208,4 @@ def contact_sheet_cmd(
     if as_json:
         _emit_json({"contact_sheet": str(path)})
     else:
-        _console().print(f"contact sheet: {path}")
+        _console().print(f"contact sheet: {path}", markup=False)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -309,7 +310,7 @@ def explain_cmd(
         print_json(payload)
         return
     _print_table(records + [{**e, "model": "ensemble"} for e in payload.get("ensemble", [])], methods)
-    console.print(f"wrote overlays, panels and summary.json to [bold]{out}[/]")
+    console.print(f"wrote overlays, panels and summary.json to [bold]{escape(str(out))}[/]")
 
 
 def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
@@ -318,7 +319,7 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
     models = sorted({r["model"] for r in records})
     explained = [m for m in models if m != "ensemble"]
     table = Table(
-        title=f"{', '.join(explained)}: verdict and peak-to-mean ratio of each heatmap",
+        title=f"{escape(', '.join(explained))}: verdict and peak-to-mean ratio of each heatmap",
         caption="'flat' = near-uniform map: weak evidence, do not read it as a location"
         + (
             "; 'small' = under half as many pixels as the model's input"
@@ -337,7 +338,7 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             else ""
         ),
     )
-    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column("image", overflow="fold")  # the path as given, whole: two a.png stay apart
     if len(models) > 1:
         table.add_column("model", no_wrap=True)
     table.add_column("verdict" if "verdict" in records[0] else "top class", min_width=12)
@@ -353,13 +354,13 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             verdict += " [yellow]partial[/]" if r.get("partial") else ""
         else:
             top = r["top_labels"][0]
-            verdict = f"{top['label']} ({top['probability']:.2f})"
+            verdict = f"{escape(top['label'])} ({top['probability']:.2f})"
         cells = [
             f"{r['methods'][m]['stats']['peak_to_mean']:.1f}" + (" flat" if r["methods"][m]["flat"] else "")
             if m in r.get("methods", {})
             else ""
             for m in methods
         ]
-        row = [Path(r["image"]).name] + ([r["model"]] if len(models) > 1 else []) + [verdict, *cells]
+        row = [escape(r["image"])] + ([escape(r["model"])] if len(models) > 1 else []) + [verdict, *cells]
         table.add_row(*row)
     results.print(table)

@@ -273,7 +273,7 @@ def ensemble_cmd(
         from fakelens.train.fit import fit_ensemble
         from fakelens.train.metrics import json_safe
 
-        console.print(f"fitting weights and threshold on validation forgeries of {fit_on} …")
+        console.print(f"fitting weights and threshold on validation forgeries of {fit_on} …", markup=False)
         fit = fit_ensemble(
             ens,
             members,
@@ -314,4 +314,4 @@ def ensemble_cmd(
     if json_out:
         print_json({"out": out, **ens.describe()})
     else:
-        console.print(f"ensemble of {', '.join(ens.names)} saved to {out}")
+        console.print(f"ensemble of {', '.join(ens.names)} saved to {out}", markup=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from fakelens.cli.common import (
     check_writable,
@@ -184,12 +185,15 @@ def keys_list(
     if json_out:
         print_json(keys)
         return
-    table = Table("key id", "tenant", "created", "revoked")
+    table = Table(Column("key id", no_wrap=True), "tenant", "created", "revoked")  # the id keys revoke needs
     for k in keys:
         table.add_row(
-            str(k["key_id"]), str(k["tenant"]), str(k["created_at"]), "yes" if k["revoked"] else "no"
+            str(k["key_id"]), escape(str(k["tenant"])), str(k["created_at"]), "yes" if k["revoked"] else "no"
         )
-    results.print(table if keys else "no API keys" + (f" for tenant {tenant!r}" if tenant else ""))
+    if keys:
+        results.print(table)
+    else:
+        results.print("no API keys" + (f" for tenant {tenant!r}" if tenant else ""), markup=False)
 
 
 @keys_app.command("revoke")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
 from fakelens.cli.common import (
@@ -492,8 +493,9 @@ def evaluate_cmd(
         Column("AP", no_wrap=True),
         Column(f"acc@{threshold:g}", no_wrap=True),
         Column("EER", no_wrap=True),
-        title=f"{model} on {report['data'].get('path', report['data'].get('pool'))} "
-        f"({report['data']['split']})",
+        title=escape(
+            f"{model} on {report['data'].get('path', report['data'].get('pool'))} ({report['data']['split']})"
+        ),
     )
     rows = [("overall", report["overall"])]
     for kind in ("per_recipe", "per_source"):
@@ -505,7 +507,7 @@ def evaluate_cmd(
         rows += [(f"{kind[4:]} {Path(key).name or key}", m) for key, m in list(items.items())[:30]]
     for name, m in rows:
         table.add_row(
-            name,
+            escape(name),
             m.get("vs", ""),
             f"{m['n_real']}/{m['n_fake']}",
             _f(m["auc"]) + _interval(m),
@@ -524,7 +526,9 @@ def evaluate_cmd(
             f"AUC intervals: {boot['rounds']} bootstrap resamples of the {boot['units']} {boot['unit']}s "
             "(the 2.5th and 97.5th percentiles)"
         )
-    console.print(f"wrote metrics.json, scores.csv, roc.png and reliability.png to [bold]{out}[/]")
+    console.print(
+        f"wrote metrics.json, scores.csv, roc.png and reliability.png to [bold]{escape(str(out))}[/]"
+    )
 
 
 def _warn_seen_split(model: str, data: Path, evaluated: dict[str, Any]) -> None:
