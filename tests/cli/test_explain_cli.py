@@ -64,7 +64,8 @@ def test_explain_writes_overlays_panels_and_summary(tmp_path: Path, photos: list
 def test_models_and_methods_list_json() -> None:
     res = runner.invoke(app, ["models", "--json"])
     assert res.exit_code == 0
-    assert {"tiny-cnn", "tiny-vit"} <= {r["name"] for r in json.loads(res.stdout)}
+    trained = {r["name"]: r["trained"] for r in json.loads(res.stdout)}  # for scripts, not only in prose
+    assert trained["default"] and not trained["tiny-cnn"] and not trained["tiny-vit"]
     res = runner.invoke(app, ["methods", "--json"])
     assert {"gradcam", "eigencam"} <= {r["name"] for r in json.loads(res.stdout)}
 

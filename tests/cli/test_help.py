@@ -54,3 +54,15 @@ def test_the_command_line_loads_no_heavy_library_before_a_command_runs() -> None
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]", f"imported by fakelens.cli.main: {res.stdout.strip()}"
+
+
+def test_a_closed_stdout_is_no_traceback() -> None:
+    """Started with stdout closed (``>&-``, a cron job): the answer goes nowhere, as print() does — it had
+    been an AttributeError traceback ('NoneType' object has no attribute 'isatty' / 'write')."""
+    import shlex
+    import subprocess
+    import sys
+
+    cmd = f"{shlex.quote(sys.executable)} -m fakelens models --json >&-"
+    res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr

@@ -81,6 +81,8 @@ def test_keys_cli(tmp_path: Path) -> None:
     assert listed["tenant"] == "acme" and listed["revoked"] is False and key not in res.stdout
     res = runner.invoke(cli, ["keys", "revoke", "nosuch", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2
+    res = runner.invoke(cli, ["keys", "revoke", listed["key_id"], "--json", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0 and json.loads(res.stdout) == {"key_id": listed["key_id"], "revoked": True}
     res = runner.invoke(cli, ["keys", "list", "--tenant", "a[/]b", "--data-dir", str(tmp_path)])
     assert res.exit_code == 0 and "no API keys for tenant 'a[/]b'" in res.output  # text, not markup
     typo = tmp_path / "typo"  # listing or revoking creates no database in a mistyped folder

@@ -179,10 +179,12 @@ def test_cli_fits_weights_and_threshold(tiny_pool: Path, tmp_path: Path) -> None
     runner = CliRunner()
     out = tmp_path / "ens"
     args = ["ensemble", "tiny-cnn", "tiny-vit", "--out", str(out), "--fit-on", str(tiny_pool)]
-    res = runner.invoke(app, [*args, "--fit-pairs", "4", "--fit-step", "0.25", "--device", "cpu"])
+    res = runner.invoke(app, [*args, "--fit-pairs", "4", "--fit-step", "0.25", "--device", "cpu", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "ensemble.json").read_text())
     fit = doc["provenance"]["fit"]
+    printed = json.loads(res.stdout)  # the fit's results, not only prose on stderr
+    assert printed["fit"] == fit and printed["val"] == doc["metrics"]["val"]
     assert isinstance(doc["provenance"]["command"], str)  # the process's command line (pytest's here)
     assert fit["pairs"] == 4 and 1 <= fit["photos"] <= 4 and fit["weights"] == pytest.approx(doc["weights"])
     assert doc["threshold"] == pytest.approx(fit["threshold"]) and doc["metrics"]["val"]["n_real"] == 4

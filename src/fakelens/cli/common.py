@@ -25,8 +25,15 @@ from fakelens.io import IMAGE_SUFFIXES, find_images
 # Messages, warnings and progress go to stderr (``console``); what a command answers — its tables and
 # listings — to stdout (``results``), so ``fakelens models > models.txt`` keeps the listing and ``--json``
 # output stays the only thing on stdout when asked for.
-console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
-results = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+# A closed stream (``>&-``) is None: it is not a terminal.
+
+
+def _tty(stream: Any) -> bool:
+    return stream is not None and stream.isatty()
+
+
+console = Console(stderr=True, width=None if _tty(sys.stderr) or "COLUMNS" in os.environ else 160)
+results = Console(width=None if _tty(sys.stdout) or "COLUMNS" in os.environ else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 MaxTiles = Annotated[

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 
 import typer
 
@@ -74,6 +76,9 @@ for _typer in (app, data_cli.app, serve_cli.keys_app):
 
 
 def main() -> None:
+    for name in ("stdout", "stderr"):  # started with the stream closed (>&-): write nowhere, as print() does
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 (lives as long as we do)
     app()
 
 

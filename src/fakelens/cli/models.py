@@ -54,6 +54,7 @@ def models_cmd(
             "name": DEFAULT_MODEL,
             "summary": "The shipped ensemble, trained: effnet-lite0 + vit-tiny-reg4-npr, calibrated (the "
             "default of analyze, explain, scan and serve; model card in its folder).",
+            "trained": True,
         }
     ]
     rows += [
@@ -61,6 +62,7 @@ def models_cmd(
             "name": n,
             "summary": _first_line(MODELS.get(n))
             + (" Untrained real/fake head: train it first." if untrained_by_name(n) else ""),
+            "trained": not untrained_by_name(n),
         }
         for n in MODELS.names()
     ]
@@ -69,7 +71,7 @@ def models_cmd(
         return
     table = Table("model", "description", title="models for --model (or a checkpoint folder)")
     for r in rows:
-        table.add_row(r["name"], escape(r["summary"]))  # "fakelens[pretrained]" is text, not markup
+        table.add_row(str(r["name"]), escape(str(r["summary"])))  # "fakelens[pretrained]" is text, not markup
     results.print(table)
 
 
@@ -312,6 +314,7 @@ def ensemble_cmd(
         member_records=records,
     )
     if json_out:
-        print_json({"out": out, **ens.describe()})
+        fitted = {"fit": provenance["fit"], "val": metrics["val"]} if fit_on is not None else {}
+        print_json({"out": out, **ens.describe(), **fitted})
     else:
         console.print(f"ensemble of {', '.join(ens.names)} saved to {out}", markup=False)

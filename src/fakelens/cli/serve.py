@@ -202,6 +202,7 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's public id (see `fakelens keys list`).")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Revoke a key; requests with it get 401 from then on."""
     from fakelens.service.db import Database
@@ -209,7 +210,10 @@ def keys_revoke(
 
     if not revoke_key(Database(_existing_db(data_dir, database_url)), key_id):
         fail(f"no API key with id {key_id!r}")
-    console.print(f"revoked {key_id}", highlight=False)
+    if json_out:
+        print_json({"key_id": key_id, "revoked": True})
+        return
+    console.print(f"revoked {key_id}", highlight=False, markup=False)
 
 
 def _existing_db(data_dir: Path | None, database_url: str | None) -> str:
