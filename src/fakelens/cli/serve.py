@@ -63,20 +63,20 @@ def serve_cmd(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Inference threads, one model copy each [1].")
+        int | None, typer.Option("--workers", min=1, help="Inference threads, one model copy each (default 1).")
     ] = None,
     queue: Annotated[
-        int | None, typer.Option("--queue", min=0, help="Requests that may wait; beyond: 503 [8].")
+        int | None, typer.Option("--queue", min=0, help="Requests that may wait; beyond: 503 (default 8).")
     ] = None,
     max_upload_mb: Annotated[
-        float | None, typer.Option("--max-upload-mb", min=0.001, help="Largest upload in MiB [20].")
+        float | None, typer.Option("--max-upload-mb", min=0.001, help="Largest upload in MiB (default 20).")
     ] = None,
     max_pixels: Annotated[
-        int | None, typer.Option("--max-pixels", min=1, help="Largest image, width × height [40e6].")
+        int | None, typer.Option("--max-pixels", min=1, help="Largest image, width × height (default 40e6).")
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option("--rate", min=0, help="Analyses per minute and API key, 0 = no limit [30]."),
+        typer.Option("--rate", min=0, help="Analyses per minute and API key, 0 = no limit (default 30)."),
     ] = None,
     methods: Annotated[
         str | None,
@@ -95,7 +95,10 @@ def serve_cmd(
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
-    """Start the HTTP API and web page (uvicorn); Ctrl-C stops it."""
+    """Start the HTTP API and web page (uvicorn); Ctrl-C stops it.
+
+    Every setting can also come from the environment as FAKELENS_<OPTION> (e.g. FAKELENS_WORKERS=2); an
+    option given here wins."""
     try:
         import uvicorn
 
