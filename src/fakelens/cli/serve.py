@@ -63,7 +63,8 @@ def serve_cmd(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Inference threads, one model copy each (default 1).")
+        int | None,
+        typer.Option("--workers", min=1, help="Inference threads, one model copy each (default 1)."),
     ] = None,
     queue: Annotated[
         int | None, typer.Option("--queue", min=0, help="Requests that may wait; beyond: 503 (default 8).")
