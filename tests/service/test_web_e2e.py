@@ -531,3 +531,32 @@ def test_a_blank_image_gets_no_verdict_pill(server: dict[str, Any], browser: Any
     entry = page.locator("#history li[data-id]:has-text('grey.png') .pill").first
     assert entry.inner_text().lower().startswith("no verdict")
     page.close()
+
+
+def test_the_history_pages_back_and_tells_entries_apart(
+    server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """Older analyses are reached through "older analyses…", which follows the page's cursor (the list had
+    stopped at 15); each entry shows when it was analysed and its score, so two "face.png" differ."""
+    seen: list[str] = []
+
+    def paged(route: Any) -> None:
+        before = "before=" in route.request.url
+        seen.append(route.request.url)
+        body = route.fetch(url=route.request.url.split("&before=")[0]).json()
+        item = body["items"][0]
+        item["image"]["filename"] = "older.png" if before else "newer.png"
+        body["items"] = [item]
+        body["next_before"] = None if before else "cursor-1"
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page = _analyse(server, browser, _face_like_png(tmp_path / "face.png"))
+    page.route(re.compile(r"/v1/analyses\?limit="), paged)
+    page.click("#refresh-history")
+    page.wait_for_selector("#history li[data-id]:has-text('newer.png')")
+    entry = page.inner_text("#history li[data-id]:has-text('newer.png') .hwhen")
+    assert re.search(r"\d", entry) and re.search(r" · p [01]\.\d\d$", entry), entry
+    page.click("#history .more-row")
+    page.wait_for_selector("#history li[data-id]:has-text('older.png')")
+    assert "before=cursor-1" in seen[-1] and page.locator("#history .more-row").count() == 0
+    page.close()

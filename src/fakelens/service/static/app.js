@@ -72,7 +72,7 @@
   const verdictText = (a) =>
     (a.blank ? ["no verdict", "blank image"] : [a.verdict, isClose(a.score, a.threshold) ? "close call" : ""])
       .concat([a.small ? "small image" : "", a.partial ? "read in part" : ""]).filter(Boolean).join(" · ");
-  const verdictClass = (a) => (a.blank ? "none" : `${a.verdict}${a.small ? " small-image" : ""}`);
+  const verdictClass = (a) => `${a.blank ? "none" : a.verdict}${a.small ? " small-image" : ""}`;
 
   // A class-agnostic method's map ignores the target: it shows where the model is active, not evidence for fake.
   const AGNOSTIC = "class-agnostic: where the model is active, not evidence for fake";
@@ -234,7 +234,7 @@
     $("ens-pill").textContent = verdictText(analysis);
     $("ens-pill").title = analysis.small ? "a small image: little evidence either way" : "";
     $("ens-score").textContent = `p(fake) ${probVs(analysis.score, analysis.threshold)}`;
-    $("ens-fill").className = `fill ${analysis.verdict}`;
+    $("ens-fill").className = `fill ${analysis.blank ? "none" : analysis.verdict}`;
     $("ens-fill").style.width = `${100 * analysis.score}%`;
     $("ens-thr").style.left = `calc(${100 * analysis.threshold}% - 1px)`;
     $("ens-rule").textContent =
@@ -593,20 +593,39 @@
       list.replaceChildren(el("li", { class: "empty-row", text: "enter an API key to see your analyses" }));
       return;
     }
+    list.replaceChildren();
+    await loadHistoryPage(list, null);
+  }
+
+  // One page of the history appended to the list; a "more" row follows the page's cursor to the next one.
+  // Each entry names its file, when it was analysed and its score: several "face.jpg" stay apart.
+  const when = (iso) => {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? "" : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  };
+  async function loadHistoryPage(list, before) {
     try {
-      const res = await api("/v1/analyses?limit=15");
+      const res = await api(`/v1/analyses?limit=15${before ? `&before=${encodeURIComponent(before)}` : ""}`);
       const page = await res.json();
-      list.replaceChildren();
-      if (!page.items.length) list.append(el("li", { class: "empty-row", text: "no analyses yet" }));
+      if (!page.items.length && !before) list.append(el("li", { class: "empty-row", text: "no analyses yet" }));
       for (const a of page.items) {
+        const name = a.image.filename || a.id;
         const li = el("li", { "data-id": a.id, tabindex: "0", role: "button" },
-          el("span", { class: "hname", text: a.image.filename || a.id, title: a.image.filename || a.id }),
-          el("span", { class: `pill ${verdictClass(a)}`, text: verdictText(a) }));
+          el("span", { class: "hname", title: `${name} · ${a.created_at} · ${a.id}` },
+            el("span", { text: name }),
+            el("span", { class: "hwhen", text: `${when(a.created_at)} · p ${num(a.score, 2)}` })),
+          // the short word here (the whole qualifier on hover): the name, time and score keep their room
+          el("span", { class: `pill ${verdictClass(a)}`, text: a.blank ? "no verdict" : a.verdict, title: verdictText(a) }));
         onActivate(li, () => show(a).then(revealResult).catch((err) => setStatus(err.message, "error")));
         list.append(li);
       }
+      if (page.next_before) {
+        const more = el("li", { class: "more-row", tabindex: "0", role: "button", text: "older analyses…" });
+        onActivate(more, () => { more.remove(); loadHistoryPage(list, page.next_before); });
+        list.append(more);
+      }
     } catch (err) {
-      list.replaceChildren(el("li", { class: "empty-row", text: err.message }));
+      list.append(el("li", { class: "empty-row", text: err.message }));
     }
   }
   $("refresh-history").addEventListener("click", loadHistory);
