@@ -32,6 +32,7 @@ import secrets
 import stat
 import struct
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,6 +46,7 @@ __all__ = [
     "FORMATS",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS_ENV",
+    "REFUSED_SUFFIXES",
     "FolderLock",
     "ImageSource",
     "atomic_write_bytes",
@@ -76,17 +78,24 @@ IMAGE_SUFFIXES = frozenset(
 )
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
+REFUSED_SUFFIXES = frozenset({".heic", ".heif"})
+"""Image names of a format :func:`load_image` refuses with a message saying so (HEIC/HEIF): a scan lists them,
+so that they become error rows instead of vanishing."""
+
 
 def find_images(
     folder: str | os.PathLike[str],
     *,
+    suffixes: Collection[str] = IMAGE_SUFFIXES,
     broken_links: bool = False,
     unreadable: list[Path] | None = None,
+    others: list[Path] | None = None,
 ) -> list[Path]:
-    """The image files (:data:`IMAGE_SUFFIXES`) under ``folder``, sorted; symlinked folders are followed
-    (a photo library is often a link farm), each real folder once, so a link loop ends. With
+    """The image files (named with one of ``suffixes``) under ``folder``, sorted; symlinked folders are
+    followed (a photo library is often a link farm), each real folder once, so a link loop ends. With
     ``broken_links``, links to missing files are listed too (a scan reports them as error rows); folders
-    that cannot be listed (permission denied) are appended to ``unreadable`` when it is given."""
+    that cannot be listed (permission denied) are appended to ``unreadable`` and the other files (not
+    images by name) to ``others``, when they are given."""
     found: list[Path] = []
     seen: set[str] = set()
 
@@ -100,7 +109,11 @@ def find_images(
             dirs.clear()
             continue
         seen.add(real)
-        found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        for f in files:
+            if Path(f).suffix.lower() in suffixes:
+                found.append(Path(root) / f)
+            elif others is not None:
+                others.append(Path(root) / f)
     return sorted(p for p in found if p.is_file() or (broken_links and p.is_symlink() and not p.exists()))
 
 

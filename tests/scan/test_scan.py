@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,22 @@ def test_the_summary_names_untrained_members(tmp_path: Path) -> None:
     make_corpus(tmp_path / "c", 2, bad=False)
     s = scan(tmp_path / "c", tmp_path / "out", model=ckpt, settings=ScanSettings(explain=False), workers=0)
     assert s.untrained == ["tiny-cnn"]
+
+
+def test_heic_files_are_error_rows_and_other_files_are_counted(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    """A folder of iPhone photos is not "no image files": each HEIC is a row saying to convert it, and the
+    files that are not images by name are counted in the summary and scan.json."""
+    root = tmp_path / "phone"
+    root.mkdir()
+    (root / "IMG_0001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(40))
+    (root / "noext").write_bytes(b"whatever")
+    (root / "notes.txt").write_text("case notes")
+    out = tmp_path / "out"
+    s = scan(root, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
+    (row,) = pq.read_table(out / TABLE).to_pylist()
+    assert row["path"] == str(root / "IMG_0001.heic") and "HEIC/HEIF image" in row["error"]
+    assert (s.found, s.errors, s.not_images) == (1, 1, 2)
+    assert json.loads((out / "scan.json").read_text())["summary"]["not_images"] == 2
 
 
 def test_badges_of_a_tiled_image_grade_the_tile_analyze_grades(tmp_path: Path) -> None:

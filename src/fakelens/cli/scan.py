@@ -127,7 +127,8 @@ def scan_cmd(
 ) -> None:
     """Scan a collection: scores, verdicts, heatmap statistics and badges in OUT/scan.parquet.
 
-    Unreadable files become rows with an error. Interrupted scans resume: files already in OUT with the
+    Unreadable files (HEIC included) become rows with an error; other files, not images by name, are
+    counted and left out. Interrupted scans resume: files already in OUT with the
     same path and bytes are skipped. Heatmap overlays are written only for images scoring above
     --heatmaps-above.
     """
@@ -195,6 +196,7 @@ def scan_cmd(
     table = Table(title=f"scan of {source}", show_header=False)
     for label, value in (
         ("files found", summary.found),
+        ("not images by name (left out)", summary.not_images),
         ("done before (skipped)", summary.skipped),
         ("scanned now", summary.scanned),
         ("errors", summary.errors),

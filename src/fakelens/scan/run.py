@@ -28,12 +28,14 @@ __all__ = ["ScanSummary", "default_workers", "scan"]
 @dataclass
 class ScanSummary:
     """The outcome of one ``scan()`` call: ``scanned`` now, ``skipped`` as done by an earlier run; ``errors``,
-    ``flagged``, ``fake`` and ``fake_faces`` count the whole table (one row per file found)."""
+    ``flagged``, ``fake`` and ``fake_faces`` count the whole table (one row per file found); ``not_images``
+    counts the other files of a folder or glob source, left out because they are not images by name."""
 
     source: str
     out: str
     table: str
     found: int
+    not_images: int
     skipped: int
     scanned: int
     errors: int
@@ -83,7 +85,10 @@ def scan(
     """
     settings = settings or ScanSettings()
     inside_out = os.path.join(os.path.realpath(out), "")
-    paths = [p for p in list_sources(source) if not p.startswith(inside_out)]  # never scan our own heatmaps
+    others: list[str] = []
+    listed = list_sources(source, others=others)
+    paths = [p for p in listed if not p.startswith(inside_out)]  # never scan our own heatmaps
+    not_images = sum(1 for p in others if not p.startswith(inside_out))
     if not paths:
         raise ConfigError(
             f"nothing to scan in {os.fspath(source)} outside the output folder {os.fspath(out)}"
@@ -147,6 +152,7 @@ def scan(
         out=os.fspath(out),
         table=str(Path(out) / TABLE),
         found=len(paths),
+        not_images=not_images,
         skipped=counts.skipped,
         scanned=counts.rows,
         errors=table.num_rows - column("error").null_count,
