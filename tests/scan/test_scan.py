@@ -271,6 +271,23 @@ def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpo
     assert part.rows == 11 and len(rows_by_path(pq.read_table(out / TABLE))) == 11
 
 
+def test_a_second_source_keeps_the_error_rows_of_broken_links(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    """A broken link or a link loop is still on disk (as a link): scanning another source into the same
+    folder keeps its error row, as it keeps the rows of the first source's readable files."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    make_corpus(first, 1, bad=False)
+    make_corpus(second, 1, bad=False, seed=1)
+    (first / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (first / "loop1.png").symlink_to(first / "loop2.png")
+    (first / "loop2.png").symlink_to(first / "loop1.png")
+    out = tmp_path / "out"
+    settings = ScanSettings(explain=False)
+    assert scan(first, out, model=cnn_checkpoint, settings=settings, workers=0).errors == 3
+    s = scan(second, out, model=cnn_checkpoint, settings=settings, workers=0)
+    rows = rows_by_path(pq.read_table(out / TABLE))
+    assert s.rows == 5 and all(str(first / n) in rows for n in ("gone.png", "loop1.png", "loop2.png"))
+
+
 def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
     out = tmp_path / "out"
     scan(corpus, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
