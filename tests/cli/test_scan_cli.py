@@ -52,6 +52,17 @@ def test_scan_writes_table_and_resumes(corpus: Path, tmp_path: Path) -> None:
     assert len(pq.read_table(out / "scan.parquet")) == 8
 
 
+def test_the_table_counts_this_source_and_labels_the_whole_table(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--model", "tiny-cnn", "--workers", "0", "--no-explain"]
+    assert _scan(str(corpus), *common)[0] == 0
+    code, stdout, _ = _scan(str(corpus / "sub"), *common)  # img000.png, img003.jpg and cut.png
+    assert code == 0, stdout
+    lines = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in stdout.splitlines() if "│" in ln}
+    assert (lines["files found"], lines["errors"]) == ("3", "1")
+    assert lines["whole table (all sources in --out)"].startswith("8 rows: 3 errors, ")
+
+
 def test_scan_warns_about_an_untrained_checkpoint_and_caps_overlays(corpus: Path, tmp_path: Path) -> None:
     from fakelens.models import load_detector, save_checkpoint
 

@@ -288,6 +288,26 @@ def test_a_second_source_keeps_the_error_rows_of_broken_links(tmp_path: Path, cn
     assert s.rows == 5 and all(str(first / n) in rows for n in ("gone.png", "loop1.png", "loop2.png"))
 
 
+def test_the_summary_counts_this_source_and_the_whole_table_apart(
+    corpus: Path, tmp_path: Path, cnn_checkpoint: Path
+) -> None:
+    """A second source scanned into the same folder: errors, fakes and heatmaps count its own files; the
+    ``table_*`` counts (and ``rows``) are the whole table's."""
+    out = tmp_path / "out"
+    everything = ScanSettings(heatmaps_above=0.0)
+    first = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
+    assert (first.errors, first.flagged) == (first.table_errors, first.table_flagged) == (3, 9)
+    other = tmp_path / "other"
+    make_corpus(other, 2, bad=False, seed=5)
+    s = scan(other, out, model=cnn_checkpoint, workers=0, settings=everything)
+    rows = pq.read_table(out / TABLE).to_pylist()
+    mine = [r for r in rows if r["path"].startswith(str(other))]
+    assert (s.found, s.errors, s.flagged, s.rows) == (2, 0, 2, 14)
+    assert s.fake == sum(r["verdict"] == "fake" for r in mine)
+    assert (s.table_errors, s.table_flagged) == (3, 11)
+    assert s.table_fake == sum(r["verdict"] == "fake" for r in rows)
+
+
 def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:
     out = tmp_path / "out"
     scan(corpus, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)

@@ -194,6 +194,15 @@ def scan_cmd(
     if not warned:  # a checkpoint or an ensemble that holds an untrained member
         warn_untrained(summary.untrained)
     table = Table(title=f"scan of {source}", show_header=False)
+    if summary.rows == summary.found:
+        whole = ("rows in table", str(summary.rows))
+    else:  # the table also holds other sources scanned into --out: its totals, apart from this source's
+        face_part = f", {summary.table_fake_faces} a face fake" if faces else ""
+        whole = (
+            "whole table (all sources in --out)",
+            f"{summary.rows} rows: {summary.table_errors} errors, {summary.table_fake} fake{face_part}, "
+            f"{summary.table_flagged} with heatmaps",
+        )
     for label, value in (
         ("files found", summary.found),
         ("not images by name (left out)", summary.not_images),
@@ -203,7 +212,7 @@ def scan_cmd(
         ("verdict fake", summary.fake),
         *((("a face reads fake", summary.fake_faces),) if faces else ()),
         ("with heatmaps", summary.flagged),
-        ("rows in table", summary.rows),
+        whole,
         ("speed", f"{_rate(summary.images_per_second)} ({summary.engine})"),
     ):
         table.add_row(label, str(value))
