@@ -138,3 +138,20 @@ def test_heic_files_are_listed_and_other_files_counted(tmp_path: Path) -> None:
     (root / "b.heif").unlink()
     with pytest.raises(ConfigError, match=r"no image files .* \(1 other file, not images by name\)"):
         list_sources(root)
+
+
+def test_a_glob_lists_hidden_files_and_broken_links_as_a_folder_does(
+    images: list[Path], tmp_path: Path
+) -> None:
+    """``"c/**/*.png"`` names the same files as ``c/`` (its PNGs): dotfiles, files in hidden folders and
+    broken links (to become error rows) are not dropped silently."""
+    root = images[0].parent
+    (root / ".hidden.png").write_bytes(images[1].read_bytes())
+    (root / ".cache").mkdir()
+    (root / ".cache" / "x.png").write_bytes(images[1].read_bytes())
+    (root / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "loop.png").symlink_to(root / "loop.png")
+    pngs = [p for p in list_sources(root) if p.endswith(".png")]
+    assert list_sources(str(root / "**" / "*.png")) == pngs
+    for name in (".hidden.png", ".cache/x.png", "gone.png", "loop.png"):
+        assert os.path.join(os.path.realpath(root), name) in pngs

@@ -31,9 +31,10 @@ _GLOB_CHARS = frozenset("*?[")
 def list_sources(source: str | os.PathLike[str], *, others: list[str] | None = None) -> list[str]:
     """Real (absolute, symlinks resolved) paths of the files to scan, each once, in a stable order (sorted for
     folders and globs, as listed for manifests; relative manifest entries are taken relative to the
-    manifest's folder). A broken symlink in a folder is listed, to become an error row. The files a folder
-    or glob holds that are not images by name (:data:`SCAN_SUFFIXES`) are appended to ``others``, when
-    given, so that a caller can say how many were left out.
+    manifest's folder). Folders and globs list hidden files (a glob's ``*`` and ``**`` match names that
+    start with a dot) and broken symlinks, which become error rows. The files a folder or glob holds that
+    are not images by name (:data:`SCAN_SUFFIXES`) are appended to ``others``, when given, so that a caller
+    can say how many were left out.
 
     Raises :class:`ConfigError` when the source does not exist, matches nothing, or is a manifest without a
     path column. Listed files that are missing are *not* an error here: they become error rows.
@@ -62,8 +63,8 @@ def list_sources(source: str | os.PathLike[str], *, others: list[str] | None = N
     if _GLOB_CHARS & set(text):
         hits: set[str] = set()
         not_images: set[str] = set()
-        for h in glob.glob(os.path.expanduser(text), recursive=True):
-            if Path(h).is_file():
+        for h in glob.glob(os.path.expanduser(text), recursive=True, include_hidden=True):
+            if Path(h).is_file() or _broken_link(Path(h)):
                 (hits if Path(h).suffix.lower() in SCAN_SUFFIXES else not_images).add(_absolute(Path(h)))
         if not hits:
             raise ConfigError(f"the pattern {text!r} matches no image files")
@@ -137,9 +138,14 @@ def _absolute(p: Path) -> str:
     with one row (a scan of ``photos/`` and then of ``link-to-photos/`` must not double the table). A broken
     link keeps its own name (in its folder's real path), so its error row says which file is broken."""
     p = Path(os.path.expanduser(p))
-    if p.is_symlink() and not p.exists():
+    if _broken_link(p):
         return os.path.join(os.path.realpath(p.parent), p.name)
     return os.path.realpath(p)
+
+
+def _broken_link(p: Path) -> bool:
+    """A symlink to nothing (a missing target, or a loop of links)."""
+    return p.is_symlink() and not p.exists()
 
 
 def _unique(paths: Iterable[str]) -> list[str]:
