@@ -10,9 +10,10 @@ Colour policy (documented because forensic results depend on it):
 
 - transparent pixels (RGBA, LA, PA, P or L/RGB with a ``transparency`` key) are composited onto **white**, the
   background a viewer shows, never black;
-- 16-bit greyscale (``I;16*``, and ``I`` holding values in [0, 65535]) is scaled to 8 bit by ``v / 257`` and
-  rounded, never clipped; other ``I`` images and ``F`` images outside [0, 1] are min–max scaled; ``F`` in
-  [0, 1] is multiplied by 255; NaN becomes 0;
+- 16-bit greyscale (``I;16*``) is scaled to 8 bit by ``v / 257`` and rounded, never clipped; 32-bit integer
+  greyscale (``I``, whose bit depth the file does not say) is read by its values: at most 255 as 8 bit (as
+  is), at most 65535 as 16 bit (``v / 257``), otherwise (or any negative value) min–max scaled; ``F``
+  images outside [0, 1] are min–max scaled, ``F`` in [0, 1] is multiplied by 255; NaN becomes 0;
 - CMYK, YCbCr and LAB use Pillow's conversions; embedded ICC profiles are **not** applied (pixels stay as
   stored, as detectors were trained on them).
 
@@ -308,15 +309,24 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
-    """A 16-bit, 32-bit integer or float grey image as 8-bit grey RGB."""
+    """A 16-bit, 32-bit integer or float grey image as 8-bit grey RGB.
+
+    ``I;16*`` is 16 bit: ``v / 257``. ``I`` (32-bit integer) says nothing of the depth its values were
+    written at, so they decide: all in [0, 255] are 8-bit values (kept as they are; a 32-bit TIFF of 8-bit
+    data must not turn nearly black), all in [0, 65535] 16-bit ones (``v / 257``), anything else is
+    min–max scaled. ``F`` in [0, 1] is multiplied by 255, other ``F`` images are min–max scaled.
+    """
     a = np.asarray(image).astype(np.float64)
     if image.mode == "F":
         finite = a[np.isfinite(a)]
         if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
             return _gray_to_rgb(a * 255.0)
         return _gray_to_rgb(_minmax(a))
-    if image.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
-        return _gray_to_rgb(_minmax(a))
+    if image.mode == "I" and a.size:
+        if a.min() < 0 or a.max() > 65535:
+            return _gray_to_rgb(_minmax(a))
+        if a.max() <= 255:
+            return _gray_to_rgb(a)
     return _gray_to_rgb(a / 257.0)
 
 
