@@ -78,6 +78,18 @@ def test_threshold_gates_heatmaps_and_badges(corpus: Path, tmp_path: Path, cnn_c
     assert len(list((out / "heatmaps").iterdir())) == 10
 
 
+def test_a_hidden_source_gives_visible_overlays(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    root = tmp_path / "c"
+    (good,) = make_corpus(root, 1, bad=False)
+    (root / ".hidden.png").write_bytes(good.read_bytes())
+    (root / "..x.jpg").write_bytes(good.read_bytes())
+    out = tmp_path / "out"
+    scan(root, out, model=cnn_checkpoint, settings=ScanSettings(heatmaps_above=0.0), workers=0)
+    names = sorted(p.name for p in (out / "heatmaps").iterdir())
+    assert len(names) == 3 and not any(n.startswith(".") for n in names)
+    assert sum(n.startswith(("hidden-", "x-")) for n in names) == 2
+
+
 def test_overlays_can_be_capped_and_old_scans_still_resume(
     corpus: Path, tmp_path: Path, cnn_checkpoint: Path
 ) -> None:
