@@ -163,30 +163,38 @@ def scan_cmd(
             warn_untrained([model])
         progress.update(task, total=n)
 
-    with Progress(
-        TextColumn("[bold]scan"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=json_out,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("scan", total=None)
-        summary = scan(
-            source,
-            out,
-            model=model,
-            settings=settings,
-            workers=workers,
-            device=device,
-            ray_address=address,
-            overwrite=overwrite,
-            on_start=started,
-            progress=lambda c: progress.advance(task, c.rows + c.skipped),
+    try:
+        with Progress(
+            TextColumn("[bold]scan"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=json_out,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("scan", total=None)
+            summary = scan(
+                source,
+                out,
+                model=model,
+                settings=settings,
+                workers=workers,
+                device=device,
+                ray_address=address,
+                overwrite=overwrite,
+                on_start=started,
+                progress=lambda c: progress.advance(task, c.rows + c.skipped),
+            )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see user_errors): the rows done so far are committed
+        again = "again, without --overwrite," if overwrite else "again"
+        fail(
+            f"interrupted: the rows finished so far are kept in {out}; run the same command {again} to "
+            "resume (files already scanned are skipped)",
+            code=130,
         )
     if json_out:
         print_json(summary.to_dict())
