@@ -99,7 +99,10 @@ MODE_CASES: list[tuple[str, Image.Image, str, tuple[int, int], tuple[int, int, i
     ("i16-mid", Image.new("I;16", (4, 4), 32768), "PNG", (0, 0), (128, 128, 128), 0),
     ("i16-max", Image.new("I;16", (4, 4), 65535), "PNG", (0, 0), (255, 255, 255), 0),
     ("i16-low", Image.new("I;16", (4, 4), 1000), "TIFF", (0, 0), (4, 4, 4), 0),  # not clipped to 255
-    ("i32", Image.new("I", (4, 4), 40000), "TIFF", (0, 0), (156, 156, 156), 0),
+    ("i32", Image.new("I", (4, 4), 40000), "TIFF", (0, 0), (156, 156, 156), 0),  # 16-bit values
+    ("i32-8bit-values", Image.new("I", (4, 4), 200), "TIFF", (0, 0), (200, 200, 200), 0),  # not 200 / 257
+    ("i32-wide", Image.fromarray(np.array([[70000, 0]], np.int32)), "TIFF", (0, 0), (255, 255, 255), 0),
+    ("i16-8bit-values", Image.new("I;16", (4, 4), 200), "PNG", (0, 0), (1, 1, 1), 0),  # I;16 stays 16-bit
     ("f-unit", Image.new("F", (4, 4), 0.5), "TIFF", (0, 0), (128, 128, 128), 0),
     ("cmyk-cyan-tiff", Image.new("CMYK", (4, 4), (255, 0, 0, 0)), "TIFF", (0, 0), (0, 255, 255), 0),
     ("cmyk-cyan-jpeg", Image.new("CMYK", (16, 16), (255, 0, 0, 0)), "JPEG", (8, 8), (0, 255, 255), 8),

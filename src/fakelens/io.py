@@ -10,9 +10,10 @@ Colour policy (documented because forensic results depend on it):
 
 - transparent pixels (RGBA, LA, PA, P or L/RGB with a ``transparency`` key) are composited onto **white**, the
   background a viewer shows, never black;
-- 16-bit greyscale (``I;16*``, and ``I`` holding values in [0, 65535]) is scaled to 8 bit by ``v / 257`` and
-  rounded, never clipped; other ``I`` images and ``F`` images outside [0, 1] are min–max scaled; ``F`` in
-  [0, 1] is multiplied by 255; NaN becomes 0;
+- 16-bit greyscale (``I;16*``) is scaled to 8 bit by ``v / 257`` and rounded, never clipped; 32-bit integer
+  greyscale (``I``, whose bit depth the file does not say) is read by its values: at most 255 as 8 bit (as
+  is), at most 65535 as 16 bit (``v / 257``), otherwise (or any negative value) min–max scaled; ``F``
+  images outside [0, 1] are min–max scaled, ``F`` in [0, 1] is multiplied by 255; NaN becomes 0;
 - CMYK, YCbCr and LAB use Pillow's conversions; embedded ICC profiles are **not** applied (pixels stay as
   stored, as detectors were trained on them).
 
@@ -32,6 +33,7 @@ import secrets
 import stat
 import struct
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,6 +47,7 @@ __all__ = [
     "FORMATS",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS_ENV",
+    "REFUSED_SUFFIXES",
     "FolderLock",
     "ImageSource",
     "atomic_write_bytes",
@@ -76,17 +79,24 @@ IMAGE_SUFFIXES = frozenset(
 )
 """File suffixes taken as images when a folder is searched (the usual names of :data:`FORMATS`)."""
 
+REFUSED_SUFFIXES = frozenset({".heic", ".heif"})
+"""Image names of a format :func:`load_image` refuses with a message saying so (HEIC/HEIF): a scan lists them,
+so that they become error rows instead of vanishing."""
+
 
 def find_images(
     folder: str | os.PathLike[str],
     *,
+    suffixes: Collection[str] = IMAGE_SUFFIXES,
     broken_links: bool = False,
     unreadable: list[Path] | None = None,
+    others: list[Path] | None = None,
 ) -> list[Path]:
-    """The image files (:data:`IMAGE_SUFFIXES`) under ``folder``, sorted; symlinked folders are followed
-    (a photo library is often a link farm), each real folder once, so a link loop ends. With
+    """The image files (named with one of ``suffixes``) under ``folder``, sorted; symlinked folders are
+    followed (a photo library is often a link farm), each real folder once, so a link loop ends. With
     ``broken_links``, links to missing files are listed too (a scan reports them as error rows); folders
-    that cannot be listed (permission denied) are appended to ``unreadable`` when it is given."""
+    that cannot be listed (permission denied) are appended to ``unreadable`` and the other files (not
+    images by name) to ``others``, when they are given."""
     found: list[Path] = []
     seen: set[str] = set()
 
@@ -100,7 +110,11 @@ def find_images(
             dirs.clear()
             continue
         seen.add(real)
-        found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        for f in files:
+            if Path(f).suffix.lower() in suffixes:
+                found.append(Path(root) / f)
+            elif others is not None:
+                others.append(Path(root) / f)
     return sorted(p for p in found if p.is_file() or (broken_links and p.is_symlink() and not p.exists()))
 
 
@@ -295,15 +309,24 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
-    """A 16-bit, 32-bit integer or float grey image as 8-bit grey RGB."""
+    """A 16-bit, 32-bit integer or float grey image as 8-bit grey RGB.
+
+    ``I;16*`` is 16 bit: ``v / 257``. ``I`` (32-bit integer) says nothing of the depth its values were
+    written at, so they decide: all in [0, 255] are 8-bit values (kept as they are; a 32-bit TIFF of 8-bit
+    data must not turn nearly black), all in [0, 65535] 16-bit ones (``v / 257``), anything else is
+    min–max scaled. ``F`` in [0, 1] is multiplied by 255, other ``F`` images are min–max scaled.
+    """
     a = np.asarray(image).astype(np.float64)
     if image.mode == "F":
         finite = a[np.isfinite(a)]
         if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
             return _gray_to_rgb(a * 255.0)
         return _gray_to_rgb(_minmax(a))
-    if image.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
-        return _gray_to_rgb(_minmax(a))
+    if image.mode == "I" and a.size:
+        if a.min() < 0 or a.max() > 65535:
+            return _gray_to_rgb(_minmax(a))
+        if a.max() <= 255:
+            return _gray_to_rgb(a)
     return _gray_to_rgb(a / 257.0)
 
 

@@ -229,6 +229,26 @@ def test_user_errors_are_one_line_and_write_nothing(
     assert not report.exists()
 
 
+@pytest.mark.parametrize("n_bad", [2, 12])
+def test_every_unreadable_input_is_named_and_nothing_is_written(
+    tmp_path: Path, photos: list[Path], n_bad: int
+) -> None:
+    """A folder with several bad files: one error names each (up to ten, then how many more), so one run
+    shows everything to fix, rather than stopping at the first."""
+    folder = photos[0].parent
+    bad = [folder / f"bad{i:02d}.png" for i in range(n_bad)]
+    for b in bad:
+        b.write_text("not an image")
+    report = tmp_path / "report.html"
+    res = runner.invoke(app, ["analyze", str(folder), "--model", "tiny-cnn", "--report", str(report)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"error: {n_bad} of {n_bad + 2} images cannot be read (nothing was written):" in res.output
+    named = [b for b in bad if f"{b}: " in res.output]
+    assert named == bad[:10]
+    assert ("… and 2 more" in res.output) == (n_bad == 12)
+    assert not report.exists()
+
+
 def test_plain_classifier_is_refused(monkeypatch: pytest.MonkeyPatch, photos: list[Path]) -> None:
     from fakelens.cli import analyze as analyze_cli
     from fakelens.models import create_model

@@ -52,6 +52,47 @@ def test_scan_writes_table_and_resumes(corpus: Path, tmp_path: Path) -> None:
     assert len(pq.read_table(out / "scan.parquet")) == 8
 
 
+def test_the_table_counts_this_source_and_labels_the_whole_table(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--model", "tiny-cnn", "--workers", "0", "--no-explain"]
+    assert _scan(str(corpus), *common)[0] == 0
+    code, stdout, _ = _scan(str(corpus / "sub"), *common)  # img000.png, img003.jpg and cut.png
+    assert code == 0, stdout
+    lines = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in stdout.splitlines() if "│" in ln}
+    assert (lines["files found"], lines["errors"]) == ("3", "1")
+    assert lines["whole table (all sources in --out)"].startswith("8 rows: 3 errors, ")
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_interrupted_scan_says_its_rows_are_kept_and_how_to_resume(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overwrite: bool
+) -> None:
+    from fakelens.scan.process import ScanProcessor
+
+    real, calls = ScanProcessor.process, {"n": 0}
+
+    def interrupted(self: ScanProcessor, items: list) -> object:  # Ctrl-C during the third batch
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(self, items)
+
+    out = tmp_path / "out"
+    args = [str(corpus), "--out", str(out), "--model", "tiny-cnn", "--workers", "0", "--batch-size", "2"]
+    with monkeypatch.context() as m:
+        m.setattr(ScanProcessor, "process", interrupted)
+        code, _, stderr = _scan(*args, *(["--overwrite"] if overwrite else []))
+    assert code == 130
+    again = "again, without --overwrite," if overwrite else "again"
+    said = (
+        f"error: interrupted: the rows finished so far are kept in {out}; run the same command {again} to "
+        "resume (files already scanned are skipped)"
+    )
+    assert [ln for ln in stderr.splitlines() if ln.startswith("error:")] == [said]
+    code, stdout, _ = _scan(*args, "--json")  # the same command resumes: the four rows done are skipped
+    assert code == 0 and (json.loads(stdout)["skipped"], json.loads(stdout)["scanned"]) == (4, 4)
+
+
 def test_scan_warns_about_an_untrained_checkpoint_and_caps_overlays(corpus: Path, tmp_path: Path) -> None:
     from fakelens.models import load_detector, save_checkpoint
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,18 @@ def test_threshold_gates_heatmaps_and_badges(corpus: Path, tmp_path: Path, cnn_c
     assert len(list((out / "heatmaps").iterdir())) == 10
 
 
+def test_a_hidden_source_gives_visible_overlays(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    root = tmp_path / "c"
+    (good,) = make_corpus(root, 1, bad=False)
+    (root / ".hidden.png").write_bytes(good.read_bytes())
+    (root / "..x.jpg").write_bytes(good.read_bytes())
+    out = tmp_path / "out"
+    scan(root, out, model=cnn_checkpoint, settings=ScanSettings(heatmaps_above=0.0), workers=0)
+    names = sorted(p.name for p in (out / "heatmaps").iterdir())
+    assert len(names) == 3 and not any(n.startswith(".") for n in names)
+    assert sum(n.startswith(("hidden-", "x-")) for n in names) == 2
+
+
 def test_overlays_can_be_capped_and_old_scans_still_resume(
     corpus: Path, tmp_path: Path, cnn_checkpoint: Path
 ) -> None:
@@ -106,6 +119,22 @@ def test_the_summary_names_untrained_members(tmp_path: Path) -> None:
     make_corpus(tmp_path / "c", 2, bad=False)
     s = scan(tmp_path / "c", tmp_path / "out", model=ckpt, settings=ScanSettings(explain=False), workers=0)
     assert s.untrained == ["tiny-cnn"]
+
+
+def test_heic_files_are_error_rows_and_other_files_are_counted(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    """A folder of iPhone photos is not "no image files": each HEIC is a row saying to convert it, and the
+    files that are not images by name are counted in the summary and scan.json."""
+    root = tmp_path / "phone"
+    root.mkdir()
+    (root / "IMG_0001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(40))
+    (root / "noext").write_bytes(b"whatever")
+    (root / "notes.txt").write_text("case notes")
+    out = tmp_path / "out"
+    s = scan(root, out, model=cnn_checkpoint, settings=ScanSettings(explain=False), workers=0)
+    (row,) = pq.read_table(out / TABLE).to_pylist()
+    assert row["path"] == str(root / "IMG_0001.heic") and "HEIC/HEIF image" in row["error"]
+    assert (s.found, s.errors, s.not_images) == (1, 1, 2)
+    assert json.loads((out / "scan.json").read_text())["summary"]["not_images"] == 2
 
 
 def test_badges_of_a_tiled_image_grade_the_tile_analyze_grades(tmp_path: Path) -> None:
@@ -252,6 +281,43 @@ def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpo
     # a scan of some of the files into the same folder keeps the others' rows: they are not gone
     part = scan(str(corpus / "img00*.jpg"), out, model=cnn_checkpoint, workers=0, settings=everything)
     assert part.rows == 11 and len(rows_by_path(pq.read_table(out / TABLE))) == 11
+
+
+def test_a_second_source_keeps_the_error_rows_of_broken_links(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    """A broken link or a link loop is still on disk (as a link): scanning another source into the same
+    folder keeps its error row, as it keeps the rows of the first source's readable files."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    make_corpus(first, 1, bad=False)
+    make_corpus(second, 1, bad=False, seed=1)
+    (first / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (first / "loop1.png").symlink_to(first / "loop2.png")
+    (first / "loop2.png").symlink_to(first / "loop1.png")
+    out = tmp_path / "out"
+    settings = ScanSettings(explain=False)
+    assert scan(first, out, model=cnn_checkpoint, settings=settings, workers=0).errors == 3
+    s = scan(second, out, model=cnn_checkpoint, settings=settings, workers=0)
+    rows = rows_by_path(pq.read_table(out / TABLE))
+    assert s.rows == 5 and all(str(first / n) in rows for n in ("gone.png", "loop1.png", "loop2.png"))
+
+
+def test_the_summary_counts_this_source_and_the_whole_table_apart(
+    corpus: Path, tmp_path: Path, cnn_checkpoint: Path
+) -> None:
+    """A second source scanned into the same folder: errors, fakes and heatmaps count its own files; the
+    ``table_*`` counts (and ``rows``) are the whole table's."""
+    out = tmp_path / "out"
+    everything = ScanSettings(heatmaps_above=0.0)
+    first = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
+    assert (first.errors, first.flagged) == (first.table_errors, first.table_flagged) == (3, 9)
+    other = tmp_path / "other"
+    make_corpus(other, 2, bad=False, seed=5)
+    s = scan(other, out, model=cnn_checkpoint, workers=0, settings=everything)
+    rows = pq.read_table(out / TABLE).to_pylist()
+    mine = [r for r in rows if r["path"].startswith(str(other))]
+    assert (s.found, s.errors, s.flagged, s.rows) == (2, 0, 2, 14)
+    assert s.fake == sum(r["verdict"] == "fake" for r in mine)
+    assert (s.table_errors, s.table_flagged) == (3, 11)
+    assert s.table_fake == sum(r["verdict"] == "fake" for r in rows)
 
 
 def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:

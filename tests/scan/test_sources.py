@@ -115,3 +115,43 @@ def test_a_folder_that_cannot_be_read_is_listed_to_become_an_error_row(
     monkeypatch.setattr(os, "scandir", refusing)
     listed = list_sources(root)
     assert os.path.realpath(locked) in listed and os.path.realpath(locked / "x.png") not in listed
+
+
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(40)  # an iPhone photo's first bytes
+
+
+def test_heic_files_are_listed_and_other_files_counted(tmp_path: Path) -> None:
+    """A HEIC photo becomes an error row (saying to convert it); a file without an image name is counted as
+    left out, so nothing vanishes silently."""
+    root = tmp_path / "phone"
+    root.mkdir()
+    (root / "IMG_0001.HEIC").write_bytes(HEIC)
+    (root / "b.heif").write_bytes(HEIC)
+    (root / "noext").write_bytes(b"\x89PNG\r\n\x1a\n")
+    others: list[str] = []
+    assert list_sources(root, others=others) == [str(root / "IMG_0001.HEIC"), str(root / "b.heif")]
+    assert others == [str(root / "noext")]
+    others = []
+    assert list_sources(str(root / "*"), others=others) == [str(root / "IMG_0001.HEIC"), str(root / "b.heif")]
+    assert others == [str(root / "noext")]
+    (root / "IMG_0001.HEIC").unlink()
+    (root / "b.heif").unlink()
+    with pytest.raises(ConfigError, match=r"no image files .* \(1 other file, not images by name\)"):
+        list_sources(root)
+
+
+def test_a_glob_lists_hidden_files_and_broken_links_as_a_folder_does(
+    images: list[Path], tmp_path: Path
+) -> None:
+    """``"c/**/*.png"`` names the same files as ``c/`` (its PNGs): dotfiles, files in hidden folders and
+    broken links (to become error rows) are not dropped silently."""
+    root = images[0].parent
+    (root / ".hidden.png").write_bytes(images[1].read_bytes())
+    (root / ".cache").mkdir()
+    (root / ".cache" / "x.png").write_bytes(images[1].read_bytes())
+    (root / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "loop.png").symlink_to(root / "loop.png")
+    pngs = [p for p in list_sources(root) if p.endswith(".png")]
+    assert list_sources(str(root / "**" / "*.png")) == pngs
+    for name in (".hidden.png", ".cache/x.png", "gone.png", "loop.png"):
+        assert os.path.join(os.path.realpath(root), name) in pngs

@@ -30,10 +30,12 @@ from fakelens.cli.common import (
 )
 from fakelens.cli.explain import demo_images
 from fakelens.constants import DEFAULT_MAX_TILES
-from fakelens.errors import ConfigError
+from fakelens.errors import ConfigError, ImageError
 from fakelens.io import atomic_write_text, load_image, sha256_file
 
 if TYPE_CHECKING:  # torch, timm, matplotlib, cv2: imported by the command when it runs, not by `--help`
+    from PIL import Image
+
     from fakelens.analysis import Analysis
     from fakelens.face_verdicts import FaceVerdict
     from fakelens.models.base import Detector
@@ -174,7 +176,7 @@ def analyze_cmd(
     if out is not None:
         check_writable(out, "--out")
     dev = resolve_device(device)
-    imgs = [load_image(p) for p in paths]  # every input checked before any model runs
+    imgs = _load_all(paths)  # every input checked before any model runs
     hashes = [sha256_file(p) for p in paths]
     detector = _load_model(specs)
     from fakelens.models.registry import untrained_members
@@ -260,6 +262,31 @@ def analyze_cmd(
         console.print(f"wrote the report to [bold]{report}[/]")
     if out is not None:
         console.print(f"wrote overlays and analysis.json to [bold]{out}[/]")
+
+
+BAD_FILES_LISTED = 10
+"""How many unreadable inputs an error names one per line before it counts the rest."""
+
+
+def _load_all(paths: list[Path]) -> list[Image.Image]:
+    """Every input loaded, or one :class:`ImageError` naming each file that cannot be read (one line each,
+    the first :data:`BAD_FILES_LISTED`, then how many more), so that one run shows everything to fix."""
+    images: list[Image.Image] = []
+    bad: list[str] = []
+    for p in paths:
+        try:
+            images.append(load_image(p))
+        except ImageError as exc:
+            bad.append(str(exc))
+    if len(bad) == 1:
+        raise ImageError(bad[0])
+    if bad:
+        more = len(bad) - BAD_FILES_LISTED
+        lines = [f"  {b}" for b in bad[:BAD_FILES_LISTED]] + ([f"  … and {more} more"] if more > 0 else [])
+        raise ImageError(
+            f"{len(bad)} of {len(paths)} images cannot be read (nothing was written):\n" + "\n".join(lines)
+        )
+    return images
 
 
 def _write_out(

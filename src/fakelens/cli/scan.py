@@ -127,7 +127,8 @@ def scan_cmd(
 ) -> None:
     """Scan a collection: scores, verdicts, heatmap statistics and badges in OUT/scan.parquet.
 
-    Unreadable files become rows with an error. Interrupted scans resume: files already in OUT with the
+    Unreadable files (HEIC included) become rows with an error; other files, not images by name, are
+    counted and left out. Interrupted scans resume: files already in OUT with the
     same path and bytes are skipped. Heatmap overlays are written only for images scoring above
     --heatmaps-above.
     """
@@ -162,30 +163,38 @@ def scan_cmd(
             warn_untrained([model])
         progress.update(task, total=n)
 
-    with Progress(
-        TextColumn("[bold]scan"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=json_out,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("scan", total=None)
-        summary = scan(
-            source,
-            out,
-            model=model,
-            settings=settings,
-            workers=workers,
-            device=device,
-            ray_address=address,
-            overwrite=overwrite,
-            on_start=started,
-            progress=lambda c: progress.advance(task, c.rows + c.skipped),
+    try:
+        with Progress(
+            TextColumn("[bold]scan"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=json_out,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("scan", total=None)
+            summary = scan(
+                source,
+                out,
+                model=model,
+                settings=settings,
+                workers=workers,
+                device=device,
+                ray_address=address,
+                overwrite=overwrite,
+                on_start=started,
+                progress=lambda c: progress.advance(task, c.rows + c.skipped),
+            )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see user_errors): the rows done so far are committed
+        again = "again, without --overwrite," if overwrite else "again"
+        fail(
+            f"interrupted: the rows finished so far are kept in {out}; run the same command {again} to "
+            "resume (files already scanned are skipped)",
+            code=130,
         )
     if json_out:
         print_json(summary.to_dict())
@@ -193,15 +202,25 @@ def scan_cmd(
     if not warned:  # a checkpoint or an ensemble that holds an untrained member
         warn_untrained(summary.untrained)
     table = Table(title=f"scan of {source}", show_header=False)
+    if summary.rows == summary.found:
+        whole = ("rows in table", str(summary.rows))
+    else:  # the table also holds other sources scanned into --out: its totals, apart from this source's
+        face_part = f", {summary.table_fake_faces} a face fake" if faces else ""
+        whole = (
+            "whole table (all sources in --out)",
+            f"{summary.rows} rows: {summary.table_errors} errors, {summary.table_fake} fake{face_part}, "
+            f"{summary.table_flagged} with heatmaps",
+        )
     for label, value in (
         ("files found", summary.found),
+        ("not images by name (left out)", summary.not_images),
         ("done before (skipped)", summary.skipped),
         ("scanned now", summary.scanned),
         ("errors", summary.errors),
         ("verdict fake", summary.fake),
         *((("a face reads fake", summary.fake_faces),) if faces else ()),
         ("with heatmaps", summary.flagged),
-        ("rows in table", summary.rows),
+        whole,
         ("speed", f"{_rate(summary.images_per_second)} ({summary.engine})"),
     ):
         table.add_row(label, str(value))

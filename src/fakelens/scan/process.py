@@ -315,8 +315,10 @@ class ScanProcessor:
 
 
 def _stem(path: str) -> str:
+    """The start of a file's overlay names: its name without suffix, made safe, and without leading dots (a
+    hidden source, ``.x.jpg``, must not give hidden overlays)."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return re.sub(r"[^\w.-]+", "_", name)[:60] or "image"
+    return re.sub(r"[^\w.-]+", "_", name).lstrip(".")[:60] or "image"
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from fakelens.devices import resolve_device
@@ -27,13 +29,17 @@ __all__ = ["ScanSummary", "default_workers", "scan"]
 
 @dataclass
 class ScanSummary:
-    """The outcome of one ``scan()`` call: ``scanned`` now, ``skipped`` as done by an earlier run; ``errors``,
-    ``flagged``, ``fake`` and ``fake_faces`` count the whole table (one row per file found)."""
+    """The outcome of one ``scan()`` call: ``scanned`` now, ``skipped`` as done by an earlier run;
+    ``errors``, ``flagged``, ``fake`` and ``fake_faces`` count the rows of this source's files (the ``found``
+    ones, scanned now or before); ``not_images`` counts the other files of a folder or glob source, left out
+    because they are not images by name. ``rows`` and the ``table_*`` counts are the whole table's, which
+    also holds the rows of other sources scanned into the same folder."""
 
     source: str
     out: str
     table: str
     found: int
+    not_images: int
     skipped: int
     scanned: int
     errors: int
@@ -41,6 +47,10 @@ class ScanSummary:
     fake: int
     fake_faces: int
     rows: int
+    table_errors: int
+    table_flagged: int
+    table_fake: int
+    table_fake_faces: int
     seconds: float
     images_per_second: float
     engine: str
@@ -83,7 +93,10 @@ def scan(
     """
     settings = settings or ScanSettings()
     inside_out = os.path.join(os.path.realpath(out), "")
-    paths = [p for p in list_sources(source) if not p.startswith(inside_out)]  # never scan our own heatmaps
+    others: list[str] = []
+    listed = list_sources(source, others=others)
+    paths = [p for p in listed if not p.startswith(inside_out)]  # never scan our own heatmaps
+    not_images = sum(1 for p in others if not p.startswith(inside_out))
     if not paths:
         raise ConfigError(
             f"nothing to scan in {os.fspath(source)} outside the output folder {os.fspath(out)}"
@@ -141,19 +154,25 @@ def scan(
             )
         seconds = time.perf_counter() - t0
         table = store.compact(found=paths)
-    column = table.column
+    mine = _row_counts(table.filter(pc.is_in(table.column("path"), pa.array(paths, pa.string()))))
+    whole = _row_counts(table)
     summary = ScanSummary(
         source=os.fspath(source),
         out=os.fspath(out),
         table=str(Path(out) / TABLE),
         found=len(paths),
+        not_images=not_images,
         skipped=counts.skipped,
         scanned=counts.rows,
-        errors=table.num_rows - column("error").null_count,
-        flagged=sum(1 for f in column("heatmap_files").to_pylist() if f),
-        fake=sum(1 for v in column("verdict").to_pylist() if v == "fake"),
-        fake_faces=sum(1 for v in column("face_verdict").to_pylist() if v == "fake"),
+        errors=mine["errors"],
+        flagged=mine["flagged"],
+        fake=mine["fake"],
+        fake_faces=mine["fake_faces"],
         rows=table.num_rows,
+        table_errors=whole["errors"],
+        table_flagged=whole["flagged"],
+        table_fake=whole["fake"],
+        table_fake_faces=whole["fake_faces"],
         seconds=round(seconds, 3),
         images_per_second=round(counts.rows / seconds, 2) if seconds > 0 else 0.0,
         engine="local" if ray_address is None else f"ray ({ray_address})",
@@ -161,3 +180,15 @@ def scan(
     )
     store.finish(summary.to_dict())
     return summary
+
+
+def _row_counts(table: pa.Table) -> dict[str, int]:
+    """Error rows, rows with heatmap files, fake verdicts, and images whose most fake-looking face reads
+    fake."""
+    column = table.column
+    return {
+        "errors": table.num_rows - column("error").null_count,
+        "flagged": sum(1 for f in column("heatmap_files").to_pylist() if f),
+        "fake": sum(1 for v in column("verdict").to_pylist() if v == "fake"),
+        "fake_faces": sum(1 for v in column("face_verdict").to_pylist() if v == "fake"),
+    }

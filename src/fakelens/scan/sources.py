@@ -11,11 +11,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fakelens.errors import ConfigError
-from fakelens.io import IMAGE_SUFFIXES, find_images
+from fakelens.io import IMAGE_SUFFIXES, REFUSED_SUFFIXES, find_images
 
-__all__ = ["MANIFEST_SUFFIXES", "PATH_COLUMNS", "list_sources"]
+__all__ = ["MANIFEST_SUFFIXES", "PATH_COLUMNS", "SCAN_SUFFIXES", "list_sources"]
 
-"""File name endings a folder or glob scan picks up (case-insensitive)."""
+SCAN_SUFFIXES = IMAGE_SUFFIXES | REFUSED_SUFFIXES
+"""File name endings a folder or glob scan picks up (case-insensitive): the images we read, and HEIC/HEIF,
+which become error rows saying to convert them."""
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".parquet"})
 """Files read as a manifest of paths rather than as an image."""
@@ -26,10 +28,13 @@ PATH_COLUMNS = ("path", "file", "filepath", "file_path", "image", "image_path")
 _GLOB_CHARS = frozenset("*?[")
 
 
-def list_sources(source: str | os.PathLike[str]) -> list[str]:
+def list_sources(source: str | os.PathLike[str], *, others: list[str] | None = None) -> list[str]:
     """Real (absolute, symlinks resolved) paths of the files to scan, each once, in a stable order (sorted for
     folders and globs, as listed for manifests; relative manifest entries are taken relative to the
-    manifest's folder). A broken symlink in a folder is listed, to become an error row.
+    manifest's folder). Folders and globs list hidden files (a glob's ``*`` and ``**`` match names that
+    start with a dot) and broken symlinks, which become error rows. The files a folder or glob holds that
+    are not images by name (:data:`SCAN_SUFFIXES`) are appended to ``others``, when given, so that a caller
+    can say how many were left out.
 
     Raises :class:`ConfigError` when the source does not exist, matches nothing, or is a manifest without a
     path column. Listed files that are missing are *not* an error here: they become error rows.
@@ -38,26 +43,34 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
     p = Path(text).expanduser()
     if p.is_dir():
         unreadable: list[Path] = []  # folders that cannot be listed: one error row each
-        found = find_images(p, broken_links=True, unreadable=unreadable)
+        skipped: list[Path] = []
+        found = find_images(
+            p, suffixes=SCAN_SUFFIXES, broken_links=True, unreadable=unreadable, others=skipped
+        )
         paths = sorted(_unique(_absolute(q) for q in [*found, *unreadable]))
+        left_out = _unique(_absolute(q) for q in skipped)
         if not paths:
-            raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {p}")
+            n = len(left_out)
+            also = f" ({n} other file{'s' * (n != 1)}, not images by name)" if n else ""
+            raise ConfigError(f"no image files ({', '.join(sorted(SCAN_SUFFIXES))}) under {p}{also}")
+        if others is not None:
+            others.extend(left_out)
         return paths
     if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
         return _unique(_absolute(p.parent / entry) for entry in read_manifest(p))
     if p.is_file():
         return [_absolute(p)]
     if _GLOB_CHARS & set(text):
-        hits = sorted(
-            {
-                _absolute(Path(h))
-                for h in glob.glob(os.path.expanduser(text), recursive=True)
-                if Path(h).suffix.lower() in IMAGE_SUFFIXES and Path(h).is_file()
-            }
-        )
+        hits: set[str] = set()
+        not_images: set[str] = set()
+        for h in glob.glob(os.path.expanduser(text), recursive=True, include_hidden=True):
+            if Path(h).is_file() or _broken_link(Path(h)):
+                (hits if Path(h).suffix.lower() in SCAN_SUFFIXES else not_images).add(_absolute(Path(h)))
         if not hits:
             raise ConfigError(f"the pattern {text!r} matches no image files")
-        return hits
+        if others is not None:
+            others.extend(sorted(not_images))
+        return sorted(hits)
     raise ConfigError(f"no such file, folder or manifest: {text}")
 
 
@@ -125,9 +138,14 @@ def _absolute(p: Path) -> str:
     with one row (a scan of ``photos/`` and then of ``link-to-photos/`` must not double the table). A broken
     link keeps its own name (in its folder's real path), so its error row says which file is broken."""
     p = Path(os.path.expanduser(p))
-    if p.is_symlink() and not p.exists():
+    if _broken_link(p):
         return os.path.join(os.path.realpath(p.parent), p.name)
     return os.path.realpath(p)
+
+
+def _broken_link(p: Path) -> bool:
+    """A symlink to nothing (a missing target, or a loop of links)."""
+    return p.is_symlink() and not p.exists()
 
 
 def _unique(paths: Iterable[str]) -> list[str]:

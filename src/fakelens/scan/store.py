@@ -205,7 +205,8 @@ class ScanStore:
 
         With ``found`` (the paths the source lists now), rows of files that are gone — neither listed nor on
         disk any more — are dropped: one row per file (rows of other sources scanned into the same folder
-        stay). Heatmap files no row names any more (a changed file's old overlays, a gone file's) are removed.
+        stay, broken links and link loops included: they are still on disk, as links). Heatmap files no row
+        names any more (a changed file's old overlays, a gone file's) are removed.
         """
         self.commit()
         sources = self._sources()
@@ -218,7 +219,7 @@ class ScanStore:
             table = table.take(last.column("__i_max")).sort_by("path")
         if found is not None:
             listed = set(found)
-            keep = [p in listed or os.path.exists(p) for p in table.column("path").to_pylist()]
+            keep = [p in listed or os.path.lexists(p) for p in table.column("path").to_pylist()]
             table = table.filter(pa.array(keep, pa.bool_()))
         if len(sources) != 1 or sources[0] != self.table_path or table.num_rows != before:
             atomic_write_bytes(self.table_path, _parquet_bytes(table))
