@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torchvision
 from _common import device as device_arg
-from _common import output_path, positive_int, write_json
+from _common import environment, output_path, positive_int, write_json
 
 from fakelens.explain import CAMS, explain
 from fakelens.explain.capture import frozen, hooked_outputs
@@ -153,6 +153,9 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "methods": methods,
+        "repeats": args.repeats,
+        "peer_repeats": None if args.skip_peers else args.peer_repeats,
+        "environment": environment(device),  # command line, versions (torch, timm, grad-cam, torchcam)
     }
     res["floor_s"] = timer(floor_fn(det, x), device, args.repeats)
     res["suite_s"] = timer(lambda: explain(det, x, methods), device, args.repeats)
