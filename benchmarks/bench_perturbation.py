@@ -18,8 +18,8 @@ lossy rows. On CUDA (or with --strict) "vs fp32" is the max/mean |difference| of
 its own implementation's map computed once more with TF32 off (strict fp32): the rounding each row runs at,
 ours and torchcam's alike (cuDNN's TF32 convolutions are PyTorch's default). Every method runs once per
 round, the rounds interleave the methods, and the best round counts (other processes may share the CPU: the
-load average is recorded). On CUDA every row first runs once
-untimed (recorded as first_call_s: cuDNN autotuning, allocator warm-up), on the CPU the compiled rows.
+load average is recorded). Every row first runs once untimed, on the CPU too (recorded as first_call_s:
+cuDNN autotuning, allocator warm-up, BatchNorm folding, tracing, compilation), so no timed round pays for it.
 
 Usage:
   python benchmarks/bench_perturbation.py                       # CPU: resnet18, 2 rounds
@@ -293,16 +293,15 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
     rows = rows_for(model, det, x, reshape, args)
     warm: dict[str, float] = {}
-    # warm-up, untimed: on CUDA every row (cuDNN plans and autotuning, allocator, lazy init); on the CPU
-    # the compiled rows (the compilation)
+    # warm-up, untimed, every row on every device: cuDNN plans and autotuning, allocator, lazy init,
+    # BatchNorm folding, tracing, compilation
     for r in rows:
-        if device.type == "cuda" or "compile" in r.name:
-            sync(device)
-            t0 = time.perf_counter()
-            r.fn()
-            sync(device)
-            warm[f"{r.method}/{r.name}"] = time.perf_counter() - t0
-            print(f"  [{model} warm-up] {r.method:<11} {r.name:<26} {warm[f'{r.method}/{r.name}']:8.3f} s")
+        sync(device)
+        t0 = time.perf_counter()
+        r.fn()
+        sync(device)
+        warm[f"{r.method}/{r.name}"] = time.perf_counter() - t0
+        print(f"  [{model} warm-up] {r.method:<11} {r.name:<26} {warm[f'{r.method}/{r.name}']:8.3f} s")
     for rnd in range(args.rounds):
         for r in rows:
             sync(device)
@@ -457,6 +456,9 @@ def paired(model: str, args: argparse.Namespace, device: torch.device) -> dict[s
     }
 
 
+WARMUP = "every row: one untimed warm-up call (first_call_s) before its timed rounds"
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     print()
     head = f"{'model':<9} {'method':<11} {'implementation':<27} {'best s':>8} {'rounds (s)':<22}"
@@ -541,7 +543,9 @@ def main() -> None:
         args.rounds = 3 if device.type == "cuda" else 2
     args.peers = [] if args.peers == ["none"] else args.peers
     env = environment(device)
+    env["protocol"] = WARMUP
     print(json.dumps(env, indent=1), flush=True)
+    print(f"{WARMUP}; then {args.rounds} timed round(s), the best counts", flush=True)
     t0 = time.perf_counter()
     results = [] if args.paired_only else [run_model(m, args, device) for m in models]
     pairs = [paired(m, args, device) for m in models if args.paired and m.startswith("resnet")]
