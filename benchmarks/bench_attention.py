@@ -32,6 +32,8 @@ from typing import Any
 
 import timm
 import torch
+from _common import device as device_arg
+from _common import output_path, positive_int, write_json
 
 import fakelens.explain.transformer  # noqa: F401  (registers the attention methods)
 from fakelens.explain import explain
@@ -154,16 +156,16 @@ def forward_fn(det: Detector, x: torch.Tensor) -> Callable[[], Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch", type=int, default=None, help="default: 16 on CUDA, 4 on CPU")
-    ap.add_argument("--repeats", type=int, default=None, help="default: 10 on CUDA, 3 on CPU")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--batch", type=positive_int, default=None, help="default: 16 on CUDA, 4 on CPU")
+    ap.add_argument("--repeats", type=positive_int, default=None, help="default: 10 on CUDA, 3 on CPU")
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     ap.add_argument("--no-check", action="store_true", help="skip the exactness checks (batch 2)")
     args = ap.parse_args()
 
-    device = torch.device(args.device)
-    batch = args.batch or (16 if device.type == "cuda" else 4)
-    repeats = args.repeats or (10 if device.type == "cuda" else 3)
+    device = args.device
+    batch = args.batch if args.batch is not None else (16 if device.type == "cuda" else 4)
+    repeats = args.repeats if args.repeats is not None else (10 if device.type == "cuda" else 3)
     det = build(device)
     net: Any = det.net
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
@@ -211,8 +213,8 @@ def main() -> None:
     if "exactness" in res:
         print("exactness:", json.dumps(res["exactness"]))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        write_json(args.out, res, indent=2)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

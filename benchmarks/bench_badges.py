@@ -15,24 +15,25 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
+from _common import comma_list, output_path, positive_int, write_json
+from _common import device as device_arg
 
 from fakelens.models import load_detector
 from fakelens.trust.badge import batch_badges
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--sizes", default="1,2,4,8")
-    ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--sizes", type=comma_list(positive_int), default="1,2,4,8", help="images per batch")
+    ap.add_argument("--images", type=positive_int, default=32)
+    ap.add_argument("--repeats", type=positive_int, default=2)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    dev = torch.device(args.device)
+    sizes = args.sizes
+    dev = args.device
     pixels = torch.rand(args.images, 3, 256, 256, generator=torch.Generator().manual_seed(0)).to(dev)
     rows = []
     for member in load_detector("default", device=dev).members:
@@ -65,7 +66,8 @@ def main() -> None:
         "rows": rows,
     }
     if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=1))
+        write_json(args.out, result)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Usage: python benchmarks/bench_cam.py [--device cpu|cuda] [--batch 8] [--size 22
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import torch
 import torchvision
+from _common import device as device_arg
+from _common import environment, output_path, positive_int, write_json
 
 from fakelens.explain import CAMS, explain
 from fakelens.explain.capture import frozen, hooked_outputs
@@ -127,17 +128,17 @@ def torchcam_suite_fn(det: Detector, x: torch.Tensor) -> Callable[[], Any] | Non
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--model", default="resnet50", choices=["resnet50", "vit_b16"])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--peer-repeats", type=int, default=1)
+    ap.add_argument("--batch", type=positive_int, default=8)
+    ap.add_argument("--size", type=positive_int, default=224)
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--peer-repeats", type=positive_int, default=1)
     ap.add_argument("--skip-peers", action="store_true")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
-    device = torch.device(args.device)
+    device = args.device
     det, reshape = build(args.model, device)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     methods = CAMS.names()
@@ -152,6 +153,9 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "methods": methods,
+        "repeats": args.repeats,
+        "peer_repeats": None if args.skip_peers else args.peer_repeats,
+        "environment": environment(device),  # command line, versions (torch, timm, grad-cam, torchcam)
     }
     res["floor_s"] = timer(floor_fn(det, x), device, args.repeats)
     res["suite_s"] = timer(lambda: explain(det, x, methods), device, args.repeats)
@@ -183,8 +187,8 @@ def main() -> None:
         print(f"; torchcam/suite = {res['torchcam_suite_over_suite']:.1f}", end="")
     print()
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        write_json(args.out, res, indent=2)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

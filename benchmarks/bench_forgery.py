@@ -24,7 +24,6 @@ Without ``--pool`` a tiny pool is built from scikit-image photos in a temp folde
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from _common import comma_list, int_range, output_path, positive_int, write_json
 
 from fakelens.forgery.dataset import _STATE, _Config, _init_worker, _load, _make
 from fakelens.forgery.encode import decode, encode_pair
@@ -196,13 +196,13 @@ def tiny_pool(root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", type=Path, default=None)
-    ap.add_argument("--n", type=int, default=200, help="pairs per recipe")
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--n", type=positive_int, default=200, help="pairs per recipe")
+    ap.add_argument("--size", type=positive_int, default=256)
     ap.add_argument("--format", default="png", choices=["png", "jpeg"])
-    ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--quality", type=int_range(0, 100), default=90, help="JPEG quality (0 to 100)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--recipes", default=",".join(DEFAULT_SPECS))
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--recipes", type=comma_list(recipe_specs()), default=",".join(DEFAULT_SPECS))
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     ap.add_argument("--speed-only", action="store_true", help="time the generation, skip the AUCs")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     entries = load_pool(pool)
     splits = pool_splits(entries, seed=args.seed)
-    specs = [s.strip() for s in args.recipes.split(",") if s.strip()]
+    specs = args.recipes
     results: list[dict[str, Any]] = []
     print(
         f"pool {pool}: {len(entries)} photos, {sum(len(e.faces) for e in entries)} faces; n={args.n} pairs "
@@ -294,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        write_json(args.out, doc)
         print(f"wrote {args.out}")
     if tmp is not None:
         tmp.cleanup()

@@ -18,8 +18,8 @@ lossy rows. On CUDA (or with --strict) "vs fp32" is the max/mean |difference| of
 its own implementation's map computed once more with TF32 off (strict fp32): the rounding each row runs at,
 ours and torchcam's alike (cuDNN's TF32 convolutions are PyTorch's default). Every method runs once per
 round, the rounds interleave the methods, and the best round counts (other processes may share the CPU: the
-load average is recorded). On CUDA every row first runs once
-untimed (recorded as first_call_s: cuDNN autotuning, allocator warm-up), on the CPU the compiled rows.
+load average is recorded). Every row first runs once untimed, on the CPU too (recorded as first_call_s:
+cuDNN autotuning, allocator warm-up, BatchNorm folding, tracing, compilation), so no timed round pays for it.
 
 Usage:
   python benchmarks/bench_perturbation.py                       # CPU: resnet18, 2 rounds
@@ -33,9 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,10 +44,15 @@ import cv2
 import numpy as np
 import torch
 import torchvision
+from _common import comma_list, environment, non_negative_int, output_path, positive_int, write_json
+from _common import device as device_arg
 
 import fakelens.explain.perturbation as pert
 from fakelens.explain.targets import FakeLogOdds
 from fakelens.models import Detector, InputSpec, TokenLayout
+
+MODELS = ("resnet18", "resnet50", "vit_b16")
+PEERS = ("pgc", "torchcam")
 
 
 def build(model: str, device: torch.device, size: int) -> tuple[Detector, Any]:
@@ -59,6 +61,8 @@ def build(model: str, device: torch.device, size: int) -> tuple[Detector, Any]:
         net = getattr(torchvision.models, model)(weights=None, num_classes=2)
         det = Detector(net, input_spec=InputSpec(size=(size, size)), cam_layers=("net.layer4",))
         return det.to(device).eval(), None
+    if model != "vit_b16":
+        raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
     import timm
 
     net = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=2, img_size=size)
@@ -289,16 +293,15 @@ def run_model(model: str, args: argparse.Namespace, device: torch.device) -> dic
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
     rows = rows_for(model, det, x, reshape, args)
     warm: dict[str, float] = {}
-    # warm-up, untimed: on CUDA every row (cuDNN plans and autotuning, allocator, lazy init); on the CPU
-    # the compiled rows (the compilation)
+    # warm-up, untimed, every row on every device: cuDNN plans and autotuning, allocator, lazy init,
+    # BatchNorm folding, tracing, compilation
     for r in rows:
-        if device.type == "cuda" or "compile" in r.name:
-            sync(device)
-            t0 = time.perf_counter()
-            r.fn()
-            sync(device)
-            warm[f"{r.method}/{r.name}"] = time.perf_counter() - t0
-            print(f"  [{model} warm-up] {r.method:<11} {r.name:<26} {warm[f'{r.method}/{r.name}']:8.3f} s")
+        sync(device)
+        t0 = time.perf_counter()
+        r.fn()
+        sync(device)
+        warm[f"{r.method}/{r.name}"] = time.perf_counter() - t0
+        print(f"  [{model} warm-up] {r.method:<11} {r.name:<26} {warm[f'{r.method}/{r.name}']:8.3f} s")
     for rnd in range(args.rounds):
         for r in rows:
             sync(device)
@@ -453,40 +456,7 @@ def paired(model: str, args: argparse.Namespace, device: torch.device) -> dict[s
     }
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    import pytorch_grad_cam  # noqa: F401
-    import timm
-    import torchcam
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "grad_cam": version("grad-cam"),
-        "torchcam": torchcam.__version__,
-        "commit": commit,
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "loadavg_start": list(os.getloadavg()),
-    }
+WARMUP = "every row: one untimed warm-up call (first_call_s) before its timed rounds"
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -523,17 +493,25 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
         "--models",
+        type=comma_list(MODELS),
         default=None,
         help="comma list of resnet18,resnet50,vit_b16 (default: resnet18 on CPU, resnet50,vit_b16 on CUDA)",
     )
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=None, help="default 2 on CPU, 3 on CUDA")
-    p.add_argument("--peers", default="pgc,torchcam", help="comma list of pgc,torchcam (or 'none')")
-    p.add_argument("--peer-batch", type=int, default=None, help="extra torchcam row with this chunk (CUDA)")
+    p.add_argument("--size", type=positive_int, default=224)
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--rounds", type=positive_int, default=None, help="default 2 on CPU, 3 on CUDA")
+    p.add_argument(
+        "--peers",
+        type=comma_list((*PEERS, "none")),
+        default="pgc,torchcam",
+        help="comma list of pgc,torchcam (or 'none')",
+    )
+    p.add_argument(
+        "--peer-batch", type=positive_int, default=None, help="extra torchcam row with this chunk (CUDA)"
+    )
     p.add_argument("--variants", action="store_true", help="also ScoreCAM without folding / channels-last")
     p.add_argument(
         "--compile",
@@ -549,25 +527,28 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="skip pytorch-grad-cam's ScoreCAM (the slowest row)")
     p.add_argument(
         "--paired",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="also N back-to-back short ScoreCAM runs on layer1 "
         "(ResNets): median per-pair speed-up, robust to drifting load",
     )
     p.add_argument("--paired-only", action="store_true", help="only the --paired measurement")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = p.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no CUDA device")
-    models = (args.models or ("resnet50,vit_b16" if device.type == "cuda" else "resnet18")).split(",")
-    args.rounds = args.rounds or (3 if device.type == "cuda" else 2)
-    args.peers = [] if args.peers == "none" else args.peers.split(",")
+    device = args.device
+    if "none" in args.peers and len(args.peers) > 1:
+        p.error("--peers: 'none' or a list of pgc,torchcam, not both")
+    models = args.models or (["resnet50", "vit_b16"] if device.type == "cuda" else ["resnet18"])
+    if args.rounds is None:
+        args.rounds = 3 if device.type == "cuda" else 2
+    args.peers = [] if args.peers == ["none"] else args.peers
     env = environment(device)
+    env["protocol"] = WARMUP
     print(json.dumps(env, indent=1), flush=True)
+    print(f"{WARMUP}; then {args.rounds} timed round(s), the best counts", flush=True)
     t0 = time.perf_counter()
-    results = [] if args.paired_only else [run_model(m.strip(), args, device) for m in models]
-    pairs = [paired(m.strip(), args, device) for m in models if args.paired and m.startswith("resnet")]
+    results = [] if args.paired_only else [run_model(m, args, device) for m in models]
+    pairs = [paired(m, args, device) for m in models if args.paired and m.startswith("resnet")]
     env["loadavg_end"] = list(os.getloadavg())
     env["wall_s"] = time.perf_counter() - t0
     print_table(results)
@@ -580,13 +561,7 @@ def main() -> None:
     load = f"load average start {env['loadavg_start']}, end {env['loadavg_end']}"
     print(f"\n{load}; wall {env['wall_s']:.0f} s")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(
-                {"environment": env, "args": vars(args), "results": results, "paired": pairs},
-                f,
-                indent=1,
-                default=str,
-            )
+        write_json(args.out, {"environment": env, "args": vars(args), "results": results, "paired": pairs})
         print(f"wrote {args.out}")
 
 

@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import comma_list, non_negative_int, output_path, positive_int, write_json
 from PIL import Image
 
 from fakelens.analysis import analyze_images, as_ensemble
-from fakelens.models import Detector, Ensemble, create_model, load_detector, save_checkpoint
+from fakelens.models import MODELS, Detector, Ensemble, create_model, load_detector, save_checkpoint
 from fakelens.scan import ScanSettings, scan
 from fakelens.scan.run import default_workers
 
@@ -99,16 +100,26 @@ def _time(fn: Any) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--models", default="effnet-lite0,tiny-cnn")
-    ap.add_argument("--engines", default="local,ray")
-    ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--n", type=positive_int, default=200)
     ap.add_argument(
-        "--workers", type=int, default=None, help="local decoding processes [default: from cores]"
+        "--models",
+        type=comma_list(["default", *MODELS.names()]),
+        default="effnet-lite0,tiny-cnn",
+        help="registered models or default (the shipped ensemble)",
     )
-    ap.add_argument("--repeats", type=int, default=2, help="runs per configuration; the fastest is reported")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--engines", type=comma_list(["local", "ray"]), default="local,ray")
+    ap.add_argument("--modes", type=comma_list(list(MODES)), default=",".join(MODES))
+    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="local decoding processes (0: in the main process) [default: from cores]",
+    )
+    ap.add_argument(
+        "--repeats", type=positive_int, default=2, help="runs per configuration; the fastest is reported"
+    )
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scan-"))
@@ -116,7 +127,7 @@ def main() -> None:
     make_corpus(corpus, args.n)
     warm = tmp / "warm"
     make_corpus(warm, 16, seed=1)
-    engines = args.engines.split(",")
+    engines = args.engines
     ray_address = None
     if "ray" in engines:
         import ray
@@ -129,13 +140,13 @@ def main() -> None:
     load_before = os.getloadavg()
     results: list[dict[str, Any]] = []
     micro: dict[str, Any] = {}
-    for name in args.models.split(","):
+    for name in args.models:
         ckpt = save_checkpoint(build(name), tmp / "ckpt" / name)
         decoded = [Image.open(p).convert("RGB") for p in sorted(corpus.glob("*.jpg"))[:32]]
         micro[name] = detect_paths(name, decoded, args.batch_size)
         print(name, "detect routes (images/s):", micro[name], flush=True)
         for engine in engines:
-            for mode in args.modes.split(","):
+            for mode in args.modes:
                 settings = ScanSettings(batch_size=args.batch_size, **MODES[mode])
                 kw: dict[str, Any] = {"model": ckpt, "settings": settings, "overwrite": True, "device": "cpu"}
                 if engine == "ray":
@@ -164,7 +175,7 @@ def main() -> None:
                 results.append(row)
                 print(json.dumps(row), flush=True)
     ratios = {}
-    for name in args.models.split(","):
+    for name in args.models:
         for engine in engines:
             by = {r["mode"]: r for r in results if r["model"] == name and r["engine"] == engine}
             if "detect" in by:
@@ -194,8 +205,8 @@ def main() -> None:
     }
     print(json.dumps({"cost_vs_detect": ratios}, indent=1))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(args.out, payload, indent=2)
+        print(f"wrote {args.out}")
 
 
 def _has(pkg: str) -> bool:

@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from _common import comma_list, non_negative_int, output_path, positive_float, positive_int, write_json
 from PIL import Image
 
 from fakelens.service.config import Settings
@@ -394,15 +395,20 @@ def run_restart(work: Path, rounds: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="fuzz,load,restart")
-    ap.add_argument("--seconds", type=float, default=20.0, help="duration of each load level")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--queue", type=int, default=4)
-    ap.add_argument("--levels", default="1,2,4", help="load levels as multiples of capacity")
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--parts", type=comma_list(["fuzz", "load", "restart"]), default="fuzz,load,restart")
+    ap.add_argument("--seconds", type=positive_float, default=20.0, help="duration of each load level")
+    ap.add_argument("--workers", type=positive_int, default=1)
+    ap.add_argument("--queue", type=non_negative_int, default=4)
+    ap.add_argument(
+        "--levels",
+        type=comma_list(positive_float),
+        default="1,2,4",
+        help="load levels as multiples of capacity",
+    )
+    ap.add_argument("--rounds", type=positive_int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="tiny-cnn,tiny-vit", help="model of the load part (e.g. default)")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     import fastapi
     import sqlalchemy
@@ -421,7 +427,7 @@ def main() -> None:
         "load_avg_start": os.getloadavg(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    parts = args.parts.split(",")
+    parts = args.parts
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for p in ("fuzz", "load", "restart"):
@@ -431,15 +437,15 @@ def main() -> None:
             print(json.dumps({k: v for k, v in report["fuzz"].items() if k != "failures"}), flush=True)
         if "load" in parts:
             cap = args.workers + args.queue
-            levels = [int(float(x) * cap) for x in args.levels.split(",")]
+            levels = [max(1, int(x * cap)) for x in args.levels]
             report["load"] = run_load(work, args.seconds, args.workers, args.queue, levels, args.model)
         if "restart" in parts:
             report["restart"] = run_restart(work, args.rounds, args.seed)
             print(json.dumps({k: v for k, v in report["restart"].items() if k != "per_round"}), flush=True)
     report["load_avg_end"] = os.getloadavg()
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+        write_json(args.out, report, indent=2)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import device as device_arg
+from _common import non_negative_int, output_path, positive_int, write_json
 
 from fakelens.models import MODELS, create_model
 from fakelens.models.fold import inference_logits
@@ -191,29 +193,52 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def model_sizes(text: str) -> list[tuple[str, int]]:
+    """argparse type for ``--models``: a comma list of registered ``model[:size]`` (size default 224)."""
+    out = []
+    for spec in (s.strip() for s in text.split(",")):
+        name, _, size = spec.partition(":")
+        if name not in MODELS:
+            raise argparse.ArgumentTypeError(f"unknown model {name!r} (known: {', '.join(MODELS.names())})")
+        out.append((name, positive_int(size) if size else 224))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--models", default=DEFAULT_MODELS, help=f"model:size list (default {DEFAULT_MODELS})")
-    ap.add_argument("--batch", type=int, default=None, help="train batch (default 16 on CPU, 128 on CUDA)")
-    ap.add_argument("--infer-batch", type=int, default=None, help="inference batch (default 32 / 256)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 4 on CPU, 20 on CUDA)")
-    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1 on CPU, 5 on CUDA)")
-    ap.add_argument("--data-items", type=int, default=64, help="items timed per data pipeline (0: skip)")
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument(
+        "--models",
+        type=model_sizes,
+        default=DEFAULT_MODELS,
+        help=f"model:size list (default {DEFAULT_MODELS})",
+    )
+    ap.add_argument(
+        "--batch", type=positive_int, default=None, help="train batch (default 16 on CPU, 128 on CUDA)"
+    )
+    ap.add_argument(
+        "--infer-batch", type=positive_int, default=None, help="inference batch (default 32 / 256)"
+    )
+    ap.add_argument(
+        "--steps", type=positive_int, default=None, help="timed steps (default 4 on CPU, 20 on CUDA)"
+    )
+    ap.add_argument(
+        "--warmup", type=non_negative_int, default=None, help="warm-up steps (default 1 on CPU, 5 on CUDA)"
+    )
+    ap.add_argument(
+        "--data-items", type=non_negative_int, default=64, help="items timed per data pipeline (0: skip)"
+    )
     ap.add_argument("--pool", type=Path, default=None, help="real-photo pool for the forgery pipeline")
-    ap.add_argument("--out", type=Path, default=None, help="write the JSON here")
+    ap.add_argument("--out", type=output_path, default=None, help="write the JSON here")
     args = ap.parse_args(argv)
 
-    device = torch.device(args.device)
+    device = args.device
     cuda = device.type == "cuda"
-    if cuda and not torch.cuda.is_available():
-        print("error: --device cuda, but no CUDA device is available", file=sys.stderr)
-        return 2
     torch.set_num_threads(args.threads)
-    batch = args.batch or (128 if cuda else 16)
-    infer_batch = args.infer_batch or (256 if cuda else 32)
-    steps = args.steps or (20 if cuda else 4)
+    batch = args.batch if args.batch is not None else (128 if cuda else 16)
+    infer_batch = args.infer_batch if args.infer_batch is not None else (256 if cuda else 32)
+    steps = args.steps if args.steps is not None else (20 if cuda else 4)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     if cuda:
         torch.backends.cudnn.benchmark = True
@@ -230,9 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "models": [],
     }
     t_all = time.perf_counter()
-    for spec in args.models.split(","):
-        name, _, size = spec.partition(":")
-        r = bench_model(name, int(size or 224), device, batch, infer_batch, warmup, steps)
+    for name, size in args.models:
+        r = bench_model(name, size, device, batch, infer_batch, warmup, steps)
         result["models"].append(r)
         print(
             f"{name:16s} {r['size']:4d}px  train {r['train_images_per_s']:9.1f} img/s (batch {batch})  "
@@ -252,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.perf_counter() - t_all, 1)
     text = json.dumps(result, indent=2)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_json(args.out, result, indent=2)
     else:
         print(text)
     return 0

@@ -17,17 +17,18 @@ Usage: python benchmarks/bench_trust.py [--device cpu|cuda] [--models tiny-cnn,r
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from typing import Any
 
 import torch
 import torchvision
+from _common import comma_list, output_path, positive_int, write_json
+from _common import device as device_arg
 from bench_cam import timer  # the same timing protocol as the CAM benchmark
 
 from fakelens.explain import CAMS, explain
 from fakelens.explain.capture import capture
-from fakelens.models import Detector, InputSpec, create_model
+from fakelens.models import MODELS, Detector, InputSpec, create_model
 from fakelens.trust.sweep import run_sweep, view_plan
 from fakelens.trust.transforms import TransformFamily
 
@@ -98,16 +99,21 @@ def bench(name: str, device: torch.device, repeats: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--models", default="tiny-cnn,resnet18")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument(
+        "--models",
+        type=comma_list(["resnet18", "resnet50", *MODELS.names()]),
+        default="tiny-cnn,resnet18",
+        help="comma list: resnet18, resnet50 (torchvision, random init) or registered fakelens models",
+    )
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--threads", type=positive_int, default=None)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    rows = [bench(m, device, args.repeats) for m in args.models.split(",")]
+    device = args.device
+    rows = [bench(m, device, args.repeats) for m in args.models]
     meta = {
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -124,8 +130,8 @@ def main() -> None:
             f"{q['sweep']:.2f}x | naive per-method loop (est.) {q['naive_est']:.1f}x"
         )
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"meta": meta, "results": rows}, f, indent=2)
+        write_json(args.out, {"meta": meta, "results": rows}, indent=2)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

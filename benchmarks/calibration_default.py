@@ -18,12 +18,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
 import numpy as np
 import torch
+from _common import output_path, positive_int, write_json
 
 from fakelens.data.datasets import OnTheFlyForgeries
 from fakelens.models import Ensemble, InputSpec, load_detector
@@ -43,12 +43,12 @@ def row(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default=".pool2")
-    ap.add_argument("--pairs", type=int, default=1536)
+    ap.add_argument("--pairs", type=positive_int, default=1536)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--before-weights", default="0.5,0.5")
     ap.add_argument("--before-threshold", type=float, default=0.9359549880027771)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--plot", default=None)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
+    ap.add_argument("--plot", type=output_path, default=None, help="write the reliability diagram here (PNG)")
     args = ap.parse_args()
     after = load_detector("default")
     assert isinstance(after, Ensemble) and after.calibration is not None, "the shipped ensemble is calibrated"
@@ -110,8 +110,8 @@ def main() -> None:
         title = f"shipped ensemble on {report['photos']} held-out photos, {y.size} images"
         plot_reliability(y, curves, args.plot, title=title)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(json_safe(report), f, indent=1)
+        write_json(args.out, json_safe(report))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ per member.
 Usage: python benchmarks/compare_ensembles.py OLD NEW POOL OUT.json [PAIRS]   (512 pairs: ≈ 20 min on 2 cores)
 """
 
+import argparse
 import json
 import pathlib
-import sys
 
 import numpy as np
+from _common import output_path, positive_int, write_json
 
 from fakelens.data.datasets import OnTheFlyForgeries
 from fakelens.data.pool import load_pool
@@ -20,8 +21,17 @@ from fakelens.tiling import DEFAULT_MAX_TILES
 from fakelens.train.evaluate import score_dataset
 from fakelens.train.metrics import binary_metrics
 
-old, new, pool, out_path = sys.argv[1:5]
-pairs = int(sys.argv[5]) if len(sys.argv) > 5 else 512
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("old", help="the old ensemble's folder (ensemble.json)")
+ap.add_argument("new", help="the new ensemble's folder (ensemble.json)")
+ap.add_argument("pool", help="the photo pool")
+ap.add_argument("out", type=output_path, help="write the AUCs as JSON here")
+ap.add_argument("pairs", type=positive_int, nargs="?", default=512, help="pairs per condition (default 512)")
+args = ap.parse_args()
+old, new, pool, out_path, pairs = args.old, args.new, args.pool, args.out, args.pairs
+for folder in (old, new):
+    if not (pathlib.Path(folder) / "ensemble.json").is_file():
+        ap.error(f"{folder}: no ensemble.json there")
 seen = set()
 for spec in (old, new):
     cfg = json.loads((pathlib.Path(spec) / "ensemble.json").read_text())
@@ -64,4 +74,5 @@ for cond, (fmt, size) in {"jpeg90@256": ("jpeg", 256), "png@512": ("png", 512)}.
             row["member:" + mn] = binary_metrics(y, col, 0.5)["auc"]
         out[f"{cond}/{name}"] = row
         print(cond, name, " ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
-pathlib.Path(out_path).write_text(json.dumps(out, indent=1))
+write_json(out_path, out)
+print(f"wrote {out_path}")

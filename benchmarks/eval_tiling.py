@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import output_path, positive_int, write_json
 from sklearn.metrics import roc_auc_score
 
 from fakelens.data.pool import load_pool
@@ -46,9 +47,9 @@ def main() -> None:
     ap.add_argument("--synth", required=True, help="a `fakelens data synth` folder (manifest.csv)")
     ap.add_argument("--pool", required=True, help="the pool it was made from")
     ap.add_argument("--model", default="default")
-    ap.add_argument("--tile", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--tile", type=positive_int, default=256)
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_detector(args.model)
@@ -106,7 +107,8 @@ def main() -> None:
         out[name] = res
     print(json.dumps(out, indent=1))
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.out, out)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

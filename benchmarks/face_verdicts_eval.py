@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from _common import output_path, positive_int, write_json
 from PIL import Image
 from rich.progress import track
 
@@ -86,10 +86,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default=".pool2")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
-    ap.add_argument("--draws", type=int, default=16, help="pairs per photo and recipe")
-    ap.add_argument("--max-side", type=int, default=1024)
+    ap.add_argument("--draws", type=positive_int, default=16, help="pairs per photo and recipe")
+    ap.add_argument("--max-side", type=positive_int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     ens = load_detector("default")
@@ -171,8 +171,8 @@ def main() -> None:
                 f"{r['tpr']:6.3f} {r['tnr']:6.3f}"
             )
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(json_safe(result), fh, indent=1)
+        write_json(args.out, json_safe(result))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

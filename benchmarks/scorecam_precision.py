@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import comma_list, output_path, positive_int, write_json
+from _common import device as device_arg
 from torch import Tensor
 
 from fakelens.explain import explain
@@ -71,20 +72,23 @@ def run(det: Detector, x: Tensor, amp: str | None, strict: bool) -> tuple[float,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
-        "--images", default="chelsea.jpg,astronaut_fake_self_blend.jpg", help="demo images (comma list)"
+        "--images",
+        type=comma_list(sorted(f.name for f in DEMO.iterdir() if f.suffix == ".jpg")),
+        default="chelsea.jpg,astronaut_fake_self_blend.jpg",
+        help="demo images (comma list)",
     )
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--out", default=None)
+    p.add_argument("--rounds", type=positive_int, default=2)
+    p.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = p.parse_args()
-    device = torch.device(args.device)
+    device = args.device
     ensemble = load_detector("default", device=device)
     members = ensemble.members if isinstance(ensemble, Ensemble) else (ensemble,)
     cuda = device.type == "cuda"
     rows: list[dict[str, Any]] = []
     for det in members:
-        for name in args.images.split(","):
+        for name in args.images:
             x = tile(det, DEMO / name, device)
             _, ref, _ = run(det, x, None, strict=True)
             for label, amp, strict in [
@@ -125,7 +129,7 @@ def main() -> None:
                 )
     env = {"device": torch.cuda.get_device_name(device) if cuda else "cpu", "torch": torch.__version__}
     if args.out:
-        Path(args.out).write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+        write_json(args.out, {"environment": env, "rows": rows})
         print(f"wrote {args.out}")
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import output_path, write_json
 from fastapi.testclient import TestClient
 
 from fakelens.models import Ensemble, create_model
@@ -36,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photo", type=Path)
     ap.add_argument("--methods", default="gradcam,hirescam")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     photo = args.photo.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +84,7 @@ def main() -> None:
     }
     print(json.dumps(out, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out, indent=2)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import output_path, positive_int, write_json
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -44,9 +44,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", required=True)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--pairs", type=int, default=256)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--pairs", type=positive_int, default=256)
+    ap.add_argument("--size", type=positive_int, default=512)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = load_detector(args.model)
@@ -92,7 +92,8 @@ def main() -> None:
         result[name] = row
     print(json.dumps(result, indent=1))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
+from _common import output_path, positive_int, write_json
 from torch import Tensor
 
 import fakelens.train.loop as loop
@@ -31,9 +31,9 @@ def flipped(detector: Detector, x: Tensor) -> Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default=".pool2")
-    ap.add_argument("--pairs", type=int, default=768)
+    ap.add_argument("--pairs", type=positive_int, default=768)
     ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=output_path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     ensemble = load_detector("default")
     reports = {}
@@ -47,8 +47,8 @@ def main() -> None:
         print(f"{name}: AUC {rep['overall']['auc']:.4f} ({took:.0f} s) {recipes}", flush=True)
     loop.inference_logits = inference_logits
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "reports": reports}, f, indent=1, default=str)
+        write_json(args.out, {"args": vars(args), "reports": reports})
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
