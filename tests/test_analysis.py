@@ -247,7 +247,8 @@ def test_a_uniform_image_is_blank_and_the_reading_says_its_verdict_means_nothing
     assert half.blank  # the opaque half is uniform; the transparent half's colours were never seen
     assert str(read_analysis(grey)[0]).startswith("The image is blank (its grey levels vary by 0.0 of 255)")
     html = render_report([grey], [images[0]], ["grey.png"], faces=False)
-    assert "a blank image: nothing to judge" in html and "banner none hedged" in html and ">NO VERDICT<" in html
+    assert "a blank image: nothing to judge" in html and "banner none hedged" in html
+    assert ">NO VERDICT<" in html
 
 
 def test_badges_batched_across_images_are_those_image_by_image(
