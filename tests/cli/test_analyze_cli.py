@@ -143,7 +143,9 @@ def test_a_fake_face_in_a_real_image_is_marked_in_the_main_table(monkeypatch: py
     assert "judged on its own, reads fake" in cap.get()
 
 
-def test_an_image_much_smaller_than_the_input_is_marked_small(tmp_path: Path) -> None:
+def test_an_image_much_smaller_than_the_input_is_marked_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     det = create_model("tiny-cnn")
     det.untrained = False  # as if trained: the point here is the small mark
     det.input_spec = replace(det.input_spec, mode="native")  # pads a small image, as the shipped members do
@@ -152,7 +154,8 @@ def test_an_image_much_smaller_than_the_input_is_marked_small(tmp_path: Path) ->
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(thumb)
     Image.fromarray(rng.integers(0, 255, (64, 70, 3), dtype=np.uint8)).save(photo)
-    args = ["analyze", str(thumb), str(photo), "--model", str(ckpt), "--no-robustness", "--no-faces"]
+    monkeypatch.chdir(tmp_path)  # the table gives each path as given: short ones, one row each
+    args = ["analyze", thumb.name, photo.name, "--model", str(ckpt), "--no-robustness", "--no-faces"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = {line.split()[1]: line for line in res.output.splitlines() if ".png" in line}
@@ -280,3 +283,23 @@ def test_demo_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         regions = payload["images"][names.index("astronaut.jpg")]["regions"]["tiny-cnn"]["gradcam"]
         assert sum(regions["mass"].values()) == pytest.approx(1.0, abs=1e-3)
         assert "Heatmap mass by facial region" in report.read_text()
+
+
+def test_names_duplicates_and_blank_images_in_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one architecture are told apart (tiny-cnn, tiny-cnn-2: it had been refused); a file
+    named with brackets keeps them (Rich markup had eaten '[final]'); a blank image shows its score but no
+    verdict."""
+    from fakelens.models import create_model, save_checkpoint
+
+    for seed in (1, 2):
+        save_checkpoint(create_model("tiny-cnn", seed=seed), tmp_path / f"run{seed}")
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "IMG[final].png")
+    monkeypatch.chdir(tmp_path)  # the path as given, short enough for one line of the table
+    res = runner.invoke(
+        app, ["analyze", "IMG[final].png", "--model", "run1,run2", "--no-robustness", "--no-faces"]
+    )
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "IMG[final].png" in text and "tiny-cnn-2" in text and "no verdict" in text

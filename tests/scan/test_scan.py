@@ -270,7 +270,7 @@ def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpo
     assert len(rows) == 12 and (rows[str(victim)]["width"], rows[str(victim)]["height"]) == (30, 20)
     assert old_files and not any((out / f).exists() for f in old_files)  # its old overlays went with it
     # the summary counts the table, not only what this call scanned
-    fakes = sum(1 for r in rows.values() if r["verdict"] == "fake")
+    fakes = sum(1 for r in rows.values() if r["verdict"] == "fake" and not r["blank"])
     assert (s.fake, s.flagged, s.errors) == (fakes, 9, 3) and first.flagged == 9
     (corpus / "img001.png").unlink()  # a file that is gone loses its row: one row per file
     gone = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
@@ -317,7 +317,19 @@ def test_the_summary_counts_this_source_and_the_whole_table_apart(
     assert (s.found, s.errors, s.flagged, s.rows) == (2, 0, 2, 14)
     assert s.fake == sum(r["verdict"] == "fake" for r in mine)
     assert (s.table_errors, s.table_flagged) == (3, 11)
-    assert s.table_fake == sum(r["verdict"] == "fake" for r in rows)
+    assert s.table_fake == sum(r["verdict"] == "fake" and not r["blank"] for r in rows)
+
+
+def test_a_blank_image_is_counted_apart_from_the_fakes(tmp_path: Path, cnn_checkpoint: Path) -> None:
+    """A uniform image has nothing to judge: it is counted as blank, never among the fake verdicts."""
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(src / "grey.png")
+    s = scan(src, tmp_path / "out", model=cnn_checkpoint, workers=0)
+    [row] = pq.read_table(tmp_path / "out" / TABLE).to_pylist()
+    assert row["blank"] and s.blank == 1 and s.fake == 0
 
 
 def test_other_settings_refuse_to_resume(corpus: Path, tmp_path: Path, cnn_checkpoint: Path) -> None:

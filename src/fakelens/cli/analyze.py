@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fakelens.cli.common import (
@@ -68,10 +69,13 @@ def _load_model(specs: list[str]) -> Detector | Ensemble:
                 f"{det.name} is not a real/fake detector ({len(det.labels)} labels such as "
                 f"{det.labels[0]!r}, no fake class); use `fakelens explain` for plain classifiers"
             )
-    names = [d.name for d in members]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"model names must be unique within an ensemble, got {', '.join(dupes)} twice")
+    taken: set[str] = set()
+    for det in members:  # two runs of one architecture: results are keyed by name, so the second is name-2
+        base, k = det.name, 1
+        while det.name in taken:
+            k += 1
+            det.name = f"{base}-{k}"
+        taken.add(det.name)
     if len(loaded) == 1:
         return loaded[0]
     return Ensemble.of(loaded)
@@ -259,9 +263,9 @@ def analyze_cmd(
     _print_table(paths, analyses, verdicts)
     _print_faces(paths, analyses, verdicts)
     if report is not None:
-        console.print(f"wrote the report to [bold]{report}[/]")
+        console.print(f"wrote the report to [bold]{escape(str(report))}[/]")
     if out is not None:
-        console.print(f"wrote overlays and analysis.json to [bold]{out}[/]")
+        console.print(f"wrote overlays and analysis.json to [bold]{escape(str(out))}[/]")
 
 
 BAD_FILES_LISTED = 10
@@ -314,7 +318,7 @@ def _write_out(
 
 def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:
     from fakelens.face_verdicts import fake_faces_in_real
-    from fakelens.report.reading import pct, threshold_text
+    from fakelens.report.reading import pct, prob, threshold_text
 
     names: list[str] = []
     for a in analyses:
@@ -354,10 +358,10 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     if untrained:
         notes.append("untrained = a random real/fake head: its verdicts mean nothing")
     table = Table(title="verdict and p(fake): the ensemble and each model", caption="\n".join(notes) or None)
-    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=40)
+    table.add_column("image", overflow="fold")  # the path as given, whole: two a.png stay apart
     table.add_column("ensemble", no_wrap=True)
     for n in names:
-        table.add_column(f"{n} (untrained)" if n in untrained else n, no_wrap=True)
+        table.add_column(escape(f"{n} (untrained)" if n in untrained else n), no_wrap=True)
     table.add_column("robust", justify="right", no_wrap=True, min_width=6)
     for p, a, faces in zip(paths, analyses, odd, strict=True):
         by = {m.name: m for m in a.models}
@@ -369,8 +373,13 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
         checked = [h for h in heat if h.robustness and "grade" in h.robustness]
         ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
         table.add_row(
-            p.name,
-            _verdict_cell(a.verdict, a.fake_probability, a.threshold)
+            escape(str(p)),
+            # a blank image has nothing to judge: its score, but no verdict
+            (
+                f"[bold]no verdict[/] {prob(a.fake_probability, a.threshold)}"
+                if a.blank
+                else _verdict_cell(a.verdict, a.fake_probability, a.threshold)
+            )
             + (" [yellow]split[/]" if a.split else "")
             + (" [yellow]blank[/]" if a.blank else "")
             + (" [yellow]small[/]" if a.small else "")
@@ -390,7 +399,7 @@ def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
         return
     names = list(next(v for v in verdicts if v)[0].members)
     table = Table(title="each face judged on its own (a window around it)")
-    table.add_column("image", no_wrap=True, overflow="ellipsis", max_width=40)
+    table.add_column("image", overflow="fold")
     table.add_column("face at (x, y)", no_wrap=True)
     table.add_column("ensemble", no_wrap=True)
     for n in names:
@@ -400,7 +409,7 @@ def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
         for k, v in enumerate(vs, start=1):
             x0, y0, x1, y1 = v.box
             table.add_row(
-                p.name,
+                escape(str(p)),
                 f"{k}: {(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}",
                 _verdict_cell(v.verdict, v.fake_probability, a.threshold)
                 + (" [yellow]split[/]" if v.split else ""),

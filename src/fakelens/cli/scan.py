@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -201,7 +202,7 @@ def scan_cmd(
         return
     if not warned:  # a checkpoint or an ensemble that holds an untrained member
         warn_untrained(summary.untrained)
-    table = Table(title=f"scan of {source}", show_header=False)
+    table = Table(title=escape(f"scan of {source}"), show_header=False)
     if summary.rows == summary.found:
         whole = ("rows in table", str(summary.rows))
     else:  # the table also holds other sources scanned into --out: its totals, apart from this source's
@@ -218,14 +219,15 @@ def scan_cmd(
         ("scanned now", summary.scanned),
         ("errors", summary.errors),
         ("verdict fake", summary.fake),
+        *((("blank: no verdict", summary.blank),) if summary.blank else ()),
         *((("a face reads fake", summary.fake_faces),) if faces else ()),
         ("with heatmaps", summary.flagged),
         whole,
         ("speed", f"{_rate(summary.images_per_second)} ({summary.engine})"),
     ):
-        table.add_row(label, str(value))
+        table.add_row(label, escape(str(value)))
     results.print(table)
-    console.print(f"wrote [bold]{summary.table}[/]")
+    console.print(f"wrote [bold]{escape(summary.table)}[/]")
 
 
 def _rate(per_second: float) -> str:

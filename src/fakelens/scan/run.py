@@ -30,7 +30,8 @@ __all__ = ["ScanSummary", "default_workers", "scan"]
 @dataclass
 class ScanSummary:
     """The outcome of one ``scan()`` call: ``scanned`` now, ``skipped`` as done by an earlier run;
-    ``errors``, ``flagged``, ``fake`` and ``fake_faces`` count the rows of this source's files (the ``found``
+    ``errors``, ``flagged``, ``fake`` (blank images aside), ``blank`` and ``fake_faces`` count the rows of
+    this source's files (the ``found``
     ones, scanned now or before); ``not_images`` counts the other files of a folder or glob source, left out
     because they are not images by name. ``rows`` and the ``table_*`` counts are the whole table's, which
     also holds the rows of other sources scanned into the same folder."""
@@ -45,6 +46,7 @@ class ScanSummary:
     errors: int
     flagged: int
     fake: int
+    blank: int
     fake_faces: int
     rows: int
     table_errors: int
@@ -167,6 +169,7 @@ def scan(
         errors=mine["errors"],
         flagged=mine["flagged"],
         fake=mine["fake"],
+        blank=mine["blank"],
         fake_faces=mine["fake_faces"],
         rows=table.num_rows,
         table_errors=whole["errors"],
@@ -183,12 +186,16 @@ def scan(
 
 
 def _row_counts(table: pa.Table) -> dict[str, int]:
-    """Error rows, rows with heatmap files, fake verdicts, and images whose most fake-looking face reads
-    fake."""
+    """Error rows, rows with heatmap files, fake verdicts (a blank image's aside: it has nothing to judge),
+    blank images, and images whose most fake-looking face reads fake."""
     column = table.column
+    blank = [bool(b) for b in column("blank").to_pylist()]
     return {
         "errors": table.num_rows - column("error").null_count,
         "flagged": sum(1 for f in column("heatmap_files").to_pylist() if f),
-        "fake": sum(1 for v in column("verdict").to_pylist() if v == "fake"),
+        "fake": sum(
+            1 for v, b in zip(column("verdict").to_pylist(), blank, strict=True) if v == "fake" and not b
+        ),
+        "blank": sum(blank),
         "fake_faces": sum(1 for v in column("face_verdict").to_pylist() if v == "fake"),
     }
