@@ -660,3 +660,14 @@ def test_a_mask_with_a_transparent_background_marks_only_its_opaque_region(tmp_p
     assert m.sum() == 50 and m[5:10, 10:20].min() == 1.0
     Image.fromarray(rgba[..., 0]).save(tmp_path / "grey.png")  # the same mask without transparency
     assert np.array_equal(load_mask(tmp_path / "grey.png"), m)
+
+
+def test_a_16_bit_pgm_read_as_mode_i_stays_16_bit(tmp_path: Path) -> None:
+    """A PGM's header declares its depth: a 16-bit one whose values are all under 256 is dark, not read as
+    8-bit data 257× too bright (the value rule is for 32-bit TIFFs, which declare nothing)."""
+    from fakelens.io import to_rgb
+
+    path = tmp_path / "dark.pgm"
+    path.write_bytes(b"P5\n20 10\n65535\n" + np.arange(200, dtype=">u2").tobytes())
+    image = Image.open(path)
+    assert image.mode == "I" and int(np.asarray(to_rgb(image)).max()) == 1

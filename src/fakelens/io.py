@@ -311,10 +311,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
     """A 16-bit, 32-bit integer or float grey image as 8-bit grey RGB.
 
-    ``I;16*`` is 16 bit: ``v / 257``. ``I`` (32-bit integer) says nothing of the depth its values were
-    written at, so they decide: all in [0, 255] are 8-bit values (kept as they are; a 32-bit TIFF of 8-bit
-    data must not turn nearly black), all in [0, 65535] 16-bit ones (``v / 257``), anything else is
-    min–max scaled. ``F`` in [0, 1] is multiplied by 255, other ``F`` images are min–max scaled.
+    ``I;16*`` is 16 bit: ``v / 257``, and so is ``I`` read from a 16-bit PGM/PPM (its header declares the
+    depth). Another ``I`` (32-bit integer: a TIFF) says nothing of the depth its values were written at, so
+    they decide: all in [0, 255] are 8-bit values (kept as they are; a 32-bit TIFF of 8-bit data must not turn
+    nearly black), all in [0, 65535] 16-bit ones (``v / 257``), anything else is min–max scaled. ``F`` in
+    [0, 1] is multiplied by 255, other ``F`` images are min–max scaled.
     """
     a = np.asarray(image).astype(np.float64)
     if image.mode == "F":
@@ -325,7 +326,7 @@ def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "I" and a.size:
         if a.min() < 0 or a.max() > 65535:
             return _gray_to_rgb(_minmax(a))
-        if a.max() <= 255:
+        if a.max() <= 255 and image.format != "PPM":
             return _gray_to_rgb(a)
     return _gray_to_rgb(a / 257.0)
 

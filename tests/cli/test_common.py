@@ -77,3 +77,12 @@ def test_an_unreadable_folder_is_warned_about(
     monkeypatch.setattr(os, "scandir", refusing)
     assert expand_images([tmp_path]) == [tmp_path / "ok.png"]
     assert "cannot read the folder" in capsys.readouterr().err
+
+
+def test_images_are_named_by_file_unless_two_share_a_name() -> None:
+    """Tables and reports name an image by its file name; two a.png from different folders are named by
+    their paths as given, so their rows stay apart."""
+    from fakelens.cli.common import shown_names
+
+    assert shown_names(["x/a.png", "y/b.png"]) == ["a.png", "b.png"]
+    assert shown_names(["x/a.png", "y/a.png", "y/b.png"]) == ["x/a.png", "y/a.png", "b.png"]

@@ -296,6 +296,18 @@ def test_a_manifest_source_is_no_hold_out_group(tmp_path: Path) -> None:
     assert sorted(s.label for s in held) == [0, 0, 0, 1, 1, 1] and len(keep) == 34
 
 
+def test_a_synth_manifest_without_a_group_column_groups_its_pairs_by_source(tmp_path: Path) -> None:
+    """`data synth` manifests written before they had a group column: their pair column tells them, and a
+    pair's real and fake (one source photo) stay one group — for the hold-out and the bootstrap."""
+    rows = ["path,label,recipe,mask_path,source,split,pair,params"]
+    for i in range(8):
+        name = img(tmp_path / "imgs" / f"{i}.png", seed=i).name
+        rows.append(f"imgs/{name},{'real' if i % 2 == 0 else 'fake'},,,pool/p{i // 2}.jpg,,{i // 2},")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    samples = discover(tmp_path / "manifest.csv")
+    assert [s.group for s in samples] == [f"pool/p{i // 2}.jpg" for i in range(8)]
+
+
 def test_sha256_ignores_order_and_location(tmp_path: Path) -> None:
     a = [Sample(tmp_path / "x" / "a.png", 0), Sample(tmp_path / "x" / "b.png", 1, recipe="r")]
     moved = [Sample(Path("/elsewhere/b.png"), 1, recipe="r"), Sample(Path("/elsewhere/a.png"), 0)]

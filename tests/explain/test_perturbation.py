@@ -1032,7 +1032,7 @@ def test_perturbation_options_are_checked_before_any_forward() -> None:
         with pytest.raises(ConfigError, match="blur_sigma"):
             EXPLAINERS.create(method, blur_sigma=-1.0)
     with pytest.raises(ConfigError, match="larger than the window"):
-        EXPLAINERS.create("occlusion", window=8, stride=24).geometry((64, 64))
+        EXPLAINERS.create("occlusion", window=8, stride=24)  # at construction: check_options sees it
     assert EXPLAINERS.create("occlusion", window=[8, 16]).geometry((64, 64)) == ((8, 16), (4, 8))
 
 

@@ -223,6 +223,10 @@ def test_a_blank_image_gets_no_verdict_in_large_letters_nor_in_the_counts(
     fake = make_analysis({"cnn": (0.9, {}), "vit": (0.9, {})})
     html = render_report([blank, fake], [Image.new("RGB", (W, H))] * 2, ["grey.png", "x.png"], faces=False)
     assert "2 images analysed: 1 called fake, 0 called real by the ensemble, 1 blank (no verdict)" in html
+    grey = html[html.index("id='img-1'") : html.index("id='img-2'")]  # its cards: the score, no verdict
+    assert grey.count("no verdict</span>") == 2 and "<span class='pill fake'>" not in grey
+    summary = html[: html.index("id='img-1'")]  # the summary table's row: no verdict, by no model either
+    assert summary.count("<span class='pill na'>no verdict</span>") == 3
 
 
 def test_a_map_flat_on_the_image_says_so_in_its_badge(make_analysis: MakeAnalysis) -> None:

@@ -155,3 +155,20 @@ def test_a_glob_lists_hidden_files_and_broken_links_as_a_folder_does(
     assert list_sources(str(root / "**" / "*.png")) == pngs
     for name in (".hidden.png", ".cache/x.png", "gone.png", "loop.png"):
         assert os.path.join(os.path.realpath(root), name) in pngs
+
+
+def test_a_glob_works_on_python_3_10(images: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """glob's include_hidden is Python 3.11's: on 3.10 a pattern is listed without it (dotfiles skipped, as
+    glob always did) instead of failing with a TypeError."""
+    import glob
+    import sys
+
+    real = glob.glob
+
+    def glob_310(pattern: str, *, recursive: bool = False) -> list[str]:
+        return real(pattern, recursive=recursive)
+
+    monkeypatch.setattr(sys, "version_info", (3, 10, 14))
+    monkeypatch.setattr(glob, "glob", glob_310)
+    root = images[0].parent
+    assert list_sources(str(root / "*.png")) == [p for p in list_sources(root) if p.endswith(".png")]

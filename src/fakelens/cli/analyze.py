@@ -23,6 +23,7 @@ from fakelens.cli.common import (
     fail,
     print_json,
     results,
+    shown_names,
     split_csv,
     unique_stem,
     user_errors,
@@ -241,7 +242,7 @@ def analyze_cmd(
         text = render_report(
             analyses,
             imgs,
-            [p.name for p in paths],
+            shown_names(paths),
             title=title,
             faces=use_faces,
             regions=regions if use_faces else None,
@@ -358,12 +359,12 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     if untrained:
         notes.append("untrained = a random real/fake head: its verdicts mean nothing")
     table = Table(title="verdict and p(fake): the ensemble and each model", caption="\n".join(notes) or None)
-    table.add_column("image", overflow="fold")  # the path as given, whole: two a.png stay apart
+    table.add_column("image", overflow="fold")
     table.add_column("ensemble", no_wrap=True)
     for n in names:
         table.add_column(escape(f"{n} (untrained)" if n in untrained else n), no_wrap=True)
     table.add_column("robust", justify="right", no_wrap=True, min_width=6)
-    for p, a, faces in zip(paths, analyses, odd, strict=True):
+    for p, a, faces in zip(shown_names(paths), analyses, odd, strict=True):
         by = {m.name: m for m in a.models}
         cells = [
             _verdict_cell(by[n].verdict, by[n].fake_probability, by[n].threshold) if n in by else "–"
@@ -373,7 +374,7 @@ def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
         checked = [h for h in heat if h.robustness and "grade" in h.robustness]
         ok = sum(1 for h in checked if h.robustness and h.robustness["grade"] == "ok")
         table.add_row(
-            escape(str(p)),
+            escape(p),
             # a blank image has nothing to judge: its score, but no verdict
             (
                 f"[bold]no verdict[/] {prob(a.fake_probability, a.threshold)}"
@@ -404,12 +405,12 @@ def _print_faces(paths: list[Path], analyses: list[Analysis], verdicts: list[lis
     table.add_column("ensemble", no_wrap=True)
     for n in names:
         table.add_column(n, no_wrap=True)
-    for p, a, vs in zip(paths, analyses, verdicts, strict=True):
+    for p, a, vs in zip(shown_names(paths), analyses, verdicts, strict=True):
         own = {m.name: m.threshold for m in a.models}
         for k, v in enumerate(vs, start=1):
             x0, y0, x1, y1 = v.box
             table.add_row(
-                escape(str(p)),
+                escape(p),
                 f"{k}: {(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}",
                 _verdict_cell(v.verdict, v.fake_probability, a.threshold)
                 + (" [yellow]split[/]" if v.split else ""),

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -165,6 +165,14 @@ def _read_only(folder: Path) -> bool:
         return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def shown_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """How tables and reports name images: the file name, or the path as given where two files share one
+    (two a.png must stay apart; a bundled demo photo need not show its install path)."""
+    names = [Path(p).name for p in paths]
+    shared = {n for n in names if names.count(n) > 1}
+    return [str(p) if n in shared else n for p, n in zip(paths, names, strict=True)]
 
 
 def print_json(payload: Any) -> None:

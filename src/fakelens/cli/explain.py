@@ -26,6 +26,7 @@ from fakelens.cli.common import (
     fail,
     print_json,
     results,
+    shown_names,
     split_csv,
     unique_stem,
     user_errors,
@@ -338,12 +339,14 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             else ""
         ),
     )
-    table.add_column("image", overflow="fold")  # the path as given, whole: two a.png stay apart
+    table.add_column("image", overflow="fold")
     if len(models) > 1:
         table.add_column("model", no_wrap=True)
     table.add_column("verdict" if "verdict" in records[0] else "top class", min_width=12)
     for m in methods:
         table.add_column(m, justify="right", min_width=min(len(m), 8))
+    images = list(dict.fromkeys(r["image"] for r in records))  # one row per image and model
+    shown = dict(zip(images, shown_names(images), strict=True))
     for r in records:
         if "verdict" in r:
             verdict = f"{r['verdict']} (p={prob(r['fake_probability'], r.get('threshold', 0.5))})" + (
@@ -361,6 +364,10 @@ def _print_table(records: list[dict[str, Any]], methods: list[str]) -> None:
             else ""
             for m in methods
         ]
-        row = [escape(r["image"])] + ([escape(r["model"])] if len(models) > 1 else []) + [verdict, *cells]
+        row = (
+            [escape(shown[r["image"]])]
+            + ([escape(r["model"])] if len(models) > 1 else [])
+            + [verdict, *cells]
+        )
         table.add_row(*row)
     results.print(table)

@@ -426,6 +426,9 @@ def _read_manifest(path: Path) -> list[Sample]:
     missing: list[tuple[int, str]] = []
     seen: dict[Path, tuple[int, int]] = {}  # resolved file → (line, label) of its first row
     group_splits: dict[str, tuple[int, str]] = {}  # named group → (line, split) of its first row
+    # a `fakelens data synth` manifest written before it had a group column (its pair column tells it):
+    # a pair's real and fake share their source photo, which must stay their group
+    synth_without_groups = "group" not in columns and {"pair", "source"} <= set(columns)
     for line, r in rows:
         where = f"{path.name} line {line}"
         raw = str(r.get("path") or "").strip()
@@ -455,7 +458,7 @@ def _read_manifest(path: Path) -> list[Sample]:
                 "(or training, validation, dev, testing; empty: the training pool)"
             )
         split = _SPLIT_DIRS.get(split_raw, "")
-        named = str(r.get("group") or "").strip()
+        named = str(r.get("group") or (source if synth_without_groups else "")).strip()
         if named:
             first_split = group_splits.setdefault(named, (line, split))
             if first_split[1] != split:  # a person in training and in the held-out split: the numbers lie

@@ -704,7 +704,8 @@ def artifact_flags(
 def artifact_records(
     flags: Tensor, ratio: Tensor, num_prefix_tokens: int, grid: tuple[int, int]
 ) -> list[dict[str, Any]]:
-    """``(L, B, N)`` flags → JSON-able ``{layer, image, token_index, grid_yx, norm_ratio}`` (1 host sync)."""
+    """``(L, B, N)`` flags → JSON-able ``{layer, image, token_index, grid_yx, norm_ratio}`` (1 host sync;
+    the explainer adds ``masked``)."""
     idx = flags.nonzero()
     if idx.numel() == 0:
         return []

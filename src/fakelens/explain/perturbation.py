@@ -618,6 +618,7 @@ class Perturbation:
         for key in COUNT_META:
             if key in meta:
                 meta[key] = sum(m[key] for _, m in parts)
+        meta["exact"] = all(m.get("exact", True) for _, m in parts)
         meta["forwards"] += x.shape[0]  # the clean forward that found the classes
         meta["top_classes"] = classes.tolist()
         return raw, meta
@@ -1486,6 +1487,8 @@ class Occlusion(Perturbation):
         self.stride = stride
         self.fill: Fill = checked_fill(fill)
         self.blur_sigma = checked_sigma(blur_sigma, self.fill)
+        if window is not None:  # a window given (with or without its stride) is checked before any forward
+            self.geometry((1, 1))
 
     def geometry(self, hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """``(window, stride)`` as ``(h, w)`` pairs for an input of size ``hw``."""
@@ -1507,9 +1510,9 @@ class Occlusion(Perturbation):
     def run(
         self, runner: Runner, detector: Detector, x: Tensor, target: Target, layers: tuple[str, ...]
     ) -> tuple[Tensor, dict[str, Any]]:
-        scores, probs, _ = self.baseline(runner, x)
         b, _, h, w = x.shape
-        win, stride = self.geometry((h, w))
+        win, stride = self.geometry((h, w))  # before any forward: a bad stride costs none
+        scores, probs, _ = self.baseline(runner, x)
         ys = torch.tensor(window_starts(h, win[0], stride[0]), device=x.device)
         xs = torch.tensor(window_starts(w, win[1], stride[1]), device=x.device)
         tops = ys.repeat_interleave(len(xs))

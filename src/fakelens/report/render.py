@@ -184,7 +184,10 @@ def find_regions(images: Sequence[Image.Image]) -> tuple[list[FaceRegions | None
     return out, None
 
 
-def _verdict_pill(verdict: str, p: float) -> str:
+def _verdict_pill(verdict: str, p: float, blank: bool = False) -> str:
+    """The verdict's pill; ``blank``: a blank image, which has nothing to judge — no verdict."""
+    if blank:
+        return "<span class='pill na'>no verdict</span>"
     if not math.isfinite(p) or verdict not in ("fake", "real"):
         return "<span class='pill na'>n/a</span>"
     return f"<span class='pill {verdict}'>{verdict}</span>"
@@ -329,7 +332,8 @@ def _grade_pill(b: Mapping[str, Any] | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------ sections
-def _model_card(m: ModelAnalysis, threshold: float) -> str:
+def _model_card(m: ModelAnalysis, threshold: float, blank: bool = False) -> str:
+    """One model's card; ``blank``: the image is blank, so no verdict is shown (only the score)."""
     p = m.fake_probability
     n_ok = sum(1 for h in m.heatmaps.values() if h.robustness and h.robustness.get("grade") == "ok")
     checked = sum(1 for h in m.heatmaps.values() if h.robustness and "grade" in h.robustness)
@@ -352,7 +356,7 @@ def _model_card(m: ModelAnalysis, threshold: float) -> str:
             else ""
         )
         + "</div>"
-        f"<div>{_verdict_pill(m.verdict, p)} <span class='p'>{prob(p, threshold)}</span> "
+        f"<div>{_verdict_pill(m.verdict, p, blank)} <span class='p'>{prob(p, threshold)}</span> "
         f"<span class='small muted'>p(fake)</span></div>"
         f"{_bar(p, threshold, m.verdict)}"
         f"<div class='small muted'>{_e(margin)} · {_e(maps)}</div>{err}</div>"
@@ -707,7 +711,7 @@ def _image_section(
         f"threshold {threshold_text(a.threshold)} · "
         f"rule {_e(a.rule)} over {members}<br><span class='muted'>{_e(qualifier)}</span></div></div>"
     )
-    cards = "".join(_model_card(m, m.threshold) for m in a.models)
+    cards = "".join(_model_card(m, m.threshold, a.blank) for m in a.models)
     return (
         f"<section class='image' id='img-{k}'>"
         f"<div class='imghead'><h2>{k}. {_e(name)}</h2>"
@@ -750,7 +754,7 @@ def _summary_table(
     for k, (a, name, faces) in enumerate(zip(analyses, names, per_face, strict=True), start=1):
         by = {m.name: m for m in a.models}
         cells = "".join(
-            f"<td class='num'>{_verdict_pill(by[n].verdict, by[n].fake_probability)} "
+            f"<td class='num'>{_verdict_pill(by[n].verdict, by[n].fake_probability, a.blank)} "
             f"{prob(by[n].fake_probability, by[n].threshold)}</td>"
             if n in by
             else "<td class='num'>–</td>"
@@ -767,7 +771,8 @@ def _summary_table(
         split = a.split
         rows.append(
             f"<tr><td class='num'>{k}</td><td><a href='#img-{k}'>{_e(name)}</a></td>"
-            f"<td>{_verdict_pill(a.verdict, a.fake_probability)}{_small_tag(a)}{_faces_tag(a, faces)}</td>"
+            f"<td>{_verdict_pill(a.verdict, a.fake_probability, a.blank)}"
+            f"{_small_tag(a)}{_faces_tag(a, faces)}</td>"
             f"<td class='num'><b>{prob(a.fake_probability, a.threshold)}</b></td>{cells}"
             f"<td>{'split' if split else 'agree'}</td>"
             f"<td class='num'>{f'{ok} / {total}' if checked else 'not checked'}</td></tr>"

@@ -7,6 +7,7 @@ import csv
 import glob
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -63,7 +64,13 @@ def list_sources(source: str | os.PathLike[str], *, others: list[str] | None = N
     if _GLOB_CHARS & set(text):
         hits: set[str] = set()
         not_images: set[str] = set()
-        for h in glob.glob(os.path.expanduser(text), recursive=True, include_hidden=True):
+        pattern = os.path.expanduser(text)
+        matches = (  # Python 3.10's glob has no include_hidden: there a pattern skips dotfiles, as ever
+            glob.glob(pattern, recursive=True, include_hidden=True)
+            if sys.version_info >= (3, 11)
+            else glob.glob(pattern, recursive=True)
+        )
+        for h in matches:
             if Path(h).is_file() or _broken_link(Path(h)):
                 (hits if Path(h).suffix.lower() in SCAN_SUFFIXES else not_images).add(_absolute(Path(h)))
         if not hits:

@@ -61,7 +61,7 @@ def cursor(row: Analysis) -> str:
 def _cursor_key(text: str) -> tuple[datetime, str] | None:
     """``(created_at, id)`` of a :func:`cursor`; None for anything else (a plain analysis id)."""
     head, dot, micros = text.rpartition(".")
-    if not dot or not head or not micros.isdigit():
+    if not dot or not head or not (micros.isascii() and micros.isdigit()):
         return None
     try:
         return _EPOCH + timedelta(microseconds=int(micros)), head

@@ -293,10 +293,11 @@
         (na.length ? ` · ${na.join(", ")}: cannot run on this model` : "");
       const card = el(
         "div",
-        { class: `card ${m.verdict}`, "data-model": m.key, tabindex: "0", role: "button", "aria-pressed": "false" },
+        { class: `card ${analysis.blank ? "none" : m.verdict}`, "data-model": m.key, tabindex: "0", role: "button", "aria-pressed": "false" },
         el("div", { class: "card-head" }, el("span", { class: "card-name", text: m.name, title: m.name }),
           m.untrained ? el("span", { class: "pill untrained", text: "untrained", title: "a random real/fake head: this score means nothing" }) : "",
-          el("span", { class: `pill ${m.verdict}`, text: m.verdict })),
+          // a blank image has nothing to judge: no model's verdict either, only its score
+          el("span", { class: `pill ${analysis.blank ? "none" : m.verdict}`, text: analysis.blank ? "no verdict" : m.verdict })),
         el("div", { class: "card-score" }, probVs(m.score, thr0), el("span", { class: "unit", text: "p(fake)" })),
         el("div", { class: "card-thr", text: `threshold ${thrText(thr0)}${isClose(m.score, thr0) ? " · close call" : ""}` }),
         el("div", { class: "bar" }, fill, thr),
@@ -590,11 +591,12 @@
   async function loadHistory() {
     const list = $("history");
     if (!apiKey()) {
+      historyGen += 1;  // a page still loading for the old key is dropped
       list.replaceChildren(el("li", { class: "empty-row", text: "enter an API key to see your analyses" }));
       return;
     }
     list.replaceChildren();
-    await loadHistoryPage(list, null);
+    await loadHistoryPage(list, null, ++historyGen);
   }
 
   // One page of the history appended to the list; a "more" row follows the page's cursor to the next one.
@@ -603,10 +605,14 @@
     const d = new Date(iso);
     return Number.isNaN(d.getTime()) ? "" : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
   };
-  async function loadHistoryPage(list, before) {
+  // Each (re)load of the list is a generation: a page that arrives after a newer load began (a second
+  // refresh, another key) is dropped instead of appended twice or under the wrong key.
+  let historyGen = 0;
+  async function loadHistoryPage(list, before, gen) {
     try {
       const res = await api(`/v1/analyses?limit=15${before ? `&before=${encodeURIComponent(before)}` : ""}`);
       const page = await res.json();
+      if (gen !== historyGen) return;
       if (!page.items.length && !before) list.append(el("li", { class: "empty-row", text: "no analyses yet" }));
       for (const a of page.items) {
         const name = a.image.filename || a.id;
@@ -621,11 +627,11 @@
       }
       if (page.next_before) {
         const more = el("li", { class: "more-row", tabindex: "0", role: "button", text: "older analyses…" });
-        onActivate(more, () => { more.remove(); loadHistoryPage(list, page.next_before); });
+        onActivate(more, () => { more.remove(); loadHistoryPage(list, page.next_before, gen); });
         list.append(more);
       }
     } catch (err) {
-      list.append(el("li", { class: "empty-row", text: err.message }));
+      if (gen === historyGen) list.append(el("li", { class: "empty-row", text: err.message }));
     }
   }
   $("refresh-history").addEventListener("click", loadHistory);
