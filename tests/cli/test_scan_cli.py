@@ -89,6 +89,7 @@ def test_an_interrupted_scan_says_its_rows_are_kept_and_how_to_resume(
         "resume (files already scanned are skipped)"
     )
     assert [ln for ln in stderr.splitlines() if ln.startswith("error:")] == [said]
+    assert json.loads((out / "scan.json").read_text())["status"] == "interrupted"  # not still "running"
     code, stdout, _ = _scan(*args, "--json")  # the same command resumes: the four rows done are skipped
     assert code == 0 and (json.loads(stdout)["skipped"], json.loads(stdout)["scanned"]) == (4, 4)
 

@@ -135,25 +135,29 @@ def scan(
         if on_start is not None:
             on_start(len(paths))
         t0 = time.perf_counter()
-        if ray_address is None:
-            from fakelens.scan.local import run_local
+        try:
+            if ray_address is None:
+                from fakelens.scan.local import run_local
 
-            n_workers = default_workers() if workers is None else workers
-            counts = run_local(paths, done, processor, store, workers=n_workers, progress=progress)
-        else:
-            from fakelens.scan.distributed import run_ray
+                n_workers = default_workers() if workers is None else workers
+                counts = run_local(paths, done, processor, store, workers=n_workers, progress=progress)
+            else:
+                from fakelens.scan.distributed import run_ray
 
-            counts = run_ray(
-                paths,
-                done,
-                os.fspath(model) if isinstance(model, (str, os.PathLike)) else ens,
-                settings,
-                store,
-                address=ray_address,
-                workers=workers,
-                use_gpu=device != "cpu",
-                progress=progress,
-            )
+                counts = run_ray(
+                    paths,
+                    done,
+                    os.fspath(model) if isinstance(model, (str, os.PathLike)) else ens,
+                    settings,
+                    store,
+                    address=ray_address,
+                    workers=workers,
+                    use_gpu=device != "cpu",
+                    progress=progress,
+                )
+        except BaseException as exc:  # scan.json must not keep saying "running"
+            store.stopped("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+            raise
         seconds = time.perf_counter() - t0
         table = store.compact(found=paths)
     mine = _row_counts(table.filter(pc.is_in(table.column("path"), pa.array(paths, pa.string()))))

@@ -2,7 +2,8 @@
 
 Layout::
 
-    OUT/scan.json               settings (a resumed scan must match them), status and the last summary
+    OUT/scan.json               settings (a resumed scan must match them), status (running, complete,
+                                interrupted, failed; a kill leaves running) and the last summary
     OUT/parts/part-*.parquet    rows of an unfinished scan, each part committed atomically (temp + rename)
     OUT/scan.parquet            the table, compacted from the parts when a scan finishes
     OUT/heatmaps/*.png|*.npy    overlays (and raw maps) of the images above the heatmap threshold
@@ -237,6 +238,11 @@ class ScanStore:
 
     def finish(self, summary: dict[str, Any]) -> None:
         self._write_manifest("complete", summary)
+
+    def stopped(self, why: str) -> None:
+        """Record that the run stopped before the end (``"interrupted"``, ``"failed"``): the rows committed
+        so far stay, and a rerun resumes from them."""
+        self._write_manifest(why)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
