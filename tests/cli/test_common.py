@@ -86,3 +86,12 @@ def test_images_are_named_by_file_unless_two_share_a_name() -> None:
 
     assert shown_names(["x/a.png", "y/b.png"]) == ["a.png", "b.png"]
     assert shown_names(["x/a.png", "y/a.png", "y/b.png"]) == ["x/a.png", "y/a.png", "b.png"]
+
+
+def test_output_stems_are_visible_and_unique() -> None:
+    """``.hidden.jpg`` gives visible output files (its overlays had been hidden dotfiles)."""
+    from fakelens.cli.common import unique_stem
+
+    used: set[str] = set()
+    stems = [unique_stem(Path(p), used) for p in (".hidden.jpg", "x/hidden.png", "..jpg", "a.png")]
+    assert stems == ["hidden", "hidden-2", "image", "a"]

@@ -230,10 +230,12 @@ def split_csv(values: list[str] | None) -> list[str]:
 
 
 def unique_stem(path: Path, used: set[str]) -> str:
-    """``path``'s stem, suffixed ``-2``, ``-3``… when already in ``used`` (which it joins)."""
-    stem, k = path.stem, 1
+    """``path``'s stem without leading dots (``.hidden.jpg``'s overlays must not be hidden files), suffixed
+    ``-2``, ``-3``… when already in ``used`` (which it joins)."""
+    base = path.stem.lstrip(".") or "image"
+    stem, k = base, 1
     while stem in used:
         k += 1
-        stem = f"{path.stem}-{k}"
+        stem = f"{base}-{k}"
     used.add(stem)
     return stem
