@@ -95,3 +95,19 @@ def test_output_stems_are_visible_and_unique() -> None:
     used: set[str] = set()
     stems = [unique_stem(Path(p), used) for p in (".hidden.jpg", "x/hidden.png", "..jpg", "a.png")]
     assert stems == ["hidden", "hidden-2", "image", "a"]
+
+
+def test_heic_files_in_a_folder_are_said_to_be_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """analyze/explain on a folder: HEIC photos (an iPhone dump) are named as left out, not skipped
+    silently (scan lists them as error rows)."""
+    from PIL import Image
+
+    from fakelens.cli.common import expand_images
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    assert expand_images([tmp_path]) == [tmp_path / "a.png"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "1 HEIC/HEIF image(s) left out" in said and "convert them to JPEG or PNG" in said

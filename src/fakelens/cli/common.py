@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fakelens.errors import FakelensError
-from fakelens.io import IMAGE_SUFFIXES, find_images
+from fakelens.io import IMAGE_SUFFIXES, REFUSED_SUFFIXES, find_images
 
 # Not a terminal (a log, a pipe): lay tables out 160 columns wide rather than cut their cells at Rich's 80.
 # Messages, warnings and progress go to stderr (``console``); what a command answers — its tables and
@@ -203,16 +203,22 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     folders: list[Path] = []
     unreadable: list[Path] = []
+    others: list[Path] = []
     for p in paths:
         if p.is_dir():
             folders.append(p)
-            out.extend(find_images(p, unreadable=unreadable))
+            out.extend(find_images(p, unreadable=unreadable, others=others))
         elif p.exists():
             out.append(p)
         else:
             raise FakelensError(f"no such file or folder: {p}")
     for folder in unreadable:
         warn(f"cannot read the folder {folder} (permission denied): its images are left out")
+    if heic := [o for o in others if o.suffix.lower() in REFUSED_SUFFIXES]:
+        warn(
+            f"{len(heic)} HEIC/HEIF image(s) left out ({heic[0]}{', …' if len(heic) > 1 else ''}): not a "
+            "supported format; convert them to JPEG or PNG"
+        )
     if folders and not out:
         where = ", ".join(map(str, folders))
         raise FakelensError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {where}")
