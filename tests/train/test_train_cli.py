@@ -175,6 +175,10 @@ def _cases(tmp_path: Path, folder_data: Path) -> list[tuple[list[str], str]]:
             ["evaluate", "--model", "tiny-cnn", "--data", str(folder_data), "--split", "foo"],
             "unknown --split 'foo' (known: auto, train, val, test, all)",
         ),
+        (  # evaluate had ignored it silently
+            ["evaluate", "--model", "tiny-cnn", "--data", str(folder_data), "--pairs", "64"],
+            "--pairs goes with --forgeries; it means nothing with --data",
+        ),
         # an option of the other data source would be ignored, yet recorded
         ([*base, "--data", str(folder_data), "--recipes", "self_blend"], "--recipes goes with --forgeries"),
         (

@@ -33,17 +33,36 @@ app = typer.Typer()
 
 FORGERY_OPTIONS = ("pairs_per_epoch", "val_pairs", "forgery_size", "forgery_format", "split_fractions")
 """Options of `train --forgeries` that `train --data` ignores (``recipes``: TrainConfig.check)."""
+EVAL_FORGERY_OPTIONS = (
+    "recipes",
+    "pairs",
+    "seed",
+    "forgery_size",
+    "forgery_format",
+    "forgery_quality",
+    "split_fractions",
+    "keep_seen",
+    "unseen_by",
+)
+"""Options of `evaluate --forgeries` that `evaluate --data` ignores."""
 
 
-def _refuse_options_for_other_source(ctx: typer.Context, data: Path | None, forgeries: Path | None) -> None:
-    """An option of the other data source would be ignored, yet recorded as if it had shaped the run."""
+def _refuse_options_for_other_source(
+    ctx: typer.Context,
+    data: Path | None,
+    forgeries: Path | None,
+    forgery_only: tuple[str, ...] = FORGERY_OPTIONS,
+    data_only: tuple[str, ...] = ("val_fraction",),
+) -> None:
+    """An option of the other data source would be ignored, yet recorded (or read) as if it had shaped the
+    run."""
     names: tuple[str, ...]
     if data is not None and forgeries is None:
-        names, source, other = FORGERY_OPTIONS, "--forgeries", "--data"
+        names, source, other = forgery_only, "--forgeries", "--data"
     elif forgeries is not None and data is None:
-        names, source, other = ("val_fraction",), "--data", "--forgeries"
+        names, source, other = data_only, "--data", "--forgeries"
     else:
-        return  # TrainConfig.check: exactly one source
+        return  # exactly one source: checked where the data is read
     for name in names:
         if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE":
             raise ConfigError(f"--{name.replace('_', '-')} goes with {source}; it means nothing with {other}")
@@ -355,6 +374,7 @@ def _same_checkpoint(a: str, b: str) -> bool:
 @app.command("evaluate")
 @user_errors
 def evaluate_cmd(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option("--model", help="A checkpoint (detector or ensemble) or a registered model name.")
     ],
@@ -435,6 +455,7 @@ def evaluate_cmd(
     from fakelens.train.evaluate import check_split, evaluate
 
     check_split(split)  # before the model loads
+    _refuse_options_for_other_source(ctx, data, forgeries, EVAL_FORGERY_OPTIONS, ())
     if threads:
         torch.set_num_threads(threads)
     if out is not None:
