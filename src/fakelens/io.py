@@ -10,10 +10,11 @@ Colour policy (documented because forensic results depend on it):
 
 - transparent pixels (RGBA, LA, PA, P or L/RGB with a ``transparency`` key) are composited onto **white**, the
   background a viewer shows, never black;
-- 16-bit greyscale (``I;16*``) is scaled to 8 bit by ``v / 257`` and rounded, never clipped; 32-bit integer
-  greyscale (``I``, whose bit depth the file does not say) is read by its values: at most 255 as 8 bit (as
-  is), at most 65535 as 16 bit (``v / 257``), otherwise (or any negative value) min–max scaled; ``F``
-  images outside [0, 1] are min–max scaled, ``F`` in [0, 1] is multiplied by 255; NaN becomes 0;
+- 16-bit greyscale (``I;16*``, and ``I`` from a 16-bit PGM/PPM) is scaled to 8 bit by ``v / 257`` and
+  rounded, never clipped; other 32-bit integer greyscale (``I``, whose bit depth the file does not say) is
+  read by its values: at most 255 as 8 bit (as is), at most 65535 as 16 bit (``v / 257``), otherwise (or any
+  negative value) min–max scaled; ``F`` images outside [0, 1] are min–max scaled, ``F`` in [0, 1] is
+  multiplied by 255; NaN becomes 0;
 - CMYK, YCbCr and LAB use Pillow's conversions; embedded ICC profiles are **not** applied (pixels stay as
   stored, as detectors were trained on them).
 

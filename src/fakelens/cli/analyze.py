@@ -25,6 +25,7 @@ from fakelens.cli.common import (
     results,
     shown_names,
     split_csv,
+    unique_name,
     unique_stem,
     user_errors,
     warn,
@@ -72,11 +73,7 @@ def _load_model(specs: list[str]) -> Detector | Ensemble:
             )
     taken: set[str] = set()
     for det in members:  # two runs of one architecture: results are keyed by name, so the second is name-2
-        base, k = det.name, 1
-        while det.name in taken:
-            k += 1
-            det.name = f"{base}-{k}"
-        taken.add(det.name)
+        det.name = unique_name(det.name, taken)
     if len(loaded) == 1:
         return loaded[0]
     return Ensemble.of(loaded)

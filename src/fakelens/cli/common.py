@@ -235,13 +235,17 @@ def split_csv(values: list[str] | None) -> list[str]:
     return list(seen)
 
 
-def unique_stem(path: Path, used: set[str]) -> str:
-    """``path``'s stem without leading dots (``.hidden.jpg``'s overlays must not be hidden files), suffixed
-    ``-2``, ``-3``… when already in ``used`` (which it joins)."""
-    base = path.stem.lstrip(".") or "image"
-    stem, k = base, 1
-    while stem in used:
+def unique_name(base: str, used: set[str]) -> str:
+    """``base``, suffixed ``-2``, ``-3``… when already in ``used`` (which it joins)."""
+    name, k = base, 1
+    while name in used:
         k += 1
-        stem = f"{base}-{k}"
-    used.add(stem)
-    return stem
+        name = f"{base}-{k}"
+    used.add(name)
+    return name
+
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    """``path``'s stem without leading dots (``.hidden.jpg``'s overlays must not be hidden files), made
+    unique in ``used`` (:func:`unique_name`)."""
+    return unique_name(path.stem.lstrip(".") or "image", used)

@@ -608,9 +608,7 @@ class Perturbation:
         parts = [
             self(detector, x[i], ClassLogit(int(classes[i[0]]), name=target.name), layers) for i in groups
         ]
-        raw = parts[0][0].new_empty((x.shape[0], *parts[0][0].shape[1:]))
-        for i, (r, _) in zip(groups, parts, strict=True):
-            raw[i] = r
+        raw = _in_batch_order([r for r, _ in parts], groups, x.shape[0])
         meta = dict(parts[0][1])
         for key in PER_IMAGE_META:
             if key in meta:
