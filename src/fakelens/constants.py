@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BLANK_TEXTURE", "CMAPS", "DEFAULT_MAX_TILES", "PARTIAL_READ", "SMALL_IMAGE"]
+__all__ = ["BLANK_TEXTURE", "CMAPS", "CMAP_ENDS", "DEFAULT_MAX_TILES", "PARTIAL_READ", "SMALL_IMAGE"]
 
 DEFAULT_MAX_TILES = 32
 """Tiles read per image by default: a 1 440 × 1 440 photo is covered whole at 256 px; beyond that the tiles
@@ -11,6 +11,15 @@ spread over the image with gaps (what they miss is marked not valid)."""
 
 CMAPS = ("jet", "turbo", "viridis", "inferno", "magma")
 """The colormaps of heatmap overlays (``--cmap``)."""
+
+CMAP_ENDS = {
+    "jet": ("dark blue", "dark red"),
+    "turbo": ("dark blue", "dark red"),
+    "viridis": ("dark purple", "yellow"),
+    "inferno": ("black", "pale yellow"),
+    "magma": ("black", "pale yellow"),
+}
+"""Each colormap's colours at 0 (no evidence) and at 1 (the map's peak), as legends name them."""
 
 SMALL_IMAGE = 0.5
 """Below this pixel fraction (the image's own pixels per input pixel) a verdict is marked ``small``: it rests

@@ -10,8 +10,10 @@ from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from fakelens.errors import ConfigError
 from fakelens.report import render_report
 from fakelens.report.reading import equivariance_text, peak_to_mean_text, reading_sections
 from fakelens.report.render import AGNOSTIC_NOTE, embed_size
@@ -63,7 +65,10 @@ def test_a_phone_gets_one_tile_per_row_and_a_scrolling_summary(make_analysis: Ma
     phone = re.search(r"@media screen and \(max-width:700px\)\{(.*?)\}\}", text, re.S)
     assert phone and "grid-template-columns:minmax(0,1fr)!important" in phone.group(1)
     assert "grid-row:auto!important;grid-column:auto!important" in phone.group(1)  # beats the inline style
-    assert "<h2 class='summary'>Summary</h2><div class='scroll'><table class='grid'>" in text
+    assert (
+        "<h2 class='summary'>Summary</h2><div class='scroll' tabindex='0' role='region' "
+        "aria-label='summary of verdicts'><table class='grid'>" in text
+    )
     assert ".scroll{overflow-x:auto" in text
 
 
@@ -166,3 +171,36 @@ def test_headings_never_skip_a_level_and_pictures_say_what_they_show(make_analys
     for name in ("one.png", "two.png"):
         assert f"original: {name}" in p.alts
         assert f"gradcam overlay of cnn on {name}" in p.alts and f"gradcam overlay of vit on {name}" in p.alts
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def lum(c: str) -> float:
+        rgb = [int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_white_pill_text_meets_wcag_aa(make_analysis: MakeAnalysis) -> None:
+    """Pills are 12 px bold: white on their colour needs 4.5:1 (the grey "unchecked" pill had 3.1:1)."""
+    text = _report(make_analysis, 200, 160)
+    colours = dict(re.findall(r"--(\w+):(#[0-9a-f]{6})", text))
+    pills = re.findall(r"\.pill\.(\w+)\{background:(?:var\(--(\w+)\)|(#[0-9a-f]{6}));color:#fff\}", text)
+    assert {"fake", "real", "na"} <= {p[0] for p in pills}
+    for name, var, hexa in pills:
+        assert _contrast("#ffffff", hexa or colours[var]) >= 4.5, name
+
+
+def test_the_legend_names_the_colours_of_the_colormap_in_use(make_analysis: MakeAnalysis) -> None:
+    a = make_analysis({"cnn": (0.9, {"gradcam": heatmap("gradcam", blob(100, 80, 8))})})
+    img = Image.new("RGB", (200, 160))
+    jet = render_report([a], [img], ["x.png"], faces=False)
+    viridis = render_report([a], [img], ["x.png"], faces=False, cmap="viridis")
+    assert "colour scale from dark blue (0, no evidence) to dark red (1, the map&#x27;s peak)" in jet
+    assert "dark blue" not in viridis and "dark purple = none, yellow = the map's peak" in viridis
+    with pytest.raises(ConfigError, match="unknown colormap 'plasma'"):
+        render_report([a], [img], ["x.png"], faces=False, cmap="plasma")

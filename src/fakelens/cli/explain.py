@@ -79,7 +79,7 @@ def _write_outputs(
         maps[method] = m
         overlays[out / f"{stem}.{method}.png"] = (m, r.valid(method).cpu())
         flat = bool(summary.get("methods", {}).get(method, {}).get("flat"))
-        text[out / f"{stem}.{method}.png"] = overlay_text(model_name, method, flat=flat)
+        text[out / f"{stem}.{method}.png"] = overlay_text(model_name, method, flat=flat, cmap=cmap)
         files[method] = f"{stem}.{method}.png"
         if save_raw:
             buf = _npy_bytes(m.numpy())

@@ -23,7 +23,8 @@ from PIL import Image
 
 from fakelens import __version__
 from fakelens.analysis import Analysis, HeatmapResult, ModelAnalysis
-from fakelens.errors import FakelensError
+from fakelens.constants import CMAP_ENDS
+from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import class_agnostic
 from fakelens.face_verdicts import FaceVerdict, fake_faces_in_real
 from fakelens.report.reading import (
@@ -69,7 +70,7 @@ letter-spacing:.04em;
 text-transform:uppercase}
 .pill.fake{background:var(--fake);color:#fff}.pill.real{background:var(--real);color:#fff}
 .pill.ok{background:var(--ok);color:#fff}.pill.check{background:var(--check);color:#fff}
-.pill.na{background:#8a939b;color:#fff}
+.pill.na{background:#646d75;color:#fff}
 .pill.small{background:#fff;color:var(--check);border:1px solid var(--check)}
 .pill.facefake{background:#fff;color:var(--fake);border:1px solid var(--fake)}
 .pill.untrained{background:var(--check);color:#fff}
@@ -144,7 +145,10 @@ table.grid th,table.grid td{padding:3px 4px}
 h1,h2,h3,.imghead,.rowlabel{break-after:avoid;page-break-after:avoid}
 .tile,.keep,.card,.banner,.reading p,table.badge,.regions figure,.facemaps figure,.legendbar,tr{
 break-inside:avoid;page-break-inside:avoid}
-.maps img{max-height:110mm;object-fit:contain}.legendbar{break-before:avoid;page-break-before:avoid}}
+.maps img{max-height:110mm;object-fit:contain}.legendbar{break-before:avoid;page-break-before:avoid}
+.maps{display:flex!important;flex-wrap:wrap;gap:8px}.maps>*{flex:1 1 40%;min-width:0}
+.maps>.rowlabel{flex-basis:100%;writing-mode:horizontal-tb;transform:none;text-align:left}
+.maps .orig{position:static}}
 """
 
 
@@ -416,6 +420,12 @@ FLAT_STAMP = "flat: no location"
 """Stamped on a near-uniform map's overlay (drawn greyed): whatever its colours, it points nowhere."""
 
 
+def _scale_words(cmap: str) -> str:
+    """The colour bar's alt text: what its two ends mean."""
+    low, high = CMAP_ENDS[cmap]
+    return f"colour scale from {low} (0, no evidence) to {high} (1, the map's peak)"
+
+
 def _colour_words(methods: Sequence[str]) -> str:
     """What the overlays' colour means, true of the methods shown (class-agnostic ones included)."""
     agnostic = [m for m in methods if class_agnostic(m)]
@@ -480,7 +490,8 @@ def _heatmap_grid(
     parts.append("</div>")
     bar = _colour_bar(cmap)
     parts.append(
-        f"<div class='legendbar'><span>0</span><img alt='colour scale' src='{bar}'><span>1 = the map's peak"
+        f"<div class='legendbar'><span>0</span><img alt='{_e(_scale_words(cmap))}' src='{bar}'>"
+        "<span>1 = the map's peak"
         f"</span><span class='lgtext'>{_colour_words(methods)}, relative to each map's own maximum "
         "within the pixels the model saw; dimmed pixels were not seen by the model</span></div>"
     )
@@ -551,11 +562,13 @@ def _regions_section(
     )
     alt = f"facial regions of {name}" if name else "facial regions"
     return (
-        f"{_faces_table(verdicts, image, cmap, alpha, a)}<h3>Heatmap mass by facial region</h3>"
+        f"{_faces_table(verdicts, image, cmap, alpha, a, name)}<h3>Heatmap mass by facial region</h3>"
         f"<div class='regions'><figure><img alt='{_e(alt)}' src='{_data_uri(pic)}'>"
         f"<figcaption class='small muted'>{len(regions.faces)} face(s) by {_e(regions.detector)} "
         f"({_e(faces)})<br>{legend}<br>boxes: the faces, numbered as in the face table</figcaption></figure>"
-        "<div style='flex:1;min-width:min(420px,100%)'><div class='scroll'><table class='grid'>"
+        "<div style='flex:1;min-width:min(420px,100%)'>"
+        f"{_scroll_box('heatmap mass by facial region' + (f' of {name}' if name else ''))}"
+        "<table class='grid'>"
         f"<tr><th>share of the map's mass</th>{head}</tr>{''.join(rows)}{area_row}</table></div>"
         "<p class='small muted'>Each row sums to 100 % over the pixels the model saw; the largest share is "
         "in bold. Compare a region's share of the mass with its share of the pixels (last row): "
@@ -582,27 +595,42 @@ def _number_faces(pic: np.ndarray, verdicts: Sequence[FaceVerdict], scale: float
     return np.asarray(img)
 
 
-def _face_maps(v: FaceVerdict, k: int, image: Image.Image, cmap: str, alpha: float, side: int = 200) -> str:
+def _face_maps(
+    v: FaceVerdict, k: int, image: Image.Image, cmap: str, alpha: float, name: str = "", side: int = 200
+) -> str:
     """Face ``k``'s window and each member's map of it, when the verdicts carry maps."""
     if not v.heatmaps:
         return ""
     crop = image.crop(v.window)
     size = fit_size(crop.height, crop.width, side)
     small = shrink_image(crop, size)
+    of = f" of {name}" if name else ""
     tiles = [
-        f"<figure><img alt='face {k}' src='{_data_uri(small)}'><figcaption>face {k}</figcaption></figure>"
+        f"<figure><img alt='{_e(f'face {k}{of}')}' src='{_data_uri(small)}'>"
+        f"<figcaption>face {k}</figcaption></figure>"
     ]
-    for name, (heat, valid) in v.heatmaps.items():
+    for member, (heat, valid) in v.heatmaps.items():
         ov = overlay(small, shrink_map(heat, size), alpha=alpha, cmap=cmap, valid=shrink_map(valid, size))
         tiles.append(
-            f"<figure><img alt='{_e(name)} on face {k}' src='{_data_uri(ov)}'>"
-            f"<figcaption>{_e(name)} {prob(v.members[name][0])}</figcaption></figure>"
+            f"<figure><img alt='{_e(f'{member} map on face {k}{of}')}' src='{_data_uri(ov)}'>"
+            f"<figcaption>{_e(member)} {prob(v.members[member][0])}</figcaption></figure>"
         )
     return "".join(tiles)
 
 
+def _scroll_box(label: str) -> str:
+    """The opening of a box that scrolls a wide table sideways on a narrow screen: focusable, so a keyboard
+    user can scroll it too, and named for screen readers (WCAG 2.1.1)."""
+    return f"<div class='scroll' tabindex='0' role='region' aria-label='{_e(label)}'>"
+
+
 def _faces_table(
-    verdicts: Sequence[FaceVerdict], image: Image.Image, cmap: str, alpha: float, a: Analysis
+    verdicts: Sequence[FaceVerdict],
+    image: Image.Image,
+    cmap: str,
+    alpha: float,
+    a: Analysis,
+    name: str = "",
 ) -> str:
     """Each face's own verdict: the ensemble and every member on a window around it, and, when the
     verdicts carry them, each member's map of the window (why it reads the face as it does)."""
@@ -625,9 +653,11 @@ def _faces_table(
             f"<td class='num'>{_verdict_pill(v.verdict, v.fake_probability)} "
             f"<b>{prob(v.fake_probability, a.threshold)}</b>{' split' if v.split else ''}</td>{cells}</tr>"
         )
-    maps = "".join(_face_maps(v, k, image, cmap, alpha) for k, v in enumerate(verdicts, start=1))
+    maps = "".join(_face_maps(v, k, image, cmap, alpha, name) for k, v in enumerate(verdicts, start=1))
     return (
-        "<h3>Each face judged on its own</h3><div class='scroll'><table class='grid'><tr><th>face</th>"
+        "<h3>Each face judged on its own</h3>"
+        f"{_scroll_box('face verdicts' + (f' of {name}' if name else ''))}"
+        "<table class='grid'><tr><th>face</th>"
         f"<th>box</th><th>window read</th><th class='num'>ensemble</th>{head}</tr>{''.join(rows)}"
         "</table></div>"
         + (f"<div class='facemaps'>{maps}</div>" if maps else "")
@@ -778,7 +808,8 @@ def _summary_table(
             f"<td class='num'>{f'{ok} / {total}' if checked else 'not checked'}</td></tr>"
         )
     return (
-        "<div class='scroll'><table class='grid'><tr><th class='num'>#</th><th>image</th><th>verdict</th>"
+        f"{_scroll_box('summary of verdicts')}<table class='grid'><tr><th class='num'>#</th><th>image</th>"
+        "<th>verdict</th>"
         f"<th class='num'>ensemble p(fake)</th>{head}<th>models</th><th class='num'>robust maps</th></tr>"
         + "".join(rows)
         + "</table></div>"
@@ -795,6 +826,7 @@ UNCALIBRATED_NOTE = "Scores are model outputs, not calibrated odds that the imag
 
 def _legend(cmap: str, regions_shown: bool, calibrated: bool = False, agnostic: Sequence[str] = ()) -> str:
     c = DEFAULT_CRITERIA
+    low, high = CMAP_ENDS[cmap]
     agnostic_words = (
         f" The class-agnostic {_e(', '.join(agnostic))} map{'s' if len(agnostic) > 1 else ''} "
         f"ignore{'' if len(agnostic) > 1 else 's'} the target: "
@@ -810,14 +842,13 @@ def _legend(cmap: str, regions_shown: bool, calibrated: bool = False, agnostic: 
         "average of log-odds; max: the highest) and calls the image fake at or above the threshold. "
         f"{CALIBRATED_NOTE if calibrated else UNCALIBRATED_NOTE}; within 0.10 of the threshold "
         "the report calls a score close, within 0.25 a moderate margin.</p>",
-        f"<h3>Heatmaps</h3><div class='legendbar'><span>0</span><img alt='colour scale' "
+        f"<h3>Heatmaps</h3><div class='legendbar'><span>0</span><img alt='{_e(_scale_words(cmap))}' "
         f"src='{_colour_bar(cmap)}'><span>1</span></div><p>Each overlay is one explanation method's map of "
-        "the evidence for <i>fake</i> (the fake log-odds), mapped exactly onto the original pixels "
-        "and scaled "
-        "to 0–1 within the pixels the model saw (the colour bar: dark blue = none, dark red = the map's "
-        "peak). Colour is relative to each map's own maximum, so compare where maps point, not how red they "
-        "are; a map flagged <i>flat</i> is near-uniform and shows no location (its overlay is drawn greyed). "
-        "Pixels the model never saw "
+        "the evidence for <i>fake</i> (the fake log-odds), mapped exactly onto the original pixels and "
+        f"scaled to 0–1 within the pixels the model saw (the colour bar: {low} = none, {high} = the map's "
+        "peak). Colour is relative to each map's own maximum, so compare where maps point, not how "
+        "strongly coloured they are; a map flagged <i>flat</i> is near-uniform and shows no location (its "
+        "overlay is drawn greyed). Pixels the model never saw "
         f"(e.g. outside a centre crop) are dimmed.{agnostic_words}</p>",
         "<h3>Robustness badge</h3><p>The image and four transformed views (horizontal flip, rotation by 15°, "
         "scale 0.8 and a 10 % shift, black fill) are explained as one batch. A trustworthy map moves with "
@@ -877,6 +908,8 @@ def render_report(
     """
     if not len(analyses) == len(images) == len(names):
         raise ValueError(f"{len(analyses)} analyses, {len(images)} images and {len(names)} names")
+    if cmap not in CMAP_ENDS:
+        raise ConfigError(f"unknown colormap {cmap!r} (choose from {', '.join(CMAP_ENDS)})")
     if image_info is not None and len(image_info) != len(analyses):
         raise ValueError(f"{len(image_info)} image_info entries for {len(analyses)} analyses")
     if face_verdicts is not None and len(face_verdicts) != len(analyses):

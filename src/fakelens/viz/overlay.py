@@ -21,7 +21,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from PIL import Image
 
-from fakelens.constants import CMAPS  # re-exported: its home imports nothing, for the CLI's --help
+from fakelens.constants import (
+    CMAP_ENDS,
+    CMAPS,  # re-exported: its home imports nothing, for the CLI's --help
+)
 from fakelens.errors import ConfigError
 
 
@@ -193,15 +196,16 @@ PNG_COMPRESS_LEVEL = 3
 Pillow's default 6, 4.2 s and 11.5 MB (level 1: 0.8 s, 13.6 MB)."""
 
 
-def overlay_text(model: str, method: str, *, flat: bool = False) -> dict[str, str]:
+def overlay_text(model: str, method: str, *, flat: bool = False, cmap: str = "jet") -> dict[str, str]:
     """What an overlay PNG says of itself (PNG text chunks): a file shared on its own keeps its legend."""
     from fakelens import __version__
     from fakelens.explain.engine import class_agnostic
 
     what = "where the model is active (class-agnostic)" if class_agnostic(method) else "evidence for 'fake'"
+    low, high = CMAP_ENDS[cmap]
     return {
         "Title": f"{method} heatmap of {model}",
-        "Description": f"overlay of {what}: dark blue = none, dark red = this map's own peak (colour is a "
+        "Description": f"overlay of {what}: {low} = none, {high} = this map's own peak (colour is a "
         "share of each map's maximum: compare where maps point, not how red they are)"
         + ("; flat: near-uniform, it points nowhere" if flat else ""),
         "Software": f"fakelens {__version__}",

@@ -351,7 +351,7 @@
     toggle.textContent = state.full ? "fit to view" : "full size";
     toggle.setAttribute("aria-pressed", String(state.full));
     $("zoom-note").textContent = enlarged ? `shown ${k}× (pixels enlarged)`
-      : shrunk ? `shown at ${shown}\u00a0%`
+      : shrunk ? `image scaled to ${shown}\u00a0%`
       : state.full ? `${shown < 100 ? `the preview at its own pixels (${shown}\u00a0% of the original)` : "full size (100\u00a0%)"}: scroll to see all of it`
       : "";
   }
@@ -616,18 +616,20 @@
       if (!page.items.length && !before) list.append(el("li", { class: "empty-row", text: "no analyses yet" }));
       for (const a of page.items) {
         const name = a.image.filename || a.id;
-        const li = el("li", { "data-id": a.id, tabindex: "0", role: "button" },
+        // a list item holding a real button: the list keeps its meaning for screen readers
+        const open = el("button", { type: "button", class: "hitem" },
           el("span", { class: "hname", title: `${name} · ${a.created_at} · ${a.id}` },
             el("span", { text: name }),
             el("span", { class: "hwhen", text: `${when(a.created_at)} · p ${num(a.score, 2)}` })),
           // the short word here (the whole qualifier on hover): the name, time and score keep their room
           el("span", { class: `pill ${verdictClass(a)}`, text: a.blank ? "no verdict" : a.verdict, title: verdictText(a) }));
-        onActivate(li, () => show(a).then(revealResult).catch((err) => setStatus(err.message, "error")));
-        list.append(li);
+        open.addEventListener("click", () => show(a).then(revealResult).catch((err) => setStatus(err.message, "error")));
+        list.append(el("li", { "data-id": a.id }, open));
       }
       if (page.next_before) {
-        const more = el("li", { class: "more-row", tabindex: "0", role: "button", text: "older analyses…" });
-        onActivate(more, () => { more.remove(); loadHistoryPage(list, page.next_before, gen); });
+        const older = el("button", { type: "button", class: "hitem", text: "older analyses…" });
+        const more = el("li", { class: "more-row" }, older);
+        older.addEventListener("click", () => { more.remove(); loadHistoryPage(list, page.next_before, gen); });
         list.append(more);
       }
     } catch (err) {
