@@ -203,6 +203,7 @@ def test_method_options_reach_heatmaps_and_badges(
         (["{ok}", "--model", "nope"], "unknown model 'nope'"),
         (["{ok}", "--model", "tiny-cnn", "--report", "{folder}"], "must be a file"),
         (["--model", "tiny-cnn"], "no images given"),
+        (["{ok}", "--model", "tiny-cnn", "--cmap", "plasma"], "unknown colormap 'plasma'"),
     ],
 )
 def test_user_errors_are_one_line_and_write_nothing(
@@ -303,3 +304,22 @@ def test_names_duplicates_and_blank_images_in_the_table(
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "IMG[final].png" in text and "tiny-cnn-2" in text and "no verdict" in text
+
+
+def test_the_colormap_reaches_the_overlays_and_the_report(tmp_path: Path, photos: list[Path]) -> None:
+    """--cmap viridis for a colour-blind reader: the overlay PNGs are drawn with it and say so, and the
+    report's legend names its colours."""
+    report, out = tmp_path / "r.html", tmp_path / "out"
+    argv = [str(photos[0]), "--model", "tiny-cnn", "-m", "gradcam", "--no-robustness", "--no-faces"]
+    res = runner.invoke(
+        app, ["analyze", *argv, "--cmap", "viridis", "--report", str(report), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    png = Image.open(out / "wide.tiny-cnn.gradcam.png")
+    assert "dark purple = none, yellow" in png.info["Description"]
+    text = report.read_text(encoding="utf-8")
+    assert "colour bar: dark purple = none, yellow = the map's peak" in text and "dark blue" not in text
+    rgb = np.asarray(png.convert("RGB"), dtype=np.int32)
+    jet = tmp_path / "jet"
+    assert runner.invoke(app, ["analyze", *argv, "--out", str(jet)]).exit_code == 0
+    assert np.abs(rgb - np.asarray(Image.open(jet / "wide.tiny-cnn.gradcam.png").convert("RGB"))).max() > 20

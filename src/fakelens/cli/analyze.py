@@ -32,7 +32,7 @@ from fakelens.cli.common import (
     warn_untrained,
 )
 from fakelens.cli.explain import demo_images
-from fakelens.constants import DEFAULT_MAX_TILES
+from fakelens.constants import CMAPS, DEFAULT_MAX_TILES
 from fakelens.errors import ConfigError, ImageError
 from fakelens.io import atomic_write_text, load_image, sha256_file
 
@@ -147,6 +147,13 @@ def analyze_cmd(
         ),
     ] = True,
     title: Annotated[str | None, typer.Option(help="Title of the HTML report.")] = None,
+    cmap: Annotated[
+        str,
+        typer.Option(
+            help=f"Colormap of the overlays and the report: {', '.join(CMAPS)} (viridis, inferno and magma "
+            "read evenly and survive colour blindness and greyscale printing; jet is the field's habit)."
+        ),
+    ] = "jet",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     set_: MethodOptions = None,
@@ -166,6 +173,8 @@ def analyze_cmd(
     from fakelens.face_verdicts import face_verdicts
     from fakelens.models.ensemble import Ensemble
 
+    if cmap not in CMAPS:
+        fail(f"unknown colormap {cmap!r} (choose from {', '.join(CMAPS)})")
     methods = split_csv(method) or DEFAULT_METHODS.split(",")
     check_method_names(methods)
     options = parse_options(set_ or [], methods)
@@ -251,10 +260,11 @@ def analyze_cmd(
                 else "not checked (--no-robustness)",
             },
             image_info=[{"file": str(p), "sha256": h} for p, h in zip(paths, hashes, strict=True)],
+            cmap=cmap,
         )
         atomic_write_text(report, text)
     if out is not None:
-        _write_out(out, paths, imgs, analyses, payload)
+        _write_out(out, paths, imgs, analyses, payload, cmap)
     if json_out:
         print_json(payload)
         return
@@ -292,7 +302,12 @@ def _load_all(paths: list[Path]) -> list[Image.Image]:
 
 
 def _write_out(
-    out: Path, paths: list[Path], imgs: list[Any], analyses: list[Analysis], payload: dict[str, Any]
+    out: Path,
+    paths: list[Path],
+    imgs: list[Any],
+    analyses: list[Analysis],
+    payload: dict[str, Any],
+    cmap: str = "jet",
 ) -> None:
     from fakelens.viz.overlay import overlay_text, save_overlays
 
@@ -307,9 +322,9 @@ def _write_out(
             for meth, h in m.heatmaps.items():
                 name = f"{stem}.{m.name}.{meth}.png"
                 maps[out / name] = (h.map, h.valid)
-                text[out / name] = overlay_text(m.name, meth, flat=bool(h.summary.get("flat")))
+                text[out / name] = overlay_text(m.name, meth, flat=bool(h.summary.get("flat")), cmap=cmap)
                 files[f"{m.name}/{meth}"] = name
-        save_overlays(img, maps, text=text)
+        save_overlays(img, maps, cmap=cmap, text=text)
         rec["files"] = files
     atomic_write_text(out / "analysis.json", json.dumps(payload, indent=2))
 
