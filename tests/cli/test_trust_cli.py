@@ -210,3 +210,26 @@ def test_an_interrupted_run_says_how_to_go_on(
     monkeypatch.setattr(runner_mod, "run_trust", interrupted)
     res = runner.invoke(app, _args(photos[0], tmp_path / "o", "-m", "gradcam"))
     assert res.exit_code == 130 and "rerun the same command to go on" in " ".join(res.output.split())
+
+
+def test_a_second_run_with_other_methods_reports_only_what_it_asked_for(
+    tmp_path: Path, photos: tuple[Path, Path]
+) -> None:
+    """A resume into the same --out with another -m ranked the earlier run's methods too, while "Made with"
+    named only the new one: the report must be reproducible from its own command line."""
+    out = tmp_path / "o"
+    assert runner.invoke(app, _args(photos[0], out, "--limit", "2", "-m", "gradcam")).exit_code == 0
+    res = runner.invoke(app, _args(photos[0], out, "--limit", "1", "-m", "layercam"))
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"] == ["layercam"] and summary["images"] == 1
+    assert [o["method"] for o in summary["recommendation"]["order"]] == ["layercam"]
+    assert "--methods layercam" in summary["command"]
+    assert summary["left_out"] == {"candidates": ["gradcam@net.features.3"], "images": 1}
+    said = " ".join(res.output.split())
+    assert "also holds methods gradcam@net.features.3 and 1 other image(s)" in said
+    assert "gradcam" not in (out / "report.md").read_text().split("Made with")[1].split("## Ranked")[1]
+    # the earlier records stay on disk: asking for gradcam again resumes it, nothing recomputed
+    res = runner.invoke(app, [*_args(photos[0], out, "--limit", "2", "-m", "gradcam"), "--json"])
+    again = json.loads(res.stdout)
+    assert again["methods"] == ["gradcam"] and again["images"] == 2

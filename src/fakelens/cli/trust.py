@@ -221,6 +221,10 @@ def trust_cmd(
         return
     for key, why in run.skipped_images.items():
         warn(f"skipped {key}: {why}")
+    from fakelens.trust.report import left_out_note
+
+    if note := left_out_note(run.summary.get("left_out", {})):
+        warn(note)
     console.print(run.summary["recommendation"]["text"], highlight=False, soft_wrap=True)
     console.print(
         f"{run.summary['images']} images; wrote records.csv, report.md, summary.json, plots/ and "

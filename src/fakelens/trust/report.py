@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,16 @@ from fakelens.trust.criteria import Criteria
 from fakelens.trust.gallery import prune_cases, select_cases, write_gallery
 from fakelens.trust.records import DONE, Record
 
-__all__ = ["FAMILIES", "Metric", "aggregate", "rank", "recommend", "write_report"]
+__all__ = [
+    "FAMILIES",
+    "Metric",
+    "aggregate",
+    "case_files",
+    "left_out_note",
+    "rank",
+    "recommend",
+    "write_report",
+]
 
 Candidate = tuple[str, str]  # (method, layer)
 
@@ -812,6 +821,26 @@ def _cases(records: Sequence[Record]) -> list[dict[str, Any]]:
     return out
 
 
+def case_files(records: Iterable[Record]) -> set[str]:
+    """The gallery strips (file names in ``cases/``) that ``records`` point at."""
+    return {c["file"] for c in _cases(list(records))}
+
+
+def left_out_note(left: dict[str, Any]) -> str:
+    """One sentence on the records in the folder that this report leaves out ('' if none)."""
+    parts = []
+    if left.get("candidates"):
+        parts.append(f"methods {', '.join(left['candidates'])}")
+    if left.get("images"):
+        parts.append(f"{left['images']} other image(s)")
+    if not parts:
+        return ""
+    return (
+        f"records.csv also holds {' and '.join(parts)} from an earlier run into this folder, not asked for "
+        "by this command: they are left out of this report (and kept for a resume)."
+    )
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
         return None
@@ -828,9 +857,12 @@ def write_report(
     run_info: dict[str, Any],
     config: Any,
     info: dict[str, Any] | None = None,
+    *,
+    keep_cases: Collection[str] = (),
 ) -> dict[str, Any]:
     """Write ``summary.json``, ``report.md``, ``plots/*.png`` and ``gallery.html`` into ``out``; return the
-    summary."""
+    summary. ``records``: what the report covers; ``keep_cases``: strips in ``cases/`` to keep although the
+    report does not show them (those of records in the folder that this report leaves out)."""
     info = info or {}
     criteria: Criteria = config.criteria
     agg = aggregate(records)
@@ -872,13 +904,15 @@ def write_report(
         "controls": ctl_json,
         "skipped_images": info.get("skipped_images", {}),
         "skipped_methods": info.get("skipped_methods", {}),
+        "left_out": info.get("left_out", {"candidates": [], "images": 0}),
         "criteria": criteria.to_dict(),
         "plots": [str(p.relative_to(out)) for p in made],
     }
     cases = _cases(records)
     gallery = write_gallery(out, cases, summary, plots=made)
     if (out / "cases").is_dir():
-        prune_cases(out / "cases", select_cases(cases))
+        keep = select_cases(cases) + [{"file": f} for f in keep_cases]
+        prune_cases(out / "cases", keep)
     summary["gallery"] = str(gallery.relative_to(out))
     controls = ", ".join(f for f in config.fills if f != "black")
     md = [
@@ -890,6 +924,9 @@ def write_report(
     ]
     if run_info.get("command"):
         md += ["Made with:", "", "```", str(run_info["command"]), "```", ""]
+    note = left_out_note(summary["left_out"])
+    if note:
+        md += [note, ""]
     md += [
         "## Recommendation",
         "",

@@ -602,7 +602,8 @@ def run_trust(
 ) -> TrustRun:
     """Run the benchmark over ``items`` and write ``out``: ``records.csv``, ``run.json``, ``summary.json``,
     ``report.md``, ``plots/*.png``, ``cases/*.png`` and ``gallery.html``. Resumable (see
-    :class:`RecordFile`)."""
+    :class:`RecordFile`). The report covers this call's methods, layers and images only; records of others
+    already in ``out`` are kept, named in ``summary["left_out"]``, and not ranked."""
     from fakelens.trust.report import write_report
 
     require_detector(detector, "the trust benchmark")
@@ -706,9 +707,34 @@ def run_trust(
             run.evaluated += 1
             if progress:
                 progress(1, item.path.name)
-        info = {"skipped_images": run.skipped_images, "skipped_methods": run.skipped_methods}
-        run.summary = write_report(out, read_records(out / "records.csv"), run_info, cfg, info)
+        # the report covers what this command asked for, so that its "Made with" line reproduces it: records
+        # of other methods, layers or images (an earlier run into this folder) stay on disk for a resume
+        pairs = {(m, "+".join(ls or detector.cam_layers)) for ls in layer_sets for m in layered}
+        pairs |= {(m, INPUT_LAYER) for m in free}
+        keys = {it.key for it in todo}
+        shown: list[Record] = []
+        rest: list[Record] = []
+        for r in read_records(out / "records.csv"):
+            (shown if (r.method, r.layer) in pairs and r.image in keys else rest).append(r)
+        info: dict[str, Any] = {
+            "skipped_images": run.skipped_images,
+            "skipped_methods": run.skipped_methods,
+            "left_out": left_out(rest, pairs, keys),
+        }
+        from fakelens.trust.report import case_files
+
+        run.summary = write_report(out, shown, run_info, cfg, info, keep_cases=case_files(rest))
         return run
+
+
+def left_out(records: Sequence[Record], pairs: set[tuple[str, str]], keys: set[str]) -> dict[str, Any]:
+    """What ``records`` (finished groups the report leaves out) hold that this command did not ask for: the
+    (method, layer) candidates as ``method@layer``, and the number of other images."""
+    done = [r for r in records if r.metric == DONE]
+    return {
+        "candidates": sorted({f"{r.method}@{r.layer}" for r in done if (r.method, r.layer) not in pairs}),
+        "images": len({r.image for r in done if r.image not in keys}),
+    }
 
 
 def with_methods(config: TrustConfig, methods: Sequence[str]) -> TrustConfig:
