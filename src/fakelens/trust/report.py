@@ -76,6 +76,7 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("corner_argmax_rate", "corner-peak rate", False, True),
         Metric("corner_mass", "corner mass", False, True),
         Metric("corner_chance", "chance rate", None, True),
+        Metric("corner_threshold", "flagged above", None, True),
     ),
     "flatness": (
         Metric("flat_rate", "flat maps", False, True),
@@ -113,7 +114,9 @@ FAMILY_NOTES = {
     "border": "Black-fill views with some fill (maps with no positive mass left out: see flatness). A method "
     "that puts more mass on the fill than the fill's area reads the fill, not the image.",
     "corners": "Share of maps (all black-fill views, every image; maps with no positive mass left out) whose "
-    "peak is in a corner cell (one feature stride). Far above chance = degenerate maps.",
+    "peak is in a corner cell (one feature stride). Far above chance = degenerate maps. Flagged above: the "
+    "rate at which corner-peaks fires (odds 3× those at chance, and over 25 %); 100 % = the check has no "
+    "power on this grid (every cell is a corner cell).",
     "flatness": "Untransformed images. Flat maps are reported, not stretched.",
     "localisation": "Against the ground-truth masks (original pixel grid; pointing game with tolerance).",
     "faithfulness": "Fake probability while deleting / inserting pixels in the map's order (trapezoid AUC); "
@@ -225,6 +228,19 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
             row["eq_worst"] = {"mean": pt[worst], "ci": math.nan, "n": len(pt), "transform": worst}  # type: ignore[dict-item]
         out[c] = row
     return out
+
+
+def add_corner_thresholds(
+    agg: dict[Candidate, dict[str, dict[str, float]]], criteria: Criteria
+) -> dict[Candidate, dict[str, dict[str, float]]]:
+    """``agg`` with each candidate's ``corner_threshold`` (:meth:`Criteria.corner_threshold` of its chance
+    rate): the corner-peak rate its flag needs, 1 where the check has no power on its grid."""
+    for a in agg.values():
+        ch = a.get("corner_chance")
+        if ch is not None and not math.isnan(float(ch["mean"])):
+            th = criteria.corner_threshold(float(ch["mean"]))
+            a["corner_threshold"] = {"mean": th, "ci": math.nan, "n": ch["n"]}
+    return agg
 
 
 def _value(agg: dict[str, dict[str, float]], key: str) -> float:
@@ -345,9 +361,16 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
     bm, ff = _value(a, "border_mass"), _value(a, "fill_fraction")
     if not math.isnan(bm):
         parts.append(f"puts {_fmt_pct(bm)} of its mass on black fill (fill area {_fmt_pct(ff)})")
-    cr, ch = _value(a, "corner_argmax_rate"), _value(a, "corner_chance")
+    cr, ch, th = _value(a, "corner_argmax_rate"), _value(a, "corner_chance"), _value(a, "corner_threshold")
     if not math.isnan(cr):
-        parts.append(f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)})")
+        if th >= 1.0:
+            parts.append(
+                f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)}: every cell of this "
+                "grid is a corner cell, so the corner check has no power here)"
+            )
+        else:
+            above = "" if math.isnan(th) else f", flagged above {_fmt_pct(th)}"
+            parts.append(f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)}{above})")
     fl = _value(a, "flat_rate")
     if not math.isnan(fl):
         parts.append(f"{_fmt_pct(fl)} of its maps are flat")
@@ -865,7 +888,7 @@ def write_report(
     report does not show them (those of records in the folder that this report leaves out)."""
     info = info or {}
     criteria: Criteria = config.criteria
-    agg = aggregate(records)
+    agg = add_corner_thresholds(aggregate(records), criteria)
     images = sorted({r.image for r in records if r.metric == DONE})
     methods = sorted({r.method for r in records if r.metric == DONE})
     rec = recommend(agg, criteria, info.get("skipped_methods"))
