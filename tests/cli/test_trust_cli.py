@@ -233,3 +233,25 @@ def test_a_second_run_with_other_methods_reports_only_what_it_asked_for(
     res = runner.invoke(app, [*_args(photos[0], out, "--limit", "2", "-m", "gradcam"), "--json"])
     again = json.loads(res.stdout)
     assert again["methods"] == ["gradcam"] and again["images"] == 2
+
+
+def test_a_run_that_evaluated_no_image_is_an_error(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    """A manifest whose only mask is missing gave 'No method produced records.', an empty report and exit 0;
+    a mask of another aspect ratio (found only when read) did the same."""
+    imgs, _ = photos
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label,mask_path\n{imgs / 'p0.png'},fake,masks/nosuch.png\n")
+    args = [a for a in _args(imgs, tmp_path / "o", "-m", "gradcam") if a not in ("--images", str(imgs))]
+    res = runner.invoke(app, [*args, "--manifest", str(manifest)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in said, res.output
+    assert f"none of the 1 image(s) can be read: {imgs / 'p0.png'}: its mask" in said
+    assert "nosuch.png: file not found" in said and not (tmp_path / "o").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    Image.new("L", (40, 10), 255).save(bad / "p0.png")  # p0 is 56 × 40
+    res = runner.invoke(
+        app, _args(imgs, tmp_path / "o2", "-m", "gradcam", "--limit", "1", "--masks", str(bad))
+    )
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "no image could be evaluated" in said and "another aspect ratio" in said

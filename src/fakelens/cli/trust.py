@@ -216,6 +216,10 @@ def trust_cmd(
             )
     if run.summary["recommendation"]["method"] is None and run.skipped_methods:  # nothing could run
         fail("no method could run: " + "; ".join(f"{m}: {why}" for m, why in run.skipped_methods.items()))
+    if not run.summary["images"]:  # every image skipped (read or decoded badly, its mask unusable)
+        reasons = "; ".join(f"{k}: {why}" for k, why in list(run.skipped_images.items())[:3])
+        more = f" (and {len(run.skipped_images) - 3} more)" if len(run.skipped_images) > 3 else ""
+        fail(f"no image could be evaluated, nothing to report: {reasons or 'no records'}{more}")
     if json_out:
         print_json(run.summary)
         return

@@ -586,9 +586,16 @@ def _check_run(out: Path, detector: Detector, weights: str, config: TrustConfig)
 
 def unreadable_items(items: Sequence[TrustItem]) -> dict[str, str]:
     """The items that cannot be images, by key, with the reason (as ``load_image`` words it, without the
-    path): missing files, pipes, and files whose first bytes are no image format we read (a header check:
-    nothing is decoded, so this is cheap up front)."""
-    return {it.key: why for it in items if (why := header_problem(it.path)) is not None}
+    path): missing files, pipes, and files whose first bytes are no image format we read — or the same of
+    the item's mask, named (a header check: nothing is decoded, so this is cheap up front)."""
+    out: dict[str, str] = {}
+    for it in items:
+        why = header_problem(it.path)
+        if why is None and it.mask is not None and (mask_why := header_problem(it.mask)) is not None:
+            why = f"its mask {it.mask}: {mask_why}"
+        if why is not None:
+            out[it.key] = why
+    return out
 
 
 def run_trust(
