@@ -255,3 +255,15 @@ def test_a_run_that_evaluated_no_image_is_an_error(tmp_path: Path, photos: tuple
     )
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "no image could be evaluated" in said and "another aspect ratio" in said
+
+
+def test_a_manifest_that_is_no_csv_is_one_line(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    """An image passed as --manifest raised a UnicodeDecodeError traceback from the CSV reader."""
+    image = photos[0] / "p0.png"
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"\x00\xff\xfe" * 50)
+    for manifest, words in ((image, "is an image, not a CSV manifest"), (binary, "is not a CSV manifest")):
+        res = runner.invoke(app, ["--model", "tiny-cnn", "--manifest", str(manifest), "--out", str(tmp_path)])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and f"{manifest} {words}" in said, res.output
+        assert "Traceback" not in said and isinstance(res.exception, SystemExit)

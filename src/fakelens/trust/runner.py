@@ -161,6 +161,32 @@ def _find_mask(stem: str, index: dict[str, Path], *, same_stem: bool = True) -> 
     return next((index[n] for n in sorted(names) if n in index), None)
 
 
+def _read_manifest(manifest: Path) -> list[TrustItem]:
+    """The rows of a CSV manifest ``path[,label][,mask_path]`` (paths relative to it); a file that is no
+    UTF-8 CSV text (an image passed as --manifest) is one :class:`ConfigError` naming it."""
+    root = manifest.parent
+    items: list[TrustItem] = []
+    try:
+        with manifest.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise ConfigError(f"{manifest}: a manifest needs a 'path' column (got {reader.fieldnames})")
+            for row in reader:
+                p = root / row["path"]
+                mp = (row.get("mask_path") or "").strip()
+                items.append(TrustItem(p, root / mp if mp else None, (row.get("label") or None)))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        what = (
+            "an image, not a CSV manifest (pass images with --images)"
+            if header_problem(manifest) is None
+            else f"not a CSV manifest ({exc.reason if isinstance(exc, UnicodeDecodeError) else exc})"
+        )
+        raise ConfigError(
+            f"{manifest} is {what}: a manifest is UTF-8 CSV text with columns path[,label][,mask_path]"
+        ) from None
+    return items
+
+
 def discover_items(
     images: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
     *,
@@ -178,15 +204,7 @@ def discover_items(
     if manifest is not None:
         if not manifest.is_file():
             raise ConfigError(f"no such manifest: {manifest}")
-        root = manifest.parent
-        with manifest.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise ConfigError(f"{manifest}: a manifest needs a 'path' column (got {reader.fieldnames})")
-            for row in reader:
-                p = root / row["path"]
-                mp = (row.get("mask_path") or "").strip()
-                items.append(TrustItem(p, root / mp if mp else None, (row.get("label") or None)))
+        items += _read_manifest(manifest)
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     paths: list[Path] = []
