@@ -6,8 +6,9 @@ black-fill views), border (mass on the fill minus the fill's area), corners (rat
 inputs), flatness (rate of flat maps), localisation (pixel AUROC: the pointing game saturates on small
 images and ties), faithfulness (ROAD: its imputation keeps the deleted pixels in distribution, where a blurred
 or black patch can itself read as a forgery to an artifact detector) and randomisation (mean |Spearman| after
-randomising every layer). The recommendation ranks (method, layer) candidates by their mean rank over the
-families, unflagged candidates first (flags: :class:`~fakelens.trust.criteria.Criteria`).
+randomising every layer). The recommendation orders (method, layer) candidates by their number of flags
+(unflagged first, then the fewest; flags: :class:`~fakelens.trust.criteria.Criteria`), then by their mean rank
+over the families.
 """
 
 from __future__ import annotations
@@ -465,16 +466,18 @@ def family_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str
 
 
 def overall_table(agg: dict[Candidate, dict[str, dict[str, float]]], rec: dict[str, Any]) -> str:
-    """How the pick is made, in one table: candidates without flags first, then by their mean rank over the
-    metric families (ties averaged), with each family's rank and the flags."""
+    """How the pick is made, in one table: candidates without flags first, then those with the fewest
+    flags, each group by their mean rank over the metric families (ties averaged), with each family's rank
+    and the flags."""
     ranks = _family_ranks(agg)
     fams = list(ranks)
     head = ["#", "method", "layer", "mean rank", *fams, "flags"]
     lines = [
         "### Overall",
         "",
-        "The pick: methods without flags first, then the lowest mean rank over the families (1 = best in a "
-        "family; equal values share their rank).",
+        "The pick: methods without flags first, then those with the fewest flags; among equal numbers of "
+        "flags, the lowest mean rank over the families (1 = best in a family; equal values share their "
+        "rank).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
