@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from fakelens.trust.criteria import DEFAULT_CRITERIA
 from fakelens.trust.report import overall_table, recommend
 
@@ -27,3 +29,14 @@ def test_the_overall_table_says_fewer_flags_come_before_a_better_mean_rank() -> 
     assert flags == {"one": 1, "two": 2} and [o["method"] for o in rec["order"]] == ["one", "two"]
     text = " ".join(overall_table(agg, rec).split())
     assert "without flags first, then those with the fewest flags" in text
+
+
+@pytest.mark.parametrize(
+    ("rs", "verb"),
+    [(0.05, "collapse"), (0.2, "collapse"), (0.48, "weaken"), (0.5, "weaken"), (0.51, "survive")],
+)
+def test_randomisation_wording_matches_its_criterion(rs: float, verb: str) -> None:
+    """|Spearman| 0.48 (a curve that rises from 0.13) was called a collapse; the flag fires above 0.5."""
+    rec = recommend({("m", "l"): _agg(rand_spearman=rs)}, DEFAULT_CRITERIA)
+    assert f"its maps {verb}" in rec["text"]
+    assert ("ignores-weights" in rec["flags"]["m@l"]) is (verb == "survive")

@@ -312,7 +312,7 @@ def recommend(
     order = sorted(agg, key=lambda c: (len(flags[c]) > 0, len(flags[c]), mr[c], c))
     best = order[0]
     a = agg[best]
-    text = _sentence(best, a, flags[best])
+    text = _sentence(best, a, flags[best], criteria)
     bad = [c for c in order if flags[c] and c != best]
     if bad:
         avoid = "; ".join(f"{m} on {lay} ({'; '.join(flags[(m, lay)].values())})" for m, lay in bad[:6])
@@ -344,7 +344,13 @@ MIN_FAITHFUL_GAP = 0.01
 barely depends on which pixels the map ranks first, whatever the interval says."""
 
 
-def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str]) -> str:
+RANDOMISATION_COLLAPSE = 0.2
+"""The |Spearman| with the fully randomised model's map that the recommendation calls a collapse: near 0, as
+the sanity check expects. Between it and ``Criteria.max_randomisation`` (0.5, where ``ignores-weights``
+fires) the maps weaken; above, they survive."""
+
+
+def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str], criteria: Criteria) -> str:
     m, layer = c
     parts: list[str] = []
     eq = _value(a, "eq_cosine")
@@ -408,7 +414,13 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
             parts.append(numbers)
     rs = _value(a, "rand_spearman")
     if not math.isnan(rs):
-        verb = "collapse" if rs <= 0.5 else "survive"
+        verb = (
+            "collapse"
+            if rs <= RANDOMISATION_COLLAPSE
+            else "weaken (but keep some of their pattern)"
+            if rs <= criteria.max_randomisation
+            else "survive"
+        )
         parts.append(f"its maps {verb} when the weights are randomised (|Spearman| {rs:.2f})")
     body = "; ".join(parts)
     if flags:
