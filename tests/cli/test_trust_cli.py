@@ -267,3 +267,12 @@ def test_a_manifest_that_is_no_csv_is_one_line(tmp_path: Path, photos: tuple[Pat
         said = " ".join(res.output.split())
         assert res.exit_code == 2 and f"{manifest} {words}" in said, res.output
         assert "Traceback" not in said and isinstance(res.exception, SystemExit)
+
+
+def test_help_lists_every_transform_family() -> None:
+    from fakelens.trust.transforms import TransformFamily
+
+    said = " ".join(runner.invoke(app, ["--help"]).output.replace("│", " ").split())
+    for name in ("standard", "quick", "badge", "exact"):
+        TransformFamily.named(name)  # accepted…
+        assert f"{name} (" in said, name  # …and documented with its size

@@ -97,7 +97,11 @@ def trust_cmd(
         Path, typer.Option("--out", "-o", help="Output folder (records, report, plots, gallery).")
     ] = Path("fakelens-trust"),
     transforms: Annotated[
-        str, typer.Option(help="Transform family: standard (21 views) or quick (8).")
+        str,
+        typer.Option(
+            help="Transform family: standard (21 views), quick (8), badge (the robustness badge's 4) or "
+            "exact (6 flips and quarter/half turns, pixel-exact on a square input); each plus the identity."
+        ),
     ] = "standard",
     fills: Annotated[
         str, typer.Option(help="Fills: black, plus mean/reflect as controls.")
