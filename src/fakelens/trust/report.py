@@ -66,6 +66,8 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("eq_iou", "top-10% IoU", True),
         Metric("eq_worst", "worst transform cosine", True),
         Metric("eq_gain", "gain over a still map", True, lowest=-1.0),
+        Metric("score_flip_rate", "views flipping the score's sign", None, True),
+        Metric("vanished_rate", "views whose map vanished", None, True),
     ),
     "border": (
         Metric("border_excess", "mass on fill − fill area", False, True, lowest=-1.0),
@@ -111,7 +113,11 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
 FAMILY_NOTES = {
     "equivariance": "Black-fill views; maps carried back by the exact inverse warp and compared on pixels "
     "valid in both. 1 = the map moves with the image. Gain over a still map: that cosine minus the one "
-    "without undoing the warp; near 0, the map stays put while the image moves (flag static).",
+    "without undoing the warp; near 0, the map stays put while the image moves (flag static). Views "
+    "flipping the score's sign: the share of views on which the model's explained score (fake log-odds by "
+    "default) has the other sign than on the image itself — the model changed its mind, so the map may "
+    "rightly change; views whose map vanished (no positive value left) count as cosine 0. Both tell a method "
+    "that does not move from a model that does not hold its verdict.",
     "border": "Black-fill views with some fill (maps with no positive mass left out: see flatness). A method "
     "that puts more mass on the fill than the fill's area reads the fill, not the image.",
     "corners": "Share of maps (all black-fill views, every image; maps with no positive mass left out) whose "
@@ -150,9 +156,12 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
     fills: dict[tuple[str, str, str, str, str], float] = {}
     empty: set[tuple[str, str, str, str, str]] = set()  # views whose map has no positive mass
     unmoored: set[tuple[str, str, str]] = set()  # maps empty on the image itself: no movement to judge
+    ident_score: dict[tuple[str, str, str], float] = {}  # the explained score on the image itself
     for r in recs:
         if r.metric == "fill_fraction":
             fills[(r.image, r.method, r.layer, r.transform, r.fill)] = r.value
+        elif r.metric == "score" and r.kind == "identity" and r.fill == "black":
+            ident_score[(r.image, r.method, r.layer)] = r.value
         elif r.metric == "peak_to_mean" and r.value == 0:
             empty.add((r.image, r.method, r.layer, r.transform, r.fill))
             if r.kind == "identity":
@@ -175,6 +184,11 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
             vals[c][r.metric][r.image].append(r.value)
             if r.metric == "eq_cosine":
                 per_transform[c][r.transform].append(r.value)
+                vals[c]["vanished_rate"][r.image].append(float(view in empty))
+        elif r.metric == "score" and black and r.kind != "identity":
+            s0 = ident_score.get((r.image, r.method, r.layer))
+            if s0 is not None and not math.isnan(s0) and not math.isnan(r.value):
+                vals[c]["score_flip_rate"][r.image].append(float((r.value > 0) != (s0 > 0)))
         elif r.metric in ("border_mass", "fill_fraction", "border_excess", "leak") and black:
             if fills.get(view, 0.0) > 0.01 and view not in empty:
                 vals[c]["leak_rate" if r.metric == "leak" else r.metric][r.image].append(r.value)
@@ -242,6 +256,36 @@ def add_corner_thresholds(
             th = criteria.corner_threshold(float(ch["mean"]))
             a["corner_threshold"] = {"mean": th, "ci": math.nan, "n": ch["n"]}
     return agg
+
+
+def score_flips(records: Iterable[Record]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per ``method@layer`` and image, the black-fill views on which the explained score has the other sign
+    than on the image itself (the model changed its mind): ``{"flipped", "views", "identity", "lowest",
+    "highest"}`` (scores as explained: fake log-odds by default); images without a flip left out."""
+    ident: dict[tuple[str, str, str], float] = {}
+    views: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in records:
+        if r.metric != "score" or r.fill != "black" or math.isnan(r.value):
+            continue
+        if r.kind == "identity":
+            ident[(r.method, r.layer, r.image)] = r.value
+        else:
+            views[(r.method, r.layer, r.image)].append(r.value)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (m, layer, image), xs in sorted(views.items()):
+        s0 = ident.get((m, layer, image))
+        if s0 is None:
+            continue
+        k = sum((x > 0) != (s0 > 0) for x in xs)
+        if k:
+            out.setdefault(f"{m}@{layer}", {})[image] = {
+                "flipped": k,
+                "views": len(xs),
+                "identity": s0,
+                "lowest": min(xs),
+                "highest": max(xs),
+            }
+    return out
 
 
 def _value(agg: dict[str, dict[str, float]], key: str) -> float:
@@ -365,6 +409,17 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
             else "does not reliably move with the image"
         )
         parts.append(f"it {moves} (equivariance cosine {eq:.2f} on average{worst})")
+        flips, gone = _value(a, "score_flip_rate"), _value(a, "vanished_rate")
+        if flips > 0 or gone > 0:
+            said = []
+            if flips > 0:
+                said.append(f"the explained score changes sign on {_fmt_pct(flips)} of the views")
+            if gone > 0:
+                said.append(f"the map vanishes on {_fmt_pct(gone)} (counted as cosine 0)")
+            parts.append(
+                f"{' and '.join(said)}: part of that is the model changing its mind, not the method (see "
+                "score_flips in summary.json)"
+            )
     bm, ff = _value(a, "border_mass"), _value(a, "fill_fraction")
     if not math.isnan(bm):
         parts.append(f"puts {_fmt_pct(bm)} of its mass on black fill (fill area {_fmt_pct(ff)})")
@@ -940,6 +995,7 @@ def write_report(
         "recommendation": rec,
         "families": family_tables(agg),
         "controls": ctl_json,
+        "score_flips": score_flips(records),
         "skipped_images": info.get("skipped_images", {}),
         "skipped_methods": info.get("skipped_methods", {}),
         "left_out": info.get("left_out", {"candidates": [], "images": 0}),
