@@ -210,3 +210,69 @@ def test_an_interrupted_run_says_how_to_go_on(
     monkeypatch.setattr(runner_mod, "run_trust", interrupted)
     res = runner.invoke(app, _args(photos[0], tmp_path / "o", "-m", "gradcam"))
     assert res.exit_code == 130 and "rerun the same command to go on" in " ".join(res.output.split())
+
+
+def test_a_second_run_with_other_methods_reports_only_what_it_asked_for(
+    tmp_path: Path, photos: tuple[Path, Path]
+) -> None:
+    """A resume into the same --out with another -m ranked the earlier run's methods too, while "Made with"
+    named only the new one: the report must be reproducible from its own command line."""
+    out = tmp_path / "o"
+    assert runner.invoke(app, _args(photos[0], out, "--limit", "2", "-m", "gradcam")).exit_code == 0
+    res = runner.invoke(app, _args(photos[0], out, "--limit", "1", "-m", "layercam"))
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"] == ["layercam"] and summary["images"] == 1
+    assert [o["method"] for o in summary["recommendation"]["order"]] == ["layercam"]
+    assert "--methods layercam" in summary["command"]
+    assert summary["left_out"] == {"candidates": ["gradcam@net.features.3"], "images": 1}
+    said = " ".join(res.output.split())
+    assert "also holds methods gradcam@net.features.3 and 1 other image(s)" in said
+    assert "gradcam" not in (out / "report.md").read_text().split("Made with")[1].split("## Ranked")[1]
+    # the earlier records stay on disk: asking for gradcam again resumes it, nothing recomputed
+    res = runner.invoke(app, [*_args(photos[0], out, "--limit", "2", "-m", "gradcam"), "--json"])
+    again = json.loads(res.stdout)
+    assert again["methods"] == ["gradcam"] and again["images"] == 2
+
+
+def test_a_run_that_evaluated_no_image_is_an_error(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    """A manifest whose only mask is missing gave 'No method produced records.', an empty report and exit 0;
+    a mask of another aspect ratio (found only when read) did the same."""
+    imgs, _ = photos
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label,mask_path\n{imgs / 'p0.png'},fake,masks/nosuch.png\n")
+    args = [a for a in _args(imgs, tmp_path / "o", "-m", "gradcam") if a not in ("--images", str(imgs))]
+    res = runner.invoke(app, [*args, "--manifest", str(manifest)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in said, res.output
+    assert f"none of the 1 image(s) can be read: {imgs / 'p0.png'}: its mask" in said
+    assert "nosuch.png: file not found" in said and not (tmp_path / "o").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    Image.new("L", (40, 10), 255).save(bad / "p0.png")  # p0 is 56 × 40
+    res = runner.invoke(
+        app, _args(imgs, tmp_path / "o2", "-m", "gradcam", "--limit", "1", "--masks", str(bad))
+    )
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "no image could be evaluated" in said and "another aspect ratio" in said
+
+
+def test_a_manifest_that_is_no_csv_is_one_line(tmp_path: Path, photos: tuple[Path, Path]) -> None:
+    """An image passed as --manifest raised a UnicodeDecodeError traceback from the CSV reader."""
+    image = photos[0] / "p0.png"
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"\x00\xff\xfe" * 50)
+    for manifest, words in ((image, "is an image, not a CSV manifest"), (binary, "is not a CSV manifest")):
+        res = runner.invoke(app, ["--model", "tiny-cnn", "--manifest", str(manifest), "--out", str(tmp_path)])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and f"{manifest} {words}" in said, res.output
+        assert "Traceback" not in said and isinstance(res.exception, SystemExit)
+
+
+def test_help_lists_every_transform_family() -> None:
+    from fakelens.trust.transforms import TransformFamily
+
+    said = " ".join(runner.invoke(app, ["--help"]).output.replace("│", " ").split())
+    for name in ("standard", "quick", "badge", "exact"):
+        TransformFamily.named(name)  # accepted…
+        assert f"{name} (" in said, name  # …and documented with its size

@@ -97,7 +97,11 @@ def trust_cmd(
         Path, typer.Option("--out", "-o", help="Output folder (records, report, plots, gallery).")
     ] = Path("fakelens-trust"),
     transforms: Annotated[
-        str, typer.Option(help="Transform family: standard (21 views) or quick (8).")
+        str,
+        typer.Option(
+            help="Transform family: standard (21 views), quick (8), badge (the robustness badge's 4) or "
+            "exact (6 flips and quarter/half turns, pixel-exact on a square input); each plus the identity."
+        ),
     ] = "standard",
     fills: Annotated[
         str, typer.Option(help="Fills: black, plus mean/reflect as controls.")
@@ -216,11 +220,19 @@ def trust_cmd(
             )
     if run.summary["recommendation"]["method"] is None and run.skipped_methods:  # nothing could run
         fail("no method could run: " + "; ".join(f"{m}: {why}" for m, why in run.skipped_methods.items()))
+    if not run.summary["images"]:  # every image skipped (read or decoded badly, its mask unusable)
+        reasons = "; ".join(f"{k}: {why}" for k, why in list(run.skipped_images.items())[:3])
+        more = f" (and {len(run.skipped_images) - 3} more)" if len(run.skipped_images) > 3 else ""
+        fail(f"no image could be evaluated, nothing to report: {reasons or 'no records'}{more}")
     if json_out:
         print_json(run.summary)
         return
     for key, why in run.skipped_images.items():
         warn(f"skipped {key}: {why}")
+    from fakelens.trust.report import left_out_note
+
+    if note := left_out_note(run.summary.get("left_out", {})):
+        warn(note)
     console.print(run.summary["recommendation"]["text"], highlight=False, soft_wrap=True)
     console.print(
         f"{run.summary['images']} images; wrote records.csv, report.md, summary.json, plots/ and "

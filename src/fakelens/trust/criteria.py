@@ -9,8 +9,9 @@ Each flag names a failure a person can check by eye in the gallery:
   scores a high cosine anyway); judged by the trust benchmark, not by the badge's four mild views;
 - ``leaks-into-fill``: on black-fill views the map puts more mass on the fill than the fill's area
   (``border mass > fill fraction + border_margin``) in more than ``max_leak_rate`` of the views;
-- ``corner-peaks``: the peak falls in a corner cell in more than ``max_corner_rate`` of the maps *and* more
-  than ``corner_factor`` times the chance rate — the method (or the model) has degenerated;
+- ``corner-peaks``: the peak falls in a corner cell in more than ``max_corner_rate`` of the maps *and* the
+  odds of a corner peak are more than ``corner_factor`` times the odds at chance — the method (or the model)
+  has degenerated (see :meth:`Criteria.corner_threshold`);
 - ``flat``: more than ``max_flat_rate`` of the maps are flat (no positive value or entropy > 0.995);
 - ``ignores-weights``: after the cascading randomisation the map still correlates with the original
   (``|Spearman| > max_randomisation``).
@@ -46,6 +47,23 @@ class Criteria:
     max_flat_rate: float = 0.25
     max_randomisation: float = 0.5
 
+    def corner_threshold(self, chance: float) -> float:
+        r"""The corner-peak rate above which ``corner-peaks`` fires, for a chance rate ``c`` (the corner
+        cells' share of the grid): an odds ratio of ``f = corner_factor`` over chance, and at least
+        ``max_corner_rate``:
+
+        .. math:: \frac{r}{1-r} > f \cdot \frac{c}{1-c} \iff r > \frac{f c}{1 - c + f c}, \qquad
+                  r > r_{\max}
+
+        For small ``c`` (a 14×14 grid: c = 2 %) this is about ``f·c`` as before, and with the 25 % floor
+        the same on any grid of 40 cells or more; unlike ``f·c`` it stays below 1 for every ``c < 1``, so
+        the check keeps its power on small grids (a 3×3 grid, a stride-32 CNN at 96 px: c = 44 %, threshold
+        71 %, where ``3·c`` = 133 % could never be reached). It is 1 — the check has no power — only where
+        every cell is a corner cell (a grid of at most 2×2 cells)."""
+        c = min(max(chance, 0.0), 1.0)
+        odds = 1.0 if c >= 1.0 else self.corner_factor * c / (1.0 - c + self.corner_factor * c)
+        return max(self.max_corner_rate, odds)
+
     def flags(self, s: dict[str, float]) -> dict[str, str]:
         """Flags for one method's aggregated numbers ``s`` (keys as in the ranking; missing keys are not
         judged), each with its reason in words."""
@@ -76,8 +94,11 @@ class Criteria:
             )
         rate = s.get("corner_argmax_rate")
         chance = s.get("corner_chance", 0.0)
-        if rate is not None and rate > self.max_corner_rate and rate > self.corner_factor * chance:
-            out["corner-peaks"] = f"peak in a corner cell in {rate:.0%} of the maps (chance {chance:.1%})"
+        if rate is not None and rate > self.corner_threshold(chance):
+            out["corner-peaks"] = (
+                f"peak in a corner cell in {rate:.0%} of the maps (chance {chance:.1%}, "
+                f"flagged above {self.corner_threshold(chance):.1%})"
+            )
         flat = s.get("flat_rate")
         if flat is not None and flat > self.max_flat_rate:
             out["flat"] = f"{flat:.0%} of the maps are flat"

@@ -6,8 +6,9 @@ black-fill views), border (mass on the fill minus the fill's area), corners (rat
 inputs), flatness (rate of flat maps), localisation (pixel AUROC: the pointing game saturates on small
 images and ties), faithfulness (ROAD: its imputation keeps the deleted pixels in distribution, where a blurred
 or black patch can itself read as a forgery to an artifact detector) and randomisation (mean |Spearman| after
-randomising every layer). The recommendation ranks (method, layer) candidates by their mean rank over the
-families, unflagged candidates first (flags: :class:`~fakelens.trust.criteria.Criteria`).
+randomising every layer). The recommendation orders (method, layer) candidates by their number of flags
+(unflagged first, then the fewest; flags: :class:`~fakelens.trust.criteria.Criteria`), then by their mean rank
+over the families.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,16 @@ from fakelens.trust.criteria import Criteria
 from fakelens.trust.gallery import prune_cases, select_cases, write_gallery
 from fakelens.trust.records import DONE, Record
 
-__all__ = ["FAMILIES", "Metric", "aggregate", "rank", "recommend", "write_report"]
+__all__ = [
+    "FAMILIES",
+    "Metric",
+    "aggregate",
+    "case_files",
+    "left_out_note",
+    "rank",
+    "recommend",
+    "write_report",
+]
 
 Candidate = tuple[str, str]  # (method, layer)
 
@@ -56,6 +66,8 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("eq_iou", "top-10% IoU", True),
         Metric("eq_worst", "worst transform cosine", True),
         Metric("eq_gain", "gain over a still map", True, lowest=-1.0),
+        Metric("score_flip_rate", "views flipping the score's sign", None, True),
+        Metric("vanished_rate", "views whose map vanished", None, True),
     ),
     "border": (
         Metric("border_excess", "mass on fill − fill area", False, True, lowest=-1.0),
@@ -67,6 +79,7 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
         Metric("corner_argmax_rate", "corner-peak rate", False, True),
         Metric("corner_mass", "corner mass", False, True),
         Metric("corner_chance", "chance rate", None, True),
+        Metric("corner_threshold", "flagged above", None, True),
     ),
     "flatness": (
         Metric("flat_rate", "flat maps", False, True),
@@ -100,11 +113,17 @@ FAMILIES: dict[str, tuple[Metric, ...]] = {
 FAMILY_NOTES = {
     "equivariance": "Black-fill views; maps carried back by the exact inverse warp and compared on pixels "
     "valid in both. 1 = the map moves with the image. Gain over a still map: that cosine minus the one "
-    "without undoing the warp; near 0, the map stays put while the image moves (flag static).",
+    "without undoing the warp; near 0, the map stays put while the image moves (flag static). Views "
+    "flipping the score's sign: the share of views on which the model's explained score (fake log-odds by "
+    "default) has the other sign than on the image itself — the model changed its mind, so the map may "
+    "rightly change; views whose map vanished (no positive value left) count as cosine 0. Both tell a method "
+    "that does not move from a model that does not hold its verdict.",
     "border": "Black-fill views with some fill (maps with no positive mass left out: see flatness). A method "
     "that puts more mass on the fill than the fill's area reads the fill, not the image.",
     "corners": "Share of maps (all black-fill views, every image; maps with no positive mass left out) whose "
-    "peak is in a corner cell (one feature stride). Far above chance = degenerate maps.",
+    "peak is in a corner cell (one feature stride). Far above chance = degenerate maps. Flagged above: the "
+    "rate at which corner-peaks fires (odds 3× those at chance, and over 25 %); 100 % = the check has no "
+    "power on this grid (every cell is a corner cell).",
     "flatness": "Untransformed images. Flat maps are reported, not stretched.",
     "localisation": "Against the ground-truth masks (original pixel grid; pointing game with tolerance).",
     "faithfulness": "Fake probability while deleting / inserting pixels in the map's order (trapezoid AUC); "
@@ -137,9 +156,12 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
     fills: dict[tuple[str, str, str, str, str], float] = {}
     empty: set[tuple[str, str, str, str, str]] = set()  # views whose map has no positive mass
     unmoored: set[tuple[str, str, str]] = set()  # maps empty on the image itself: no movement to judge
+    ident_score: dict[tuple[str, str, str], float] = {}  # the explained score on the image itself
     for r in recs:
         if r.metric == "fill_fraction":
             fills[(r.image, r.method, r.layer, r.transform, r.fill)] = r.value
+        elif r.metric == "score" and r.kind == "identity" and r.fill == "black":
+            ident_score[(r.image, r.method, r.layer)] = r.value
         elif r.metric == "peak_to_mean" and r.value == 0:
             empty.add((r.image, r.method, r.layer, r.transform, r.fill))
             if r.kind == "identity":
@@ -162,6 +184,11 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
             vals[c][r.metric][r.image].append(r.value)
             if r.metric == "eq_cosine":
                 per_transform[c][r.transform].append(r.value)
+                vals[c]["vanished_rate"][r.image].append(float(view in empty))
+        elif r.metric == "score" and black and r.kind != "identity":
+            s0 = ident_score.get((r.image, r.method, r.layer))
+            if s0 is not None and not math.isnan(s0) and not math.isnan(r.value):
+                vals[c]["score_flip_rate"][r.image].append(float((r.value > 0) != (s0 > 0)))
         elif r.metric in ("border_mass", "fill_fraction", "border_excess", "leak") and black:
             if fills.get(view, 0.0) > 0.01 and view not in empty:
                 vals[c]["leak_rate" if r.metric == "leak" else r.metric][r.image].append(r.value)
@@ -215,6 +242,49 @@ def aggregate(records: Iterable[Record]) -> dict[Candidate, dict[str, dict[str, 
             worst = min(pt, key=lambda t: pt[t])
             row["eq_worst"] = {"mean": pt[worst], "ci": math.nan, "n": len(pt), "transform": worst}  # type: ignore[dict-item]
         out[c] = row
+    return out
+
+
+def add_corner_thresholds(
+    agg: dict[Candidate, dict[str, dict[str, float]]], criteria: Criteria
+) -> dict[Candidate, dict[str, dict[str, float]]]:
+    """``agg`` with each candidate's ``corner_threshold`` (:meth:`Criteria.corner_threshold` of its chance
+    rate): the corner-peak rate its flag needs, 1 where the check has no power on its grid."""
+    for a in agg.values():
+        ch = a.get("corner_chance")
+        if ch is not None and not math.isnan(float(ch["mean"])):
+            th = criteria.corner_threshold(float(ch["mean"]))
+            a["corner_threshold"] = {"mean": th, "ci": math.nan, "n": ch["n"]}
+    return agg
+
+
+def score_flips(records: Iterable[Record]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per ``method@layer`` and image, the black-fill views on which the explained score has the other sign
+    than on the image itself (the model changed its mind): ``{"flipped", "views", "identity", "lowest",
+    "highest"}`` (scores as explained: fake log-odds by default); images without a flip left out."""
+    ident: dict[tuple[str, str, str], float] = {}
+    views: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in records:
+        if r.metric != "score" or r.fill != "black" or math.isnan(r.value):
+            continue
+        if r.kind == "identity":
+            ident[(r.method, r.layer, r.image)] = r.value
+        else:
+            views[(r.method, r.layer, r.image)].append(r.value)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (m, layer, image), xs in sorted(views.items()):
+        s0 = ident.get((m, layer, image))
+        if s0 is None:
+            continue
+        k = sum((x > 0) != (s0 > 0) for x in xs)
+        if k:
+            out.setdefault(f"{m}@{layer}", {})[image] = {
+                "flipped": k,
+                "views": len(xs),
+                "identity": s0,
+                "lowest": min(xs),
+                "highest": max(xs),
+            }
     return out
 
 
@@ -286,7 +356,7 @@ def recommend(
     order = sorted(agg, key=lambda c: (len(flags[c]) > 0, len(flags[c]), mr[c], c))
     best = order[0]
     a = agg[best]
-    text = _sentence(best, a, flags[best])
+    text = _sentence(best, a, flags[best], criteria)
     bad = [c for c in order if flags[c] and c != best]
     if bad:
         avoid = "; ".join(f"{m} on {lay} ({'; '.join(flags[(m, lay)].values())})" for m, lay in bad[:6])
@@ -318,7 +388,13 @@ MIN_FAITHFUL_GAP = 0.01
 barely depends on which pixels the map ranks first, whatever the interval says."""
 
 
-def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str]) -> str:
+RANDOMISATION_COLLAPSE = 0.2
+"""The |Spearman| with the fully randomised model's map that the recommendation calls a collapse: near 0, as
+the sanity check expects. Between it and ``Criteria.max_randomisation`` (0.5, where ``ignores-weights``
+fires) the maps weaken; above, they survive."""
+
+
+def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str], criteria: Criteria) -> str:
     m, layer = c
     parts: list[str] = []
     eq = _value(a, "eq_cosine")
@@ -333,12 +409,30 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
             else "does not reliably move with the image"
         )
         parts.append(f"it {moves} (equivariance cosine {eq:.2f} on average{worst})")
+        flips, gone = _value(a, "score_flip_rate"), _value(a, "vanished_rate")
+        if flips > 0 or gone > 0:
+            said = []
+            if flips > 0:
+                said.append(f"the explained score changes sign on {_fmt_pct(flips)} of the views")
+            if gone > 0:
+                said.append(f"the map vanishes on {_fmt_pct(gone)} (counted as cosine 0)")
+            parts.append(
+                f"{' and '.join(said)}: part of that is the model changing its mind, not the method (see "
+                "score_flips in summary.json)"
+            )
     bm, ff = _value(a, "border_mass"), _value(a, "fill_fraction")
     if not math.isnan(bm):
         parts.append(f"puts {_fmt_pct(bm)} of its mass on black fill (fill area {_fmt_pct(ff)})")
-    cr, ch = _value(a, "corner_argmax_rate"), _value(a, "corner_chance")
+    cr, ch, th = _value(a, "corner_argmax_rate"), _value(a, "corner_chance"), _value(a, "corner_threshold")
     if not math.isnan(cr):
-        parts.append(f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)})")
+        if th >= 1.0:
+            parts.append(
+                f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)}: every cell of this "
+                "grid is a corner cell, so the corner check has no power here)"
+            )
+        else:
+            above = "" if math.isnan(th) else f", flagged above {_fmt_pct(th)}"
+            parts.append(f"peaks in a corner in {_fmt_pct(cr)} of maps (chance {_fmt_pct(ch)}{above})")
     fl = _value(a, "flat_rate")
     if not math.isnan(fl):
         parts.append(f"{_fmt_pct(fl)} of its maps are flat")
@@ -375,7 +469,13 @@ def _sentence(c: Candidate, a: dict[str, dict[str, float]], flags: dict[str, str
             parts.append(numbers)
     rs = _value(a, "rand_spearman")
     if not math.isnan(rs):
-        verb = "collapse" if rs <= 0.5 else "survive"
+        verb = (
+            "collapse"
+            if rs <= RANDOMISATION_COLLAPSE
+            else "weaken (but keep some of their pattern)"
+            if rs <= criteria.max_randomisation
+            else "survive"
+        )
         parts.append(f"its maps {verb} when the weights are randomised (|Spearman| {rs:.2f})")
     body = "; ".join(parts)
     if flags:
@@ -433,16 +533,18 @@ def family_tables(agg: dict[Candidate, dict[str, dict[str, float]]]) -> dict[str
 
 
 def overall_table(agg: dict[Candidate, dict[str, dict[str, float]]], rec: dict[str, Any]) -> str:
-    """How the pick is made, in one table: candidates without flags first, then by their mean rank over the
-    metric families (ties averaged), with each family's rank and the flags."""
+    """How the pick is made, in one table: candidates without flags first, then those with the fewest
+    flags, each group by their mean rank over the metric families (ties averaged), with each family's rank
+    and the flags."""
     ranks = _family_ranks(agg)
     fams = list(ranks)
     head = ["#", "method", "layer", "mean rank", *fams, "flags"]
     lines = [
         "### Overall",
         "",
-        "The pick: methods without flags first, then the lowest mean rank over the families (1 = best in a "
-        "family; equal values share their rank).",
+        "The pick: methods without flags first, then those with the fewest flags; among equal numbers of "
+        "flags, the lowest mean rank over the families (1 = best in a family; equal values share their "
+        "rank).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -812,6 +914,26 @@ def _cases(records: Sequence[Record]) -> list[dict[str, Any]]:
     return out
 
 
+def case_files(records: Iterable[Record]) -> set[str]:
+    """The gallery strips (file names in ``cases/``) that ``records`` point at."""
+    return {c["file"] for c in _cases(list(records))}
+
+
+def left_out_note(left: dict[str, Any]) -> str:
+    """One sentence on the records in the folder that this report leaves out ('' if none)."""
+    parts = []
+    if left.get("candidates"):
+        parts.append(f"methods {', '.join(left['candidates'])}")
+    if left.get("images"):
+        parts.append(f"{left['images']} other image(s)")
+    if not parts:
+        return ""
+    return (
+        f"records.csv also holds {' and '.join(parts)} from an earlier run into this folder, not asked for "
+        "by this command: they are left out of this report (and kept for a resume)."
+    )
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
         return None
@@ -828,12 +950,15 @@ def write_report(
     run_info: dict[str, Any],
     config: Any,
     info: dict[str, Any] | None = None,
+    *,
+    keep_cases: Collection[str] = (),
 ) -> dict[str, Any]:
     """Write ``summary.json``, ``report.md``, ``plots/*.png`` and ``gallery.html`` into ``out``; return the
-    summary."""
+    summary. ``records``: what the report covers; ``keep_cases``: strips in ``cases/`` to keep although the
+    report does not show them (those of records in the folder that this report leaves out)."""
     info = info or {}
     criteria: Criteria = config.criteria
-    agg = aggregate(records)
+    agg = add_corner_thresholds(aggregate(records), criteria)
     images = sorted({r.image for r in records if r.metric == DONE})
     methods = sorted({r.method for r in records if r.metric == DONE})
     rec = recommend(agg, criteria, info.get("skipped_methods"))
@@ -870,15 +995,18 @@ def write_report(
         "recommendation": rec,
         "families": family_tables(agg),
         "controls": ctl_json,
+        "score_flips": score_flips(records),
         "skipped_images": info.get("skipped_images", {}),
         "skipped_methods": info.get("skipped_methods", {}),
+        "left_out": info.get("left_out", {"candidates": [], "images": 0}),
         "criteria": criteria.to_dict(),
         "plots": [str(p.relative_to(out)) for p in made],
     }
     cases = _cases(records)
     gallery = write_gallery(out, cases, summary, plots=made)
     if (out / "cases").is_dir():
-        prune_cases(out / "cases", select_cases(cases))
+        keep = select_cases(cases) + [{"file": f} for f in keep_cases]
+        prune_cases(out / "cases", keep)
     summary["gallery"] = str(gallery.relative_to(out))
     controls = ", ".join(f for f in config.fills if f != "black")
     md = [
@@ -890,6 +1018,9 @@ def write_report(
     ]
     if run_info.get("command"):
         md += ["Made with:", "", "```", str(run_info["command"]), "```", ""]
+    note = left_out_note(summary["left_out"])
+    if note:
+        md += [note, ""]
     md += [
         "## Recommendation",
         "",

@@ -161,6 +161,32 @@ def _find_mask(stem: str, index: dict[str, Path], *, same_stem: bool = True) -> 
     return next((index[n] for n in sorted(names) if n in index), None)
 
 
+def _read_manifest(manifest: Path) -> list[TrustItem]:
+    """The rows of a CSV manifest ``path[,label][,mask_path]`` (paths relative to it); a file that is no
+    UTF-8 CSV text (an image passed as --manifest) is one :class:`ConfigError` naming it."""
+    root = manifest.parent
+    items: list[TrustItem] = []
+    try:
+        with manifest.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise ConfigError(f"{manifest}: a manifest needs a 'path' column (got {reader.fieldnames})")
+            for row in reader:
+                p = root / row["path"]
+                mp = (row.get("mask_path") or "").strip()
+                items.append(TrustItem(p, root / mp if mp else None, (row.get("label") or None)))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        what = (
+            "an image, not a CSV manifest (pass images with --images)"
+            if header_problem(manifest) is None
+            else f"not a CSV manifest ({exc.reason if isinstance(exc, UnicodeDecodeError) else exc})"
+        )
+        raise ConfigError(
+            f"{manifest} is {what}: a manifest is UTF-8 CSV text with columns path[,label][,mask_path]"
+        ) from None
+    return items
+
+
 def discover_items(
     images: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
     *,
@@ -178,15 +204,7 @@ def discover_items(
     if manifest is not None:
         if not manifest.is_file():
             raise ConfigError(f"no such manifest: {manifest}")
-        root = manifest.parent
-        with manifest.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise ConfigError(f"{manifest}: a manifest needs a 'path' column (got {reader.fieldnames})")
-            for row in reader:
-                p = root / row["path"]
-                mp = (row.get("mask_path") or "").strip()
-                items.append(TrustItem(p, root / mp if mp else None, (row.get("label") or None)))
+        items += _read_manifest(manifest)
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     paths: list[Path] = []
@@ -586,9 +604,16 @@ def _check_run(out: Path, detector: Detector, weights: str, config: TrustConfig)
 
 def unreadable_items(items: Sequence[TrustItem]) -> dict[str, str]:
     """The items that cannot be images, by key, with the reason (as ``load_image`` words it, without the
-    path): missing files, pipes, and files whose first bytes are no image format we read (a header check:
-    nothing is decoded, so this is cheap up front)."""
-    return {it.key: why for it in items if (why := header_problem(it.path)) is not None}
+    path): missing files, pipes, and files whose first bytes are no image format we read — or the same of
+    the item's mask, named (a header check: nothing is decoded, so this is cheap up front)."""
+    out: dict[str, str] = {}
+    for it in items:
+        why = header_problem(it.path)
+        if why is None and it.mask is not None and (mask_why := header_problem(it.mask)) is not None:
+            why = f"its mask {it.mask}: {mask_why}"
+        if why is not None:
+            out[it.key] = why
+    return out
 
 
 def run_trust(
@@ -602,7 +627,8 @@ def run_trust(
 ) -> TrustRun:
     """Run the benchmark over ``items`` and write ``out``: ``records.csv``, ``run.json``, ``summary.json``,
     ``report.md``, ``plots/*.png``, ``cases/*.png`` and ``gallery.html``. Resumable (see
-    :class:`RecordFile`)."""
+    :class:`RecordFile`). The report covers this call's methods, layers and images only; records of others
+    already in ``out`` are kept, named in ``summary["left_out"]``, and not ranked."""
     from fakelens.trust.report import write_report
 
     require_detector(detector, "the trust benchmark")
@@ -706,9 +732,34 @@ def run_trust(
             run.evaluated += 1
             if progress:
                 progress(1, item.path.name)
-        info = {"skipped_images": run.skipped_images, "skipped_methods": run.skipped_methods}
-        run.summary = write_report(out, read_records(out / "records.csv"), run_info, cfg, info)
+        # the report covers what this command asked for, so that its "Made with" line reproduces it: records
+        # of other methods, layers or images (an earlier run into this folder) stay on disk for a resume
+        pairs = {(m, "+".join(ls or detector.cam_layers)) for ls in layer_sets for m in layered}
+        pairs |= {(m, INPUT_LAYER) for m in free}
+        keys = {it.key for it in todo}
+        shown: list[Record] = []
+        rest: list[Record] = []
+        for r in read_records(out / "records.csv"):
+            (shown if (r.method, r.layer) in pairs and r.image in keys else rest).append(r)
+        info: dict[str, Any] = {
+            "skipped_images": run.skipped_images,
+            "skipped_methods": run.skipped_methods,
+            "left_out": left_out(rest, pairs, keys),
+        }
+        from fakelens.trust.report import case_files
+
+        run.summary = write_report(out, shown, run_info, cfg, info, keep_cases=case_files(rest))
         return run
+
+
+def left_out(records: Sequence[Record], pairs: set[tuple[str, str]], keys: set[str]) -> dict[str, Any]:
+    """What ``records`` (finished groups the report leaves out) hold that this command did not ask for: the
+    (method, layer) candidates as ``method@layer``, and the number of other images."""
+    done = [r for r in records if r.metric == DONE]
+    return {
+        "candidates": sorted({f"{r.method}@{r.layer}" for r in done if (r.method, r.layer) not in pairs}),
+        "images": len({r.image for r in done if r.image not in keys}),
+    }
 
 
 def with_methods(config: TrustConfig, methods: Sequence[str]) -> TrustConfig:
