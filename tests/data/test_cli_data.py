@@ -102,6 +102,8 @@ def test_help_texts() -> None:
     for cmd in ("build-pool", "synth", "contact-sheet"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "--json" in res.output
+    text = " ".join(runner.invoke(app, ["synth", "--help"]).output.replace("│", " ").split())
+    assert "up to 16 px from the mask along each axis, a square band" in text  # not "about 16 px around"
 
 
 def test_build_pool_says_when_it_fell_back_to_haar_faces(

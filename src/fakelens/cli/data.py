@@ -146,8 +146,8 @@ def synth_cmd(
         typer.Option(
             "--format",
             help="Final common format of each pair: png (pixels outside the mask unchanged) or jpeg (the "
-            "encoding also changes pixels up to about 16 px around the mask: 4:2:0 chroma). Double-JPEG "
-            "pairs are always JPEG.",
+            "encoding also changes pixels up to 16 px from the mask along each axis, a square band: 4:2:0 "
+            "chroma in 16x16 blocks). Double-JPEG pairs are always JPEG.",
         ),
     ] = "png",
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality of the final pass.")] = 90,

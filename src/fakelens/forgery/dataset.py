@@ -16,9 +16,10 @@ recipe's drawn parameters — e.g. ``q1`` and ``shift`` of a double JPEG — wit
 cross-image donor). The images of a pair share one format: ``synth.json``'s ``format``, except the
 double-JPEG pairs, which are always JPEG (``counts.formats`` counts the pairs per format). With JPEG output
 the final encoding also changes pixels outside the mask: the 4:2:0 chroma is coded in 16×16 blocks and
-upsampled, so up to about 16 px around it (dilate the mask by 16 px, or leave that band out, when scoring
-localisation on JPEG pairs). Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as
-at least 1, so a stored 0 means the pixel was not touched before encoding.
+upsampled, so pixels up to 16 px from it along each axis — a square band, up to about 23 px diagonally
+(dilate the mask with a 33×33 square, or leave that band out, when scoring localisation on JPEG pairs).
+Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as at least 1, so a stored 0 means
+the pixel was not touched before encoding.
 """
 
 from __future__ import annotations
