@@ -185,7 +185,10 @@ def test_bad_names_and_inputs() -> None:
         make_recipe("upsample:sideways")
     with pytest.raises(UnknownNameError):
         parse_recipes("upsample,nope")
-    assert parse_recipes("all") == RECIPES.names() == parse_recipes(None)
+    assert parse_recipes("all") == RECIPES.names() == parse_recipes(None) == parse_recipes("")
+    for nothing in (",", " , ", ["", " "]):  # separators alone had meant every recipe
+        with pytest.raises(ConfigError, match="no recipe named"):
+            parse_recipes(nothing)
     with pytest.raises(ImageError):
         make_recipe("upsample")(np.zeros((16, 16), np.uint8), np.random.default_rng(0))
     with pytest.raises(ImageError):
@@ -304,3 +307,15 @@ def test_a_recipe_takes_an_int_seed_and_a_pil_image() -> None:
     assert np.array_equal(fake, again) and mask.shape == arr.shape[:2]
     with pytest.raises(TypeError, match="rng must be a numpy Generator or an int seed, not str"):
         make_recipe("upsample")(arr, "7")  # type: ignore[arg-type]
+
+
+def test_an_rgba_array_is_taken_as_an_rgba_pil_image_is() -> None:
+    """Composited on white by fakelens.io.to_rgb; the array had been refused."""
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (64, 80, 4), np.uint8)
+    from_pil = make_recipe("upsample:regional").apply(Image.fromarray(rgba, "RGBA"), 5)
+    from_array = make_recipe("upsample:regional").apply(rgba, 5)
+    assert from_array.fake.shape == (64, 80, 3)
+    assert np.array_equal(from_array.fake, from_pil.fake) and np.array_equal(from_array.mask, from_pil.mask)
+    donor = make_recipe("cross_blend").apply(rgba[..., :3], 5, donor=rgba)  # a donor array too
+    assert donor.fake.shape == (64, 80, 3)

@@ -183,6 +183,7 @@ def synth_cmd(
     con.print(f"wrote {res.n} pairs to {res.out} (manifest {res.manifest.name})", markup=False)
     con.print("recipes: " + ", ".join(f"{k} {v}" for k, v in res.recipes.items()))
     con.print("splits:  " + ", ".join(f"{k} {v}" for k, v in res.splits.items()))
+    con.print("formats: " + ", ".join(f"{k} {v}" for k, v in res.formats.items()))
     if res.contact_sheet is not None:
         con.print(f"contact sheet: {res.contact_sheet}", markup=False)
 

@@ -99,6 +99,8 @@ class SynthResult:
     recipes: dict[str, int]
     splits: dict[str, int]
     contact_sheet: Path | None = None
+    formats: dict[str, int] = field(default_factory=dict)
+    """Pairs per final format (``png``/``jpeg``), as ``synth.json``'s ``counts.formats``."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -440,7 +442,14 @@ def synth(
         else:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    result = SynthResult(out, manifest, n, dict(sorted(per_recipe.items())), dict(sorted(per_split.items())))
+    result = SynthResult(
+        out,
+        manifest,
+        n,
+        dict(sorted(per_recipe.items())),
+        dict(sorted(per_split.items())),
+        formats=dict(sorted(per_format.items())),
+    )
     if sheet:
         result.contact_sheet = contact_sheet(out, out / "contact_sheet.png")
     return result

@@ -112,7 +112,8 @@ class Recipe:
         donor_faces: Sequence[Face] | None = None,
     ) -> Forgery:
         """Like calling the recipe, but also returns the variant drawn and the parameters. ``rng``: a
-        generator, or an int seed for one.
+        generator, or an int seed for one. ``image``: RGB uint8 (H, W, 3), or a PIL image or RGBA uint8
+        (H, W, 4) array, made RGB by :func:`fakelens.io.to_rgb` (transparent pixels composited on white).
 
         A grey photo (channels equal) gets a grey fake. A draw that changes the mask's core by less than
         :data:`MIN_CHANGE` is drawn again, up to :data:`MAX_DRAWS` times (``params["draws"]`` counts them
@@ -172,6 +173,8 @@ def _core_change(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _check_image(image: np.ndarray | Image.Image) -> np.ndarray:
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+        image = Image.fromarray(np.ascontiguousarray(image), "RGBA")  # as an RGBA PIL image: on white
     if isinstance(image, Image.Image):  # a PIL image as fakelens.io.load_image returns it
         image = np.asarray(to_rgb(image), dtype=np.uint8)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -605,10 +608,16 @@ def make_recipe(spec: str) -> Recipe:
 
 
 def parse_recipes(specs: str | Sequence[str] | None) -> list[str]:
-    """Validate a comma-separated string (or list) of specs; ``None``, ``""`` or ``"all"`` → every recipe."""
-    if specs is None:
+    """Validate a comma-separated string (or list) of specs; ``None``, ``""`` or ``"all"`` → every recipe.
+    Separators with no name between them (``","``) are an error, not every recipe."""
+    if specs is None or (isinstance(specs, str) and not specs.strip()):
         return RECIPES.names()
-    items = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    given = specs.split(",") if isinstance(specs, str) else list(specs)
+    items = [s.strip() for s in given if s.strip()]
+    if not items and given:
+        raise ConfigError(
+            f"no recipe named in {','.join(given)!r}: give name or name:variant, comma-separated, or 'all'"
+        )
     if not items or items == ["all"]:
         return RECIPES.names()
     for s in items:
