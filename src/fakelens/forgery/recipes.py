@@ -332,7 +332,9 @@ class CrossBlend(Recipe):
     picks its donors, so a frontal face is not pasted onto a profile — else a random similarity),
     colour-transferred in Lab (Reinhard) to the target region, elastically deformed, and blended inside a
     deformed soft mask. Without a donor, a mirrored, shifted copy of the image itself stands in (a copy-move
-    of mirrored content).
+    of mirrored content). The best fit is among ``donor_faces``: ``data synth`` passes the face it chose by
+    pose across the split's photos; ``params["pose_error"]`` is the aligned landmarks' mean distance over
+    the face's size.
     """
 
     name = "cross_blend"
@@ -361,10 +363,15 @@ class CrossBlend(Recipe):
         mask, face = _region((h, w), rng, faces, area=(0.06, 0.3))
         aligned = False
         m = None
+        extra: dict[str, Any] = {}
         if face is not None and donor_faces:
             d = _nearest_pose(donor_faces, face, int(rng.integers(len(donor_faces))))
             m, _ = cv2.estimateAffinePartial2D(d.points(), face.points(), method=cv2.LMEDS)
             aligned = m is not None
+            if m is not None:  # the landmark misfit: mean distance after the alignment, over the face's size
+                moved = d.points() @ m[:, :2].T + m[:, 2]
+                err = float(np.linalg.norm(moved - face.points(), axis=1).mean()) / max(face.size, 1.0)
+                extra["pose_error"] = round(err, 4)
         if m is None:
             cx, cy, _ = _centre_and_size(mask, face)
             dcx, dcy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
@@ -374,7 +381,7 @@ class CrossBlend(Recipe):
         warped = remap(warped, dx, dy)
         alt = colour_transfer(warped, image, mask)
         ratio = float(rng.choice([0.75, 1.0, 1.0, 1.0]))
-        return alt, mask * ratio, {"aligned": aligned, "ratio": ratio, "face": face is not None}
+        return alt, mask * ratio, {"aligned": aligned, "ratio": ratio, "face": face is not None, **extra}
 
 
 @RECIPES.register("local_warp")
