@@ -276,3 +276,31 @@ def test_a_cross_blend_donor_face_is_chosen_by_pose_across_the_split(monkeypatch
         else:
             assert s.params["donor"] != s.source
     assert donors and set(donors) <= {"profile_a.png", "profile_b.png"}
+
+
+def test_a_crop_the_recipe_cannot_change_is_redrawn_and_counted(
+    tiny_pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake equal to its real (a flat crop) is refused by the recipe; synth draws another and says so."""
+    from fakelens.errors import ForgeryError
+    from fakelens.forgery.recipes import Recipe
+
+    real_apply = Recipe.apply
+    calls = 0
+
+    def flat_first(self: Recipe, *args: object, **kw: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ForgeryError("upsample cannot change this 64x64 image")
+        assert kw["encoding"] == ("png", 90)  # the change is measured as the files will hold it
+        return real_apply(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Recipe, "apply", flat_first)
+    res = synth(tiny_pool, tmp_path / "ds", n=2, recipes="upsample", size=64, progress=False, sheet=False)
+    fakes = [r for r in read_manifest(tmp_path / "ds") if r["label"] == "fake"]
+    assert (
+        res.redrawn == 1
+        and json.loads((tmp_path / "ds" / "synth.json").read_text())["counts"]["redrawn"] == 1
+    )
+    assert json.loads(fakes[0]["params"])["redrawn"] == 1 and "redrawn" not in json.loads(fakes[1]["params"])

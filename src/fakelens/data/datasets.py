@@ -858,15 +858,28 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         recipe = self._recipes.get(spec)
         if recipe is None:
             recipe = self._recipes[spec] = make_recipe(spec)
-        want_face = recipe.uses_faces and rng.random() < self.face_prob
-        entry, real, faces, centred = self._pick(rng, self.entries, want_face)
-        donor = donor_faces = None
-        if recipe.uses_donor:
-            others = [e for e in self.entries if e.group != entry.group] or self.entries
-            _, donor, donor_faces, _ = self._pick(rng, others, centred)
-        forgery = recipe.apply(
-            real, rng, faces=faces if recipe.uses_faces else None, donor=donor, donor_faces=donor_faces
-        )
+        from fakelens.errors import ForgeryError
+        from fakelens.forgery.dataset import REDRAWS
+
+        for redraw in range(REDRAWS):  # a crop the recipe cannot change (flat) is replaced by another
+            want_face = recipe.uses_faces and rng.random() < self.face_prob
+            entry, real, faces, centred = self._pick(rng, self.entries, want_face)
+            donor = donor_faces = None
+            if recipe.uses_donor:
+                others = [e for e in self.entries if e.group != entry.group] or self.entries
+                _, donor, donor_faces, _ = self._pick(rng, others, centred)
+            try:
+                forgery = recipe.apply(
+                    real,
+                    rng,
+                    faces=faces if recipe.uses_faces else None,
+                    donor=donor,
+                    donor_faces=donor_faces,
+                )
+                break
+            except ForgeryError:
+                if redraw == REDRAWS - 1:
+                    raise
         fake = forgery.fake
         fmt = recipe.final_format or self.fmt
         if fmt != "png":  # a PNG round trip is the identity

@@ -51,7 +51,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fakelens.data.faces import Face
 from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, manifest_path, pool_splits
-from fakelens.errors import ConfigError
+from fakelens.errors import ConfigError, ForgeryError
 from fakelens.forgery.encode import encode_pair, extension
 from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
 from fakelens.io import atomic_write_bytes, load_image, load_mask, save_image_atomic
@@ -109,6 +109,8 @@ class SynthResult:
     contact_sheet: Path | None = None
     formats: dict[str, int] = field(default_factory=dict)
     """Pairs per final format (``png``/``jpeg``), as ``synth.json``'s ``counts.formats``."""
+    redrawn: int = 0
+    """Pairs whose first crop the recipe could not change (``counts.redrawn``; ``params["redrawn"]``)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -300,13 +302,35 @@ def _fitting_donor(
     return faces[k][0], faces[k][1], float(errors[k])
 
 
+REDRAWS = 8
+"""Pairs drawn for one sample when the recipe cannot change the crop (:class:`ForgeryError`)."""
+
+
 def _make(index: int) -> Sample:
+    """Sample ``index``: a pair whose fake differs from its real as written (``encoding``); a crop the
+    recipe cannot change is replaced by another draw (``params["redrawn"]`` counts them)."""
+    cfg: _Config = _STATE["cfg"]
+    rng = np.random.default_rng([cfg.seed, index])
+    recipe: Recipe = _STATE["recipes"][cfg.recipes[index % len(cfg.recipes)]]
+    for k in range(REDRAWS):
+        try:
+            sample = _draw(index, rng, recipe)
+        except ForgeryError as exc:
+            if k == REDRAWS - 1:
+                raise ForgeryError(
+                    f"pair {index}: {REDRAWS} crops in a row could not be forged: {exc}"
+                ) from None
+            continue
+        if k:
+            sample.params["redrawn"] = k
+        return sample
+    raise AssertionError("unreachable")
+
+
+def _draw(index: int, rng: np.random.Generator, recipe: Recipe) -> Sample:
     cfg: _Config = _STATE["cfg"]
     entries: list[PoolEntry] = _STATE["entries"]
     splits: dict[str, str] = _STATE["splits"]
-    rng = np.random.default_rng([cfg.seed, index])
-    spec = cfg.recipes[index % len(cfg.recipes)]
-    recipe: Recipe = _STATE["recipes"][spec]
     want_face = recipe.uses_faces and rng.random() < cfg.face_prob
     # A face target of a cross-image recipe takes the donor face whose pose fits it best, among the faces of
     # its split; a target no face fits (POSE_FIT) is drawn again, and after POSE_TRIES the best fit drawn is
@@ -355,14 +379,15 @@ def _make(index: int) -> Sample:
     faces = target.faces if recipe.uses_faces else None
     if recipe.uses_donor and fit is not None and target.in_crop is not None:
         faces = [target.in_crop]  # the face the donor was chosen for is the face replaced
+    fmt = recipe.final_format or cfg.fmt
     forgery = recipe.apply(
         target.crop,
         rng,
         faces=faces,
         donor=donor,
         donor_faces=donor_faces,
+        encoding=(fmt, cfg.quality),
     )
-    fmt = recipe.final_format or cfg.fmt
     params = {**forgery.params, **extra, "crop_scale": round(target.scale, 4)}
     return Sample(
         index,
@@ -535,8 +560,10 @@ def synth(
         per_recipe: dict[str, int] = {}
         per_split: dict[str, int] = {}
         per_format: dict[str, int] = {}
+        redrawn = 0
         for r in rows:
             if r["label"] == "fake":
+                redrawn += "redrawn" in json.loads(r["params"])
                 per_recipe[r["recipe"]] = per_recipe.get(r["recipe"], 0) + 1
                 per_split[r["split"]] = per_split.get(r["split"], 0) + 1
                 fmt_of = "jpeg" if r["path"].endswith(".jpg") else Path(r["path"]).suffix.lstrip(".")
@@ -552,7 +579,7 @@ def synth(
             "split_fractions": list(split_fractions),
             "split_seed": split_seed,
             "face_prob": face_prob,
-            "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format},
+            "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format, "redrawn": redrawn},
         }
         atomic_write_bytes(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
     except BaseException:  # interrupted or failed: no half-written dataset that train would read as whole
@@ -572,6 +599,7 @@ def synth(
         dict(sorted(per_recipe.items())),
         dict(sorted(per_split.items())),
         formats=dict(sorted(per_format.items())),
+        redrawn=redrawn,
     )
     if sheet:
         result.contact_sheet = contact_sheet(out, out / "contact_sheet.png")

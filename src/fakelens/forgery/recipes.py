@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from fakelens.data.faces import Face, face_mask
-from fakelens.errors import ConfigError, ImageError
+from fakelens.errors import ConfigError, ForgeryError, ImageError
+from fakelens.forgery.encode import decode, encode_pair
 from fakelens.forgery.ops import (
     blend,
     blob_mask,
@@ -52,8 +53,8 @@ __all__ = [
 MIN_SIDE = 8
 MIN_CHANGE = 1.0
 """Grey levels: a draw whose fake differs from the real by less, on average over the mask's core
-(``M ≥ ½ max M``, the largest channel difference per pixel), is drawn again: a fake that is its real is
-label noise."""
+(``M ≥ ½ max M``, the largest channel difference per pixel; after the final encoding when
+:meth:`Recipe.apply` is given it), is drawn again: a fake that is its real is label noise."""
 MAX_DRAWS = 8
 ForgeResult = tuple[np.ndarray, np.ndarray, dict[str, Any]]
 
@@ -110,6 +111,7 @@ class Recipe:
         faces: Sequence[Face] | None = None,
         donor: np.ndarray | None = None,
         donor_faces: Sequence[Face] | None = None,
+        encoding: tuple[str, int] | None = None,
     ) -> Forgery:
         """Like calling the recipe, but also returns the variant drawn and the parameters. ``rng``: a
         generator, or an int seed for one. ``image``: RGB uint8 (H, W, 3), or a PIL image or RGBA uint8
@@ -117,7 +119,10 @@ class Recipe:
 
         A grey photo (channels equal) gets a grey fake. A draw that changes the mask's core by less than
         :data:`MIN_CHANGE` is drawn again, up to :data:`MAX_DRAWS` times (``params["draws"]`` counts them
-        when there was more than one); a flat photo may still give a faint fake after the last.
+        when there was more than one); ``encoding``, ``(format, quality)`` of the final common encoding
+        (``encode_pair``), measures that change after it, as the files will hold it. When the last draw
+        still changes less (a flat image, or a region the final JPEG pass smooths back), a
+        :class:`~fakelens.errors.ForgeryError` is raised: a fake equal to its real is never returned.
         """
         img = _check_image(image)
         if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
@@ -130,7 +135,7 @@ class Recipe:
         h, w = img.shape[:2]
         inside = [f for f in (faces or []) if f.inside(w, h)]
         grey = int(np.ptp(img, axis=2).max()) <= 2
-        for draw in range(1, MAX_DRAWS + 1):
+        for draw in range(1, MAX_DRAWS + 1):  # noqa: B007 (the draws taken are counted below)
             alt, mask, params = self.forge(
                 img, rng, variant or "", faces=inside, donor=donor, donor_faces=list(donor_faces or [])
             )
@@ -141,8 +146,16 @@ class Recipe:
             if not mask.any():  # degenerate draw (e.g. a 1-pixel region): change one pixel, honestly masked
                 mask[h // 2, w // 2] = 1.0
             fake = blend(img, alt, mask)
-            if draw == MAX_DRAWS or _core_change(img, fake, mask) >= MIN_CHANGE:
+            change = _core_change(*_encoded(img, fake, encoding), mask)
+            if change >= MIN_CHANGE:
                 break
+        else:
+            after = f" after {encoding[0]} encoding" if encoding is not None else ""
+            raise ForgeryError(
+                f"{self.name} cannot change this {w}x{h} image: its fake differs from the real by "
+                f"{change:.2f} grey levels{after} in the mask's core after {MAX_DRAWS} draws "
+                f"(under {MIN_CHANGE:g}; a flat image?)"
+            )
         if draw > 1:
             params = {**params, "draws": draw}
         label = f"{self.name}:{variant}" if variant else self.name
@@ -163,6 +176,16 @@ class Recipe:
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
+
+
+def _encoded(
+    real: np.ndarray, fake: np.ndarray, encoding: tuple[str, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pair as the final common encoding leaves it (unchanged without one, or for PNG)."""
+    if encoding is None or encoding[0].lower() == "png":
+        return real, fake
+    rb, fb = encode_pair(real, fake, encoding[0], int(encoding[1]))
+    return decode(rb), decode(fb)
 
 
 def _core_change(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
