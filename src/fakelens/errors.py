@@ -34,3 +34,7 @@ class ConfigError(FakelensError, ValueError):
 class ExplanationError(FakelensError):
     """A method's map came out unusable: non-finite values (e.g. a model with NaN weights, or an overflow).
     Reported for that method, never scored: a metric would read it as empty or flat."""
+
+
+class ForgeryError(FakelensError):
+    """A recipe cannot make a fake that differs from its real (e.g. a flat image): label noise, refused."""

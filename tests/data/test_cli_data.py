@@ -51,6 +51,8 @@ def test_build_pool_and_synth(photo_source: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["n"] == 6 and out["recipes"] == {"double_jpeg": 2, "self_blend": 2, "upsample:global": 2}
+    assert out["formats"] == {"jpeg": 2, "png": 4}  # as synth.json's counts.formats
+    assert json.loads((ds / "synth.json").read_text())["counts"]["formats"] == out["formats"]
     with open(ds / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and all((ds / r["path"]).is_file() for r in rows)
@@ -83,6 +85,20 @@ def test_bad_recipe_is_one_clear_line(photo_source: Path, tmp_path: Path) -> Non
     assert "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("recipes", [",", " , ,"])
+def test_recipes_that_name_no_recipe_are_one_clear_line(
+    photo_source: Path, tmp_path: Path, recipes: str
+) -> None:
+    """Separators with no name had meant every recipe, silently."""
+    pool = tmp_path / "pool"
+    build(pool)
+    args = ["synth", "--pool", str(pool), "--out", str(tmp_path / "ds"), "--n", "2", "--recipes", recipes]
+    res = runner.invoke(app, args)
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "no recipe named in" in lines[0]
+    assert not (tmp_path / "ds").exists()
+
+
 def test_user_errors_exit_nonzero(tmp_path: Path) -> None:
     res = runner.invoke(app, ["synth", "--pool", str(tmp_path / "none"), "--out", str(tmp_path / "ds")])
     assert res.exit_code == 2 and "no pool manifest" in res.output
@@ -102,6 +118,8 @@ def test_help_texts() -> None:
     for cmd in ("build-pool", "synth", "contact-sheet"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "--json" in res.output
+    text = " ".join(runner.invoke(app, ["synth", "--help"]).output.replace("│", " ").split())
+    assert "up to 16 px from the mask along each axis, a square band" in text  # not "about 16 px around"
 
 
 def test_build_pool_says_when_it_fell_back_to_haar_faces(

@@ -56,7 +56,8 @@ def test_synth_writes_pairs_masks_and_manifest(tiny_pool: Path, tmp_path: Path) 
         else:
             assert Path(f["path"]).suffix == ".jpg"
         params = json.loads(f["params"])  # what was drawn, to reproduce or score by it
-        assert r["params"] == "" and params == json.loads(json.dumps(params))
+        assert json.loads(r["params"]) == {"crop_scale": params["crop_scale"]}  # the pair's resize factor
+        assert params == json.loads(json.dumps(params)) and params["crop_scale"] <= 1.0  # 320-px photos
         if f["recipe"] == "double_jpeg":
             assert 0 < params["q1"] <= 100 and len(params["shift"]) == 2
         if f["recipe"].startswith("cross_blend"):
@@ -180,9 +181,9 @@ def test_a_donor_face_is_never_the_target_face(monkeypatch: pytest.MonkeyPatch) 
     cfg = SimpleNamespace(size=128, pool_dir="")
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        _, _, _, target = dataset._pick(rng, [entry], True, cfg)  # type: ignore[arg-type]
+        target = dataset._pick(rng, [entry], True, cfg).centre  # type: ignore[arg-type]
         assert target is not None
-        _, _, _, donor = dataset._pick(rng, [entry], True, cfg, (entry.path, target))  # type: ignore[arg-type]
+        donor = dataset._pick(rng, [entry], True, cfg, (entry.path, target)).centre  # type: ignore[arg-type]
         assert donor is not None and donor.box != target.box
 
 
@@ -211,3 +212,95 @@ def test_an_interrupted_synth_leaves_no_half_dataset(
     with pytest.raises(KeyboardInterrupt):
         synth(tiny_pool, out, n=40, size=48, progress=False, sheet=False, workers=1)
     assert calls == 2 and (list(out.iterdir()) == [] if existed else not out.exists())
+
+
+def test_a_crop_is_not_enlarged_where_the_photo_allows() -> None:
+    """A small face or a small random side had been cropped below ``size`` and enlarged (bicubic): reals with
+    interpolation traces. The side is now at least ``size``, or the photo's short side when that is less."""
+    img = np.zeros((300, 400, 3), np.uint8)
+    small = Face(box=(180.0, 120.0, 215.0, 160.0), landmarks=None)  # 40 px: 72–112 px crops at 1.8–2.8×
+    for seed in range(10):
+        for face in (small, None):
+            _, faces = crop_photo(img, [small], np.random.default_rng(seed), 128, face)
+            assert all(f.size <= small.size + 1e-3 for f in faces)  # scale ≤ 1
+            _, faces = crop_photo(img, [small], np.random.default_rng(seed), 256, face)
+            assert all(f.size <= small.size + 1e-3 for f in faces)
+        _, faces = crop_photo(img, [small], np.random.default_rng(seed), 512, small)  # short side 300 < 512
+        assert faces and faces[0].size == pytest.approx(small.size * 512 / 300, rel=1e-3)
+        _, faces = crop_photo(img, [small], np.random.default_rng(seed), 128, small, min_side=0)
+        assert faces[0].size > small.size  # no floor: enlarged, as before
+
+
+def _posed(box: tuple[float, float, float, float], turn: float) -> Face:
+    """A face whose nose and mouth are shifted sideways by ``turn`` × its width (0: frontal)."""
+    from fakelens.data.faces import template_landmarks
+
+    lm = template_landmarks(box).copy()
+    lm[2:, 0] += turn * (box[2] - box[0])
+    lm[[0, 3], 0] += 0.5 * turn * (box[2] - box[0])
+    return Face(box=box, landmarks=lm)
+
+
+def test_a_cross_blend_donor_face_is_chosen_by_pose_across_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The donor photo had been drawn at random and the face chosen only within it: a frontal face pasted
+    onto a profile. Now every face of the split competes; the target's own face never does."""
+    from fakelens.data.pool import PoolEntry
+    from fakelens.forgery import dataset
+
+    box = (120.0, 100.0, 240.0, 240.0)
+    entries = [
+        PoolEntry(f"{n}.png", "test", "test", "CC0-1.0", "0" * 64, 400, 400, [_posed(box, turn)], group=n)
+        for n, turn in [("target", 0.25), ("frontal", 0.0), ("profile_a", 0.26), ("profile_b", 0.24)]
+    ]
+    entries += [PoolEntry("empty.png", "test", "test", "CC0-1.0", "1" * 64, 400, 400, [], group="empty")]
+    rng0 = np.random.default_rng(0)
+    photo = rng0.integers(0, 256, (400, 400, 3), np.uint8)
+    monkeypatch.setattr(dataset, "_load", lambda *_: (photo, 1.0))
+    cfg = dataset._Config("", "", ("cross_blend",), 0, 128, "png", 90, 1.0)
+    monkeypatch.setattr(
+        dataset,
+        "_STATE",
+        {
+            "cfg": cfg,
+            "entries": entries,
+            "splits": {e.path: "train" for e in entries},
+            "recipes": {"cross_blend": make_recipe("cross_blend")},
+        },
+    )
+    donors = []
+    for i in range(24):
+        s = dataset._make(i)
+        if s.source == "target.png":
+            assert s.params["aligned"] and s.params["pose_error"] < 0.03, s.params
+            donors.append(s.params["donor"])
+        else:
+            assert s.params["donor"] != s.source
+    assert donors and set(donors) <= {"profile_a.png", "profile_b.png"}
+
+
+def test_a_crop_the_recipe_cannot_change_is_redrawn_and_counted(
+    tiny_pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake equal to its real (a flat crop) is refused by the recipe; synth draws another and says so."""
+    from fakelens.errors import ForgeryError
+    from fakelens.forgery.recipes import Recipe
+
+    real_apply = Recipe.apply
+    calls = 0
+
+    def flat_first(self: Recipe, *args: object, **kw: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ForgeryError("upsample cannot change this 64x64 image")
+        assert kw["encoding"] == ("png", 90)  # the change is measured as the files will hold it
+        return real_apply(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Recipe, "apply", flat_first)
+    res = synth(tiny_pool, tmp_path / "ds", n=2, recipes="upsample", size=64, progress=False, sheet=False)
+    fakes = [r for r in read_manifest(tmp_path / "ds") if r["label"] == "fake"]
+    assert (
+        res.redrawn == 1
+        and json.loads((tmp_path / "ds" / "synth.json").read_text())["counts"]["redrawn"] == 1
+    )
+    assert json.loads(fakes[0]["params"])["redrawn"] == 1 and "redrawn" not in json.loads(fakes[1]["params"])

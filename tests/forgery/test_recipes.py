@@ -12,7 +12,7 @@ import skimage.data
 from PIL import Image
 
 from fakelens.data.faces import Face
-from fakelens.errors import ConfigError, ImageError, UnknownNameError
+from fakelens.errors import ConfigError, ForgeryError, ImageError, UnknownNameError
 from fakelens.forgery import RECIPES, decode, encode_pair, make_recipe, parse_recipes, recipe_specs
 from fakelens.forgery.dataset import mask_to_png
 from fakelens.forgery.recipes import MIN_CHANGE
@@ -115,14 +115,41 @@ def test_odd_sizes(spec: str, shape: tuple[int, int], coffee_odd: np.ndarray) ->
 
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("kind", ["black", "grey", "white", "near_flat"])
-def test_flat_images_do_not_crash(spec: str, kind: str) -> None:
+def test_flat_images_give_a_fake_or_one_clear_error(spec: str, kind: str) -> None:
+    """A recipe that cannot change a flat image had returned a fake byte-identical to its real."""
     value = {"black": 0, "grey": 128, "white": 255, "near_flat": 120}[kind]
     img = np.full((40, 56, 3), value, np.uint8)
     if kind == "near_flat":
         img = (img + np.random.default_rng(0).integers(0, 3, img.shape)).astype(np.uint8)
-    fake, mask = run(spec, img, 2)
-    assert np.isfinite(mask).all() and np.array_equal(fake[mask == 0], img[mask == 0])
-    assert make_recipe(spec)(img, np.random.default_rng(2), donor=np.zeros_like(img))[0].shape == img.shape
+    try:
+        fake, mask = run(spec, img, 2)
+    except ForgeryError as exc:
+        assert "cannot change this 56x40 image" in str(exc) and "\n" not in str(exc)
+    else:
+        assert np.isfinite(mask).all() and np.array_equal(fake[mask == 0], img[mask == 0])
+        core = mask >= 0.5 * mask.max()
+        assert np.abs(fake.astype(int) - img.astype(int)).max(axis=2)[core].mean() >= MIN_CHANGE
+
+
+@pytest.mark.parametrize("spec", ["cross_blend", "local_warp", "resample:copy_move", "double_jpeg"])
+def test_a_fake_equal_to_its_real_is_refused(spec: str) -> None:
+    with pytest.raises(ForgeryError, match=f"{spec.split(':')[0]} cannot change this 64x64 image"):
+        make_recipe(spec).apply(np.full((64, 64, 3), 128, np.uint8), 5)
+
+
+@pytest.mark.parametrize("spec", ["double_jpeg", "resample:median"])
+def test_the_change_is_measured_after_the_final_encoding(spec: str) -> None:
+    """The 1-grey-level check ran before the final JPEG pass, which smoothed some fakes back to < 2 levels
+    (8 of 50 double-JPEG pairs). Given the encoding, the change is measured as the files hold it."""
+    from fakelens.forgery import decode, encode_pair
+
+    img = cv2.GaussianBlur(cv2.resize(skimage.data.astronaut(), (128, 128)), (0, 0), 2.0)
+    for seed in range(12):
+        f = make_recipe(spec).apply(img, np.random.default_rng(seed), encoding=("jpeg", 90))
+        rb, fb = encode_pair(img, f.fake, "jpeg", 90)
+        core = f.mask >= 0.5 * f.mask.max()
+        change = np.abs(decode(fb).astype(int) - decode(rb).astype(int)).max(axis=2)[core].mean()
+        assert change >= MIN_CHANGE, f"{spec}, seed {seed}: {change:.2f} grey levels after JPEG"
 
 
 def test_self_blend_uses_the_face(astronaut128: tuple[np.ndarray, Face]) -> None:
@@ -185,7 +212,10 @@ def test_bad_names_and_inputs() -> None:
         make_recipe("upsample:sideways")
     with pytest.raises(UnknownNameError):
         parse_recipes("upsample,nope")
-    assert parse_recipes("all") == RECIPES.names() == parse_recipes(None)
+    assert parse_recipes("all") == RECIPES.names() == parse_recipes(None) == parse_recipes("")
+    for nothing in (",", " , ", ["", " "]):  # separators alone had meant every recipe
+        with pytest.raises(ConfigError, match="no recipe named"):
+            parse_recipes(nothing)
     with pytest.raises(ImageError):
         make_recipe("upsample")(np.zeros((16, 16), np.uint8), np.random.default_rng(0))
     with pytest.raises(ImageError):
@@ -304,3 +334,15 @@ def test_a_recipe_takes_an_int_seed_and_a_pil_image() -> None:
     assert np.array_equal(fake, again) and mask.shape == arr.shape[:2]
     with pytest.raises(TypeError, match="rng must be a numpy Generator or an int seed, not str"):
         make_recipe("upsample")(arr, "7")  # type: ignore[arg-type]
+
+
+def test_an_rgba_array_is_taken_as_an_rgba_pil_image_is() -> None:
+    """Composited on white by fakelens.io.to_rgb; the array had been refused."""
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (64, 80, 4), np.uint8)
+    from_pil = make_recipe("upsample:regional").apply(Image.fromarray(rgba, "RGBA"), 5)
+    from_array = make_recipe("upsample:regional").apply(rgba, 5)
+    assert from_array.fake.shape == (64, 80, 3)
+    assert np.array_equal(from_array.fake, from_pil.fake) and np.array_equal(from_array.mask, from_pil.mask)
+    donor = make_recipe("cross_blend").apply(rgba[..., :3], 5, donor=rgba)  # a donor array too
+    assert donor.fake.shape == (64, 80, 3)

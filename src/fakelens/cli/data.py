@@ -146,8 +146,8 @@ def synth_cmd(
         typer.Option(
             "--format",
             help="Final common format of each pair: png (pixels outside the mask unchanged) or jpeg (the "
-            "encoding also changes pixels up to about 16 px around the mask: 4:2:0 chroma). Double-JPEG "
-            "pairs are always JPEG.",
+            "encoding also changes pixels up to 16 px from the mask along each axis, a square band: 4:2:0 "
+            "chroma in 16x16 blocks). Double-JPEG pairs are always JPEG.",
         ),
     ] = "png",
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality of the final pass.")] = 90,
@@ -183,6 +183,7 @@ def synth_cmd(
     con.print(f"wrote {res.n} pairs to {res.out} (manifest {res.manifest.name})", markup=False)
     con.print("recipes: " + ", ".join(f"{k} {v}" for k, v in res.recipes.items()))
     con.print("splits:  " + ", ".join(f"{k} {v}" for k, v in res.splits.items()))
+    con.print("formats: " + ", ".join(f"{k} {v}" for k, v in res.formats.items()))
     if res.contact_sheet is not None:
         con.print(f"contact sheet: {res.contact_sheet}", markup=False)
 

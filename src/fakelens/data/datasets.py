@@ -840,7 +840,9 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         if use_face:
             big = self._usable_faces(entry, s)
             centre = big[int(rng.integers(len(big)))] if big else None
-        crop, inside = crop_photo(img, faces, rng, self.size, centre)
+        # no floor on the crop side (data synth keeps crops at least `size`): the forgeries stay those the
+        # shipped ensemble was trained, and its model card evaluated, on
+        crop, inside = crop_photo(img, faces, rng, self.size, centre, min_side=0)
         return entry, crop, inside, centre is not None and bool(inside)
 
     def pair(self, k: int) -> _Pair:
@@ -856,15 +858,28 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         recipe = self._recipes.get(spec)
         if recipe is None:
             recipe = self._recipes[spec] = make_recipe(spec)
-        want_face = recipe.uses_faces and rng.random() < self.face_prob
-        entry, real, faces, centred = self._pick(rng, self.entries, want_face)
-        donor = donor_faces = None
-        if recipe.uses_donor:
-            others = [e for e in self.entries if e.group != entry.group] or self.entries
-            _, donor, donor_faces, _ = self._pick(rng, others, centred)
-        forgery = recipe.apply(
-            real, rng, faces=faces if recipe.uses_faces else None, donor=donor, donor_faces=donor_faces
-        )
+        from fakelens.errors import ForgeryError
+        from fakelens.forgery.dataset import REDRAWS
+
+        for redraw in range(REDRAWS):  # a crop the recipe cannot change (flat) is replaced by another
+            want_face = recipe.uses_faces and rng.random() < self.face_prob
+            entry, real, faces, centred = self._pick(rng, self.entries, want_face)
+            donor = donor_faces = None
+            if recipe.uses_donor:
+                others = [e for e in self.entries if e.group != entry.group] or self.entries
+                _, donor, donor_faces, _ = self._pick(rng, others, centred)
+            try:
+                forgery = recipe.apply(
+                    real,
+                    rng,
+                    faces=faces if recipe.uses_faces else None,
+                    donor=donor,
+                    donor_faces=donor_faces,
+                )
+                break
+            except ForgeryError:
+                if redraw == REDRAWS - 1:
+                    raise
         fake = forgery.fake
         fmt = recipe.final_format or self.fmt
         if fmt != "png":  # a PNG round trip is the identity

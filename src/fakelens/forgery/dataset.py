@@ -13,12 +13,21 @@ path of the photograph and ``group`` its pool photo group, which a hold-out and 
 ``split`` comes from :func:`fakelens.data.pool.pool_splits`, so people and photos never cross
 splits, and cross-image donors are drawn from the same split; ``params``, on fake rows, is the JSON of the
 recipe's drawn parameters — e.g. ``q1`` and ``shift`` of a double JPEG — with ``donor``, the pool path of a
-cross-image donor). The images of a pair share one format: ``synth.json``'s ``format``, except the
-double-JPEG pairs, which are always JPEG (``counts.formats`` counts the pairs per format). With JPEG output
-the final encoding also changes pixels outside the mask: the 4:2:0 chroma is coded in 16×16 blocks and
-upsampled, so up to about 16 px around it (dilate the mask by 16 px, or leave that band out, when scoring
-localisation on JPEG pairs). Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as
-at least 1, so a stored 0 means the pixel was not touched before encoding.
+cross-image donor, and ``pose_error``, how well an aligned donor face fits, below). ``crop_scale``, in the
+``params`` of both rows, is the pair's resize factor from the pool photo: a crop side is never below
+``size`` where the photo's short side allows it, so a value above 1 (a bicubic enlargement, whose
+interpolation traces the upsample and resample recipes teach as fake) only comes from photos smaller than
+``size``: filter on it to leave them out. A face target of ``cross_blend`` takes its donor face by pose
+among every face of its split (its own left out): at random among those within 25 % of the best landmark
+fit (:func:`pose_errors`), the target drawn again, up to ``POSE_TRIES`` times, while no face fits within
+``POSE_FIT`` (``pose_draws`` counts the draws). The images of a pair share one format: ``synth.json``'s
+``format``, except the double-JPEG pairs, which are always JPEG (``counts.formats`` counts the pairs per
+format). With JPEG output the final encoding also changes pixels outside the mask: the 4:2:0 chroma is
+coded in 16×16 blocks and upsampled, so pixels up to 16 px from it along each axis — a square band, up to
+about 23 px diagonally (dilate the mask with a 33×33 square, or leave that band out, when scoring
+localisation on JPEG pairs).
+Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as at least 1, so a stored 0 means
+the pixel was not touched before encoding.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fakelens.data.faces import Face
 from fakelens.data.pool import PoolEntry, load_pool, load_pool_image, manifest_path, pool_splits
-from fakelens.errors import ConfigError
+from fakelens.errors import ConfigError, ForgeryError
 from fakelens.forgery.encode import encode_pair, extension
 from fakelens.forgery.recipes import Recipe, make_recipe, parse_recipes
 from fakelens.io import atomic_write_bytes, load_image, load_mask, save_image_atomic
@@ -98,6 +107,10 @@ class SynthResult:
     recipes: dict[str, int]
     splits: dict[str, int]
     contact_sheet: Path | None = None
+    formats: dict[str, int] = field(default_factory=dict)
+    """Pairs per final format (``png``/``jpeg``), as ``synth.json``'s ``counts.formats``."""
+    redrawn: int = 0
+    """Pairs whose first crop the recipe could not change (``counts.redrawn``; ``params["redrawn"]``)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,9 +135,27 @@ def crop_photo(
     rng: np.random.Generator,
     size: int,
     face: Face | None = None,
+    *,
+    min_side: int | None = None,
 ) -> tuple[np.ndarray, list[Face]]:
     """A square crop resized to ``size``: around ``face`` (1.8–2.8× its size, jittered) or at random
-    (45–100 % of the short side). Returns the crop and the faces whose landmarks lie inside it."""
+    (45–100 % of the short side), never smaller than ``min_side`` (default ``size``; 0: no floor) where the
+    photo allows, so a crop is not enlarged unless the photo's short side is below ``size``. Returns the
+    crop and the faces whose landmarks lie inside it."""
+    crop, inside, _, _ = _crop(image, faces, rng, size, face, size if min_side is None else min_side)
+    return crop, inside
+
+
+def _crop(
+    image: np.ndarray,
+    faces: Sequence[Face],
+    rng: np.random.Generator,
+    size: int,
+    face: Face | None,
+    min_side: int,
+) -> tuple[np.ndarray, list[Face], float, Face | None]:
+    """:func:`crop_photo`, the resize factor applied (``size`` / crop side: above 1, an enlargement) and
+    ``face`` in the crop (None when its landmarks left it)."""
     h, w = image.shape[:2]
     short = min(h, w)
     if face is not None:
@@ -136,7 +167,7 @@ def crop_photo(
         side = rng.uniform(0.45, 1.0) * short
         cx = rng.uniform(side / 2, w - side / 2) if w > side else w / 2
         cy = rng.uniform(side / 2, h - side / 2) if h > side else h / 2
-    s = round(min(max(side, 8.0), short))
+    s = round(min(max(side, 8.0, float(min_side)), short))
     x0 = int(np.clip(round(cx - s / 2), 0, w - s))
     y0 = int(np.clip(round(cy - s / 2), 0, h - s))
     crop = image[y0 : y0 + s, x0 : x0 + s]
@@ -144,7 +175,9 @@ def crop_photo(
     out = cv2.resize(crop, (size, size), interpolation=interp) if s != size else crop.copy()
     scale = size / s
     moved = [f.transformed(scale, -x0 * scale, -y0 * scale) for f in faces]
-    return np.ascontiguousarray(out), [f for f in moved if f.inside(size, size)]
+    centre = None if face is None else face.transformed(scale, -x0 * scale, -y0 * scale)
+    centre = centre if centre is not None and centre.inside(size, size) else None
+    return np.ascontiguousarray(out), [f for f in moved if f.inside(size, size)], scale, centre
 
 
 # -------------------------------------------------------------------------------------------- the worker
@@ -185,63 +218,180 @@ def _big_faces(entry: PoolEntry, scale: float, size: int) -> list[Face]:
     return [f.transformed(scale, 0, 0) for f in entry.faces if _usable(f, entry, size, scale)]
 
 
+@dataclass
+class _Pick:
+    """A drawn photo and its crop: the faces inside it, the face centred on (or None), the crop's resize
+    factor from the pool photo (above 1: enlarged), the face's index in ``entry.faces`` and the face in
+    the crop."""
+
+    entry: PoolEntry
+    crop: np.ndarray
+    faces: list[Face]
+    centre: Face | None
+    scale: float
+    index: int = -1
+    in_crop: Face | None = None
+
+
 def _pick(
     rng: np.random.Generator,
     cands: list[PoolEntry],
     want_face: bool,
     cfg: _Config,
     avoid: tuple[str, Face] | None = None,
-) -> tuple[PoolEntry, np.ndarray, list[Face], Face | None]:
+) -> _Pick:
     """Draw a photo and crop it, face-centred when asked and possible (never on ``avoid``, a face of
-    a photo: a donor is another face): (entry, crop, faces in the crop, the face centred on or None)."""
+    a photo: a donor is another face)."""
     face_cands = [e for e in cands if any(_usable(f, e, cfg.size) for f in e.faces)]
     use_face = want_face and bool(face_cands)
     pool = face_cands if use_face else cands
     entry = pool[int(rng.integers(len(pool)))]
     img, s = _load(cfg.pool_dir, entry.path)
     faces = [f.transformed(s, 0, 0) for f in entry.faces]
-    centre = None
+    centre, index = None, -1
     if use_face:
         big = [
-            f
-            for f in _big_faces(entry, s, cfg.size)
-            if avoid is None or (entry.path, f.box) != (avoid[0], avoid[1].box)
+            (i, f)
+            for i, f in enumerate(faces)
+            if _usable(entry.faces[i], entry, cfg.size, s)
+            and (avoid is None or (entry.path, f.box) != (avoid[0], avoid[1].box))
         ]
-        centre = big[int(rng.integers(len(big)))] if big else None
-    crop, inside = crop_photo(img, faces, rng, cfg.size, centre)
-    return entry, crop, inside, centre if centre is not None and inside else None
+        if big:
+            index, centre = big[int(rng.integers(len(big)))]
+    crop, inside, scale, moved = _crop(img, faces, rng, cfg.size, centre, cfg.size)
+    ok = centre is not None and moved is not None
+    return _Pick(entry, crop, inside, centre if ok else None, scale * s, index if ok else -1, moved)
+
+
+POSE_FIT = 0.08
+"""Largest landmark misfit of a cross-image donor face: the mean distance of its five landmarks, aligned to
+the target face's by the best similarity, over the target face's size. Above it a frontal face lands on a
+profile (visibly broken); a target face with no donor within it in its split is drawn again."""
+POSE_TRIES = 8
+
+
+def pose_errors(donors: np.ndarray, target: np.ndarray, size: float) -> np.ndarray:
+    """Landmark misfit of (N, 5, 2) donor landmarks to (5, 2) target landmarks: mean distance after the
+    least-squares similarity (rotation, scale, shift; no mirroring) over ``size`` → (N,)."""
+    a = donors.astype(np.float64) - donors.mean(axis=1, keepdims=True)
+    b = target.astype(np.float64) - target.mean(axis=0)
+    za, zb = a[..., 0] + 1j * a[..., 1], b[:, 0] + 1j * b[:, 1]
+    c = (np.conj(za) * zb).sum(axis=1) / np.maximum((np.abs(za) ** 2).sum(axis=1), 1e-12)
+    return np.abs(c[:, None] * za - zb).mean(axis=1) / max(size, 1.0)
+
+
+def _fitting_donor(
+    rng: np.random.Generator, target: _Pick, cands: list[PoolEntry], cfg: _Config
+) -> tuple[PoolEntry, Face, float] | None:
+    """The donor face for a face target, chosen by pose among every usable face of ``cands`` (the target's
+    own face left out): one at random among those within 25 % of the best fit. ``None`` when there is none."""
+    assert target.centre is not None
+    faces = [
+        (e, f)
+        for e in cands
+        for i, f in enumerate(e.faces)
+        if (e.path, i) != (target.entry.path, target.index)
+        and _usable(f, e, cfg.size, min(1.0, MAX_SIDE / max(e.width, e.height)))
+    ]
+    if not faces:
+        return None
+    errors = pose_errors(np.stack([f.points() for _, f in faces]), target.centre.points(), target.centre.size)
+    best = float(errors.min())
+    near = np.flatnonzero(errors <= 1.25 * best + 1e-9)
+    k = int(near[int(rng.integers(len(near)))])
+    return faces[k][0], faces[k][1], float(errors[k])
+
+
+REDRAWS = 8
+"""Pairs drawn for one sample when the recipe cannot change the crop (:class:`ForgeryError`)."""
 
 
 def _make(index: int) -> Sample:
+    """Sample ``index``: a pair whose fake differs from its real as written (``encoding``); a crop the
+    recipe cannot change is replaced by another draw (``params["redrawn"]`` counts them)."""
+    cfg: _Config = _STATE["cfg"]
+    rng = np.random.default_rng([cfg.seed, index])
+    recipe: Recipe = _STATE["recipes"][cfg.recipes[index % len(cfg.recipes)]]
+    for k in range(REDRAWS):
+        try:
+            sample = _draw(index, rng, recipe)
+        except ForgeryError as exc:
+            if k == REDRAWS - 1:
+                raise ForgeryError(
+                    f"pair {index}: {REDRAWS} crops in a row could not be forged: {exc}"
+                ) from None
+            continue
+        if k:
+            sample.params["redrawn"] = k
+        return sample
+    raise AssertionError("unreachable")
+
+
+def _draw(index: int, rng: np.random.Generator, recipe: Recipe) -> Sample:
     cfg: _Config = _STATE["cfg"]
     entries: list[PoolEntry] = _STATE["entries"]
     splits: dict[str, str] = _STATE["splits"]
-    rng = np.random.default_rng([cfg.seed, index])
-    spec = cfg.recipes[index % len(cfg.recipes)]
-    recipe: Recipe = _STATE["recipes"][spec]
     want_face = recipe.uses_faces and rng.random() < cfg.face_prob
-    entry, real, faces, centre = _pick(rng, entries, want_face, cfg)
-    split = splits[entry.path]
-    donor = donor_faces = None
-    if recipe.uses_donor:
+    # A face target of a cross-image recipe takes the donor face whose pose fits it best, among the faces of
+    # its split; a target no face fits (POSE_FIT) is drawn again, and after POSE_TRIES the best fit drawn is
+    # kept (params: pose_error).
+    best: tuple[_Pick, list[PoolEntry], tuple[PoolEntry, Face, float]] | None = None
+    tries = 0
+    while True:
+        tries += 1
+        target = _pick(rng, entries, want_face, cfg)
+        split = splits[target.entry.path]
+        if not recipe.uses_donor:
+            break
         # Donors come from the same split. A face target takes a face donor, from any photo of the split
         # (another person of the same group photo included); other targets prefer another photo group.
         same = [e for e in entries if splits[e.path] == split]
-        if centre is not None:
-            many = sum(_usable(f, entry, cfg.size) for f in entry.faces) >= 2
-            cands = [e for e in same if e.path != entry.path or many] or same
+        if target.centre is None:
+            cands = [e for e in same if e.group != target.entry.group] or same
+            break
+        many = sum(_usable(f, target.entry, cfg.size) for f in target.entry.faces) >= 2
+        cands = [e for e in same if e.path != target.entry.path or many] or same
+        found = _fitting_donor(rng, target, cands, cfg)
+        if found is not None and (best is None or found[2] < best[2][2]):
+            best = (target, cands, found)
+        if found is None or found[2] <= POSE_FIT or tries == POSE_TRIES:
+            break
+    fit = None
+    if best is not None:
+        target, cands, fit = best
+    entry, centre = target.entry, target.centre
+    split = splits[entry.path]
+    donor = donor_faces = None
+    extra: dict[str, Any] = {}
+    if recipe.uses_donor:
+        if centre is not None and fit is not None:
+            donor_entry, donor_face, _ = fit
+            img, s = _load(cfg.pool_dir, donor_entry.path)
+            moved = donor_face.transformed(s, 0, 0)
+            donor, donor_faces, _, _ = _crop(img, [moved], rng, cfg.size, moved, cfg.size)
+            if tries > 1:
+                extra["pose_draws"] = tries
         else:
-            cands = [e for e in same if e.group != entry.group] or same
-        avoid = None if centre is None else (entry.path, centre)
-        donor_entry, donor, donor_faces, _ = _pick(rng, cands, centre is not None, cfg, avoid)
-    forgery = recipe.apply(
-        real, rng, faces=faces if recipe.uses_faces else None, donor=donor, donor_faces=donor_faces
-    )
+            avoid = None if centre is None else (entry.path, centre)
+            d = _pick(rng, cands, centre is not None, cfg, avoid)
+            donor_entry, donor, donor_faces = d.entry, d.crop, d.faces
+        extra["donor"] = donor_entry.path
+    faces = target.faces if recipe.uses_faces else None
+    if recipe.uses_donor and fit is not None and target.in_crop is not None:
+        faces = [target.in_crop]  # the face the donor was chosen for is the face replaced
     fmt = recipe.final_format or cfg.fmt
-    params = {**forgery.params, **({"donor": donor_entry.path} if recipe.uses_donor else {})}
+    forgery = recipe.apply(
+        target.crop,
+        rng,
+        faces=faces,
+        donor=donor,
+        donor_faces=donor_faces,
+        encoding=(fmt, cfg.quality),
+    )
+    params = {**forgery.params, **extra, "crop_scale": round(target.scale, 4)}
     return Sample(
         index,
-        real,
+        target.crop,
         forgery.fake,
         forgery.mask,
         forgery.recipe,
@@ -264,8 +414,9 @@ def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
     atomic_write_bytes(out / paths["mask"], mask_to_png(sample.mask))
     base = {"source": sample.source, "group": sample.group, "split": sample.split, "pair": str(sample.index)}
     params = json.dumps(sample.params, sort_keys=True, default=_plain)
+    crop = json.dumps({"crop_scale": sample.params.get("crop_scale")})
     return [
-        {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base, "params": ""},
+        {"path": paths["real"], "label": "real", "recipe": "", "mask_path": "", **base, "params": crop},
         {
             "path": paths["fake"],
             "label": "fake",
@@ -409,8 +560,10 @@ def synth(
         per_recipe: dict[str, int] = {}
         per_split: dict[str, int] = {}
         per_format: dict[str, int] = {}
+        redrawn = 0
         for r in rows:
             if r["label"] == "fake":
+                redrawn += "redrawn" in json.loads(r["params"])
                 per_recipe[r["recipe"]] = per_recipe.get(r["recipe"], 0) + 1
                 per_split[r["split"]] = per_split.get(r["split"], 0) + 1
                 fmt_of = "jpeg" if r["path"].endswith(".jpg") else Path(r["path"]).suffix.lstrip(".")
@@ -426,7 +579,7 @@ def synth(
             "split_fractions": list(split_fractions),
             "split_seed": split_seed,
             "face_prob": face_prob,
-            "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format},
+            "counts": {"recipes": per_recipe, "splits": per_split, "formats": per_format, "redrawn": redrawn},
         }
         atomic_write_bytes(out / "synth.json", (json.dumps(meta, indent=1) + "\n").encode())
     except BaseException:  # interrupted or failed: no half-written dataset that train would read as whole
@@ -439,7 +592,15 @@ def synth(
         else:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    result = SynthResult(out, manifest, n, dict(sorted(per_recipe.items())), dict(sorted(per_split.items())))
+    result = SynthResult(
+        out,
+        manifest,
+        n,
+        dict(sorted(per_recipe.items())),
+        dict(sorted(per_split.items())),
+        formats=dict(sorted(per_format.items())),
+        redrawn=redrawn,
+    )
     if sheet:
         result.contact_sheet = contact_sheet(out, out / "contact_sheet.png")
     return result

@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from fakelens.data.faces import Face, face_mask
-from fakelens.errors import ConfigError, ImageError
+from fakelens.errors import ConfigError, ForgeryError, ImageError
+from fakelens.forgery.encode import decode, encode_pair
 from fakelens.forgery.ops import (
     blend,
     blob_mask,
@@ -52,8 +53,8 @@ __all__ = [
 MIN_SIDE = 8
 MIN_CHANGE = 1.0
 """Grey levels: a draw whose fake differs from the real by less, on average over the mask's core
-(``M ≥ ½ max M``, the largest channel difference per pixel), is drawn again: a fake that is its real is
-label noise."""
+(``M ≥ ½ max M``, the largest channel difference per pixel; after the final encoding when
+:meth:`Recipe.apply` is given it), is drawn again: a fake that is its real is label noise."""
 MAX_DRAWS = 8
 ForgeResult = tuple[np.ndarray, np.ndarray, dict[str, Any]]
 
@@ -110,13 +111,18 @@ class Recipe:
         faces: Sequence[Face] | None = None,
         donor: np.ndarray | None = None,
         donor_faces: Sequence[Face] | None = None,
+        encoding: tuple[str, int] | None = None,
     ) -> Forgery:
         """Like calling the recipe, but also returns the variant drawn and the parameters. ``rng``: a
-        generator, or an int seed for one.
+        generator, or an int seed for one. ``image``: RGB uint8 (H, W, 3), or a PIL image or RGBA uint8
+        (H, W, 4) array, made RGB by :func:`fakelens.io.to_rgb` (transparent pixels composited on white).
 
         A grey photo (channels equal) gets a grey fake. A draw that changes the mask's core by less than
         :data:`MIN_CHANGE` is drawn again, up to :data:`MAX_DRAWS` times (``params["draws"]`` counts them
-        when there was more than one); a flat photo may still give a faint fake after the last.
+        when there was more than one); ``encoding``, ``(format, quality)`` of the final common encoding
+        (``encode_pair``), measures that change after it, as the files will hold it. When the last draw
+        still changes less (a flat image, or a region the final JPEG pass smooths back), a
+        :class:`~fakelens.errors.ForgeryError` is raised: a fake equal to its real is never returned.
         """
         img = _check_image(image)
         if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
@@ -129,7 +135,7 @@ class Recipe:
         h, w = img.shape[:2]
         inside = [f for f in (faces or []) if f.inside(w, h)]
         grey = int(np.ptp(img, axis=2).max()) <= 2
-        for draw in range(1, MAX_DRAWS + 1):
+        for draw in range(1, MAX_DRAWS + 1):  # noqa: B007 (the draws taken are counted below)
             alt, mask, params = self.forge(
                 img, rng, variant or "", faces=inside, donor=donor, donor_faces=list(donor_faces or [])
             )
@@ -140,8 +146,16 @@ class Recipe:
             if not mask.any():  # degenerate draw (e.g. a 1-pixel region): change one pixel, honestly masked
                 mask[h // 2, w // 2] = 1.0
             fake = blend(img, alt, mask)
-            if draw == MAX_DRAWS or _core_change(img, fake, mask) >= MIN_CHANGE:
+            change = _core_change(*_encoded(img, fake, encoding), mask)
+            if change >= MIN_CHANGE:
                 break
+        else:
+            after = f" after {encoding[0]} encoding" if encoding is not None else ""
+            raise ForgeryError(
+                f"{self.name} cannot change this {w}x{h} image: its fake differs from the real by "
+                f"{change:.2f} grey levels{after} in the mask's core after {MAX_DRAWS} draws "
+                f"(under {MIN_CHANGE:g}; a flat image?)"
+            )
         if draw > 1:
             params = {**params, "draws": draw}
         label = f"{self.name}:{variant}" if variant else self.name
@@ -164,6 +178,16 @@ class Recipe:
 RECIPES: Registry[Recipe] = Registry("recipe")
 
 
+def _encoded(
+    real: np.ndarray, fake: np.ndarray, encoding: tuple[str, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pair as the final common encoding leaves it (unchanged without one, or for PNG)."""
+    if encoding is None or encoding[0].lower() == "png":
+        return real, fake
+    rb, fb = encode_pair(real, fake, encoding[0], int(encoding[1]))
+    return decode(rb), decode(fb)
+
+
 def _core_change(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
     """Mean over the mask's core (``M ≥ ½ max M``) of the largest channel difference |fake − real|."""
     core = mask >= 0.5 * float(mask.max())
@@ -172,6 +196,8 @@ def _core_change(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _check_image(image: np.ndarray | Image.Image) -> np.ndarray:
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+        image = Image.fromarray(np.ascontiguousarray(image), "RGBA")  # as an RGBA PIL image: on white
     if isinstance(image, Image.Image):  # a PIL image as fakelens.io.load_image returns it
         image = np.asarray(to_rgb(image), dtype=np.uint8)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -329,7 +355,9 @@ class CrossBlend(Recipe):
     picks its donors, so a frontal face is not pasted onto a profile — else a random similarity),
     colour-transferred in Lab (Reinhard) to the target region, elastically deformed, and blended inside a
     deformed soft mask. Without a donor, a mirrored, shifted copy of the image itself stands in (a copy-move
-    of mirrored content).
+    of mirrored content). The best fit is among ``donor_faces``: ``data synth`` passes the face it chose by
+    pose across the split's photos; ``params["pose_error"]`` is the aligned landmarks' mean distance over
+    the face's size.
     """
 
     name = "cross_blend"
@@ -358,10 +386,15 @@ class CrossBlend(Recipe):
         mask, face = _region((h, w), rng, faces, area=(0.06, 0.3))
         aligned = False
         m = None
+        extra: dict[str, Any] = {}
         if face is not None and donor_faces:
             d = _nearest_pose(donor_faces, face, int(rng.integers(len(donor_faces))))
             m, _ = cv2.estimateAffinePartial2D(d.points(), face.points(), method=cv2.LMEDS)
             aligned = m is not None
+            if m is not None:  # the landmark misfit: mean distance after the alignment, over the face's size
+                moved = d.points() @ m[:, :2].T + m[:, 2]
+                err = float(np.linalg.norm(moved - face.points(), axis=1).mean()) / max(face.size, 1.0)
+                extra["pose_error"] = round(err, 4)
         if m is None:
             cx, cy, _ = _centre_and_size(mask, face)
             dcx, dcy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
@@ -371,7 +404,7 @@ class CrossBlend(Recipe):
         warped = remap(warped, dx, dy)
         alt = colour_transfer(warped, image, mask)
         ratio = float(rng.choice([0.75, 1.0, 1.0, 1.0]))
-        return alt, mask * ratio, {"aligned": aligned, "ratio": ratio, "face": face is not None}
+        return alt, mask * ratio, {"aligned": aligned, "ratio": ratio, "face": face is not None, **extra}
 
 
 @RECIPES.register("local_warp")
@@ -605,10 +638,16 @@ def make_recipe(spec: str) -> Recipe:
 
 
 def parse_recipes(specs: str | Sequence[str] | None) -> list[str]:
-    """Validate a comma-separated string (or list) of specs; ``None``, ``""`` or ``"all"`` → every recipe."""
-    if specs is None:
+    """Validate a comma-separated string (or list) of specs; ``None``, ``""`` or ``"all"`` → every recipe.
+    Separators with no name between them (``","``) are an error, not every recipe."""
+    if specs is None or (isinstance(specs, str) and not specs.strip()):
         return RECIPES.names()
-    items = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    given = specs.split(",") if isinstance(specs, str) else list(specs)
+    items = [s.strip() for s in given if s.strip()]
+    if not items and given:
+        raise ConfigError(
+            f"no recipe named in {','.join(given)!r}: give name or name:variant, comma-separated, or 'all'"
+        )
     if not items or items == ["all"]:
         return RECIPES.names()
     for s in items:
