@@ -167,3 +167,22 @@ def test_a_model_in_training_mode_scores_as_in_eval_and_is_left_as_it_was() -> N
     torch.testing.assert_close(predict_proba(det, x), want)
     assert all(torch.equal(a, b) for a, b in zip(stats, det.buffers(), strict=True))
     assert det.training and not det.net.features[0].training
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_a_network_in_training_mode_inside_an_eval_wrapper_scores_as_in_eval(hooked: bool) -> None:
+    """The wrapper's own flag says nothing of its network's: wrapped (eval), then ``net.train()`` by the user
+    — with a hook (the unfolded path) or without — it scored with batch statistics and overwrote them."""
+    det = create_model("tiny-cnn", seed=0)
+    x = torch.rand(4, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = det(x)
+    det.net.train()
+    if hooked:
+        det.net.register_forward_hook(lambda m, i, o: None)
+    stats = [b.clone() for b in det.buffers()]
+    with torch.no_grad():
+        got = inference_logits(det, x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(stats, det.buffers(), strict=True))
+    assert not det.training and all(m.training for m in det.net.modules())
