@@ -55,8 +55,8 @@ CAMS: Registry[CAMMethod] = Registry("CAM method")
 
 def register_cam(name: str):  # type: ignore[no-untyped-def]
     def deco(cls: type[CAMMethod]) -> type[CAMMethod]:
+        CAMS.register(name)(cls)  # a clash raises here, before the class is renamed
         cls.name = name
-        CAMS.register(name)(cls)
         return cls
 
     return deco
