@@ -186,3 +186,27 @@ def test_a_network_in_training_mode_inside_an_eval_wrapper_scores_as_in_eval(hoo
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     assert all(torch.equal(a, b) for a, b in zip(stats, det.buffers(), strict=True))
     assert not det.training and all(m.training for m in det.net.modules())
+
+
+def test_a_change_through_data_is_seen_by_the_folded_copy() -> None:
+    """``.data`` changes bump no version counter (an EMA's ``p.data.lerp_``): the stale folded copy kept
+    serving the old weights (p 0.2856 instead of 0.3778 on a ResNet)."""
+    det = create_model("tiny-cnn", seed=0)
+    _randomise_batchnorm(det.net)
+    x = torch.rand(2, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(0))
+    clear_folded_copies()
+    with torch.no_grad():
+        inference_logits(det, x)
+        first = fold._FOLDED[det][1]
+        assert first is not None
+        inference_logits(det, x)
+        assert fold._FOLDED[det][1] is first  # unchanged weights: the copy is reused
+        for change in (
+            lambda: det.net.features[0][0].weight.data.mul_(0.5),
+            lambda: det.net.features[0][1].running_var.data.add_(1.0),  # a buffer
+        ):
+            change()
+            torch.testing.assert_close(inference_logits(det, x), det(x), rtol=1e-4, atol=1e-5)
+            assert fold._FOLDED[det][1] is not first
+            first = fold._FOLDED[det][1]
+    clear_folded_copies()

@@ -126,12 +126,26 @@ _CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary
 
 
 def state_signature(module: nn.Module, channels_last: bool) -> tuple[Any, ...]:
-    """Changes whenever a parameter or buffer is replaced or modified in place (storage, version)."""
+    """Changes whenever a parameter or buffer is replaced or modified in place: each one's storage, version
+    counter, device and dtype, and — for changes through ``.data``, which bump no version counter (an EMA's
+    ``p.data.lerp_(q, 0.01)``, ``w.data.mul_(0.5)``) — a fingerprint of the values: every floating tensor's
+    L2 norm, in one fused ``torch._foreach_norm`` per device and dtype. That adds 0.6–0.7 ms
+    (``effnet-lite0``, 3.4 M values) and 1.6–1.7 ms (``vit-tiny-reg4-npr``, 6.1 M) per call on one CPU core,
+    against 23–27 and 89–100 ms for their forward of one image (2–3 %; under 0.2 % of a batch of 16). A
+    ``.data`` change that keeps every tensor's norm (a sign flip, a permutation) goes unseen: call
+    :func:`clear_folded_copies` after one."""
     tensors = [*module.parameters(), *module.buffers()]
     try:
-        return (channels_last, tuple((t.data_ptr(), t._version, t.device) for t in tensors))
+        state = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
     except RuntimeError:  # inference tensors have no version counter: never reuse a copy
         return (object(),)
+    groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+    for t in tensors:
+        if t.is_floating_point() and t.numel():
+            groups.setdefault((t.device, t.dtype), []).append(t)
+    with torch.no_grad():
+        norms = tuple(tuple(torch.stack(torch._foreach_norm(ts)).tolist()) for ts in groups.values())
+    return (channels_last, state, norms)
 
 
 def folded_copy(detector: Detector, channels_last: bool = True) -> nn.Module | None:
