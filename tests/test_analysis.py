@@ -108,7 +108,7 @@ def test_api_mistakes_are_clear_errors_before_any_model_runs(images: list[Image.
         ({"images": ["photo.jpg"]}, TypeError, "fakelens.io.load_image"),
         ({"model": "tiny-cnn"}, TypeError, "must be a Detector or an Ensemble, not str"),
         ({"device": "gpu"}, ConfigError, "unknown device 'gpu'"),
-        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 0}, ConfigError, "batch_size"),
         ({"methods": "gradcam,nosuch"}, UnknownNameError, "nosuch"),
         ({"options": {"gradcam": {"foo": 1}}}, ConfigError, "gradcam has no option 'foo'"),
         ({"methods": ["rise"], "options": {"rise": {"n_masks": "abc"}}}, ConfigError, "n_masks must be int"),

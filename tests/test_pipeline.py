@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MODELS
-from fakelens.errors import FakelensError
+from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain import method_names
 from fakelens.models import Detector, InputSpec, create_model
 from fakelens.pipeline import explain_images
@@ -109,3 +109,9 @@ def test_a_network_in_training_mode_is_explained_in_eval_mode_and_left_as_it_was
         det.eval()
         [clean] = explain_images(det, [image], [])
         assert r.fake_probability == pytest.approx(clean.fake_probability, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("max_tiles", [0, -1, 2.5])
+def test_a_wrong_max_tiles_is_a_config_error(max_tiles: object) -> None:
+    with pytest.raises(ConfigError, match="max_tiles must be a whole number"):
+        explain_images(create_model("tiny-cnn"), [Image.new("RGB", (8, 8))], [], max_tiles=max_tiles)  # type: ignore[arg-type]

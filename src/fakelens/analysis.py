@@ -22,7 +22,7 @@ from torch import Tensor
 
 from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
-from fakelens.errors import FakelensError
+from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, view_pixels
@@ -261,7 +261,7 @@ def analyze_images(
     check_methods(methods)
     options = check_options(options, methods)
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
+        raise ConfigError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
     dev = resolve_device(str(device)) if device is not None else None
     n = len(images)
     opaques = [_opaque(img) for img in images]  # once per image, not per member (RGBA: a full conversion)
