@@ -108,7 +108,7 @@ def test_api_mistakes_are_clear_errors_before_any_model_runs(images: list[Image.
         ({"images": ["photo.jpg"]}, TypeError, "fakelens.io.load_image"),
         ({"model": "tiny-cnn"}, TypeError, "must be a Detector or an Ensemble, not str"),
         ({"device": "gpu"}, ConfigError, "unknown device 'gpu'"),
-        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 0}, ConfigError, "batch_size"),
         ({"methods": "gradcam,nosuch"}, UnknownNameError, "nosuch"),
         ({"options": {"gradcam": {"foo": 1}}}, ConfigError, "gradcam has no option 'foo'"),
         ({"methods": ["rise"], "options": {"rise": {"n_masks": "abc"}}}, ConfigError, "n_masks must be int"),
@@ -152,6 +152,44 @@ def test_a_method_failing_on_one_image_costs_only_its_heatmaps(images: list[Imag
     finally:
         CAMS._items.pop("test-nan-on-second", None)
         CAMS._items.pop("test-wrong-shape", None)
+
+
+@pytest.mark.parametrize("error", [TypeError, AttributeError, ZeroDivisionError])
+def test_a_method_raising_any_error_costs_only_its_heatmaps_and_names_the_error(
+    images: list[Image.Image], error: type[Exception]
+) -> None:
+    """A plugin's bug (not a fakelens or torch error) took the built-in methods down with a traceback; it
+    costs only its own maps now, reported with its type and message."""
+    from fakelens.explain import CAMS, GradientCAM, register_cam
+
+    @register_cam("test-buggy")
+    class Buggy(GradientCAM):
+        def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            raise error("a bug in the formula")
+
+    try:
+        out = analyze_images(create_model("tiny-cnn"), images, ["test-buggy", "gradcam"], robustness=False)
+        for a in out:
+            (m,) = a.models
+            assert list(m.heatmaps) == ["gradcam"]
+            assert m.errors == {"test-buggy": f"{error.__name__}: a bug in the formula"}
+    finally:
+        CAMS._items.pop("test-buggy", None)
+
+
+def test_running_out_of_memory_is_not_one_method_s_failure(images: list[Image.Image]) -> None:
+    from fakelens.explain import CAMS, GradientCAM, register_cam
+
+    @register_cam("test-oom")
+    class Oom(GradientCAM):
+        def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            raise MemoryError
+
+    try:
+        with pytest.raises(MemoryError):
+            analyze_images(create_model("tiny-cnn"), images[:1], ["test-oom", "gradcam"], robustness=False)
+    finally:
+        CAMS._items.pop("test-oom", None)
 
 
 def test_an_ensemble_where_one_detector_is_needed_is_a_clear_type_error() -> None:

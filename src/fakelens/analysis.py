@@ -22,7 +22,7 @@ from torch import Tensor
 
 from fakelens.constants import BLANK_TEXTURE, PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
-from fakelens.errors import FakelensError
+from fakelens.errors import ConfigError, FakelensError
 from fakelens.explain.engine import check_methods, check_options, method_list
 from fakelens.explain.targets import resolve_target
 from fakelens.geometry import Geometry, view_pixels
@@ -261,7 +261,7 @@ def analyze_images(
     check_methods(methods)
     options = check_options(options, methods)
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
+        raise ConfigError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
     dev = resolve_device(str(device)) if device is not None else None
     n = len(images)
     opaques = [_opaque(img) for img in images]  # once per image, not per member (RGBA: a full conversion)
@@ -371,8 +371,13 @@ def _opaque(image: Image.Image) -> np.ndarray | None:
     return None
 
 
-METHOD_ERRORS = (FakelensError, RuntimeError)
-"""What one method's failure raises (fakelens's own errors; torch's, e.g. a shape its hooks cannot take)."""
+METHOD_ERRORS = (Exception,)
+"""What one method's failure may raise: anything — fakelens's own errors, torch's (a shape its hooks cannot
+take), a plugin's bug (a ``TypeError`` in its formula) — costs only that method's heatmaps, reported with its
+type and message (:func:`_reason`), so a bug stays visible. Never absorbed: :data:`FATAL` (running out of
+host memory concerns every method), ``KeyboardInterrupt`` and other ``BaseException``s."""
+
+FATAL = (MemoryError,)
 
 
 def _reason(exc: BaseException) -> str:
@@ -392,8 +397,10 @@ def explain_member(
     """All methods from one capture. If that fails, a cheap probe (the first image, one tile) finds the
     methods that cannot run on this member, and the others run together again; only if that fails too does
     each run alone on every image — so an unsuitable method (rollout on a CNN) or one that fails on a single
-    image costs only its own heatmaps. Unknown method names, targets and layers are the caller's mistake
-    and raise; errors that are neither fakelens's nor torch's (a bug, memory) are raised too."""
+    image costs only its own heatmaps, whatever it raises (:data:`METHOD_ERRORS`; the reason names the type of
+    an error not fakelens's own). Unknown method names, targets and layers are the caller's mistake and raise;
+    so do ``MemoryError``, ``KeyboardInterrupt``, and a failure of the scoring itself (it fails every method
+    alone, then once more without methods)."""
     check_methods(methods)
     options = check_options(options, methods)
     resolve_target(target, member)
@@ -408,17 +415,23 @@ def explain_member(
 
     try:
         return run(methods), list(methods), {}
+    except FATAL:
+        raise
     except METHOD_ERRORS:
         pass
     errors: dict[str, str] = {}
     for m in methods:
         try:
             run([m], images[:1], 1)
+        except FATAL:
+            raise
         except METHOD_ERRORS as exc:
             errors[m] = _reason(exc)
     usable = [m for m in methods if m not in errors]
     try:
         return run(usable), usable, errors
+    except FATAL:
+        raise
     except METHOD_ERRORS:
         pass
     results: list[ImageResult] | None = None
@@ -426,6 +439,8 @@ def explain_member(
     for m in usable:  # one fails beyond the first image: each on its own
         try:
             alone = run([m])
+        except FATAL:
+            raise
         except METHOD_ERRORS as exc:
             errors[m] = _reason(exc)
             continue

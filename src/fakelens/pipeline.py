@@ -18,6 +18,7 @@ from torch import Tensor
 
 from fakelens.constants import PARTIAL_READ, SMALL_IMAGE
 from fakelens.devices import resolve_device
+from fakelens.errors import ConfigError
 from fakelens.explain.engine import explain, method_list
 from fakelens.explain.explanation import Explanation
 from fakelens.geometry import Geometry, covered_fraction, prepare_views
@@ -148,7 +149,7 @@ def explain_images(
     images, methods = check_images(images), method_list(methods)  # names and options: checked by explain
     dev = resolve_device(str(device)) if device is not None else detector.device
     if max_tiles is not None and (not isinstance(max_tiles, int) or max_tiles < 1):
-        raise ValueError(f"max_tiles must be a whole number ≥ 1 (or None), not {max_tiles!r}")
+        raise ConfigError(f"max_tiles must be a whole number ≥ 1 (or None), not {max_tiles!r}")
     detector.to(dev)
     views = [prepare_views(img, detector.input_spec, max_tiles=max_tiles) for img in images]
     single = [i for i, (_, g) in enumerate(views) if len(g) == 1]

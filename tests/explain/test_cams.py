@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODELS, flattening_detector, model_input
-from fakelens.explain import CAMS, capture, explain, explain_targets
+from fakelens.explain import CAMS, CAMMethod, GradientCAM, capture, explain, explain_targets, register_cam
 from fakelens.explain.cams import first_component_projection
 from fakelens.models import create_model
 
@@ -341,3 +341,72 @@ def test_eigen_projection_is_scale_free(scale: float) -> None:
     x = torch.relu(torch.randn(2, 64, 7, 7))
     ref = first_component_projection(x)
     torch.testing.assert_close(first_component_projection(x * scale) / scale, ref, atol=1e-4, rtol=1e-3)
+
+
+class _NotACam:
+    def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return grads.mean(dim=(2, 3))
+
+
+class _NoGrads(GradientCAM):
+    def weights(self, acts: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return acts.mean(dim=(2, 3))
+
+
+class _NoFormula(CAMMethod):
+    pass
+
+
+class _WeightsOnABareMethod(CAMMethod):  # weights() is read only by a GradientCAM
+    def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return grads.mean(dim=(2, 3))
+
+
+class _NeedsArguments(GradientCAM):
+    def __init__(self, power: float) -> None:
+        self.power = power
+
+    def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return grads.mean(dim=(2, 3)) ** self.power
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_NotACam, "is not a subclass of fakelens.explain.CAMMethod"),
+        (lambda acts, grads: acts, "is not a subclass"),
+        (_NoGrads, r"weights\(\) must take \(self, acts, grads\), not weights\(self, acts\)"),
+        (_NoFormula, "overrides neither combine"),
+        (_WeightsOnABareMethod, "overrides neither combine"),
+        (_NeedsArguments, "must be built without arguments"),
+    ],
+)
+def test_register_cam_refuses_a_broken_class_in_one_line(cls: object, message: str) -> None:
+    """A class that is no CAM, or whose formula cannot be called as the base class calls it, was registered
+    and listed, then failed inside every explanation with a traceback (taking the other CAMs down)."""
+    before = CAMS.names()
+    with pytest.raises(TypeError, match=rf"CAM method 'test-broken' \(.*\).*{message}"):
+        register_cam("test-broken")(cls)  # type: ignore[arg-type]
+    assert CAMS.names() == before
+
+
+def test_register_cam_accepts_both_seams() -> None:
+    class Weights(GradientCAM):
+        def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            return grads.mean(dim=(2, 3))
+
+    class Combine(CAMMethod):
+        uses_gradients = False
+
+        def combine(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+            return acts.mean(1)
+
+    try:
+        for name, cls in (("test-weights", Weights), ("test-combine", Combine)):
+            assert register_cam(name)(cls) is cls and cls.name == name
+        det = create_model("tiny-cnn")
+        out = explain(det, model_input(det, 2), ["test-weights", "test-combine"])
+        assert all(e.raw.shape[0] == 2 for e in out.values())
+    finally:
+        CAMS._items.pop("test-weights", None)
+        CAMS._items.pop("test-combine", None)

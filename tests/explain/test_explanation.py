@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fakelens.explain.explanation import build_explanation, build_explanations
+from fakelens.explain.explanation import build_explanation, build_explanations, map_stats
 from fakelens.geometry import Geometry
 from fakelens.tiling import stitch
 from test_tiling import bright_spot
@@ -90,3 +90,15 @@ def test_a_stitched_map_with_no_positive_value_draws_nothing() -> None:
     e = stitch([part], geoms, torch.zeros(1, 2), bright_spot())
     assert float(e.stats["max"][0]) <= 0 and e.summary(0)["flat"]
     assert float(e.maps[0].max()) == 0.0
+
+
+def test_statistics_hold_no_negative_zero() -> None:
+    """A one-cell map's entropy −Σ 1·log 1 was -0.0, shown as ``tensor(-0.)`` and ``-0.0`` in summaries."""
+    one = torch.zeros(2, 3, 3)
+    one[0, 1, 1] = 1.0
+    one[1] = -1.0
+    one[1, 0, 0] = 0.0
+    stats = map_stats(one)
+    for name, v in stats.items():
+        assert not bool((torch.signbit(v) & (v == 0)).any()), name
+    assert float(stats["entropy"][0]) == 0.0 and str(float(stats["entropy"][0])) == "0.0"

@@ -167,3 +167,46 @@ def test_a_model_in_training_mode_scores_as_in_eval_and_is_left_as_it_was() -> N
     torch.testing.assert_close(predict_proba(det, x), want)
     assert all(torch.equal(a, b) for a, b in zip(stats, det.buffers(), strict=True))
     assert det.training and not det.net.features[0].training
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_a_network_in_training_mode_inside_an_eval_wrapper_scores_as_in_eval(hooked: bool) -> None:
+    """The wrapper's own flag says nothing of its network's: wrapped (eval), then ``net.train()`` by the user
+    — with a hook (the unfolded path) or without — it scored with batch statistics and overwrote them."""
+    det = create_model("tiny-cnn", seed=0)
+    x = torch.rand(4, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = det(x)
+    det.net.train()
+    if hooked:
+        det.net.register_forward_hook(lambda m, i, o: None)
+    stats = [b.clone() for b in det.buffers()]
+    with torch.no_grad():
+        got = inference_logits(det, x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(stats, det.buffers(), strict=True))
+    assert not det.training and all(m.training for m in det.net.modules())
+
+
+def test_a_change_through_data_is_seen_by_the_folded_copy() -> None:
+    """``.data`` changes bump no version counter (an EMA's ``p.data.lerp_``): the stale folded copy kept
+    serving the old weights (p 0.2856 instead of 0.3778 on a ResNet)."""
+    det = create_model("tiny-cnn", seed=0)
+    _randomise_batchnorm(det.net)
+    x = torch.rand(2, 3, *det.input_spec.size, generator=torch.Generator().manual_seed(0))
+    clear_folded_copies()
+    with torch.no_grad():
+        inference_logits(det, x)
+        first = fold._FOLDED[det][1]
+        assert first is not None
+        inference_logits(det, x)
+        assert fold._FOLDED[det][1] is first  # unchanged weights: the copy is reused
+        for change in (
+            lambda: det.net.features[0][0].weight.data.mul_(0.5),
+            lambda: det.net.features[0][1].running_var.data.add_(1.0),  # a buffer
+        ):
+            change()
+            torch.testing.assert_close(inference_logits(det, x), det(x), rtol=1e-4, atol=1e-5)
+            assert fold._FOLDED[det][1] is not first
+            first = fold._FOLDED[det][1]
+    clear_folded_copies()

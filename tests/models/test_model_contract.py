@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
-from fakelens.models import MODELS, Detector, create_model
+from fakelens.errors import ConfigError
+from fakelens.models import MODELS, Detector, InputSpec, create_model
 
 
 def build(name: str) -> Detector:
@@ -61,10 +63,29 @@ def test_a_wrong_wrap_is_refused() -> None:
     """An ImageNet network wrapped under two labels would be read as real/fake from two of its 1000 logits."""
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
     det = Detector(net, labels=("real", "fake"))
-    with pytest.raises(ValueError, match="outputs 10 logits but has 2 labels"):
+    with pytest.raises(ConfigError, match="outputs 10 logits but has 2 labels"):
         det(torch.zeros(1, 3, 4, 4))
-    with pytest.raises(ValueError, match="'fake' appears more than once"):
+    with pytest.raises(ConfigError, match="'fake' appears more than once"):
         Detector(net, labels=("fake", "fake"))
+    with pytest.raises(ValueError):  # ConfigError is a ValueError: an older `except ValueError` still holds
+        det(torch.zeros(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("net", "shape"),
+    [
+        (nn.Conv2d(3, 2, 3), r"\(1, 2, 2, 2\)"),  # a feature map: torch's "only one element tensors" later
+        (nn.Sequential(nn.Flatten(), nn.Linear(48, 2), nn.Flatten(0)), r"\(2,\)"),
+    ],
+)
+def test_an_output_that_is_not_logits_is_one_clear_error(net: nn.Module, shape: str) -> None:
+    from fakelens import explain_images
+
+    det = Detector(net, labels=("real", "fake"), input_spec=InputSpec(size=(4, 4)))
+    with pytest.raises(ConfigError, match=rf"outputs {shape}, not logits of shape \(N, 2\)"):
+        det(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ConfigError, match="not logits of shape"):
+        explain_images(det, [Image.new("RGB", (8, 8))], [])
 
 
 def test_ensemble_members_must_be_detectors() -> None:

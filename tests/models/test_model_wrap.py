@@ -179,6 +179,35 @@ def test_labels_may_be_one_comma_separated_string() -> None:
     assert len(repr(det)) < 200  # not nn.Module's 400-line tree (that is print(det.net))
 
 
+def test_cam_layers_may_be_one_string_and_one_label_reprs_as_a_tuple() -> None:
+    """``cam_layers="layer4"`` was read letter by letter ("ResNet has no layer 'l'")."""
+    net = torchvision.models.resnet18(num_classes=2)
+    assert wrap_model(net, labels=("real", "fake"), cam_layers="layer4").cam_layers == ("net.layer4",)
+    det = wrap_model(net, labels="real,fake", cam_layers="layer3, layer4")
+    assert det.cam_layers == ("net.layer3", "net.layer4")
+    with pytest.raises(UnknownNameError, match="no layer 'layer9'"):
+        wrap_model(net, labels=("real", "fake"), cam_layers="layer9")
+    one = wrap_model(
+        nn.Sequential(nn.Conv2d(3, 1, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        labels="fake",
+        cam_layers="0",
+    )
+    assert "labels=('fake',)" in repr(one)
+
+
+@pytest.mark.parametrize("module", ["resnet", None, torchvision.models.resnet18])
+def test_wrapping_something_that_is_not_a_module_is_a_type_error(module: object) -> None:
+    with pytest.raises(
+        TypeError, match=r"wrap_model needs a torch.nn.Module .*, not (str|NoneType|function)"
+    ):
+        wrap_model(module, labels=("real", "fake"))  # type: ignore[arg-type]
+
+
+def test_wrap_mistakes_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="fake label 'fake' is not among"):
+        wrap_model(Plain(), labels=("a", "b"), cam_layers="body")
+
+
 def test_channels_last_layers_are_explained_as_maps() -> None:
     """timm's Swin stages give (B, h, w, C): inferred as CAM layers and read as (B, C, h, w) maps (read as
     channels-first, a 7×7×384 output had become a 7×384 "map" stretched over the image)."""

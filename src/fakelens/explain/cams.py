@@ -14,7 +14,9 @@ with ``@register_cam("name")`` (set ``uses_gradients = False`` when it reads act
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -53,10 +55,70 @@ class CAMMethod:
 CAMS: Registry[CAMMethod] = Registry("CAM method")
 
 
-def register_cam(name: str):  # type: ignore[no-untyped-def]
-    def deco(cls: type[CAMMethod]) -> type[CAMMethod]:
+_M = TypeVar("_M", bound=type[CAMMethod])
+
+
+def _takes(func: Callable[..., object], *args: str) -> bool:
+    """Whether ``func`` (a method, unbound) takes ``self`` and ``args`` positionally."""
+    try:
+        inspect.signature(func).bind(None, *args)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): let it run
+        return True
+    return True
+
+
+def _shown(name: str, func: Callable[..., object]) -> str:
+    """``name(self, acts)``: a function's parameter names, without annotations."""
+    try:
+        return f"{name}({', '.join(inspect.signature(func).parameters)})"
+    except ValueError:
+        return f"{name}(...)"
+
+
+def check_cam_class(name: str, cls: object) -> None:
+    """Raise a one-line ``TypeError`` naming the CAM ``name`` and its class unless ``cls`` is a
+    :class:`CAMMethod` subclass, built without arguments, that overrides ``combine(acts, grads)`` or, as a
+    :class:`GradientCAM`, ``weights(acts, grads)`` — the calls the base classes make."""
+    where = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
+    head = f"CAM method {name!r} ({where})"
+    if not isinstance(cls, type) or not issubclass(cls, CAMMethod):
+        raise TypeError(f"{head} is not a subclass of fakelens.explain.CAMMethod (or GradientCAM)")
+    if cls.combine not in (CAMMethod.combine, GradientCAM.combine):
+        formula = "combine"
+    elif issubclass(cls, GradientCAM) and cls.weights is not GradientCAM.weights:
+        formula = "weights"  # called by GradientCAM.combine
+    else:
+        raise TypeError(
+            f"{head} overrides neither combine(acts, grads) nor, as a GradientCAM, weights(acts, grads)"
+        )
+    func = getattr(cls, formula)
+    if not _takes(func, "acts", "grads"):
+        raise TypeError(f"{head}: {formula}() must take (self, acts, grads), not {_shown(formula, func)}")
+    within = cls.combine_within
+    if within is not CAMMethod.combine_within and not _takes(within, "acts", "grads", "cells"):
+        shown = _shown("combine_within", within)
+        raise TypeError(f"{head}: combine_within() must take (self, acts, grads, cells), not {shown}")
+    try:
+        inspect.signature(cls).bind()
+    except TypeError:
+        shown = _shown(cls.__name__, cls).replace("(self, ", "(")
+        raise TypeError(f"{head} must be built without arguments, not {shown}") from None
+    except ValueError:
+        pass
+
+
+def register_cam(name: str) -> Callable[[_M], _M]:
+    """Class decorator: register a :class:`CAMMethod` subclass under ``name`` (its ``--method`` name) in
+    :data:`CAMS`. The class is checked first (:func:`check_cam_class`: a subclass that overrides
+    ``combine(acts, grads)`` or ``weights(acts, grads)``), so a broken plugin fails when it is imported, in
+    one line, not later inside every explanation; a name taken by any method raises :class:`ConfigError`."""
+
+    def deco(cls: _M) -> _M:
+        check_cam_class(name, cls)
+        CAMS.register(name)(cls)  # a clash raises here, before the class is renamed
         cls.name = name
-        CAMS.register(name)(cls)
         return cls
 
     return deco

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from fakelens.explain.targets import Target, resolve_target
 from fakelens.models.base import Detector
-from fakelens.models.fold import in_fast_layout, model_lock
+from fakelens.models.fold import eval_mode, in_fast_layout, model_lock
 
 
 @dataclass
@@ -44,19 +44,16 @@ class Capture:
 
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored after. Holds
-    :func:`model_lock`, so that another thread never saves this block's frozen flags as the model's own."""
-    with model_lock(model):
-        modes = [(m, m.training) for m in model.modules()]
+    """Eval mode (:func:`~fakelens.models.fold.eval_mode`: every submodule) and ``requires_grad=False`` on
+    every parameter for the block; both restored after. Holds :func:`model_lock`, so that another thread
+    never saves this block's frozen flags as the model's own."""
+    with model_lock(model), eval_mode(model):
         flags = [(p, p.requires_grad) for p in model.parameters()]
         try:
-            model.eval()
             for p, _ in flags:
                 p.requires_grad_(False)
             yield
         finally:
-            for m, mode in modes:
-                m.training = mode
             for p, flag in flags:
                 p.requires_grad_(flag)
 

@@ -49,7 +49,7 @@ class Explainer(Protocol):
     ) -> tuple[Tensor, dict[str, Any]]: ...
 
 
-EXPLAINERS: Registry[Explainer] = Registry("explanation method")
+EXPLAINERS: Registry[Explainer] = Registry("explanation method", shares_names_with=CAMS)
 
 
 def method_names() -> list[str]:

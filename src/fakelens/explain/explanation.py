@@ -39,7 +39,7 @@ def map_stats(raw: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
     pos_sum = pos.sum(1)
     p = pos / pos_sum.clamp_min(1e-30)[:, None]
     entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(1) / torch.log(n.clamp_min(2))
-    return {
+    stats = {
         "min": flat.masked_fill(~v, math.inf).amin(1),
         "max": flat.masked_fill(~v, -math.inf).amax(1),
         "sum": masked.sum(1),
@@ -47,6 +47,8 @@ def map_stats(raw: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
         "peak_to_mean": pos.amax(1) / (pos_sum / n).clamp_min(1e-30),
         "entropy": torch.where(pos_sum > 0, entropy, torch.ones_like(entropy)),
     }
+    # + 0.0 turns IEEE negative zeros into zeros (a one-cell map's entropy −Σ 1·log 1 showed as -0.0)
+    return {k: s + 0.0 for k, s in stats.items()}
 
 
 def valid_cells(valid: Tensor, grid: tuple[int, int]) -> Tensor:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from fakelens.errors import UnknownNameError
+from fakelens.errors import ConfigError, UnknownNameError
 from fakelens.models.calibration import Calibration
 
 ResizeMode = Literal["resize", "letterbox", "center_crop", "native"]
@@ -110,6 +110,8 @@ def _default_adapter(out: Any) -> Tensor:
 
 def few(labels: Sequence[str], shown: int = 4) -> str:
     """Labels for a message: all of a few, the first ``shown`` and the count of many (ImageNet has 1000)."""
+    if len(labels) == 1:  # a tuple of one, not a parenthesised string
+        return f"({labels[0]!r},)"
     if len(labels) <= shown + 1:
         return "(" + ", ".join(repr(x) for x in labels) + ")"
     return "(" + ", ".join(repr(x) for x in labels[:shown]) + f", … {len(labels)} labels)"
@@ -166,7 +168,7 @@ class Detector(nn.Module):
         self.untrained = False
         self._adapter = adapter or _default_adapter
         if fake_label is not None and self.labels.count(fake_label) > 1:  # which one would be "fake"?
-            raise ValueError(f"the label {fake_label!r} appears more than once in {few(self.labels)}")
+            raise ConfigError(f"the label {fake_label!r} appears more than once in {few(self.labels)}")
         # the fake class's logit (one logit: its sigmoid is p(fake)); None: a classifier with no fake class
         # (ImageNet), whose maps explain its top class and which gives no verdict
         self.fake_label: str | None = fake_label
@@ -176,7 +178,7 @@ class Detector(nn.Module):
         elif fake_label in self.labels:
             self.fake_index = self.labels.index(fake_label)
         elif fake_label is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"fake label {fake_label!r} is not among the labels {few(self.labels)}: name the fake class "
                 "with fake_label=…, or pass fake_label=None for a classifier without one (maps, no verdict)"
             )
@@ -184,13 +186,21 @@ class Detector(nn.Module):
             self.layer(layer)  # fail early on a wrong layer name
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits ``(B, len(labels))``; a network whose output has another width is a wrong wrap (e.g.
-        ImageNet's 1000 logits under two labels), refused rather than read as real/fake."""
+        """Logits ``(B, len(labels))``; any other output is a wrong wrap, refused rather than read as
+        real/fake: a network whose output has another width (ImageNet's 1000 logits under two labels) or
+        is no ``(B, n)`` logits (a feature map)."""
         out = self._adapter(self.net(x))
-        if out.dim() == 2 and out.shape[1] != len(self.labels):
-            raise ValueError(
-                f"{self.name!r} outputs {out.shape[1]} logits but has {len(self.labels)} labels "
-                f"{list(self.labels)[:4]}{'…' if len(self.labels) > 4 else ''}: give one label per output"
+        n = len(self.labels)
+        if not isinstance(out, Tensor) or out.dim() != 2:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ConfigError(
+                f"{self.name!r} outputs {shape}, not logits of shape (N, {n}) (one per label "
+                f"{few(self.labels)}): wrap a classifier, or pass adapter= to turn its output into logits"
+            )
+        if out.shape[1] != n:
+            raise ConfigError(
+                f"{self.name!r} outputs {out.shape[1]} logits but has {n} labels {few(self.labels)}: "
+                "give one label per output"
             )
         return out
 

@@ -157,12 +157,19 @@ def _resolve_layer(module: nn.Module, name: str) -> str:
     raise UnknownNameError(f"{type(module).__name__} has no layer {name!r}")
 
 
+def _names(names: str | Sequence[str]) -> tuple[str, ...]:
+    """A sequence of names, or one string of comma-separated names (never read character by character)."""
+    if isinstance(names, str):
+        return tuple(part.strip() for part in names.split(",") if part.strip())
+    return tuple(names)
+
+
 def wrap_model(
     module: nn.Module,
     *,
-    labels: Sequence[str],
+    labels: str | Sequence[str],
     input_spec: InputSpec | None = None,
-    cam_layers: Sequence[str] | None = None,
+    cam_layers: str | Sequence[str] | None = None,
     token_layout: TokenLayout | None = None,
     adapter: LogitsAdapter | None = None,
     name: str = "custom",
@@ -174,10 +181,17 @@ def wrap_model(
     ``cam_layers`` or ``token_layout`` is None, each is inferred (see :func:`infer_layers`); when
     ``input_spec`` is None its size (and, for timm models, mean and std) come from what the module
     records, else :class:`InputSpec` defaults (224×224, ImageNet statistics, letterbox). The module is put
-    in eval mode. ``labels`` may be written ``"real,fake"``.
+    in eval mode. ``labels`` may be written ``"real,fake"`` and ``cam_layers`` ``"layer4"`` or
+    ``"layer3,layer4"``.
     """
-    if isinstance(labels, str):  # not its characters
-        labels = tuple(part.strip() for part in labels.split(",") if part.strip())
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"wrap_model needs a torch.nn.Module (the network itself), not {type(module).__name__} "
+            "(for a registered model by name use fakelens.create_model or load_detector)"
+        )
+    labels = _names(labels)
+    if cam_layers is not None:
+        cam_layers = _names(cam_layers)
     inferred: Inferred | None = None
     if cam_layers is None or token_layout is None or input_spec is None:
         try:
