@@ -246,7 +246,8 @@ def test_every_unreadable_input_is_named_and_nothing_is_written(
     report = tmp_path / "report.html"
     res = runner.invoke(app, ["analyze", str(folder), "--model", "tiny-cnn", "--report", str(report)])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert f"error: {n_bad} of {n_bad + 2} images cannot be read (nothing was written):" in res.output
+    head = f"error: {n_bad} of {n_bad + 2} images cannot be read (nothing was written; --skip-unreadable"
+    assert head in res.output
     named = [b for b in bad if f"{b}: " in res.output]
     assert named == bad[:10]
     assert ("… and 2 more" in res.output) == (n_bad == 12)
@@ -323,3 +324,185 @@ def test_the_colormap_reaches_the_overlays_and_the_report(tmp_path: Path, photos
     jet = tmp_path / "jet"
     assert runner.invoke(app, ["analyze", *argv, "--out", str(jet)]).exit_code == 0
     assert np.abs(rgb - np.asarray(Image.open(jet / "wide.tiny-cnn.gradcam.png").convert("RGB"))).max() > 20
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) by relative path, with its bytes."""
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_an_interrupted_or_failed_analyze_writes_nothing(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C on the second image, a full disk on an overlay, a rename that fails half-way through the
+    commit: --out keeps the previous run's files as they were (no overlay of the new run, no hidden folder),
+    the report is not written, and the error says that nothing was written."""
+    import errno
+    import importlib
+
+    import fakelens.analysis as analysis
+    from fakelens.cli import common
+
+    overlay = importlib.import_module("fakelens.viz.overlay")  # the package exports a function of that name
+
+    out, report = tmp_path / "out", tmp_path / "r.html"
+    args = ["analyze", *map(str, photos), "--model", "tiny-cnn", "--no-faces", "--no-robustness"]
+    args += ["--batch-size", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = _files(out)
+    again = [*args, "--overwrite", "--cmap", "viridis", "--report", str(report)]
+
+    real_analyze, calls = analysis.analyze_images, []
+
+    def interrupted(*a: object, **k: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_analyze(*a, **k)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(analysis, "analyze_images", interrupted)
+        res = runner.invoke(app, again)
+    assert res.exit_code == 130 and "interrupted: nothing was written to --out" in res.output
+    assert _files(out) == before and not report.exists()
+
+    real_save, saved = overlay.save_png, []
+
+    def full(array: object, path: Path, **k: object) -> Path:
+        saved.append(path)
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(array, path, **k)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(overlay, "save_png", full)
+        res = runner.invoke(app, again)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "No space left on device while writing tall.tiny-cnn.gradcam.png: nothing was written" in " ".join(
+        res.output.split()
+    )
+    assert _files(out) == before and not report.exists() and not list(tmp_path.glob(".r.html*"))
+
+    real_replace, moved = common.os.replace, []
+
+    def refused(src: str, dst: str) -> None:
+        moved.append(dst)
+        if len(moved) == 4:  # two old files set aside, one new file moved in: the next rename fails
+            raise OSError(errno.EIO, "Input/output error", str(dst))
+        real_replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(common.os, "replace", refused)
+        res = runner.invoke(app, again)
+    assert res.exit_code == 2 and "nothing was written to --out" in res.output
+    assert _files(out) == before and not report.exists()
+
+    fresh = tmp_path / "fresh"
+    with monkeypatch.context() as m:
+        calls.clear()
+        m.setattr(analysis, "analyze_images", interrupted)
+        res = runner.invoke(app, [*args[:-1], str(fresh)])
+    assert res.exit_code == 130 and not fresh.exists()  # not even an empty folder
+
+
+def test_a_second_run_into_one_out_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    """An --out holding a previous run's results is refused (its files would be overwritten, others left
+    unrecorded); --overwrite removes what that run recorded, and only that, then writes the new run."""
+    rng = np.random.default_rng(0)
+    coll = tmp_path / "coll"
+    for rel in ("x/a.jpg", "y/a.jpg", "x/b.jpg", "x/b.png"):
+        (coll / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(coll / rel)
+    out = tmp_path / "o"
+    base = ["--model", "tiny-cnn", "--no-faces", "--no-robustness", "--out", str(out)]
+    assert runner.invoke(app, ["analyze", str(coll), *base]).exit_code == 0
+    first = sorted(f.name for f in out.iterdir())
+    assert first == sorted(
+        ["analysis.json", *(f"{s}.tiny-cnn.gradcam.png" for s in ("a", "a-2", "b", "b-2"))]
+    )
+    (out / "notes.txt").write_text("mine")
+    before = _files(out)
+    res = runner.invoke(app, ["analyze", str(coll / "y"), *base])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) <= 2
+    assert "already holds the results of a previous run (analysis.json)" in res.output
+    assert "--overwrite" in res.output and _files(out) == before
+    res = runner.invoke(app, ["analyze", str(coll / "y"), *base, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert sorted(f.name for f in out.iterdir()) == ["a.tiny-cnn.gradcam.png", "analysis.json", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+    [rec] = json.loads((out / "analysis.json").read_text())["images"]
+    assert rec["image"]["file"] == str(coll / "y" / "a.jpg")
+    res = runner.invoke(app, ["analyze", str(coll / "y"), "--model", "tiny-cnn", "--overwrite"])
+    assert res.exit_code == 2 and "give --out" in res.output
+
+
+def test_skip_unreadable_analyses_the_others_and_records_them(tmp_path: Path, photos: list[Path]) -> None:
+    folder = photos[0].parent
+    bad = folder / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    argv = ["analyze", str(folder), "--model", "tiny-cnn", "--no-faces", "--no-robustness", "--out", str(out)]
+    res = runner.invoke(app, [*argv, "--skip-unreadable", "--json"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stderr.split())
+    assert "warning: 1 of 3 images cannot be read and are left out (--skip-unreadable):" in text
+    assert f"{bad}: not an image" in text
+    payload = json.loads(res.stdout)
+    assert [Path(r["image"]["file"]).name for r in payload["images"]] == ["tall.jpg", "wide.png"]
+    assert payload["unreadable"] == [{"file": str(bad), "reason": payload["unreadable"][0]["reason"]}]
+    assert payload["unreadable"][0]["reason"].startswith("not an image")
+    assert json.loads((out / "analysis.json").read_text())["unreadable"] == payload["unreadable"]
+    for p in photos:
+        p.write_text("not an image either")
+    res = runner.invoke(app, [*argv, "--skip-unreadable", "--overwrite"])
+    assert res.exit_code == 2 and "3 of 3 images cannot be read (nothing was written)" in res.output
+
+
+def test_analyze_goes_batch_by_batch_with_the_same_results(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch at a time (so that each batch's maps can go once written): the same results as the
+    analysis of every image at once, which batched them the same way."""
+    import fakelens.analysis as analysis
+    from fakelens.cli.analyze import _load_model
+    from fakelens.io import load_image
+
+    third = photos[0].parent / "third.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 60, 3), dtype=np.uint8)).save(third)
+    paths = [*photos, third]
+    real, sizes = analysis.analyze_images, []
+
+    def spy(det: object, imgs: list[object], *a: object, **k: object) -> object:
+        sizes.append(len(imgs))
+        return real(det, imgs, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analysis, "analyze_images", spy)
+    argv = ["analyze", *map(str, paths), *TINY, "--no-faces", "--json", "--batch-size", "2"]
+    res = runner.invoke(app, [*argv, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert sizes == [2, 1]
+    at_once = real(_load_model(TINY[1].split(",")), [load_image(p) for p in paths], ["gradcam"], batch_size=2)
+    for rec, a in zip(json.loads(res.stdout)["images"], at_once, strict=True):
+        expected = json.loads(json.dumps(a.to_dict()))
+        assert {k: v for k, v in rec.items() if k in expected and k != "image"} == {
+            k: v for k, v in expected.items() if k != "image"
+        }
+
+
+def test_a_memory_estimate_beyond_the_machine_warns(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakelens.cli import analyze as analyze_cli
+
+    assert analyze_cli.available_memory() is not None  # /proc/meminfo or sysconf on this machine
+    monkeypatch.setattr(analyze_cli, "available_memory", lambda: 10**8)
+    res = runner.invoke(
+        app, ["analyze", str(photos[0]), "--model", "tiny-cnn", "--no-faces", "--no-robustness"]
+    )
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stderr.split())
+    assert "needs about 0.5 GB of memory and 0.1 GB is available" in text and "fakelens scan" in text
+    # 100 phone photos of 12 MP with two models: images and the working memory of one, not every map
+    twelve = [12_000_000] * 100
+    assert analyze_cli.memory_estimate(twelve, 2, keep_maps=False, batch_size=8) < 7e9
+    assert analyze_cli.memory_estimate(twelve, 2, keep_maps=True, batch_size=8) > 15e9

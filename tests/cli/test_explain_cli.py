@@ -275,8 +275,8 @@ def test_an_interrupted_explain_leaves_the_output_folder_as_it_was(
         return real(*a, **k)
 
     monkeypatch.setattr(pipeline, "explain_images", interrupted)
-    res = runner.invoke(app, [*args, "--cmap", "viridis"])
-    assert res.exit_code == 130 and "interrupted" in res.output
+    res = runner.invoke(app, [*args, "--cmap", "viridis", "--overwrite"])
+    assert res.exit_code == 130 and "interrupted: nothing was written to --out" in res.output
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no hidden folder, nothing changed
     fresh = tmp_path / "fresh"
     calls.clear()
@@ -335,3 +335,46 @@ def test_names_with_brackets_are_shown_as_they_are(tmp_path: Path, photos: list[
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "IMG[final].png" in text and "o[/]" in text
+
+
+def test_explain_refuses_a_previous_run_and_overwrite_replaces_only_its_files(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second explain into one --out had overwritten the first's files and left the others unrecorded;
+    now it is refused, and --overwrite removes the files summary.json records (not the user's own). A
+    rename that fails while the new files are moved in puts everything back."""
+    import errno
+
+    from fakelens.cli import common
+
+    out = tmp_path / "out"
+    args = ["explain", "--model", "tiny-cnn", "-m", "gradcam", "--out", str(out)]
+    assert runner.invoke(app, [*args, *map(str, photos)]).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    res = runner.invoke(app, [*args, str(photos[1])])
+    assert res.exit_code == 2 and "already holds the results of a previous run (summary.json)" in res.output
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+    real, moved = common.os.replace, []
+
+    def refused(src: str, dst: str) -> None:
+        moved.append(dst)
+        if len(moved) == len(before) + 1:  # the old files set aside, one new file in: the next one fails
+            raise OSError(errno.EIO, "Input/output error", str(dst))
+        real(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(common.os, "replace", refused)
+        res = runner.invoke(app, [*args, str(photos[1]), "--overwrite"])
+    assert res.exit_code == 2 and "nothing was written to --out" in res.output
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+    res = runner.invoke(app, [*args, str(photos[1]), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert sorted(f.name for f in out.iterdir()) == [
+        "notes.txt",
+        "summary.json",
+        "tall.gradcam.png",
+        "tall.panel.png",
+    ]

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -263,7 +264,9 @@ def test_changed_file_replaces_its_row(corpus: Path, tmp_path: Path, cnn_checkpo
     first = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
     victim = corpus / "img002.jpg"
     old_files = rows_by_path(pq.read_table(out / TABLE))[str(victim)]["heatmap_files"]
-    Image.new("RGB", (30, 20), (200, 10, 10)).save(victim)
+    changed = np.zeros((20, 30, 3), dtype=np.uint8)
+    changed[:, :15] = (200, 10, 10)  # not uniform: a blank image would get no overlay
+    Image.fromarray(changed).save(victim)
     s = scan(corpus, out, model=cnn_checkpoint, workers=0, settings=everything)
     assert s.scanned == 1 and s.skipped == 11  # only the changed file
     rows = rows_by_path(pq.read_table(out / TABLE))
@@ -455,3 +458,35 @@ def test_a_face_window_without_a_usable_score_leaves_the_face_columns_empty(
     monkeypatch.setattr(process, "face_verdicts", broken)
     proc = ScanProcessor(create_model("tiny-cnn"), ScanSettings(explain=False))
     assert proc._faces(Image.new("RGB", (64, 64))) == {"faces": 1, "face_score": None, "face_verdict": None}
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_a_blank_image_gets_its_score_but_no_verdict_nor_heatmaps(
+    tmp_path: Path, cnn_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, explain: bool
+) -> None:
+    """As analyze says 'no verdict' for a uniform image, its row has a null verdict (the summary left it out
+    of the fakes while the table said 'fake'); it is not explained at all: no heatmap, no badge, no file,
+    even when every image is to get its heatmaps."""
+    import fakelens.scan.process as process
+
+    src = tmp_path / "src"
+    make_corpus(src, 2, bad=False)
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(src / "grey.png")
+    explained: list[int] = []
+    real = process.analyze_images
+
+    def spy(model: Any, images: Any, *a: Any, **k: Any) -> Any:
+        explained.append(len(images))
+        return real(model, images, *a, **k)
+
+    monkeypatch.setattr(process, "analyze_images", spy)
+    settings = ScanSettings(explain=explain, heatmaps_above=0.0)
+    s = scan(src, tmp_path / "out", model=cnn_checkpoint, workers=0, settings=settings)
+    rows = {Path(r["path"]).name: r for r in pq.read_table(s.table).to_pylist()}
+    grey = rows.pop("grey.png")
+    assert grey["blank"] and grey["verdict"] is None and 0.0 <= grey["score"] <= 1.0
+    assert grey["heatmap_files"] is None and grey["heatmap_method"] is None and grey["badge_grade"] is None
+    assert all(r["verdict"] in ("fake", "real") and not r["blank"] for r in rows.values())
+    assert explained == ([2] if explain else [])  # the two photos; the grey square never
+    assert s.blank == 1 and s.flagged == (2 if explain else 0)
+    assert not [f for f in (tmp_path / "out").rglob("*grey*")]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -16,7 +19,10 @@ from rich.table import Table
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
+    Overwrite,
+    StagedOutput,
     check_method_names,
+    check_previous_run,
     check_writable,
     console,
     expand_images,
@@ -38,6 +44,7 @@ from fakelens.io import atomic_write_text, load_image, sha256_file
 
 if TYPE_CHECKING:  # torch, timm, matplotlib, cv2: imported by the command when it runs, not by `--help`
     from PIL import Image
+    from rich.status import Status
 
     from fakelens.analysis import Analysis
     from fakelens.face_verdicts import FaceVerdict
@@ -159,12 +166,28 @@ def analyze_cmd(
     set_: MethodOptions = None,
     max_tiles: MaxTiles = DEFAULT_MAX_TILES,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON to stdout.")] = False,
+    overwrite: Overwrite = False,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Warn about the files that cannot be read and analyse the others (the JSON lists them "
+            "under 'unreadable'); without it one unreadable file stops the run before any work.",
+        ),
+    ] = False,
 ) -> None:
     """Is it fake, according to whom, and where? Verdicts per model and ensemble, heatmaps and a report.
 
     Prints a table of the verdicts (or JSON with --json); --report writes one HTML file with the images, the
     overlays of every model and method, their robustness badges, the heatmaps' mass by facial region and a
-    plain-language reading. Nothing is written unless the whole analysis succeeds.
+    plain-language reading. Nothing is written unless the whole analysis succeeds: --out's files and the
+    report wait in hidden temporary files and are moved into place together at the end. An --out folder
+    that holds an earlier run's results is refused unless --overwrite is given.
+
+    Memory: every image is held until the end, with --report every full-resolution map too (about 13 bytes
+    per pixel per image with two models); a warning says when that exceeds half the memory available, and
+    `fakelens scan` handles large collections. Images over 80 megapixels are refused before decoding
+    ($FAKELENS_MAX_PIXELS raises the limit).
     """
     from fakelens.analysis import analyze_images
     from fakelens.devices import resolve_device
@@ -186,85 +209,139 @@ def analyze_cmd(
         check_writable(report, "--report", folder=False)
     if out is not None:
         check_writable(out, "--out")
+    if out is not None:
+        check_writable(out, "--out")
+        check_previous_run(out, overwrite)
+    elif overwrite:
+        fail("--overwrite replaces the results of a previous run in --out: give --out")
     dev = resolve_device(device)
-    imgs = _load_all(paths)  # every input checked before any model runs
-    hashes = [sha256_file(p) for p in paths]
+    status = console.status("reading the images") if not json_out else None
+    with status if status is not None else nullcontext():
+        # every input checked before any model runs
+        paths, imgs, unreadable = _load_all(paths, skip_unreadable, _progress(status, "reading image"))
+        hashes = [sha256_file(p) for p in _counted(paths, _progress(status, "hashing image"))]
     detector = _load_model(specs)
     from fakelens.models.registry import untrained_members
 
     warn_untrained(untrained_members(detector))
     n_members = len(detector.members) if isinstance(detector, Ensemble) else 1
+    _warn_memory(imgs, n_members * len(methods), keep_maps=report is not None, batch_size=batch_size)
+    n = len(imgs)
     message = (
-        f"analysing {len(paths)} image{'s' if len(paths) > 1 else ''} with {n_members} "
+        f"analysing {n} image{'s' if n > 1 else ''} with {n_members} "
         f"model{'s' if n_members > 1 else ''}" + (" and robustness badges" if robustness else "")
     )
     status = console.status(message) if not json_out else None
+    where = ""
 
     def show(method: str, done: int, planned: int) -> None:
         if status is not None:
-            status.update(f"{message} — {method}: {done}/{planned} forwards")
+            status.update(f"{message} — {where}{method}: {done}/{planned} forwards")
 
-    with status if status is not None else nullcontext(), reporting(show):
-        analyses = analyze_images(
-            detector,
-            imgs,
-            methods,
-            robustness=robustness,
-            batch_size=batch_size,
-            device=dev,
-            options=options,
-            max_tiles=max_tiles,
-        )
-        regions: list[FaceRegions | None] = [None] * len(imgs)
-        face_note = None
-        if faces:
-            from fakelens.report.render import find_regions
+    face_method = methods[0] if report is not None and methods else None  # the report shows its maps
+    analyses: list[Analysis] = []
+    regions: list[FaceRegions | None] = []
+    verdicts: list[list[FaceVerdict]] = []
+    records: list[dict[str, Any]] = []
+    face_note: str | None = None
+    staged = StagedOutput(out, "analysis.json", overwrite=overwrite) if out is not None else None
+    used: set[str] = set()  # the overlays' file stems
+    with staged if staged is not None else nullcontext(), status if status is not None else nullcontext():
+        with reporting(show):
+            # a batch of images at a time, as analyze_images batches them (the same results): each batch's
+            # overlays are written as soon as it is done, and without --report its full-resolution maps
+            # are let go, so memory holds the images and one batch's maps rather than every map
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                where = (
+                    f"image {start + 1}/{n}, " if stop - start == 1 else f"images {start + 1}–{stop}/{n}, "
+                )
+                if status is not None:
+                    status.update(f"{message} — {where.rstrip(', ')}")
+                chunk = imgs[start:stop]
+                done = analyze_images(
+                    detector,
+                    chunk,
+                    methods,
+                    robustness=robustness,
+                    batch_size=batch_size,
+                    device=dev,
+                    options=options,
+                    max_tiles=max_tiles,
+                )
+                found: list[FaceRegions | None] = [None] * len(chunk)
+                if faces and face_note is None:
+                    from fakelens.report.render import find_regions
 
-            regions, face_note = find_regions(imgs)
-            if face_note:
-                warn(f"no facial regions: {face_note}")
-        face_method = methods[0] if report is not None and methods else None  # the report shows its maps
-        verdicts = [
-            face_verdicts(detector, img, r.faces, max_tiles=max_tiles, method=face_method, options=options)
-            if r is not None
-            else []
-            for img, r in zip(imgs, regions, strict=True)
-        ]
-    use_faces = faces and face_note is None
-    records = [
-        _record(p, h, a, r, use_faces, v)
-        for p, h, a, r, v in zip(paths, hashes, analyses, regions, verdicts, strict=True)
-    ]
-    payload: dict[str, Any] = {
-        "model": specs if len(specs) > 1 else specs[0],
-        "methods": methods,
-        "robustness": robustness,
-        "images": records,
-        "report": str(report) if report else None,
-    }
-    if report is not None:
-        from fakelens.report.render import render_report
+                    found, face_note = find_regions(chunk)
+                    if face_note:
+                        warn(f"no facial regions: {face_note}")
+                faced = [
+                    face_verdicts(
+                        detector, img, r.faces, max_tiles=max_tiles, method=face_method, options=options
+                    )
+                    if r is not None
+                    else []
+                    for img, r in zip(chunk, found, strict=True)
+                ]
+                batch_records = [
+                    _record(p, h, a, r, faces and face_note is None, v)
+                    for p, h, a, r, v in zip(
+                        paths[start:stop], hashes[start:stop], done, found, faced, strict=True
+                    )
+                ]
+                if staged is not None:
+                    _write_overlays(staged, paths[start:stop], chunk, done, batch_records, used, cmap)
+                if report is None:
+                    _release_maps(done)
+                analyses += done
+                regions += found
+                verdicts += faced
+                records += batch_records
+        use_faces = faces and face_note is None
+        if not use_faces:  # a face detector failed on a later batch: no image gets facial regions
+            regions, verdicts = [None] * n, [[] for _ in range(n)]
+            for rec in records:
+                rec.pop("faces", None)
+                rec.pop("regions", None)
+        payload: dict[str, Any] = {
+            "model": specs if len(specs) > 1 else specs[0],
+            "methods": methods,
+            "robustness": robustness,
+            "images": records,
+            "report": str(report) if report else None,
+        }
+        if unreadable:
+            payload["unreadable"] = unreadable
+        if report is not None:
+            from fakelens.report.render import render_report
 
-        text = render_report(
-            analyses,
-            imgs,
-            shown_names(paths),
-            title=title,
-            faces=use_faces,
-            regions=regions if use_faces else None,
-            face_verdicts=verdicts if use_faces else None,
-            meta={
-                "--model": ", ".join(specs),
-                "robustness": "checked (badge per heatmap)"
-                if robustness
-                else "not checked (--no-robustness)",
-            },
-            image_info=[{"file": str(p), "sha256": h} for p, h in zip(paths, hashes, strict=True)],
-            cmap=cmap,
-        )
-        atomic_write_text(report, text)
-    if out is not None:
-        _write_out(out, paths, imgs, analyses, payload, cmap)
+            if status is not None:
+                status.update("writing the report")
+            text = render_report(
+                analyses,
+                imgs,
+                shown_names(paths),
+                title=title,
+                faces=use_faces,
+                regions=regions if use_faces else None,
+                face_verdicts=verdicts if use_faces else None,
+                meta={
+                    "--model": ", ".join(specs),
+                    "robustness": "checked (badge per heatmap)"
+                    if robustness
+                    else "not checked (--no-robustness)",
+                },
+                image_info=[{"file": str(p), "sha256": h} for p, h in zip(paths, hashes, strict=True)],
+                cmap=cmap,
+            )
+            if staged is not None:  # renamed into place with the --out files, or not at all
+                atomic_write_text(staged.add_extra(report), text)
+            else:
+                atomic_write_text(report, text)
+        if staged is not None:
+            atomic_write_text(staged.path("analysis.json"), json.dumps(payload, indent=2))
+            staged.commit()
     if json_out:
         print_json(payload)
         return
@@ -280,40 +357,151 @@ BAD_FILES_LISTED = 10
 """How many unreadable inputs an error names one per line before it counts the rest."""
 
 
-def _load_all(paths: list[Path]) -> list[Image.Image]:
+def _progress(status: Status | None, what: str) -> Callable[[int, int], None]:
+    """``(k, n)`` → the status line ``what k/n`` (nothing without a status)."""
+
+    def show(k: int, n: int) -> None:
+        if status is not None:
+            status.update(f"{what} {k}/{n}")
+
+    return show
+
+
+def _counted(paths: list[Path], show: Callable[[int, int], None]) -> Iterator[Path]:
+    for k, p in enumerate(paths, start=1):
+        show(k, len(paths))
+        yield p
+
+
+def _load_all(
+    paths: list[Path], skip_unreadable: bool = False, show: Callable[[int, int], None] | None = None
+) -> tuple[list[Path], list[Image.Image], list[dict[str, str]]]:
     """Every input loaded, or one :class:`ImageError` naming each file that cannot be read (one line each,
-    the first :data:`BAD_FILES_LISTED`, then how many more), so that one run shows everything to fix."""
+    the first :data:`BAD_FILES_LISTED`, then how many more), so that one run shows everything to fix.
+
+    With ``skip_unreadable`` the same lines are a warning and the readable files go on: returns them, their
+    images, and each unreadable file with its reason (an error when none is readable)."""
     images: list[Image.Image] = []
+    good: list[Path] = []
     bad: list[str] = []
-    for p in paths:
+    skipped: list[dict[str, str]] = []
+    for p in _counted(paths, show or (lambda k, n: None)):
         try:
             images.append(load_image(p))
+            good.append(p)
         except ImageError as exc:
             bad.append(str(exc))
-    if len(bad) == 1:
+            skipped.append({"file": str(p), "reason": str(exc).removeprefix(f"{p}: ")})
+    if not bad:
+        return good, images, skipped
+    more = len(bad) - BAD_FILES_LISTED
+    lines = [f"  {b}" for b in bad[:BAD_FILES_LISTED]] + ([f"  … and {more} more"] if more > 0 else [])
+    if skip_unreadable and images:
+        warn(f"{len(bad)} of {len(paths)} images cannot be read and are left out (--skip-unreadable):")
+        console.print("\n".join(escape(line) for line in lines), highlight=False, soft_wrap=True)
+        return good, images, skipped
+    if len(bad) == 1 and not skip_unreadable:
         raise ImageError(bad[0])
-    if bad:
-        more = len(bad) - BAD_FILES_LISTED
-        lines = [f"  {b}" for b in bad[:BAD_FILES_LISTED]] + ([f"  … and {more} more"] if more > 0 else [])
-        raise ImageError(
-            f"{len(bad)} of {len(paths)} images cannot be read (nothing was written):\n" + "\n".join(lines)
-        )
-    return images
+    hint = "" if skip_unreadable else "; --skip-unreadable analyses the others"
+    raise ImageError(
+        f"{len(bad)} of {len(paths)} images cannot be read (nothing was written{hint}):\n" + "\n".join(lines)
+    )
 
 
-def _write_out(
-    out: Path,
+# What analyze holds in memory, from peak RSS measured on CPU with the shipped two-member ensemble and
+# gradcam (1 × 24 MP 3.0 GB, 3 × 24 MP 3.6 GB, 8 × 12 MP 2.8 GB): each image's decoded RGB pixels and each
+# full-resolution map (float32 map + bool mask) while kept, plus the working memory of the largest image.
+MEMORY_BASE = 0.5e9
+"""Bytes: Python, torch and the models."""
+MEMORY_PER_IMAGE_PIXEL = 3
+"""Bytes per pixel of every image (decoded RGB), held until the end."""
+MEMORY_PER_MAP_PIXEL = 5
+"""Bytes per pixel of each heatmap (float32 map and bool mask): one batch's, or with --report every one."""
+MEMORY_WORKING_PIXEL = 90
+"""Bytes per pixel of the largest image while it is explained, badged and blended."""
+MEMORY_SHARE = 0.5
+"""Warn when the estimate exceeds this share of the memory available."""
+
+
+def memory_estimate(pixels: list[int], maps: int, *, keep_maps: bool, batch_size: int) -> float:
+    """Bytes ``analyze`` needs for images of ``pixels`` each with ``maps`` heatmaps (members × methods):
+    every image, every map with ``keep_maps`` (the report) or else the largest batch's, and working memory."""
+    if not pixels:
+        return MEMORY_BASE
+    held = (
+        sum(pixels)
+        if keep_maps
+        else max(sum(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size))
+    )
+    return (
+        MEMORY_BASE
+        + MEMORY_PER_IMAGE_PIXEL * sum(pixels)
+        + MEMORY_PER_MAP_PIXEL * maps * held
+        + MEMORY_WORKING_PIXEL * max(pixels)
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable, else free pages), or None if unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _warn_memory(imgs: list[Image.Image], maps: int, *, keep_maps: bool, batch_size: int) -> None:
+    pixels = [img.width * img.height for img in imgs]
+    need = memory_estimate(pixels, maps, keep_maps=keep_maps, batch_size=batch_size)
+    have = available_memory()
+    if have is None or need <= MEMORY_SHARE * have:
+        return
+    warn(
+        f"analysing {len(imgs)} image{'s' if len(imgs) > 1 else ''} ({sum(pixels) / 1e6:.0f} MP) needs about "
+        f"{need / 1e9:.1f} GB of memory and {have / 1e9:.1f} GB is available: analyze holds every image"
+        + (" and, for --report, every full-resolution map" if keep_maps else "")
+        + " until the end; `fakelens scan` handles large collections in constant memory"
+    )
+
+
+def _release_maps(analyses: list[Analysis]) -> None:
+    """Let go of the full-resolution maps once written (the table and the JSON need only their summaries)."""
+    for a in analyses:
+        for m in a.models:
+            for h in m.heatmaps.values():
+                h.map = h.valid = _RELEASED
+
+
+_RELEASED = np.zeros((0, 0), dtype=np.float32)
+"""What a released map is replaced with (see :func:`_release_maps`)."""
+
+
+def _write_overlays(
+    staged: StagedOutput,
     paths: list[Path],
     imgs: list[Any],
     analyses: list[Analysis],
-    payload: dict[str, Any],
+    records: list[dict[str, Any]],
+    used: set[str],
     cmap: str = "jet",
 ) -> None:
+    """Each image's overlay PNGs, one per model and method, into the staging folder; ``rec["files"]`` names
+    them (``used``: the stems taken so far, shared by every batch)."""
     from fakelens.viz.overlay import overlay_text, save_overlays
 
-    out.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for p, img, a, rec in zip(paths, imgs, analyses, payload["images"], strict=True):
+    for p, img, a, rec in zip(paths, imgs, analyses, records, strict=True):
         stem = unique_stem(p, used)
         files: dict[str, str] = {}
         maps: dict[Path, tuple[Any, Any]] = {}
@@ -321,12 +509,13 @@ def _write_out(
         for m in a.models:
             for meth, h in m.heatmaps.items():
                 name = f"{stem}.{m.name}.{meth}.png"
-                maps[out / name] = (h.map, h.valid)
-                text[out / name] = overlay_text(m.name, meth, flat=bool(h.summary.get("flat")), cmap=cmap)
+                maps[staged.path(name)] = (h.map, h.valid)
+                text[staged.path(name)] = overlay_text(
+                    m.name, meth, flat=bool(h.summary.get("flat")), cmap=cmap
+                )
                 files[f"{m.name}/{meth}"] = name
         save_overlays(img, maps, cmap=cmap, text=text)
         rec["files"] = files
-    atomic_write_text(out / "analysis.json", json.dumps(payload, indent=2))
 
 
 def _print_table(paths: list[Path], analyses: list[Analysis], verdicts: list[list[FaceVerdict]]) -> None:

@@ -7,8 +7,10 @@ import errno
 import functools
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fakelens.errors import FakelensError
+from fakelens.errors import ConfigError, FakelensError
 from fakelens.io import IMAGE_SUFFIXES, REFUSED_SUFFIXES, find_images
 
 # Not a terminal (a log, a pipe): lay tables out 160 columns wide rather than cut their cells at Rich's 80.
@@ -249,3 +251,146 @@ def unique_stem(path: Path, used: set[str]) -> str:
     """``path``'s stem without leading dots (``.hidden.jpg``'s overlays must not be hidden files), made
     unique in ``used`` (:func:`unique_name`)."""
     return unique_name(path.stem.lstrip(".") or "image", used)
+
+
+# Output folders of analyze and explain
+
+RUN_MANIFESTS = ("analysis.json", "summary.json")
+"""The files in which ``analyze --out`` and ``explain --out`` record a run: a folder holding one holds a
+previous run's results."""
+
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace the results of a previous analyze or explain run in --out: the files its analysis.json "
+        "or summary.json records are removed; other files in the folder are left alone. Without it, such a "
+        "folder is refused.",
+    ),
+]
+
+
+def check_previous_run(out: Path, overwrite: bool) -> None:
+    """Refuse (one line) an output folder that holds a previous run's results, unless ``overwrite``."""
+    found = [m for m in RUN_MANIFESTS if (out / m).is_file()]
+    if found and not overwrite:
+        fail(
+            f"--out {out} already holds the results of a previous run ({found[0]}); choose a new folder, or "
+            "pass --overwrite to replace them"
+        )
+
+
+def recorded_files(out: Path) -> list[str]:
+    """The files that the run manifests in ``out`` record (each manifest, then the files of its images),
+    by name; names that are not a plain file name in ``out`` (``../x``, ``a/b``) are never returned."""
+    names: list[str] = []
+    for manifest in RUN_MANIFESTS:
+        try:
+            payload = json.loads((out / manifest).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read the previous run's {out / manifest} ({exc}): remove it by hand"
+            ) from None
+        names.append(manifest)
+        images = payload.get("images") if isinstance(payload, dict) else None
+        for rec in images if isinstance(images, list) else []:
+            files = rec.get("files") if isinstance(rec, dict) else None
+            names += (
+                [f for f in (files or {}).values() if isinstance(f, str)] if isinstance(files, dict) else []
+            )
+    plain = [n for n in dict.fromkeys(names) if n and Path(n).name == n and n not in (".", "..")]
+    return plain
+
+
+class StagedOutput:
+    """Every file of one run written into a hidden folder inside ``out`` (same file system) and moved into
+    ``out`` only by :meth:`commit`, when all of them exist: an interrupted or failed run leaves ``out`` as it
+    was (and removes it when it created it), never half of a new set of files beside an old manifest.
+
+    ``manifest`` (e.g. ``analysis.json``) is moved in last. ``extra`` files written elsewhere (``--report``:
+    a hidden temporary file beside its destination) are renamed into place within the same commit. With
+    ``overwrite`` the files a previous run recorded are replaced (:func:`recorded_files`); a commit that
+    fails half-way puts back what it had moved. Used as a context manager: on any error the staged files
+    are removed and the error says that nothing was written."""
+
+    def __init__(self, out: Path, manifest: str, *, overwrite: bool = False, option: str = "--out") -> None:
+        self.out = out
+        self.manifest = manifest
+        self.overwrite = overwrite
+        self.option = option
+        self.created = not out.exists()
+        self.stage = Path()
+        self.extra: dict[Path, Path] = {}  # temporary file → its destination
+
+    def __enter__(self) -> StagedOutput:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(dir=self.out, prefix=".partial-"))  # never one a killed run left
+        return self
+
+    def path(self, name: str) -> Path:
+        """Where to write the output file ``name`` until the commit."""
+        return self.stage / name
+
+    def add_extra(self, destination: Path) -> Path:
+        """A hidden temporary path beside ``destination``, renamed onto it at the commit."""
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+        os.close(fd)
+        self.extra[Path(tmp)] = destination
+        return Path(tmp)
+
+    def commit(self) -> None:
+        """Move the staged files into ``out`` (the manifest last) and the extra files onto their destinations;
+        a failure puts every moved file back (and the previous run's files with it) and raises."""
+        previous = recorded_files(self.out) if self.overwrite else []
+        new = sorted((f.name for f in self.stage.iterdir()), key=lambda n: n == self.manifest)
+        backup = self.stage / ".previous"
+        moved_old: list[str] = []
+        moves = [(self.stage / n, self.out / n) for n in new] + list(self.extra.items())
+        done: list[tuple[Path, Path]] = []
+        try:
+            for name in previous:  # set aside, not deleted, until the new files are all in place
+                if (self.out / name).is_file():
+                    backup.mkdir(exist_ok=True)
+                    os.replace(self.out / name, backup / name)
+                    moved_old.append(name)
+            for src, dst in moves:
+                os.replace(src, dst)
+                done.append((src, dst))
+        except BaseException:
+            for src, dst in reversed(done):
+                with contextlib.suppress(OSError):
+                    os.replace(dst, src)
+            for name in reversed(moved_old):
+                with contextlib.suppress(OSError):
+                    os.replace(backup / name, self.out / name)
+            raise
+        self.extra.clear()
+        shutil.rmtree(self.stage, ignore_errors=True)  # the previous run's replaced files with it
+
+    def _discard(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+        for tmp in self.extra:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.out.rmdir()  # only if empty: another process may have put files there meanwhile
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        if exc is None:
+            self._discard()  # committed: only an empty stage, if anything, is left to remove
+            return
+        self._discard()
+        where = f"nothing was written to {self.option} {self.out}"
+        if isinstance(exc, KeyboardInterrupt):
+            fail(f"interrupted: {where}", code=130)
+        if isinstance(exc, FakelensError):
+            fail(f"{exc} ({where})")
+        if isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _STORAGE_ERRORS):
+            path = Path(str(exc.filename)) if exc.filename is not None else None
+            name = self.extra.get(path, path).name if path is not None else None  # the report, not its temp
+            what = os.strerror(exc.errno) if exc.errno else (exc.strerror or type(exc).__name__)
+            fail(f"{what}" + (f" while writing {name}" if name else "") + f": {where}")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +16,10 @@ from rich.table import Table
 from fakelens.cli.common import (
     MaxTiles,
     MethodOptions,
+    Overwrite,
+    StagedOutput,
     check_method_names,
+    check_previous_run,
     check_writable,
     console,
     expand_images,
@@ -163,11 +163,14 @@ def explain_cmd(
     ] = False,
     max_tiles: MaxTiles = DEFAULT_MAX_TILES,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON summary to stdout.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Explain why a detector calls images fake (or, for a plain classifier, its top class).
 
     Writes one overlay PNG per image and method, a side-by-side panel per image, and summary.json with
     the verdicts and each map's statistics (a flat map is flagged, not stretched into false confidence).
+    Nothing is written unless every image is done (the files wait in a hidden folder inside --out); an --out
+    that holds an earlier run's results is refused unless --overwrite is given.
     """
     import torch
 
@@ -187,6 +190,7 @@ def explain_cmd(
     if not paths:
         fail("no images given: pass image files or folders, or --demo for the bundled photos")
     check_writable(out, "--out")
+    check_previous_run(out, overwrite)
     dev = resolve_device(device)
     for p in paths:  # every input checked before anything is written, then read again batch by batch:
         load_image(p).close()  # memory stays that of one batch, whatever the number of images
@@ -209,10 +213,7 @@ def explain_cmd(
     skipped: dict[tuple[str, str], str] = {}  # (member, method) → why the method cannot run on it
     # written into a hidden folder inside --out and moved in only when every image is done: an interrupted
     # or failed run leaves --out as it was, not half of a new set of overlays beside an old summary.json
-    existed = out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out, prefix=".partial-"))  # never one a killed run left behind
-    try:
+    with StagedOutput(out, "summary.json", overwrite=overwrite) as staged:
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -263,7 +264,9 @@ def explain_cmd(
                         shown_name = f"{det.name} (untrained)" if det.untrained else det.name
                         if errors:
                             summary["errors"] = dict(errors)
-                        rec = _write_outputs(r, summary, stem, stage, alpha, cmap, save_raw, shown_name)
+                        rec = _write_outputs(
+                            r, summary, stem, staged.stage, alpha, cmap, save_raw, shown_name
+                        )
                         records.append({"image": str(p), "model": det.name, **rec})
                     progress.advance(task, len(chunk))
         if not any(r.get("methods") for r in records):
@@ -298,15 +301,8 @@ def explain_cmd(
                 }
                 for p, v in zip(paths, ens.verdicts(raw), strict=True)
             ]
-        atomic_write_text(stage / "summary.json", json.dumps(payload, indent=2))
-        for f in sorted(stage.iterdir(), key=lambda f: f.name == "summary.json"):  # the summary last
-            os.replace(f, out / f.name)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if not existed:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    stage.rmdir()
+        atomic_write_text(staged.path("summary.json"), json.dumps(payload, indent=2))
+        staged.commit()
     if json_out:
         print_json(payload)
         return

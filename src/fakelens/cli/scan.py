@@ -131,7 +131,8 @@ def scan_cmd(
     Unreadable files (HEIC included) become rows with an error; other files, not images by name, are
     counted and left out. Interrupted scans resume: files already in OUT with the
     same path and bytes are skipped. Heatmap overlays are written only for images scoring above
-    --heatmaps-above.
+    --heatmaps-above; a blank (uniform) image gets its score but no verdict, heatmap or overlay. Images over
+    80 megapixels become error rows, refused before decoding ($FAKELENS_MAX_PIXELS raises the limit).
     """
     try:
         from fakelens.scan import ScanSettings, scan

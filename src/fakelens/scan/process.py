@@ -171,43 +171,59 @@ class ScanProcessor:
 
     def _score(self, images: list[Image.Image], shas: list[str], stems: list[str]) -> list[dict[str, Any]]:
         if not self.settings.explain:
-            probs = self.ensemble.member_probabilities(
-                images, batch_size=len(images), max_tiles=self.settings.max_tiles
-            )
-            ens = self.ensemble
-            return [
-                {
-                    **dict(zip(self.columns, (m.fake_probability for m in v.members), strict=True)),
-                    "score": v.fake_probability,
-                    "verdict": v.verdict,
-                    "split": len({ens.member_verdict(j, m.fake_probability) for j, m in enumerate(v.members)})
-                    > 1,
-                    **self._reads(img),
-                }
-                for v, img in zip(ens.verdicts(probs), images, strict=True)
-            ]
+            return self._detect(images)
+        # a blank (uniform) image has nothing to judge: it is scored, as analyze scores it, but not
+        # explained — no heatmap, no badge, no overlay file (a 79-MP single-colour PNG had got two of each)
+        blank = [_blank(img) for img in images]
+        rows: list[dict[str, Any]] = [{} for _ in images]
+        plain = [i for i, b in enumerate(blank) if b]
+        for i, row in zip(plain, self._detect([images[i] for i in plain]) if plain else [], strict=True):
+            rows[i] = row
+        todo = [i for i, b in enumerate(blank) if not b]
+        if not todo:
+            return rows
         analyses = analyze_images(
             self.ensemble,
-            images,
+            [images[i] for i in todo],
             self.settings.methods,
             robustness=False,
-            batch_size=len(images),
+            batch_size=len(todo),
             device=self.device,
             options=self.settings.options,
             max_tiles=self.settings.max_tiles,
         )
         if self.settings.badges:  # the flagged images' badges, one batch per member
             flagged = [
-                (a, img)
-                for a, img in zip(analyses, images, strict=True)
+                (a, images[i])
+                for a, i in zip(analyses, todo, strict=True)
                 if a.fake_probability > self.heatmaps_above
             ]
             for j, member in enumerate(self.ensemble.members):
                 add_badges(member, [(a.models[j], img) for a, img in flagged], self.settings.options)
-        return [
-            self._explained_row(a, img, sha, stem)
-            for a, img, sha, stem in zip(analyses, images, shas, stems, strict=True)
-        ]
+        for a, i in zip(analyses, todo, strict=True):
+            rows[i] = self._explained_row(a, images[i], shas[i], stems[i])
+        return rows
+
+    def _detect(self, images: list[Image.Image]) -> list[dict[str, Any]]:
+        """Scores, verdicts and read flags without explaining (a blank image's verdict is null)."""
+        probs = self.ensemble.member_probabilities(
+            images, batch_size=len(images), max_tiles=self.settings.max_tiles
+        )
+        ens = self.ensemble
+        rows = []
+        for v, img in zip(ens.verdicts(probs), images, strict=True):
+            reads = self._reads(img)
+            rows.append(
+                {
+                    **dict(zip(self.columns, (m.fake_probability for m in v.members), strict=True)),
+                    "score": v.fake_probability,
+                    "verdict": None if reads["blank"] else v.verdict,
+                    "split": len({ens.member_verdict(j, m.fake_probability) for j, m in enumerate(v.members)})
+                    > 1,
+                    **reads,
+                }
+            )
+        return rows
 
     def _reads(self, image: Image.Image) -> dict[str, Any]:
         """What :class:`fakelens.analysis.Analysis` would say of how the members read the image — ``small``,
@@ -225,7 +241,7 @@ class ScanProcessor:
             "partial": coverage < PARTIAL_READ,
             "transparent": 0.0 if opaque is None else float(1.0 - opaque.mean()),
             "frames": int(image.info.get(FRAMES, 1)),
-            "blank": texture(image, opaque) < BLANK_TEXTURE,
+            "blank": _blank(image),
         }
 
     def _faces(self, image: Image.Image) -> dict[str, Any]:
@@ -247,7 +263,7 @@ class ScanProcessor:
         row: dict[str, Any] = {c: m.fake_probability for c, m in zip(self.columns, a.models, strict=True)}
         row.update(
             score=a.fake_probability,
-            verdict=a.verdict,
+            verdict=None if a.blank else a.verdict,  # a blank image: its score, no verdict (as analyze)
             split=a.split,
             small=a.small,
             coverage=a.coverage,
@@ -312,6 +328,11 @@ class ScanProcessor:
                 if self.settings.save_raw:
                     files.append({"name": f"{base}.npy", "data": _npy_bytes(h.map)})
         return files
+
+
+def _blank(image: Image.Image) -> bool:
+    """A uniform image (:attr:`fakelens.analysis.Analysis.blank`): nothing to judge."""
+    return texture(image, image.info.get(OPAQUE)) < BLANK_TEXTURE
 
 
 def _stem(path: str) -> str:
