@@ -281,6 +281,10 @@ def test_a_uniform_image_is_blank_and_the_reading_says_its_verdict_means_nothing
     ]
     grey, noise, half = analyze_images(create_model("tiny-cnn"), images, ["gradcam"], robustness=False)
     assert grey.blank and grey.texture == 0.0 and grey.to_dict()["blank"] is True
+    # nothing to judge: the JSON keeps the scores but gives no verdict, as the table, report and scan do
+    d = grey.to_dict()
+    assert d["verdict"] is None and all(m["verdict"] is None for m in d["models"]) and d["score"] is not None
+    assert noise.to_dict()["verdict"] in {"fake", "real"}
     assert not noise.blank and noise.texture > 40 and noise.to_dict()["blank"] is False
     assert half.blank  # the opaque half is uniform; the transparent half's colours were never seen
     assert str(read_analysis(grey)[0]).startswith("The image is blank (its grey levels vary by 0.0 of 255)")

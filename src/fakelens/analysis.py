@@ -157,11 +157,12 @@ class Analysis(CompactRepr):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (heatmap arrays left out: write them with the viz/io helpers); ``split``, ``small``
-        and ``partial`` are the warnings the table and the report show."""
+        and ``partial`` are the warnings the table and the report show. A ``blank`` image keeps its scores
+        but has no verdict (``None``, the ensemble's and every model's), as in the table, report and scan."""
         return {
             "image": {"width": self.width, "height": self.height},
             "score": self.fake_probability,
-            "verdict": self.verdict,
+            "verdict": None if self.blank else self.verdict,  # a uniform image: nothing to judge
             "threshold": self.threshold,
             "rule": self.rule,
             "calibrated": self.calibrated,
@@ -174,7 +175,7 @@ class Analysis(CompactRepr):
             "partial": self.partial,
             "transparent": self.transparent,
             "frames": self.frames,
-            "models": [m.to_dict() for m in self.models],
+            "models": [{**m.to_dict(), **({"verdict": None} if self.blank else {})} for m in self.models],
         }
 
 

@@ -83,6 +83,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
     """The API's JSON for a stored analysis (file URLs are built from ids, never from hashes)."""
     r = row.result
     base = f"/v1/analyses/{row.id}"
+    blank = r.get("texture", BLANK_TEXTURE) < BLANK_TEXTURE  # nothing to judge: no verdict, only scores
     models = []
     for m in r["models"]:
         mb = f"{base}/models/{m['key']}"
@@ -92,7 +93,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
                 "key": m["key"],
                 "name": m["name"],
                 "score": m["score"],
-                "verdict": m["verdict"],
+                "verdict": None if blank else m["verdict"],
                 "threshold": m.get("threshold", r["threshold"]),
                 "scale": m.get("scale"),
                 "tiles": m.get("tiles"),
@@ -110,7 +111,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
     return {
         "id": row.id,
         "status": row.status,
-        "verdict": row.verdict,
+        "verdict": None if blank else row.verdict,
         "score": row.score,
         "threshold": r["threshold"],
         "rule": r["rule"],
@@ -118,7 +119,7 @@ def analysis_out(row: Analysis) -> dict[str, Any]:
         "transparent": r.get("transparent", 0.0),
         "frames": r.get("frames", 1),
         "small": min((m.get("pixel_fraction", 1.0) for m in r["models"]), default=1.0) < SMALL_IMAGE,
-        "blank": r.get("texture", BLANK_TEXTURE) < BLANK_TEXTURE,
+        "blank": blank,
         "partial": min((m.get("coverage", 1.0) for m in r["models"]), default=1.0) < PARTIAL_READ,
         "split": len({m["verdict"] for m in r["models"] if m["score"] is not None}) > 1,
         "methods": r["methods"],

@@ -76,7 +76,7 @@ class ModelOut(BaseModel):
     key: str = Field(description="URL-safe key of the model in file URLs.")
     name: str
     score: float | None = Field(description="This model's fake probability.")
-    verdict: Verdict
+    verdict: Verdict | None = Field(description="This model's verdict; null for a blank image (`blank`).")
     threshold: float = Field(
         description="Where this model's own verdict turns fake (0.5 when it is calibrated; analyses stored "
         "before it was recorded: the ensemble's threshold)."
@@ -147,7 +147,9 @@ class ReadingOut(BaseModel):
 class AnalysisOut(BaseModel):
     id: str
     status: Literal["done"] = Field(description="`done`: an analysis is stored complete or not at all.")
-    verdict: Verdict = Field(description="The ensemble's verdict.")
+    verdict: Verdict | None = Field(
+        description="The ensemble's verdict; null for a blank image (`blank`: nothing to judge, only the score)."
+    )
     score: float = Field(description="The ensemble's fake probability.")
     threshold: float
     rule: str = Field(description="How the models' probabilities were combined.")
