@@ -148,7 +148,8 @@ class AnalysisOut(BaseModel):
     id: str
     status: Literal["done"] = Field(description="`done`: an analysis is stored complete or not at all.")
     verdict: Verdict | None = Field(
-        description="The ensemble's verdict; null for a blank image (`blank`: nothing to judge, only the score)."
+        description="The ensemble's verdict; null for a blank image (`blank`: nothing to judge, only the "
+        "score)."
     )
     score: float = Field(description="The ensemble's fake probability.")
     threshold: float
