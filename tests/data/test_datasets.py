@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -415,6 +416,94 @@ def test_on_the_fly_splits_fixed_sets_and_workers(pool: Path) -> None:
     in_process = torch.cat([b[0] for b in DataLoader(val, batch_size=4)])
     in_workers = torch.cat([b[0] for b in DataLoader(val, batch_size=4, num_workers=2)])
     assert torch.equal(in_process, in_workers)
+
+
+def test_on_the_fly_reals_are_not_enlarged(pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training forgeries had crops without a floor on their side: reals bicubically enlarged from small
+    crops carry the interpolation the upsample/resample recipes teach as fake. Every crop of a photo whose
+    short side reaches ``size`` (here all: 107–160 px at size 64), target or donor, is now at most 1:1."""
+    from fakelens.forgery import dataset
+
+    scales: list[float] = []
+    real_crop = dataset._crop
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        out = real_crop(*args, **kw)
+        scales.append(out[2])
+        return out
+
+    monkeypatch.setattr(dataset, "_crop", spy)
+    recipes = ["upsample:global", "cross_blend", "resample:resample", "local_warp"]
+    ds = OnTheFlyForgeries(pool, recipes, 0, spec=SPEC, pairs=24, size=64, split_fractions=(1.0, 0.0, 0.0))
+    pairs = [ds.pair(k) for k in range(24)]
+    assert len(scales) >= 24 and max(scales) <= 1.0
+    assert all(0 < p.params["crop_scale"] <= 1.0 for p in pairs)
+
+
+def _turned(box: tuple[float, float, float, float], turn: float) -> dict[str, Any]:
+    """A face whose nose and mouth are shifted sideways by ``turn`` × its width (0: frontal), as a manifest
+    entry holds it."""
+    from fakelens.data.faces import Face, template_landmarks
+
+    lm = template_landmarks(box).copy()
+    lm[2:, 0] += turn * (box[2] - box[0])
+    lm[[0, 3], 0] += 0.5 * turn * (box[2] - box[0])
+    return Face(box=box, landmarks=lm).to_dict()
+
+
+def test_on_the_fly_cross_blend_donor_faces_fit_the_pose(pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The donor photo of a training cross-blend had been drawn at random: a face turned left pasted onto one
+    turned right. Each pose has a fitting donor in the split, and every aligned pair now uses one."""
+    from fakelens.forgery.dataset import POSE_FIT
+    from fakelens.forgery.recipes import Recipe
+
+    doc = json.loads((pool / "manifest.json").read_text())
+    box = (40.0, 20.0, 100.0, 90.0)
+    turns = iter([0.4, 0.38, -0.4, -0.38])  # two photos turned each way; the camera man stays faceless
+    for entry in doc["entries"]:
+        if "camera" not in entry["path"]:
+            entry["faces"] = [_turned(box, next(turns))]
+    (pool / "manifest.json").write_text(json.dumps(doc))
+    fits: list[float] = []
+    real_apply = Recipe.apply
+
+    def spy(self: Recipe, *args: Any, **kw: Any) -> Any:
+        out = real_apply(self, *args, **kw)
+        if out.params.get("aligned"):
+            fits.append(out.params["pose_error"])
+        return out
+
+    monkeypatch.setattr(Recipe, "apply", spy)
+    ds = OnTheFlyForgeries(
+        pool, "cross_blend", 0, spec=SPEC, pairs=16, size=64, face_prob=1.0, split_fractions=(1.0, 0.0, 0.0)
+    )
+    for k in range(16):
+        ds.pair(k)
+    assert len(fits) >= 12 and max(fits) <= POSE_FIT, fits
+
+
+def test_on_the_fly_pairs_differ_as_encoded(photo_source: Path, tmp_path: Path) -> None:
+    """A nearly flat crop (±2 levels of noise) changed by a median filter or a warp before the final JPEG is
+    the same image after it: training had such "fakes" equal to their reals. The change is now measured as
+    encoded, and such a crop is replaced by another draw."""
+    rng = np.random.default_rng(0)
+    flat = (128 + rng.integers(-2, 3, (120, 160, 3))).astype(np.uint8)
+    Image.fromarray(flat).save(photo_source / "flat.png")
+    pool_mod.build_pool(tmp_path / "flat_pool", detect=False, progress=False)
+    ds = OnTheFlyForgeries(
+        tmp_path / "flat_pool",
+        ["resample:median", "local_warp"],
+        0,
+        spec=SPEC,
+        pairs=24,
+        size=64,
+        fmt="jpeg",
+        quality=50,
+        split_fractions=(1.0, 0.0, 0.0),
+    )
+    pairs = [ds.pair(k) for k in range(24)]
+    assert not [k for k, p in enumerate(pairs) if np.array_equal(p.real, p.fake)]
+    assert any("redrawn" in p.params for p in pairs)
 
 
 def test_on_the_fly_exceptions(pool: Path, tmp_path: Path) -> None:

@@ -168,7 +168,6 @@ def test_crop_photo_keeps_faces_in_frame() -> None:
 
 def test_a_donor_face_is_never_the_target_face(monkeypatch: pytest.MonkeyPatch) -> None:
     """A group photo may give its other face as donor, never the face being replaced (a self-swap)."""
-    from types import SimpleNamespace
 
     from fakelens.data.faces import template_landmarks
     from fakelens.data.pool import PoolEntry
@@ -177,13 +176,13 @@ def test_a_donor_face_is_never_the_target_face(monkeypatch: pytest.MonkeyPatch) 
     boxes = [(40.0, 40.0, 120.0, 130.0), (200.0, 60.0, 280.0, 150.0)]
     faces = [Face(box=b, landmarks=template_landmarks(b)) for b in boxes]
     entry = PoolEntry("group.png", "test", "test", "CC0-1.0", "0" * 64, 320, 200, faces)
-    monkeypatch.setattr(dataset, "_load", lambda *_: (np.zeros((200, 320, 3), np.uint8), 1.0))
-    cfg = SimpleNamespace(size=128, pool_dir="")
+    photo = np.zeros((200, 320, 3), np.uint8)
+    drawer = dataset.PairDrawer([entry], {entry.path: "train"}, lambda _: (photo, 1.0), size=128, face_prob=1)
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        target = dataset._pick(rng, [entry], True, cfg).centre  # type: ignore[arg-type]
+        target = drawer._pick(rng, [entry], True).centre
         assert target is not None
-        donor = dataset._pick(rng, [entry], True, cfg, (entry.path, target)).centre  # type: ignore[arg-type]
+        donor = drawer._pick(rng, [entry], True, (entry.path, target)).centre
         assert donor is not None and donor.box != target.box
 
 
@@ -257,16 +256,10 @@ def test_a_cross_blend_donor_face_is_chosen_by_pose_across_the_split(monkeypatch
     photo = rng0.integers(0, 256, (400, 400, 3), np.uint8)
     monkeypatch.setattr(dataset, "_load", lambda *_: (photo, 1.0))
     cfg = dataset._Config("", "", ("cross_blend",), 0, 128, "png", 90, 1.0)
-    monkeypatch.setattr(
-        dataset,
-        "_STATE",
-        {
-            "cfg": cfg,
-            "entries": entries,
-            "splits": {e.path: "train" for e in entries},
-            "recipes": {"cross_blend": make_recipe("cross_blend")},
-        },
-    )
+    splits = {e.path: "train" for e in entries}
+    drawer = dataset.PairDrawer(entries, splits, dataset._load_entry, size=128, face_prob=1.0)
+    recipes = {"cross_blend": make_recipe("cross_blend")}
+    monkeypatch.setattr(dataset, "_STATE", {"cfg": cfg, "drawer": drawer, "recipes": recipes})
     donors = []
     for i in range(24):
         s = dataset._make(i)

@@ -5,8 +5,8 @@ forgeries made on the fly, as torch datasets of ``(pixels, label, mask)``.
 with the data is one :class:`DatasetError` line. :class:`DetectionDataset` loads samples with
 :func:`fakelens.io.load_image` and fits them to a detector's :class:`~fakelens.models.base.InputSpec` with
 :func:`fakelens.geometry.prepare` (after seeded augmentations in training). :class:`OnTheFlyForgeries`
-makes real/fake pairs from a real-photo pool with the forgery recipes, a new set every epoch, determined by
-``(seed, epoch, index)``.
+makes real/fake pairs from a real-photo pool with the forgery recipes, as ``fakelens data synth`` makes them,
+a new set every epoch, determined by ``(seed, epoch, index)``.
 
 Items are ``(pixels (3, H, W) float32 in [0, 1] (not normalised), label (0 real, 1 fake), mask (1, H, W))``.
 The mask is the weight of forged content on the input grid: 0 on reals, the recipe's mask on forgeries, and
@@ -22,9 +22,9 @@ import json
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -38,6 +38,10 @@ from fakelens.errors import FakelensError
 from fakelens.geometry import Geometry, prepare, prepare_views
 from fakelens.io import IMAGE_SUFFIXES, load_image, load_mask
 from fakelens.models.base import InputSpec
+
+if TYPE_CHECKING:
+    from fakelens.data.pool import PoolEntry
+    from fakelens.forgery.dataset import PairDrawer
 
 __all__ = [
     "DatasetError",
@@ -689,6 +693,8 @@ class _Pair:
     mask: np.ndarray
     recipe: str
     source: str
+    params: dict[str, Any] = field(default_factory=dict)
+    """The fake's drawn parameters, as ``data synth`` records them (``crop_scale``, ``donor``, ...)."""
 
 
 _SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
@@ -701,9 +707,14 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
     generator seeded with ``(seed, e, k, split)``: its recipe is ``recipes[k % len(recipes)]``, its photo
     comes from the pool's ``split`` (:func:`fakelens.data.pool.pool_splits` with ``split_fractions`` and
     ``split_seed``, as :func:`fakelens.forgery.synth` deals them: people and photos never cross splits,
-    photos with faces reach every split),
-    face-centred with probability ``face_prob`` for face recipes, donors from the same split; both images
-    leave through :func:`~fakelens.forgery.encode.encode_pair` (``fmt``, ``quality``). The pair then gets the
+    photos with faces reach every split), donors from the same split. The pair is drawn as
+    ``fakelens data synth`` draws its pairs, by the same code
+    (:class:`fakelens.forgery.dataset.PairDrawer`): face-centred with probability ``face_prob`` for face
+    recipes, a crop never enlarged where the photo's short side reaches ``size``, a cross-blend face target
+    given the donor face of the split that fits its pose, a crop the recipe cannot change (as the final
+    encoding leaves it) replaced by another draw; photos load at most ``max_side`` px (default
+    ``max(768, 4 * size)``). Both images leave through :func:`~fakelens.forgery.encode.encode_pair`
+    (``fmt``, ``quality``). The pair then gets the
     *same* augmentation draw. Iterate it in order (no shuffling: pairs are random already, and the two
     images of a pair share a batch; the last pair is cached). ``fixed=True`` ignores :meth:`set_epoch`
     (validation and test sets). ``exclude`` (sha256 of photos) leaves those photos out of the split, e.g. the
@@ -780,13 +791,15 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         self._photos: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
         self._recipes: dict[str, Any] = {}
         self._last: tuple[tuple[int, int], _Pair] | None = None
+        self._drawer: PairDrawer | None = None
 
-    # pickling for DataLoader workers: drop caches
+    # pickling for DataLoader workers: drop caches (and the drawer, which holds a bound method of self)
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["_photos"] = OrderedDict()
         d["_recipes"] = {}
         d["_last"] = None
+        d["_drawer"] = None
         return d
 
     @property
@@ -800,50 +813,39 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
     def __len__(self) -> int:
         return 2 * self.pairs
 
-    def _photo(self, path: str) -> tuple[np.ndarray, float]:
+    def _photo(self, entry: PoolEntry) -> tuple[np.ndarray, float]:
+        """A pool photo downscaled to at most ``max_side`` and the scale applied (an LRU cache)."""
         from fakelens.data.pool import load_pool_image
 
-        hit = self._photos.get(path)
+        hit = self._photos.get(entry.path)
         if hit is not None:
-            self._photos.move_to_end(path)
+            self._photos.move_to_end(entry.path)
             return hit
-        entry = next(e for e in self.entries if e.path == path)
         img = load_pool_image(self.pool_dir, entry)
         h, w = img.shape[:2]
         s = min(1.0, self.max_side / max(h, w))
         if s < 1.0:
             img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        self._photos[path] = (img, s)
+        self._photos[entry.path] = (img, s)
         while len(self._photos) > self.cache_photos:
             self._photos.popitem(last=False)
         return img, s
 
-    def _usable_faces(self, entry: Any, scale: float) -> list[Any]:
-        return [
-            f.transformed(scale, 0, 0)
-            for f in entry.faces
-            if f.size * scale >= self.size / 4 and f.inside(entry.width, entry.height)
-        ]
+    def _pair_drawer(self) -> PairDrawer:
+        if self._drawer is None:
+            from fakelens.forgery.dataset import PairDrawer
 
-    def _pick(
-        self, rng: np.random.Generator, cands: list[Any], want_face: bool
-    ) -> tuple[Any, np.ndarray, list[Any], bool]:
-        from fakelens.forgery.dataset import crop_photo
-
-        with_faces = [e for e in cands if any(f.size >= self.size / 4 for f in e.faces)]
-        use_face = want_face and bool(with_faces)
-        pool = with_faces if use_face else cands
-        entry = pool[int(rng.integers(len(pool)))]
-        img, s = self._photo(entry.path)
-        faces = [f.transformed(s, 0, 0) for f in entry.faces]
-        centre = None
-        if use_face:
-            big = self._usable_faces(entry, s)
-            centre = big[int(rng.integers(len(big)))] if big else None
-        # no floor on the crop side (data synth keeps crops at least `size`): the forgeries stay those the
-        # shipped ensemble was trained, and its model card evaluated, on
-        crop, inside = crop_photo(img, faces, rng, self.size, centre, min_side=0)
-        return entry, crop, inside, centre is not None and bool(inside)
+            self._drawer = PairDrawer(
+                self.entries,
+                {e.path: self.split for e in self.entries},  # donors: this split's photos, as synth's
+                self._photo,
+                size=self.size,
+                face_prob=self.face_prob,
+                fmt=self.fmt,
+                quality=self.quality,
+                max_side=self.max_side,
+            )
+        return self._drawer
 
     def pair(self, k: int) -> _Pair:
         """Pair ``k`` of the current epoch (cached: the real and the fake of a pair are made once)."""
@@ -858,34 +860,12 @@ class OnTheFlyForgeries(Dataset[tuple[Any, ...]]):
         recipe = self._recipes.get(spec)
         if recipe is None:
             recipe = self._recipes[spec] = make_recipe(spec)
-        from fakelens.errors import ForgeryError
-        from fakelens.forgery.dataset import REDRAWS
-
-        for redraw in range(REDRAWS):  # a crop the recipe cannot change (flat) is replaced by another
-            want_face = recipe.uses_faces and rng.random() < self.face_prob
-            entry, real, faces, centred = self._pick(rng, self.entries, want_face)
-            donor = donor_faces = None
-            if recipe.uses_donor:
-                others = [e for e in self.entries if e.group != entry.group] or self.entries
-                _, donor, donor_faces, _ = self._pick(rng, others, centred)
-            try:
-                forgery = recipe.apply(
-                    real,
-                    rng,
-                    faces=faces if recipe.uses_faces else None,
-                    donor=donor,
-                    donor_faces=donor_faces,
-                )
-                break
-            except ForgeryError:
-                if redraw == REDRAWS - 1:
-                    raise
-        fake = forgery.fake
-        fmt = recipe.final_format or self.fmt
-        if fmt != "png":  # a PNG round trip is the identity
-            rb, fb = encode_pair(real, fake, fmt, self.quality)
+        drawn = self._pair_drawer().make(k, rng, recipe)
+        real, fake = drawn.real, drawn.fake
+        if drawn.fmt != "png":  # a PNG round trip is the identity
+            rb, fb = encode_pair(real, fake, drawn.fmt, self.quality)
             real, fake = decode(rb), decode(fb)
-        pair = _Pair(real, fake, forgery.mask.astype(np.float32), forgery.recipe, entry.path)
+        pair = _Pair(real, fake, drawn.mask.astype(np.float32), drawn.recipe, drawn.source, drawn.params)
         self._last = (key, pair)
         return pair
 

@@ -28,6 +28,9 @@ about 23 px diagonally (dilate the mask with a 33×33 square, or leave that band
 localisation on JPEG pairs).
 Masks are 8-bit PNGs: ``round(255·M)``, with every nonzero weight stored as at least 1, so a stored 0 means
 the pixel was not touched before encoding.
+
+The pairs are drawn by :class:`PairDrawer`, which also makes the forgeries ``fakelens train`` and
+``fakelens evaluate`` draw on the fly (``--forgeries``): training and evaluation see the pairs synth writes.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from fakelens.io import atomic_write_bytes, load_image, load_mask, save_image_at
 
 __all__ = [
     "MANIFEST_COLUMNS",
+    "PairDrawer",
     "Sample",
     "SynthResult",
     "contact_sheet",
@@ -180,42 +184,14 @@ def _crop(
     return np.ascontiguousarray(out), [f for f in moved if f.inside(size, size)], scale, centre
 
 
-# -------------------------------------------------------------------------------------------- the worker
-_STATE: dict[str, Any] = {}
-
-
-def _init_worker(cfg: _Config, entries: list[dict[str, Any]], splits: dict[str, str]) -> None:
-    import contextlib
-
-    with contextlib.suppress(Exception):
-        cv2.setNumThreads(1)
-    _STATE.clear()
-    _STATE["cfg"] = cfg
-    _STATE["entries"] = [PoolEntry.from_dict(e) for e in entries]
-    _STATE["splits"] = splits
-    _STATE["recipes"] = {s: make_recipe(s) for s in cfg.recipes}
-    _load.cache_clear()
-
-
-@functools.lru_cache(maxsize=160)
-def _load(pool_dir: str, path: str) -> tuple[np.ndarray, float]:
-    """A pool photo downscaled to at most MAX_SIDE, and the scale applied."""
-    entry = next(e for e in _STATE["entries"] if e.path == path)
-    img = load_pool_image(Path(pool_dir), entry)
-    h, w = img.shape[:2]
-    s = min(1.0, MAX_SIDE / max(h, w))
-    if s < 1.0:
-        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    return img, s
+# ---------------------------------------------------------------------------------------- drawing a pair
+Loader = Callable[[PoolEntry], tuple[np.ndarray, float]]
+"""A pool photo downscaled on load (to the drawer's ``max_side``) and the scale applied."""
 
 
 def _usable(f: Face, entry: PoolEntry, size: int, scale: float = 1.0) -> bool:
     """A face large enough to centre a crop on (≥ size/4 after loading) with its landmarks in the photo."""
     return f.size * scale >= size / 4 and f.inside(entry.width, entry.height)
-
-
-def _big_faces(entry: PoolEntry, scale: float, size: int) -> list[Face]:
-    return [f.transformed(scale, 0, 0) for f in entry.faces if _usable(f, entry, size, scale)]
 
 
 @dataclass
@@ -233,34 +209,14 @@ class _Pick:
     in_crop: Face | None = None
 
 
-def _pick(
-    rng: np.random.Generator,
-    cands: list[PoolEntry],
-    want_face: bool,
-    cfg: _Config,
-    avoid: tuple[str, Face] | None = None,
-) -> _Pick:
-    """Draw a photo and crop it, face-centred when asked and possible (never on ``avoid``, a face of
-    a photo: a donor is another face)."""
-    face_cands = [e for e in cands if any(_usable(f, e, cfg.size) for f in e.faces)]
-    use_face = want_face and bool(face_cands)
-    pool = face_cands if use_face else cands
-    entry = pool[int(rng.integers(len(pool)))]
-    img, s = _load(cfg.pool_dir, entry.path)
-    faces = [f.transformed(s, 0, 0) for f in entry.faces]
-    centre, index = None, -1
-    if use_face:
-        big = [
-            (i, f)
-            for i, f in enumerate(faces)
-            if _usable(entry.faces[i], entry, cfg.size, s)
-            and (avoid is None or (entry.path, f.box) != (avoid[0], avoid[1].box))
-        ]
-        if big:
-            index, centre = big[int(rng.integers(len(big)))]
-    crop, inside, scale, moved = _crop(img, faces, rng, cfg.size, centre, cfg.size)
-    ok = centre is not None and moved is not None
-    return _Pick(entry, crop, inside, centre if ok else None, scale * s, index if ok else -1, moved)
+@dataclass
+class _SplitFaces:
+    """Every usable face of a split, for the pose search: (M, 5, 2) landmarks on the pool photo, the
+    position of each face's photo in the split's entry list and its index in that photo's ``faces``."""
+
+    points: np.ndarray
+    owner: np.ndarray
+    index: np.ndarray
 
 
 POSE_FIT = 0.08
@@ -268,6 +224,8 @@ POSE_FIT = 0.08
 the target face's by the best similarity, over the target face's size. Above it a frontal face lands on a
 profile (visibly broken); a target face with no donor within it in its split is drawn again."""
 POSE_TRIES = 8
+REDRAWS = 8
+"""Pairs drawn for one sample when the recipe cannot change the crop (:class:`ForgeryError`)."""
 
 
 def pose_errors(donors: np.ndarray, target: np.ndarray, size: float) -> np.ndarray:
@@ -280,127 +238,267 @@ def pose_errors(donors: np.ndarray, target: np.ndarray, size: float) -> np.ndarr
     return np.abs(c[:, None] * za - zb).mean(axis=1) / max(size, 1.0)
 
 
-def _fitting_donor(
-    rng: np.random.Generator, target: _Pick, cands: list[PoolEntry], cfg: _Config
-) -> tuple[PoolEntry, Face, float] | None:
-    """The donor face for a face target, chosen by pose among every usable face of ``cands`` (the target's
-    own face left out): one at random among those within 25 % of the best fit. ``None`` when there is none."""
-    assert target.centre is not None
-    faces = [
-        (e, f)
-        for e in cands
-        for i, f in enumerate(e.faces)
-        if (e.path, i) != (target.entry.path, target.index)
-        and _usable(f, e, cfg.size, min(1.0, MAX_SIDE / max(e.width, e.height)))
-    ]
-    if not faces:
-        return None
-    errors = pose_errors(np.stack([f.points() for _, f in faces]), target.centre.points(), target.centre.size)
-    best = float(errors.min())
-    near = np.flatnonzero(errors <= 1.25 * best + 1e-9)
-    k = int(near[int(rng.integers(len(near)))])
-    return faces[k][0], faces[k][1], float(errors[k])
+class PairDrawer:
+    """Draws real/fake pairs from pool photos: the one way pairs are made, for ``fakelens data synth``
+    (:func:`synth`) and for the forgeries ``train``/``evaluate --forgeries`` make on the fly
+    (:class:`fakelens.data.datasets.OnTheFlyForgeries`).
+
+    ``entries`` are the photos targets are drawn from; ``splits`` (path → split, for every entry) keeps a
+    donor in its target's split; ``load`` gives a photo downscaled to at most ``max_side`` and the scale
+    applied. A pair is one crop of a photo (face-centred with probability ``face_prob`` for face recipes,
+    when the photos have faces), never enlarged where the photo's short side reaches ``size``
+    (``params["crop_scale"]``), its fake and the mask. A face target of a cross-image recipe takes its
+    donor face by pose among every face of its split (:data:`POSE_FIT`, :data:`POSE_TRIES`,
+    ``params["pose_error"]``); other targets take a donor photo of another photo group when the split has
+    one. The change a fake makes is measured after the final encoding (``fmt`` — a recipe's own final
+    format first — at ``quality``), and a crop the recipe cannot change is replaced by another draw
+    (:data:`REDRAWS`, ``params["redrawn"]``). Everything is drawn from the ``rng`` passed in.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[PoolEntry],
+        splits: dict[str, str],
+        load: Loader,
+        *,
+        size: int,
+        face_prob: float,
+        fmt: str = "png",
+        quality: int = 90,
+        max_side: int = MAX_SIDE,
+    ) -> None:
+        self.entries = list(entries)
+        self.splits = splits
+        self.load = load
+        self.size = int(size)
+        self.face_prob = float(face_prob)
+        self.fmt = fmt
+        self.quality = int(quality)
+        self.max_side = int(max_side)
+        self._split: dict[str, list[PoolEntry]] = {}
+        self._position: dict[str, int] = {}  # a photo's place in its split's list
+        for e in self.entries:
+            same = self._split.setdefault(splits[e.path], [])
+            self._position[e.path] = len(same)
+            same.append(e)
+        self._has_face = {e.path for e in self.entries if any(_usable(f, e, self.size) for f in e.faces)}
+        self._face_entries = [e for e in self.entries if e.path in self._has_face]
+        self._faces: dict[str, _SplitFaces | None] = {}
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def _pick(
+        self,
+        rng: np.random.Generator,
+        cands: list[PoolEntry],
+        want_face: bool,
+        avoid: tuple[str, Face] | None = None,
+    ) -> _Pick:
+        """Draw a photo and crop it, face-centred when asked and possible (never on ``avoid``, a face of
+        a photo: a donor is another face)."""
+        if cands is self.entries:
+            face_cands = self._face_entries
+        else:
+            face_cands = [e for e in cands if e.path in self._has_face]
+        use_face = want_face and bool(face_cands)
+        pool = face_cands if use_face else cands
+        entry = pool[int(rng.integers(len(pool)))]
+        img, s = self.load(entry)
+        faces = [f.transformed(s, 0, 0) for f in entry.faces]
+        centre, index = None, -1
+        if use_face:
+            big = [
+                (i, f)
+                for i, f in enumerate(faces)
+                if _usable(entry.faces[i], entry, self.size, s)
+                and (avoid is None or (entry.path, f.box) != (avoid[0], avoid[1].box))
+            ]
+            if big:
+                index, centre = big[int(rng.integers(len(big)))]
+        crop, inside, scale, moved = _crop(img, faces, rng, self.size, centre, self.size)
+        ok = centre is not None and moved is not None
+        return _Pick(entry, crop, inside, centre if ok else None, scale * s, index if ok else -1, moved)
+
+    def _split_faces(self, split: str) -> _SplitFaces | None:
+        """The usable faces of ``split`` (at the scale their photos load at), gathered once."""
+        if split not in self._faces:
+            owner, index, points = [], [], []
+            for j, e in enumerate(self._split[split]):
+                s = min(1.0, self.max_side / max(e.width, e.height))
+                for i, f in enumerate(e.faces):
+                    if _usable(f, e, self.size, s):
+                        owner.append(j)
+                        index.append(i)
+                        points.append(f.points())
+            self._faces[split] = (
+                _SplitFaces(np.stack(points), np.asarray(owner), np.asarray(index)) if points else None
+            )
+        return self._faces[split]
+
+    def _fitting_donor(
+        self, rng: np.random.Generator, target: _Pick, split: str, own_photo: bool
+    ) -> tuple[PoolEntry, Face, float] | None:
+        """The donor face for a face target, chosen by pose among every usable face of its split (the
+        target's own face left out, and its photo's other faces unless ``own_photo``): one at random among
+        those within 25 % of the best fit. ``None`` when there is none."""
+        assert target.centre is not None
+        faces = self._split_faces(split)
+        if faces is None:
+            return None
+        same = self._split[split]
+        here = self._position[target.entry.path]
+        keep = (faces.owner != here) | (faces.index != target.index if own_photo else False)
+        rows = np.flatnonzero(keep)
+        if not len(rows):
+            return None
+        errors = pose_errors(faces.points[rows], target.centre.points(), target.centre.size)
+        best = float(errors.min())
+        near = np.flatnonzero(errors <= 1.25 * best + 1e-9)
+        k = int(near[int(rng.integers(len(near)))])
+        entry = same[int(faces.owner[rows[k]])]
+        return entry, entry.faces[int(faces.index[rows[k]])], float(errors[k])
+
+    # -------------------------------------------------------------------------------------------- pairs
+    def make(self, index: int, rng: np.random.Generator, recipe: Recipe) -> Sample:
+        """Pair ``index``: a pair whose fake differs from its real as written (the final encoding); a crop
+        the recipe cannot change is replaced by another draw (``params["redrawn"]`` counts them)."""
+        for k in range(REDRAWS):
+            try:
+                sample = self.draw(index, rng, recipe)
+            except ForgeryError as exc:
+                if k == REDRAWS - 1:
+                    raise ForgeryError(
+                        f"pair {index}: {REDRAWS} crops in a row could not be forged: {exc}"
+                    ) from None
+                continue
+            if k:
+                sample.params["redrawn"] = k
+            return sample
+        raise AssertionError("unreachable")
+
+    def draw(self, index: int, rng: np.random.Generator, recipe: Recipe) -> Sample:
+        """One draw of pair ``index`` (:class:`ForgeryError` when the recipe cannot change the crop)."""
+        want_face = recipe.uses_faces and rng.random() < self.face_prob
+        # A face target of a cross-image recipe takes the donor face whose pose fits it best, among the faces
+        # of its split; a target no face fits (POSE_FIT) is drawn again, and after POSE_TRIES the best fit
+        # drawn is kept (params: pose_error).
+        best: tuple[_Pick, bool, tuple[PoolEntry, Face, float]] | None = None
+        own_photo = True
+        tries = 0
+        while True:
+            tries += 1
+            target = self._pick(rng, self.entries, want_face)
+            split = self.splits[target.entry.path]
+            if not recipe.uses_donor or target.centre is None:
+                break
+            # Donors come from the same split. A face target takes a face donor, from any photo of the
+            # split (another person of the same group photo included); other targets prefer another photo
+            # group.
+            many = sum(_usable(f, target.entry, self.size) for f in target.entry.faces) >= 2
+            own_photo = many or len(self._split[split]) == 1
+            found = self._fitting_donor(rng, target, split, own_photo)
+            if found is not None and (best is None or found[2] < best[2][2]):
+                best = (target, own_photo, found)
+            if found is None or found[2] <= POSE_FIT or tries == POSE_TRIES:
+                break
+        fit = None
+        if best is not None:
+            target, own_photo, fit = best
+        entry, centre = target.entry, target.centre
+        split = self.splits[entry.path]
+        donor = donor_faces = None
+        extra: dict[str, Any] = {}
+        if recipe.uses_donor:
+            if centre is not None and fit is not None:
+                donor_entry, donor_face, _ = fit
+                img, s = self.load(donor_entry)
+                moved = donor_face.transformed(s, 0, 0)
+                donor, donor_faces, _, _ = _crop(img, [moved], rng, self.size, moved, self.size)
+                if tries > 1:
+                    extra["pose_draws"] = tries
+            else:
+                same = self._split[split]
+                if centre is None:  # another photo group when the split has one
+                    cands = [e for e in same if e.group != entry.group] or same
+                else:
+                    cands = [e for e in same if own_photo or e.path != entry.path]
+                avoid = None if centre is None else (entry.path, centre)
+                d = self._pick(rng, cands, centre is not None, avoid)
+                donor_entry, donor, donor_faces = d.entry, d.crop, d.faces
+            extra["donor"] = donor_entry.path
+        faces = target.faces if recipe.uses_faces else None
+        if recipe.uses_donor and fit is not None and target.in_crop is not None:
+            faces = [target.in_crop]  # the face the donor was chosen for is the face replaced
+        fmt = recipe.final_format or self.fmt
+        forgery = recipe.apply(
+            target.crop,
+            rng,
+            faces=faces,
+            donor=donor,
+            donor_faces=donor_faces,
+            encoding=(fmt, self.quality),
+        )
+        params = {**forgery.params, **extra, "crop_scale": round(target.scale, 4)}
+        return Sample(
+            index,
+            target.crop,
+            forgery.fake,
+            forgery.mask,
+            forgery.recipe,
+            entry.path,
+            split,
+            fmt,
+            params,
+            entry.group or entry.path,
+        )
 
 
-REDRAWS = 8
-"""Pairs drawn for one sample when the recipe cannot change the crop (:class:`ForgeryError`)."""
+# -------------------------------------------------------------------------------------------- the worker
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(cfg: _Config, entries: list[dict[str, Any]], splits: dict[str, str]) -> None:
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        cv2.setNumThreads(1)
+    _STATE.clear()
+    _STATE["cfg"] = cfg
+    _STATE["drawer"] = PairDrawer(
+        [PoolEntry.from_dict(e) for e in entries],
+        splits,
+        _load_entry,
+        size=cfg.size,
+        face_prob=cfg.face_prob,
+        fmt=cfg.fmt,
+        quality=cfg.quality,
+    )
+    _STATE["recipes"] = {s: make_recipe(s) for s in cfg.recipes}
+    _load.cache_clear()
+
+
+@functools.lru_cache(maxsize=160)
+def _load(pool_dir: str, path: str) -> tuple[np.ndarray, float]:
+    """A pool photo downscaled to at most MAX_SIDE, and the scale applied."""
+    entry = next(e for e in _STATE["drawer"].entries if e.path == path)
+    img = load_pool_image(Path(pool_dir), entry)
+    h, w = img.shape[:2]
+    s = min(1.0, MAX_SIDE / max(h, w))
+    if s < 1.0:
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return img, s
+
+
+def _load_entry(entry: PoolEntry) -> tuple[np.ndarray, float]:
+    return _load(_STATE["cfg"].pool_dir, entry.path)
 
 
 def _make(index: int) -> Sample:
-    """Sample ``index``: a pair whose fake differs from its real as written (``encoding``); a crop the
-    recipe cannot change is replaced by another draw (``params["redrawn"]`` counts them)."""
+    """Sample ``index`` of the synth run in ``_STATE``, from its own generator ``(seed, index)``."""
     cfg: _Config = _STATE["cfg"]
     rng = np.random.default_rng([cfg.seed, index])
     recipe: Recipe = _STATE["recipes"][cfg.recipes[index % len(cfg.recipes)]]
-    for k in range(REDRAWS):
-        try:
-            sample = _draw(index, rng, recipe)
-        except ForgeryError as exc:
-            if k == REDRAWS - 1:
-                raise ForgeryError(
-                    f"pair {index}: {REDRAWS} crops in a row could not be forged: {exc}"
-                ) from None
-            continue
-        if k:
-            sample.params["redrawn"] = k
-        return sample
-    raise AssertionError("unreachable")
-
-
-def _draw(index: int, rng: np.random.Generator, recipe: Recipe) -> Sample:
-    cfg: _Config = _STATE["cfg"]
-    entries: list[PoolEntry] = _STATE["entries"]
-    splits: dict[str, str] = _STATE["splits"]
-    want_face = recipe.uses_faces and rng.random() < cfg.face_prob
-    # A face target of a cross-image recipe takes the donor face whose pose fits it best, among the faces of
-    # its split; a target no face fits (POSE_FIT) is drawn again, and after POSE_TRIES the best fit drawn is
-    # kept (params: pose_error).
-    best: tuple[_Pick, list[PoolEntry], tuple[PoolEntry, Face, float]] | None = None
-    tries = 0
-    while True:
-        tries += 1
-        target = _pick(rng, entries, want_face, cfg)
-        split = splits[target.entry.path]
-        if not recipe.uses_donor:
-            break
-        # Donors come from the same split. A face target takes a face donor, from any photo of the split
-        # (another person of the same group photo included); other targets prefer another photo group.
-        same = [e for e in entries if splits[e.path] == split]
-        if target.centre is None:
-            cands = [e for e in same if e.group != target.entry.group] or same
-            break
-        many = sum(_usable(f, target.entry, cfg.size) for f in target.entry.faces) >= 2
-        cands = [e for e in same if e.path != target.entry.path or many] or same
-        found = _fitting_donor(rng, target, cands, cfg)
-        if found is not None and (best is None or found[2] < best[2][2]):
-            best = (target, cands, found)
-        if found is None or found[2] <= POSE_FIT or tries == POSE_TRIES:
-            break
-    fit = None
-    if best is not None:
-        target, cands, fit = best
-    entry, centre = target.entry, target.centre
-    split = splits[entry.path]
-    donor = donor_faces = None
-    extra: dict[str, Any] = {}
-    if recipe.uses_donor:
-        if centre is not None and fit is not None:
-            donor_entry, donor_face, _ = fit
-            img, s = _load(cfg.pool_dir, donor_entry.path)
-            moved = donor_face.transformed(s, 0, 0)
-            donor, donor_faces, _, _ = _crop(img, [moved], rng, cfg.size, moved, cfg.size)
-            if tries > 1:
-                extra["pose_draws"] = tries
-        else:
-            avoid = None if centre is None else (entry.path, centre)
-            d = _pick(rng, cands, centre is not None, cfg, avoid)
-            donor_entry, donor, donor_faces = d.entry, d.crop, d.faces
-        extra["donor"] = donor_entry.path
-    faces = target.faces if recipe.uses_faces else None
-    if recipe.uses_donor and fit is not None and target.in_crop is not None:
-        faces = [target.in_crop]  # the face the donor was chosen for is the face replaced
-    fmt = recipe.final_format or cfg.fmt
-    forgery = recipe.apply(
-        target.crop,
-        rng,
-        faces=faces,
-        donor=donor,
-        donor_faces=donor_faces,
-        encoding=(fmt, cfg.quality),
-    )
-    params = {**forgery.params, **extra, "crop_scale": round(target.scale, 4)}
-    return Sample(
-        index,
-        target.crop,
-        forgery.fake,
-        forgery.mask,
-        forgery.recipe,
-        entry.path,
-        split,
-        fmt,
-        params,
-        entry.group or entry.path,
-    )
+    drawer: PairDrawer = _STATE["drawer"]
+    return drawer.make(index, rng, recipe)
 
 
 def _write(sample: Sample, cfg: _Config) -> list[dict[str, str]]:
